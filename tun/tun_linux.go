@@ -1,0 +1,492 @@
+package tun
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	wgtun "golang.zx2c4.com/wireguard/tun"
+
+	"github.com/ustack-net/ustack/ip"
+)
+
+// Options configures a TUN link.
+type Options struct {
+	// Name is the interface name; "" lets the kernel pick tunN.
+	Name string
+	// MTU of the device; DefaultMTU when 0.
+	MTU int
+	// Offload opens the device with a virtio-net header (IFF_VNET_HDR) and
+	// turns on checksum and TCP segmentation offload (TSO4/TSO6), so TCP
+	// super-packets of up to 64 KiB cross in both directions.
+	Offload bool
+	// HostAddrs are the kernel side's addresses on the device, e.g.
+	// 198.18.0.1/24 and 2001:2::1/64; IPv6 ones skip duplicate address
+	// detection so they are usable at once. Their prefixes are routed into
+	// the device.
+	HostAddrs []netip.Prefix
+	// Routes are further prefixes the kernel routes into the device.
+	Routes []netip.Prefix
+}
+
+// DefaultMTU is the MTU of a TUN link whose Options leave it 0.
+const DefaultMTU = 1500
+
+// Errors from Create, usable with errors.Is. The error returned also wraps
+// the errno (syscall.ENOENT, EPERM, EBUSY, ...).
+var (
+	ErrNoTUN      = errors.New("no /dev/net/tun: load the tun module")
+	ErrPermission = errors.New("needs root or CAP_NET_ADMIN")
+	ErrBusy       = errors.New("tun device is in use")
+)
+
+// createError carries a message naming the device, a sentinel and an errno.
+type createError struct {
+	msg          string
+	kind, reason error
+}
+
+func (e *createError) Error() string   { return e.msg + " (" + e.reason.Error() + ")" }
+func (e *createError) Unwrap() []error { return []error{e.kind, e.reason} }
+
+// classify maps an errno from creating or configuring device name to one of
+// the sentinels, or wraps it with what was being done.
+func classify(what, name string, err error) error {
+	switch {
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO):
+		if what == "open" {
+			return &createError{ErrNoTUN.Error(), ErrNoTUN, err}
+		}
+	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
+		return &createError{fmt.Sprintf("%s tun device %q %s", what, name, ErrPermission), ErrPermission, err}
+	case errors.Is(err, unix.EBUSY):
+		return &createError{fmt.Sprintf("tun device %s is in use", name), ErrBusy, err}
+	}
+	return fmt.Errorf("%s tun device %q: %w", what, name, err)
+}
+
+// TUN is a Link over a Linux TUN device (golang.zx2c4.com/wireguard/tun).
+//
+// With offloads, wireguard's tun does two things behind our back. Its Read
+// takes one packet from the kernel and, if it is a TCP super-packet, cuts it
+// into MSS-sized packets with full checksums (gsoSplit) and completes
+// partial checksums of plain packets, so Read only ever returns plain
+// packets (up to BatchSize of them for one kernel packet). Its Write looks
+// for runs of TCP packets of one flow (same ACK, adjacent sequence numbers,
+// only ACK/PSH set, valid checksums) within the batch and coalesces them
+// into super-packets (GRO) before writing, appending payload into the
+// capacity of the first packet's buffer and permuting bufs; the kernel then
+// receives fewer, bigger packets. Our ReadGSO bypasses the split to hand
+// super-packets up whole, and WriteGSO writes the caller's own virtio-net
+// header instead of wireguard's.
+type TUN struct {
+	dev     wgtun.Device
+	file    *os.File
+	name    string
+	index   int
+	mtu     int
+	offload bool
+	closed  atomic.Bool
+
+	wmu     sync.Mutex // guards the write scratch below
+	wbufs   [][]byte
+	segBufs [][]byte
+	segSize []int
+}
+
+// Create makes a TUN device in the current network namespace, configures
+// the kernel side over netlink and brings it up. Close removes the device.
+func Create(opts Options) (*TUN, error) {
+	if opts.MTU == 0 {
+		opts.MTU = DefaultMTU
+	}
+	if opts.MTU < 68 || opts.MTU > MaxPacketSize {
+		return nil, fmt.Errorf("tun: MTU %d out of [68, %d]", opts.MTU, MaxPacketSize)
+	}
+	if len(opts.Name) >= unix.IFNAMSIZ {
+		return nil, fmt.Errorf("tun: name %q longer than %d bytes", opts.Name, unix.IFNAMSIZ-1)
+	}
+	// This is what wireguard's CreateTUN does, done here to tell the
+	// failures apart and to open without IFF_VNET_HDR when asked.
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, classify("open", opts.Name, err)
+	}
+	ifr, err := unix.NewIfreq(opts.Name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if opts.Offload {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		// An existing device of another kind (or a tun with other flags)
+		// makes TUNSETIFF fail with EINVAL: the name is taken all the same.
+		if errors.Is(err, unix.EINVAL) && opts.Name != "" {
+			if _, lerr := netlink.LinkByName(opts.Name); lerr == nil {
+				return nil, &createError{fmt.Sprintf("tun device %s is in use", opts.Name), ErrBusy, err}
+			}
+		}
+		return nil, classify("create", opts.Name, err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	file := os.NewFile(uintptr(fd), "/dev/net/tun")
+	dev, err := wgtun.CreateTUNFromFile(file, opts.MTU)
+	if err != nil {
+		file.Close()
+		return nil, classify("set up", opts.Name, err)
+	}
+	// wireguard's listeners block once their event channel fills up.
+	go func() {
+		for range dev.Events() {
+		}
+	}()
+	name, err := dev.Name()
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	t := &TUN{dev: dev, file: file, name: name, mtu: opts.MTU, offload: opts.Offload}
+	if err := t.configure(opts); err != nil {
+		dev.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// configure restricts offloads to TCP and sets up the kernel side.
+func (t *TUN) configure(opts Options) error {
+	if t.offload {
+		// wireguard also enables UDP segmentation offload, which would make
+		// the kernel send us UDP super-packets ustack has no use for; keep
+		// to checksum offload and TSO. ECN-marked super-packets are then
+		// segmented by the kernel (no TUN_F_TSO_ECN).
+		const tcpOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+		// Not t.file.Fd(): that would switch the descriptor to blocking
+		// mode and Close could no longer interrupt a Read.
+		sc, err := t.file.SyscallConn()
+		if err != nil {
+			return err
+		}
+		if cerr := sc.Control(func(fd uintptr) {
+			err = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, tcpOffloads)
+		}); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			return classify("set offloads on", t.name, err)
+		}
+	}
+	link, err := netlink.LinkByName(t.name)
+	if err != nil {
+		return classify("find", t.name, err)
+	}
+	t.index = link.Attrs().Index
+	// Up first: IPv6 addresses added to a down device only become usable
+	// some time after it comes up.
+	if err := netlink.LinkSetUp(link); err != nil {
+		return classify("bring up", t.name, err)
+	}
+	for _, p := range opts.HostAddrs {
+		addr := &netlink.Addr{IPNet: prefixNet(p)}
+		if p.Addr().Is6() {
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := netlink.AddrAdd(link, addr); err != nil {
+			return classify("add address "+p.String()+" to", t.name, err)
+		}
+	}
+	if err := waitLocal(opts.HostAddrs); err != nil {
+		return fmt.Errorf("tun device %s: %w", t.name, err)
+	}
+	for _, p := range opts.Routes {
+		r := &netlink.Route{LinkIndex: t.index, Dst: prefixNet(p.Masked())}
+		if err := netlink.RouteAdd(r); err != nil {
+			return classify("add route "+p.String()+" via", t.name, err)
+		}
+	}
+	return nil
+}
+
+// waitLocal waits until the kernel treats every address as its own. An
+// IPv6 address, even with IFA_F_NODAD, gets its local route from a
+// workqueue after RTM_NEWADDR returns; a packet arriving before that is
+// dropped (Ip6InAddrErrors).
+func waitLocal(addrs []netip.Prefix) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for _, p := range addrs {
+		for {
+			routes, err := netlink.RouteGet(net.IP(p.Addr().Unmap().AsSlice()))
+			if err == nil && len(routes) > 0 && routes[0].Type == unix.RTN_LOCAL {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("address %v not usable after 2s (route %v, %v)", p.Addr(), routes, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	a := p.Addr().Unmap()
+	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(p.Bits(), a.BitLen())}
+}
+
+// Name returns the interface name.
+func (t *TUN) Name() string { return t.name }
+
+// Index returns the interface index.
+func (t *TUN) Index() int { return t.index }
+
+// Offload reports whether the device uses virtio-net headers.
+func (t *TUN) Offload() bool { return t.offload }
+
+// MTU implements Link.
+func (t *TUN) MTU() int { return t.mtu }
+
+// BatchSize implements Link: 128 with offloads (one kernel read may yield
+// that many segments), else 1.
+func (t *TUN) BatchSize() int { return t.dev.BatchSize() }
+
+// GSOMaxSize implements Link.
+func (t *TUN) GSOMaxSize() int {
+	if t.offload {
+		return MaxPacketSize
+	}
+	return 0
+}
+
+// Close implements Link: the device disappears with its last descriptor.
+func (t *TUN) Close() error {
+	t.closed.Store(true)
+	return t.dev.Close()
+}
+
+// readErr reports ErrClosed for any failure after Close: wireguard's
+// netlink listener may post its own shutdown error for Read to return.
+func (t *TUN) readErr(err error) error {
+	if err != nil && t.closed.Load() {
+		return ErrClosed
+	}
+	return err
+}
+
+// Read implements Link. With offloads, len(bufs) should be BatchSize():
+// segments of a super-packet that do not fit are lost (TCP resends them).
+// Errors other than ErrClosed concern one read; the link stays usable.
+func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := t.dev.Read(bufs, sizes, offset)
+	if errors.Is(err, wgtun.ErrTooManySegments) {
+		return max(n, 0), nil
+	}
+	return n, t.readErr(err)
+}
+
+// ReadGSO implements Link. With offloads and a first buffer holding
+// MaxPacketSize bytes after offset >= Headroom, one packet is read as the
+// kernel sent it, super-packet or partial checksum included (a partial
+// checksum means the kernel vouches for the data); otherwise it is Read.
+func (t *TUN) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, error) {
+	if !t.offload || offset < Headroom || len(bufs) == 0 || len(bufs[0])-offset < MaxPacketSize {
+		n, err := t.Read(bufs, sizes, offset)
+		clear(gso[:n])
+		return n, err
+	}
+	buf := bufs[0][offset-Headroom : offset+MaxPacketSize]
+	n, err := t.file.Read(buf)
+	if err != nil {
+		return 0, t.readErr(err)
+	}
+	if n < Headroom {
+		return 0, fmt.Errorf("tun: %d-byte read shorter than the virtio-net header", n)
+	}
+	g, err := decodeVirtioHdr(buf[:Headroom])
+	if err != nil {
+		return 0, err
+	}
+	pkt := buf[Headroom:n]
+	if _, err := g.check(pkt); err != nil {
+		return 0, err
+	}
+	sizes[0], gso[0] = len(pkt), g
+	return 1, nil
+}
+
+// Virtio-net header layout (struct virtio_net_hdr; native endian for a
+// legacy TUN device).
+const (
+	virtioFlagNeedsCsum = 1
+	virtioGSONone       = 0
+	virtioGSOTCPv4      = 1
+	virtioGSOTCPv6      = 4
+)
+
+func decodeVirtioHdr(h []byte) (GSO, error) {
+	g := GSO{
+		NeedsCsum:  h[0]&virtioFlagNeedsCsum != 0,
+		Size:       binary.NativeEndian.Uint16(h[4:]),
+		CsumStart:  binary.NativeEndian.Uint16(h[6:]),
+		CsumOffset: binary.NativeEndian.Uint16(h[8:]),
+	}
+	switch h[1] {
+	case virtioGSONone:
+		g.Size = 0
+	case virtioGSOTCPv4:
+		g.Type = GSOTCPv4
+	case virtioGSOTCPv6:
+		g.Type = GSOTCPv6
+	default:
+		return GSO{}, fmt.Errorf("tun: unsupported virtio-net GSO type %#x", h[1])
+	}
+	if !g.NeedsCsum {
+		g.CsumStart, g.CsumOffset = 0, 0
+	}
+	return g, nil
+}
+
+func encodeVirtioHdr(h []byte, g GSO, hdrLen int) {
+	clear(h[:Headroom])
+	if g.NeedsCsum || g.IsGSO() {
+		h[0] = virtioFlagNeedsCsum
+		binary.NativeEndian.PutUint16(h[6:], g.CsumStart)
+		binary.NativeEndian.PutUint16(h[8:], g.CsumOffset)
+	}
+	switch g.Type {
+	case GSOTCPv4:
+		h[1] = virtioGSOTCPv4
+	case GSOTCPv6:
+		h[1] = virtioGSOTCPv6
+	}
+	if g.IsGSO() {
+		binary.NativeEndian.PutUint16(h[2:], uint16(hdrLen))
+		binary.NativeEndian.PutUint16(h[4:], g.Size)
+	}
+}
+
+// Write implements Link. With offloads, offset must be at least Headroom;
+// runs of one TCP flow are coalesced for the kernel (see TUN).
+func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	return t.write(bufs, offset)
+}
+
+func (t *TUN) write(bufs [][]byte, offset int) (int, error) {
+	for i, b := range bufs {
+		if len(b)-offset > t.mtu {
+			return i, ErrPacketTooBig
+		}
+	}
+	if !t.offload {
+		for i, b := range bufs {
+			if _, err := t.file.Write(b[offset:]); err != nil {
+				return i, err
+			}
+		}
+		return len(bufs), nil
+	}
+	if offset < Headroom {
+		return 0, fmt.Errorf("tun: offset %d below Headroom %d", offset, Headroom)
+	}
+	// wireguard permutes the slice it is given; keep the caller's intact.
+	t.wbufs = append(t.wbufs[:0], bufs...)
+	_, err := t.dev.Write(t.wbufs, offset)
+	clear(t.wbufs)
+	if err != nil {
+		return 0, err
+	}
+	return len(bufs), nil
+}
+
+// WriteGSO implements Link. With offloads, super-packets and partial
+// checksums go to the kernel as they are, behind a virtio-net header built
+// in the headroom (offset >= Headroom); without, they are segmented and
+// checksummed here first.
+func (t *TUN) WriteGSO(bufs [][]byte, gso []GSO, offset int) (int, error) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	special := false
+	for _, g := range gso {
+		special = special || g.IsGSO() || g.NeedsCsum
+	}
+	if !special {
+		return t.write(bufs, offset)
+	}
+	if t.offload && offset < Headroom {
+		return 0, fmt.Errorf("tun: offset %d below Headroom %d", offset, Headroom)
+	}
+	for i, b := range bufs {
+		pkt, g := b[offset:], gso[i]
+		hdrLen, err := g.check(pkt)
+		if err != nil {
+			return i, err
+		}
+		if !g.IsGSO() && len(pkt) > t.mtu {
+			return i, ErrPacketTooBig
+		}
+		if t.offload {
+			if g.IsGSO() && !g.NeedsCsum {
+				// The kernel wants the pseudo-header sum in the field.
+				fillPseudoSum(pkt, g)
+				g.NeedsCsum = true
+			}
+			encodeVirtioHdr(b[offset-Headroom:offset], g, hdrLen)
+			if _, err := t.file.Write(b[offset-Headroom:]); err != nil {
+				return i, err
+			}
+			continue
+		}
+		if !g.IsGSO() && !g.NeedsCsum {
+			if _, err := t.file.Write(pkt); err != nil {
+				return i, err
+			}
+			continue
+		}
+		segs := g.Segments(len(pkt), hdrLen)
+		for len(t.segBufs) < segs {
+			t.segBufs = append(t.segBufs, make([]byte, t.mtu))
+			t.segSize = append(t.segSize, 0)
+		}
+		n, err := Segment(pkt, g, t.segBufs, t.segSize, 0)
+		if err != nil {
+			return i, err
+		}
+		for j := range n {
+			if _, err := t.file.Write(t.segBufs[j][:t.segSize[j]]); err != nil {
+				return i, err
+			}
+		}
+	}
+	return len(bufs), nil
+}
+
+// fillPseudoSum puts the pseudo-header sum of a TCP packet into its checksum
+// field, the form a partial checksum takes (RFC 9293 §3.1 pseudo-header).
+func fillPseudoSum(pkt []byte, g GSO) {
+	var src, dst []byte
+	if g.Type == GSOTCPv6 {
+		src, dst = pkt[8:24], pkt[24:40]
+	} else {
+		src, dst = pkt[12:16], pkt[16:20]
+	}
+	sum := ip.PseudoHeaderChecksum(syscall.IPPROTO_TCP, src, dst, uint16(len(pkt)-int(g.CsumStart)))
+	binary.BigEndian.PutUint16(pkt[int(g.CsumStart)+int(g.CsumOffset):], sum)
+}
