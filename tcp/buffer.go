@@ -1,0 +1,272 @@
+package tcp
+
+const (
+	// bufMinAlloc is the first storage allocation of a ring; storage then
+	// doubles on demand up to the capacity, so a connection that only ever
+	// exchanges a few small messages never holds its full buffer size.
+	bufMinAlloc = 4 << 10
+	// bufMaxCap bounds SetCap: the largest window RFC 7323 §2.3 allows.
+	bufMaxCap = 1 << 30
+	// bufMirror is how many bytes from the start of a send ring's storage
+	// are mirrored past its end, so that Peek returns up to one 64 KiB
+	// super-segment contiguously even across the wrap.
+	bufMirror = 64 << 10
+)
+
+// bufRing is a bounded FIFO byte ring with lazily grown storage. With mirror
+// on, storage is S+M bytes where the M = min(S, bufMirror) bytes after S
+// repeat storage[0:M] (kept in sync by write), which makes any M-byte window
+// of the ring contiguous in memory.
+type bufRing struct {
+	mem      []byte
+	size     int // S: ring size within mem
+	mirrorN  int // M
+	head     int // index of the first byte
+	n        int // bytes stored
+	capacity int // logical capacity (the buffer size)
+	mirror   bool
+}
+
+// Len returns the bytes stored.
+func (r *bufRing) Len() int { return r.n }
+
+// Cap returns the capacity.
+func (r *bufRing) Cap() int { return r.capacity }
+
+// Free returns Cap() - Len().
+func (r *bufRing) Free() int { return r.capacity - r.n }
+
+// Allocated returns the bytes of storage currently held.
+func (r *bufRing) Allocated() int { return len(r.mem) }
+
+// SetCap sets the capacity, clamped to [Len(), 1 GiB]: growing keeps the
+// contents (storage grows lazily on later writes); shrinking never drops
+// stored bytes.
+func (r *bufRing) SetCap(n int) {
+	if n > bufMaxCap {
+		n = bufMaxCap
+	}
+	if n < r.n {
+		n = r.n
+	}
+	r.capacity = n
+	if r.n == 0 && r.size > n {
+		r.Release()
+	}
+}
+
+// Release frees the storage if the ring is empty (an idle connection then
+// costs nothing; the next write allocates again). It reports whether it did.
+func (r *bufRing) Release() bool {
+	if r.n != 0 {
+		return false
+	}
+	r.mem, r.size, r.mirrorN, r.head = nil, 0, 0, 0
+	return true
+}
+
+// grow makes room for need bytes of content, relinearizing into new storage.
+func (r *bufRing) grow(need int) {
+	s := r.size
+	if s < bufMinAlloc {
+		s = bufMinAlloc
+	}
+	for s < need {
+		s *= 2
+	}
+	if s > r.capacity {
+		s = r.capacity
+	}
+	if s < need {
+		s = need
+	}
+	m := 0
+	if r.mirror {
+		m = s
+		if m > bufMirror {
+			m = bufMirror
+		}
+	}
+	mem := make([]byte, s+m)
+	r.readAt(mem[:r.n], 0)
+	copy(mem[s:], mem[:r.n]) // mirror of the prefix [0, min(n, M))
+	r.mem, r.size, r.mirrorN, r.head = mem[:s+m], s, m, 0
+}
+
+// put copies b to storage index idx (no wrap within b) and mirrors the part
+// below M.
+func (r *bufRing) put(idx int, b []byte) {
+	copy(r.mem[idx:r.size], b)
+	if idx < r.mirrorN {
+		copy(r.mem[r.size+idx:r.size+r.mirrorN], b)
+	}
+}
+
+// write appends as much of p as fits and returns the count.
+func (r *bufRing) write(p []byte) int {
+	k := len(p)
+	if free := r.capacity - r.n; k > free {
+		k = free
+	}
+	if k <= 0 {
+		return 0
+	}
+	if r.n+k > r.size {
+		r.grow(r.n + k)
+	}
+	tail := r.head + r.n
+	if tail >= r.size {
+		tail -= r.size
+	}
+	first := r.size - tail
+	if first > k {
+		first = k
+	}
+	r.put(tail, p[:first])
+	if first < k {
+		r.put(0, p[first:k])
+	}
+	r.n += k
+	return k
+}
+
+// readAt copies bytes starting off bytes after the head into dst without
+// consuming them, returning the count.
+func (r *bufRing) readAt(dst []byte, off int) int {
+	if off < 0 || off >= r.n {
+		return 0
+	}
+	k := len(dst)
+	if avail := r.n - off; k > avail {
+		k = avail
+	}
+	pos := r.head + off
+	if pos >= r.size {
+		pos -= r.size
+	}
+	c := copy(dst[:k], r.mem[pos:r.size])
+	if c < k {
+		copy(dst[c:k], r.mem[:k-c])
+	}
+	return k
+}
+
+// peek returns up to n stored bytes starting off bytes after the head as one
+// slice of the storage, shorter than asked only where the ring wraps beyond
+// the mirrored prefix (never for n <= 64 KiB with mirror on).
+func (r *bufRing) peek(off, n int) []byte {
+	if off < 0 || n <= 0 || off >= r.n {
+		return nil
+	}
+	if avail := r.n - off; n > avail {
+		n = avail
+	}
+	pos := r.head + off
+	if pos >= r.size {
+		pos -= r.size
+	}
+	if limit := r.size + r.mirrorN - pos; n > limit {
+		n = limit
+	}
+	return r.mem[pos : pos+n : pos+n]
+}
+
+// discard drops n bytes from the head (n is clamped to Len()).
+func (r *bufRing) discard(n int) {
+	if n <= 0 {
+		return
+	}
+	if n >= r.n {
+		r.head, r.n = 0, 0
+		return
+	}
+	r.head += n
+	if r.head >= r.size {
+		r.head -= r.size
+	}
+	r.n -= n
+}
+
+// sendBuffer holds the bytes from SND.UNA onwards: sent-but-unacknowledged
+// data followed by data not yet sent, up to the send buffer size. The
+// retransmission queue is simply offsets into it, so a retransmission never
+// copies application data twice. Storage is allocated on the first Write.
+type sendBuffer struct{ r bufRing }
+
+// Write copies as much of p as fits and returns the count (0 when full).
+func (b *sendBuffer) Write(p []byte) int {
+	b.r.mirror = true
+	return b.r.write(p)
+}
+
+// Ack drops n acknowledged bytes from the front (clamped to Len()).
+func (b *sendBuffer) Ack(n int) { b.r.discard(n) }
+
+// Peek returns up to n bytes starting offset bytes after SND.UNA as a slice
+// aliasing the buffer, valid until the next Write, Ack or SetCap. It is
+// shorter than n only when fewer bytes are stored or, for n > 64 KiB, at the
+// ring's wrap point; a 64 KiB super-segment is always contiguous.
+func (b *sendBuffer) Peek(offset, n int) []byte { return b.r.peek(offset, n) }
+
+// ReadAt copies bytes starting offset bytes after SND.UNA into dst without
+// consuming them, returning the count.
+func (b *sendBuffer) ReadAt(dst []byte, offset int) int { return b.r.readAt(dst, offset) }
+
+// Len returns the bytes held (unacknowledged + unsent).
+func (b *sendBuffer) Len() int { return b.r.Len() }
+
+// Free returns the room left for Write.
+func (b *sendBuffer) Free() int { return b.r.Free() }
+
+// Cap returns the send buffer size.
+func (b *sendBuffer) Cap() int { return b.r.Cap() }
+
+// SetCap sets the send buffer size (clamped to [Len(), 1 GiB]).
+func (b *sendBuffer) SetCap(n int) { b.r.SetCap(n) }
+
+// Allocated returns the bytes of storage currently held.
+func (b *sendBuffer) Allocated() int { return b.r.Allocated() }
+
+// Release frees the storage if the buffer is empty and reports whether it
+// did; an idle connection can call it to hold no buffer memory.
+func (b *sendBuffer) Release() bool { return b.r.Release() }
+
+// recvBuffer holds in-order received bytes the application has not read, up
+// to the receive buffer size (the receive window is its free space). Storage
+// is allocated on the first Write.
+type recvBuffer struct{ r bufRing }
+
+// Write copies as much of p as fits and returns the count.
+func (b *recvBuffer) Write(p []byte) int { return b.r.write(p) }
+
+// Read moves up to len(p) bytes into p and returns the count.
+func (b *recvBuffer) Read(p []byte) int {
+	n := b.r.readAt(p, 0)
+	b.r.discard(n)
+	return n
+}
+
+// Peek returns up to n unread bytes starting offset bytes in as one slice
+// (shorter at the ring's wrap), without consuming them.
+func (b *recvBuffer) Peek(offset, n int) []byte { return b.r.peek(offset, n) }
+
+// Discard drops up to n unread bytes.
+func (b *recvBuffer) Discard(n int) { b.r.discard(n) }
+
+// Len returns the unread bytes.
+func (b *recvBuffer) Len() int { return b.r.Len() }
+
+// Free returns the room left (the basis of the advertised window).
+func (b *recvBuffer) Free() int { return b.r.Free() }
+
+// Cap returns the receive buffer size.
+func (b *recvBuffer) Cap() int { return b.r.Cap() }
+
+// SetCap sets the receive buffer size (clamped to [Len(), 1 GiB]).
+func (b *recvBuffer) SetCap(n int) { b.r.SetCap(n) }
+
+// Allocated returns the bytes of storage currently held.
+func (b *recvBuffer) Allocated() int { return b.r.Allocated() }
+
+// Release frees the storage if the buffer is empty and reports whether it did.
+func (b *recvBuffer) Release() bool { return b.r.Release() }

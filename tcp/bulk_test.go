@@ -1,0 +1,59 @@
+package tcp
+
+import (
+	"testing"
+	"time"
+)
+
+func TestBulkTransfer(t *testing.T) {
+	mk := func(loss, dup, reorder, corrupt float64) func() (*simLink, *simLink) {
+		return func() (*simLink, *simLink) {
+			la := &simLink{delay: 10 * time.Millisecond, perByte: 80 * time.Nanosecond, maxQueue: 50 * time.Millisecond,
+				loss: loss, dup: dup, reorder: reorder, corrupt: corrupt, splitGSO: true}
+			lb := &simLink{delay: 10 * time.Millisecond, loss: loss, dup: dup, reorder: reorder}
+			return la, lb
+		}
+	}
+	cases := []struct {
+		name  string
+		links func() (*simLink, *simLink)
+		size  int
+		gso   bool
+		sack  bool
+	}{
+		{"clean", mk(0, 0, 0, 0), 32 << 20, false, true},
+		{"clean_gso", mk(0, 0, 0, 0), 8 << 20, true, true},
+		{"loss1pct", mk(0.01, 0, 0, 0), 8 << 20, false, true},
+		{"loss1pct_nosack", mk(0.01, 0, 0, 0), 8 << 20, false, false},
+		{"impaired", mk(0.01, 0.01, 0.02, 0.005), 32 << 20, true, true},
+		{"impaired_nosack", mk(0.01, 0.01, 0.02, 0.005), 8 << 20, false, false},
+	}
+	gro := func() (*simLink, *simLink) {
+		la, lb := mk(0.005, 0.005, 0.01, 0)()
+		la.splitGSO = false // super-segments arrive whole, as with GRO
+		return la, lb
+	}
+	cases = append(cases, struct {
+		name  string
+		links func() (*simLink, *simLink)
+		size  int
+		gso   bool
+		sack  bool
+	}{"gso_gro_impaired", gro, 16 << 20, true, true})
+	for _, cc := range []string{"newreno", "cubic"} {
+		for i, tc := range cases {
+			t.Run(cc+"_"+tc.name, func(t *testing.T) {
+				la, lb := tc.links()
+				n := bulk(t, cc, tc.size, uint64(i+1), la, lb, func(c *Config) {
+					c.DisableSACK = !tc.sack
+					if tc.gso {
+						c.GSOMaxSize = 65000
+					}
+				})
+				in := n.conns[0].Info()
+				t.Logf("%s: %v virtual, retrans %d, rto %d, fastrec %d, cwnd %d, link %+v", tc.name,
+					time.Duration(n.now), in.Retransmits, in.RTOExpirations, in.FastRecoveries, in.CWnd, la.stats)
+			})
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package tcp
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// congestionControl is a sender's congestion controller. Windows are in bytes.
+// Every implementation computes in uint64 (or guarded float64) and saturates at
+// math.MaxUint32, and never lets cwnd drop below one MSS, so no peer behaviour
+// and no window size can overflow or zero it (cf. gVisor issue #11632).
+//
+// Recovery protocol expected from the engine: OnEnterRecovery sets ssthresh
+// and deflates cwnd to the post-loss window (cwnd = ssthresh, the RFC 6675
+// choice); an engine doing RFC 6582 NewReno without SACK inflates it with
+// SetCWnd(ssthresh+3*MSS) and SetCWnd(cwnd+MSS) per further duplicate ACK,
+// and OnExitRecovery deflates back to ssthresh. OnAck is for ACKs of new data
+// outside recovery only.
+type congestionControl interface {
+	// Name is the algorithm's name as accepted by newCongestionControl.
+	Name() string
+	// CWnd is the congestion window in bytes (>= 1 MSS).
+	CWnd() uint32
+	// SSThresh is the slow-start threshold in bytes (initially MaxUint32).
+	SSThresh() uint32
+	// OnAck grows the window for acked bytes of new data cumulatively ACKed
+	// outside recovery; rtt is the current smoothed RTT (0 if unknown),
+	// inflight the bytes still outstanding after this ACK.
+	OnAck(now Time, acked uint32, rtt time.Duration, inflight uint32)
+	// OnEnterRecovery reacts to a loss detected by duplicate ACKs or SACK.
+	OnEnterRecovery(now Time, inflight uint32)
+	// OnExitRecovery ends recovery: cwnd = ssthresh.
+	OnExitRecovery(now Time)
+	// OnRTO reacts to a retransmission timeout: cwnd = loss window (1 MSS).
+	OnRTO(now Time, inflight uint32)
+	// SetCWnd overrides cwnd (clamped to >= 1 MSS), for engine-driven
+	// NewReno inflation/deflation.
+	SetCWnd(cwnd uint32)
+	// OnIdleRestart applies RFC 5681 §4.1 after an idle period longer than
+	// the RTO: cwnd = min(IW, cwnd).
+	OnIdleRestart(now Time)
+}
+
+// Congestion control algorithm names accepted by newCongestionControl.
+const (
+	ccNameNewReno = "newreno"
+	ccNameCubic   = "cubic"
+)
+
+// ccNames lists the valid algorithm names, for error messages and flags.
+var ccNames = []string{ccNameNewReno, ccNameCubic}
+
+// ccDefaultMSS is used when the caller passes an MSS of 0: the RFC 9293 §3.7.1
+// default send MSS for IPv4.
+const ccDefaultMSS = 536
+
+// newCongestionControl builds the named algorithm ("" means "newreno") for a
+// connection whose sender MSS is mss, starting with the RFC 6928 initial
+// window. An unknown name is an error naming the valid ones.
+func newCongestionControl(name string, mss uint32, now Time) (congestionControl, error) {
+	if mss == 0 {
+		mss = ccDefaultMSS
+	}
+	switch name {
+	case "", ccNameNewReno:
+		return newNewReno(mss), nil
+	case ccNameCubic:
+		return newCubic(mss, now), nil
+	default:
+		return nil, fmt.Errorf("tcp: unknown congestion control %q (valid: %s)", name, strings.Join(ccNames, ", "))
+	}
+}
+
+// ccInitialWindow is IW = min(10*MSS, max(2*MSS, 14600)) bytes (RFC 6928 §2).
+func ccInitialWindow(mss uint32) uint32 {
+	m := uint64(mss)
+	iw := uint64(14600)
+	if 2*m > iw {
+		iw = 2 * m
+	}
+	if 10*m < iw {
+		iw = 10 * m
+	}
+	return ccSaturate(iw)
+}
+
+// ccSaturate converts v to uint32, saturating at math.MaxUint32.
+func ccSaturate(v uint64) uint32 {
+	if v > math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(v)
+}
+
+// ccSaturatingAdd returns a+b, saturating at math.MaxUint32.
+func ccSaturatingAdd(a, b uint32) uint32 { return ccSaturate(uint64(a) + uint64(b)) }
+
+// ccLossSSThresh is max(flight*num/den, 2*MSS) computed without overflow
+// (RFC 5681 eq. (4) with num/den = 1/2; RFC 9438 §4.6 with 7/10).
+func ccLossSSThresh(flight uint32, num, den uint64, mss uint32) uint32 {
+	v := uint64(flight) * num / den
+	if floor := 2 * uint64(mss); v < floor {
+		v = floor
+	}
+	return ccSaturate(v)
+}
+
+// ccFloorMSS clamps a window to at least one MSS.
+func ccFloorMSS(cwnd, mss uint32) uint32 {
+	if cwnd < mss {
+		return mss
+	}
+	return cwnd
+}
+
+// ccSlowStartIncrease is the RFC 3465 §2.2 appropriate-byte-counting increase
+// for one ACK in slow start: min(acked, L*SMSS) with L = 2.
+func ccSlowStartIncrease(acked, mss uint32) uint64 {
+	limit := 2 * uint64(mss)
+	if uint64(acked) < limit {
+		return uint64(acked)
+	}
+	return limit
+}

@@ -1,0 +1,793 @@
+package tcp
+
+import (
+	"fmt"
+	"io"
+	"syscall"
+	"time"
+)
+
+// Config holds the per-connection knobs. The zero value of every field means
+// "the default"; DefaultConfig returns the defaults spelled out.
+type Config struct {
+	// MSS is the maximum segment size we advertise (link MTU minus IP and
+	// TCP headers). Default 1460.
+	MSS uint16
+	// GSOMaxSize > 0 lets Output emit payloads of up to this many bytes (a
+	// multiple of the MSS) tagged with Segment.GSOSize for segmentation
+	// offload. 0 emits one wire segment per Segment.
+	GSOMaxSize int
+	// SendBufferSize bounds unacknowledged plus unsent bytes. Default 256 KiB.
+	SendBufferSize int
+	// RecvBufferSize bounds received bytes not yet read; the advertised
+	// window comes from its free space. Default 256 KiB, up to MaxBufferSize.
+	RecvBufferSize int
+	// NoDelay disables Nagle's algorithm (RFC 896).
+	NoDelay bool
+	// DelayedACK is the delayed-ACK timeout (RFC 1122 §4.2.3.2). Default
+	// 40 ms like Linux; negative disables delayed ACKs (every segment is
+	// acknowledged at once).
+	DelayedACK time.Duration
+	// DisableSACK turns off SACK-permitted and SACK (RFC 2018).
+	DisableSACK bool
+	// DisableTimestamps turns off the timestamps option (RFC 7323 §3).
+	DisableTimestamps bool
+	// DisableWindowScale turns off window scaling (RFC 7323 §2).
+	DisableWindowScale bool
+	// CongestionControl names the algorithm: "newreno" (default) or "cubic".
+	CongestionControl string
+	// RTOMin, RTOMax and RTOInitial bound the retransmission timeout
+	// (RFC 6298). Defaults 200 ms (like Linux), 120 s, 1 s.
+	RTOMin, RTOMax, RTOInitial time.Duration
+	// SynRetries, SynAckRetries and Retries2 are how many times a SYN, a
+	// SYN-ACK and data are retransmitted before giving up with ETIMEDOUT.
+	// Defaults 6, 5, 15 like Linux.
+	SynRetries, SynAckRetries, Retries2 int
+	// FinWait2Timeout bounds FIN-WAIT-2 for a connection the application has
+	// closed (orphaned). Default 60 s.
+	FinWait2Timeout time.Duration
+	// TimeWaitTimeout is the TIME-WAIT duration (2*MSL). Default 60 s.
+	TimeWaitTimeout time.Duration
+	// KeepAlive enables keepalive probes (RFC 1122 §4.2.3.6).
+	KeepAlive bool
+	// KeepIdle, KeepInterval and KeepCount: idle time before the first
+	// probe, time between probes, unanswered probes before giving up.
+	// Defaults 2 h, 75 s, 9.
+	KeepIdle, KeepInterval time.Duration
+	KeepCount              int
+	// UserTimeout bounds how long transmitted data may remain
+	// unacknowledged (RFC 5482, Linux TCP_USER_TIMEOUT). 0 = off.
+	UserTimeout time.Duration
+	// ChallengeACKLimit is the number of challenge ACKs (RFC 5961) sent per
+	// second at most. Default 1000.
+	ChallengeACKLimit int
+	// TSOffset is added to this connection's timestamp clock (RFC 7323 §5.4
+	// recommends a random per-connection offset; the stack supplies it).
+	TSOffset uint32
+}
+
+// Defaults and limits.
+const (
+	DefaultMSS            = 1460
+	DefaultBufferSize     = 256 << 10
+	MinBufferSize         = 4 << 10
+	MaxBufferSize         = 64 << 20
+	defaultDelayedACK     = 40 * time.Millisecond
+	defaultSynRetries     = 6
+	defaultSynAckRetries  = 5
+	defaultRetries2       = 15
+	defaultFinWait2       = 60 * time.Second
+	defaultTimeWait       = 60 * time.Second
+	defaultKeepIdle       = 2 * time.Hour
+	defaultKeepInterval   = 75 * time.Second
+	defaultKeepCount      = 9
+	defaultChallengeLimit = 1000
+	// minMSS is the smallest MSS we accept from a peer (Linux clamps to 88;
+	// a tiny MSS would make us emit absurd numbers of segments).
+	minMSS = 88
+	// defaultPeerMSS is the send MSS when the peer sent no MSS option
+	// (RFC 9293 §3.7.1).
+	defaultPeerMSS = 536
+	// pawsIdleLimit is the 24 days after which TS.Recent is invalid
+	// (RFC 7323 §5.5).
+	pawsIdleLimit = 24 * 24 * time.Hour
+	// tsTick is the timestamp clock's period (RFC 7323 §5.4: 1 ms..1 s).
+	tsTick = time.Millisecond
+)
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() Config {
+	var c Config
+	c.fillDefaults()
+	return c
+}
+
+func (c *Config) fillDefaults() {
+	if c.MSS == 0 {
+		c.MSS = DefaultMSS
+	}
+	if c.MSS < minMSS {
+		c.MSS = minMSS
+	}
+	if c.SendBufferSize == 0 {
+		c.SendBufferSize = DefaultBufferSize
+	}
+	if c.RecvBufferSize == 0 {
+		c.RecvBufferSize = DefaultBufferSize
+	}
+	c.SendBufferSize = clampBufferSize(c.SendBufferSize)
+	c.RecvBufferSize = clampBufferSize(c.RecvBufferSize)
+	if c.DelayedACK == 0 {
+		c.DelayedACK = defaultDelayedACK
+	}
+	if c.CongestionControl == "" {
+		c.CongestionControl = ccNameNewReno
+	}
+	if c.RTOMin <= 0 {
+		c.RTOMin = rtoDefaultMin
+	}
+	if c.RTOMax <= 0 {
+		c.RTOMax = rtoDefaultMax
+	}
+	if c.RTOInitial <= 0 {
+		c.RTOInitial = rtoDefaultInitial
+	}
+	if c.SynRetries <= 0 {
+		c.SynRetries = defaultSynRetries
+	}
+	if c.SynAckRetries <= 0 {
+		c.SynAckRetries = defaultSynAckRetries
+	}
+	if c.Retries2 <= 0 {
+		c.Retries2 = defaultRetries2
+	}
+	if c.FinWait2Timeout <= 0 {
+		c.FinWait2Timeout = defaultFinWait2
+	}
+	if c.TimeWaitTimeout <= 0 {
+		c.TimeWaitTimeout = defaultTimeWait
+	}
+	if c.KeepIdle <= 0 {
+		c.KeepIdle = defaultKeepIdle
+	}
+	if c.KeepInterval <= 0 {
+		c.KeepInterval = defaultKeepInterval
+	}
+	if c.KeepCount <= 0 {
+		c.KeepCount = defaultKeepCount
+	}
+	if c.UserTimeout < 0 {
+		c.UserTimeout = 0
+	}
+	if c.ChallengeACKLimit <= 0 {
+		c.ChallengeACKLimit = defaultChallengeLimit
+	}
+	if c.GSOMaxSize < 0 {
+		c.GSOMaxSize = 0
+	}
+	if c.GSOMaxSize > 65535 {
+		c.GSOMaxSize = 65535
+	}
+}
+
+// Validate reports a configuration the constructors would have to correct,
+// e.g. an unknown congestion control name (which falls back to NewReno).
+func (c Config) Validate() error {
+	switch c.CongestionControl {
+	case "", ccNameNewReno, ccNameCubic:
+	default:
+		return fmt.Errorf("tcp: unknown congestion control %q", c.CongestionControl)
+	}
+	if c.SendBufferSize > MaxBufferSize || c.RecvBufferSize > MaxBufferSize {
+		return fmt.Errorf("tcp: buffer size above %d", MaxBufferSize)
+	}
+	return nil
+}
+
+func clampBufferSize(n int) int {
+	if n < MinBufferSize {
+		return MinBufferSize
+	}
+	if n > MaxBufferSize {
+		return MaxBufferSize
+	}
+	return n
+}
+
+// Emitter receives the segments Output produces. seg and its Payload are valid
+// only during the call: the stack serializes them into a packet right away.
+type Emitter interface {
+	Emit(seg *Segment)
+}
+
+// connTimer is one timer: armed or not, and when it fires.
+type connTimer struct {
+	at    Time
+	armed bool
+}
+
+func (t *connTimer) set(at Time) { t.at, t.armed = at, true }
+func (t *connTimer) stop()       { t.armed = false }
+func (t *connTimer) due(now Time) bool {
+	return t.armed && !now.Before(t.at)
+}
+
+// Conn is one TCP connection (one TCB): a pure state machine fed with
+// segments (Input), application calls and time, producing segments (Output),
+// events and a next deadline. It is not safe for concurrent use. The stack
+// calls Output after every Input and every application call, and again at
+// NextDeadline.
+//
+// Decisions where the RFCs leave a choice (or where we follow Linux):
+//   - Urgent data is delivered inline (like SO_OOBINLINE); the urgent pointer
+//     is ignored (RFC 6093 §5), and URG is never sent.
+//   - Data on a SYN is not accepted (it is retransmitted after the
+//     handshake, as without TFO).
+//   - A SYN in SYN-RECEIVED with a new sequence number, and any SYN in a
+//     synchronized state including TIME-WAIT, gets a challenge ACK
+//     (RFC 5961 §4.2); reusing a TIME-WAIT 4-tuple for a new SYN (RFC 6191)
+//     is the stack's decision before it calls Input.
+//   - An exact RST in TIME-WAIT closes it (RFC 9293; RFC 1337 is not applied,
+//     like Linux's default).
+//   - Segments without timestamps are accepted on a timestamp connection
+//     (RFC 7323 §3.2 says SHOULD drop; Linux accepts).
+//   - Zero-window probes carry one byte of new data (RFC 9293 §3.8.6.1).
+//   - Exhausting Retries2 or the user timeout reports ETIMEDOUT without a
+//     RST (like Linux); keepalive exhaustion sends a RST first.
+//   - After an RTO the SACK scoreboard is discarded and the sender goes back
+//     to SND.UNA (RFC 2018 §8, RFC 6675 §5.1).
+type Conn struct {
+	cfg   Config
+	state State
+
+	passive  bool // created from a received SYN (AcceptSYN/AcceptCookie)
+	orphaned bool // the application called Close: nobody will read
+	wrClosed bool // CloseWrite/Close: a FIN follows the queued data
+	finSeq   Seq  // sequence number of our FIN, valid when wrClosed
+	rdClosed bool // the peer's FIN was received (RCV.NXT covers it)
+
+	// Send sequence variables (RFC 9293 §3.3.1).
+	iss       Seq
+	sndUna    Seq
+	sndNxt    Seq
+	sndMax    Seq    // highest sequence number sent so far, +1
+	sndWnd    uint32 // scaled
+	sndWl1    Seq
+	sndWl2    Seq
+	maxSndWnd uint32 // largest window the peer has offered (SWS avoidance)
+
+	// Receive sequence variables.
+	irs         Seq
+	rcvNxt      Seq
+	rcvAdv      Seq // right edge of the window last advertised: RCV.NXT+RCV.WND
+	lastAckSent Seq // Last.ACK.sent of RFC 7323 §4.3
+	finRcvd     bool
+	finRcvdSeq  Seq // sequence number of an out-of-order FIN waiting for RCV.NXT
+
+	// Negotiated options.
+	sndMSS      uint16 // Eff.snd.MSS: payload bytes per segment with the options every segment carries
+	rcvMSS      uint16 // the MSS the peer is expected to send us
+	peerMSS     uint16
+	sndWScale   uint8
+	rcvWScale   uint8
+	wsOK        bool
+	sackOK      bool
+	tsOK        bool
+	tsRecent    uint32
+	tsRecentAt  Time
+	offerWScale uint8 // the shift we offered in our SYN
+
+	sb    sendBuffer
+	rb    recvBuffer
+	rq    reassemblyQueue
+	board sendScoreboard
+
+	rto      rtoEstimator
+	rttTimer rtoSegmentTimer
+	cc       congestionControl
+
+	// Output requests.
+	ackNow       bool
+	rcvUnacked   uint32 // in-order bytes received since our last ACK
+	rstPending   bool
+	rstSeg       Segment
+	synPending   bool // SYN or SYN-ACK to (re)transmit
+	dsackPending bool
+	dsack        SACKBlock
+	rtxPending   bool // a fast retransmission of SND.UNA's segment is due
+	probePending bool // a zero-window or keepalive probe is due
+	probeSeq     Seq
+	probeData    bool // the probe carries one byte of data at probeSeq
+	zwpOut       bool // a one-byte zero-window probe beyond SND.MAX is unacknowledged
+	forceSend    bool // the persist timer overrides sender SWS avoidance once
+	clock        Time // the latest time seen by Input or Output
+
+	// Timers.
+	rtxTimer     connTimer
+	persistTimer connTimer
+	delackTimer  connTimer
+	keepTimer    connTimer
+	fw2Timer     connTimer
+	twTimer      connTimer
+	userTimer    connTimer // RFC 5482 deadline while data is outstanding
+
+	retries        int // consecutive RTO expirations for the current SND.UNA
+	synRetransmits int
+	persistBackoff int
+	probesOut      int // unanswered zero-window probes
+	kaProbes       int
+	lastRecv       Time // last segment received (keepalive idle)
+	lastAckRecv    Time // last acceptable ACK received (user timeout)
+	lastSend       Time // last data transmission (RFC 5681 §4.1 idle restart)
+	firstUnacked   Time // when the oldest unacknowledged data was first sent
+
+	// Loss recovery.
+	dupAcks      int
+	inRecovery   bool
+	sackRecovery bool
+	recover      Seq // RFC 6582 "recover" / RFC 6675 RecoveryPoint
+	highRxt      Seq // RFC 6675 HighRxt
+
+	// RFC 5961 challenge ACK rate limit.
+	chalStart Time
+	chalCount int
+
+	events Events
+	err    error
+
+	stats connStats
+
+	deliverFn func([]byte)
+	out       Segment
+	scratch   []byte
+	sackBuf   [MaxSACKBlocks]SACKBlock
+}
+
+// connStats are the counters Info reports.
+type connStats struct {
+	bytesSent, bytesRetrans, bytesAcked, bytesReceived uint64
+	segsIn, segsOut, retransSegs                       uint64
+	dataSegsIn, dataSegsOut                            uint64
+	totalRetrans                                       uint32
+	lost                                               uint32
+	reordering                                         uint32
+	dupAcksIn                                          uint64
+	challengeACKs, challengeSuppressed                 uint64
+	pawsDrops, outOfWindow, rstIgnored                 uint64
+	fastRecoveries, rtoExpirations, probesSent         uint64
+	dsacksSent                                         uint64
+}
+
+// newConn builds the common part of a connection.
+func newConn(now Time, cfg Config, iss Seq) *Conn {
+	cfg.fillDefaults()
+	c := &Conn{cfg: cfg, iss: iss, sndUna: iss, sndNxt: iss, sndMax: iss, recover: iss, highRxt: iss}
+	c.sb.SetCap(cfg.SendBufferSize)
+	c.rb.SetCap(cfg.RecvBufferSize)
+	c.rq = newReassemblyQueue(cfg.RecvBufferSize)
+	c.rto = newRTOEstimator(cfg.RTOInitial, cfg.RTOMin, cfg.RTOMax)
+	c.rto.SetGranularity(tsTick)
+	c.sndMSS = defaultPeerMSS
+	c.rcvMSS = cfg.MSS
+	c.deliverFn = c.deliverInOrder
+	c.lastRecv, c.lastAckRecv, c.lastSend = now, now, now
+	c.offerWScale = c.chooseWScale()
+	c.newCC(now)
+	return c
+}
+
+// chooseWScale picks the smallest shift that lets the window cover the
+// largest receive buffer this connection may be given (RFC 7323 §2.3), at
+// least 7 like Linux so that SetRecvBufferSize can grow the window later.
+func (c *Conn) chooseWScale() uint8 {
+	limit := max(c.cfg.RecvBufferSize, 8<<20)
+	var s uint8
+	for s < MaxWindowShift && (65535<<s) < limit {
+		s++
+	}
+	return s
+}
+
+func (c *Conn) newCC(now Time) {
+	cc, err := newCongestionControl(c.cfg.CongestionControl, uint32(c.sndMSS), now)
+	if err != nil {
+		// Unknown name: Config.Validate reports it; run NewReno meanwhile.
+		cc, _ = newCongestionControl(ccNameNewReno, uint32(c.sndMSS), now)
+	}
+	c.cc = cc
+}
+
+// Dial starts an active open (RFC 9293 §3.10.1): the connection is in
+// SYN-SENT with its SYN pending in Output. iss is the initial send sequence
+// number (the stack supplies RFC 6528 ISNs).
+func Dial(now Time, cfg Config, iss Seq) *Conn {
+	c := newConn(now, cfg, iss)
+	c.state = StateSynSent
+	c.synPending = true
+	return c
+}
+
+// AcceptSYN starts a passive open from a received SYN: the connection is in
+// SYN-RECEIVED with its SYN-ACK pending in Output. The listener bookkeeping
+// (backlog, SYN queue) is the stack's. Data on the SYN is not accepted (it
+// will be retransmitted once the handshake completes, as without TFO).
+func AcceptSYN(now Time, cfg Config, iss Seq, syn *Segment) *Conn {
+	c := newConn(now, cfg, iss)
+	c.passive = true
+	c.state = StateSynReceived
+	c.irs = syn.Seq
+	c.rcvNxt = syn.Seq + 1
+	c.lastAckSent = c.rcvNxt
+	c.negotiate(&syn.Options, true)
+	c.sndWnd = uint32(syn.Window) // never scaled in a SYN (RFC 7323 §2.2)
+	c.maxSndWnd = c.sndWnd
+	c.sndWl1, c.sndWl2 = syn.Seq, iss
+	c.takeTimestamp(now, syn)
+	c.lastRecv = now
+	c.stats.segsIn++
+	c.synPending = true
+	return c
+}
+
+// Negotiated is the state a SYN cookie preserves (the stack encodes and
+// decodes it): everything AcceptCookie needs to rebuild the connection.
+type Negotiated struct {
+	ISS, IRS  Seq
+	MSS       uint16 // the peer's MSS
+	SndWScale int8   // shift the peer applies to its windows; -1 = scaling off
+	RcvWScale int8   // shift we apply to ours; -1 = scaling off
+	SACK      bool
+	// Timestamps reports that both sides use timestamps; TSRecent is the
+	// peer's TSval to echo.
+	Timestamps bool
+	TSRecent   uint32
+}
+
+// AcceptCookie builds an ESTABLISHED connection from a validated SYN cookie
+// and processes ack, the segment that carried it (including any payload).
+func AcceptCookie(now Time, cfg Config, n Negotiated, ack *Segment) *Conn {
+	c := newConn(now, cfg, n.ISS)
+	c.passive = true
+	c.irs = n.IRS
+	c.rcvNxt = n.IRS + 1
+	c.lastAckSent = c.rcvNxt
+	c.sndUna, c.sndNxt, c.sndMax = n.ISS+1, n.ISS+1, n.ISS+1
+	c.peerMSS = max(n.MSS, minMSS)
+	if n.SndWScale >= 0 && n.RcvWScale >= 0 {
+		c.wsOK = true
+		c.sndWScale = uint8(min(n.SndWScale, MaxWindowShift))
+		c.rcvWScale = uint8(min(n.RcvWScale, MaxWindowShift))
+	}
+	c.sackOK = n.SACK && !c.cfg.DisableSACK
+	c.tsOK = n.Timestamps && !c.cfg.DisableTimestamps
+	c.tsRecent, c.tsRecentAt = n.TSRecent, now
+	c.computeMSS()
+	// The window we advertised in the SYN-ACK was unscaled; accept what
+	// fits in it until our first window update.
+	c.rcvAdv = c.rcvNxt + Seq(min(c.rb.Free(), 65535))
+	c.sndWl1 = n.IRS
+	c.sndWl2 = n.ISS
+	c.enterEstablished(now)
+	c.Input(now, ack)
+	return c
+}
+
+// negotiate records the peer's SYN options and decides which extensions are
+// on (RFC 7323 §2.2 and §3.2, RFC 2018: only when both sides offer them).
+// passive is true when we answer the SYN: then we offer only what it offered.
+func (c *Conn) negotiate(o *Options, passive bool) {
+	c.peerMSS = defaultPeerMSS
+	if o.HasMSS {
+		c.peerMSS = max(o.MSS, minMSS)
+	}
+	c.wsOK = o.HasWindowScale && !c.cfg.DisableWindowScale
+	if c.wsOK {
+		c.sndWScale = min(o.WindowScale, MaxWindowShift)
+		c.rcvWScale = c.offerWScale
+	} else {
+		c.sndWScale, c.rcvWScale = 0, 0
+	}
+	c.sackOK = o.SACKPermitted && !c.cfg.DisableSACK
+	c.tsOK = o.HasTimestamp && !c.cfg.DisableTimestamps
+	c.computeMSS()
+}
+
+// computeMSS sets Eff.snd.MSS (RFC 9293 §3.7.1): the smaller of the peer's MSS
+// and ours, less the timestamp option every segment carries (like Linux's
+// mss_cache; SACK blocks shrink individual segments further, see output.go).
+func (c *Conn) computeMSS() {
+	m := min(c.peerMSS, c.cfg.MSS)
+	r := c.cfg.MSS
+	if c.tsOK {
+		m -= OptionTimestampLen + 2
+		r -= OptionTimestampLen + 2
+	}
+	c.sndMSS = m
+	c.rcvMSS = r
+}
+
+// enterEstablished moves to ESTABLISHED and reports it.
+func (c *Conn) enterEstablished(now Time) {
+	c.state = StateEstablished
+	c.synPending = false
+	c.events |= EventEstablished | EventWritable
+	if c.synRetransmits > 0 {
+		// RFC 6298 §5.7: the SYN timed out and no sample was taken.
+		c.rto.SYNTimedOut()
+	}
+	c.rto.ResetBackoff()
+	c.retries = 0
+	c.newCC(now)
+	c.board.SetMSS(uint32(c.sndMSS))
+	c.lastAckRecv = now
+	c.armKeepalive(now)
+}
+
+// Write copies p into the send buffer and returns how much fit: a short count
+// (possibly 0 with a nil error) when the buffer is full. It fails with EPIPE
+// after CloseWrite/Close and with the sticky error after a reset or timeout.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.wrClosed || c.state == StateClosed || c.state == StateListen {
+		return 0, syscall.EPIPE
+	}
+	n := c.sb.Write(p)
+	return n, nil
+}
+
+// Read copies received in-order data into p. Reading may open the window
+// enough to owe the peer a window update: call Output afterwards. It returns (0, nil) when nothing
+// is available yet, (0, io.EOF) once the peer's FIN has been consumed, and
+// the sticky error after a reset or timeout once the data is drained.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.rb.Len() > 0 && len(p) > 0 {
+		n := c.rb.Read(p)
+		c.afterRead()
+		return n, nil
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.rdClosed {
+		return 0, io.EOF
+	}
+	return 0, nil
+}
+
+// afterRead sends a window update when reading opened the window enough to
+// matter (RFC 9293 §3.8.6.2.2: by min(RCV.BUFF/2, Eff.snd.MSS) or from zero).
+func (c *Conn) afterRead() {
+	if !c.state.canReceiveData() || c.rdClosed {
+		return
+	}
+	cur := uint32(0)
+	if c.rcvAdv.GreaterThan(c.rcvNxt) {
+		cur = c.rcvNxt.Size(c.rcvAdv)
+	}
+	free := uint32(c.rb.Free())
+	if free <= cur {
+		return
+	}
+	grow := free - cur
+	thresh := min(uint32(c.rb.Cap())/2, uint32(c.rcvMSS))
+	if grow >= thresh && grow >= uint32(1)<<c.rcvWScale {
+		c.ackNow = true
+	}
+}
+
+// CloseWrite shuts down the sending direction (SHUT_WR): a FIN follows the
+// queued data (RFC 9293 §3.10.4).
+func (c *Conn) CloseWrite() {
+	switch c.state {
+	case StateSynSent:
+		// Nothing has been sent that needs a FIN; like Linux, the FIN
+		// follows once the connection is established.
+		c.markFIN()
+	case StateSynReceived, StateEstablished:
+		c.markFIN()
+		if c.state == StateEstablished {
+			c.state = StateFinWait1
+		}
+	case StateCloseWait:
+		c.markFIN()
+		c.state = StateLastAck
+	}
+}
+
+func (c *Conn) markFIN() {
+	if c.wrClosed {
+		return
+	}
+	c.wrClosed = true
+	c.finSeq = c.dataStart() + Seq(c.sb.Len())
+}
+
+// Close fully closes the connection: like Linux, it sends a RST instead of a
+// FIN if received data was left unread; otherwise a FIN follows the queued
+// data and the connection is orphaned (FIN-WAIT-2 is then bounded by
+// FinWait2Timeout).
+func (c *Conn) Close() {
+	if c.orphaned {
+		return
+	}
+	c.orphaned = true
+	switch c.state {
+	case StateClosed, StateListen:
+		c.toClosed()
+		return
+	case StateSynSent:
+		c.toClosed()
+		return
+	}
+	if c.rb.Len() > 0 || c.rq.Bytes() > 0 {
+		// RFC 2525 §2.17 / Linux tcp_close: data lost to the application
+		// must be signalled to the peer.
+		if c.state != StateTimeWait {
+			c.queueRST(c.sndNxt, c.rcvNxt, true)
+		}
+		c.toClosed()
+		return
+	}
+	// The FIN-WAIT-2 timer of an orphan is armed by the next Output (app
+	// calls carry no time).
+	c.CloseWrite()
+}
+
+// Abort sends a RST now and moves to CLOSED (SO_LINGER with a zero timeout;
+// RFC 9293 §3.10.5 ABORT).
+func (c *Conn) Abort() {
+	switch c.state {
+	case StateSynReceived, StateEstablished, StateFinWait1, StateFinWait2, StateCloseWait:
+		c.queueRST(c.sndNxt, c.rcvNxt, true)
+	}
+	c.orphaned = true
+	c.toClosed()
+}
+
+// queueRST arranges for a RST to be emitted by the next Output.
+func (c *Conn) queueRST(seq, ack Seq, withAck bool) {
+	c.rstPending = true
+	c.rstSeg = Segment{Seq: seq, Flags: FlagRST}
+	if withAck {
+		c.rstSeg.Ack = ack
+		c.rstSeg.Flags |= FlagACK
+	}
+}
+
+// toClosed moves to CLOSED and stops everything.
+func (c *Conn) toClosed() {
+	if c.state != StateClosed {
+		c.events |= EventClosed
+	}
+	c.state = StateClosed
+	c.synPending = false
+	c.ackNow = false
+	c.rtxPending = false
+	c.probePending = false
+	c.rtxTimer.stop()
+	c.persistTimer.stop()
+	c.delackTimer.stop()
+	c.keepTimer.stop()
+	c.fw2Timer.stop()
+	c.twTimer.stop()
+	c.userTimer.stop()
+}
+
+// fail records a sticky error and closes the connection.
+func (c *Conn) fail(err error, ev Events) {
+	if c.err == nil {
+		c.err = err
+	}
+	c.events |= ev | EventReadable | EventWritable
+	c.toClosed()
+}
+
+// State returns the connection's state.
+func (c *Conn) State() State { return c.state }
+
+// TakeEvents returns the events accumulated since the last call and clears
+// them.
+func (c *Conn) TakeEvents() Events {
+	e := c.events
+	c.events = 0
+	return e
+}
+
+// Err returns the sticky error: syscall.ECONNRESET, ECONNREFUSED or ETIMEDOUT,
+// or nil.
+func (c *Conn) Err() error { return c.err }
+
+// Readable returns the number of bytes Read would return now.
+func (c *Conn) Readable() int { return c.rb.Len() }
+
+// Writable returns the free space in the send buffer (0 once writing is shut
+// down or failed).
+func (c *Conn) Writable() int {
+	if c.wrClosed || c.err != nil || c.state == StateClosed {
+		return 0
+	}
+	return c.sb.Free()
+}
+
+// Done reports that the connection is CLOSED with nothing left to emit: the
+// stack may free it.
+func (c *Conn) Done() bool { return c.state == StateClosed && !c.rstPending }
+
+// SetNoDelay turns Nagle's algorithm off (true) or on.
+func (c *Conn) SetNoDelay(on bool) { c.cfg.NoDelay = on }
+
+// SetKeepAlive configures keepalive; zero durations/count keep the current
+// values.
+func (c *Conn) SetKeepAlive(on bool, idle, interval time.Duration, count int) {
+	c.cfg.KeepAlive = on
+	if idle > 0 {
+		c.cfg.KeepIdle = idle
+	}
+	if interval > 0 {
+		c.cfg.KeepInterval = interval
+	}
+	if count > 0 {
+		c.cfg.KeepCount = count
+	}
+	c.kaProbes = 0
+	c.armKeepalive(c.lastRecv)
+}
+
+// SetUserTimeout sets TCP_USER_TIMEOUT (RFC 5482); 0 turns it off.
+func (c *Conn) SetUserTimeout(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	c.cfg.UserTimeout = d
+	if d == 0 {
+		c.userTimer.stop()
+	} else if c.sndUna != c.sndMax {
+		c.userTimer.set(c.firstUnacked.Add(d))
+	}
+}
+
+// SetRecvBufferSize resizes the receive buffer (clamped to
+// [MinBufferSize, MaxBufferSize]); the advertised window never shrinks
+// below what was already offered.
+func (c *Conn) SetRecvBufferSize(n int) {
+	n = clampBufferSize(max(n, c.rb.Len()))
+	c.cfg.RecvBufferSize = n
+	c.rb.SetCap(n)
+	c.rq.SetLimit(n)
+	c.afterRead()
+}
+
+// SetSendBufferSize resizes the send buffer (clamped; never below the bytes
+// it holds).
+func (c *Conn) SetSendBufferSize(n int) {
+	n = clampBufferSize(max(n, c.sb.Len()))
+	c.cfg.SendBufferSize = n
+	c.sb.SetCap(n)
+}
+
+// dataStart is the sequence number of the first byte in the send buffer:
+// SND.UNA once our SYN is acknowledged, ISS+1 before.
+func (c *Conn) dataStart() Seq {
+	if c.sndUna == c.iss {
+		return c.iss + 1
+	}
+	return c.sndUna
+}
+
+// dataEnd is the sequence number just past the last byte in the send buffer.
+func (c *Conn) dataEnd() Seq { return c.dataStart() + Seq(c.sb.Len()) }
+
+// finSent reports whether our FIN has been transmitted (at least once).
+func (c *Conn) finSent() bool { return c.wrClosed && c.sndMax.GreaterThan(c.finSeq) }
+
+// finAcked reports whether our FIN has been acknowledged.
+func (c *Conn) finAcked() bool { return c.wrClosed && c.sndUna.GreaterThan(c.finSeq) }
+
+// deliverInOrder moves in-order bytes from the reassembly queue into the
+// receive buffer.
+func (c *Conn) deliverInOrder(b []byte) {
+	n := c.rb.Write(b)
+	c.stats.bytesReceived += uint64(n)
+}

@@ -1,0 +1,480 @@
+package tcp
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// establishRTT completes an active open whose SYN-ACK arrives rtt later.
+func establishRTT(t *testing.T, cfg Config, rtt Time, synack Segment) *harness {
+	h := newDialed(t, cfg)
+	h.now += rtt
+	if synack.Flags == 0 {
+		synack = Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 65535,
+			Options: Options{HasMSS: true, MSS: 1000}}
+	}
+	h.in(synack)
+	require.Equal(t, StateEstablished, h.c.State())
+	h.c.TakeEvents()
+	return h
+}
+
+func TestRTOTimingAndBackoffKarn(t *testing.T) {
+	cfg := plainConfig()
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	in := h.c.Info()
+	require.Equal(t, 100*time.Millisecond, in.RTT)
+	require.Equal(t, 50*time.Millisecond, in.RTTVar)
+	require.Equal(t, 300*time.Millisecond, in.RTO) // SRTT + 4*RTTVAR
+	h.c.Write(data(100, 0))
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 100")
+	t0 := h.now
+	var at []Time
+	for i := 0; i < 4; i++ {
+		d, _ := h.c.NextDeadline()
+		got := h.advance(d)
+		require.Len(t, got, 1)
+		require.Equal(t, "[P.] seq 1001 ack 5001 win 4096 len 100", fmtSeg(&got[0]))
+		at = append(at, h.now-t0)
+	}
+	require.Equal(t, []Time{300 * ms, 900 * ms, 2100 * ms, 4500 * ms}, at)
+	require.Equal(t, 4, h.c.Info().CurrentRetransmits)
+	// The ACK of the retransmitted data gives no sample (Karn): SRTT unchanged
+	// and the backed-off RTO stays for the next segment (RFC 6298 §5.7).
+	h.now += 50 * ms
+	h.in(seg(FlagACK, tPeer+1, tISS+101, 65535))
+	in = h.c.Info()
+	require.Equal(t, 100*time.Millisecond, in.RTT)
+	require.Equal(t, 4800*time.Millisecond, in.RTO)
+	// A fresh segment acked after 200ms yields a sample and clears backoff.
+	h.c.Write(data(10, 0))
+	h.output()
+	h.now += 200 * ms
+	h.in(seg(FlagACK, tPeer+1, tISS+111, 65535))
+	in = h.c.Info()
+	// RTTVAR = 3/4*50 + 1/4*|100-200| = 62.5; SRTT = 7/8*100 + 1/8*200 = 112.5
+	require.Equal(t, 112500*time.Microsecond, in.RTT)
+	require.Equal(t, 62500*time.Microsecond, in.RTTVar)
+	require.Equal(t, 362500*time.Microsecond, in.RTO)
+	require.Equal(t, 0, in.CurrentRetransmits)
+}
+
+func TestRetries2TimesOut(t *testing.T) {
+	cfg := plainConfig()
+	cfg.Retries2 = 3
+	cfg.RTOMax = 2 * time.Second
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.c.Write(data(10, 0))
+	h.output()
+	t0 := h.now
+	n := 0
+	for h.c.State() == StateEstablished {
+		d, ok := h.c.NextDeadline()
+		require.True(t, ok)
+		n += len(h.advance(d))
+	}
+	require.Equal(t, 3, n)
+	// 300 + 600 + 1200 + 2000 (capped)
+	require.Equal(t, 4100*ms, h.now-t0)
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+	require.True(t, h.c.TakeEvents().Has(EventTimedOut))
+	_, err := h.c.Read(make([]byte, 1))
+	require.ErrorIs(t, err, syscall.ETIMEDOUT)
+}
+
+func TestUserTimeout(t *testing.T) {
+	cfg := plainConfig()
+	cfg.UserTimeout = 1 * time.Second
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.c.Write(data(10, 0))
+	h.output()
+	t0 := h.now
+	for h.c.State() == StateEstablished {
+		d, _ := h.c.NextDeadline()
+		h.advance(d)
+	}
+	require.Equal(t, 1*sec, h.now-t0)
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+}
+
+// sendSegs writes n full segments (MSS 1000) and returns them.
+func sendSegs(t *testing.T, h *harness, n int) []Segment {
+	h.c.Write(data(n*1000, 0))
+	got := h.output()
+	require.Len(t, got, n)
+	return got
+}
+
+func TestFastRetransmitNewReno(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	sendSegs(t, h, 6) // 1001..7001, second one lost
+	// ACK of the first segment, then dupacks.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1001, 65535)))
+	// Limited transmit (RFC 3042): nothing new to send, so nothing.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1001, 65535)))
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1001, 65535)))
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1001, 65535)), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	in := h.c.Info()
+	require.True(t, in.InRecovery)
+	require.Equal(t, uint32(2500), in.SSThresh) // FlightSize/2
+	require.Equal(t, uint32(2500)+3000, in.CWnd)
+	// Partial ACK (RFC 6582): the next hole (4001) is retransmitted at once.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+3001, 65535)), "[.] seq 4001 ack 5001 win 4096 len 1000")
+	// Full ACK ends recovery, cwnd = ssthresh.
+	h.in(seg(FlagACK, tPeer+1, tISS+6001, 65535))
+	in = h.c.Info()
+	require.False(t, in.InRecovery)
+	require.Equal(t, uint32(2500), in.CWnd)
+}
+
+func TestLimitedTransmit(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	sendSegs(t, h, 10) // fills IW = 10 segments
+	h.c.Write(data(3000, 0))
+	h.expect(h.output()) // cwnd full
+	// The first two duplicate ACKs each release one new segment (RFC 3042).
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 65535)), "[.] seq 11001 ack 5001 win 4096 len 1000")
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 65535)), "[.] seq 12001 ack 5001 win 4096 len 1000")
+	// The third triggers fast retransmit; cwnd = 6000+3000 < flight.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 65535)), "[.] seq 1001 ack 5001 win 4096 len 1000")
+	require.Equal(t, uint32(6000), h.c.Info().SSThresh)
+}
+
+func sackSeg(ack Seq, blocks ...SACKBlock) Segment {
+	s := seg(FlagACK, tPeer+1, ack, 65535)
+	s.Options.NumSACK = uint8(copy(s.Options.SACKBlocks[:], blocks))
+	return s
+}
+
+func TestSACKRecoveryRepairsSeveralLossesInOneRTT(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableSACK = false
+	synack := Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 65535,
+		Options: Options{HasMSS: true, MSS: 1000, SACKPermitted: true}}
+	h := establishRTT(t, cfg, 100*ms, synack)
+	require.True(t, h.c.Info().SACK)
+	// Segments [1001,2001) ... [10001,11001); [2001,3001), [5001,6001) and
+	// [8001,9001) are lost. The receiver's ACKs as the rest arrives:
+	sendSegs(t, h, 10)
+	b := func(s, e Seq) SACKBlock { return SACKBlock{Start: s, End: e} }
+	h.now += 100 * ms
+	var got []Segment
+	for _, a := range []Segment{
+		sackSeg(2001),
+		sackSeg(2001, b(3001, 4001)),
+		sackSeg(2001, b(3001, 5001)),
+		sackSeg(2001, b(6001, 7001), b(3001, 5001)),
+		sackSeg(2001, b(6001, 8001), b(3001, 5001)),
+		sackSeg(2001, b(9001, 10001), b(6001, 8001), b(3001, 5001)),
+		sackSeg(2001, b(9001, 11001), b(6001, 8001), b(3001, 5001)),
+	} {
+		got = append(got, h.in(a)...)
+	}
+	// All three holes are retransmitted within this RTT, each once.
+	require.Equal(t, "[.] seq 2001 ack 5001 win 4096 len 1000\n"+
+		"[.] seq 5001 ack 5001 win 4096 len 1000\n"+
+		"[.] seq 8001 ack 5001 win 4096 len 1000", fmtSegs(got))
+	// All repaired within the same RTT (no timer needed): the cumulative ACK
+	// jumps to the end.
+	h.now += 100 * ms
+	h.in(seg(FlagACK, tPeer+1, 11001, 65535))
+	in := h.c.Info()
+	require.False(t, in.InRecovery)
+	require.Zero(t, in.RTOExpirations)
+	require.Equal(t, uint64(1), in.FastRecoveries)
+}
+
+func TestDSACKReportedForDuplicate(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableSACK = false
+	h := newDialed(t, cfg)
+	h.in(Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 8192,
+		Options: Options{HasMSS: true, MSS: 1460, SACKPermitted: true}})
+	h.in(seg(FlagACK, tPeer+1, tISS+1, 8192, data(100, 0)...))
+	h.advance(h.now + 40*ms)
+	// The same segment again: ACK at once with a D-SACK block.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 8192, data(100, 0)...)),
+		"[.] seq 1001 ack 5101 win 3996 <sack {5001:5101}>")
+	// Out of order: SACK block; a duplicate of it: D-SACK first.
+	h.expect(h.in(seg(FlagACK, tPeer+201, tISS+1, 8192, data(100, 0)...)),
+		"[.] seq 1001 ack 5101 win 3996 <sack {5201:5301}>")
+	h.expect(h.in(seg(FlagACK, tPeer+201, tISS+1, 8192, data(100, 0)...)),
+		"[.] seq 1001 ack 5101 win 3996 <sack {5201:5301}{5201:5301}>")
+	require.Equal(t, uint64(2), h.c.Info().DSACKsSent)
+}
+
+func TestZeroWindowProbeBackoff(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	h.c.Write(data(2000, 0))
+	h.output()
+	// Peer acks everything but closes its window.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2001, 0)))
+	h.c.Write(data(500, 0))
+	h.expect(h.output())
+	t0 := h.now
+	r := Time(h.c.Info().RTO)
+	require.Equal(t, 337500*Time(time.Microsecond), r) // SRTT 87.5 ms, RTTVAR 62.5 ms
+	var at []Time
+	for i := 0; i < 5; i++ {
+		d, ok := h.c.NextDeadline()
+		require.True(t, ok)
+		got := h.advance(d)
+		require.Len(t, got, 1)
+		require.Equal(t, "[.] seq 3001 ack 5001 win 4096 len 1", fmtSeg(&got[0]))
+		at = append(at, h.now-t0)
+		// The peer answers each probe: still zero window.
+		h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2001, 0)))
+	}
+	// The probe interval doubles from the RTO: r, 2r, 4r, 8r, 16r.
+	require.Equal(t, []Time{r, 3 * r, 7 * r, 15 * r, 31 * r}, at)
+	// Answered probes never kill the connection (RFC 1122 4.2.2.17).
+	for i := 0; i < 40; i++ {
+		d, _ := h.c.NextDeadline()
+		h.advance(d)
+		h.in(seg(FlagACK, tPeer+1, tISS+2001, 0))
+	}
+	require.Equal(t, StateEstablished, h.c.State())
+	d, _ := h.c.NextDeadline()
+	require.Equal(t, 120*time.Second, time.Duration(d-h.now)) // capped at RTOMax
+	// The window opens: data resumes.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2001, 1000)), "[P.] seq 3001 ack 5001 win 4096 len 500")
+}
+
+func TestZeroWindowUnansweredProbesTimeOut(t *testing.T) {
+	cfg := plainConfig()
+	cfg.Retries2 = 2
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.in(seg(FlagACK, tPeer+1, tISS+1, 0))
+	h.c.Write(data(10, 0))
+	h.output()
+	probes := 0
+	for h.c.State() == StateEstablished {
+		d, _ := h.c.NextDeadline()
+		probes += len(h.advance(d))
+	}
+	require.Equal(t, 2, probes) // like Linux: Retries2 unanswered probes
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+}
+
+func TestZeroWindowUserTimeout(t *testing.T) {
+	cfg := plainConfig()
+	cfg.UserTimeout = 2 * time.Second
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.in(seg(FlagACK, tPeer+1, tISS+1, 0))
+	t0 := h.now
+	h.c.Write(data(10, 0))
+	h.output()
+	for h.c.State() == StateEstablished {
+		d, _ := h.c.NextDeadline()
+		h.advance(d)
+	}
+	// Probes at 0.3, 0.9, 2.1: at 2.1 s more than 2 s passed since the last ACK.
+	require.Equal(t, 2100*ms, h.now-t0)
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+}
+
+func TestKeepalive(t *testing.T) {
+	cfg := plainConfig()
+	cfg.KeepAlive = true
+	h := newEstablished(t, cfg)
+	t0 := h.now
+	// Probes at idle, idle+interval, ...; contents SEG.SEQ = SND.NXT-1.
+	got := h.advance(t0 + 2*3600*sec)
+	h.expect(got, "[.] seq 1000 ack 5001 win 4096")
+	// A reply resets the idle timer.
+	h.now += 10 * sec
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 8192)))
+	t1 := h.now
+	d, _ := h.c.NextDeadline()
+	require.Equal(t, t1+7200*sec, d)
+	var at []Time
+	for h.c.State() == StateEstablished {
+		d, _ := h.c.NextDeadline()
+		got := h.advance(d)
+		for _, s := range got {
+			if s.Flags&FlagRST != 0 {
+				require.Equal(t, "[R.] seq 1001 ack 5001 win 0", fmtSeg(&s))
+			} else {
+				require.Equal(t, "[.] seq 1000 ack 5001 win 4096", fmtSeg(&s))
+			}
+			at = append(at, h.now-t1)
+		}
+	}
+	want := []Time{}
+	for i := 0; i < 9; i++ {
+		want = append(want, 7200*sec+Time(i)*75*sec)
+	}
+	want = append(want, 7200*sec+9*75*sec) // the RST
+	require.Equal(t, want, at)
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+	require.True(t, h.c.Done())
+}
+
+func TestKeepaliveSetAfterwardAndUserTimeout(t *testing.T) {
+	h := newEstablished(t, plainConfig())
+	h.c.SetKeepAlive(true, 10*time.Second, 5*time.Second, 3)
+	h.c.SetUserTimeout(12 * time.Second)
+	t0 := h.now
+	for h.c.State() == StateEstablished {
+		d, _ := h.c.NextDeadline()
+		h.advance(d)
+	}
+	// Probes at 10, 15; at 20 s idle >= 12 s user timeout with a probe out.
+	require.Equal(t, 15*sec, h.now-t0)
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+}
+
+func TestDelayedACKRules(t *testing.T) {
+	cfg := plainConfig()
+	cfg.RecvBufferSize = 64 << 10
+	h := newEstablished(t, cfg)
+	// rcvMSS = 1460: the first full segment waits, the second is ACKed.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 8192, data(1460, 0)...)))
+	h.expect(h.in(seg(FlagACK, tPeer+1461, tISS+1, 8192, data(1460, 0)...)), "[.] seq 1001 ack 7921 win 62615")
+	// A small segment waits for the 40 ms timer.
+	h.expect(h.in(seg(FlagACK, tPeer+2921, tISS+1, 8192, data(10, 0)...)))
+	h.expect(h.advance(h.now + 39*ms))
+	h.expect(h.advance(h.now+1*ms), "[.] seq 1001 ack 7931 win 62605")
+	// Out of order: immediately.
+	h.expect(h.in(seg(FlagACK, tPeer+3000, tISS+1, 8192, data(10, 0)...)), "[.] seq 1001 ack 7931 win 62605")
+	// Gap fill: immediately.
+	h.expect(h.in(seg(FlagACK, tPeer+2931, tISS+1, 8192, data(69, 0)...)), "[.] seq 1001 ack 8010 win 62526")
+}
+
+func TestDelayedACKDisabled(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DelayedACK = -1
+	h := newEstablished(t, cfg)
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 8192, data(10, 0)...)), "[.] seq 1001 ack 5011 win 4086")
+}
+
+func TestNagle(t *testing.T) {
+	for _, noDelay := range []bool{false, true} {
+		h := newEstablished(t, plainConfig())
+		h.c.SetNoDelay(noDelay)
+		h.c.Write([]byte("a"))
+		h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 1")
+		h.c.Write([]byte("b"))
+		if !noDelay {
+			// Held while "a" is unacknowledged, then coalesced.
+			h.expect(h.output())
+			h.c.Write([]byte("c"))
+			h.expect(h.output())
+			h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2, 8192)), "[P.] seq 1002 ack 5001 win 4096 len 2")
+		} else {
+			h.expect(h.output(), "[P.] seq 1002 ack 5001 win 4096 len 1")
+		}
+	}
+}
+
+func TestPAWS(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableTimestamps = false
+	h := newDialed(t, cfg)
+	sa := Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 8192,
+		Options: Options{HasMSS: true, MSS: 1460, HasTimestamp: true, TSVal: 1000, TSEcr: h.c.tsNow(h.now)}}
+	h.in(sa)
+	require.True(t, h.c.Info().Timestamps)
+	ts := func(val uint32, s Segment) Segment {
+		s.Options.HasTimestamp, s.Options.TSVal, s.Options.TSEcr = true, val, 1
+		return s
+	}
+	h.in(ts(1010, seg(FlagACK, tPeer+1, tISS+1, 8192, data(10, 0)...)))
+	require.Equal(t, 10, h.c.Readable())
+	// An old timestamp: dropped, ACKed (RFC 7323 §5.3 R1).
+	got := h.in(ts(1005, seg(FlagACK, tPeer+11, tISS+1, 8192, data(10, 0)...)))
+	require.Len(t, got, 1)
+	require.Equal(t, tPeer+11, got[0].Ack)
+	require.Equal(t, uint32(1010), got[0].Options.TSEcr)
+	require.Equal(t, 10, h.c.Readable())
+	require.Equal(t, uint64(1), h.c.Info().PAWSDrops)
+	// RST is exempt from PAWS.
+	// After 24 days of idleness TS.Recent is invalid: accepted.
+	h.now += Time(25 * 24 * time.Hour)
+	h.in(ts(1005, seg(FlagACK, tPeer+11, tISS+1, 8192, data(10, 0)...)))
+	require.Equal(t, 20, h.c.Readable())
+}
+
+func TestWindowUpdateOnRead(t *testing.T) {
+	h := newEstablished(t, plainConfig())
+	// Fill the 4 KiB window.
+	h.in(seg(FlagACK, tPeer+1, tISS+1, 8192, data(1460, 0)...))
+	h.in(seg(FlagACK, tPeer+1461, tISS+1, 8192, data(1460, 0)...))
+	h.expect(h.in(seg(FlagACK, tPeer+2921, tISS+1, 8192, data(1176, 0)...)))
+	h.expect(h.advance(h.now+40*ms), "[.] seq 1001 ack 9097 win 0")
+	// Reading a little: SWS avoidance keeps the window shut.
+	buf := make([]byte, 100)
+	h.c.Read(buf)
+	h.expect(h.output())
+	// Reading enough (>= min(buf/2, MSS)) sends a window update.
+	big := make([]byte, 2000)
+	h.c.Read(big)
+	h.expect(h.output(), "[.] seq 1001 ack 9097 win 2100")
+}
+
+func TestGSOSuperSegments(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.c.Write(data(12500, 0))
+	// IW = 10 segments of 1000 → one super-segment of 10000 bytes.
+	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 10000 gso 1000")
+	h.c.SetNoDelay(true)
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+10001, 65535)), "[P.] seq 11001 ack 5001 win 4096 len 2500 gso 1000")
+}
+
+func TestSixteenMiBWindow(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.RecvBufferSize = 16 << 20
+	cfg.SendBufferSize = 16 << 20
+	la := &simLink{delay: 50 * time.Millisecond, perByte: 4 * time.Nanosecond} // 2 Gbit/s, 100 ms RTT
+	lb := &simLink{delay: 50 * time.Millisecond}
+	n := pairEstablish(t, cfg, cfg, 1, 2, la, lb)
+	a, b := n.conns[0], n.conns[1]
+	require.Equal(t, int8(9), b.Info().RcvWScale)
+	payload := make([]byte, 64<<20)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	maxWnd := uint32(0)
+	n.trace = func(from int, s *Segment) {
+		if from == 1 {
+			maxWnd = max(maxWnd, uint32(s.Window)<<9)
+		}
+	}
+	got := pump(t, n, 0, payload, 3600*sec)
+	require.Equal(t, len(payload), len(got))
+	require.GreaterOrEqual(t, maxWnd, uint32(16<<20)-65536)
+	require.Greater(t, a.Info().CWnd, uint32(8<<20))
+}
+
+func TestZeroWindowProbeByteAccepted(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	h.in(seg(FlagACK, tPeer+1, tISS+1, 0))
+	h.c.Write(data(10, 0))
+	h.expect(h.output())
+	d, _ := h.c.NextDeadline()
+	h.expect(h.advance(d), "[.] seq 1001 ack 5001 win 4096 len 1")
+	// The window had opened meanwhile: the peer takes the byte.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2, 1000)), "[P.] seq 1002 ack 5001 win 4096 len 9")
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+11, 1000)))
+	require.Zero(t, h.c.Info().Unacked)
+}
+
+func TestSetPathMSS(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	sendSegs(t, h, 2)
+	require.Equal(t, tISS+1, h.c.SndUna())
+	require.Equal(t, tISS+2001, h.c.SndNxt())
+	require.Equal(t, tPeer+1, h.c.RcvNxt())
+	_, ok := h.c.TSRecent()
+	require.False(t, ok)
+	require.False(t, h.c.SetPathMSS(h.now, 1200)) // not smaller than 1000
+	require.True(t, h.c.SetPathMSS(h.now, 600))
+	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 600", "[.] seq 1601 ack 5001 win 4096 len 600",
+		"[.] seq 2201 ack 5001 win 4096 len 600", "[P.] seq 2801 ack 5001 win 4096 len 200")
+	require.Equal(t, uint16(600), h.c.Info().MSS)
+}

@@ -1,0 +1,176 @@
+package tcp
+
+import "time"
+
+// TimerInfo is one pending timer: whether it is armed and the time left
+// until it fires.
+type TimerInfo struct {
+	Armed bool
+	Left  time.Duration
+}
+
+// Info is a tcp_info-grade snapshot of a connection.
+type Info struct {
+	State      State
+	CC         string // congestion control algorithm
+	RTT        time.Duration
+	RTTVar     time.Duration
+	RTO        time.Duration
+	CWnd       uint32 // bytes
+	SSThresh   uint32 // bytes
+	MSS        uint16 // Eff.snd.MSS
+	RcvMSS     uint16
+	SndWScale  int8 // -1 = window scaling off
+	RcvWScale  int8
+	SACK       bool
+	Timestamps bool
+	SndWnd     uint32 // peer's window, scaled
+	RcvWnd     uint32 // our advertised window, scaled
+	Unacked    uint32 // sequence space in flight (SND.MAX - SND.UNA)
+	NotSent    uint32 // bytes in the send buffer not yet sent
+	SndBuf     int    // send buffer capacity
+	RcvBuf     int    // receive buffer capacity
+	Readable   int
+	OOOBytes   int // bytes in the reassembly queue
+
+	BytesSent     uint64 // new data bytes sent
+	BytesRetrans  uint64
+	BytesAcked    uint64
+	BytesReceived uint64
+	SegsIn        uint64
+	SegsOut       uint64
+	DataSegsIn    uint64
+	DataSegsOut   uint64
+
+	Retransmits        uint32 // total retransmitted segments
+	CurrentRetransmits int    // consecutive RTO expirations (backoffs)
+	RTOExpirations     uint64
+	FastRecoveries     uint64
+	Lost               uint32 // loss episodes ended by an RTO
+	SACKed             uint32 // bytes currently SACKed by the peer
+	Reordering         uint32 // out-of-order segments received
+	DupAcksIn          uint64
+	DSACKsSent         uint64
+	ProbesSent         uint64
+	ZeroWindowProbes   int // unanswered zero-window probes
+	KeepaliveProbes    int // unanswered keepalive probes
+	ChallengeACKs      uint64
+	ChallengeSuppress  uint64
+	PAWSDrops          uint64
+	OutOfWindow        uint64
+	InRecovery         bool
+
+	Retransmit, Persist, DelayedACK, Keepalive, FinWait2, TimeWait, UserTimeout TimerInfo
+}
+
+// Info returns a snapshot of the connection. Timer times left are relative to
+// the latest time the connection was given (by Input or Output).
+func (c *Conn) Info() Info {
+	in := Info{
+		State:              c.state,
+		CC:                 c.cc.Name(),
+		RTT:                c.rto.SRTT(),
+		RTTVar:             c.rto.RTTVar(),
+		RTO:                c.rto.RTO(),
+		CWnd:               c.cc.CWnd(),
+		SSThresh:           c.cc.SSThresh(),
+		MSS:                c.sndMSS,
+		RcvMSS:             c.rcvMSS,
+		SndWScale:          -1,
+		RcvWScale:          -1,
+		SACK:               c.sackOK,
+		Timestamps:         c.tsOK,
+		SndWnd:             c.sndWnd,
+		RcvWnd:             c.rcvWindow(),
+		Unacked:            c.sndUna.Size(c.sndMax),
+		SndBuf:             c.sb.Cap(),
+		RcvBuf:             c.rb.Cap(),
+		Readable:           c.rb.Len(),
+		OOOBytes:           c.rq.Bytes(),
+		BytesSent:          c.stats.bytesSent,
+		BytesRetrans:       c.stats.bytesRetrans,
+		BytesAcked:         c.stats.bytesAcked,
+		BytesReceived:      c.stats.bytesReceived,
+		SegsIn:             c.stats.segsIn,
+		SegsOut:            c.stats.segsOut,
+		DataSegsIn:         c.stats.dataSegsIn,
+		DataSegsOut:        c.stats.dataSegsOut,
+		Retransmits:        c.stats.totalRetrans,
+		CurrentRetransmits: c.rto.Backoffs(),
+		RTOExpirations:     c.stats.rtoExpirations,
+		FastRecoveries:     c.stats.fastRecoveries,
+		Lost:               c.stats.lost,
+		SACKed:             c.board.SACKedBytes(),
+		Reordering:         c.stats.reordering,
+		DupAcksIn:          c.stats.dupAcksIn,
+		DSACKsSent:         c.stats.dsacksSent,
+		ProbesSent:         c.stats.probesSent,
+		ZeroWindowProbes:   c.probesOut,
+		KeepaliveProbes:    c.kaProbes,
+		ChallengeACKs:      c.stats.challengeACKs,
+		ChallengeSuppress:  c.stats.challengeSuppressed,
+		PAWSDrops:          c.stats.pawsDrops,
+		OutOfWindow:        c.stats.outOfWindow,
+		InRecovery:         c.inRecovery,
+	}
+	if c.wsOK {
+		in.SndWScale, in.RcvWScale = int8(c.sndWScale), int8(c.rcvWScale)
+	}
+	if end := c.dataEnd(); end.GreaterThan(c.sndNxt) {
+		in.NotSent = c.sndNxt.Size(end)
+	}
+	ti := func(t *connTimer) TimerInfo {
+		if !t.armed {
+			return TimerInfo{}
+		}
+		return TimerInfo{Armed: true, Left: t.at.Sub(c.clock)}
+	}
+	in.Retransmit = ti(&c.rtxTimer)
+	in.Persist = ti(&c.persistTimer)
+	in.DelayedACK = ti(&c.delackTimer)
+	in.Keepalive = ti(&c.keepTimer)
+	in.FinWait2 = ti(&c.fw2Timer)
+	in.TimeWait = ti(&c.twTimer)
+	in.UserTimeout = ti(&c.userTimer)
+	return in
+}
+
+// SndUna returns SND.UNA, the oldest unacknowledged sequence number (for the
+// stack's RFC 5927 §4.1 check of sequence numbers quoted by ICMP errors).
+func (c *Conn) SndUna() Seq { return c.sndUna }
+
+// SndNxt returns the highest sequence number sent so far plus one.
+func (c *Conn) SndNxt() Seq { return c.sndMax }
+
+// RcvNxt returns RCV.NXT (for RFC 6191 SYN acceptance in TIME-WAIT).
+func (c *Conn) RcvNxt() Seq { return c.rcvNxt }
+
+// TSRecent returns TS.Recent; ok is false when timestamps are not in use.
+func (c *Conn) TSRecent() (ts uint32, ok bool) { return c.tsRecent, c.tsOK }
+
+// SetPathMSS lowers the send MSS to mss (the path MTU less the IP and fixed
+// TCP headers), learnt from ICMP Fragmentation Needed / Packet Too Big
+// (RFC 1191, RFC 8201). It reports whether the MSS changed. Data in flight is
+// resent at the new size right away (it was probably dropped for being too
+// big); as this is not congestion, the congestion window is kept.
+func (c *Conn) SetPathMSS(now Time, mss uint16) bool {
+	if c.tsOK {
+		if mss <= OptionTimestampLen+2 {
+			return false
+		}
+		mss -= OptionTimestampLen + 2
+	}
+	mss = max(mss, minMSS)
+	if mss >= c.sndMSS {
+		return false
+	}
+	c.clock = now
+	c.sndMSS = mss
+	c.board.SetMSS(uint32(mss))
+	if c.state.canSendData() && c.sndNxt != c.sndUna {
+		c.rttTimer.Cancel()
+		c.sndNxt = c.sndUna
+		c.rtxPending = false
+	}
+	return true
+}

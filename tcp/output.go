@@ -1,0 +1,437 @@
+package tcp
+
+import "time"
+
+// Output fires the timers that are due, then emits every segment that should
+// be sent now: a pending RST, a SYN or SYN-ACK, retransmissions, new data
+// (subject to the peer's window, the congestion window, Nagle and sender SWS
+// avoidance), probes, and a pure ACK if one is owed and nothing else carried
+// it. Each segment is handed to e.Emit and is valid only during that call.
+func (c *Conn) Output(now Time, e Emitter) {
+	c.fireTimers(now)
+	if c.rstPending {
+		c.rstPending = false
+		c.out = c.rstSeg
+		c.stats.segsOut++
+		e.Emit(&c.out)
+	}
+	switch c.state {
+	case StateClosed, StateListen:
+		return
+	case StateSynSent:
+		if c.synPending {
+			c.sendSYN(now, e)
+		}
+		return
+	case StateSynReceived:
+		if c.synPending {
+			c.sendSYN(now, e)
+			return
+		}
+	}
+	if c.state.canSendData() {
+		c.sendData(now, e)
+	}
+	if c.probePending {
+		c.probePending = false
+		c.sendProbe(now, e)
+	}
+	if c.ackNow {
+		c.sendACK(now, e)
+	}
+}
+
+// sendSYN emits our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED) with the
+// options we offer (RFC 9293 §3.10.7.2-3, RFC 7323, RFC 2018), and arms the
+// retransmission timer.
+func (c *Conn) sendSYN(now Time, e Emitter) {
+	seg := &c.out
+	*seg = Segment{Seq: c.iss, Flags: FlagSYN}
+	o := &seg.Options
+	o.HasMSS, o.MSS = true, c.cfg.MSS
+	wnd := uint16(min(c.rb.Free(), 65535))
+	seg.Window = wnd // RFC 7323 §2.2: never scaled in a SYN
+	if c.state == StateSynSent {
+		o.HasWindowScale, o.WindowScale = !c.cfg.DisableWindowScale, c.offerWScale
+		o.SACKPermitted = !c.cfg.DisableSACK
+		if !c.cfg.DisableTimestamps {
+			o.HasTimestamp, o.TSVal = true, c.tsNow(now)
+		}
+	} else {
+		seg.Flags |= FlagACK
+		seg.Ack = c.rcvNxt
+		o.HasWindowScale, o.WindowScale = c.wsOK, c.offerWScale
+		o.SACKPermitted = c.sackOK
+		if c.tsOK {
+			o.HasTimestamp, o.TSVal, o.TSEcr = true, c.tsNow(now), c.tsRecent
+		}
+		c.rcvAdv = c.rcvNxt + Seq(wnd)
+		c.lastAckSent = c.rcvNxt
+		c.ackNow = false
+	}
+	c.synPending = false
+	if c.sndMax == c.iss {
+		c.sndNxt, c.sndMax = c.iss+1, c.iss+1
+		c.rttTimer.Start(c.iss+1, now)
+	} else {
+		c.rttTimer.Cancel() // Karn: a retransmitted SYN gives no sample
+	}
+	c.rtxTimer.set(now.Add(c.rto.RTO()))
+	c.stats.segsOut++
+	e.Emit(seg)
+}
+
+// windowField computes the window to advertise and records the new right
+// edge. Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): the right edge moves
+// only by at least min(RCV.BUFF/2, Eff.snd.MSS); it never moves left
+// (RFC 9293 §3.8.6: shrinking the window is strongly discouraged).
+func (c *Conn) windowField() uint16 {
+	edge := c.rcvNxt + Seq(c.rb.Free())
+	target := c.rcvAdv
+	thresh := min(uint32(c.rb.Cap())/2, uint32(c.rcvMSS))
+	if edge.GreaterThan(c.rcvAdv) && (c.rcvAdv.Max(c.rcvNxt).Size(edge) >= thresh || c.rdClosed) {
+		target = edge
+	}
+	var wnd uint32
+	if target.GreaterThan(c.rcvNxt) {
+		wnd = c.rcvNxt.Size(target)
+	}
+	field := min(wnd>>c.rcvWScale, 65535)
+	if adv := c.rcvNxt + Seq(field<<c.rcvWScale); adv.GreaterThan(c.rcvAdv) {
+		c.rcvAdv = adv
+	}
+	return uint16(field)
+}
+
+// sackCount returns how many SACK blocks the next segment carries: D-SACK
+// first, then the reassembly queue's ranges; 3 fit beside timestamps, 4
+// without (RFC 2018 §3).
+func (c *Conn) sackCount() int {
+	if !c.sackOK {
+		return 0
+	}
+	n := c.rq.Len()
+	if c.dsackPending {
+		n++
+	}
+	limit := MaxSACKBlocks
+	if c.tsOK {
+		limit = 3
+	}
+	return min(n, limit)
+}
+
+// sackOptLen is the option space SACK blocks take on the next segment.
+func (c *Conn) sackOptLen() int {
+	if n := c.sackCount(); n > 0 {
+		return 4 + 8*n // NOP NOP kind len + 8 per block
+	}
+	return 0
+}
+
+// finishAndEmit completes a non-SYN segment whose Seq, Flags and Payload are
+// set in c.out: ACK, window, timestamps and SACK blocks. Every such segment
+// acknowledges RCV.NXT, so it settles any owed (or delayed) ACK.
+func (c *Conn) finishAndEmit(now Time, e Emitter) {
+	seg := &c.out
+	seg.Flags |= FlagACK
+	seg.Ack = c.rcvNxt
+	seg.Window = c.windowField()
+	seg.Urgent = 0
+	seg.Options = Options{}
+	if c.tsOK {
+		seg.Options.HasTimestamp = true
+		seg.Options.TSVal = c.tsNow(now)
+		seg.Options.TSEcr = c.tsRecent
+	}
+	if n := c.sackCount(); n > 0 {
+		var ds *SACKBlock
+		if c.dsackPending {
+			ds = &c.dsack
+			c.stats.dsacksSent++
+		}
+		blocks := c.rq.SACKBlocksN(c.sackBuf[:0], n, ds)
+		seg.Options.NumSACK = uint8(copy(seg.Options.SACKBlocks[:], blocks))
+		c.dsackPending = false
+	}
+	c.lastAckSent = c.rcvNxt
+	c.ackNow = false
+	c.rcvUnacked = 0
+	c.delackTimer.stop()
+	c.stats.segsOut++
+	if len(seg.Payload) > 0 {
+		c.stats.dataSegsOut++
+	}
+	e.Emit(seg)
+}
+
+// sendACK emits a pure ACK <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
+func (c *Conn) sendACK(now Time, e Emitter) {
+	c.out = Segment{Seq: c.sndMax}
+	if c.state == StateSynReceived {
+		c.out.Seq = c.iss + 1
+	}
+	c.finishAndEmit(now, e)
+}
+
+// segPayloadMax is the payload one wire segment may carry now: Eff.snd.MSS
+// less any SACK blocks this segment carries.
+func (c *Conn) segPayloadMax() uint32 {
+	m := int(c.sndMSS) - c.sackOptLen()
+	return uint32(max(m, 1))
+}
+
+// emitData emits [seq, seq+n) from the send buffer, with FIN if fin, as one
+// segment (a GSO super-segment when n exceeds one wire segment).
+func (c *Conn) emitData(now Time, e Emitter, seq Seq, n uint32, fin bool) {
+	c.out = Segment{Seq: seq}
+	if n > 0 {
+		off := int(c.dataStart().Size(seq))
+		p := c.sb.Peek(off, int(n))
+		if uint32(len(p)) < n {
+			// The ring wrapped: gather into the connection's scratch buffer.
+			if cap(c.scratch) < int(n) {
+				c.scratch = make([]byte, max(int(n), 64<<10))
+			}
+			buf := c.scratch[:n]
+			k := copy(buf, p)
+			for k < int(n) {
+				k += copy(buf[k:], c.sb.Peek(off+k, int(n)-k))
+			}
+			p = buf
+		}
+		c.out.Payload = p
+		if seq+Seq(n) == c.dataEnd() {
+			c.out.Flags |= FlagPSH
+		}
+		if seg := c.segPayloadMax(); n > seg {
+			c.out.GSOSize = uint16(seg)
+		}
+	}
+	if fin {
+		c.out.Flags |= FlagFIN
+	}
+	c.finishAndEmit(now, e)
+}
+
+// retransmit re-sends up to maxLen bytes starting at start (plus our FIN if
+// it follows them), returning the sequence space covered.
+func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 {
+	end := c.dataEnd()
+	var n uint32
+	if start.LessThan(end) {
+		n = min(maxLen, start.Size(end))
+	}
+	fin := c.finSent() && start+Seq(n) == c.finSeq
+	if n == 0 && !fin {
+		return 0
+	}
+	c.emitData(now, e, start, n, fin)
+	c.rttTimer.Cancel() // Karn's algorithm
+	c.stats.retransSegs++
+	c.stats.totalRetrans++
+	c.stats.bytesRetrans += uint64(n)
+	if !c.rtxTimer.armed {
+		c.rtxTimer.set(now.Add(c.rto.RTO()))
+	}
+	if fin {
+		n++
+	}
+	return n
+}
+
+// cwndAvail is how many more bytes the congestion window allows in flight:
+// cwnd - FlightSize, plus RFC 3042 limited transmit allowance on the first
+// two duplicate ACKs, or cwnd - pipe during SACK recovery (RFC 6675).
+func (c *Conn) cwndAvail() uint32 {
+	cwnd := c.cc.CWnd()
+	if c.sackRecovery {
+		pipe := c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
+		if pipe >= cwnd {
+			return 0
+		}
+		return cwnd - pipe
+	}
+	allow := uint64(cwnd)
+	if !c.inRecovery && c.dupAcks > 0 && c.dupAcks < 3 {
+		allow += uint64(c.dupAcks) * uint64(c.sndMSS)
+	}
+	flight := uint64(c.sndUna.Size(c.sndNxt))
+	if flight >= allow {
+		return 0
+	}
+	return ccSaturate(allow - flight)
+}
+
+// sendData emits retransmissions and new data as the windows allow.
+func (c *Conn) sendData(now Time, e Emitter) {
+	if c.rtxPending {
+		c.rtxPending = false
+		mss := uint32(c.sndMSS)
+		start := c.sndUna
+		if c.sackRecovery {
+			if s, n, ok := c.board.NextSegToRetransmit(c.sndUna, c.sndMax, mss, c.highRxt); ok {
+				start, mss = s, n
+			}
+		}
+		if n := c.retransmit(now, e, start, mss); n > 0 && c.sackRecovery {
+			c.highRxt = c.highRxt.Max(start + Seq(n))
+		}
+	}
+	if c.sackRecovery {
+		// RFC 6675 §5 step (C): send while cwnd - pipe >= 1 SMSS.
+		mss := uint32(c.sndMSS)
+		for i := 0; i < 1<<16 && c.cwndAvail() >= mss; i++ {
+			if s, n, ok := c.board.NextSegToRetransmit(c.sndUna, c.sndMax, mss, c.highRxt); ok {
+				c.retransmit(now, e, s, n)
+				c.highRxt = c.highRxt.Max(s + Seq(n))
+				continue
+			}
+			if c.sendNewSegment(now, e, mss) {
+				continue
+			}
+			if s, n, ok := c.board.NextSegRule3(c.sndUna, c.sndMax, mss, c.highRxt); ok {
+				c.retransmit(now, e, s, n)
+				c.highRxt = c.highRxt.Max(s + Seq(n))
+				continue
+			}
+			break
+		}
+		return
+	}
+	for c.sendNewSegment(now, e, 0) {
+	}
+}
+
+// sendNewSegment emits the next segment of unsent data (and/or our FIN)
+// if the peer's window, the congestion window, Nagle's algorithm (RFC 896)
+// and sender SWS avoidance (RFC 9293 §3.8.6.2.1) allow it. limit > 0 caps
+// the payload. After a go-back-N rewind (RTO) "unsent" starts at SND.NXT.
+func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
+	end := c.dataEnd()
+	var avail uint32
+	if c.sndNxt.LessThan(end) {
+		avail = c.sndNxt.Size(end)
+	}
+	finHere := c.wrClosed && !c.sndNxt.GreaterThan(c.finSeq)
+	if avail == 0 && !finHere {
+		return false
+	}
+	outstanding := c.sndUna != c.sndMax
+	if !outstanding && c.stats.dataSegsOut > 0 && now.Sub(c.lastSend) > c.rto.RTO() {
+		c.cc.OnIdleRestart(now) // RFC 5681 §4.1
+	}
+	var winAvail uint32
+	if wndEdge := c.sndUna + Seq(c.sndWnd); wndEdge.GreaterThan(c.sndNxt) {
+		winAvail = c.sndNxt.Size(wndEdge)
+	}
+	usable := min(winAvail, c.cwndAvail())
+	seg := c.segPayloadMax()
+	chunk := seg
+	if c.cfg.GSOMaxSize > 0 && uint32(c.cfg.GSOMaxSize) > seg {
+		chunk = uint32(c.cfg.GSOMaxSize) / seg * seg
+	}
+	if limit > 0 {
+		chunk = min(chunk, limit)
+	}
+	n := min(avail, usable)
+	// Retransmissions after a go-back-N rewind are exempt from Nagle and SWS
+	// avoidance: the peer has already seen (or lost) those bytes.
+	push := c.cfg.NoDelay || !outstanding || c.sndNxt.LessThan(c.sndMax)
+	switch {
+	case n == 0 && avail > 0:
+		c.armPersist(now, outstanding)
+		return false
+	case n < avail && n < seg:
+		// Sender SWS avoidance: a partial segment only when it is at least
+		// half the largest window the peer offered and Nagle allows.
+		if !(push && n >= c.maxSndWnd/2) && !c.forceSend {
+			c.armPersist(now, outstanding)
+			return false
+		}
+	case n > chunk:
+		n = chunk
+	case n > seg && n%seg != 0:
+		// The tail is sent inside the super-segment only if it may go now.
+		if !(n == avail && (push || c.wrClosed)) {
+			n -= n % seg
+		}
+	case n < seg && n == avail && n > 0:
+		// Nagle: hold a small segment while data is unacknowledged, unless
+		// it carries our FIN (as Linux does).
+		if !push && !c.wrClosed {
+			return false
+		}
+	}
+	fin := c.wrClosed && c.sndNxt+Seq(n) == c.finSeq
+	if n == 0 && !fin {
+		return false
+	}
+	c.forceSend = false
+	retrans := c.sndNxt.LessThan(c.sndMax)
+	c.emitData(now, e, c.sndNxt, n, fin)
+	if retrans {
+		c.stats.retransSegs++
+		c.stats.totalRetrans++
+		c.stats.bytesRetrans += uint64(n)
+		c.rttTimer.Cancel()
+	} else {
+		c.stats.bytesSent += uint64(n)
+		if !c.tsOK {
+			c.rttTimer.Start(c.sndNxt+Seq(n), now)
+		}
+	}
+	if !outstanding {
+		c.firstUnacked = now
+		if c.cfg.UserTimeout > 0 {
+			c.userTimer.set(now.Add(c.cfg.UserTimeout))
+		}
+	}
+	c.sndNxt += Seq(n)
+	if fin {
+		c.sndNxt++
+	}
+	c.sndMax = c.sndMax.Max(c.sndNxt)
+	c.lastSend = now
+	c.persistTimer.stop()
+	if !c.rtxTimer.armed {
+		c.rtxTimer.set(now.Add(c.rto.RTO())) // RFC 6298 §5.1
+	}
+	return true
+}
+
+// armPersist starts the persist timer when data waits for the window and
+// nothing is in flight to elicit a window update (RFC 9293 §3.8.6.1).
+func (c *Conn) armPersist(now Time, outstanding bool) {
+	if outstanding || c.persistTimer.armed {
+		return
+	}
+	c.persistTimer.set(now.Add(c.persistInterval()))
+}
+
+// persistInterval is the RTO backed off persistBackoff times, capped at
+// RTOMax (like Linux's tcp_probe0_when).
+func (c *Conn) persistInterval() time.Duration {
+	d := max(c.rto.RTO(), c.cfg.RTOMin)
+	for i := 0; i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
+		d *= 2
+	}
+	return min(d, c.cfg.RTOMax)
+}
+
+// sendProbe emits a zero-window probe (one byte of new data beyond the
+// window, RFC 9293 §3.8.6.1) or a keepalive probe (SEG.SEQ = SND.NXT-1, no
+// data, RFC 1122 §4.2.3.6).
+func (c *Conn) sendProbe(now Time, e Emitter) {
+	c.stats.probesSent++
+	if c.probeData {
+		if c.dataEnd().GreaterThan(c.probeSeq) {
+			c.emitData(now, e, c.probeSeq, 1, false)
+			c.zwpOut = true
+			c.lastSend = now
+			return
+		}
+	}
+	c.out = Segment{Seq: c.probeSeq}
+	c.finishAndEmit(now, e)
+}

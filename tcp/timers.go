@@ -1,0 +1,153 @@
+package tcp
+
+import "syscall"
+
+// NextDeadline returns the earliest time at which Output must be called again
+// because a timer fires (retransmission, persist, delayed ACK, keepalive,
+// FIN-WAIT-2, TIME-WAIT, user timeout). ok is false when no timer is armed.
+func (c *Conn) NextDeadline() (t Time, ok bool) {
+	for _, tm := range [...]*connTimer{&c.rtxTimer, &c.persistTimer, &c.delackTimer,
+		&c.keepTimer, &c.fw2Timer, &c.twTimer, &c.userTimer} {
+		if tm.armed && (!ok || tm.at.Before(t)) {
+			t, ok = tm.at, true
+		}
+	}
+	return t, ok
+}
+
+// fireTimers runs every timer that is due at now.
+func (c *Conn) fireTimers(now Time) {
+	c.clock = now
+	if c.twTimer.due(now) {
+		c.twTimer.stop()
+		c.toClosed() // TIME-WAIT over: delete the TCB
+		return
+	}
+	if c.orphaned && c.state == StateFinWait2 && !c.fw2Timer.armed {
+		c.fw2Timer.set(now.Add(c.cfg.FinWait2Timeout))
+	}
+	if c.fw2Timer.due(now) {
+		c.fw2Timer.stop()
+		if c.state == StateFinWait2 {
+			// Orphaned FIN-WAIT-2 bounded like Linux's tcp_fin_timeout:
+			// the connection silently goes away.
+			c.toClosed()
+			return
+		}
+	}
+	if c.userTimer.due(now) {
+		c.userTimer.stop()
+		if c.sndUna != c.sndMax {
+			// RFC 5482: data stayed unacknowledged for the user timeout.
+			c.fail(syscall.ETIMEDOUT, EventTimedOut)
+			return
+		}
+	}
+	if c.rtxTimer.due(now) {
+		c.rtxTimer.stop()
+		c.onRetransmitTimeout(now)
+		if c.state == StateClosed {
+			return
+		}
+	}
+	if c.persistTimer.due(now) {
+		c.persistTimer.stop()
+		c.onPersistTimeout(now)
+		if c.state == StateClosed {
+			return
+		}
+	}
+	if c.keepTimer.due(now) {
+		c.keepTimer.stop()
+		c.onKeepaliveTimeout(now)
+		if c.state == StateClosed {
+			return
+		}
+	}
+	if c.delackTimer.due(now) {
+		c.delackTimer.stop()
+		c.ackNow = true
+	}
+}
+
+// onRetransmitTimeout is RFC 6298 §5.4-5.6: retransmit the earliest
+// unacknowledged segment, back the timer off, and give up after the retry
+// limit (SynRetries / SynAckRetries / Retries2) with ETIMEDOUT.
+func (c *Conn) onRetransmitTimeout(now Time) {
+	c.stats.rtoExpirations++
+	switch c.state {
+	case StateSynSent, StateSynReceived:
+		limit := c.cfg.SynRetries
+		if c.state == StateSynReceived && c.passive {
+			limit = c.cfg.SynAckRetries
+		}
+		if c.synRetransmits >= limit {
+			c.fail(syscall.ETIMEDOUT, EventTimedOut)
+			return
+		}
+		c.synRetransmits++
+		c.stats.retransSegs++
+		c.stats.totalRetrans++
+		c.rto.Backoff()
+		c.synPending = true
+		return
+	}
+	if c.sndUna == c.sndMax {
+		return // everything was acknowledged meanwhile
+	}
+	if c.retries >= c.cfg.Retries2 {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
+		return
+	}
+	c.retries++
+	c.rto.Backoff()
+	flight := c.sndUna.Size(c.sndMax)
+	c.cc.OnRTO(now, flight)
+	// RFC 6582 §3.2 step 1 / RFC 6675 §5.1: no new recovery until all data
+	// outstanding now is acknowledged.
+	c.recover = c.sndMax
+	c.inRecovery = false
+	c.sackRecovery = false
+	c.dupAcks = 0
+	c.rtxPending = false
+	// RFC 2018 §8: after a timeout, SACK information is not trusted.
+	c.board.Reset()
+	c.highRxt = c.sndUna
+	c.rttTimer.Cancel()
+	c.stats.lost++
+	// Go back N: resend from SND.UNA as the (now one-segment) window allows.
+	c.sndNxt = c.sndUna
+}
+
+// onPersistTimeout sends a window probe (RFC 9293 §3.8.6.1, RFC 1122
+// §4.2.2.17) and backs the persist timer off. Probes that are answered reset
+// the failure count, so a zero window never kills a live connection; only
+// Retries2 unanswered probes (or the user timeout) do.
+func (c *Conn) onPersistTimeout(now Time) {
+	if !c.state.canSendData() || c.sndUna != c.sndMax {
+		return
+	}
+	if c.cfg.UserTimeout > 0 && c.probesOut > 0 && now.Sub(c.lastAckRecv) >= c.cfg.UserTimeout {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
+		return
+	}
+	if c.probesOut >= c.cfg.Retries2 {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
+		return
+	}
+	if c.sndWnd > 0 {
+		// Sender SWS avoidance held back a small segment with nothing in
+		// flight: the persist timer is the override timeout.
+		c.forceSend = true
+		return
+	}
+	if !c.dataEnd().GreaterThan(c.sndNxt) {
+		return
+	}
+	c.probesOut++
+	c.persistBackoff++
+	c.probePending = true
+	c.probeData = true
+	c.probeSeq = c.sndNxt
+	c.persistTimer.set(now.Add(c.persistInterval()))
+}
