@@ -1,0 +1,429 @@
+package stack
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// Conn is a TCP connection of a Stack; it implements net.Conn with the
+// methods of *net.TCPConn that make sense for a userspace socket. Errors
+// match a kernel socket's: *net.OpError wrapping os.ErrDeadlineExceeded,
+// net.ErrClosed, or an *os.SyscallError with ECONNRESET, ECONNREFUSED,
+// ETIMEDOUT, EPIPE...; io.EOF after the peer's FIN.
+type Conn struct {
+	ep            *endpoint
+	laddr, raddr  *net.TCPAddr
+	rdl, wdl      deadline
+	readMu        sync.Mutex // one Read at a time
+	writeMu       sync.Mutex // one Write at a time: writes are not interleaved
+	closed        atomic.Bool
+	closeOnce     sync.Once
+	readShutdown  atomic.Bool
+	writeShutdown atomic.Bool
+}
+
+var _ net.Conn = (*Conn)(nil)
+
+func newConn(ep *endpoint) *Conn {
+	c := &Conn{
+		ep:    ep,
+		laddr: &net.TCPAddr{IP: addrIP(ep.id.local.Addr()), Port: int(ep.id.local.Port())},
+		raddr: &net.TCPAddr{IP: addrIP(ep.id.remote.Addr()), Port: int(ep.id.remote.Port())},
+	}
+	c.rdl.init(ep.s.clock)
+	c.wdl.init(ep.s.clock)
+	return c
+}
+
+// opErr wraps err as the net package does for a kernel socket; a Conn
+// errno becomes an *os.SyscallError named after the system call.
+func (c *Conn) opErr(op string, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		sc := op
+		if op == "dial" {
+			sc = "connect"
+		}
+		err = os.NewSyscallError(sc, errno)
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
+}
+
+// locked runs f with the connection's shard locked, then lets the Conn send
+// what it has to (Output), updates events and timers, and wakes the writer.
+func (c *Conn) locked(f func(tc *tcp.Conn)) {
+	ep := c.ep
+	s := ep.s
+	ep.sh.mu.Lock()
+	now := s.clock.Now()
+	f(ep.tc)
+	if !ep.removed {
+		ep.tc.Output(now, ep)
+		s.afterOp(ep, now)
+	}
+	ep.sh.mu.Unlock()
+	s.kickLinks()
+}
+
+// Read reads data received on the connection. It blocks until data, EOF,
+// an error, Close or the read deadline.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, c.opErr("read", net.ErrClosed)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	ep := c.ep
+	s := ep.s
+	for {
+		if c.closed.Load() {
+			return 0, c.opErr("read", net.ErrClosed)
+		}
+		if c.readShutdown.Load() {
+			return 0, io.EOF
+		}
+		ep.sh.mu.Lock()
+		n, err := ep.tc.Read(p)
+		if n > 0 {
+			// Reading opens the window: Output sends the update
+			// when it is worth one (RFC 9293 §3.8.6.2.2).
+			now := s.clock.Now()
+			if !ep.removed {
+				ep.tc.Output(now, ep)
+				s.afterOp(ep, now)
+			}
+			ep.sh.mu.Unlock()
+			s.kickLinks()
+			return n, nil
+		}
+		if err != io.EOF || ep.stackErr != nil {
+			e := ep.err()
+			if e == nil {
+				e = err
+			}
+			if e == nil && ep.removed {
+				e = syscall.ECONNABORTED
+			}
+			err = e
+		}
+		ep.sh.mu.Unlock()
+		if err == io.EOF {
+			return 0, io.EOF
+		}
+		if err != nil {
+			return 0, c.opErr("read", err)
+		}
+		if c.rdl.expired() {
+			return 0, c.opErr("read", os.ErrDeadlineExceeded)
+		}
+		select {
+		case <-ep.rdWake:
+		case <-c.rdl.wait():
+		case <-ep.closeCh:
+		}
+	}
+}
+
+// Write writes p to the connection. It blocks until every byte is in the
+// send buffer (backpressure), or an error, Close or the write deadline; on
+// error it returns how many bytes were queued.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, c.opErr("write", net.ErrClosed)
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	ep := c.ep
+	s := ep.s
+	total := 0
+	for {
+		if c.closed.Load() {
+			return total, c.opErr("write", net.ErrClosed)
+		}
+		ep.sh.mu.Lock()
+		var n int
+		var err error
+		if ep.stackErr != nil {
+			err = ep.stackErr
+		} else {
+			n, err = ep.tc.Write(p[total:])
+			if err != nil && err != syscall.EPIPE {
+				// Prefer the stack's view (ICMP soft error on timeout).
+				if e := ep.err(); e != nil {
+					err = e
+				}
+			}
+		}
+		total += n
+		if n > 0 && !ep.removed {
+			now := s.clock.Now()
+			ep.tc.Output(now, ep)
+			s.afterOp(ep, now)
+		}
+		ep.sh.mu.Unlock()
+		if n > 0 {
+			s.kickLinks()
+		}
+		if err != nil {
+			return total, c.opErr("write", err)
+		}
+		if total == len(p) {
+			return total, nil
+		}
+		if c.wdl.expired() {
+			return total, c.opErr("write", os.ErrDeadlineExceeded)
+		}
+		select {
+		case <-ep.wrWake:
+		case <-c.wdl.wait():
+		case <-ep.closeCh:
+		}
+	}
+}
+
+// Close closes the connection: queued data is still sent, then a FIN (a
+// RST instead if received data was never read, or with SetLinger(0)).
+// Blocked Reads and Writes return net.ErrClosed. The stack finishes the
+// shutdown (FIN-WAIT, TIME-WAIT) on its own.
+func (c *Conn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return c.opErr("close", net.ErrClosed)
+	}
+	ep := c.ep
+	close(ep.closeCh)
+	c.locked(func(tc *tcp.Conn) {
+		if ep.removed {
+			return
+		}
+		if ep.linger0 {
+			tc.Abort()
+		} else {
+			tc.Close()
+		}
+	})
+	c.rdl.stop()
+	c.wdl.stop()
+	return nil
+}
+
+// CloseWrite shuts down the sending side (a FIN after the queued data).
+func (c *Conn) CloseWrite() error {
+	if c.closed.Load() {
+		return c.opErr("close", net.ErrClosed)
+	}
+	c.writeShutdown.Store(true)
+	c.locked(func(tc *tcp.Conn) { tc.CloseWrite() })
+	return nil
+}
+
+// CloseRead shuts down the receiving side: Read returns io.EOF from now on
+// and data that arrives is discarded (still acknowledged, so the peer is
+// not stalled by a window that never opens).
+func (c *Conn) CloseRead() error {
+	if c.closed.Load() {
+		return c.opErr("close", net.ErrClosed)
+	}
+	c.readShutdown.Store(true)
+	ep := c.ep
+	c.locked(func(tc *tcp.Conn) {
+		ep.readShut = true
+		if ep.discard == nil {
+			ep.discard = make([]byte, 4096)
+		}
+		for {
+			n, _ := tc.Read(ep.discard)
+			if n == 0 {
+				break
+			}
+		}
+	})
+	wake(ep.rdWake)
+	return nil
+}
+
+// LocalAddr returns the local address (*net.TCPAddr).
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr returns the peer's address (*net.TCPAddr).
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.rdl.set(t)
+	c.wdl.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the deadline of Read; the zero time clears it.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.rdl.set(t)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline of Write; the zero time clears it.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.wdl.set(t)
+	return nil
+}
+
+// Go's defaults for SetKeepAliveConfig fields left zero (net package).
+const (
+	defaultKeepAliveIdle     = 15 * time.Second
+	defaultKeepAliveInterval = 15 * time.Second
+	defaultKeepAliveCount    = 9
+)
+
+// keepalive applies the keepalive parameters of ep.
+func (c *Conn) keepalive() {
+	ep := c.ep
+	c.locked(func(tc *tcp.Conn) { tc.SetKeepAlive(ep.kaOn, ep.kaIdle, ep.kaIntvl, ep.kaCount) })
+}
+
+// SetKeepAlive turns keepalive probes on or off (SO_KEEPALIVE).
+func (c *Conn) SetKeepAlive(on bool) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.ep.sh.mu.Lock()
+	c.ep.kaOn = on
+	c.ep.sh.mu.Unlock()
+	c.keepalive()
+	return nil
+}
+
+// SetKeepAlivePeriod sets both the idle time before the first probe and the
+// interval between probes, as net.TCPConn does (TCP_KEEPIDLE, TCP_KEEPINTVL).
+func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	if d <= 0 {
+		return nil
+	}
+	d = max(d, time.Second) // the kernel's granularity
+	c.ep.sh.mu.Lock()
+	c.ep.kaIdle, c.ep.kaIntvl = d, d
+	c.ep.sh.mu.Unlock()
+	c.keepalive()
+	return nil
+}
+
+// SetKeepAliveConfig applies a net.KeepAliveConfig with the net package's
+// conventions: a zero field takes Go's default (15 s, 15 s, 9), a negative
+// one leaves the current value.
+func (c *Conn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	ep := c.ep
+	ep.sh.mu.Lock()
+	ep.kaOn = cfg.Enable
+	switch {
+	case cfg.Idle == 0:
+		ep.kaIdle = defaultKeepAliveIdle
+	case cfg.Idle > 0:
+		ep.kaIdle = max(cfg.Idle, time.Second)
+	}
+	switch {
+	case cfg.Interval == 0:
+		ep.kaIntvl = defaultKeepAliveInterval
+	case cfg.Interval > 0:
+		ep.kaIntvl = max(cfg.Interval, time.Second)
+	}
+	switch {
+	case cfg.Count == 0:
+		ep.kaCount = defaultKeepAliveCount
+	case cfg.Count > 0:
+		ep.kaCount = cfg.Count
+	}
+	ep.sh.mu.Unlock()
+	c.keepalive()
+	return nil
+}
+
+// SetNoDelay disables (true) or enables Nagle's algorithm (TCP_NODELAY).
+func (c *Conn) SetNoDelay(noDelay bool) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.locked(func(tc *tcp.Conn) { tc.SetNoDelay(noDelay) })
+	return nil
+}
+
+// SetLinger sets what Close does with unsent data (SO_LINGER): sec == 0
+// discards it and resets the connection; any other value keeps the default
+// (data sent in the background after Close returns).
+func (c *Conn) SetLinger(sec int) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.ep.sh.mu.Lock()
+	c.ep.linger0 = sec == 0
+	c.ep.sh.mu.Unlock()
+	return nil
+}
+
+// SetReadBuffer sets the receive buffer size (SO_RCVBUF).
+func (c *Conn) SetReadBuffer(bytes int) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.locked(func(tc *tcp.Conn) { tc.SetRecvBufferSize(bytes) })
+	return nil
+}
+
+// SetWriteBuffer sets the send buffer size (SO_SNDBUF).
+func (c *Conn) SetWriteBuffer(bytes int) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.locked(func(tc *tcp.Conn) { tc.SetSendBufferSize(bytes) })
+	return nil
+}
+
+// SetUserTimeout bounds how long sent data may stay unacknowledged before
+// the connection fails with ETIMEDOUT (TCP_USER_TIMEOUT, RFC 5482); 0 turns
+// it off.
+func (c *Conn) SetUserTimeout(d time.Duration) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.locked(func(tc *tcp.Conn) { tc.SetUserTimeout(d) })
+	return nil
+}
+
+// Info returns a snapshot of the connection's TCP state (tcp_info-like).
+func (c *Conn) Info() tcp.Info {
+	ep := c.ep
+	ep.sh.mu.Lock()
+	defer ep.sh.mu.Unlock()
+	return ep.tc.Info()
+}
+
+// State returns the connection's TCP state.
+func (c *Conn) State() tcp.State {
+	ep := c.ep
+	ep.sh.mu.Lock()
+	defer ep.sh.mu.Unlock()
+	return ep.tc.State()
+}

@@ -1,0 +1,96 @@
+package stack
+
+import (
+	"sync"
+	"time"
+
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// deadline is one of a socket's deadlines (read, write, accept): a channel
+// closed when the deadline passes, re-armed by set. It runs on the stack's
+// Clock so deadlines fire in virtual time under a ManualClock; the absolute
+// time.Time given to set is converted to a duration from the wall clock.
+type deadline struct {
+	mu    sync.Mutex
+	clock Clock
+	timer Timer
+	at    tcp.Time // clock time the current deadline falls at
+	armed bool
+	fired bool
+	ch    chan struct{} // closed once the deadline has passed
+}
+
+func (d *deadline) init(c Clock) {
+	d.clock = c
+	d.ch = make(chan struct{})
+}
+
+// set arms the deadline for t; the zero time clears it. A time in the past
+// expires it at once (how net/http interrupts a blocked Read).
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.armed = false
+	if d.fired {
+		d.ch = make(chan struct{})
+		d.fired = false
+	}
+	if t.IsZero() {
+		return
+	}
+	dur := time.Until(t)
+	if dur <= 0 {
+		close(d.ch)
+		d.fired = true
+		return
+	}
+	d.at = d.clock.Now().Add(dur)
+	d.armed = true
+	if d.timer == nil {
+		d.timer = d.clock.AfterFunc(dur, d.fire)
+		return
+	}
+	d.timer.Reset(dur)
+}
+
+// fire closes the channel if the armed deadline has really passed: a
+// callback of an earlier arming that could not be stopped in time finds the
+// deadline moved later and does nothing.
+func (d *deadline) fire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.armed || d.fired || d.clock.Now().Before(d.at) {
+		return
+	}
+	d.armed = false
+	d.fired = true
+	close(d.ch)
+}
+
+// expired reports whether the deadline has passed.
+func (d *deadline) expired() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.fired
+}
+
+// wait returns a channel closed when the deadline passes.
+func (d *deadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ch
+}
+
+// stop releases the timer.
+func (d *deadline) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.armed = false
+}

@@ -1,0 +1,167 @@
+package stack
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// Dial connects to address on network ("tcp", "tcp4", "tcp6"), like
+// net.Dial. address is "host:port"; a host name is resolved with the
+// process's resolver.
+func (s *Stack) Dial(network, address string) (net.Conn, error) {
+	return s.DialContext(context.Background(), network, address)
+}
+
+// DialContext is Dial with a context: cancelling it (or its deadline)
+// abandons the connect and returns the context's error in a *net.OpError.
+func (s *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	opErr := func(err error) error {
+		return &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return nil, opErr(net.UnknownNetworkError(network))
+	}
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		if p, lerr := net.DefaultResolver.LookupPort(ctx, network, portStr); lerr == nil {
+			port = uint64(p)
+		} else {
+			return nil, opErr(&net.AddrError{Err: "invalid port", Addr: address})
+		}
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		addrs, lerr := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if lerr != nil {
+			return nil, opErr(lerr)
+		}
+		found := false
+		for _, a := range addrs {
+			a = a.Unmap()
+			if (network == "tcp4" && !a.Is4()) || (network == "tcp6" && a.Is4()) {
+				continue
+			}
+			if _, ok := s.localAddrFor(a); ok {
+				addr, found = a, true
+				break
+			}
+		}
+		if !found {
+			return nil, opErr(&net.AddrError{Err: "no suitable address found", Addr: host})
+		}
+	}
+	addr = addr.Unmap()
+	if (network == "tcp4" && !addr.Is4()) || (network == "tcp6" && addr.Is4()) {
+		return nil, opErr(&net.AddrError{Err: "address family mismatch", Addr: host})
+	}
+	c, err := s.DialAddrPort(ctx, netip.AddrPortFrom(addr, uint16(port)))
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// DialAddrPort connects to remote and returns the concrete *Conn.
+func (s *Stack) DialAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn, error) {
+	raddr := &net.TCPAddr{IP: addrIP(remote.Addr()), Port: int(remote.Port())}
+	fail := func(laddr *net.TCPAddr, err error) error {
+		if errno, ok := err.(syscall.Errno); ok {
+			err = os.NewSyscallError("connect", errno)
+		}
+		return &net.OpError{Op: "dial", Net: "tcp", Source: laddr, Addr: raddr, Err: err}
+	}
+	if s.closed.Load() {
+		return nil, fail(nil, net.ErrClosed)
+	}
+	if !remote.Addr().IsValid() || remote.Addr().IsUnspecified() || remote.Addr().IsMulticast() || remote.Port() == 0 {
+		return nil, fail(nil, syscall.EINVAL)
+	}
+	local, ok := s.localAddrFor(remote.Addr())
+	if !ok {
+		return nil, fail(nil, syscall.ENETUNREACH)
+	}
+	links := *s.links.Load()
+	if len(links) == 0 {
+		return nil, fail(nil, syscall.ENETUNREACH)
+	}
+	l := links[0]
+	if s.nconns.Load() >= int64(s.opts.MaxConns) {
+		s.stats.TCPMaxConns.Add(1)
+		return nil, fail(nil, syscall.EAGAIN)
+	}
+
+	// Pick the port and insert the connection under the shard lock in one
+	// step, so two Dials cannot take the same 4-tuple.
+	var ep *endpoint
+	now := s.clock.Now()
+	_, ok = s.ports.pick(local, remote, func(port uint16) bool {
+		id := tuple{local: netip.AddrPortFrom(local, port), remote: remote}
+		if s.findListener(id.local) != nil {
+			return true
+		}
+		sh := s.shardFor(id)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if sh.conns[id] != nil {
+			return true
+		}
+		cfg := s.connConfig(l, id)
+		tc := tcp.Dial(now, cfg, s.isn.isn(now, id.local, id.remote))
+		ep = newEndpoint(s, sh, id, l, tc)
+		s.insert(ep)
+		s.stats.TCPActiveOpens.Add(1)
+		tc.Output(now, ep)
+		s.afterOp(ep, now)
+		return false
+	})
+	if !ok {
+		s.stats.TCPPortsExhausted.Add(1)
+		return nil, fail(nil, syscall.EADDRNOTAVAIL)
+	}
+	s.kickLinks()
+	c := newConn(ep)
+
+	for {
+		ep.sh.mu.Lock()
+		st := ep.tc.State()
+		err := ep.err()
+		removed := ep.removed
+		ep.sh.mu.Unlock()
+		switch {
+		case err != nil:
+			return nil, fail(c.laddr, err)
+		case st != tcp.StateSynSent && st != tcp.StateSynReceived && st != tcp.StateClosed:
+			// ESTABLISHED, or already further (the peer's FIN may have
+			// come with its SYN-ACK): the connect succeeded.
+			return c, nil
+		case removed:
+			return nil, fail(c.laddr, syscall.ECONNABORTED)
+		}
+		select {
+		case <-ep.wrWake:
+		case <-ctx.Done():
+			// connect(2) interrupted: the half-open connection is
+			// dropped without a RST (RFC 9293 §3.10.4, ABORT in
+			// SYN-SENT: "delete the TCB").
+			ep.sh.mu.Lock()
+			if !ep.removed {
+				ep.stackErr = ctx.Err()
+				s.removeEP(ep)
+			}
+			ep.sh.mu.Unlock()
+			return nil, fail(c.laddr, ctx.Err())
+		}
+	}
+}

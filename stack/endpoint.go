@@ -1,0 +1,221 @@
+package stack
+
+import (
+	"syscall"
+	"time"
+
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// endpoint is one connection in the table: the tcp.Conn and what the stack
+// keeps around it. Every field is guarded by sh.mu unless noted.
+type endpoint struct {
+	s    *Stack
+	sh   *shard // immutable
+	id   tuple  // immutable
+	link *link  // immutable: where its packets go
+	tc   *tcp.Conn
+
+	timer   timerSlot
+	dirty   bool      // queued for Output at the end of an input batch
+	state   tcp.State // last state seen by afterOp (for the per-state gauges)
+	removed bool      // no longer in the table
+
+	// ln is the listener that made a passive connection (immutable);
+	// lnPhase is guarded by ln.mu.
+	ln      *Listener
+	lnPhase lnPhase
+
+	// stackErr is a hard error the stack decided (ICMP unreachable in
+	// SYN-SENT, Stack.Close); it wins over the Conn's own error. softErr is
+	// an ICMP error reported only if the connection later times out
+	// (Linux sk_err_soft).
+	stackErr error
+	softErr  error
+
+	readShut bool // CloseRead: incoming data is discarded
+	linger0  bool // SetLinger(0): Close sends RST
+
+	// Keepalive parameters as the application set them.
+	kaOn            bool
+	kaIdle, kaIntvl time.Duration
+	kaCount         int
+
+	rdWake, wrWake chan struct{} // capacity 1: "something changed"
+	closeCh        chan struct{} // closed by Conn.Close (immutable channel)
+	discard        []byte        // scratch for CloseRead, allocated by CloseRead
+}
+
+// lnPhase is where a passive connection is in its listener's life cycle.
+type lnPhase uint8
+
+const (
+	phaseSynQueue    lnPhase = iota // SYN-RECEIVED, counted in the SYN queue
+	phaseAcceptQueue                // established, waiting for Accept
+	phaseAccepted                   // handed to the application (or dropped)
+)
+
+func newEndpoint(s *Stack, sh *shard, id tuple, l *link, tc *tcp.Conn) *endpoint {
+	return &endpoint{
+		s: s, sh: sh, id: id, link: l, tc: tc,
+		timer:   timerSlot{idx: -1},
+		rdWake:  make(chan struct{}, 1),
+		wrWake:  make(chan struct{}, 1),
+		closeCh: make(chan struct{}),
+		state:   tcp.StateClosed,
+		kaOn:    s.tcpCfg.KeepAlive,
+		kaIdle:  orDefault(s.tcpCfg.KeepIdle, linuxKeepIdle),
+		kaIntvl: orDefault(s.tcpCfg.KeepInterval, linuxKeepInterval),
+		kaCount: int(orDefault(time.Duration(s.tcpCfg.KeepCount), linuxKeepCount)),
+	}
+}
+
+// The kernel's keepalive defaults (tcp_keepalive_time, _intvl, _probes),
+// which are also the engine's.
+const (
+	linuxKeepIdle     = 2 * time.Hour
+	linuxKeepInterval = 75 * time.Second
+	linuxKeepCount    = 9
+)
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Emit serializes one outgoing segment of the Conn into a packet (tcp.Emitter).
+func (ep *endpoint) Emit(seg *tcp.Segment) {
+	ep.s.emitTCP(ep.link, ep.id.local, ep.id.remote, seg)
+}
+
+// insert puts ep into its shard's table; sh.mu must be held.
+func (s *Stack) insert(ep *endpoint) {
+	ep.sh.conns[ep.id] = ep
+	s.nconns.Add(1)
+	s.stats.TCPConnsOpened.Add(1)
+	s.noteState(ep)
+}
+
+// noteState moves ep between the per-state gauges and applies the TIME-WAIT
+// limit. sh.mu must be held.
+func (s *Stack) noteState(ep *endpoint) bool {
+	st := ep.tc.State()
+	if st == ep.state && !ep.removed {
+		return true
+	}
+	if ep.state == tcp.StateTimeWait {
+		s.ntimewait.Add(-1)
+	}
+	s.states[ep.state&15].Add(-1)
+	if ep.removed {
+		return true
+	}
+	s.states[st&15].Add(1)
+	ep.state = st
+	if st == tcp.StateTimeWait {
+		if s.ntimewait.Add(1) > int64(s.opts.TimeWaitLimit) {
+			// Linux tcp_time_wait: "TCP: time wait bucket table
+			// overflow" — the connection is simply freed.
+			s.stats.TCPTimeWaitOverflow.Add(1)
+			return false
+		}
+	}
+	return true
+}
+
+// afterOp is run after every call into ep's Conn: it hands events to the
+// waiting application goroutines and the listener, keeps the gauges and the
+// timer heap up to date, and frees the endpoint once the Conn is done.
+// sh.mu must be held.
+func (s *Stack) afterOp(ep *endpoint, now tcp.Time) {
+	if ep.removed {
+		return
+	}
+	tc := ep.tc
+	ev := tc.TakeEvents()
+	keep := s.noteState(ep)
+	if ev != 0 {
+		if ev&tcp.EventEstablished != 0 && ep.ln != nil {
+			ep.ln.established(ep, now)
+		}
+		if ev&tcp.EventWritable != 0 {
+			// Forward progress: an earlier ICMP soft error is stale
+			// (Linux clears sk_err_soft on a new ACK).
+			ep.softErr = nil
+		}
+		if ev&(tcp.EventReadable|tcp.EventEOF|tcp.EventReset|tcp.EventRefused|tcp.EventTimedOut|tcp.EventClosed) != 0 {
+			if ep.readShut {
+				for {
+					n, _ := tc.Read(ep.discard)
+					if n == 0 {
+						break
+					}
+				}
+			}
+			wake(ep.rdWake)
+		}
+		if ev&(tcp.EventWritable|tcp.EventEstablished|tcp.EventReset|tcp.EventRefused|tcp.EventTimedOut|tcp.EventClosed) != 0 {
+			wake(ep.wrWake)
+		}
+	}
+	if !keep || tc.Done() {
+		s.removeEP(ep)
+		ep.wakeAll()
+		return
+	}
+	if at, ok := tc.NextDeadline(); ok {
+		if !at.After(now) {
+			at = now.Add(minTimerStep)
+		}
+		ep.sh.timers.schedule(ep, at)
+		ep.sh.armTimer(now)
+	}
+}
+
+// removeEP takes ep out of the table. sh.mu must be held.
+func (s *Stack) removeEP(ep *endpoint) {
+	if ep.removed {
+		return
+	}
+	if cur := ep.sh.conns[ep.id]; cur == ep {
+		delete(ep.sh.conns, ep.id)
+	}
+	ep.sh.timers.remove(ep)
+	ep.removed = true
+	s.noteState(ep)
+	s.nconns.Add(-1)
+	s.stats.TCPConnsClosed.Add(1)
+	if ep.ln != nil {
+		ep.ln.forget(ep)
+	}
+}
+
+// wakeAll wakes every goroutine that may wait on ep.
+func (ep *endpoint) wakeAll() {
+	wake(ep.rdWake)
+	wake(ep.wrWake)
+}
+
+// wake posts a token on a capacity-1 notification channel without blocking.
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// err returns the error the application should see for ep, nil if none:
+// the stack's own decision first, then the Conn's sticky error, with an ICMP
+// soft error replacing a timeout as Linux's tcp_write_err does.
+func (ep *endpoint) err() error {
+	if ep.stackErr != nil {
+		return ep.stackErr
+	}
+	err := ep.tc.Err()
+	if err == syscall.ETIMEDOUT && ep.softErr != nil {
+		return ep.softErr
+	}
+	return err
+}

@@ -1,0 +1,383 @@
+package stack
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ustack-net/ustack/ip"
+	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
+)
+
+// headroom is the offset of every packet in its buffer: room for the link's
+// virtio-net header, so packets go out without a copy.
+const headroom = tun.Headroom
+
+// smallBufSize holds any packet of a 1500-byte (or 2 KiB) MTU link.
+const smallBufSize = 2048
+
+// Protocol numbers.
+const (
+	protoICMP   = 1
+	protoTCP    = 6
+	protoICMPv6 = 58
+)
+
+// defaultTTL is the TTL / hop limit of everything we send (Linux ip_default_ttl).
+const defaultTTL = 64
+
+// pktBuf is one output packet in a pooled buffer.
+type pktBuf struct {
+	b   []byte // the whole buffer; the packet is b[headroom:headroom+n]
+	n   int
+	gso tun.GSO
+	big bool
+}
+
+// bufPool is a bounded free list of output packet buffers in two sizes. It
+// allocates up to its limits on demand and then recycles; at the limit, get
+// fails and the caller drops (and counts) the packet.
+type bufPool struct {
+	mu               sync.Mutex
+	small, big       []*pktBuf
+	nSmall, nBig     int
+	maxSmall, maxBig int
+}
+
+func (p *bufPool) init(maxSmall, maxBig int) { p.maxSmall, p.maxBig = maxSmall, maxBig }
+
+// get returns a buffer for a packet of n bytes, nil when the pool is spent.
+func (p *bufPool) get(n int) *pktBuf {
+	big := n > smallBufSize
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if big {
+		if k := len(p.big); k > 0 {
+			b := p.big[k-1]
+			p.big[k-1] = nil
+			p.big = p.big[:k-1]
+			return b
+		}
+		if p.nBig >= p.maxBig {
+			return nil
+		}
+		p.nBig++
+		return &pktBuf{b: make([]byte, headroom+tun.MaxPacketSize), big: true}
+	}
+	if k := len(p.small); k > 0 {
+		b := p.small[k-1]
+		p.small[k-1] = nil
+		p.small = p.small[:k-1]
+		return b
+	}
+	if p.nSmall >= p.maxSmall {
+		return nil
+	}
+	p.nSmall++
+	return &pktBuf{b: make([]byte, headroom+smallBufSize)}
+}
+
+// put returns buffers to the pool.
+func (p *bufPool) put(bs []*pktBuf) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range bs {
+		b.n = 0
+		b.gso = tun.GSO{}
+		if b.big {
+			p.big = append(p.big, b)
+		} else {
+			p.small = append(p.small, b)
+		}
+	}
+}
+
+// link is a tun.Link with its reader and writer goroutines and its output
+// queue. Packets are queued by whoever runs a Conn (reader, timer,
+// application) and written in batches by the writer, in queue order, so the
+// segments of one connection leave in the order they were emitted.
+type link struct {
+	s      *Stack
+	l      tun.Link
+	idx    int
+	mtu    int
+	gsoMax int // 0: no super-packets on this link
+
+	txMu    sync.Mutex
+	txq     []*pktBuf
+	pending atomic.Bool
+	wakeCh  chan struct{}
+	stopCh  chan struct{}
+	stopped sync.Once
+
+	ipID atomic.Uint32
+}
+
+func newLink(s *Stack, l tun.Link, idx int) *link {
+	lk := &link{s: s, l: l, idx: idx, mtu: l.MTU(), gsoMax: l.GSOMaxSize(),
+		wakeCh: make(chan struct{}, 1), stopCh: make(chan struct{})}
+	if lk.gsoMax > tun.MaxPacketSize {
+		lk.gsoMax = tun.MaxPacketSize
+	}
+	return lk
+}
+
+// enqueue adds a packet to the output queue; the writer is woken by kick.
+func (l *link) enqueue(pb *pktBuf) {
+	l.txMu.Lock()
+	l.txq = append(l.txq, pb)
+	l.txMu.Unlock()
+	l.pending.Store(true)
+}
+
+// kickLinks wakes the writer of every link with queued packets. Callers
+// invoke it once after a batch of work, so one write carries everything that
+// batch produced (ACK coalescing across connections).
+func (s *Stack) kickLinks() {
+	for _, l := range *s.links.Load() {
+		if l.pending.Load() {
+			wake(l.wakeCh)
+		}
+	}
+}
+
+// stop makes the writer drain its queue and exit, then closes the link,
+// which ends the reader.
+func (l *link) stop() {
+	l.stopped.Do(func() { close(l.stopCh) })
+}
+
+// writeLoop writes queued packets in batches until stop.
+func (l *link) writeLoop() {
+	defer l.s.wg.Done()
+	var q []*pktBuf
+	var bufs [][]byte
+	var gso []tun.GSO
+	for {
+		select {
+		case <-l.wakeCh:
+			q, bufs, gso = l.flush(q, bufs, gso)
+		case <-l.stopCh:
+			l.flush(q, bufs, gso)
+			_ = l.l.Close()
+			return
+		}
+	}
+}
+
+// flush writes everything queued, swapping the queue with the spare slice q.
+func (l *link) flush(q []*pktBuf, bufs [][]byte, gso []tun.GSO) ([]*pktBuf, [][]byte, []tun.GSO) {
+	s := l.s
+	for {
+		l.txMu.Lock()
+		q, l.txq = l.txq, q[:0]
+		l.pending.Store(false)
+		l.txMu.Unlock()
+		if len(q) == 0 {
+			return q, bufs, gso
+		}
+		bufs, gso = bufs[:0], gso[:0]
+		for _, pb := range q {
+			bufs = append(bufs, pb.b[:headroom+pb.n])
+			gso = append(gso, pb.gso)
+		}
+		for off := 0; off < len(bufs); {
+			n, err := l.l.WriteGSO(bufs[off:], gso[off:], headroom)
+			for _, pb := range q[off : off+n] {
+				s.stats.TxPackets.Add(1)
+				s.stats.TxBytes.Add(uint64(pb.n))
+			}
+			off += n
+			if err != nil {
+				s.stats.LinkWriteErrors.Add(1)
+				if errors.Is(err, tun.ErrClosed) {
+					s.stats.LinkWriteDrops.Add(uint64(len(bufs) - off))
+					break
+				}
+				// Skip the packet the link refused; send the rest.
+				s.stats.LinkWriteDrops.Add(1)
+				off++
+			}
+		}
+		for i := range bufs {
+			bufs[i] = nil
+		}
+		s.pool.put(q)
+		clear(q)
+	}
+}
+
+// rxBatch collects the endpoints that received segments during one read
+// batch; each gets one Output call at the end (ACK coalescing).
+type rxBatch struct {
+	eps []*endpoint
+	seg tcp.Segment // scratch for the segment being parsed
+}
+
+// mark queues ep for Output at the end of the batch. sh.mu must be held.
+func (b *rxBatch) mark(ep *endpoint) {
+	if !ep.dirty {
+		ep.dirty = true
+		b.eps = append(b.eps, ep)
+	}
+}
+
+// finish runs Output for every endpoint of the batch and wakes the writers.
+func (s *Stack) finishBatch(b *rxBatch, now tcp.Time) {
+	for i, ep := range b.eps {
+		sh := ep.sh
+		sh.mu.Lock()
+		ep.dirty = false
+		if !ep.removed {
+			ep.tc.Output(now, ep)
+			s.afterOp(ep, now)
+		}
+		sh.mu.Unlock()
+		b.eps[i] = nil
+	}
+	b.eps = b.eps[:0]
+	s.kickLinks()
+}
+
+// readLoop reads batches of packets and runs them through the stack.
+func (l *link) readLoop() {
+	s := l.s
+	defer s.wg.Done()
+	n := l.l.BatchSize()
+	if n < 1 {
+		n = 1
+	}
+	size := headroom + tun.MaxPacketSize
+	if l.gsoMax == 0 {
+		size = headroom + max(l.mtu, 1280)
+	}
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, size)
+	}
+	sizes := make([]int, n)
+	gso := make([]tun.GSO, n)
+	var batch rxBatch
+	errs := 0
+	for {
+		var k int
+		var err error
+		if l.gsoMax > 0 {
+			k, err = l.l.ReadGSO(bufs, sizes, gso, headroom)
+		} else {
+			k, err = l.l.Read(bufs, sizes, headroom)
+		}
+		if err != nil {
+			if errors.Is(err, tun.ErrClosed) || s.closed.Load() {
+				return
+			}
+			s.stats.LinkReadErrors.Add(1)
+			errs++
+			if errs > 8 {
+				// A link failing persistently must not spin a core.
+				time.Sleep(10 * time.Millisecond)
+			}
+			if k == 0 {
+				continue
+			}
+		} else {
+			errs = 0
+		}
+		now := s.clock.Now()
+		for i := range k {
+			g := tun.GSO{}
+			if l.gsoMax > 0 {
+				g = gso[i]
+			}
+			s.input(l, bufs[i][headroom:headroom+sizes[i]], g, now, &batch)
+		}
+		s.finishBatch(&batch, now)
+	}
+}
+
+// nextID returns an IPv4 identification value. Our TCP packets carry DF, so
+// the value only has to differ between packets that might be fragmented
+// (RFC 6864 §4.1); a per-link counter is enough.
+func (l *link) nextID() uint16 { return uint16(l.ipID.Add(1)) }
+
+// writeIPHeader writes an IPv4 (20 bytes, DF set when df) or IPv6 (40
+// bytes) header for a packet of total bytes carrying proto from src to dst,
+// and returns the header length.
+func writeIPHeader(p []byte, src, dst netip.Addr, proto uint8, total int, id uint16, df bool) int {
+	if src.Is4() {
+		p[0] = 0x45
+		p[1] = 0
+		binary.BigEndian.PutUint16(p[2:], uint16(total))
+		binary.BigEndian.PutUint16(p[4:], id)
+		var frag uint16
+		if df {
+			frag = 0x4000
+		}
+		binary.BigEndian.PutUint16(p[6:], frag)
+		p[8] = defaultTTL
+		p[9] = proto
+		p[10], p[11] = 0, 0
+		s4, d4 := src.As4(), dst.As4()
+		copy(p[12:16], s4[:])
+		copy(p[16:20], d4[:])
+		binary.BigEndian.PutUint16(p[10:], ^ip.Checksum(p[:20], 0))
+		return 20
+	}
+	p[0], p[1], p[2], p[3] = 0x60, 0, 0, 0
+	binary.BigEndian.PutUint16(p[4:], uint16(total-40))
+	p[6] = proto
+	p[7] = defaultTTL
+	s16, d16 := src.As16(), dst.As16()
+	copy(p[8:24], s16[:])
+	copy(p[24:40], d16[:])
+	return 40
+}
+
+// emitTCP serializes seg from local to remote into a pooled buffer and
+// queues it on l. A payload longer than GSOSize goes out as one GSO
+// super-packet with a partial checksum for the link (or kernel) to finish;
+// on links that offload checksums plain packets do too.
+func (s *Stack) emitTCP(l *link, local, remote netip.AddrPort, seg *tcp.Segment) {
+	v6 := !local.Addr().Is4()
+	iphl := 20
+	if v6 {
+		iphl = 40
+	}
+	total := iphl + tcp.SegmentWireLen(seg)
+	if total > tun.MaxPacketSize {
+		s.stats.TCPOutputTooBig.Add(1)
+		return
+	}
+	pb := s.pool.get(total)
+	if pb == nil {
+		s.stats.TCPOutputNoBuffer.Add(1)
+		return
+	}
+	p := pb.b[headroom : headroom+total]
+	writeIPHeader(p, local.Addr(), remote.Addr(), protoTCP, total, l.nextID(), true)
+	t := p[iphl:]
+	tcp.EncodeSegment(t, local.Port(), remote.Port(), seg)
+	var src, dst []byte
+	if v6 {
+		src, dst = p[8:24], p[24:40]
+	} else {
+		src, dst = p[12:16], p[16:20]
+	}
+	switch {
+	case seg.GSOSize > 0 && len(seg.Payload) > int(seg.GSOSize):
+		tcp.SetPartialChecksum(t, src, dst)
+		pb.gso = tun.TCPGSO(v6, iphl, int(seg.GSOSize))
+	case l.gsoMax > 0:
+		tcp.SetPartialChecksum(t, src, dst)
+		pb.gso = tun.TCPGSO(v6, iphl, 0)
+	default:
+		tcp.SetChecksumFull(t, src, dst)
+		pb.gso = tun.GSO{}
+	}
+	pb.n = total
+	l.enqueue(pb)
+}

@@ -1,0 +1,349 @@
+// Package stack wires links, IP and TCP together: it reads batches of packets
+// from links, parses and verifies them, demultiplexes them to tcp.Conns and
+// listeners, drives the Conns' timers, writes what they emit back in batches,
+// and offers the result to Go programs as net.Conn and net.Listener.
+//
+// Concurrency: each link has one reader and one writer goroutine; the
+// connection table is split into shards, each with its own lock, timer heap
+// and clock timer. There is no goroutine per connection; an application
+// goroutine blocks only inside Read, Write, Accept and Dial.
+package stack
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
+)
+
+// Defaults of the Options limits.
+const (
+	DefaultMaxConns      = 1 << 16
+	DefaultSYNBacklog    = 1024 // per listener, like Linux tcp_max_syn_backlog on small hosts
+	DefaultAcceptBacklog = 4096 // Linux somaxconn
+	DefaultTimeWaitLimit = 1 << 15
+	DefaultTxBuffers     = 8192 // small packet buffers
+	DefaultTxBigBuffers  = 512  // 64 KiB super-packet buffers
+)
+
+// Options configure a Stack. The zero value of every field picks a default.
+type Options struct {
+	// Links the stack reads and writes; more can be added with AddLink.
+	// The stack owns them: Close closes them.
+	Links []tun.Link
+	// Addrs are the stack's own IPv4 and IPv6 addresses. Packets to other
+	// destinations are dropped (ip_not_for_us).
+	Addrs []netip.Addr
+	// Clock is the time source; nil means the real monotonic clock.
+	Clock Clock
+	// Shards is the number of connection-table shards; default GOMAXPROCS.
+	Shards int
+	// TCP is the default configuration of every connection. MSS (when zero
+	// or too big) and GSOMaxSize are derived from the link; TSOffset is set
+	// per connection.
+	TCP tcp.Config
+	// MaxConns bounds the connection table (all states). SYNs and Dials
+	// beyond it are refused and counted (tcp_max_conns).
+	MaxConns int
+	// SYNBacklog bounds each listener's SYN queue (connections in
+	// SYN-RECEIVED). Beyond it, SYN cookies answer (or SYNs are dropped).
+	SYNBacklog int
+	// TimeWaitLimit bounds the connections in TIME-WAIT; a connection
+	// entering TIME-WAIT beyond it is freed at once (Linux
+	// tcp_max_tw_buckets), counted as tcp_timewait_overflow.
+	TimeWaitLimit int
+	// DisableSYNCookies drops SYNs when the SYN queue is full instead of
+	// answering them with cookies.
+	DisableSYNCookies bool
+	// EphemeralMin and EphemeralMax bound the ports Dial picks; default
+	// 32768-60999 (Linux ip_local_port_range).
+	EphemeralMin, EphemeralMax uint16
+	// Rand seeds the secrets of ISNs, ports, cookies and timestamp offsets;
+	// nil means crypto/rand. Tests pass a fixed reader for repeatable runs.
+	Rand io.Reader
+	// TxBuffers and TxBigBuffers bound the output packet buffers (MTU-sized
+	// and 64 KiB). When they run out, segments are dropped and counted;
+	// TCP retransmits them.
+	TxBuffers, TxBigBuffers int
+}
+
+// Stack is a userspace TCP/IP endpoint: one or more links, a set of
+// addresses, listeners and connections.
+type Stack struct {
+	opts    Options
+	clock   Clock
+	stats   Stats
+	shards  []*shard
+	addrs   []netip.Addr
+	tcpCfg  tcp.Config
+	isn     isnGenerator
+	ports   portAllocator
+	cookies cookieJar
+	pool    bufPool
+
+	linksMu sync.Mutex
+	links   atomic.Pointer[[]*link]
+
+	lnMu      sync.Mutex
+	listeners atomic.Pointer[map[listenKey]*Listener]
+
+	nconns    atomic.Int64
+	ntimewait atomic.Int64
+	states    [16]atomic.Int64 // connections by tcp.State
+
+	icmpTokens icmpLimiter
+	frags      fragments
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// tuple identifies a connection: our address and port, the peer's.
+type tuple struct {
+	local, remote netip.AddrPort
+}
+
+// shard is one slice of the connection table with its own lock and timers.
+// Everything about the endpoints it holds (their Conns included) is guarded
+// by mu.
+type shard struct {
+	s     *Stack
+	mu    sync.Mutex
+	conns map[tuple]*endpoint
+
+	timers     timerHeap
+	clockTimer Timer
+	timerArmed bool
+	timerAt    tcp.Time
+	due        []*endpoint
+}
+
+// New makes a Stack and starts its links.
+func New(opts Options) (*Stack, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("stack: no addresses")
+	}
+	s := &Stack{opts: opts}
+	for _, a := range opts.Addrs {
+		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
+			return nil, fmt.Errorf("stack: bad address %v", a)
+		}
+		s.addrs = append(s.addrs, a.Unmap())
+	}
+	s.clock = opts.Clock
+	if s.clock == nil {
+		s.clock = NewRealClock()
+	}
+	n := opts.Shards
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	if opts.MaxConns <= 0 {
+		s.opts.MaxConns = DefaultMaxConns
+	}
+	if opts.SYNBacklog <= 0 {
+		s.opts.SYNBacklog = DefaultSYNBacklog
+	}
+	if opts.TimeWaitLimit <= 0 {
+		s.opts.TimeWaitLimit = DefaultTimeWaitLimit
+	}
+	if opts.TxBuffers <= 0 {
+		s.opts.TxBuffers = DefaultTxBuffers
+	}
+	if opts.TxBigBuffers <= 0 {
+		s.opts.TxBigBuffers = DefaultTxBigBuffers
+	}
+	s.ports.min, s.ports.max = opts.EphemeralMin, opts.EphemeralMax
+	if s.ports.min == 0 || s.ports.max < s.ports.min {
+		s.ports.min, s.ports.max = DefaultEphemeralMin, DefaultEphemeralMax
+	}
+	s.tcpCfg = opts.TCP
+	r := opts.Rand
+	if r == nil {
+		r = rand.Reader
+	}
+	var seed [7 * 16]byte
+	if _, err := io.ReadFull(r, seed[:]); err != nil {
+		return nil, fmt.Errorf("stack: reading secrets: %w", err)
+	}
+	key := func(i int) sipKey {
+		return sipKey{binary.LittleEndian.Uint64(seed[16*i:]), binary.LittleEndian.Uint64(seed[16*i+8:])}
+	}
+	s.isn.key, s.isn.tsKey = key(0), key(1)
+	s.ports.keyF, s.ports.keyG = key(2), key(3)
+	s.cookies.key1, s.cookies.key2 = key(4), key(5)
+	s.pool.init(s.opts.TxBuffers, s.opts.TxBigBuffers)
+	s.icmpTokens.init(s.clock.Now())
+	s.shards = make([]*shard, n)
+	for i := range s.shards {
+		s.shards[i] = &shard{s: s, conns: make(map[tuple]*endpoint)}
+	}
+	empty := map[listenKey]*Listener{}
+	s.listeners.Store(&empty)
+	var none []*link
+	s.links.Store(&none)
+	for _, l := range opts.Links {
+		s.AddLink(l)
+	}
+	return s, nil
+}
+
+// AddLink starts reading and writing packets on l. The stack owns l from now
+// on and closes it in Close.
+func (s *Stack) AddLink(l tun.Link) {
+	s.linksMu.Lock()
+	defer s.linksMu.Unlock()
+	old := *s.links.Load()
+	lk := newLink(s, l, len(old))
+	next := append(old[:len(old):len(old)], lk)
+	s.links.Store(&next)
+	if s.closed.Load() {
+		_ = l.Close()
+		return
+	}
+	s.wg.Add(2)
+	go lk.readLoop()
+	go lk.writeLoop()
+}
+
+// Stats returns the stack's counters.
+func (s *Stack) Stats() *Stats { return &s.stats }
+
+// Clock returns the stack's clock.
+func (s *Stack) Clock() Clock { return s.clock }
+
+// Addrs returns the stack's addresses.
+func (s *Stack) Addrs() []netip.Addr { return append([]netip.Addr(nil), s.addrs...) }
+
+// isLocal reports whether a is one of our addresses.
+func (s *Stack) isLocal(a netip.Addr) bool {
+	for _, x := range s.addrs {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// localAddrFor picks our address to talk to remote: the first of its family.
+func (s *Stack) localAddrFor(remote netip.Addr) (netip.Addr, bool) {
+	for _, x := range s.addrs {
+		if x.Is4() == remote.Is4() {
+			return x, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// shardFor returns the shard holding connection id. The hash mixes the
+// remote address and both ports; the map inside the shard does the rest.
+func (s *Stack) shardFor(id tuple) *shard {
+	if len(s.shards) == 1 {
+		return s.shards[0]
+	}
+	a := id.remote.Addr().As16()
+	x := binary.LittleEndian.Uint64(a[0:8]) ^ bitsRotate(binary.LittleEndian.Uint64(a[8:16]), 29)
+	x ^= uint64(id.remote.Port())<<16 | uint64(id.local.Port())
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	return s.shards[x%uint64(len(s.shards))]
+}
+
+func bitsRotate(x uint64, k uint) uint64 { return x<<k | x>>(64-k) }
+
+// ConnStates returns how many connections are in each state.
+func (s *Stack) ConnStates() map[tcp.State]int {
+	m := map[tcp.State]int{}
+	for i := range s.states {
+		if v := s.states[i].Load(); v > 0 {
+			m[tcp.State(i)] = int(v)
+		}
+	}
+	return m
+}
+
+// NumConns returns the number of connections in the table.
+func (s *Stack) NumConns() int { return int(s.nconns.Load()) }
+
+// ConnSnapshot describes one connection of the table (for ss-like listings).
+type ConnSnapshot struct {
+	Local, Remote netip.AddrPort
+	State         tcp.State
+	Info          tcp.Info
+}
+
+// Connections returns a snapshot of every connection in the table.
+func (s *Stack) Connections() []ConnSnapshot {
+	var out []ConnSnapshot
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		for id, ep := range sh.conns {
+			out = append(out, ConnSnapshot{Local: id.local, Remote: id.remote, State: ep.tc.State(), Info: ep.tc.Info()})
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// Close shuts the stack down: listeners close, every connection is reset
+// (its RST is written), the links are closed and the stack's goroutines
+// exit before Close returns. Blocked calls on its conns return errors.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		s.lnMu.Lock()
+		var lns []*Listener
+		for _, ln := range *s.listeners.Load() {
+			lns = append(lns, ln)
+		}
+		s.lnMu.Unlock()
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+		now := s.clock.Now()
+		for _, sh := range s.shards {
+			sh.mu.Lock()
+			for _, ep := range sh.conns {
+				ep.stackErr = errStackClosed
+				ep.tc.Abort()
+				ep.tc.Output(now, ep)
+				s.afterOp(ep, now)
+				if !ep.removed {
+					s.removeEP(ep)
+				}
+				ep.wakeAll()
+			}
+			sh.mu.Unlock()
+		}
+		s.closed.Store(true)
+		for _, sh := range s.shards {
+			sh.mu.Lock()
+			if sh.clockTimer != nil {
+				sh.clockTimer.Stop()
+			}
+			sh.mu.Unlock()
+		}
+		s.linksMu.Lock()
+		links := *s.links.Load()
+		s.linksMu.Unlock()
+		for _, l := range links {
+			l.stop()
+		}
+		s.wg.Wait()
+	})
+	return nil
+}
+
+// errStackClosed is the error of connections reset by Stack.Close: the
+// kernel reports ECONNABORTED for a connection it tears down itself.
+var errStackClosed error = syscall.ECONNABORTED

@@ -1,0 +1,127 @@
+package stack
+
+import (
+	"reflect"
+	"strings"
+	"sync/atomic"
+
+	"github.com/ustack-net/ustack/ip"
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// Stats are the stack-wide counters: one for every reason a packet is
+// dropped and every limit that bites, plus traffic totals. All fields are
+// updated atomically; read them with Load or list them with Each.
+type Stats struct {
+	// Traffic.
+	RxPackets atomic.Uint64 `stat:"rx_packets"` // IP packets read from links
+	RxBytes   atomic.Uint64 `stat:"rx_bytes"`
+	TxPackets atomic.Uint64 `stat:"tx_packets"` // IP packets (super-packets count once) written to links
+	TxBytes   atomic.Uint64 `stat:"tx_bytes"`
+
+	// IP layer drops.
+	IPNotForUs         atomic.Uint64 `stat:"ip_not_for_us"`         // destination is none of our addresses
+	IPBadSource        atomic.Uint64 `stat:"ip_bad_source"`         // source multicast, broadcast, unspecified or ours
+	IPUnknownProtocol  atomic.Uint64 `stat:"ip_unknown_protocol"`   // neither TCP nor ICMP
+	IPFragments        atomic.Uint64 `stat:"ip_fragments"`          // fragments handed to reassembly
+	IPReassembled      atomic.Uint64 `stat:"ip_reassembled"`        // datagrams completed by reassembly
+	IPv6FragmentDrops  atomic.Uint64 `stat:"ipv6_fragment_dropped"` // IPv6 fragments (not reassembled)
+	IPv6ExtHeaderDrops atomic.Uint64 `stat:"ipv6_ext_header_drops"` // unsupported or malformed extension headers
+
+	// ICMP.
+	ICMPMalformed      atomic.Uint64 `stat:"icmp_malformed"`        // truncated or bad checksum
+	ICMPEchoReplies    atomic.Uint64 `stat:"icmp_echo_replies"`     // echo requests answered
+	ICMPIgnored        atomic.Uint64 `stat:"icmp_ignored"`          // types we do not act on
+	ICMPErrorsNoConn   atomic.Uint64 `stat:"icmp_errors_no_conn"`   // error quoting no connection we have
+	ICMPErrorsBadSeq   atomic.Uint64 `stat:"icmp_errors_bad_seq"`   // error quoting a sequence number outside SND.UNA..SND.NXT
+	ICMPErrorsHard     atomic.Uint64 `stat:"icmp_errors_hard"`      // errors that aborted a connection
+	ICMPErrorsSoft     atomic.Uint64 `stat:"icmp_errors_soft"`      // errors recorded as soft errors
+	ICMPFragNeeded     atomic.Uint64 `stat:"icmp_frag_needed"`      // path MTU reductions applied
+	ICMPFragNeededBad  atomic.Uint64 `stat:"icmp_frag_needed_bad"`  // PTB with an MTU we refuse (too small, not smaller)
+	ICMPRateLimited    atomic.Uint64 `stat:"icmp_rate_limited"`     // ICMP we did not send because of the rate limit
+	ICMPUnreachSent    atomic.Uint64 `stat:"icmp_unreach_sent"`     // protocol unreachable sent
+	ICMPv6NDIgnored    atomic.Uint64 `stat:"icmpv6_nd_ignored"`     // neighbour discovery (a TUN has no link layer)
+	ICMPv6MLDIgnored   atomic.Uint64 `stat:"icmpv6_mld_ignored"`    // multicast listener messages
+	ICMPOutputNoBuffer atomic.Uint64 `stat:"icmp_output_no_buffer"` // replies not sent for lack of a packet buffer
+
+	// TCP input drops and answers.
+	TCPBadChecksum      atomic.Uint64 `stat:"tcp_bad_checksum"`
+	TCPBadPort          atomic.Uint64 `stat:"tcp_bad_port"`           // source or destination port 0
+	TCPNoSocket         atomic.Uint64 `stat:"tcp_no_socket"`          // segments to a closed port
+	TCPResetsSent       atomic.Uint64 `stat:"tcp_resets_sent"`        // RSTs sent for segments that hit no connection
+	TCPListenBadSegment atomic.Uint64 `stat:"tcp_listen_bad_segment"` // non-SYN segments to a listener (answered with RST or dropped)
+	TCPRFC1337Drops     atomic.Uint64 `stat:"tcp_rfc1337_drops"`      // RSTs ignored in TIME-WAIT (RFC 1337)
+	TCPTimeWaitReuse    atomic.Uint64 `stat:"tcp_timewait_reuse"`     // TIME-WAIT 4-tuples taken over by a new SYN
+	TCPOptionNotes      atomic.Uint64 `stat:"tcp_option_notes"`       // odd but accepted options (clamped window scale, unknown kinds)
+	TCPBroadcastDrops   atomic.Uint64 `stat:"tcp_broadcast_drops"`    // TCP to a multicast destination
+
+	// Limits that bite.
+	TCPSynQueueFull      atomic.Uint64 `stat:"tcp_syn_queue_full"`      // SYN queue full (cookie sent, or SYN dropped)
+	TCPSynDropped        atomic.Uint64 `stat:"tcp_syn_dropped"`         // SYNs dropped (queue full without cookies, accept queue full, conn limit)
+	TCPListenOverflows   atomic.Uint64 `stat:"tcp_listen_overflows"`    // accept queue full (Linux ListenOverflows)
+	TCPCookiesSent       atomic.Uint64 `stat:"tcp_cookies_sent"`        // SYN-ACKs carrying a cookie
+	TCPCookiesValid      atomic.Uint64 `stat:"tcp_cookies_valid"`       // connections made from a cookie
+	TCPCookiesInvalid    atomic.Uint64 `stat:"tcp_cookies_invalid"`     // ACKs with a bad or expired cookie
+	TCPMaxConns          atomic.Uint64 `stat:"tcp_max_conns"`           // connections refused by the MaxConns limit
+	TCPTimeWaitOverflow  atomic.Uint64 `stat:"tcp_timewait_overflow"`   // TIME-WAIT skipped by the TimeWaitLimit
+	TCPPortsExhausted    atomic.Uint64 `stat:"tcp_ports_exhausted"`     // Dial found no free ephemeral port
+	TCPOutputNoBuffer    atomic.Uint64 `stat:"tcp_output_no_buffer"`    // segments not sent for lack of a packet buffer
+	TCPOutputTooBig      atomic.Uint64 `stat:"tcp_output_too_big"`      // segments that did not fit a packet buffer
+	TCPConnsOpened       atomic.Uint64 `stat:"tcp_conns_opened"`        // connections created (active + passive)
+	TCPConnsClosed       atomic.Uint64 `stat:"tcp_conns_closed"`        // connections freed
+	TCPActiveOpens       atomic.Uint64 `stat:"tcp_active_opens"`        // Dial
+	TCPPassiveOpens      atomic.Uint64 `stat:"tcp_passive_opens"`       // connections accepted from a SYN or cookie
+	TCPListenerCloseRsts atomic.Uint64 `stat:"tcp_listener_close_rsts"` // pending connections reset by Listener.Close
+
+	// Links.
+	LinkReadErrors  atomic.Uint64 `stat:"link_read_errors"`
+	LinkWriteErrors atomic.Uint64 `stat:"link_write_errors"`
+	LinkWriteDrops  atomic.Uint64 `stat:"link_write_drops"` // packets a failed link write did not send
+
+	// IP counts packets the IP layer (parse, extension headers,
+	// reassembly) rejected, by reason (index ip.DropReason).
+	IP [ip.NumDropReasons]atomic.Uint64
+	// TCPParse counts malformed TCP headers by reason (index tcp.ParseError).
+	TCPParse [tcp.NumParseErrors]atomic.Uint64
+}
+
+// statField is one named counter of Stats, found once by reflection.
+type statField struct {
+	name  string
+	index int
+}
+
+var statFields = func() []statField {
+	var out []statField
+	t := reflect.TypeFor[Stats]()
+	for i := range t.NumField() {
+		if name := t.Field(i).Tag.Get("stat"); name != "" {
+			out = append(out, statField{name: name, index: i})
+		}
+	}
+	return out
+}()
+
+// Each calls f with the name and current value of every counter, in a fixed
+// order; IP drops appear once per ip.DropReason as "ip_<reason>" (e.g.
+// "ip_bad_checksum") and malformed TCP headers once per reason as
+// tcp.ParseError.Reason() (e.g. "tcp_header_truncated").
+func (s *Stats) Each(f func(name string, value uint64)) {
+	v := reflect.ValueOf(s).Elem()
+	for _, sf := range statFields {
+		f(sf.name, v.Field(sf.index).Addr().Interface().(*atomic.Uint64).Load())
+	}
+	for i := ip.DropReason(1); i < ip.NumDropReasons; i++ {
+		f("ip_"+strings.ReplaceAll(i.String(), " ", "_"), s.IP[i].Load())
+	}
+	for i := 1; i < tcp.NumParseErrors; i++ {
+		f(tcp.ParseError(i).Reason(), s.TCPParse[i].Load())
+	}
+}
+
+// Map returns the counters as a map from name to value (see Each).
+func (s *Stats) Map() map[string]uint64 {
+	m := make(map[string]uint64, len(statFields)+int(ip.NumDropReasons)+tcp.NumParseErrors)
+	s.Each(func(name string, v uint64) { m[name] = v })
+	return m
+}
