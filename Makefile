@@ -4,7 +4,7 @@ PKGS     ?= ./...
 FUZZTIME ?= 20s
 BIN      := bin/ustack
 
-.PHONY: build test fuzz bench demo vet clean
+.PHONY: build test fuzz bench demo deps vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ustack
@@ -29,6 +29,25 @@ fuzz:
 # Go benchmarks (allocation counts included).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Tools the demo and the namespace tests drive from the kernel side.
+DEPS_BIN := ip:iproute2 ping:iputils-ping curl:curl
+deps:
+	@missing=""; for d in $(DEPS_BIN); do command -v $${d%%:*} >/dev/null 2>&1 || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" -ne 0 ]; then echo "need$$missing installed (run as root to install them)"; exit 1; fi; \
+		echo "installing$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# The main job end to end: ustack serve in a private network namespace,
+# exercised from the kernel side over IPv4 and IPv6.
+demo:
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root or CAP_NET_ADMIN (it creates a network namespace and a TUN device): run it as root"; exit 1; fi
+	@$(MAKE) --no-print-directory deps build
+	$(GO) build -o bin/demo ./integration/demo
+	./bin/demo --ustack $(BIN)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/ustack-net/ustack/stack"
+	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
+)
+
+// deviceFlags are the flags serve and dial share: the TUN device, the kernel
+// side's addresses on it, ustack's own addresses, and TCP knobs.
+type deviceFlags struct {
+	tun       string
+	hostAddr  string
+	addr      string
+	hostAddr6 string
+	addr6     string
+	mtu       int
+	offload   bool
+	cc        string
+}
+
+func (d *deviceFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.tun, "tun", "ustack0", "name of the TUN device to create")
+	fs.StringVar(&d.hostAddr, "host-addr", "198.18.0.1/24", "kernel side IPv4 address/prefix on the TUN (\"\" for none)")
+	fs.StringVar(&d.addr, "addr", "198.18.0.2", "ustack's IPv4 address (\"\" for none)")
+	fs.StringVar(&d.hostAddr6, "host-addr6", "2001:2::1/64", "kernel side IPv6 address/prefix on the TUN (\"\" for none)")
+	fs.StringVar(&d.addr6, "addr6", "2001:2::2", "ustack's IPv6 address (\"\" for none)")
+	fs.IntVar(&d.mtu, "mtu", 1500, "MTU of the TUN device (576-65535)")
+	fs.BoolVar(&d.offload, "offload", true, "use virtio-net offloads (TSO/checksum) on the TUN: 64 KiB super-segments both ways")
+	fs.StringVar(&d.cc, "cc", "newreno", "congestion control: newreno or cubic")
+}
+
+// device is the result of validating deviceFlags.
+type device struct {
+	name      string
+	mtu       int
+	offload   bool
+	hostAddrs []netip.Prefix
+	addrs     []netip.Addr
+	tcp       tcp.Config
+}
+
+// parseHostPair checks one family's --host-addr/--addr pair.
+func parseHostPair(hostFlag, addrFlag, host, addr string, want4 bool) (netip.Prefix, netip.Addr, error) {
+	var p netip.Prefix
+	var a netip.Addr
+	if host == "" && addr == "" {
+		return p, a, nil
+	}
+	if host == "" || addr == "" {
+		return p, a, fmt.Errorf("--%s and --%s go together: set both or neither", hostFlag, addrFlag)
+	}
+	p, err := netip.ParsePrefix(host)
+	if err != nil {
+		return p, a, fmt.Errorf("--%s %q: want an address with a prefix length, e.g. 198.18.0.1/24", hostFlag, host)
+	}
+	a, err = netip.ParseAddr(addr)
+	if err != nil {
+		return p, a, fmt.Errorf("--%s %q: not an IP address", addrFlag, addr)
+	}
+	fam := "IPv6"
+	if want4 {
+		fam = "IPv4"
+	}
+	if p.Addr().Is4() != want4 || a.Is4() != want4 {
+		return p, a, fmt.Errorf("--%s and --%s must be %s addresses", hostFlag, addrFlag, fam)
+	}
+	if a == p.Addr() {
+		return p, a, fmt.Errorf("--%s %s is the kernel side's address too (--%s); pick another", addrFlag, a, hostFlag)
+	}
+	if !p.Masked().Contains(a) {
+		return p, a, fmt.Errorf("--%s %s is outside --%s %s: the kernel would not route it into the TUN", addrFlag, a, hostFlag, p)
+	}
+	return p, a, nil
+}
+
+func (d *deviceFlags) validate() (*device, error) {
+	if d.tun == "" || len(d.tun) > 15 || strings.ContainsAny(d.tun, "/ \t") {
+		return nil, fmt.Errorf("--tun %q: want an interface name of 1-15 characters without '/' or spaces", d.tun)
+	}
+	if d.mtu < 576 || d.mtu > 65535 {
+		return nil, fmt.Errorf("--mtu %d: want a value from 576 to 65535", d.mtu)
+	}
+	dev := &device{name: d.tun, mtu: d.mtu, offload: d.offload}
+	p4, a4, err := parseHostPair("host-addr", "addr", d.hostAddr, d.addr, true)
+	if err != nil {
+		return nil, err
+	}
+	p6, a6, err := parseHostPair("host-addr6", "addr6", d.hostAddr6, d.addr6, false)
+	if err != nil {
+		return nil, err
+	}
+	if a6.IsValid() && d.mtu < 1280 {
+		return nil, fmt.Errorf("--mtu %d: IPv6 needs at least 1280 (or disable it with --addr6 '' --host-addr6 '')", d.mtu)
+	}
+	for _, pa := range []struct {
+		p netip.Prefix
+		a netip.Addr
+	}{{p4, a4}, {p6, a6}} {
+		if pa.a.IsValid() {
+			dev.hostAddrs = append(dev.hostAddrs, pa.p)
+			dev.addrs = append(dev.addrs, pa.a)
+		}
+	}
+	if len(dev.addrs) == 0 {
+		return nil, errors.New("no address: set --addr/--host-addr or --addr6/--host-addr6")
+	}
+	dev.tcp = tcp.DefaultConfig()
+	dev.tcp.CongestionControl = d.cc
+	if err := dev.tcp.Validate(); err != nil {
+		return nil, fmt.Errorf("--cc %q: want newreno or cubic", d.cc)
+	}
+	return dev, nil
+}
+
+// open creates the TUN device, configures the kernel side, and starts a
+// stack on it.
+func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, error) {
+	link, err := tun.Create(tun.Options{Name: dev.name, MTU: dev.mtu, Offload: dev.offload, HostAddrs: dev.hostAddrs})
+	if err != nil {
+		return nil, err
+	}
+	opts.Links = []tun.Link{link}
+	opts.Addrs = dev.addrs
+	opts.TCP = dev.tcp
+	s, err := stack.New(opts)
+	if err != nil {
+		link.Close()
+		return nil, err
+	}
+	log.Info("device up", "tun", dev.name, "mtu", dev.mtu, "offload", dev.offload, "addrs", dev.addrs, "host", dev.hostAddrs)
+	return s, nil
+}
+
+// parseKeepalive parses "idle,interval,count" (e.g. 30s,5s,3) or "off".
+func parseKeepalive(s string) (enabled bool, idle, interval time.Duration, count int, err error) {
+	if s == "off" || s == "0" {
+		return false, 0, 0, 0, nil
+	}
+	parts := strings.Split(s, ",")
+	bad := fmt.Errorf("--keepalive %q: want idle,interval,count such as 30s,5s,3, or off", s)
+	if len(parts) != 3 {
+		return false, 0, 0, 0, bad
+	}
+	idle, err1 := time.ParseDuration(parts[0])
+	interval, err2 := time.ParseDuration(parts[1])
+	var n int
+	_, err3 := fmt.Sscanf(parts[2], "%d", &n)
+	if err1 != nil || err2 != nil || err3 != nil || fmt.Sprint(n) != parts[2] {
+		return false, 0, 0, 0, bad
+	}
+	if idle < time.Second || interval < time.Second || n < 1 || n > 127 {
+		return false, 0, 0, 0, fmt.Errorf("--keepalive %q: idle and interval must be at least 1s and count 1-127", s)
+	}
+	return true, idle, interval, n, nil
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ustack-net/ustack/stack"
+)
+
+// defaultKeepalive is Go's own default for accepted connections
+// (net.ListenConfig: idle 15s, interval 15s, 9 probes), so a client that
+// vanishes without a FIN is reaped within about 2.5 minutes.
+const defaultKeepalive = "15s,15s,9"
+
+type serveFlags struct {
+	dev       deviceFlags
+	echo      int
+	discard   int
+	http      int
+	keepalive string
+	backlog   int
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	var f serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.dev.register(fs)
+	fs.IntVar(&f.echo, "echo", 7, "port of the echo service, RFC 862 (0 disables)")
+	fs.IntVar(&f.discard, "discard", 9, "port of the discard service, RFC 863 (0 disables)")
+	fs.IntVar(&f.http, "http", 80, "port of the HTTP/1.1 service: GET /, GET /bytes/N, POST /upload (0 disables)")
+	fs.StringVar(&f.keepalive, "keepalive", defaultKeepalive, "keepalive for accepted connections: idle,interval,count (e.g. 30s,5s,3) or off")
+	fs.IntVar(&f.backlog, "backlog", 1024, "accept queue length of each listener (1-65535)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: ustack serve [flags]\n\n"+
+			"Creates a TUN device, gives the kernel side --host-addr/--host-addr6, runs ustack on\n"+
+			"--addr/--addr6 behind it, and serves echo, discard and HTTP there. Prints\n"+
+			"'ready DEVICE ADDR' on stdout once every listener is open; logs go to stderr.\n"+
+			"Needs root or CAP_NET_ADMIN. SIGINT/SIGTERM stop it and remove the device.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if rc := parseFlags(fs, args); rc >= 0 {
+		return rc
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ustack serve: unexpected argument %q (all settings are flags; see ustack serve --help)\n", fs.Arg(0))
+		return exitUsage
+	}
+	dev, err := f.dev.validate()
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
+		return exitUsage
+	}
+	kaOn, kaIdle, kaInterval, kaCount, err := parseKeepalive(f.keepalive)
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
+		return exitUsage
+	}
+	if f.backlog < 1 || f.backlog > 65535 {
+		fmt.Fprintf(stderr, "ustack serve: --backlog %d: want 1-65535\n", f.backlog)
+		return exitUsage
+	}
+	services := []struct {
+		name string
+		port int
+	}{{"echo", f.echo}, {"discard", f.discard}, {"http", f.http}}
+	seen := map[int]string{}
+	for _, s := range services {
+		if s.port < 0 || s.port > 65535 {
+			fmt.Fprintf(stderr, "ustack serve: --%s %d: want a port from 1 to 65535, or 0 to disable\n", s.name, s.port)
+			return exitUsage
+		}
+		if s.port == 0 {
+			continue
+		}
+		if other, dup := seen[s.port]; dup {
+			fmt.Fprintf(stderr, "ustack serve: port %d in use: --%s and --%s both ask for it\n", s.port, other, s.name)
+			return exitUsage
+		}
+		seen[s.port] = s.name
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	st, err := dev.open(log, stack.Options{SYNBacklog: f.backlog})
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+
+	configure := func(c net.Conn) {
+		sc, ok := c.(*stack.Conn)
+		if !ok {
+			return
+		}
+		if kaOn {
+			sc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: kaIdle, Interval: kaInterval, Count: kaCount})
+		} else {
+			sc.SetKeepAlive(false)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var listeners []net.Listener
+	var wg sync.WaitGroup
+	addr := dev.addrs[0].String()
+	for _, s := range services {
+		if s.port == 0 {
+			continue
+		}
+		l, err := st.ListenBacklog("tcp", fmt.Sprintf(":%d", s.port), f.backlog)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			if errors.Is(err, syscall.EADDRINUSE) {
+				fmt.Fprintf(stderr, "ustack serve: port %d (--%s) is in use\n", s.port, s.name)
+			} else {
+				fmt.Fprintf(stderr, "ustack serve: listening for %s on port %d: %v\n", s.name, s.port, err)
+			}
+			return 1
+		}
+		listeners = append(listeners, l)
+		log.Info("listening", "service", s.name, "port", s.port)
+		wg.Add(1)
+		switch s.name {
+		case "echo":
+			go func() { defer wg.Done(); serveStream(l, "echo", log, configure, echoHandler) }()
+		case "discard":
+			go func() { defer wg.Done(); serveStream(l, "discard", log, configure, discardHandler) }()
+		case "http":
+			go func() {
+				defer wg.Done()
+				if err := httpService(ctx, l, addr, log, configure); err != nil {
+					log.Error("http service stopped", "err", err)
+				}
+			}()
+		}
+	}
+	fmt.Fprintf(stdout, "ready %s %s\n", dev.name, addr)
+	if f, ok := stdout.(*os.File); ok {
+		f.Sync()
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	for _, l := range listeners {
+		l.Close()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		log.Warn("connections still open after 5s; resetting them")
+	}
+	if err := st.Close(); err != nil {
+		log.Error("closing the stack", "err", err)
+	}
+	<-done
+	log.Info("stopped; device removed", "tun", dev.name)
+	return 0
+}

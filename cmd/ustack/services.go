@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// patternModulus is the period of the /bytes/N content: byte i is i mod 251.
+// A prime period makes misplaced, dropped or duplicated blocks visible.
+const patternModulus = 251
+
+// pattern is one full period of the /bytes/N content, repeated to fill a
+// write buffer without per-byte work on the hot path.
+var pattern = func() []byte {
+	b := make([]byte, patternModulus*128)
+	for i := range b {
+		b[i] = byte(i % patternModulus)
+	}
+	return b
+}()
+
+// servePatternBytes writes n bytes of the i mod 251 pattern to w.
+func servePatternBytes(w io.Writer, n int64) (int64, error) {
+	var written int64
+	for written < n {
+		off := int(written % patternModulus)
+		chunk := pattern[off : off+(len(pattern)-patternModulus)]
+		if rem := n - written; rem < int64(len(chunk)) {
+			chunk = chunk[:rem]
+		}
+		m, err := w.Write(chunk)
+		written += int64(m)
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// checkPattern reads r to EOF and reports how many bytes it held and the
+// offset of the first byte that breaks the i mod 251 pattern (-1 if none).
+func checkPattern(r io.Reader) (n int64, firstBad int64, err error) {
+	firstBad = -1
+	buf := make([]byte, 256<<10)
+	for {
+		m, rerr := r.Read(buf)
+		if firstBad < 0 {
+			for i := 0; i < m; i++ {
+				if buf[i] != byte((n+int64(i))%patternModulus) {
+					firstBad = n + int64(i)
+					break
+				}
+			}
+		}
+		n += int64(m)
+		if rerr == io.EOF {
+			return n, firstBad, nil
+		}
+		if rerr != nil {
+			return n, firstBad, rerr
+		}
+	}
+}
+
+// connTracker closes every live connection of a service at shutdown.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (t *connTracker) add(c net.Conn) {
+	t.mu.Lock()
+	if t.conns == nil {
+		t.conns = make(map[net.Conn]struct{})
+	}
+	t.conns[c] = struct{}{}
+	t.mu.Unlock()
+	t.wg.Add(1)
+}
+
+func (t *connTracker) done(c net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+	t.wg.Done()
+}
+
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	for c := range t.conns {
+		c.Close()
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// connConfigurer is applied to every accepted connection (keepalive, buffers).
+type connConfigurer func(net.Conn)
+
+// serveStream accepts connections from l and runs handle on each in its own
+// goroutine until l is closed. Connections still open at that point are
+// closed. It returns when every handler has returned.
+func serveStream(l net.Listener, name string, log *slog.Logger, configure connConfigurer, handle func(net.Conn)) {
+	var tr connTracker
+	defer tr.closeAll()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				log.Error("accept failed", "service", name, "err", err)
+			}
+			return
+		}
+		if configure != nil {
+			configure(c)
+		}
+		tr.add(c)
+		go func() {
+			defer tr.done(c)
+			defer c.Close()
+			handle(c)
+		}()
+	}
+}
+
+// echoHandler is RFC 862: everything received is sent back. The connection is
+// closed when the client half-closes or goes away.
+func echoHandler(c net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// discardHandler is RFC 863: everything received is thrown away.
+func discardHandler(c net.Conn) {
+	buf := make([]byte, 256<<10)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// maxBytesN bounds GET /bytes/N so a typo cannot pin a connection for years.
+const maxBytesN = 1 << 40
+
+// newHTTPHandler is the HTTP/1.1 service: GET / (a short text),
+// GET /bytes/N (N pattern bytes, streamed) and POST /upload (count and sha256
+// of the body).
+func newHTTPHandler(addr string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "hello from ustack at %s: a userspace TCP/IP stack\n", addr)
+		fmt.Fprintf(w, "try GET /bytes/N or POST /upload\n")
+	})
+	mux.HandleFunc("GET /bytes/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.PathValue("n"), 10, 64)
+		if err != nil || n < 0 || n > maxBytesN {
+			http.Error(w, fmt.Sprintf("N must be an integer from 0 to %d", int64(maxBytesN)), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		servePatternBytes(w, n)
+	})
+	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "%d %s\n", n, hex.EncodeToString(h.Sum(nil)))
+	})
+	return mux
+}
+
+// httpService runs the HTTP handler on l until ctx is done.
+func httpService(ctx context.Context, l net.Listener, addr string, log *slog.Logger, configure connConfigurer) error {
+	srv := &http.Server{
+		Handler:           newHTTPHandler(addr),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew && configure != nil {
+				configure(c)
+			}
+		},
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if srv.Shutdown(sctx) != nil {
+				srv.Close()
+			}
+		case <-done:
+		}
+	}()
+	err := srv.Serve(l)
+	close(done)
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
