@@ -24,14 +24,6 @@ type pathMSSSetter interface {
 	SetPathMSS(now tcp.Time, mss uint16) bool
 }
 
-// rcvNexter exposes RCV.NXT and TS.Recent, for accepting a new SYN on a
-// TIME-WAIT 4-tuple (RFC 9293 §3.10.7.4 note, RFC 6191). Without it a SYN in
-// TIME-WAIT goes to the Conn, which answers it with a challenge ACK.
-type rcvNexter interface {
-	RcvNxt() tcp.Seq
-	TSRecent() (ts uint32, ok bool)
-}
-
 // icmpSeqOK reports whether seq, quoted by an ICMP error, is data we have
 // sent and not had acknowledged: SND.UNA <= seq <= SND.NXT (Linux accepts
 // the same closed range).
@@ -52,4 +44,22 @@ func setPathMTU(tc *tcp.Conn, now tcp.Time, mtu int, v6 bool) bool {
 	}
 	p, ok := any(tc).(pathMSSSetter)
 	return ok && mss > 0 && p.SetPathMSS(now, uint16(mss))
+}
+
+// timeWaitReusable reports whether seg, arriving for ep in TIME-WAIT, is a
+// SYN that may start a new incarnation of the connection: a listener owns
+// the local port, and the SYN is newer than anything of the old one — its
+// timestamp is newer than TS.Recent when both carry timestamps (RFC 6191
+// §2), otherwise its sequence number is beyond RCV.NXT (RFC 1122 4.2.2.13).
+func (s *Stack) timeWaitReusable(ep *endpoint, seg *tcp.Segment) bool {
+	if seg.Flags&(tcp.FlagSYN|tcp.FlagACK|tcp.FlagRST) != tcp.FlagSYN {
+		return false
+	}
+	if s.findListener(ep.id.local) == nil {
+		return false
+	}
+	if ts, ok := ep.tc.TSRecent(); ok && seg.Options.HasTimestamp {
+		return int32(seg.Options.TSVal-ts) > 0
+	}
+	return seg.Seq.GreaterThan(ep.tc.RcvNxt())
 }

@@ -166,6 +166,17 @@ func (s *Stack) deliver(l *link, ep *endpoint, seg *tcp.Segment, now tcp.Time, b
 			s.stats.TCPRFC1337Drops.Add(1)
 			return
 		}
+		if s.timeWaitReusable(ep, seg) {
+			// RFC 9293 §3.10.7.4 note / RFC 6191: a new SYN that is
+			// provably not an old duplicate ends TIME-WAIT and opens a
+			// new incarnation through the listener, as Linux does
+			// (tcp_timewait_state_process → TCP_TW_SYN).
+			s.stats.TCPTimeWaitReused.Add(1)
+			s.removeEP(ep)
+			ep.wakeAll()
+			s.noConn(l, ep.sh, ep.id, seg, now, b)
+			return
+		}
 	case tcp.StateSynReceived:
 		// The ACK completing the handshake of a listener's connection
 		// while its accept queue is full is dropped, as Linux does

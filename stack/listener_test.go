@@ -260,3 +260,74 @@ func TestRFC1337TimeWaitIgnoresRST(t *testing.T) {
 	waitStat(t, &r.s.Stats().TCPRFC1337Drops, 1, "rfc1337 drops")
 	require.Equal(t, map[tcp.State]int{tcp.StateTimeWait: 1}, r.s.ConnStates())
 }
+
+// serverTimeWait brings a passive-opened connection from cli into TIME-WAIT
+// on the server (the server closes first) and returns the server's FIN.
+func serverTimeWait(t *testing.T, r *rawPeer, ln *Listener, cli netip.AddrPort, iss tcp.Seq) tcp.Segment {
+	sa := r.handshake(cli, srvB, iss)
+	c, err := ln.AcceptConn()
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	fin := r.expectTCP(srvB, cli, tcp.FlagFIN|tcp.FlagACK)
+	require.Equal(t, sa.Seq+1, fin.Seq)
+	finack := tcp.Segment{Seq: iss + 1, Ack: fin.Seq + 1, Flags: tcp.FlagFIN | tcp.FlagACK, Window: 1000}
+	finack.Options.HasTimestamp, finack.Options.TSVal, finack.Options.TSEcr = true, 5002, fin.Options.TSVal
+	r.send(tcpPacket(cli, srvB, &finack))
+	last := r.expectTCP(srvB, cli, tcp.FlagACK)
+	require.Equal(t, iss+2, last.Ack)
+	require.Equal(t, map[tcp.State]int{tcp.StateTimeWait: 1}, r.s.ConnStates())
+	return fin
+}
+
+func TestTimeWaitNewSYN(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		syn    func(iss tcp.Seq) tcp.Segment
+		reused bool
+	}{
+		{"newer_timestamp_opens_new_incarnation", func(iss tcp.Seq) tcp.Segment {
+			s := synSeg(iss - 100) // an older ISN, but the timestamp proves it new (RFC 6191)
+			s.Options.HasTimestamp, s.Options.TSVal = true, 6000
+			return s
+		}, true},
+		{"higher_seq_without_timestamps_opens_new_incarnation", func(iss tcp.Seq) tcp.Segment {
+			s := synSeg(iss + 100000)
+			s.Options.HasTimestamp = false
+			return s
+		}, true},
+		{"old_timestamp_gets_challenge_ack", func(iss tcp.Seq) tcp.Segment {
+			s := synSeg(iss + 100000)
+			s.Options.HasTimestamp, s.Options.TSVal = true, 4000
+			return s
+		}, false},
+		{"lower_seq_without_timestamps_gets_challenge_ack", func(iss tcp.Seq) tcp.Segment {
+			s := synSeg(iss - 100)
+			s.Options.HasTimestamp = false
+			return s
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRawPeer(t, nil)
+			ln, err := r.s.ListenBacklog("tcp", ":80", 8)
+			require.NoError(t, err)
+			cli := netip.AddrPortFrom(addrA, 40000)
+			const iss = 100000
+			fin := serverTimeWait(t, r, ln, cli, iss)
+			syn := tc.syn(iss)
+			r.send(tcpPacket(cli, srvB, &syn))
+			got := r.expectTCPAny(srvB, cli)
+			if tc.reused {
+				require.Equal(t, tcp.FlagSYN|tcp.FlagACK, got.Flags, "new incarnation answers with SYN-ACK")
+				require.Equal(t, syn.Seq+1, got.Ack)
+				require.Equal(t, uint64(1), r.s.Stats().TCPTimeWaitReused.Load())
+				require.Equal(t, map[tcp.State]int{tcp.StateSynReceived: 1}, r.s.ConnStates())
+			} else {
+				require.Equal(t, tcp.FlagACK, got.Flags, "old SYN gets the TIME-WAIT ACK")
+				require.Equal(t, fin.Seq+1, got.Seq)
+				require.Equal(t, tcp.Seq(iss+2), got.Ack)
+				require.Equal(t, uint64(0), r.s.Stats().TCPTimeWaitReused.Load())
+				require.Equal(t, map[tcp.State]int{tcp.StateTimeWait: 1}, r.s.ConnStates())
+			}
+		})
+	}
+}

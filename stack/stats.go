@@ -51,6 +51,7 @@ type Stats struct {
 	TCPResetsSent       atomic.Uint64 `stat:"tcp_resets_sent"`        // RSTs sent for segments that hit no connection
 	TCPListenBadSegment atomic.Uint64 `stat:"tcp_listen_bad_segment"` // non-SYN segments to a listener (answered with RST or dropped)
 	TCPRFC1337Drops     atomic.Uint64 `stat:"tcp_rfc1337_drops"`      // RSTs ignored in TIME-WAIT (RFC 1337)
+	TCPTimeWaitReused   atomic.Uint64 `stat:"tcp_timewait_reused"`    // TIME-WAIT connections ended by a new SYN (RFC 6191)
 	TCPTimeWaitReuse    atomic.Uint64 `stat:"tcp_timewait_reuse"`     // TIME-WAIT 4-tuples taken over by a new SYN
 	TCPOptionNotes      atomic.Uint64 `stat:"tcp_option_notes"`       // odd but accepted options (clamped window scale, unknown kinds)
 	TCPBroadcastDrops   atomic.Uint64 `stat:"tcp_broadcast_drops"`    // TCP to a multicast destination
