@@ -331,3 +331,75 @@ func TestTimeWaitNewSYN(t *testing.T) {
 		})
 	}
 }
+
+func TestPathMTUFromICMP(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		v6      bool
+		mtu     int
+		wantMSS int
+		applied bool
+	}{
+		{"v4_frag_needed_1000", false, 1000, 1000 - 20 - 20 - 12, true},
+		{"v4_below_minimum_clamped_to_552", false, 300, 552 - 20 - 20 - 12, true},
+		{"v6_packet_too_big_1280", true, 1280, 1280 - 40 - 20 - 12, true},
+		{"v4_not_smaller_ignored", false, 9000, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRawPeer(t, nil)
+			ln, err := r.s.ListenBacklog("tcp", ":80", 8)
+			require.NoError(t, err)
+			cliAddr, srv := addrA, srvB
+			if tc.v6 {
+				cliAddr, srv = addrA6, netip.AddrPortFrom(addrB6, 80)
+			}
+			cli := netip.AddrPortFrom(cliAddr, 40000)
+			syn := synSeg(100)
+			r.send(tcpPacket(cli, srv, &syn))
+			sa := r.expectTCP(srv, cli, tcp.FlagSYN|tcp.FlagACK)
+			ack := tcp.Segment{Seq: 101, Ack: sa.Seq + 1, Flags: tcp.FlagACK, Window: 1000}
+			ack.Options.HasTimestamp, ack.Options.TSVal, ack.Options.TSEcr = true, 5001, sa.Options.TSVal
+			r.send(tcpPacket(cli, srv, &ack))
+			c, err := ln.AcceptConn()
+			require.NoError(t, err)
+			_, err = c.Write(make([]byte, 2*(1460-12)))
+			require.NoError(t, err)
+			first := r.expectTCPAny(srv, cli)
+			mss := 1460 - 12 // the link's 1500 MTU less headers and the timestamp option
+			if tc.v6 {
+				mss -= 20
+			}
+			require.Equal(t, mss, len(first.Payload))
+			// Drain the rest of the flight, then report the path MTU.
+			for got := len(first.Payload); got < 2*(1460-12); {
+				seg := r.expectTCPAny(srv, cli)
+				got += len(seg.Payload)
+			}
+			inv := tcpPacket(srv, cli, &first)
+			var p []byte
+			if tc.v6 {
+				p = make([]byte, 40+8+len(inv))
+				writeIPHeader(p, cliAddr, srv.Addr(), protoICMPv6, len(p), 0, false)
+				_, err = ip.BuildICMPv6Error(p[40:], ip.ICMPv6PacketTooBig, 0, uint32(tc.mtu), inv, cliAddr.AsSlice(), srv.Addr().AsSlice())
+			} else {
+				p = make([]byte, 20+8+28)
+				writeIPHeader(p, cliAddr, srv.Addr(), protoICMP, len(p), 0, false)
+				_, err = ip.BuildICMPv4Error(p[20:], ip.ICMPv4DestUnreach, ip.ICMPv4FragNeeded, uint16(tc.mtu), inv[:28])
+			}
+			require.NoError(t, err)
+			r.send(p)
+			st := r.s.Stats()
+			if !tc.applied {
+				waitStat(t, &st.ICMPFragNeededBad, 1, "refused PMTU")
+				r.none()
+				return
+			}
+			waitStat(t, &st.ICMPFragNeeded, 1, "applied PMTU")
+			// The data in flight goes again at the smaller size at once.
+			re := r.expectTCPAny(srv, cli)
+			require.Equal(t, first.Seq, re.Seq, "retransmission starts at SND.UNA")
+			require.Equal(t, tc.wantMSS, len(re.Payload))
+			c.Close()
+		})
+	}
+}

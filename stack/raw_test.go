@@ -39,8 +39,13 @@ func newRawPeer(t testing.TB, mod func(o *Options)) *rawPeer {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		bufs := [][]byte{make([]byte, 65536)}
-		sizes := []int{0}
+		// A GSO super-packet from the stack comes out split: Read needs
+		// a buffer for each of its MSS-sized pieces.
+		bufs := make([][]byte, mine.BatchSize())
+		for i := range bufs {
+			bufs[i] = make([]byte, 65536)
+		}
+		sizes := make([]int, len(bufs))
 		for {
 			n, err := mine.Read(bufs, sizes, 0)
 			if err != nil {
