@@ -378,6 +378,7 @@ func TestPathMTUFromICMP(t *testing.T) {
 			inv := tcpPacket(srv, cli, &first)
 			var p []byte
 			if tc.v6 {
+				inv = inv[:1280-40-8] // RFC 4443 §2.4(c): the error fits the minimum MTU
 				p = make([]byte, 40+8+len(inv))
 				writeIPHeader(p, cliAddr, srv.Addr(), protoICMPv6, len(p), 0, false)
 				_, err = ip.BuildICMPv6Error(p[40:], ip.ICMPv6PacketTooBig, 0, uint32(tc.mtu), inv, cliAddr.AsSlice(), srv.Addr().AsSlice())
