@@ -599,3 +599,22 @@ func (g *GVisorDUT) State() string {
 func (g *GVisorDUT) Destroy() {
 	g.stack.Destroy()
 }
+
+// Listener returns the listening endpoint (nil before Listen), for socket
+// options the harness does not wrap.
+func (g *GVisorDUT) Listener() tcpip.Endpoint { return g.listener }
+
+// CloseListener closes the listener only, leaving any connection alone.
+func (g *GVisorDUT) CloseListener() error {
+	if g.listener == nil {
+		return ErrNoConn
+	}
+	g.listener.Close()
+	g.listener = nil
+	g.settle()
+	return nil
+}
+
+// Settle waits until gVisor has finished reacting to the last call made
+// directly on Endpoint or Listener.
+func (g *GVisorDUT) Settle() { g.settle() }

@@ -277,3 +277,20 @@ func (u *UstackDUT) State() string {
 
 // Destroy implements DUT.
 func (u *UstackDUT) Destroy() {}
+
+// UpdateConfig changes the configuration used for connections created from
+// now on (socket options set before connect or on the listener).
+func (u *UstackDUT) UpdateConfig(f func(cfg *tcp.Config)) { f(&u.cfg) }
+
+// CloseListener closes the listener only, leaving any connection alone.
+func (u *UstackDUT) CloseListener() error {
+	if !u.listening {
+		return ErrNoConn
+	}
+	u.listening = false
+	return nil
+}
+
+// Accepted reports whether the application has taken the connection
+// (always true for an active open).
+func (u *UstackDUT) Accepted() bool { return u.conn != nil && (u.accepted || !u.listening) }

@@ -41,7 +41,8 @@ func (r *bufRing) Allocated() int { return len(r.mem) }
 
 // SetCap sets the capacity, clamped to [Len(), 1 GiB]: growing keeps the
 // contents (storage grows lazily on later writes); shrinking never drops
-// stored bytes.
+// stored bytes, and storage larger than the new capacity is released once
+// the ring is empty (now, or when the bytes it holds are consumed).
 func (r *bufRing) SetCap(n int) {
 	if n > bufMaxCap {
 		n = bufMaxCap
@@ -178,6 +179,11 @@ func (r *bufRing) discard(n int) {
 	}
 	if n >= r.n {
 		r.head, r.n = 0, 0
+		if r.size > r.capacity {
+			// Storage sized for a capacity that SetCap has since
+			// lowered: give it back now that nothing it holds is needed.
+			r.Release()
+		}
 		return
 	}
 	r.head += n

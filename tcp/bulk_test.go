@@ -1,8 +1,11 @@
 package tcp
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestBulkTransfer(t *testing.T) {
@@ -51,6 +54,16 @@ func TestBulkTransfer(t *testing.T) {
 					}
 				})
 				in := n.conns[0].Info()
+				if strings.HasPrefix(tc.name, "clean") {
+					// Delayed ACK acknowledges every second full-sized
+					// segment, and reads during bulk transfer send no window
+					// updates of their own (tcp_cleanup_rbuf's rule, see
+					// afterRead): about one ACK per two data segments (one per
+					// data segment with a window update on every read).
+					rcv := n.conns[1].Info()
+					require.LessOrEqual(t, rcv.SegsOut*100, rcv.DataSegsIn*60,
+						"receiver sent %d segments for %d data segments", rcv.SegsOut, rcv.DataSegsIn)
+				}
 				t.Logf("%s: %v virtual, retrans %d, rto %d, fastrec %d, cwnd %d, link %+v", tc.name,
 					time.Duration(n.now), in.Retransmits, in.RTOExpirations, in.FastRecoveries, in.CWnd, la.stats)
 			})

@@ -39,9 +39,12 @@ type Config struct {
 	// RTOMin, RTOMax and RTOInitial bound the retransmission timeout
 	// (RFC 6298). Defaults 200 ms (like Linux), 120 s, 1 s.
 	RTOMin, RTOMax, RTOInitial time.Duration
-	// SynRetries, SynAckRetries and Retries2 are how many times a SYN, a
-	// SYN-ACK and data are retransmitted before giving up with ETIMEDOUT.
-	// Defaults 6, 5, 15 like Linux.
+	// SynRetries and SynAckRetries are how many times a SYN and a SYN-ACK
+	// are retransmitted before giving up with ETIMEDOUT; Retries2 bounds
+	// data retransmission like Linux's tcp_retries2: as the time that many
+	// retransmissions take with an RTO starting at RTOMin and doubling up
+	// to RTOMax (924.6 s for the defaults), and unanswered zero-window
+	// probes as a count. Defaults 6, 5, 15 like Linux.
 	SynRetries, SynAckRetries, Retries2 int
 	// FinWait2Timeout bounds FIN-WAIT-2 for a connection the application has
 	// closed (orphaned). Default 60 s.
@@ -232,8 +235,15 @@ func (t *connTimer) due(now Time) bool {
 //   - Segments without timestamps are accepted on a timestamp connection
 //     (RFC 7323 §3.2 says SHOULD drop; Linux accepts).
 //   - Zero-window probes carry one byte of new data (RFC 9293 §3.8.6.1).
-//   - Exhausting Retries2 or the user timeout reports ETIMEDOUT without a
-//     RST (like Linux); keepalive exhaustion sends a RST first.
+//   - Exhausting Retries2 (a time bound, like Linux's tcp_retries2) or the
+//     user timeout reports ETIMEDOUT without a RST (like Linux); keepalive
+//     exhaustion sends a RST first.
+//   - Nagle's algorithm uses Minshall's refinement, like Linux: a small
+//     segment waits only while an earlier small segment is unacknowledged.
+//   - A read sends a window update only when the window doubles (Linux's
+//     tcp_cleanup_rbuf rule).
+//   - Our own RSTs (abort, close with unread data, keepalive exhaustion)
+//     carry TSopt on a timestamps connection (RFC 7323 §3.2).
 //   - After an RTO the SACK scoreboard is discarded and the sender goes back
 //     to SND.UNA (RFC 2018 §8, RFC 6675 §5.1).
 type Conn struct {
@@ -255,6 +265,7 @@ type Conn struct {
 	sndWl1    Seq
 	sndWl2    Seq
 	maxSndWnd uint32 // largest window the peer has offered (SWS avoidance)
+	sndSml    Seq    // end of the last sub-MSS segment sent (Minshall's Nagle)
 
 	// Receive sequence variables.
 	irs         Seq
@@ -291,6 +302,7 @@ type Conn struct {
 	rcvUnacked   uint32 // in-order bytes received since our last ACK
 	rstPending   bool
 	rstSeg       Segment
+	rstTS        bool // the pending RST is our own (abort), so it carries TSopt
 	synPending   bool // SYN or SYN-ACK to (re)transmit
 	dsackPending bool
 	dsack        SACKBlock
@@ -361,7 +373,7 @@ type connStats struct {
 // newConn builds the common part of a connection.
 func newConn(now Time, cfg Config, iss Seq) *Conn {
 	cfg.fillDefaults()
-	c := &Conn{cfg: cfg, iss: iss, sndUna: iss, sndNxt: iss, sndMax: iss, recover: iss, highRxt: iss}
+	c := &Conn{cfg: cfg, iss: iss, sndUna: iss, sndNxt: iss, sndMax: iss, sndSml: iss, recover: iss, highRxt: iss}
 	c.sb.SetCap(cfg.SendBufferSize)
 	c.rb.SetCap(cfg.RecvBufferSize)
 	c.rq = newReassemblyQueue(cfg.RecvBufferSize)
@@ -556,23 +568,23 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return 0, nil
 }
 
-// afterRead sends a window update when reading opened the window enough to
-// matter (RFC 9293 §3.8.6.2.2: by min(RCV.BUFF/2, Eff.snd.MSS) or from zero).
+// afterRead decides whether reading owes the peer a window update. Like
+// Linux's tcp_cleanup_rbuf, only when the window we would now advertise is
+// at least twice what is left of the one the peer has (RCV.WND), and
+// non-zero. The new window already obeys receiver SWS avoidance
+// (RFC 9293 §3.8.6.2.2, see nextWindow): the right edge moves by at least
+// min(RCV.BUFF/2, Eff.snd.MSS). So a window that had shrunk below that
+// threshold is always reopened at once (it at least doubles), and one at or
+// above it still lets the sender send a full segment: no sender is left
+// stalled, and during bulk transfer, when the window never gets small,
+// reads cost no extra ACK at all.
 func (c *Conn) afterRead() {
 	if !c.state.canReceiveData() || c.rdClosed {
 		return
 	}
-	cur := uint32(0)
-	if c.rcvAdv.GreaterThan(c.rcvNxt) {
-		cur = c.rcvNxt.Size(c.rcvAdv)
-	}
-	free := uint32(c.rb.Free())
-	if free <= cur {
-		return
-	}
-	grow := free - cur
-	thresh := min(uint32(c.rb.Cap())/2, uint32(c.rcvMSS))
-	if grow >= thresh && grow >= uint32(1)<<c.rcvWScale {
+	cur := uint64(c.rcvWindow())
+	next := uint64(c.nextWindow())
+	if next > cur && next >= 2*cur {
 		c.ackNow = true
 	}
 }
@@ -646,13 +658,20 @@ func (c *Conn) Abort() {
 	c.toClosed()
 }
 
-// queueRST arranges for a RST to be emitted by the next Output.
+// queueRST arranges for a RST to be emitted by the next Output. withAck
+// marks the connection's own aborts (<SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK>:
+// Abort, Close with unread data, keepalive exhaustion), which carry TSopt on
+// a timestamps connection (RFC 7323 §3.2: it SHOULD be sent in a RST, as
+// Linux's tcp_send_active_reset does). RSTs that answer an unacceptable
+// segment are replies, like Linux's tcp_v4_send_reset: no options.
 func (c *Conn) queueRST(seq, ack Seq, withAck bool) {
 	c.rstPending = true
 	c.rstSeg = Segment{Seq: seq, Flags: FlagRST}
+	c.rstTS = false
 	if withAck {
 		c.rstSeg.Ack = ack
 		c.rstSeg.Flags |= FlagACK
+		c.rstTS = c.tsOK
 	}
 }
 

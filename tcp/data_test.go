@@ -85,6 +85,78 @@ func TestRetries2TimesOut(t *testing.T) {
 	require.ErrorIs(t, err, syscall.ETIMEDOUT)
 }
 
+// TestRetries2IsATimeBound: like Linux's tcp_retries2, Retries2 bounds the
+// time data may stay unacknowledged (as if the RTO had started at RTOMin
+// and doubled up to RTOMax: 924.6 s for 15), checked when the timer fires;
+// a large RTO therefore means fewer retransmissions, not a longer wait.
+func TestRetries2IsATimeBound(t *testing.T) {
+	secs := func(v ...float64) []Time {
+		out := make([]Time, len(v))
+		for i, x := range v {
+			out[i] = Time(x * float64(sec))
+		}
+		return out
+	}
+	cases := []struct {
+		name     string
+		rtt      Time
+		retries2 int
+		rtx      []Time // retransmission times after the first send
+		timeout  Time   // ETIMEDOUT
+	}{
+		{
+			// RTO at the 200 ms floor: the bound is exactly 15
+			// retransmissions (0.2 s doubling to 102.4 s, then 120 s).
+			name: "rto_at_floor", rtt: 10 * ms,
+			rtx: secs(0.2, 0.6, 1.4, 3.0, 6.2, 12.6, 25.4, 51.0, 102.2, 204.6,
+				324.6, 444.6, 564.6, 684.6, 804.6),
+			timeout: 924600 * ms,
+		},
+		{
+			// RTO 3 s: the 12th retransmission's timer expires past 924.6 s.
+			name: "rto_3s", rtt: 1 * sec,
+			rtx:     secs(3, 9, 21, 45, 93, 189, 309, 429, 549, 669, 789, 909),
+			timeout: 1029 * sec,
+		},
+		{
+			// RTO 60 s: 8 retransmissions instead of 15 (which would take
+			// 1860 s).
+			name: "rto_60s", rtt: 20 * sec,
+			rtx:     secs(60, 180, 300, 420, 540, 660, 780, 900),
+			timeout: 1020 * sec,
+		},
+		{
+			// Retries2 = 3: 0.2+0.4+0.8+1.6 = 3 s.
+			name: "retries2_3", rtt: 100 * ms, retries2: 3,
+			rtx:     secs(0.3, 0.9, 2.1),
+			timeout: 4500 * ms,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := plainConfig()
+			cfg.Retries2 = tc.retries2
+			h := establishRTT(t, cfg, tc.rtt, Segment{})
+			h.c.Write(data(10, 0))
+			h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 10")
+			t0 := h.now
+			var rtx []Time
+			for h.c.State() == StateEstablished {
+				d, ok := h.c.NextDeadline()
+				require.True(t, ok)
+				for _, s := range h.advance(d) {
+					require.Equal(t, "[P.] seq 1001 ack 5001 win 4096 len 10", fmtSeg(&s))
+					rtx = append(rtx, h.now-t0)
+				}
+			}
+			require.Equal(t, tc.rtx, rtx)
+			require.Equal(t, tc.timeout, h.now-t0)
+			require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+			require.True(t, h.c.TakeEvents().Has(EventTimedOut))
+		})
+	}
+}
+
 func TestUserTimeout(t *testing.T) {
 	cfg := plainConfig()
 	cfg.UserTimeout = 1 * time.Second
@@ -351,22 +423,74 @@ func TestDelayedACKDisabled(t *testing.T) {
 	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 8192, data(10, 0)...)), "[.] seq 1001 ack 5011 win 4086")
 }
 
+// TestNagle: Nagle's algorithm with Minshall's refinement (Linux): a
+// sub-MSS segment waits only while an earlier sub-MSS segment is
+// unacknowledged.
 func TestNagle(t *testing.T) {
-	for _, noDelay := range []bool{false, true} {
-		h := newEstablished(t, plainConfig())
-		h.c.SetNoDelay(noDelay)
-		h.c.Write([]byte("a"))
-		h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 1")
-		h.c.Write([]byte("b"))
-		if !noDelay {
-			// Held while "a" is unacknowledged, then coalesced.
-			h.expect(h.output())
-			h.c.Write([]byte("c"))
-			h.expect(h.output())
-			h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2, 8192)), "[P.] seq 1002 ack 5001 win 4096 len 2")
-		} else {
-			h.expect(h.output(), "[P.] seq 1002 ack 5001 win 4096 len 1")
-		}
+	type op struct {
+		write int // bytes to write, or
+		ack   Seq // the peer ACKs up to this sequence number
+		want  []string
+	}
+	cases := []struct {
+		name    string
+		noDelay bool
+		ops     []op
+	}{
+		{
+			name: "tiny_writes_coalesced",
+			ops: []op{
+				{write: 1, want: []string{"[P.] seq 1001 ack 5001 win 4096 len 1"}},
+				{write: 1}, // held while the first small segment is out
+				{write: 1},
+				{ack: 1002, want: []string{"[P.] seq 1002 ack 5001 win 4096 len 2"}},
+			},
+		},
+		{
+			name:    "tiny_writes_nodelay",
+			noDelay: true,
+			ops: []op{
+				{write: 1, want: []string{"[P.] seq 1001 ack 5001 win 4096 len 1"}},
+				{write: 1, want: []string{"[P.] seq 1002 ack 5001 win 4096 len 1"}},
+			},
+		},
+		{
+			name: "large_write_tail_goes_at_once",
+			ops: []op{
+				{write: 3000, want: []string{"[.] seq 1001 ack 5001 win 4096 len 1460",
+					"[.] seq 2461 ack 5001 win 4096 len 1460", "[P.] seq 3921 ack 5001 win 4096 len 80"}},
+				{write: 10}, // the 80-byte tail is an unacknowledged small segment
+				{ack: 3921}, // the full segments acknowledged: still held
+				{ack: 4001, want: []string{"[P.] seq 4001 ack 5001 win 4096 len 10"}},
+			},
+		},
+		{
+			name: "small_write_after_full_segments",
+			ops: []op{
+				{write: 2920, want: []string{"[.] seq 1001 ack 5001 win 4096 len 1460",
+					"[P.] seq 2461 ack 5001 win 4096 len 1460"}},
+				{write: 100, want: []string{"[P.] seq 3921 ack 5001 win 4096 len 100"}},
+				{write: 100},
+				{write: 100},
+				{ack: 4021, want: []string{"[P.] seq 4021 ack 5001 win 4096 len 200"}},
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newEstablished(t, plainConfig())
+			h.c.SetNoDelay(tc.noDelay)
+			for _, o := range tc.ops {
+				if o.write > 0 {
+					n, err := h.c.Write(data(o.write, 0))
+					require.NoError(t, err)
+					require.Equal(t, o.write, n)
+					h.expect(h.output(), o.want...)
+					continue
+				}
+				h.expect(h.in(seg(FlagACK, tPeer+1, o.ack, 8192)), o.want...)
+			}
+		})
 	}
 }
 
@@ -398,21 +522,91 @@ func TestPAWS(t *testing.T) {
 	require.Equal(t, 20, h.c.Readable())
 }
 
+// TestWindowUpdateOnRead: a read sends a pure window update only when the
+// window we could now advertise (after receiver SWS avoidance: the edge
+// moves by at least min(RCV.BUFF/2, MSS) = 1460 here) is at least twice the
+// window the peer holds, like Linux's tcp_cleanup_rbuf. Receive buffer 4096,
+// no scaling, every segment ACKed at once.
 func TestWindowUpdateOnRead(t *testing.T) {
-	h := newEstablished(t, plainConfig())
-	// Fill the 4 KiB window.
-	h.in(seg(FlagACK, tPeer+1, tISS+1, 8192, data(1460, 0)...))
-	h.in(seg(FlagACK, tPeer+1461, tISS+1, 8192, data(1460, 0)...))
-	h.expect(h.in(seg(FlagACK, tPeer+2921, tISS+1, 8192, data(1176, 0)...)))
-	h.expect(h.advance(h.now+40*ms), "[.] seq 1001 ack 9097 win 0")
-	// Reading a little: SWS avoidance keeps the window shut.
-	buf := make([]byte, 100)
-	h.c.Read(buf)
-	h.expect(h.output())
-	// Reading enough (>= min(buf/2, MSS)) sends a window update.
-	big := make([]byte, 2000)
-	h.c.Read(big)
-	h.expect(h.output(), "[.] seq 1001 ack 9097 win 2100")
+	type read struct {
+		n    int
+		want []string
+	}
+	cases := []struct {
+		name  string
+		recv  []int // in-order payload sizes from the peer
+		fin   bool  // the last one carries a FIN
+		acks  []string
+		reads []read
+	}{
+		{
+			name: "zero_window_reopened_once_an_mss_is_free",
+			recv: []int{1460, 1460, 1176},
+			acks: []string{"[.] seq 1001 ack 6461 win 2636", "[.] seq 1001 ack 7921 win 1176", "[.] seq 1001 ack 9097 win 0"},
+			reads: []read{
+				{100, nil},  // 100 free: below the SWS threshold, the window stays shut
+				{1300, nil}, // 1400 free: still below
+				{60, []string{"[.] seq 1001 ack 9097 win 1460"}},
+			},
+		},
+		{
+			name: "small_window_doubled",
+			recv: []int{1460, 1540},
+			acks: []string{"[.] seq 1001 ack 6461 win 2636", "[.] seq 1001 ack 8001 win 1096"},
+			reads: []read{
+				{1000, nil}, // the edge could move by 1000 < 1460
+				{500, []string{"[.] seq 1001 ack 8001 win 2596"}}, // 2596 >= 2*1096
+			},
+		},
+		{
+			name: "window_not_doubled_no_update",
+			recv: []int{1000, 1000},
+			acks: []string{"[.] seq 1001 ack 6001 win 3096", "[.] seq 1001 ack 7001 win 2096"},
+			reads: []read{
+				{2000, nil}, // 4096 < 2*2096: the next segment carries it
+			},
+		},
+		{
+			name: "window_exactly_doubled",
+			recv: []int{1024, 1024},
+			acks: []string{"[.] seq 1001 ack 6025 win 3072", "[.] seq 1001 ack 7049 win 2048"},
+			reads: []read{
+				{2048, []string{"[.] seq 1001 ack 7049 win 4096"}},
+			},
+		},
+		{
+			name: "no_update_after_fin",
+			recv: []int{1460, 1460, 1176},
+			fin:  true,
+			acks: []string{"[.] seq 1001 ack 6461 win 2636", "[.] seq 1001 ack 7921 win 1176", "[.] seq 1001 ack 9098 win 0"},
+			reads: []read{
+				{4096, nil}, // nothing more will come: an update is useless
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := plainConfig()
+			cfg.DelayedACK = -1
+			h := newEstablished(t, cfg)
+			seq := tPeer + 1
+			for i, n := range tc.recv {
+				f := FlagACK
+				if tc.fin && i == len(tc.recv)-1 {
+					f |= FlagFIN
+				}
+				h.expect(h.in(seg(f, seq, tISS+1, 8192, data(n, 0)...)), tc.acks[i])
+				seq += Seq(n)
+			}
+			for i, r := range tc.reads {
+				buf := make([]byte, r.n)
+				k, err := h.c.Read(buf)
+				require.NoError(t, err)
+				require.Equal(t, r.n, k, "read %d", i)
+				h.expect(h.output(), r.want...)
+			}
+		})
+	}
 }
 
 func TestGSOSuperSegments(t *testing.T) {

@@ -28,8 +28,7 @@ func (c *Conn) Input(now Time, seg *Segment) {
 // inputClosed is §3.10.7.1: everything but a RST is answered with a RST.
 func (c *Conn) inputClosed(seg *Segment) {
 	if rst, ok := ResetFor(seg); ok {
-		c.rstPending = true
-		c.rstSeg = rst
+		c.rstPending, c.rstSeg, c.rstTS = true, rst, false
 	}
 }
 
@@ -264,7 +263,7 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 		(seg.Seq + Seq(len(seg.Payload))).GreaterThan(c.rcvNxt) {
 		// Nobody will read it: like Linux, reset the connection.
 		if rst, ok := ResetFor(seg); ok {
-			c.rstPending, c.rstSeg = true, rst
+			c.rstPending, c.rstSeg, c.rstTS = true, rst, false
 		}
 		c.toClosed()
 		return
@@ -470,6 +469,11 @@ func (c *Conn) ackNewData(now Time, seg *Segment, ack Seq) {
 	c.sampleRTT(now, seg, ack)
 	c.sb.Ack(int(dataAcked))
 	c.sndUna = ack
+	if !c.sndSml.GreaterThan(ack) {
+		// Keep SND.SML within the window so that it cannot look
+		// unacknowledged again after the sequence space wraps.
+		c.sndSml = ack
+	}
 	c.stats.bytesAcked += uint64(dataAcked)
 	c.retries = 0
 	if dataAcked > 0 {

@@ -3,6 +3,7 @@ package tcp
 import (
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -101,6 +102,57 @@ func TestAbortSendsRST(t *testing.T) {
 	_, err := h.c.Write([]byte("x"))
 	require.ErrorIs(t, err, syscall.EPIPE)
 	require.True(t, h.c.TakeEvents().Has(EventClosed))
+}
+
+// TestRSTCarriesTimestamps: on a timestamps connection the RSTs the
+// connection sends of its own accord carry TSopt (RFC 7323 §3.2 SHOULD, like
+// Linux's tcp_send_active_reset); a RST answering an unacceptable segment is
+// a reply without options, like Linux's tcp_v4_send_reset.
+func TestRSTCarriesTimestamps(t *testing.T) {
+	cases := []struct {
+		name string
+		do   func(h *harness) []Segment
+		want string
+	}{
+		{"abort", func(h *harness) []Segment {
+			h.now += 5 * sec
+			h.c.Abort()
+			return h.output()
+		}, "[R.] seq 1001 ack 5001 win 0 <TS val 15000 ecr 700>"},
+		{"close_with_unread_data", func(h *harness) []Segment {
+			h.now += 1 * sec
+			in := seg(FlagACK, tPeer+1, tISS+1, 8192, data(10, 0)...)
+			in.Options = Options{HasTimestamp: true, TSVal: 800, TSEcr: 10000}
+			h.in(in)
+			h.c.Close()
+			return h.output()
+		}, "[R.] seq 1001 ack 5011 win 0 <TS val 11000 ecr 800>"},
+		{"keepalive_exhaustion", func(h *harness) []Segment {
+			h.c.SetKeepAlive(true, 10*time.Second, 5*time.Second, 1)
+			got := h.advance(h.now + 15*sec)
+			require.Len(h.t, got, 2)
+			return got[1:]
+		}, "[R.] seq 1001 ack 5001 win 0 <TS val 25000 ecr 700>"},
+		{"orphan_receiving_data_replies_without_options", func(h *harness) []Segment {
+			h.c.Close()
+			h.output()
+			in := seg(FlagACK, tPeer+1, tISS+2, 8192, data(5, 0)...)
+			in.Options = Options{HasTimestamp: true, TSVal: 800, TSEcr: 10000}
+			return h.in(in)
+		}, "[R] seq 1002 win 0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := plainConfig()
+			cfg.DisableTimestamps = false
+			h := newDialed(t, cfg)
+			h.in(Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 8192,
+				Options: Options{HasMSS: true, MSS: 1460, HasTimestamp: true, TSVal: 700, TSEcr: 10000}})
+			require.Equal(t, StateEstablished, h.c.State())
+			h.expect(tc.do(h), tc.want)
+			require.Equal(t, StateClosed, h.c.State())
+		})
+	}
 }
 
 func TestAbortInSynSentSendsNothing(t *testing.T) {
@@ -261,8 +313,12 @@ func TestSuperSegmentReceive(t *testing.T) {
 	buf := make([]byte, 70000)
 	n, _ := h.c.Read(buf)
 	require.Equal(t, big, buf[:n])
-	// Reading it all opens the window to the whole buffer: 131072 >> 8.
-	h.expect(h.output(), "[.] seq 1001 ack 70001 win 512")
+	// Reading it all could open the window from 66048 to the whole buffer,
+	// 131072: less than twice, so no update of its own (Linux's
+	// tcp_cleanup_rbuf rule); the next segment carries it (131072 >> 8).
+	h.expect(h.output())
+	h.c.Write([]byte("x"))
+	h.expect(h.output(), "[P.] seq 1001 ack 70001 win 512 len 1")
 }
 
 func TestTrimToWindow(t *testing.T) {

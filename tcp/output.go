@@ -12,6 +12,11 @@ func (c *Conn) Output(now Time, e Emitter) {
 	if c.rstPending {
 		c.rstPending = false
 		c.out = c.rstSeg
+		if c.rstTS {
+			c.out.Options.HasTimestamp = true
+			c.out.Options.TSVal = c.tsNow(now)
+			c.out.Options.TSEcr = c.tsRecent
+		}
 		c.stats.segsOut++
 		e.Emit(&c.out)
 	}
@@ -81,11 +86,13 @@ func (c *Conn) sendSYN(now Time, e Emitter) {
 	e.Emit(seg)
 }
 
-// windowField computes the window to advertise and records the new right
-// edge. Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): the right edge moves
-// only by at least min(RCV.BUFF/2, Eff.snd.MSS); it never moves left
-// (RFC 9293 §3.8.6: shrinking the window is strongly discouraged).
-func (c *Conn) windowField() uint16 {
+// nextWindow is the window the next segment would advertise, as the scaled
+// field can express it. Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): the
+// right edge moves only by at least min(RCV.BUFF/2, Eff.snd.MSS) (or to let
+// the peer's FIN in); it never moves left (RFC 9293 §3.8.6: shrinking the
+// window is strongly discouraged), so the result is RCV.WND or more, less
+// only what the scaled field cannot express.
+func (c *Conn) nextWindow() uint32 {
 	edge := c.rcvNxt + Seq(c.rb.Free())
 	target := c.rcvAdv
 	thresh := min(uint32(c.rb.Cap())/2, uint32(c.rcvMSS))
@@ -96,11 +103,17 @@ func (c *Conn) windowField() uint16 {
 	if target.GreaterThan(c.rcvNxt) {
 		wnd = c.rcvNxt.Size(target)
 	}
-	field := min(wnd>>c.rcvWScale, 65535)
-	if adv := c.rcvNxt + Seq(field<<c.rcvWScale); adv.GreaterThan(c.rcvAdv) {
+	return min(wnd>>c.rcvWScale, 65535) << c.rcvWScale
+}
+
+// windowField computes the window field to advertise (nextWindow, scaled)
+// and records the new right edge.
+func (c *Conn) windowField() uint16 {
+	wnd := c.nextWindow()
+	if adv := c.rcvNxt + Seq(wnd); adv.GreaterThan(c.rcvAdv) {
 		c.rcvAdv = adv
 	}
-	return uint16(field)
+	return uint16(wnd >> c.rcvWScale)
 }
 
 // sackCount returns how many SACK blocks the next segment carries: D-SACK
@@ -335,9 +348,13 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 		chunk = min(chunk, limit)
 	}
 	n := min(avail, usable)
+	// Nagle (RFC 896, RFC 1122 §4.2.3.4) as refined by Minshall and used by
+	// Linux: a sub-MSS segment may go unless a previously sent sub-MSS
+	// segment is still unacknowledged, so the tail of a large write costs no
+	// round trip while a stream of tiny writes is still coalesced.
 	// Retransmissions after a go-back-N rewind are exempt from Nagle and SWS
 	// avoidance: the peer has already seen (or lost) those bytes.
-	push := c.cfg.NoDelay || !outstanding || c.sndNxt.LessThan(c.sndMax)
+	push := c.cfg.NoDelay || !outstanding || !c.smallUnacked() || c.sndNxt.LessThan(c.sndMax)
 	switch {
 	case n == 0 && avail > 0:
 		c.armPersist(now, outstanding)
@@ -357,8 +374,8 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 			n -= n % seg
 		}
 	case n < seg && n == avail && n > 0:
-		// Nagle: hold a small segment while data is unacknowledged, unless
-		// it carries our FIN (as Linux does).
+		// Nagle: hold a small segment while an earlier small segment is
+		// unacknowledged, unless it carries our FIN (as Linux does).
 		if !push && !c.wrClosed {
 			return false
 		}
@@ -380,6 +397,11 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 		if !c.tsOK {
 			c.rttTimer.Start(c.sndNxt+Seq(n), now)
 		}
+		if n%seg != 0 {
+			// A segment (or a super-segment's last one) shorter than the
+			// MSS: Minshall's SND.SML (Linux tcp_minshall_update).
+			c.sndSml = c.sndNxt + Seq(n)
+		}
 	}
 	if !outstanding {
 		c.firstUnacked = now
@@ -398,6 +420,12 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 		c.rtxTimer.set(now.Add(c.rto.RTO())) // RFC 6298 §5.1
 	}
 	return true
+}
+
+// smallUnacked reports whether a sub-MSS segment we sent is still
+// unacknowledged: SND.UNA < SND.SML <= SND.NXT (Linux tcp_minshall_check).
+func (c *Conn) smallUnacked() bool {
+	return c.sndSml.GreaterThan(c.sndUna) && c.sndSml.LessThanEq(c.sndNxt)
 }
 
 // armPersist starts the persist timer when data waits for the window and

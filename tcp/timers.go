@@ -1,6 +1,10 @@
 package tcp
 
-import "syscall"
+import (
+	"math"
+	"syscall"
+	"time"
+)
 
 // NextDeadline returns the earliest time at which Output must be called again
 // because a timer fires (retransmission, persist, delayed ACK, keepalive,
@@ -71,8 +75,10 @@ func (c *Conn) fireTimers(now Time) {
 }
 
 // onRetransmitTimeout is RFC 6298 §5.4-5.6: retransmit the earliest
-// unacknowledged segment, back the timer off, and give up after the retry
-// limit (SynRetries / SynAckRetries / Retries2) with ETIMEDOUT.
+// unacknowledged segment, back the timer off, and give up with ETIMEDOUT
+// after SynRetries / SynAckRetries retransmissions or, for data, once the
+// Retries2 time bound (retries2Timeout) has passed since the oldest
+// unacknowledged data was first sent.
 func (c *Conn) onRetransmitTimeout(now Time) {
 	c.stats.rtoExpirations++
 	switch c.state {
@@ -95,7 +101,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	if c.sndUna == c.sndMax {
 		return // everything was acknowledged meanwhile
 	}
-	if c.retries >= c.cfg.Retries2 {
+	if c.retries > 0 && now.Sub(c.firstUnacked) >= c.retries2Timeout() {
 		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
@@ -117,6 +123,35 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	c.stats.lost++
 	// Go back N: resend from SND.UNA as the (now one-segment) window allows.
 	c.sndNxt = c.sndUna
+}
+
+// retries2Timeout is how long SND.UNA's data may stay unacknowledged, with
+// at least one retransmission, before the connection gives up: Linux's
+// tcp_retries2 semantics (retransmits_timed_out / tcp_model_timeout), where
+// the count is converted into the time from the first transmission until the
+// timer after the Retries2-th retransmission would fire if the RTO started
+// at RTOMin and doubled up to RTOMax. With the defaults (15, 200 ms, 120 s)
+// that is 0.2·(2^10-1) + 6·120 = 924.6 s. A connection whose RTO is larger than
+// RTOMin therefore gives up after fewer retransmissions instead of hanging
+// for Retries2 capped RTOs; RFC 1122 §4.2.3.5 leaves R2 to the
+// implementation (at least 100 s).
+func (c *Conn) retries2Timeout() time.Duration {
+	n, limit := c.cfg.Retries2, c.cfg.RTOMax
+	var total time.Duration
+	rto := c.cfg.RTOMin
+	i := 0
+	for ; i <= n && rto < limit; i++ { // the doubling part
+		total += rto
+		rto = min(2*rto, limit)
+	}
+	// The capped part, saturating for an absurd Retries2.
+	if rest := time.Duration(n - i + 1); rest > 0 {
+		if rest > (math.MaxInt64-total)/limit {
+			return math.MaxInt64
+		}
+		total += rest * limit
+	}
+	return total
 }
 
 // onPersistTimeout sends a window probe (RFC 9293 §3.8.6.1, RFC 1122
