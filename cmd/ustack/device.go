@@ -25,6 +25,7 @@ type deviceFlags struct {
 	mtu       int
 	offload   bool
 	cc        string
+	pcap      string
 }
 
 func (d *deviceFlags) register(fs *flag.FlagSet) {
@@ -36,6 +37,7 @@ func (d *deviceFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&d.mtu, "mtu", 1500, "MTU of the TUN device (576-65535)")
 	fs.BoolVar(&d.offload, "offload", true, "use virtio-net offloads (TSO/checksum) on the TUN: 64 KiB super-segments both ways")
 	fs.StringVar(&d.cc, "cc", "newreno", "congestion control: newreno or cubic")
+	fs.StringVar(&d.pcap, "pcap", "", "record every packet in and out to this pcap file (tcpdump -r FILE); super-segments are\nrecorded cut into the MSS-sized packets the wire carries, checksums complete")
 }
 
 // device is the result of validating deviceFlags.
@@ -43,6 +45,7 @@ type device struct {
 	name      string
 	mtu       int
 	offload   bool
+	pcap      string
 	hostAddrs []netip.Prefix
 	addrs     []netip.Addr
 	tcp       tcp.Config
@@ -89,7 +92,7 @@ func (d *deviceFlags) validate() (*device, error) {
 	if d.mtu < 576 || d.mtu > 65535 {
 		return nil, fmt.Errorf("--mtu %d: want a value from 576 to 65535", d.mtu)
 	}
-	dev := &device{name: d.tun, mtu: d.mtu, offload: d.offload}
+	dev := &device{name: d.tun, mtu: d.mtu, offload: d.offload, pcap: d.pcap}
 	p4, a4, err := parseHostPair("host-addr", "addr", d.hostAddr, d.addr, true)
 	if err != nil {
 		return nil, err
@@ -128,12 +131,22 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 	if err != nil {
 		return nil, err
 	}
-	opts.Links = []tun.Link{link}
+	var l tun.Link = link
+	if dev.pcap != "" {
+		p, err := tun.OpenPcap(link, dev.pcap, tun.PcapOptions{})
+		if err != nil {
+			link.Close()
+			return nil, fmt.Errorf("--pcap: %w", err)
+		}
+		l = p
+		log.Info("capturing", "pcap", dev.pcap)
+	}
+	opts.Links = []tun.Link{l}
 	opts.Addrs = dev.addrs
 	opts.TCP = dev.tcp
 	s, err := stack.New(opts)
 	if err != nil {
-		link.Close()
+		l.Close()
 		return nil, err
 	}
 	log.Info("device up", "tun", dev.name, "mtu", dev.mtu, "offload", dev.offload, "addrs", dev.addrs, "host", dev.hostAddrs)

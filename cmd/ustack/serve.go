@@ -29,6 +29,7 @@ type serveFlags struct {
 	http      int
 	keepalive string
 	backlog   int
+	admin     string
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -41,6 +42,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.http, "http", 80, "port of the HTTP/1.1 service: GET /, GET /bytes/N, POST /upload (0 disables)")
 	fs.StringVar(&f.keepalive, "keepalive", defaultKeepalive, "keepalive for accepted connections: idle,interval,count (e.g. 30s,5s,3) or off")
 	fs.IntVar(&f.backlog, "backlog", 1024, "accept queue length of each listener (1-65535)")
+	fs.StringVar(&f.admin, "admin", "", "unix socket of the admin API read by 'ustack ss': GET /conns, /metrics (Prometheus),\n/debug/pprof/ (default "+adminDir+"/TUN.sock for the --tun name; off disables it)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack serve [flags]\n\n"+
 			"Creates a TUN device, gives the kernel side --host-addr/--host-addr6, runs ustack on\n"+
@@ -97,6 +99,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer st.Close()
+
+	if path := adminPath(f.admin, dev.name); path != "" {
+		stopAdmin, err := startAdmin(st, path, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "ustack serve: %v\n", err)
+			return 1
+		}
+		defer stopAdmin()
+	}
 
 	configure := func(c net.Conn) {
 		sc, ok := c.(*stack.Conn)

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// fixedConns is a snapshot with one busy IPv4 connection and one IPv6
+// connection in TIME-WAIT.
+func fixedConns() []adminConn {
+	return []adminConn{
+		{
+			Local:  netip.MustParseAddrPort("198.18.0.2:80"),
+			Remote: netip.MustParseAddrPort("198.18.0.1:40000"),
+			State:  "ESTAB",
+			Info: tcp.Info{
+				State: tcp.StateEstablished, CC: "cubic", SndWScale: 7, RcvWScale: 9,
+				RTO: 204 * time.Millisecond, RTT: 1500 * time.Microsecond, RTTVar: 750 * time.Microsecond,
+				MSS: 1448, RcvMSS: 536, CWnd: 14480, SSThresh: math.MaxUint32,
+				Readable: 10, Unacked: 2896, NotSent: 100,
+				BytesSent: 100000, BytesAcked: 97104, BytesReceived: 512,
+				SegsOut: 70, SegsIn: 40, DataSegsOut: 69, DataSegsIn: 1,
+				Retransmits: 3, CurrentRetransmits: 1, Lost: 1, SACKed: 1448, Reordering: 2,
+				Retransmit: tcp.TimerInfo{Armed: true, Left: 203400 * time.Microsecond},
+				Keepalive:  tcp.TimerInfo{Armed: true, Left: 14999900 * time.Microsecond},
+				SndWnd:     65535, RcvWnd: 131072, SndBuf: 262144, RcvBuf: 262144, SACK: true, Timestamps: true,
+			},
+		},
+		{
+			Local:  netip.MustParseAddrPort("[2001:2::2]:7"),
+			Remote: netip.MustParseAddrPort("[2001:2::1]:51234"),
+			State:  "TIME-WAIT",
+			Info: tcp.Info{
+				State: tcp.StateTimeWait, CC: "newreno", SndWScale: -1, RcvWScale: -1,
+				RTO: time.Second, MSS: 1428, RcvMSS: 1428, CWnd: 4284, SSThresh: 2856,
+				BytesSent: 5, BytesAcked: 5, BytesReceived: 7, SegsOut: 4, SegsIn: 5, DataSegsOut: 1, DataSegsIn: 1,
+				TimeWait: tcp.TimerInfo{Armed: true, Left: 59500 * time.Millisecond},
+				SndWnd:   1000, RcvWnd: 2000, SndBuf: 4096, RcvBuf: 8192, OOOBytes: 3, DupAcksIn: 2, PAWSDrops: 1,
+			},
+		},
+	}
+}
+
+func TestFormatSS(t *testing.T) {
+	head := "State     Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
+	row1 := "ESTAB         10   2996 198.18.0.2:80      198.18.0.1:40000\n"
+	row2 := "TIME-WAIT      0      0 [2001:2::2]:7      [2001:2::1]:51234\n"
+	info1 := "\tcubic wscale:7,9 rto:204 rtt:1.5/0.75 mss:1448 rcvmss:536 cwnd:10 bytes_sent:100000 bytes_acked:97104 " +
+		"bytes_received:512 segs_out:70 segs_in:40 data_segs_out:69 data_segs_in:1 send 77.2Mbps unacked:2896 " +
+		"retrans:1/3 lost:1 sacked:1448 reordering:2 notsent:100 timer:(retrans,203ms,1) timer:(keepalive,15s,0)\n"
+	info2 := "\tnewreno rto:1000 mss:1428 rcvmss:1428 cwnd:3 ssthresh:2 bytes_sent:5 bytes_acked:5 bytes_received:7 " +
+		"segs_out:4 segs_in:5 data_segs_out:1 data_segs_in:1 timer:(timewait,59.5s)\n"
+	ext1 := "\tsnd_wnd:65535 rcv_wnd:131072 sndbuf:262144 rcvbuf:262144 readable:10 ooo_bytes:0 sack:on ts:on " +
+		"dupacks_in:0 dsacks_sent:0 probes_sent:0 challenge_acks:0 challenge_suppressed:0 paws_drops:0 out_of_window:0\n"
+	ext2 := "\tsnd_wnd:1000 rcv_wnd:2000 sndbuf:4096 rcvbuf:8192 readable:0 ooo_bytes:3 sack:off ts:off " +
+		"dupacks_in:2 dsacks_sent:0 probes_sent:0 challenge_acks:0 challenge_suppressed:0 paws_drops:1 out_of_window:0\n"
+	for _, tc := range []struct {
+		name      string
+		info, ext bool
+		want      string
+	}{
+		{"plain", false, false, head + row1 + row2},
+		{"-i", true, false, head + row1 + info1 + row2 + info2},
+		{"-e", false, true, head + row1 + ext1 + row2 + ext2},
+		{"-i -e", true, true, head + row1 + info1 + ext1 + row2 + info2 + ext2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, formatSS(fixedConns(), tc.info, tc.ext))
+		})
+	}
+	assert.Equal(t, "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n", formatSS(nil, true, true))
+}
+
+func TestSSFilter(t *testing.T) {
+	conns := append(fixedConns(), adminConn{
+		Local: netip.MustParseAddrPort("198.18.0.2:41000"), Remote: netip.MustParseAddrPort("198.18.0.1:80"), State: "SYN-SENT",
+	})
+	for _, tc := range []struct {
+		filter string
+		want   []int
+	}{
+		{"", []int{0, 1, 2}},
+		{"state ESTAB", []int{0}},
+		{"state established", []int{0}},
+		{"state time-wait", []int{1}},
+		{"state syn-sent", []int{2}},
+		{"state LISTEN", nil},
+		{"sport = :80", []int{0}},
+		{"dport = :80", []int{2}},
+		{"dport == :51234", []int{1}},
+		{"198.18.0.1", []int{0, 2}},
+		{"198.18.0.1:80", []int{2}},
+		{"2001:2::1", []int{1}},
+		{"[2001:2::2]:7", []int{1}},
+		{"src 198.18.0.2:80", []int{0}},
+		{"dst 198.18.0.2", nil},
+		{"dst 198.18.0.1 state SYN-SENT", []int{2}},
+		{"sport = :80 state time-wait", nil},
+	} {
+		t.Run(tc.filter, func(t *testing.T) {
+			match, err := parseSSFilter(strings.Fields(tc.filter))
+			require.NoError(t, err)
+			var got []int
+			for i, c := range conns {
+				if match(c) {
+					got = append(got, i)
+				}
+			}
+			assert.Equal(t, tc.want, got)
+		})
+	}
+	for _, bad := range []string{"bogus", "state", "state SLEEPING", "sport :80", "sport = 80", "sport = :70000",
+		"dport =", "src", "dst nowhere", "198.18.0.300"} {
+		_, err := parseSSFilter(strings.Fields(bad))
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestSSCommandErrors(t *testing.T) {
+	missing := t.TempDir() + "/none.sock"
+	for _, tc := range []struct {
+		args   []string
+		rc     int
+		stderr string
+	}{
+		{[]string{"--admin", missing}, 1, "no ustack admin socket at " + missing + ": is `ustack serve` running?"},
+		{[]string{"--admin", t.TempDir() + "/nosuch0.sock"}, 1, "nosuch0.sock: is `ustack serve` running?"},
+		{[]string{"--admin", missing, "bogus"}, exitUsage, `unknown filter "bogus"`},
+		{[]string{"--admin", missing, "state", "NAPPING"}, exitUsage, `filter state "NAPPING": unknown state`},
+		{[]string{"--admin", "off"}, exitUsage, "--admin off"},
+		{[]string{"--nope"}, exitUsage, "flag provided but not defined"},
+	} {
+		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			assert.Equal(t, tc.rc, run(append([]string{"ss"}, tc.args...), &out, &errb))
+			assert.Contains(t, errb.String(), tc.stderr)
+			assert.Empty(t, out.String())
+		})
+	}
+	var out, errb bytes.Buffer
+	assert.Equal(t, 0, run([]string{"ss", "--help"}, &out, &errb))
+	assert.Contains(t, errb.String(), "usage: ustack ss")
+}
+
+func TestAdminConnJSONRoundTrip(t *testing.T) {
+	in := adminConns{Conns: fixedConns()}
+	b, err := json.Marshal(in)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"local":"198.18.0.2:80"`)
+	assert.Contains(t, string(b), `"State":"TIME-WAIT"`, "the state is its ss name, not a number")
+	assert.Contains(t, string(b), `"RTT":1500000`, "durations in nanoseconds")
+	var out adminConns
+	require.NoError(t, json.Unmarshal(b, &out))
+	// Info.State is shadowed by the name and does not travel.
+	for i := range in.Conns {
+		in.Conns[i].Info.State = 0
+	}
+	assert.Equal(t, in, out)
+}
