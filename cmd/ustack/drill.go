@@ -1,0 +1,159 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/ustack-net/ustack/integration/drill"
+)
+
+// runDrill is `ustack drill`: run packetdrill-dialect scripts against the
+// chosen DUTs and print per-run results and a summary table.
+func runDrill(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dutFlag := fs.String("dut", "all", "DUT to run on: ustack, gvisor, linux or all")
+	matchFlag := fs.String("match", "strict", "packet matching: strict or semantic")
+	pcapDir := fs.String("pcap", "", "write a pcap per script and DUT into this directory")
+	verbose := fs.Bool("v", false, "print every run's trace, not only failures'")
+	tolScale := fs.Float64("tolerance_scale", 1, "multiply scripts' timing tolerance on the linux DUT (real time) by this factor")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ustack drill [--dut ustack|gvisor|linux|all] [--match strict|semantic] [--pcap DIR] [--tolerance_scale F] [-v] FILE|DIR...\n")
+		fs.PrintDefaults()
+	}
+	if st := parseFlags(fs, args); st >= 0 {
+		return st
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	match, err := drill.ParseMatch(*matchFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack drill: %v\n", err)
+		return exitUsage
+	}
+	var duts []string
+	switch *dutFlag {
+	case "all":
+		duts = []string{"ustack", "gvisor", "linux"}
+	case "ustack", "gvisor", "linux":
+		duts = []string{*dutFlag}
+	default:
+		fmt.Fprintf(stderr, "ustack drill: unknown DUT %q\n", *dutFlag)
+		return exitUsage
+	}
+	if *tolScale <= 0 {
+		fmt.Fprintf(stderr, "ustack drill: --tolerance_scale must be positive\n")
+		return exitUsage
+	}
+	// The linux DUT needs a private network namespace: unless this process
+	// is already the re-executed child inside one, run the whole command
+	// again in a new one (each script then gets a namespace of its own
+	// inside it). Without the privilege, `--dut all` shows linux as
+	// skipped (a failure under USTACK_REQUIRE_NETNS=1); `--dut linux` fails.
+	linuxSkip := ""
+	if slices.Contains(duts, "linux") && os.Getenv(drillNetnsEnv) == "" {
+		reason := drill.LinuxUnavailable()
+		if reason == "" {
+			st, err := reexecInNetns(args, stdout, stderr)
+			if err == nil {
+				return st
+			}
+			reason = "needs root or CAP_NET_ADMIN: " + err.Error()
+		}
+		if len(duts) == 1 {
+			fmt.Fprintf(stderr, "ustack drill: linux DUT: %s\n", reason)
+			return 1
+		}
+		linuxSkip = "skip: " + reason
+	}
+	paths, err := drill.Collect(fs.Args())
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack drill: %v\n", err)
+		return 1
+	}
+	if len(paths) == 0 {
+		fmt.Fprintf(stderr, "ustack drill: no scripts found\n")
+		return 1
+	}
+	results := map[string]map[string]drill.Result{}
+	for _, p := range paths {
+		results[p] = map[string]drill.Result{}
+		s, err := drill.Load(p)
+		for _, d := range duts {
+			var r drill.Result
+			switch {
+			case err != nil:
+				r = drill.Result{Script: p, DUT: d, Status: drill.Error, Detail: err.Error()}
+			case d == "linux" && linuxSkip != "":
+				r = drill.Result{Script: p, DUT: d, Status: drill.Skip, Detail: linuxSkip}
+				if os.Getenv("USTACK_REQUIRE_NETNS") == "1" {
+					r.Status, r.Detail = drill.Error, linuxSkip+" (and USTACK_REQUIRE_NETNS=1)"
+				}
+			default:
+				r = runOne(s, d, drill.RunOptions{Match: match, ToleranceScale: *tolScale}, *pcapDir)
+			}
+			results[p][d] = r
+			drill.WriteResult(stdout, r, *verbose)
+		}
+	}
+	if !drill.WriteSummary(stdout, paths, duts, results) {
+		return 1
+	}
+	return 0
+}
+
+// drillNetnsEnv marks the re-executed `ustack drill` running in its own
+// network namespace.
+const drillNetnsEnv = "USTACK_DRILL_IN_NETNS"
+
+// reexecInNetns runs `ustack drill ARGS` again in a new network namespace
+// (CLONE_NEWNET; it vanishes with the child) and returns its exit status,
+// or an error if the child could not be started there.
+func reexecInNetns(args []string, stdout, stderr io.Writer) (int, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(exe, append([]string{"drill"}, args...)...)
+	cmd.Env = append(os.Environ(), drillNetnsEnv+"=1")
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	if err := cmd.Wait(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), nil
+		}
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func runOne(s *drill.Script, dut string, o drill.RunOptions, pcapDir string) drill.Result {
+	if pcapDir == "" {
+		return drill.RunWith(s, dut, o)
+	}
+	name := strings.TrimSuffix(filepath.Base(s.Name), ".pkt") + "." + dut + ".pcap"
+	f, err := os.Create(filepath.Join(pcapDir, name))
+	if err != nil {
+		return drill.Result{Script: s.Name, DUT: dut, Status: drill.Error, Detail: err.Error()}
+	}
+	o.Pcap = f
+	r := drill.RunWith(s, dut, o)
+	if err := f.Close(); err != nil && r.Status.OK() {
+		r.Status, r.Detail = drill.Error, "pcap: "+err.Error()
+	}
+	return r
+}

@@ -1,0 +1,630 @@
+package drill
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ustack-net/ustack/integration"
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// Match selects how outbound packets are compared.
+type Match uint8
+
+// The match modes.
+const (
+	// Strict compares every field the script writes: flags, seq, ack,
+	// length, window, and option values (except TS val).
+	Strict Match = iota + 1
+	// Semantic compares flags, seq, ack, length and which options are
+	// present — not window or option values — for scripts written against
+	// another OS.
+	Semantic
+)
+
+// ParseMatch parses "strict" or "semantic".
+func ParseMatch(s string) (Match, error) {
+	switch s {
+	case "strict":
+		return Strict, nil
+	case "semantic":
+		return Semantic, nil
+	}
+	return 0, fmt.Errorf("unknown match mode %q (want strict or semantic)", s)
+}
+
+// Status is a run's outcome.
+type Status string
+
+// The outcomes. Pass, XFail (failed exactly where the script says this DUT
+// must) and Skip are successes; Fail, XPass and Error are not.
+const (
+	Pass  Status = "pass"
+	Fail  Status = "FAIL"
+	XFail Status = "xfail"
+	XPass Status = "XPASS"
+	Skip  Status = "skip"
+	Error Status = "ERROR"
+)
+
+// OK reports whether the status counts as success.
+func (s Status) OK() bool { return s == Pass || s == XFail || s == Skip }
+
+// PeerISN is the scripted peer's initial sequence number: inbound sequence
+// numbers are written relative to it. Close to the wrap so that a script's
+// data crosses sequence number zero.
+const PeerISN tcp.Seq = 0xfffffff0
+
+// Result is one script's run on one DUT.
+type Result struct {
+	Script string
+	DUT    string
+	Status Status
+	// Line is where the run failed (0 when it did not).
+	Line int
+	// Detail explains a failure, error, expected failure or skip.
+	Detail string
+	// Notes are things the run did not do (skipped shell commands).
+	Notes []string
+	// Trace is every event in packetdrill notation with actual times.
+	Trace []string
+}
+
+// runError is a failure at a line; errUnsupported marks it as an error
+// (the harness could not run the line) rather than a mismatch.
+type runError struct {
+	line        int
+	msg         string
+	unsupported bool
+}
+
+func (e *runError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
+
+type sock struct {
+	fd       int
+	nonblock bool
+	listener bool
+	conn     bool
+	linger0  bool
+	ka       keepalive
+}
+
+type keepalive struct {
+	on                bool
+	idle, intvl       time.Duration
+	cnt               int
+	idleSet, intvlSet bool
+}
+
+type runner struct {
+	s     *Script
+	dut   DUT
+	name  string
+	match Match
+
+	now      time.Duration // script time of the last event
+	dutISN   tcp.Seq
+	issKnown bool
+	pending  []integration.Emission
+	// tsMap maps TS val values written on `>` lines to the DUT's actual
+	// ones, so `<` lines can echo them in TS ecr.
+	tsMap   map[uint32]uint32
+	lastTS  uint32
+	hasTS   bool
+	fds     map[int]*sock
+	lsnKA   keepalive // keepalive set on the listener, inherited on accept
+	trace   []string
+	notes   []string
+	pcap    *pcapWriter
+	badSums int
+	// tol is the script's tolerance, scaled for real-time DUTs.
+	tol time.Duration
+}
+
+// RunOptions configure a run.
+type RunOptions struct {
+	// Match is the comparison mode; 0 means Strict.
+	Match Match
+	// Pcap, if not nil, receives a capture of the run (both directions,
+	// raw IP).
+	Pcap io.Writer
+	// ToleranceScale multiplies the script's timing tolerance on DUTs that
+	// run in real time (linux), for slow or loaded machines; 0 means 1.
+	// Virtual-time DUTs are exact and always use the script's tolerance.
+	ToleranceScale float64
+}
+
+// Run runs s on the named DUT. pcap, if not nil, receives a capture of the
+// run (both directions, raw IP).
+func Run(s *Script, dutName string, match Match, pcap io.Writer) Result {
+	return RunWith(s, dutName, RunOptions{Match: match, Pcap: pcap})
+}
+
+// RunWith runs s on the named DUT with options.
+func RunWith(s *Script, dutName string, o RunOptions) Result {
+	match, pcap := o.Match, o.Pcap
+	if match == 0 {
+		match = Strict
+	}
+	res := Result{Script: s.Name, DUT: dutName}
+	exp, hasExp := s.Expect[dutName]
+	if hasExp && !exp.Fail {
+		res.Status, res.Detail = Skip, exp.Reason
+		return res
+	}
+	dut, err := NewDUT(dutName, s.IPv6)
+	if err != nil {
+		res.Status, res.Detail = Error, err.Error()
+		return res
+	}
+	defer dut.Destroy()
+	r := &runner{s: s, dut: dut, name: dutName, match: match, tsMap: map[uint32]uint32{}, fds: map[int]*sock{}, tol: s.Tolerance}
+	if rt, ok := dut.(realTimer); ok && rt.RealTime() && o.ToleranceScale > 0 {
+		r.tol = time.Duration(float64(s.Tolerance) * o.ToleranceScale)
+	}
+	if pcap != nil {
+		r.pcap = newPcapWriter(pcap)
+	}
+	err = r.run()
+	if r.pcap != nil && r.pcap.err != nil && err == nil {
+		err = &runError{line: 0, msg: "writing pcap: " + r.pcap.err.Error(), unsupported: true}
+	}
+	res.Trace, res.Notes = r.trace, r.notes
+	var re *runError
+	switch {
+	case err == nil:
+		res.Status = Pass
+	case errors.As(err, &re):
+		res.Line, res.Detail = re.line, re.msg
+		res.Status = Fail
+		if re.unsupported {
+			res.Status = Error
+		}
+	default:
+		res.Status, res.Detail = Error, err.Error()
+	}
+	if hasExp {
+		switch {
+		case res.Status == Pass && match == Semantic:
+			// Directives describe strict runs; semantic matching may
+			// legitimately not see a value-only divergence.
+			res.Notes = append(res.Notes, fmt.Sprintf("strict-mode divergence at line %d (%s) not visible in semantic mode", exp.Line, exp.Reason))
+		case res.Status == Pass:
+			res.Status, res.Detail = XPass, fmt.Sprintf("expected to fail at line %d (%s) but passed", exp.Line, exp.Reason)
+		case res.Status == Fail && res.Line == exp.Line:
+			res.Status, res.Detail = XFail, exp.Reason+"\n"+res.Detail
+		case res.Status == Fail:
+			res.Detail = fmt.Sprintf("expected to fail at line %d (%s), failed at line %d:\n%s", exp.Line, exp.Reason, res.Line, res.Detail)
+		}
+	}
+	return res
+}
+
+func (r *runner) fail(ev *Event, format string, args ...any) error {
+	return &runError{line: ev.Line, msg: fmt.Sprintf(format, args...)}
+}
+
+func (r *runner) unsupported(ev *Event, format string, args ...any) error {
+	return &runError{line: ev.Line, msg: fmt.Sprintf(format, args...), unsupported: true}
+}
+
+func (r *runner) logf(at time.Duration, format string, args ...any) {
+	r.trace = append(r.trace, fmt.Sprintf("%s %s", fmtTime(at), fmt.Sprintf(format, args...)))
+}
+
+func fmtTime(d time.Duration) string {
+	return fmt.Sprintf("%d.%06d", d/time.Second, (d%time.Second)/time.Microsecond)
+}
+
+func (r *runner) run() error {
+	for i := range r.s.Events {
+		ev := &r.s.Events[i]
+		var err error
+		if ev.Kind == EvExpect {
+			err = r.expect(ev)
+		} else {
+			err = r.step(ev)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	r.collect()
+	last := r.s.Events[len(r.s.Events)-1]
+	if m := r.malformed(); len(m) > 0 {
+		return &runError{line: last.Line, msg: "the DUT sent packets that are not the connection's well-formed TCP: " + strings.Join(m, "; ")}
+	}
+	if len(r.pending) > 0 {
+		return &runError{line: last.Line, msg: "the DUT sent packets the script does not expect by its end:\n" + r.listPending()}
+	}
+	return nil
+}
+
+func (r *runner) listPending() string {
+	var b strings.Builder
+	for _, e := range r.pending {
+		fmt.Fprintf(&b, "  actual:   %s %s\n", fmtTime(e.At), r.render(&e.Seg))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// window returns the event's time range in script time.
+func (r *runner) window(ev *Event) (lo, hi time.Duration) {
+	switch ev.Time.Kind {
+	case TimeAbs:
+		return ev.Time.Lo, ev.Time.Hi
+	case TimeRel:
+		return r.now + ev.Time.Lo, r.now + ev.Time.Hi
+	}
+	return r.now, r.now
+}
+
+func (r *runner) advanceTo(t time.Duration) {
+	if d := t - r.dut.Now(); d > 0 {
+		r.dut.Advance(d)
+	}
+	r.collect()
+}
+
+// packet serializes a segment as it crossed the wire between the DUT and
+// the peer, with the DUT's addresses.
+func (r *runner) packet(toPeer bool, s *tcp.Segment) []byte {
+	if b, ok := r.dut.(packetBuilder); ok {
+		return b.BuildPacket(toPeer, s)
+	}
+	return integration.BuildPacket(r.s.IPv6, toPeer, s)
+}
+
+// malformed returns what the DUT emitted that could not be parsed as the
+// connection's segments.
+func (r *runner) malformed() []string {
+	if m, ok := r.dut.(malformer); ok {
+		return m.Malformed()
+	}
+	return nil
+}
+
+// collect takes the DUT's new emissions: learns its ISN from its first SYN,
+// checks that each serializes to a packet with a valid checksum, and queues
+// it for `>` lines.
+func (r *runner) collect() {
+	for _, e := range r.dut.TakeEmitted() {
+		s := &e.Seg
+		if s.Flags&tcp.FlagSYN != 0 && !r.issKnown {
+			r.dutISN, r.issKnown = s.Seq, true
+		}
+		if s.Options.HasTimestamp {
+			r.lastTS, r.hasTS = s.Options.TSVal, true
+		}
+		pkt := r.packet(true, s)
+		if !checksumOK(pkt, r.s.IPv6) {
+			r.badSums++
+		}
+		if r.pcap != nil {
+			r.pcap.write(e.At, pkt)
+		}
+		r.logf(e.At, "> %s", r.render(s))
+		r.pending = append(r.pending, e)
+	}
+}
+
+func (r *runner) expect(ev *Event) error {
+	lo, hi := r.window(ev)
+	tol := r.tol
+	if w, ok := r.dut.(emissionWaiter); ok && len(r.pending) == 0 {
+		// Real time: take the packet the moment it leaves.
+		deadline := hi + tol
+		if ev.Time.Kind == TimeAny {
+			deadline = r.dut.Now() + 10*time.Minute
+		}
+		w.WaitEmitted(deadline)
+		r.collect()
+	}
+	if len(r.pending) == 0 {
+		if ev.Time.Kind == TimeAny {
+			// Step forward until something comes out: in tolerance-sized
+			// steps for 10 s (so later +0 lines stay within tolerance),
+			// then in 100 ms steps up to 10 minutes.
+			fine := max(tol, time.Millisecond)
+			for start := r.dut.Now(); len(r.pending) == 0 && r.dut.Now() < start+10*time.Minute; {
+				step := fine
+				if r.dut.Now() >= start+10*time.Second {
+					step = 100 * time.Millisecond
+				}
+				r.advanceTo(r.dut.Now() + step)
+			}
+		} else {
+			r.advanceTo(hi)
+			if len(r.pending) == 0 {
+				r.advanceTo(hi + tol)
+			}
+		}
+	}
+	want := "  expected: " + fmtTime(lo) + " > " + renderPacket(ev.Packet)
+	if len(r.pending) == 0 {
+		return r.fail(ev, "the DUT sent nothing\n%s\n  actual:   (nothing by %s)", want, fmtTime(r.dut.Now()))
+	}
+	e := r.pending[0]
+	r.pending = r.pending[1:]
+	if r.badSums > 0 {
+		return r.fail(ev, "the DUT sent a packet with a bad checksum")
+	}
+	if m := r.malformed(); len(m) > 0 {
+		return r.fail(ev, "the DUT sent packets that are not the connection's well-formed TCP: %s", strings.Join(m, "; "))
+	}
+	var bad []string
+	if ev.Time.Kind != TimeAny && (e.At < lo-tol || e.At > hi+tol) {
+		bad = append(bad, fmt.Sprintf("sent at %s, want %s", fmtTime(e.At), timeText(lo, hi, tol)))
+	}
+	bad = append(bad, r.compare(ev.Packet, &e.Seg)...)
+	if len(bad) > 0 {
+		return r.fail(ev, "%s\n%s\n  actual:   %s > %s", strings.Join(bad, "; "), want, fmtTime(e.At), r.render(&e.Seg))
+	}
+	if o := ev.Packet.Opts; o != nil && o.HasTimestamp && e.Seg.Options.HasTimestamp {
+		r.tsMap[o.TSVal] = e.Seg.Options.TSVal
+	}
+	r.now = e.At
+	return nil
+}
+
+func timeText(lo, hi, tol time.Duration) string {
+	if lo == hi {
+		return fmt.Sprintf("%s ±%dus", fmtTime(lo), tol/time.Microsecond)
+	}
+	return fmt.Sprintf("%s~%s ±%dus", fmtTime(lo), fmtTime(hi), tol/time.Microsecond)
+}
+
+// compare lists the differences between an outbound line and a segment.
+func (r *runner) compare(p *Packet, s *tcp.Segment) []string {
+	var bad []string
+	if s.Flags != p.Flags {
+		bad = append(bad, fmt.Sprintf("flags %s, want %s", flagText(s.Flags), flagText(p.Flags)))
+	}
+	if seq := uint32(s.Seq - r.dutISN); seq != p.Seq {
+		bad = append(bad, fmt.Sprintf("seq %d, want %d", seq, p.Seq))
+	}
+	if len(s.Payload) != p.Len {
+		bad = append(bad, fmt.Sprintf("length %d, want %d", len(s.Payload), p.Len))
+	}
+	if p.HasAck && s.Flags&tcp.FlagACK != 0 {
+		if ack := uint32(s.Ack - PeerISN); ack != p.Ack {
+			bad = append(bad, fmt.Sprintf("ack %d, want %d", ack, p.Ack))
+		}
+	}
+	if r.match == Strict && p.HasWin && s.Window != p.Win {
+		bad = append(bad, fmt.Sprintf("win %d, want %d", s.Window, p.Win))
+	}
+	if p.Opts != nil {
+		if got, want := r.optText(&s.Options), optText(p.Opts, r.match == Strict, 0); got != want {
+			bad = append(bad, fmt.Sprintf("options <%s>, want <%s>", got, want))
+		}
+	}
+	return bad
+}
+
+// optText renders options for comparison: with values (strict, TS val
+// left out) or kinds only (semantic). SACK blocks are shifted by base.
+func optText(o *tcp.Options, values bool, base tcp.Seq) string {
+	var p []string
+	if o.HasMSS {
+		p = append(p, "mss"+cond(values, fmt.Sprintf(" %d", o.MSS)))
+	}
+	if o.SACKPermitted {
+		p = append(p, "sackOK")
+	}
+	if o.HasTimestamp {
+		p = append(p, "TS"+cond(values, fmt.Sprintf(" ecr %d", o.TSEcr)))
+	}
+	if o.HasWindowScale {
+		p = append(p, "wscale"+cond(values, fmt.Sprintf(" %d", o.WindowScale)))
+	}
+	if o.NumSACK > 0 {
+		s := "sack"
+		if values {
+			for i := range int(o.NumSACK) {
+				s += fmt.Sprintf(" %d:%d", uint32(o.SACKBlocks[i].Start-base), uint32(o.SACKBlocks[i].End-base))
+			}
+		} else {
+			s += fmt.Sprintf(" x%d", o.NumSACK)
+		}
+		p = append(p, s)
+	}
+	return strings.Join(p, ",")
+}
+
+// optText of a DUT segment: SACK blocks relative to the peer's ISN, TS
+// ecr as the script wrote the value it echoes (inbound TS vals are sent
+// verbatim).
+func (r *runner) optText(o *tcp.Options) string {
+	return optText(o, r.match == Strict, PeerISN)
+}
+
+func cond(b bool, s string) string {
+	if b {
+		return s
+	}
+	return ""
+}
+
+func flagText(f tcp.Flags) string {
+	var b strings.Builder
+	for _, x := range []struct {
+		f tcp.Flags
+		c byte
+	}{{tcp.FlagFIN, 'F'}, {tcp.FlagSYN, 'S'}, {tcp.FlagRST, 'R'}, {tcp.FlagPSH, 'P'}, {tcp.FlagACK, '.'}, {tcp.FlagURG, 'U'}, {tcp.FlagECE, 'E'}, {tcp.FlagCWR, 'W'}} {
+		if f&x.f != 0 {
+			b.WriteByte(x.c)
+		}
+	}
+	if b.Len() == 0 {
+		return "-"
+	}
+	// packetdrill writes SYN before FIN (S. rather than .S); keep S first.
+	s := b.String()
+	if strings.HasPrefix(s, "FS") {
+		s = "SF" + s[2:]
+	}
+	return s
+}
+
+// renderPacket writes a script packet in packetdrill notation.
+func renderPacket(p *Packet) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %d:%d(%d)", flagText(p.Flags), p.Seq, p.Seq+uint32(p.Len), p.Len)
+	if p.HasAck {
+		fmt.Fprintf(&b, " ack %d", p.Ack)
+	}
+	if p.HasWin {
+		fmt.Fprintf(&b, " win %d", p.Win)
+	}
+	if p.Opts != nil {
+		fmt.Fprintf(&b, " <%s>", fullOptText(p.Opts, 0))
+	}
+	return b.String()
+}
+
+// fullOptText renders options in packetdrill notation with every value.
+func fullOptText(o *tcp.Options, base tcp.Seq) string {
+	var p []string
+	if o.HasMSS {
+		p = append(p, fmt.Sprintf("mss %d", o.MSS))
+	}
+	if o.SACKPermitted {
+		p = append(p, "sackOK")
+	}
+	if o.HasTimestamp {
+		p = append(p, fmt.Sprintf("TS val %d ecr %d", o.TSVal, o.TSEcr))
+	}
+	if o.HasWindowScale {
+		p = append(p, fmt.Sprintf("wscale %d", o.WindowScale))
+	}
+	if o.NumSACK > 0 {
+		s := "sack"
+		for i := range int(o.NumSACK) {
+			s += fmt.Sprintf(" %d:%d", uint32(o.SACKBlocks[i].Start-base), uint32(o.SACKBlocks[i].End-base))
+		}
+		p = append(p, s)
+	}
+	return strings.Join(p, ",")
+}
+
+// render writes a DUT segment in packetdrill notation, relative to the ISNs.
+func (r *runner) render(s *tcp.Segment) string {
+	var b strings.Builder
+	seq := uint32(s.Seq - r.dutISN)
+	fmt.Fprintf(&b, "%s %d:%d(%d)", flagText(s.Flags), seq, seq+uint32(len(s.Payload)), len(s.Payload))
+	if s.Flags&tcp.FlagACK != 0 {
+		fmt.Fprintf(&b, " ack %d", uint32(s.Ack-PeerISN))
+	}
+	fmt.Fprintf(&b, " win %d", s.Window)
+	if o := fullOptText(&s.Options, PeerISN); o != "" {
+		fmt.Fprintf(&b, " <%s>", o)
+	}
+	return b.String()
+}
+
+// step runs a `<` line, a call or a shell line at its time, after checking
+// that the DUT sent nothing the script did not expect before it.
+func (r *runner) step(ev *Event) error {
+	lo, _ := r.window(ev)
+	r.advanceTo(lo)
+	if len(r.pending) > 0 {
+		return r.fail(ev, "the DUT sent a packet the script does not expect before this line:\n%s", r.listPending())
+	}
+	r.now = lo
+	at := max(lo, r.dut.Now())
+	if rt, ok := r.dut.(realTimer); ok && rt.RealTime() {
+		// In real time a step can start late (a loaded machine oversleeps);
+		// what follows it is relative to when it actually happened, as a
+		// packet's reaction is to the packet, not to its schedule.
+		r.now = at
+	}
+	var err error
+	switch ev.Kind {
+	case EvInject:
+		err = r.inject(ev)
+	case EvCall:
+		r.logf(at, "%s", callText(ev.Call))
+		err = r.call(ev)
+	case EvShell:
+		sh, ok := r.dut.(sheller)
+		if !ok {
+			r.notes = append(r.notes, fmt.Sprintf("line %d: shell command skipped on %s: `%s`", ev.Line, r.name, ev.Shell))
+			r.logf(at, "`%s` (skipped)", ev.Shell)
+			break
+		}
+		r.logf(at, "`%s`", ev.Shell)
+		if out, err := sh.Shell(ev.Shell); err != nil {
+			err = r.fail(ev, "shell command `%s` failed: %v\n%s", ev.Shell, err, strings.TrimSpace(out))
+			return err
+		}
+	}
+	if err != nil {
+		return err
+	}
+	r.collect()
+	return nil
+}
+
+func callText(c *Call) string {
+	s := fmt.Sprintf("%s(%s) = %d", c.Name, strings.Join(c.Args, ", "), c.Ret)
+	if c.Errno != "" {
+		s += " " + c.Errno
+	}
+	return s
+}
+
+func (r *runner) inject(ev *Event) error {
+	p := ev.Packet
+	seg := tcp.Segment{Seq: PeerISN + tcp.Seq(p.Seq), Flags: p.Flags, Window: 65535}
+	if p.HasWin {
+		seg.Window = p.Win
+	}
+	if p.HasAck {
+		if !r.issKnown {
+			return r.unsupported(ev, "`ack` on an inbound packet before the DUT sent its SYN or SYN-ACK (its ISN is unknown)")
+		}
+		seg.Ack = r.dutISN + tcp.Seq(p.Ack)
+	}
+	if p.Opts != nil {
+		seg.Options = *p.Opts
+		o := &seg.Options
+		if o.HasTimestamp && o.TSEcr != 0 {
+			if v, ok := r.tsMap[o.TSEcr]; ok {
+				o.TSEcr = v
+			} else if r.hasTS {
+				o.TSEcr = r.lastTS
+			}
+		}
+		for i := range int(o.NumSACK) {
+			if !r.issKnown {
+				return r.unsupported(ev, "SACK blocks before the DUT's ISN is known")
+			}
+			o.SACKBlocks[i].Start += r.dutISN
+			o.SACKBlocks[i].End += r.dutISN
+		}
+	}
+	if p.Len > 0 {
+		seg.Payload = make([]byte, p.Len)
+		for i := range seg.Payload {
+			seg.Payload[i] = byte(p.Seq+uint32(i)) | 0x40
+		}
+	}
+	if r.pcap != nil {
+		r.pcap.write(r.dut.Now(), r.packet(false, &seg))
+	}
+	r.logf(r.dut.Now(), "< %s", renderPacket(p))
+	r.dut.Inject(&seg)
+	return nil
+}
+
+// intArg parses a call argument that must be an integer, or [integer].
+func intArg(s string) (int, bool) {
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	n, err := strconv.Atoi(s)
+	return n, err == nil
+}
