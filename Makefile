@@ -26,9 +26,14 @@ fuzz:
 		done; \
 	done
 
-# Go benchmarks (allocation counts included).
-bench:
+# Go benchmarks (allocation counts included), then `ustack bench`: ustack
+# against gVisor's netstack and the kernel, each in a private namespace
+# (needs root; skipped otherwise). BENCHFLAGS go to ustack bench.
+BENCHFLAGS ?=
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	@if [ "$$(id -u)" -ne 0 ]; then echo "skipping ustack bench: it needs root or CAP_NET_ADMIN (namespaces and TUN devices)"; \
+	else ./$(BIN) bench $(BENCHFLAGS); fi
 
 # Tools the demo and the namespace tests drive from the kernel side.
 DEPS_BIN := ip:iproute2 ping:iputils-ping curl:curl

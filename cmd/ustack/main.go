@@ -26,6 +26,9 @@ func init() {
 	commands = []command{
 		{"serve", "run echo, discard and HTTP services on a userspace address behind a TUN", runServe},
 		{"dial", "connect through ustack to HOST:PORT and relay stdin/stdout (a netcat)", runDial},
+		{"ss", "list a running serve's TCP connections like ss -tni (from its --admin socket)", runSS},
+		{"drill", "run packetdrill-dialect scripts against ustack, gVisor and Linux", runDrill},
+		{"bench", "measure ustack against gVisor's netstack and the kernel, each in its own namespace", runBench},
 	}
 }
 

@@ -1,0 +1,423 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// `ustack bench` measures ustack against gVisor's netstack and the kernel: each
+// server runs in its own private network namespace (a CLONE_NEWNET re-exec of
+// this binary, so its TUN and addresses vanish with it), and the same client
+// code drives all three from the kernel side of the TUN (loopback for the
+// kernel). The parent prints one table, or JSON with --json.
+
+// benchServers are the servers the bench compares, in table order.
+var benchServers = []string{"ustack", "gvisor", "kernel"}
+
+// benchWorkloads are the workloads, in the order a target runs them.
+var benchWorkloads = []string{"idle", "echo", "connrate", "up1", "down1", "up8", "down8"}
+
+// benchMetric is one row of the table.
+type benchMetric struct {
+	key    string
+	label  string
+	unit   string
+	higher bool // higher is better
+}
+
+// benchMetrics are the rows of the table, in order. The JSON carries the
+// same keys (and a few extra ones the table leaves out).
+var benchMetrics = []benchMetric{
+	{"up1_gbps", "upload, 1 stream (discard)", "Gbit/s", true},
+	{"down1_gbps", "download, 1 stream (GET /bytes/N)", "Gbit/s", true},
+	{"up8_gbps", "upload, 8 streams", "Gbit/s", true},
+	{"down8_gbps", "download, 8 streams", "Gbit/s", true},
+	{"echo_p50_us", "echo round trip p50 (64 B)", "µs", false},
+	{"echo_p99_us", "echo round trip p99 (64 B)", "µs", false},
+	{"connrate_per_s", "connections (connect, 1 B echo, close)", "conn/s", true},
+	{"rss_base_mib", "server RSS, no connection", "MiB", false},
+	{"rss_idle_mib", "server RSS with the idle connections", "MiB", false},
+	{"idle_conn_kib", "RSS per idle connection", "KiB", false},
+	{"rss_100k_mib", "RSS at 100,000 idle (extrapolated)", "MiB", false},
+	{"cpu_server_up_s_per_gb", "server CPU per GB, upload", "s/GB", false},
+	{"cpu_server_down_s_per_gb", "server CPU per GB, download", "s/GB", false},
+	{"cpu_total_up_s_per_gb", "server+client CPU per GB, upload", "s/GB", false},
+	{"cpu_total_down_s_per_gb", "server+client CPU per GB, download", "s/GB", false},
+}
+
+// benchResult is what one target (one server in one namespace) measured.
+type benchResult struct {
+	Server  string             `json:"server"`
+	Metrics map[string]float64 `json:"metrics"`
+	Errors  map[string]string  `json:"errors,omitempty"`
+}
+
+// benchReport is the whole run: the settings, each server's figures, and
+// ustack's ratios to the others (ustack's value divided by theirs).
+type benchReport struct {
+	DurationSeconds float64                       `json:"duration_s"`
+	MTU             int                           `json:"mtu"`
+	Offload         bool                          `json:"offload"`
+	IdleConns       int                           `json:"idle_conns"`
+	Workloads       []string                      `json:"workloads"`
+	Servers         []string                      `json:"servers"`
+	Results         map[string]*benchResult       `json:"results"`
+	Ratios          map[string]map[string]float64 `json:"ratios"`
+	ElapsedSeconds  float64                       `json:"elapsed_s"`
+}
+
+type benchFlags struct {
+	json      bool
+	duration  time.Duration
+	only      string
+	workloads string
+	idle      int
+	mtu       int
+	offload   bool
+}
+
+// benchConfig is benchFlags validated.
+type benchConfig struct {
+	json      bool
+	duration  time.Duration
+	servers   []string
+	workloads []string
+	idle      int
+	mtu       int
+	offload   bool
+}
+
+// Bounds of the flags: a full run must stay within about five minutes.
+const (
+	benchMinDuration = 200 * time.Millisecond
+	benchMaxDuration = 20 * time.Second
+	benchMaxIdle     = 15000 // the machine's open-file limit is 20,000
+)
+
+// parseList splits a comma-separated list and checks every item is one of
+// known, without repeats; the result keeps the order of known.
+func parseList(flagName, s string, known []string) ([]string, error) {
+	seen := map[string]bool{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !slices.Contains(known, item) {
+			return nil, fmt.Errorf("--%s: unknown %q; want a comma-separated list of %s", flagName, item, strings.Join(known, ","))
+		}
+		if seen[item] {
+			return nil, fmt.Errorf("--%s: %q given twice", flagName, item)
+		}
+		seen[item] = true
+	}
+	var out []string
+	for _, k := range known {
+		if seen[k] {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--%s: empty; want a comma-separated list of %s", flagName, strings.Join(known, ","))
+	}
+	return out, nil
+}
+
+func (f *benchFlags) validate() (*benchConfig, error) {
+	c := &benchConfig{json: f.json, duration: f.duration, idle: f.idle, mtu: f.mtu, offload: f.offload}
+	if f.duration < benchMinDuration || f.duration > benchMaxDuration {
+		return nil, fmt.Errorf("--duration %v: want %v to %v", f.duration, benchMinDuration, benchMaxDuration)
+	}
+	if f.idle < 1 || f.idle > benchMaxIdle {
+		return nil, fmt.Errorf("--idle-conns %d: want 1 to %d", f.idle, benchMaxIdle)
+	}
+	if f.mtu < 1280 || f.mtu > 65535 {
+		return nil, fmt.Errorf("--mtu %d: want a value from 1280 to 65535", f.mtu)
+	}
+	var err error
+	if c.servers, err = parseList("only", f.only, benchServers); err != nil {
+		return nil, err
+	}
+	if c.workloads, err = parseList("workloads", f.workloads, benchWorkloads); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// registerBench adds the flags `ustack bench` shares with its internal
+// target mode.
+func (f *benchFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&f.duration, "duration", 3*time.Second, "length of each throughput, latency and connection-rate workload")
+	fs.StringVar(&f.workloads, "workloads", strings.Join(benchWorkloads, ","), "workloads to run, comma-separated")
+	fs.IntVar(&f.idle, "idle-conns", 10000, "idle connections for the memory workload")
+	fs.IntVar(&f.mtu, "mtu", 1500, "MTU of every TUN device (1280-65535)")
+	fs.BoolVar(&f.offload, "offload", true, "virtio-net offloads (TSO/checksum) on every TUN")
+}
+
+// args turns a config back into the flags of the internal target mode.
+func (c *benchConfig) targetArgs(server string) []string {
+	return []string{"bench", "target", "--server", server,
+		"--duration", c.duration.String(), "--workloads", strings.Join(c.workloads, ","),
+		"--idle-conns", strconv.Itoa(c.idle), "--mtu", strconv.Itoa(c.mtu),
+		"--offload=" + strconv.FormatBool(c.offload)}
+}
+
+// targetBudget bounds one target's run: each timed workload takes about
+// duration (uploads drain afterwards), the idle one a few seconds per
+// 10,000 connections, and servers need time to start and stop.
+func (c *benchConfig) targetBudget() time.Duration {
+	return 30*time.Second + time.Duration(len(c.workloads))*(2*c.duration+5*time.Second) +
+		time.Duration(c.idle)*2*time.Millisecond
+}
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "target":
+			return runBenchTarget(args[1:], stdout, stderr)
+		case "server":
+			return runBenchServer(args[1:], stdout, stderr)
+		}
+	}
+	var f benchFlags
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&f.json, "json", false, "print the report as JSON instead of a table")
+	fs.StringVar(&f.only, "only", strings.Join(benchServers, ","), "servers to measure, comma-separated")
+	f.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: ustack bench [flags]\n\n"+
+			"Measures ustack against gVisor's netstack and the kernel's TCP. Each server runs in\n"+
+			"its own private network namespace: `ustack serve` and gVisor (wireguard's tun/netstack)\n"+
+			"behind a TUN with the same MTU and offloads, the kernel on 127.0.0.1. The same client\n"+
+			"code drives each from the kernel side: uploads to discard, downloads of GET /bytes/N,\n"+
+			"1 and 8 streams; 64-byte echo round trips; connection rate; server RSS with idle\n"+
+			"connections; CPU seconds per GB. Progress goes to stderr, the table (or --json) to\n"+
+			"stdout. Needs root. A full run takes about 2 minutes with the defaults.\n\n"+
+			"Internal modes, run by the bench itself: `ustack bench target` (one server and the\n"+
+			"client, in a private namespace) and `ustack bench server` (the gVisor and kernel servers).\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if rc := parseFlags(fs, args); rc >= 0 {
+		return rc
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ustack bench: unexpected argument %q (all settings are flags; see ustack bench --help)\n", fs.Arg(0))
+		return exitUsage
+	}
+	cfg, err := f.validate()
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack bench: %v\n", err)
+		return exitUsage
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintf(stderr, "ustack bench: needs root or CAP_NET_ADMIN (it creates network namespaces and TUN devices)\n")
+		return 1
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack bench: finding this binary to re-execute: %v\n", err)
+		return 1
+	}
+
+	start := time.Now()
+	rep := &benchReport{
+		DurationSeconds: cfg.duration.Seconds(), MTU: cfg.mtu, Offload: cfg.offload, IdleConns: cfg.idle,
+		Workloads: cfg.workloads, Servers: cfg.servers, Results: map[string]*benchResult{},
+	}
+	for _, s := range cfg.servers {
+		fmt.Fprintf(stderr, "bench: %s: starting in a private network namespace\n", s)
+		res, err := runTargetProcess(exe, cfg, s, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %s: %v\n", s, err)
+			res = &benchResult{Server: s, Metrics: map[string]float64{}, Errors: map[string]string{"run": err.Error()}}
+		}
+		rep.Results[s] = res
+	}
+	rep.Ratios = benchRatios(rep.Results)
+	rep.ElapsedSeconds = time.Since(start).Seconds()
+	if cfg.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(stderr, "ustack bench: %v\n", err)
+			return 1
+		}
+	} else {
+		writeBenchTable(stdout, rep)
+	}
+	for _, r := range rep.Results {
+		if len(r.Errors) > 0 {
+			return 1
+		}
+	}
+	return 0
+}
+
+// runTargetProcess re-executes this binary as `ustack bench target` in a new
+// network namespace and decodes the result it prints.
+func runTargetProcess(exe string, cfg *benchConfig, server string, stderr io.Writer) (*benchResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.targetBudget())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, cfg.targetArgs(server)...)
+	var out bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, &out, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	// SIGKILL on timeout: Pdeathsig then takes the server down with it.
+	cmd.Cancel = func() error { return cmd.Process.Kill() }
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("did not finish within %v; killed", cfg.targetBudget())
+	}
+	var res benchResult
+	if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil {
+		if err != nil {
+			return nil, fmt.Errorf("target process: %v", err)
+		}
+		return nil, fmt.Errorf("target process printed no result: %v", jerr)
+	}
+	if res.Server != server {
+		return nil, fmt.Errorf("target process measured %q, want %q", res.Server, server)
+	}
+	return &res, nil
+}
+
+// benchRatios divides ustack's figures by gVisor's and by the kernel's.
+func benchRatios(results map[string]*benchResult) map[string]map[string]float64 {
+	out := map[string]map[string]float64{}
+	u, ok := results["ustack"]
+	if !ok {
+		return out
+	}
+	for _, other := range []string{"gvisor", "kernel"} {
+		o, ok := results[other]
+		if !ok {
+			continue
+		}
+		r := map[string]float64{}
+		for _, m := range benchMetrics {
+			a, aok := u.Metrics[m.key]
+			b, bok := o.Metrics[m.key]
+			if aok && bok && b != 0 && !math.IsNaN(a) && !math.IsNaN(b) {
+				r[m.key] = a / b
+			}
+		}
+		out["ustack/"+other] = r
+	}
+	return out
+}
+
+// formatFigure prints a figure with three significant digits or so.
+func formatFigure(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case a >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	}
+}
+
+// writeBenchTable prints the report: one row per metric, one column per
+// server, then ustack's ratios, then the errors and how to read it.
+func writeBenchTable(w io.Writer, rep *benchReport) {
+	fmt.Fprintf(w, "ustack bench: %v per workload, MTU %d, offloads %v, %d idle connections, %.0fs in all\n\n",
+		time.Duration(rep.DurationSeconds*float64(time.Second)), rep.MTU, onOff(rep.Offload), rep.IdleConns, rep.ElapsedSeconds)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := []string{"metric", "unit", "better"}
+	header = append(header, rep.Servers...)
+	var ratioKeys []string
+	for _, k := range []string{"ustack/gvisor", "ustack/kernel"} {
+		if _, ok := rep.Ratios[k]; ok {
+			ratioKeys = append(ratioKeys, k)
+			header = append(header, k)
+		}
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+	for _, m := range benchMetrics {
+		present := false
+		for _, s := range rep.Servers {
+			if _, ok := rep.Results[s].Metrics[m.key]; ok {
+				present = true
+			}
+		}
+		if !present {
+			continue
+		}
+		better := "lower"
+		if m.higher {
+			better = "higher"
+		}
+		row := []string{m.label, m.unit, better}
+		for _, s := range rep.Servers {
+			if v, ok := rep.Results[s].Metrics[m.key]; ok {
+				row = append(row, formatFigure(v))
+			} else {
+				row = append(row, "-")
+			}
+		}
+		for _, k := range ratioKeys {
+			if v, ok := rep.Ratios[k][m.key]; ok {
+				row = append(row, formatFigure(v)+"x")
+			} else {
+				row = append(row, "-")
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	tw.Flush()
+	for _, s := range rep.Servers {
+		r := rep.Results[s]
+		if v, ok := r.Metrics["rss_100k_mib"]; ok {
+			verdict := "would fit"
+			if v >= 1024 {
+				verdict = "would not fit"
+			}
+			fmt.Fprintf(w, "\n%s: 100,000 idle connections %s in 1 GiB (extrapolated from %d: %.0f MiB)", s, verdict, int(r.Metrics["idle_conns"]), v)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, s := range rep.Servers {
+		keys := make([]string, 0, len(rep.Results[s].Errors))
+		for k := range rep.Results[s].Errors {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "error: %s %s: %s\n", s, k, rep.Results[s].Errors[k])
+		}
+	}
+	fmt.Fprint(w, "\nCPU is utime+stime from /proc/PID/stat. For ustack and gVisor the server process does all\n"+
+		"of its stack's work; the kernel's TCP runs partly in softirq context charged to whichever\n"+
+		"task is running, so compare the kernel on server+client CPU (the client is the bench process).\n"+
+		"Idle connections are to the echo port, silent; the kernel's RSS per connection is the Go\n"+
+		"server's own cost (socket memory is kernel memory), the same in all three servers.\n")
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// errBenchNotPrivate refuses to run the target mode in the machine's own
+// network namespace, where it would create devices and change sysctls.
+var errBenchNotPrivate = errors.New("not in a private network namespace (run `ustack bench`, which creates one)")

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	wgnetstack "golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/ustack-net/ustack/tun"
+)
+
+// The comparison servers of `ustack bench`: gVisor's netstack behind the same
+// kind of TUN as `ustack serve`, and the kernel's own TCP on loopback. Both
+// serve the same echo, discard and HTTP handlers as `ustack serve`, on the
+// same ports, and print the same "ready DEVICE ADDR" line. DESIGN.md allows
+// gVisor here: it is the yardstick of the bench, never ustack's data path.
+
+// Addresses the bench gives every server: the kernel side of the TUN and the
+// userspace stack's own address (DESIGN.md's benchmarking ranges).
+var (
+	benchHostAddrs = []netip.Prefix{netip.MustParsePrefix("198.18.0.1/24"), netip.MustParsePrefix("2001:2::1/64")}
+	benchAddrs     = []netip.Addr{netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("2001:2::2")}
+	benchLoopback  = netip.MustParseAddr("127.0.0.1")
+)
+
+// Service ports, as in `ustack serve`.
+const (
+	benchEchoPort    = 7
+	benchDiscardPort = 9
+	benchHTTPPort    = 80
+)
+
+type benchServerFlags struct {
+	stack   string
+	tun     string
+	mtu     int
+	offload bool
+}
+
+// runBenchServer is `ustack bench server`, internal to `ustack bench`: it
+// serves echo, discard and HTTP on gVisor's netstack behind a TUN
+// (--stack gvisor) or on the kernel's loopback (--stack kernel).
+func runBenchServer(args []string, stdout, stderr io.Writer) int {
+	var f benchServerFlags
+	fs := flag.NewFlagSet("bench server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.stack, "stack", "", "which stack serves: gvisor (netstack behind a TUN) or kernel (127.0.0.1)")
+	fs.StringVar(&f.tun, "tun", "ustack0", "name of the TUN device to create (gvisor)")
+	fs.IntVar(&f.mtu, "mtu", 1500, "MTU of the TUN device (gvisor; 1280-65535)")
+	fs.BoolVar(&f.offload, "offload", true, "virtio-net offloads on the TUN (gvisor)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: ustack bench server --stack gvisor|kernel [flags]\n\n"+
+			"Internal to `ustack bench`, which runs it in a private network namespace. With\n"+
+			"--stack gvisor it creates a TUN (kernel side %s and %s), runs gVisor's netstack\n"+
+			"(wireguard's tun/netstack) on %s and %s behind it; with --stack kernel it listens\n"+
+			"on %s. Either way it serves echo (%d), discard (%d) and HTTP (%d) with the handlers\n"+
+			"of `ustack serve` and prints 'ready DEVICE ADDR'. SIGINT/SIGTERM stop it.\n\nflags:\n",
+			benchHostAddrs[0], benchHostAddrs[1], benchAddrs[0], benchAddrs[1], benchLoopback,
+			benchEchoPort, benchDiscardPort, benchHTTPPort)
+		fs.PrintDefaults()
+	}
+	if rc := parseFlags(fs, args); rc >= 0 {
+		return rc
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ustack bench server: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	switch f.stack {
+	case "gvisor", "kernel":
+	case "":
+		fmt.Fprintf(stderr, "ustack bench server: --stack is required: gvisor or kernel\n")
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "ustack bench server: --stack %q: want gvisor or kernel\n", f.stack)
+		return exitUsage
+	}
+	if f.mtu < 1280 || f.mtu > 65535 {
+		fmt.Fprintf(stderr, "ustack bench server: --mtu %d: want a value from 1280 to 65535\n", f.mtu)
+		return exitUsage
+	}
+	if f.tun == "" || len(f.tun) > 15 {
+		fmt.Fprintf(stderr, "ustack bench server: --tun %q: want an interface name of 1-15 characters\n", f.tun)
+		return exitUsage
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var listen func(port int) (net.Listener, error)
+	var device, addr string
+	var cleanup func()
+	switch f.stack {
+	case "kernel":
+		device, addr = "lo", benchLoopback.String()
+		listen = func(port int) (net.Listener, error) {
+			return net.Listen("tcp", netip.AddrPortFrom(benchLoopback, uint16(port)).String())
+		}
+		cleanup = func() {}
+	case "gvisor":
+		g, err := startGvisor(f, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "ustack bench server: %v\n", err)
+			return 1
+		}
+		device, addr = g.link.Name(), benchAddrs[0].String()
+		listen = func(port int) (net.Listener, error) {
+			return g.net.ListenTCPAddrPort(netip.AddrPortFrom(benchAddrs[0], uint16(port)))
+		}
+		cleanup = g.close
+	}
+	defer cleanup()
+
+	var listeners []net.Listener
+	var wg sync.WaitGroup
+	for _, s := range []struct {
+		name string
+		port int
+	}{{"echo", benchEchoPort}, {"discard", benchDiscardPort}, {"http", benchHTTPPort}} {
+		l, err := listen(s.port)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			fmt.Fprintf(stderr, "ustack bench server: listening for %s on port %d: %v\n", s.name, s.port, err)
+			return 1
+		}
+		listeners = append(listeners, l)
+		wg.Add(1)
+		switch s.name {
+		case "echo":
+			go func() { defer wg.Done(); serveStream(l, "echo", log, nil, echoHandler) }()
+		case "discard":
+			go func() { defer wg.Done(); serveStream(l, "discard", log, nil, discardHandler) }()
+		case "http":
+			go func() {
+				defer wg.Done()
+				if err := httpService(ctx, l, addr, log, nil); err != nil {
+					log.Error("http service stopped", "err", err)
+				}
+			}()
+		}
+	}
+	fmt.Fprintf(stdout, "ready %s %s\n", device, addr)
+	if f, ok := stdout.(*os.File); ok {
+		f.Sync()
+	}
+	<-ctx.Done()
+	for _, l := range listeners {
+		l.Close()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		log.Warn("connections still open after 5s; leaving them")
+	}
+	return 0
+}
+
+// gvisorServer is gVisor's netstack (through wireguard's tun/netstack, the way
+// Go programs usually embed it) bridged to a real TUN device.
+type gvisorServer struct {
+	link *tun.TUN
+	dev  interface {
+		Read([][]byte, []int, int) (int, error)
+		Write([][]byte, int) (int, error)
+		Close() error
+	}
+	net  *wgnetstack.Net
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// bridgeQueue bounds the packets in flight from netstack to the TUN: the
+// netstack reader blocks when it is full (backpressure, not drops).
+const bridgeQueue = 256
+
+// bridgeBatch is the most packets one TUN write carries; wireguard's tun
+// coalesces runs of one flow within a batch into super-packets (GRO).
+const bridgeBatch = 64
+
+// startGvisor creates the TUN with the same options `ustack serve` uses
+// (tun.Create is wireguard's tun with TSO/checksum offloads) and pumps
+// packets both ways between it and the netstack device.
+func startGvisor(f benchServerFlags, log *slog.Logger) (*gvisorServer, error) {
+	link, err := tun.Create(tun.Options{Name: f.tun, MTU: f.mtu, Offload: f.offload, HostAddrs: benchHostAddrs})
+	if err != nil {
+		return nil, err
+	}
+	dev, tnet, err := wgnetstack.CreateNetTUN(benchAddrs, nil, f.mtu)
+	if err != nil {
+		link.Close()
+		return nil, fmt.Errorf("gVisor netstack: %w", err)
+	}
+	go func() {
+		for range dev.Events() {
+		}
+	}()
+	g := &gvisorServer{link: link, dev: dev, net: tnet}
+	g.wg.Add(3)
+	go g.tunToNetstack(log)
+	free := make(chan []byte, bridgeQueue)
+	full := make(chan []byte, bridgeQueue)
+	for range bridgeQueue {
+		// Capacity for a whole super-packet: wireguard's GRO appends the
+		// payload of later packets into the first one's buffer.
+		free <- make([]byte, tun.Headroom+f.mtu, tun.Headroom+tun.MaxPacketSize)
+	}
+	go g.netstackReader(free, full, log)
+	go g.tunWriter(free, full, log)
+	log.Info("device up", "tun", link.Name(), "mtu", f.mtu, "offload", f.offload, "stack", "gvisor", "addrs", benchAddrs)
+	return g, nil
+}
+
+// tunToNetstack reads batches from the TUN (super-packets arrive already cut
+// into MTU-sized packets) and injects them into netstack.
+func (g *gvisorServer) tunToNetstack(log *slog.Logger) {
+	defer g.wg.Done()
+	n := max(g.link.BatchSize(), 1)
+	bufs := make([][]byte, n)
+	pkts := make([][]byte, n)
+	sizes := make([]int, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, tun.Headroom+g.link.MTU())
+	}
+	for {
+		k, err := g.link.Read(bufs, sizes, tun.Headroom)
+		if err != nil {
+			if !errors.Is(err, tun.ErrClosed) {
+				log.Error("reading the TUN", "err", err)
+				continue
+			}
+			return
+		}
+		for i := range k {
+			pkts[i] = bufs[i][tun.Headroom : tun.Headroom+sizes[i]]
+		}
+		if _, err := g.dev.Write(pkts[:k], 0); err != nil {
+			log.Warn("injecting into netstack", "err", err)
+		}
+	}
+}
+
+// netstackReader takes packets netstack sends, one per Read (its device has
+// a batch size of 1), and queues them for tunWriter.
+func (g *gvisorServer) netstackReader(free, full chan []byte, log *slog.Logger) {
+	defer g.wg.Done()
+	defer close(full)
+	sizes := make([]int, 1)
+	one := make([][]byte, 1)
+	for {
+		b := <-free
+		one[0] = b[:cap(b)]
+		if _, err := g.dev.Read(one, sizes, tun.Headroom); err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				log.Error("reading netstack", "err", err)
+			}
+			return
+		}
+		full <- b[:tun.Headroom+sizes[0]]
+	}
+}
+
+// tunWriter writes whatever netstack queued since the last write as one
+// batch, so wireguard can coalesce it.
+func (g *gvisorServer) tunWriter(free, full chan []byte, log *slog.Logger) {
+	defer g.wg.Done()
+	batch := make([][]byte, 0, bridgeBatch)
+	for {
+		b, ok := <-full
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], b)
+	drain:
+		for len(batch) < bridgeBatch {
+			select {
+			case b, ok := <-full:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, b)
+			default:
+				break drain
+			}
+		}
+		if _, err := g.link.Write(batch, tun.Headroom); err != nil && !errors.Is(err, tun.ErrClosed) {
+			log.Warn("writing the TUN", "err", err)
+		}
+		for _, b := range batch {
+			free <- b
+		}
+	}
+}
+
+// close stops netstack and removes the TUN device.
+func (g *gvisorServer) close() {
+	g.once.Do(func() {
+		g.dev.Close()
+		g.link.Close()
+		g.wg.Wait()
+	})
+}

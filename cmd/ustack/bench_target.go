@@ -1,0 +1,778 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// runBenchTarget is `ustack bench target`, internal to `ustack bench`: inside
+// a private network namespace, it starts one server and runs the workloads
+// against it from the kernel side, printing a benchResult as JSON on stdout.
+func runBenchTarget(args []string, stdout, stderr io.Writer) int {
+	var f benchFlags
+	var server string
+	fs := flag.NewFlagSet("bench target", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&server, "server", "", "server to measure: ustack, gvisor or kernel")
+	f.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: ustack bench target --server ustack|gvisor|kernel [flags]\n\n"+
+			"Internal to `ustack bench`, which runs it in a private network namespace: starts the\n"+
+			"server, runs the workloads from the kernel side, prints the figures as JSON.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if rc := parseFlags(fs, args); rc >= 0 {
+		return rc
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ustack bench target: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if !slices.Contains(benchServers, server) {
+		fmt.Fprintf(stderr, "ustack bench target: --server %q: want one of %s\n", server, strings.Join(benchServers, ","))
+		return exitUsage
+	}
+	f.only = server
+	cfg, err := f.validate()
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
+		return exitUsage
+	}
+	if err := checkPrivateNetns(); err != nil {
+		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
+		return 1
+	}
+	if err := prepareBenchNetns(); err != nil {
+		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
+		return 1
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
+		return 1
+	}
+	t := &benchTarget{cfg: cfg, server: server, exe: exe, progress: stderr,
+		res: &benchResult{Server: server, Metrics: map[string]float64{}, Errors: map[string]string{}}}
+	t.run()
+	if len(t.res.Errors) == 0 {
+		t.res.Errors = nil
+	}
+	if err := json.NewEncoder(stdout).Encode(t.res); err != nil {
+		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// checkPrivateNetns makes sure this process is not in its parent's network
+// namespace: `ustack bench` starts it with CLONE_NEWNET. (init's namespace
+// would be the better yardstick, but /proc/1 is not always readable.)
+func checkPrivateNetns() error {
+	self, err1 := os.Readlink("/proc/self/ns/net")
+	parent, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", os.Getppid()))
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("cannot tell which network namespace this is: %v", errors.Join(err1, err2))
+	}
+	if self == parent {
+		return errBenchNotPrivate
+	}
+	return nil
+}
+
+// prepareBenchNetns brings up loopback (the kernel server's home) and, for
+// the connection-rate workload, lets the client reuse TIME-WAIT ports and
+// use the whole ephemeral range. Both sysctls are per namespace.
+func prepareBenchNetns() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("finding loopback: %v", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bringing loopback up: %v", err)
+	}
+	for _, s := range []struct{ path, value string }{
+		{"/proc/sys/net/ipv4/tcp_tw_reuse", "1"},
+		{"/proc/sys/net/ipv4/ip_local_port_range", "1024 65535"},
+	} {
+		if err := os.WriteFile(s.path, []byte(s.value), 0); err != nil {
+			return fmt.Errorf("setting %s: %v", s.path, err)
+		}
+	}
+	return nil
+}
+
+// benchTarget runs the workloads against one server.
+type benchTarget struct {
+	cfg      *benchConfig
+	server   string
+	exe      string
+	progress io.Writer
+	res      *benchResult
+
+	// Bytes moved and CPU spent by the throughput workloads, by direction.
+	upBytes, downBytes         int64
+	upServerCPU, downServerCPU time.Duration
+	upClientCPU, downClientCPU time.Duration
+}
+
+func (t *benchTarget) logf(format string, args ...any) {
+	fmt.Fprintf(t.progress, "bench: %s: "+format+"\n", append([]any{t.server}, args...)...)
+}
+
+func (t *benchTarget) fail(workload string, err error) {
+	t.res.Errors[workload] = err.Error()
+	t.logf("%s: FAILED: %v", workload, err)
+}
+
+func (t *benchTarget) run() {
+	has := func(w string) bool { return slices.Contains(t.cfg.workloads, w) }
+	// Idle connections first, on a server of their own, so the RSS before
+	// them is a fresh server's and not inflated by buffers of other runs.
+	if has("idle") {
+		srv, err := startBenchServer(t.exe, t.server, t.cfg)
+		if err != nil {
+			t.fail("idle", err)
+		} else {
+			if err := t.idle(srv); err != nil {
+				t.fail("idle", err)
+			}
+			if err := srv.stop(); err != nil {
+				t.logf("stopping the server: %v", err)
+			}
+		}
+	}
+	var rest []string
+	for _, w := range t.cfg.workloads {
+		if w != "idle" {
+			rest = append(rest, w)
+		}
+	}
+	if len(rest) == 0 {
+		return
+	}
+	srv, err := startBenchServer(t.exe, t.server, t.cfg)
+	if err != nil {
+		for _, w := range rest {
+			t.res.Errors[w] = err.Error()
+		}
+		t.logf("FAILED: %v", err)
+		return
+	}
+	defer func() {
+		if err := srv.stop(); err != nil {
+			t.logf("stopping the server: %v", err)
+		}
+	}()
+	for _, w := range rest {
+		var err error
+		switch w {
+		case "echo":
+			err = t.echo(srv)
+		case "connrate":
+			err = t.connRate(srv)
+		case "up1":
+			err = t.throughput(srv, w, 1, true)
+		case "down1":
+			err = t.throughput(srv, w, 1, false)
+		case "up8":
+			err = t.throughput(srv, w, 8, true)
+		case "down8":
+			err = t.throughput(srv, w, 8, false)
+		}
+		if err != nil {
+			t.fail(w, err)
+		}
+		if !srv.alive() {
+			t.logf("server exited; its last words:\n%s", srv.stderr.String())
+			break
+		}
+	}
+	m := t.res.Metrics
+	if t.upBytes > 0 {
+		gb := float64(t.upBytes) / 1e9
+		m["cpu_server_up_s_per_gb"] = t.upServerCPU.Seconds() / gb
+		m["cpu_total_up_s_per_gb"] = (t.upServerCPU + t.upClientCPU).Seconds() / gb
+	}
+	if t.downBytes > 0 {
+		gb := float64(t.downBytes) / 1e9
+		m["cpu_server_down_s_per_gb"] = t.downServerCPU.Seconds() / gb
+		m["cpu_total_down_s_per_gb"] = (t.downServerCPU + t.downClientCPU).Seconds() / gb
+	}
+}
+
+// benchServer is a running server process.
+type benchServer struct {
+	cmd    *exec.Cmd
+	addr   netip.Addr
+	done   chan struct{}
+	err    error
+	stderr *tailBuffer
+}
+
+// startBenchServer starts the server of target in this namespace and waits
+// for its ready line.
+func startBenchServer(exe, target string, cfg *benchConfig) (*benchServer, error) {
+	mtu, offload := strconv.Itoa(cfg.mtu), "--offload="+strconv.FormatBool(cfg.offload)
+	var args []string
+	switch target {
+	case "ustack":
+		args = []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload}
+	case "gvisor":
+		args = []string{"bench", "server", "--stack", "gvisor", "--tun", "ustack0", "--mtu", mtu, offload}
+	case "kernel":
+		args = []string{"bench", "server", "--stack", "kernel"}
+	default:
+		return nil, fmt.Errorf("unknown server %q", target)
+	}
+	cmd := exec.Command(exe, args...)
+	s := &benchServer{cmd: cmd, done: make(chan struct{}), stderr: &tailBuffer{max: 8 << 10}}
+	cmd.Stderr = s.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %v", strings.Join(args, " "), err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if line := sc.Text(); strings.HasPrefix(line, "ready ") {
+				select {
+				case ready <- line:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { s.err = cmd.Wait(); close(s.done) }()
+	select {
+	case line := <-ready:
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			s.kill()
+			return nil, fmt.Errorf("server said %q, want 'ready DEVICE ADDR'", line)
+		}
+		a, err := netip.ParseAddr(f[2])
+		if err != nil {
+			s.kill()
+			return nil, fmt.Errorf("server said %q: %v", line, err)
+		}
+		s.addr = a
+		return s, nil
+	case <-s.done:
+		return nil, fmt.Errorf("server exited before it was ready (%v): %s", s.err, strings.TrimSpace(s.stderr.String()))
+	case <-time.After(15 * time.Second):
+		s.kill()
+		return nil, errors.New("server printed no ready line within 15s")
+	}
+}
+
+func (s *benchServer) pid() int { return s.cmd.Process.Pid }
+
+func (s *benchServer) alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (s *benchServer) kill() {
+	s.cmd.Process.Kill()
+	<-s.done
+}
+
+// stop asks the server to stop and kills it if it takes over 10 seconds.
+func (s *benchServer) stop() error {
+	if !s.alive() {
+		return fmt.Errorf("server had exited: %v", s.err)
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		if s.err != nil {
+			return fmt.Errorf("server exited: %v", s.err)
+		}
+		return nil
+	case <-time.After(10 * time.Second):
+		s.kill()
+		return errors.New("server did not stop within 10s of SIGTERM; killed")
+	}
+}
+
+func (s *benchServer) hostPort(port int) string {
+	return netip.AddrPortFrom(s.addr, uint16(port)).String()
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
+
+// userHZ is the unit of utime and stime in /proc/PID/stat (USER_HZ, 100 on
+// every Linux architecture Go supports).
+const userHZ = 100
+
+// parseProcStatCPU returns utime+stime from the contents of /proc/PID/stat
+// (proc(5): fields 14 and 15, counted after the parenthesised command name,
+// which may itself hold spaces and parentheses).
+func parseProcStatCPU(stat []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("/proc/PID/stat: no ')' after the command name")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// f[0] is field 3 (state), so utime (14) is f[11] and stime (15) f[12].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/PID/stat: %d fields after the command name, want at least 13", len(f))
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/PID/stat: utime %q, stime %q: not counts of ticks", f[11], f[12])
+	}
+	return time.Duration(u+s) * time.Second / userHZ, nil
+}
+
+// parseVmRSS returns VmRSS in KiB from the contents of /proc/PID/status.
+func parseVmRSS(status []byte) (int64, error) {
+	for _, line := range strings.Split(string(status), "\n") {
+		rest, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("/proc/PID/status: VmRSS line %q, want 'VmRSS: N kB'", line)
+		}
+		return strconv.ParseInt(f[0], 10, 64)
+	}
+	return 0, errors.New("/proc/PID/status: no VmRSS line")
+}
+
+func procCPU(pid string) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(b)
+}
+
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseVmRSS(b)
+}
+
+// cpuMeter reads the CPU time of the server and of this process (the client).
+type cpuMeter struct {
+	server, client time.Duration
+}
+
+func readCPU(srv *benchServer) (cpuMeter, error) {
+	s, err := procCPU(strconv.Itoa(srv.pid()))
+	if err != nil {
+		return cpuMeter{}, err
+	}
+	c, err := procCPU("self")
+	if err != nil {
+		return cpuMeter{}, err
+	}
+	return cpuMeter{s, c}, nil
+}
+
+// percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted
+// samples; 0 for none.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	rank = min(max(rank, 1), len(sorted))
+	return sorted[rank-1]
+}
+
+// gbps is bytes over d in Gbit/s.
+func gbps(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) * 8 / d.Seconds() / 1e9
+}
+
+const benchDialTimeout = 5 * time.Second
+
+// throughput runs streams uploads to discard (up) or downloads of
+// GET /bytes/N for the configured duration and records Gbit/s and CPU.
+func (t *benchTarget) throughput(srv *benchServer, name string, streams int, up bool) error {
+	before, err := readCPU(srv)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	end := start.Add(t.cfg.duration)
+	var total atomic.Int64
+	errs := make([]error, streams)
+	var wg sync.WaitGroup
+	for i := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var n int64
+			if up {
+				n, errs[i] = uploadStream(srv.hostPort(benchDiscardPort), end)
+			} else {
+				n, errs[i] = downloadStream(srv.hostPort(benchHTTPPort), end)
+			}
+			total.Add(n)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	after, cerr := readCPU(srv)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	n := total.Load()
+	rate := gbps(n, elapsed)
+	t.res.Metrics[name+"_gbps"] = rate
+	sc, cc := after.server-before.server, after.client-before.client
+	if up {
+		t.upBytes += n
+		t.upServerCPU += sc
+		t.upClientCPU += cc
+	} else {
+		t.downBytes += n
+		t.downServerCPU += sc
+		t.downClientCPU += cc
+	}
+	t.logf("%s: %.2f Gbit/s (%d MiB in %v; CPU server %v, client %v)", name, rate, n>>20,
+		elapsed.Round(time.Millisecond), sc, cc)
+	return nil
+}
+
+// uploadBuf is what upload streams write: 1024 periods of the pattern, so
+// consecutive writes continue it.
+var uploadBuf = bytes.Repeat(pattern[:patternModulus], 1024)
+
+// uploadStream writes the pattern to addr until end, half-closes, and waits
+// for the server to close in turn: then every byte has been received.
+func uploadStream(addr string, end time.Time) (int64, error) {
+	c, err := net.DialTimeout("tcp", addr, benchDialTimeout)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	buf := uploadBuf
+	c.SetWriteDeadline(end)
+	var n int64
+	for time.Now().Before(end) {
+		m, err := c.Write(buf)
+		n += int64(m)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			return n, fmt.Errorf("upload after %d bytes: %v", n, err)
+		}
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return n, err
+	}
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		return n, fmt.Errorf("upload: waiting for the server to finish reading: %v", err)
+	}
+	return n, nil
+}
+
+// benchDownloadSize is what a download stream asks for: more than any run
+// can move, so the client decides when to stop.
+const benchDownloadSize = maxBytesN
+
+// downloadStream reads GET /bytes/N from addr until end. It checks the status
+// and the first MiB of the body against the pattern.
+func downloadStream(addr string, end time.Time) (int64, error) {
+	c, err := net.DialTimeout("tcp", addr, benchDialTimeout)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(end)
+	if _, err := fmt.Fprintf(c, "GET /bytes/%d HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", benchDownloadSize); err != nil {
+		return 0, err
+	}
+	br := bufio.NewReaderSize(c, 64<<10)
+	status, err := br.ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("download: reading the status line: %v", err)
+	}
+	if !strings.HasPrefix(status, "HTTP/1.1 200 ") {
+		return 0, fmt.Errorf("download: status %q", strings.TrimSpace(status))
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return 0, fmt.Errorf("download: reading the header: %v", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		m, err := br.Read(buf)
+		if n < 1<<20 {
+			for i := range m {
+				if buf[i] != byte((n+int64(i))%patternModulus) {
+					return n, fmt.Errorf("download: byte %d differs from the i mod %d pattern", n+int64(i), patternModulus)
+				}
+			}
+		}
+		n += int64(m)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("download after %d bytes: %v", n, err)
+		}
+	}
+}
+
+// echo measures 64-byte round trips on one connection for the duration.
+func (t *benchTarget) echo(srv *benchServer) error {
+	c, err := net.DialTimeout("tcp", srv.hostPort(benchEchoPort), benchDialTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetNoDelay(true)
+	end := time.Now().Add(t.cfg.duration)
+	c.SetDeadline(end.Add(5 * time.Second))
+	msg, got := make([]byte, 64), make([]byte, 64)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	const warmup = 100
+	var samples []time.Duration
+	for i := 0; time.Now().Before(end); i++ {
+		t0 := time.Now()
+		if _, err := c.Write(msg); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, got); err != nil {
+			return err
+		}
+		rtt := time.Since(t0)
+		if !bytes.Equal(got, msg) {
+			return fmt.Errorf("echo: got % x, sent % x", got, msg)
+		}
+		if i >= warmup {
+			samples = append(samples, rtt)
+		}
+	}
+	if len(samples) == 0 {
+		return errors.New("echo: no round trip after the warm-up")
+	}
+	slices.Sort(samples)
+	p50, p99 := percentile(samples, 50), percentile(samples, 99)
+	m := t.res.Metrics
+	m["echo_p50_us"] = float64(p50) / float64(time.Microsecond)
+	m["echo_p99_us"] = float64(p99) / float64(time.Microsecond)
+	m["echo_samples"] = float64(len(samples))
+	t.logf("echo: p50 %v, p99 %v over %d round trips", p50, p99, len(samples))
+	return nil
+}
+
+// benchConnWorkers is how many clients open connections at once in the
+// connection-rate workload.
+const benchConnWorkers = 4
+
+// connRate opens, uses (1 byte echoed) and closes connections for the
+// duration, from benchConnWorkers clients at once.
+func (t *benchTarget) connRate(srv *benchServer) error {
+	end := time.Now().Add(t.cfg.duration)
+	start := time.Now()
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range benchConnWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := []byte{'x'}
+			for time.Now().Before(end) {
+				if err := oneConn(srv.hostPort(benchEchoPort), b); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	rate := float64(ok.Load()) / elapsed.Seconds()
+	t.res.Metrics["connrate_per_s"] = rate
+	t.res.Metrics["connrate_failed"] = float64(failed.Load())
+	t.logf("connrate: %.0f conn/s (%d in %v, %d failed)", rate, ok.Load(), elapsed.Round(time.Millisecond), failed.Load())
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d of %d connections failed, the first with: %v", f, f+ok.Load(), firstErr.Load())
+	}
+	return nil
+}
+
+func oneConn(addr string, b []byte) error {
+	c, err := net.DialTimeout("tcp", addr, benchDialTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(benchDialTimeout))
+	if _, err := c.Write(b); err != nil {
+		return err
+	}
+	_, err = io.ReadFull(c, b)
+	return err
+}
+
+// benchIdleWorkers is how many clients open the idle connections at once.
+const benchIdleWorkers = 16
+
+// idle opens the configured number of connections to the echo port, sends
+// nothing, and compares the server's RSS before and after. Echo costs the
+// least application memory of the three services while idle (a goroutine and
+// a read buffer whose pages an idle connection never touches); the kernel
+// server's figure is that cost alone, its sockets being kernel memory.
+func (t *benchTarget) idle(srv *benchServer) error {
+	// One echo first, so the service's first-use costs are in the baseline,
+	// not in the per-connection figure.
+	if err := oneConn(srv.hostPort(benchEchoPort), []byte{'x'}); err != nil {
+		return fmt.Errorf("idle: warm-up echo: %v", err)
+	}
+	base, err := settledRSS(srv.pid())
+	if err != nil {
+		return err
+	}
+	n := t.cfg.idle
+	conns := make([]net.Conn, n)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	start := time.Now()
+	var next atomic.Int64
+	errs := make([]error, benchIdleWorkers)
+	var wg sync.WaitGroup
+	for w := range benchIdleWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				c, err := net.DialTimeout("tcp", srv.hostPort(benchEchoPort), benchDialTimeout)
+				if err != nil {
+					errs[w] = fmt.Errorf("idle connection %d: %v", i, err)
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	opened := time.Since(start)
+	after, err := settledRSS(srv.pid())
+	if err != nil {
+		return err
+	}
+	per := float64(after-base) / float64(n)
+	m := t.res.Metrics
+	m["idle_conns"] = float64(n)
+	m["rss_base_mib"] = float64(base) / 1024
+	m["rss_idle_mib"] = float64(after) / 1024
+	m["idle_conn_kib"] = per
+	m["rss_100k_mib"] = (float64(base) + per*100000) / 1024
+	t.logf("idle: %d connections opened in %v; RSS %.1f -> %.1f MiB, %.1f KiB each; at 100,000: %.0f MiB",
+		n, opened.Round(time.Millisecond), float64(base)/1024, float64(after)/1024, per, m["rss_100k_mib"])
+	return nil
+}
+
+// settledRSS waits until the server's RSS stops moving (accepts and
+// handshakes finish asynchronously) and returns it in KiB: two readings
+// 300 ms apart within 0.5%, or the last one after 5 seconds.
+func settledRSS(pid int) (int64, error) {
+	prev, err := procRSS(pid)
+	if err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(300 * time.Millisecond)
+		cur, err := procRSS(pid)
+		if err != nil {
+			return 0, err
+		}
+		if math.Abs(float64(cur-prev)) <= 0.005*float64(prev) {
+			return cur, nil
+		}
+		prev = cur
+	}
+	return prev, nil
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBenchFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		rc     int
+		stderr string
+	}{
+		{[]string{"bench", "--help"}, 0, "usage: ustack bench [flags]"},
+		{[]string{"bench", "--nope"}, exitUsage, "flag provided but not defined: -nope"},
+		{[]string{"bench", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{[]string{"bench", "--only", "bsd"}, exitUsage, `--only: unknown "bsd"; want a comma-separated list of ustack,gvisor,kernel`},
+		{[]string{"bench", "--only", "ustack,ustack"}, exitUsage, `--only: "ustack" given twice`},
+		{[]string{"bench", "--only", ","}, exitUsage, "--only: empty"},
+		{[]string{"bench", "--workloads", "up1,up3"}, exitUsage, `--workloads: unknown "up3"`},
+		{[]string{"bench", "--duration", "10ms"}, exitUsage, "--duration 10ms: want 200ms to 20s"},
+		{[]string{"bench", "--duration", "1m"}, exitUsage, "--duration 1m0s: want 200ms to 20s"},
+		{[]string{"bench", "--idle-conns", "0"}, exitUsage, "--idle-conns 0: want 1 to 15000"},
+		{[]string{"bench", "--mtu", "1000"}, exitUsage, "--mtu 1000: want a value from 1280 to 65535"},
+		{[]string{"bench", "target", "--help"}, 0, "usage: ustack bench target"},
+		{[]string{"bench", "target"}, exitUsage, `--server "": want one of ustack,gvisor,kernel`},
+		{[]string{"bench", "target", "--server", "kernel", "--duration", "0s"}, exitUsage, "--duration 0s"},
+		{[]string{"bench", "server", "--help"}, 0, "usage: ustack bench server --stack gvisor|kernel"},
+		{[]string{"bench", "server"}, exitUsage, "--stack is required: gvisor or kernel"},
+		{[]string{"bench", "server", "--stack", "bsd"}, exitUsage, `--stack "bsd": want gvisor or kernel`},
+		{[]string{"bench", "server", "--stack", "gvisor", "--mtu", "576"}, exitUsage, "--mtu 576: want a value from 1280 to 65535"},
+		{[]string{"bench", "server", "--stack", "gvisor", "--tun", "much-too-long-name"}, exitUsage, `--tun "much-too-long-name"`},
+		{[]string{"bench", "server", "--stack", "kernel", "x"}, exitUsage, `unexpected argument "x"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			rc := run(tc.args, &stdout, &stderr)
+			assert.Equal(t, tc.rc, rc, "stderr: %s", stderr.String())
+			assert.Contains(t, stderr.String(), tc.stderr)
+			assert.Empty(t, stdout.String())
+		})
+	}
+}
+
+func TestParseList(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		err  string
+	}{
+		{"kernel,ustack", []string{"ustack", "kernel"}, ""},
+		{" gvisor , kernel ,", []string{"gvisor", "kernel"}, ""},
+		{"ustack,gvisor,kernel", []string{"ustack", "gvisor", "kernel"}, ""},
+		{"", nil, "--only: empty"},
+		{"ustack,linux", nil, `--only: unknown "linux"`},
+		{"kernel,kernel", nil, `--only: "kernel" given twice`},
+	} {
+		got, err := parseList("only", tc.in, benchServers)
+		if tc.err != "" {
+			assert.ErrorContains(t, err, tc.err, "input %q", tc.in)
+			continue
+		}
+		require.NoError(t, err, "input %q", tc.in)
+		assert.Equal(t, tc.want, got, "input %q", tc.in)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	us := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Microsecond
+		}
+		return out
+	}
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i+1) * time.Microsecond
+	}
+	for _, tc := range []struct {
+		name    string
+		samples []time.Duration
+		p       float64
+		want    time.Duration
+	}{
+		{"none", nil, 50, 0},
+		{"one", us(7), 50, 7 * time.Microsecond},
+		{"one p99", us(7), 99, 7 * time.Microsecond},
+		{"p50 of 4 is the 2nd", us(1, 2, 3, 4), 50, 2 * time.Microsecond},
+		{"p99 of 4 is the 4th", us(1, 2, 3, 4), 99, 4 * time.Microsecond},
+		{"p50 of 1..100", hundred, 50, 50 * time.Microsecond},
+		{"p99 of 1..100", hundred, 99, 99 * time.Microsecond},
+		{"p100 of 1..100", hundred, 100, 100 * time.Microsecond},
+		{"p1 of 1..100", hundred, 1, 1 * time.Microsecond},
+	} {
+		assert.Equal(t, tc.want, percentile(tc.samples, tc.p), tc.name)
+	}
+}
+
+func TestParseProcStatCPU(t *testing.T) {
+	// A command name with a space and a ')' must not shift the fields.
+	stat := "4242 (ustack) x)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 9 0 12345 1000000 2000 18446744073709551615\n"
+	got, err := parseProcStatCPU([]byte(stat))
+	require.NoError(t, err)
+	assert.Equal(t, 3250*time.Millisecond, got) // (250+75) ticks of 10 ms
+
+	_, err = parseProcStatCPU([]byte("4242 ustack S 1"))
+	assert.ErrorContains(t, err, "no ')'")
+	_, err = parseProcStatCPU([]byte("4242 (ustack) S 1 2 3"))
+	assert.ErrorContains(t, err, "4 fields after the command name, want at least 13")
+	_, err = parseProcStatCPU([]byte("1 (a) S 1 1 1 0 -1 0 0 0 0 0 x 75 0"))
+	assert.ErrorContains(t, err, `utime "x"`)
+}
+
+func TestParseVmRSS(t *testing.T) {
+	status := "Name:\tustack\nVmPeak:\t  900000 kB\nVmRSS:\t   22528 kB\nRssAnon:\t 10000 kB\n"
+	got, err := parseVmRSS([]byte(status))
+	require.NoError(t, err)
+	assert.Equal(t, int64(22528), got)
+
+	_, err = parseVmRSS([]byte("Name:\tkthreadd\n"))
+	assert.ErrorContains(t, err, "no VmRSS line")
+	_, err = parseVmRSS([]byte("VmRSS:\t22528 MB\n"))
+	assert.ErrorContains(t, err, "want 'VmRSS: N kB'")
+}
+
+func TestGbps(t *testing.T) {
+	assert.InDelta(t, 8.0, gbps(1e9, time.Second), 1e-9)
+	assert.InDelta(t, 1.0, gbps(250e6, 2*time.Second), 1e-9)
+	assert.Equal(t, 0.0, gbps(1e9, 0))
+}
+
+func TestFormatFigure(t *testing.T) {
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{
+		{1234.5, "1234"}, {100, "100"}, {37.21, "37.2"}, {10, "10.0"}, {5.384, "5.38"}, {1, "1.00"},
+		{0.8886, "0.889"}, {0, "0.000"},
+	} {
+		assert.Equal(t, tc.want, formatFigure(tc.v), "%v", tc.v)
+	}
+}
+
+func sampleReport() *benchReport {
+	rep := &benchReport{
+		DurationSeconds: 3, MTU: 1500, Offload: true, IdleConns: 10000,
+		Workloads: []string{"up1", "idle"}, Servers: []string{"ustack", "gvisor", "kernel"},
+		Results: map[string]*benchResult{
+			"ustack": {Server: "ustack", Metrics: map[string]float64{"up1_gbps": 4, "idle_conn_kib": 5, "rss_100k_mib": 512, "idle_conns": 10000}},
+			"gvisor": {Server: "gvisor", Metrics: map[string]float64{"up1_gbps": 2, "idle_conn_kib": 20, "rss_100k_mib": 2000, "idle_conns": 10000}},
+			"kernel": {Server: "kernel", Metrics: map[string]float64{"up1_gbps": 16}, Errors: map[string]string{"idle": "boom"}},
+		},
+		ElapsedSeconds: 61,
+	}
+	rep.Ratios = benchRatios(rep.Results)
+	return rep
+}
+
+func TestBenchRatios(t *testing.T) {
+	rep := sampleReport()
+	assert.Equal(t, map[string]map[string]float64{
+		"ustack/gvisor": {"up1_gbps": 2, "idle_conn_kib": 0.25, "rss_100k_mib": 0.256},
+		"ustack/kernel": {"up1_gbps": 0.25},
+	}, rep.Ratios)
+	assert.Empty(t, benchRatios(map[string]*benchResult{"kernel": rep.Results["kernel"]}))
+}
+
+func TestBenchTable(t *testing.T) {
+	var out bytes.Buffer
+	writeBenchTable(&out, sampleReport())
+	got := out.String()
+	lines := strings.Split(got, "\n")
+	require.GreaterOrEqual(t, len(lines), 6)
+	assert.Equal(t, "ustack bench: 3s per workload, MTU 1500, offloads on, 10000 idle connections, 61s in all", lines[0])
+	assert.Equal(t, []string{"metric", "unit", "better", "ustack", "gvisor", "kernel", "ustack/gvisor", "ustack/kernel"}, strings.Fields(lines[2]))
+	row := func(label string) []string {
+		for _, l := range lines {
+			if strings.HasPrefix(strings.TrimSpace(l), label) {
+				return strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), label))
+			}
+		}
+		t.Fatalf("no row %q in:\n%s", label, got)
+		return nil
+	}
+	assert.Equal(t, []string{"Gbit/s", "higher", "4.00", "2.00", "16.0", "2.00x", "0.250x"}, row("upload, 1 stream (discard)"))
+	assert.Equal(t, []string{"KiB", "lower", "5.00", "20.0", "-", "0.250x", "-"}, row("RSS per idle connection"))
+	assert.NotContains(t, got, "download, 1 stream", "rows nobody measured are left out")
+	assert.Contains(t, got, "ustack: 100,000 idle connections would fit in 1 GiB (extrapolated from 10000: 512 MiB)")
+	assert.Contains(t, got, "gvisor: 100,000 idle connections would not fit in 1 GiB (extrapolated from 10000: 2000 MiB)")
+	assert.Contains(t, got, "error: kernel idle: boom\n")
+}
+
+func TestBenchJSONShape(t *testing.T) {
+	b, err := json.Marshal(sampleReport())
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	assert.ElementsMatch(t, []string{"duration_s", "mtu", "offload", "idle_conns", "workloads", "servers", "results", "ratios", "elapsed_s"}, keys)
+	results := m["results"].(map[string]any)
+	assert.Equal(t, map[string]any{"server": "ustack", "metrics": map[string]any{
+		"up1_gbps": 4.0, "idle_conn_kib": 5.0, "rss_100k_mib": 512.0, "idle_conns": 10000.0}}, results["ustack"])
+	assert.Equal(t, map[string]any{"idle": "boom"}, results["kernel"].(map[string]any)["errors"])
+	assert.Equal(t, 2.0, m["ratios"].(map[string]any)["ustack/gvisor"].(map[string]any)["up1_gbps"])
+}
+
+func TestBenchTargetArgsRoundTrip(t *testing.T) {
+	f := benchFlags{duration: 2 * time.Second, only: "kernel,ustack", workloads: "echo,up1", idle: 500, mtu: 9000, offload: false}
+	cfg, err := f.validate()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ustack", "kernel"}, cfg.servers)
+	assert.Equal(t, []string{"bench", "target", "--server", "kernel", "--duration", "2s", "--workloads", "echo,up1",
+		"--idle-conns", "500", "--mtu", "9000", "--offload=false"}, cfg.targetArgs("kernel"))
+	assert.Equal(t, 30*time.Second+2*(4*time.Second+5*time.Second)+time.Second, cfg.targetBudget())
+}
+
+func TestBenchTargetRefusesRootNamespace(t *testing.T) {
+	// `go test` runs in its parent's namespace, so the target mode must
+	// refuse before it touches loopback or sysctls.
+	var stdout, stderr bytes.Buffer
+	rc := run([]string{"bench", "target", "--server", "kernel"}, &stdout, &stderr)
+	assert.Equal(t, 1, rc)
+	assert.Contains(t, stderr.String(), "not in a private network namespace")
+	assert.Empty(t, stdout.String())
+}
