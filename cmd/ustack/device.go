@@ -26,6 +26,7 @@ type deviceFlags struct {
 	offload   bool
 	cc        string
 	pcap      string
+	knobs     knobFlags
 }
 
 func (d *deviceFlags) register(fs *flag.FlagSet) {
@@ -38,6 +39,7 @@ func (d *deviceFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&d.offload, "offload", true, "use virtio-net offloads (TSO/checksum) on the TUN: 64 KiB super-segments both ways")
 	fs.StringVar(&d.cc, "cc", "newreno", "congestion control: newreno or cubic")
 	fs.StringVar(&d.pcap, "pcap", "", "record every packet in and out to this pcap file (tcpdump -r FILE); super-segments are\nrecorded cut into the MSS-sized packets the wire carries, checksums complete")
+	d.knobs.register(fs)
 }
 
 // device is the result of validating deviceFlags.
@@ -46,6 +48,7 @@ type device struct {
 	mtu       int
 	offload   bool
 	pcap      string
+	impair    tun.Impairment
 	hostAddrs []netip.Prefix
 	addrs     []netip.Addr
 	tcp       tcp.Config
@@ -121,6 +124,9 @@ func (d *deviceFlags) validate() (*device, error) {
 	if err := dev.tcp.Validate(); err != nil {
 		return nil, fmt.Errorf("--cc %q: want newreno or cubic", d.cc)
 	}
+	if dev.impair, err = d.knobs.apply(&dev.tcp); err != nil {
+		return nil, err
+	}
 	return dev, nil
 }
 
@@ -141,6 +147,9 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 		l = p
 		log.Info("capturing", "pcap", dev.pcap)
 	}
+	// The impairment sits outside the capture, so the pcap shows what
+	// reached the TUN: dropped packets are absent, duplicates twice.
+	l, _ = dev.impairLink(log, l)
 	opts.Links = []tun.Link{l}
 	opts.Addrs = dev.addrs
 	opts.TCP = dev.tcp

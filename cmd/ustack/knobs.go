@@ -1,0 +1,132 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
+)
+
+// knobFlags are the experiment knobs serve and dial share: link impairment
+// and the per-connection TCP settings of tcp.Config.
+type knobFlags struct {
+	impair     string
+	sndbuf     string
+	rcvbuf     string
+	delayedACK string
+	nodelay    bool
+	sack       bool
+	timestamps bool
+	wscale     bool
+}
+
+// maxDelayedACK bounds --delayed-ack: RFC 1122 §4.2.3.2 says the delay
+// MUST be less than 0.5 seconds.
+const maxDelayedACK = 500 * time.Millisecond
+
+func (k *knobFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&k.impair, "impair", "", "impair the packets ustack sends (ustack -> kernel only; what the kernel sends\n"+
+		"arrives untouched): loss=1%,dup=0.1%,reorder=1%,delay=20ms,jitter=5ms,corrupt=0.01%,seed=N\n"+
+		"(also depth=N, limit=N), in real time. With --offload a super-segment counts as one packet;\n"+
+		"add --offload=false for per-segment loss (\"\" for none)")
+	fs.StringVar(&k.sndbuf, "sndbuf", "256K", "send buffer of each connection in bytes, K/M suffixes allowed (4K-64M)")
+	fs.StringVar(&k.rcvbuf, "rcvbuf", "256K", "receive buffer of each connection in bytes, K/M suffixes allowed (4K-64M);\nthe advertised window comes from its free space")
+	fs.StringVar(&k.delayedACK, "delayed-ack", "40ms", "delayed-ACK timeout, below 500ms (RFC 1122 4.2.3.2); 0 or off acknowledges every segment at once")
+	fs.BoolVar(&k.nodelay, "nodelay", false, "disable Nagle's algorithm (RFC 896): send small segments while data is unacknowledged")
+	fs.BoolVar(&k.sack, "sack", true, "offer and use selective acknowledgments (RFC 2018); --sack=false turns them off")
+	fs.BoolVar(&k.timestamps, "timestamps", true, "offer and use the timestamps option (RFC 7323 3); --timestamps=false turns it off")
+	fs.BoolVar(&k.wscale, "wscale", true, "offer and use window scaling (RFC 7323 2); --wscale=false caps windows at 64 KiB")
+}
+
+// parseByteSize parses a byte count with an optional K or M suffix
+// (binary: 1K = 1024), e.g. 65536, 256K, 4M. Counts too big for an int come
+// back as MaxBufferSize+1 so the caller reports a range error.
+func parseByteSize(s string) (int, bool) {
+	mult := uint64(1)
+	num := s
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'K':
+			mult, num = 1<<10, s[:n-1]
+		case 'm', 'M':
+			mult, num = 1<<20, s[:n-1]
+		}
+	}
+	if num == "" || strings.TrimLeft(num, "0123456789") != "" {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(num, 10, 64)
+	if err != nil || v > tcp.MaxBufferSize/mult {
+		return tcp.MaxBufferSize + 1, true
+	}
+	return int(v * mult), true
+}
+
+// bufferFlag validates one of --sndbuf/--rcvbuf.
+func bufferFlag(name, s string) (int, error) {
+	n, ok := parseByteSize(s)
+	if !ok {
+		return 0, fmt.Errorf("--%s %q: want a byte count such as 262144, 256K or 4M", name, s)
+	}
+	if n < tcp.MinBufferSize || n > tcp.MaxBufferSize {
+		return 0, fmt.Errorf("--%s %s: want 4K to 64M (%d to %d bytes)", name, s, tcp.MinBufferSize, tcp.MaxBufferSize)
+	}
+	return n, nil
+}
+
+// parseDelayedACK turns --delayed-ack into tcp.Config.DelayedACK, where a
+// negative value disables delayed ACKs.
+func parseDelayedACK(s string) (time.Duration, error) {
+	if s == "off" || s == "0" {
+		return -1, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("--delayed-ack %q: want a duration such as 40ms, or 0/off to disable", s)
+	}
+	if d == 0 {
+		return -1, nil
+	}
+	if d < 0 || d >= maxDelayedACK {
+		return 0, fmt.Errorf("--delayed-ack %v: want more than 0 and less than 500ms (RFC 1122 4.2.3.2), or 0/off to disable", d)
+	}
+	return d, nil
+}
+
+// apply validates the knobs and writes them into cfg and the impairment.
+func (k *knobFlags) apply(cfg *tcp.Config) (tun.Impairment, error) {
+	imp, err := tun.ParseImpairment(k.impair)
+	if err != nil {
+		return imp, fmt.Errorf("--impair: %v", err)
+	}
+	if cfg.SendBufferSize, err = bufferFlag("sndbuf", k.sndbuf); err != nil {
+		return imp, err
+	}
+	if cfg.RecvBufferSize, err = bufferFlag("rcvbuf", k.rcvbuf); err != nil {
+		return imp, err
+	}
+	if cfg.DelayedACK, err = parseDelayedACK(k.delayedACK); err != nil {
+		return imp, err
+	}
+	cfg.NoDelay = k.nodelay
+	cfg.DisableSACK = !k.sack
+	cfg.DisableTimestamps = !k.timestamps
+	cfg.DisableWindowScale = !k.wscale
+	return imp, nil
+}
+
+// impairLink wraps l with the device's impairment (in real time), or
+// returns it unchanged when there is none.
+func (dev *device) impairLink(log *slog.Logger, l tun.Link) (tun.Link, *tun.Impaired) {
+	if dev.impair.IsZero() {
+		return l, nil
+	}
+	im := tun.NewImpaired(l, dev.impair, nil)
+	log.Info("impairing packets ustack sends", "impair", im.Impairment().String())
+	return im, im
+}
