@@ -87,6 +87,9 @@ func orDefault(v, def time.Duration) time.Duration {
 
 // Emit serializes one outgoing segment of the Conn into a packet (tcp.Emitter).
 func (ep *endpoint) Emit(seg *tcp.Segment) {
+	if ep.s.trace != nil {
+		ep.s.trace.segment(ep, false, seg, ep.s.clock.Now())
+	}
 	ep.s.emitTCP(ep.link, ep.id.local, ep.id.remote, seg)
 }
 
@@ -104,6 +107,9 @@ func (s *Stack) noteState(ep *endpoint) bool {
 	st := ep.tc.State()
 	if st == ep.state && !ep.removed {
 		return true
+	}
+	if s.trace != nil && st != ep.state {
+		s.trace.state(ep, ep.state, st, s.clock.Now())
 	}
 	if ep.state == tcp.StateTimeWait {
 		s.ntimewait.Add(-1)

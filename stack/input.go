@@ -189,6 +189,9 @@ func (s *Stack) deliver(l *link, ep *endpoint, seg *tcp.Segment, now tcp.Time, b
 		}
 	}
 	ep.tc.Input(now, seg)
+	if s.trace != nil {
+		s.trace.segment(ep, true, seg, now)
+	}
 	b.mark(ep)
 }
 
@@ -197,6 +200,9 @@ func (s *Stack) deliver(l *link, ep *endpoint, seg *tcp.Segment, now tcp.Time, b
 func (s *Stack) noConn(l *link, sh *shard, id tuple, seg *tcp.Segment, now tcp.Time, b *rxBatch) {
 	if ln := s.findListener(id.local); ln != nil {
 		s.listenInput(ln, l, sh, id, seg, now, b)
+		if s.trace != nil && sh.conns[id] != nil {
+			s.trace.segment(sh.conns[id], true, seg, now)
+		}
 		return
 	}
 	s.stats.TCPNoSocket.Add(1)

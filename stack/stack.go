@@ -74,6 +74,10 @@ type Options struct {
 	// and 64 KiB). When they run out, segments are dropped and counted;
 	// TCP retransmits them.
 	TxBuffers, TxBigBuffers int
+	// Trace, when set, receives the event trace (see trace.go): one JSON
+	// line per segment in or out of a connection, state change and timer
+	// firing. Close flushes it, and closes it if it is an io.Closer.
+	Trace io.Writer
 }
 
 // Stack is a userspace TCP/IP endpoint: one or more links, a set of
@@ -89,6 +93,7 @@ type Stack struct {
 	ports   portAllocator
 	cookies cookieJar
 	pool    bufPool
+	trace   *tracer // nil: tracing off
 
 	linksMu sync.Mutex
 	links   atomic.Pointer[[]*link]
@@ -183,6 +188,7 @@ func New(opts Options) (*Stack, error) {
 	s.ports.keyF, s.ports.keyG = key(2), key(3)
 	s.cookies.key1, s.cookies.key2 = key(4), key(5)
 	s.pool.init(s.opts.TxBuffers, s.opts.TxBigBuffers)
+	s.trace = newTracer(opts.Trace, s.clock.Now())
 	s.icmpTokens.init(s.clock.Now())
 	s.shards = make([]*shard, n)
 	for i := range s.shards {
@@ -299,7 +305,9 @@ func (s *Stack) Connections() []ConnSnapshot {
 // Close shuts the stack down: listeners close, every connection is reset
 // (its RST is written), the links are closed and the stack's goroutines
 // exit before Close returns. Blocked calls on its conns return errors.
+// The error is that of writing the trace, if any.
 func (s *Stack) Close() error {
+	var err error
 	s.closeOnce.Do(func() {
 		s.lnMu.Lock()
 		var lns []*Listener
@@ -340,8 +348,9 @@ func (s *Stack) Close() error {
 			l.stop()
 		}
 		s.wg.Wait()
+		err = s.trace.close()
 	})
-	return nil
+	return err
 }
 
 // errStackClosed is the error of connections reset by Stack.Close: the

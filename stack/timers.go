@@ -163,6 +163,9 @@ func (sh *shard) onTimer() {
 	for i, ep := range due {
 		due[i] = nil
 		if ep.tc != nil && !ep.removed {
+			if s.trace != nil {
+				s.trace.timer(ep, now)
+			}
 			ep.tc.Output(now, ep)
 			s.afterOp(ep, now)
 		}

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -26,6 +28,7 @@ type deviceFlags struct {
 	offload   bool
 	cc        string
 	pcap      string
+	trace     string
 	knobs     knobFlags
 }
 
@@ -39,6 +42,7 @@ func (d *deviceFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&d.offload, "offload", true, "use virtio-net offloads (TSO/checksum) on the TUN: 64 KiB super-segments both ways")
 	fs.StringVar(&d.cc, "cc", "newreno", "congestion control: newreno or cubic")
 	fs.StringVar(&d.pcap, "pcap", "", "record every packet in and out to this pcap file (tcpdump -r FILE); super-segments are\nrecorded cut into the MSS-sized packets the wire carries, checksums complete")
+	fs.StringVar(&d.trace, "trace", "", "write an event trace to this file: one JSON line per TCP segment in or out (with the\nconnection's state, SND.UNA/NXT, RCV.NXT, windows, cwnd, ssthresh, srtt), state change and\ntimer firing; draw it with ustack plot")
 	d.knobs.register(fs)
 }
 
@@ -48,6 +52,7 @@ type device struct {
 	mtu       int
 	offload   bool
 	pcap      string
+	trace     string
 	impair    tun.Impairment
 	hostAddrs []netip.Prefix
 	addrs     []netip.Addr
@@ -95,7 +100,7 @@ func (d *deviceFlags) validate() (*device, error) {
 	if d.mtu < 576 || d.mtu > 65535 {
 		return nil, fmt.Errorf("--mtu %d: want a value from 576 to 65535", d.mtu)
 	}
-	dev := &device{name: d.tun, mtu: d.mtu, offload: d.offload, pcap: d.pcap}
+	dev := &device{name: d.tun, mtu: d.mtu, offload: d.offload, pcap: d.pcap, trace: d.trace}
 	p4, a4, err := parseHostPair("host-addr", "addr", d.hostAddr, d.addr, true)
 	if err != nil {
 		return nil, err
@@ -153,9 +158,22 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 	opts.Links = []tun.Link{l}
 	opts.Addrs = dev.addrs
 	opts.TCP = dev.tcp
+	if dev.trace != "" {
+		// The stack owns the file: Stack.Close flushes and closes it.
+		f, err := os.Create(dev.trace)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("--trace: %w", err)
+		}
+		opts.Trace = f
+		log.Info("tracing", "trace", dev.trace)
+	}
 	s, err := stack.New(opts)
 	if err != nil {
 		l.Close()
+		if c, ok := opts.Trace.(io.Closer); ok {
+			c.Close()
+		}
 		return nil, err
 	}
 	log.Info("device up", "tun", dev.name, "mtu", dev.mtu, "offload", dev.offload, "addrs", dev.addrs, "host", dev.hostAddrs)
