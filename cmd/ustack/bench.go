@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/ustack-net/ustack/tcp"
 )
 
 // `ustack bench` measures ustack against gVisor's netstack and the kernel: each
@@ -88,6 +90,14 @@ type benchFlags struct {
 	idle      int
 	mtu       int
 	offload   bool
+	// cc, pcap, trace and knobs are `ustack serve` flags passed through to
+	// the ustack server; serve holds them alone so they can be listed back
+	// as arguments (see serveArgs).
+	cc    string
+	pcap  string
+	trace string
+	knobs knobFlags
+	serve *flag.FlagSet
 }
 
 // benchConfig is benchFlags validated.
@@ -99,6 +109,11 @@ type benchConfig struct {
 	idle      int
 	mtu       int
 	offload   bool
+	// knobArgs are --cc and the TCP knobs for the ustack server, and
+	// captureArgs its --pcap and --trace, as --name=value, only those that
+	// differ from serve's defaults.
+	knobArgs    []string
+	captureArgs []string
 }
 
 // Bounds of the flags: a full run must stay within about five minutes.
@@ -155,7 +170,40 @@ func (f *benchFlags) validate() (*benchConfig, error) {
 	if c.workloads, err = parseList("workloads", f.workloads, benchWorkloads); err != nil {
 		return nil, err
 	}
+	// The same checks as serve's, so a bad knob exits 2 here and not
+	// inside a namespace after the other servers have run.
+	tc := tcp.DefaultConfig()
+	tc.CongestionControl = f.cc
+	if err := tc.Validate(); err != nil {
+		return nil, fmt.Errorf("--cc %q: want newreno or cubic", f.cc)
+	}
+	if _, err := f.knobs.apply(&tc); err != nil {
+		return nil, err
+	}
+	c.knobArgs, c.captureArgs = f.serveArgs()
 	return c, nil
+}
+
+// serveArgs lists the pass-through serve flags that differ from their
+// defaults as --name=value (the = keeps empty values and booleans intact),
+// splitting off --pcap and --trace.
+func (f *benchFlags) serveArgs() (knobs, capture []string) {
+	if f.serve == nil {
+		return nil, nil
+	}
+	f.serve.VisitAll(func(fl *flag.Flag) {
+		v := fl.Value.String()
+		if v == fl.DefValue {
+			return
+		}
+		arg := "--" + fl.Name + "=" + v
+		if fl.Name == "pcap" || fl.Name == "trace" {
+			capture = append(capture, arg)
+		} else {
+			knobs = append(knobs, arg)
+		}
+	})
+	return knobs, capture
 }
 
 // registerBench adds the flags `ustack bench` shares with its internal
@@ -166,14 +214,32 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.idle, "idle-conns", 10000, "idle connections for the memory workload")
 	fs.IntVar(&f.mtu, "mtu", 1500, "MTU of every TUN device (1280-65535)")
 	fs.BoolVar(&f.offload, "offload", true, "virtio-net offloads (TSO/checksum) on every TUN")
+	// serve's own registration of the knobs, so bench parses and
+	// validates them exactly as serve does.
+	f.serve = flag.NewFlagSet("serve", flag.ContinueOnError)
+	f.serve.StringVar(&f.cc, "cc", "newreno", "congestion control: newreno or cubic")
+	f.serve.StringVar(&f.pcap, "pcap", "", "record every packet in and out of the ustack server's TUN to this pcap file\n"+
+		"(tcpdump -r FILE); it covers the server of the timed workloads (the idle workload's\n"+
+		"own server only when idle runs alone)")
+	f.serve.StringVar(&f.trace, "trace", "", "write the ustack server's event trace (JSON lines, see ustack serve --help) to\n"+
+		"this file; the same server as --pcap")
+	f.knobs.register(f.serve)
+	f.serve.VisitAll(func(fl *flag.Flag) {
+		fs.Var(fl.Value, fl.Name, fl.Usage+"\n(ustack server only: gVisor and the kernel keep their defaults)")
+	})
 }
 
 // args turns a config back into the flags of the internal target mode.
 func (c *benchConfig) targetArgs(server string) []string {
-	return []string{"bench", "target", "--server", server,
+	args := []string{"bench", "target", "--server", server,
 		"--duration", c.duration.String(), "--workloads", strings.Join(c.workloads, ","),
 		"--idle-conns", strconv.Itoa(c.idle), "--mtu", strconv.Itoa(c.mtu),
 		"--offload=" + strconv.FormatBool(c.offload)}
+	if server == "ustack" {
+		args = append(args, c.knobArgs...)
+		args = append(args, c.captureArgs...)
+	}
+	return args
 }
 
 // targetBudget bounds one target's run: each timed workload takes about
@@ -208,6 +274,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			"1 and 8 streams; 64-byte echo round trips; connection rate; server RSS with idle\n"+
 			"connections; CPU seconds per GB. Progress goes to stderr, the table (or --json) to\n"+
 			"stdout. Needs root. A full run takes about 2 minutes with the defaults.\n\n"+
+			"--pcap, --trace, --cc and the TCP knobs (--impair, --sndbuf, --rcvbuf, --delayed-ack,\n"+
+			"--nodelay, --sack, --timestamps, --wscale) are passed to `ustack serve`, the ustack\n"+
+			"server only: gVisor and the kernel keep their defaults.\n\n"+
 			"Internal modes, run by the bench itself: `ustack bench target` (one server and the\n"+
 			"client, in a private namespace) and `ustack bench server` (the gVisor and kernel servers).\n\nflags:\n")
 		fs.PrintDefaults()

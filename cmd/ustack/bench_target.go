@@ -145,10 +145,17 @@ func (t *benchTarget) fail(workload string, err error) {
 
 func (t *benchTarget) run() {
 	has := func(w string) bool { return slices.Contains(t.cfg.workloads, w) }
+	var rest []string
+	for _, w := range t.cfg.workloads {
+		if w != "idle" {
+			rest = append(rest, w)
+		}
+	}
 	// Idle connections first, on a server of their own, so the RSS before
 	// them is a fresh server's and not inflated by buffers of other runs.
+	// It captures (--pcap/--trace) only when no other server follows.
 	if has("idle") {
-		srv, err := startBenchServer(t.exe, t.server, t.cfg)
+		srv, err := startBenchServer(t.exe, t.server, t.cfg, len(rest) == 0)
 		if err != nil {
 			t.fail("idle", err)
 		} else {
@@ -160,16 +167,10 @@ func (t *benchTarget) run() {
 			}
 		}
 	}
-	var rest []string
-	for _, w := range t.cfg.workloads {
-		if w != "idle" {
-			rest = append(rest, w)
-		}
-	}
 	if len(rest) == 0 {
 		return
 	}
-	srv, err := startBenchServer(t.exe, t.server, t.cfg)
+	srv, err := startBenchServer(t.exe, t.server, t.cfg, true)
 	if err != nil {
 		for _, w := range rest {
 			t.res.Errors[w] = err.Error()
@@ -219,6 +220,27 @@ func (t *benchTarget) run() {
 	}
 }
 
+// benchServerArgs is the command line of target's server. The ustack
+// server gets the knobs, and with capture also --pcap/--trace: only one of
+// the target's servers writes them, or the second would overwrite the first.
+func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, error) {
+	mtu, offload := strconv.Itoa(cfg.mtu), "--offload="+strconv.FormatBool(cfg.offload)
+	switch target {
+	case "ustack":
+		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload}
+		args = append(args, cfg.knobArgs...)
+		if capture {
+			args = append(args, cfg.captureArgs...)
+		}
+		return args, nil
+	case "gvisor":
+		return []string{"bench", "server", "--stack", "gvisor", "--tun", "ustack0", "--mtu", mtu, offload}, nil
+	case "kernel":
+		return []string{"bench", "server", "--stack", "kernel"}, nil
+	}
+	return nil, fmt.Errorf("unknown server %q", target)
+}
+
 // benchServer is a running server process.
 type benchServer struct {
 	cmd    *exec.Cmd
@@ -230,18 +252,10 @@ type benchServer struct {
 
 // startBenchServer starts the server of target in this namespace and waits
 // for its ready line.
-func startBenchServer(exe, target string, cfg *benchConfig) (*benchServer, error) {
-	mtu, offload := strconv.Itoa(cfg.mtu), "--offload="+strconv.FormatBool(cfg.offload)
-	var args []string
-	switch target {
-	case "ustack":
-		args = []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload}
-	case "gvisor":
-		args = []string{"bench", "server", "--stack", "gvisor", "--tun", "ustack0", "--mtu", mtu, offload}
-	case "kernel":
-		args = []string{"bench", "server", "--stack", "kernel"}
-	default:
-		return nil, fmt.Errorf("unknown server %q", target)
+func startBenchServer(exe, target string, cfg *benchConfig, capture bool) (*benchServer, error) {
+	args, err := benchServerArgs(target, cfg, capture)
+	if err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(exe, args...)
 	s := &benchServer{cmd: cmd, done: make(chan struct{}), stderr: &tailBuffer{max: 8 << 10}}

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,14 +217,134 @@ func TestBenchJSONShape(t *testing.T) {
 	assert.Equal(t, 2.0, m["ratios"].(map[string]any)["ustack/gvisor"].(map[string]any)["up1_gbps"])
 }
 
+// parseBenchFlags parses args as `ustack bench` would and validates them.
+func parseBenchFlags(t *testing.T, args ...string) (*benchConfig, error) {
+	t.Helper()
+	var f benchFlags
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&f.only, "only", strings.Join(benchServers, ","), "")
+	f.register(fs)
+	require.NoError(t, fs.Parse(args))
+	return f.validate()
+}
+
 func TestBenchTargetArgsRoundTrip(t *testing.T) {
-	f := benchFlags{duration: 2 * time.Second, only: "kernel,ustack", workloads: "echo,up1", idle: 500, mtu: 9000, offload: false}
-	cfg, err := f.validate()
+	cfg, err := parseBenchFlags(t, "--duration", "2s", "--only", "kernel,ustack", "--workloads", "echo,up1",
+		"--idle-conns", "500", "--mtu", "9000", "--offload=false")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ustack", "kernel"}, cfg.servers)
 	assert.Equal(t, []string{"bench", "target", "--server", "kernel", "--duration", "2s", "--workloads", "echo,up1",
 		"--idle-conns", "500", "--mtu", "9000", "--offload=false"}, cfg.targetArgs("kernel"))
 	assert.Equal(t, 30*time.Second+2*(4*time.Second+5*time.Second)+time.Second, cfg.targetBudget())
+	// Defaults pass no knobs to anyone.
+	assert.Equal(t, []string{"bench", "target", "--server", "ustack", "--duration", "2s", "--workloads", "echo,up1",
+		"--idle-conns", "500", "--mtu", "9000", "--offload=false"}, cfg.targetArgs("ustack"))
+	args, err := benchServerArgs("ustack", cfg, true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"serve", "--tun", "ustack0", "--mtu", "9000", "--offload=false"}, args)
+}
+
+func TestBenchKnobsPassThrough(t *testing.T) {
+	cfg, err := parseBenchFlags(t, "--workloads", "idle,down1", "--pcap", "/tmp/b.pcap", "--trace", "/tmp/b.trace",
+		"--cc", "cubic", "--impair", "loss=1%,seed=3", "--sndbuf", "1M", "--rcvbuf", "64K", "--delayed-ack", "off",
+		"--nodelay", "--sack=false", "--timestamps=false", "--wscale=false")
+	require.NoError(t, err)
+	knobs := []string{"--cc=cubic", "--delayed-ack=off", "--impair=loss=1%,seed=3", "--nodelay=true",
+		"--rcvbuf=64K", "--sack=false", "--sndbuf=1M", "--timestamps=false", "--wscale=false"}
+	capture := []string{"--pcap=/tmp/b.pcap", "--trace=/tmp/b.trace"}
+	base := []string{"bench", "target", "--server", "ustack", "--duration", "3s", "--workloads", "idle,down1",
+		"--idle-conns", "10000", "--mtu", "1500", "--offload=true"}
+
+	// The parent hands the ustack target everything, the others nothing.
+	targetArgs := cfg.targetArgs("ustack")
+	assert.Equal(t, slices.Concat(base, knobs, capture), targetArgs)
+	assert.Equal(t, []string{"bench", "target", "--server", "gvisor", "--duration", "3s", "--workloads", "idle,down1",
+		"--idle-conns", "10000", "--mtu", "1500", "--offload=true"}, cfg.targetArgs("gvisor"))
+
+	// The target parses them back to the same config.
+	var f benchFlags
+	fs := flag.NewFlagSet("bench target", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var server string
+	fs.StringVar(&server, "server", "", "")
+	f.register(fs)
+	require.NoError(t, fs.Parse(targetArgs[2:]))
+	f.only = server
+	tcfg, err := f.validate()
+	require.NoError(t, err)
+	assert.Equal(t, knobs, tcfg.knobArgs)
+	assert.Equal(t, capture, tcfg.captureArgs)
+
+	// The serve command line: knobs always, the capture only when asked.
+	serveBase := []string{"serve", "--tun", "ustack0", "--mtu", "1500", "--offload=true"}
+	args, err := benchServerArgs("ustack", tcfg, true)
+	require.NoError(t, err)
+	assert.Equal(t, slices.Concat(serveBase, knobs, capture), args)
+	args, err = benchServerArgs("ustack", tcfg, false)
+	require.NoError(t, err)
+	assert.Equal(t, slices.Concat(serveBase, knobs), args)
+
+	// gVisor and the kernel keep their defaults.
+	args, err = benchServerArgs("gvisor", tcfg, true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"bench", "server", "--stack", "gvisor", "--tun", "ustack0", "--mtu", "1500", "--offload=true"}, args)
+	args, err = benchServerArgs("kernel", tcfg, true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"bench", "server", "--stack", "kernel"}, args)
+	_, err = benchServerArgs("bsd", tcfg, true)
+	assert.EqualError(t, err, `unknown server "bsd"`)
+
+	// serve accepts the list as given: every flag is one of its own.
+	var d deviceFlags
+	sfs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	sfs.SetOutput(io.Discard)
+	d.register(sfs)
+	require.NoError(t, sfs.Parse(slices.Concat(knobs, capture)))
+	dev, err := d.validate()
+	require.NoError(t, err)
+	assert.Equal(t, "cubic", dev.tcp.CongestionControl)
+	assert.Equal(t, 1<<20, dev.tcp.SendBufferSize)
+	assert.Equal(t, 64<<10, dev.tcp.RecvBufferSize)
+	assert.True(t, dev.tcp.NoDelay)
+	assert.True(t, dev.tcp.DisableSACK)
+	assert.Equal(t, "/tmp/b.pcap", dev.pcap)
+	assert.Equal(t, "/tmp/b.trace", dev.trace)
+}
+
+func TestBenchKnobErrors(t *testing.T) {
+	// Bad knobs exit 2 in the parent, before the root check or any namespace.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cc", "bbr"}, `ustack bench: --cc "bbr": want newreno or cubic` + "\n"},
+		{[]string{"--sndbuf", "1K"}, "ustack bench: --sndbuf 1K: want 4K to 64M (4096 to 67108864 bytes)\n"},
+		{[]string{"--rcvbuf", "1.5M"}, `ustack bench: --rcvbuf "1.5M": want a byte count such as 262144, 256K or 4M` + "\n"},
+		{[]string{"--delayed-ack", "500ms"}, "ustack bench: --delayed-ack 500ms: want more than 0 and less than 500ms (RFC 1122 4.2.3.2), or 0/off to disable\n"},
+		{[]string{"--impair", "drop=1%"}, `ustack bench: --impair: impairment "drop=1%": unknown key "drop" (known: loss, dup, reorder, depth, delay, jitter, corrupt, limit, seed)` + "\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		rc := run(append([]string{"bench"}, tc.args...), &stdout, &stderr)
+		assert.Equal(t, exitUsage, rc, "%q", tc.args)
+		assert.Equal(t, tc.want, stderr.String(), "%q", tc.args)
+		assert.Empty(t, stdout.String())
+	}
+	var stdout, stderr bytes.Buffer
+	rc := run([]string{"bench", "--nodelay=maybe"}, &stdout, &stderr)
+	assert.Equal(t, exitUsage, rc)
+	assert.Contains(t, stderr.String(), `invalid boolean value "maybe" for -nodelay`)
+}
+
+func TestBenchHelpKnobs(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, 0, run([]string{"bench", "--help"}, &stdout, &stderr))
+	help := stderr.String()
+	for _, name := range []string{"pcap", "trace", "cc", "impair", "sndbuf", "rcvbuf", "delayed-ack", "nodelay", "sack", "timestamps", "wscale"} {
+		assert.Regexp(t, "\n  -"+name+"[ \n]", help, name)
+	}
+	assert.Equal(t, 11, strings.Count(help, "(ustack server only: gVisor and the kernel keep their defaults)"))
+	assert.Contains(t, help, "server only: gVisor and the kernel keep their defaults.\n")
 }
 
 func TestBenchTargetRefusesRootNamespace(t *testing.T) {
