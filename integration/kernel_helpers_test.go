@@ -420,3 +420,15 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	ap := a.(*net.TCPAddr).AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
+
+// haveTool reports whether the kernel-side tool name is installed; when it
+// is not, the test skips (or fails under USTACK_REQUIRE_NETNS=1, where CI
+// installs it) with the Debian package to install.
+func haveTool(t *testing.T, name, pkg string) bool {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		netnstest.Unavailable(t, "%s not installed (apt-get install %s)", name, pkg)
+		return false
+	}
+	return true
+}

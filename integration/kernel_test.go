@@ -67,6 +67,9 @@ func TestKernelServe(t *testing.T) {
 			for _, f := range kernelFamilies {
 				base := "http://" + joinAddrPort(f.ustack, serveHTTPPort)
 				t.Run(f.name+"/curl-get", func(t *testing.T) {
+					if !haveTool(t, "curl", "curl") {
+						return
+					}
 					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 					defer cancel()
 					out, err := exec.CommandContext(ctx, "curl", "--silent", "--show-error", "--fail",
@@ -133,6 +136,9 @@ func TestKernelServe(t *testing.T) {
 					assert.Less(t, time.Since(start), 2*time.Second)
 				})
 				t.Run(f.name+"/ping", func(t *testing.T) {
+					if !haveTool(t, "ping", "iputils-ping") {
+						return
+					}
 					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 					defer cancel()
 					args := []string{"-c", "5", "-i", "0.2", "-W", "2", "-s", "1000", f.ustack.String()}
