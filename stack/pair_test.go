@@ -46,6 +46,14 @@ func newPair(t testing.TB, mod func(o *Options)) *pair {
 
 func TestEchoSmoke(t *testing.T) {
 	p := newPair(t, nil)
+	echoExchange(t, p, []byte("hello, ustack"))
+}
+
+// echoExchange runs an echo server on p.b port 7, sends msg from p.a, checks
+// it comes back, half-closes and waits for the server's EOF and close. It
+// returns the client's local address.
+func echoExchange(t *testing.T, p *pair, msg []byte) string {
+	t.Helper()
 	ln, err := p.b.Listen("tcp", ":7")
 	require.NoError(t, err)
 	done := make(chan error, 1)
@@ -61,7 +69,6 @@ func TestEchoSmoke(t *testing.T) {
 	}()
 	c, err := p.a.Dial("tcp", "198.18.0.2:7")
 	require.NoError(t, err)
-	msg := []byte("hello, ustack")
 	_, err = c.Write(msg)
 	require.NoError(t, err)
 	buf := make([]byte, len(msg))
@@ -73,6 +80,8 @@ func TestEchoSmoke(t *testing.T) {
 	require.Equal(t, 0, n)
 	require.Equal(t, io.EOF, err)
 	require.NoError(t, <-done)
+	local := c.LocalAddr().String()
 	require.NoError(t, c.Close())
 	require.NoError(t, ln.Close())
+	return local
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/netip"
 	"testing"
 	"time"
@@ -80,34 +79,8 @@ func TestTraceHandshakeTransferClose(t *testing.T) {
 		}
 		n++
 	})
-	ln, err := p.b.Listen("tcp", ":7")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		_, err = io.Copy(c, c)
-		c.Close()
-		done <- err
-	}()
-	c, err := p.a.Dial("tcp", "198.18.0.2:7")
-	require.NoError(t, err)
 	msg := []byte("hello, trace")
-	_, err = c.Write(msg)
-	require.NoError(t, err)
-	buf := make([]byte, len(msg))
-	_, err = io.ReadFull(c, buf)
-	require.NoError(t, err)
-	require.NoError(t, c.(*Conn).CloseWrite())
-	_, err = c.Read(buf)
-	require.Equal(t, io.EOF, err)
-	require.NoError(t, <-done)
-	local := c.LocalAddr().String()
-	require.NoError(t, c.Close())
-	require.NoError(t, ln.Close())
+	local := echoExchange(t, p, msg)
 	require.NoError(t, p.a.Close())
 	require.NoError(t, p.b.Close())
 
