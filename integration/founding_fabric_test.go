@@ -386,31 +386,3 @@ func (g *fsGvHost) kill() {
 	g.s.Destroy()
 	g.clock.kill()
 }
-
-// fsGvStateNames are ss(8)'s names for gVisor's endpoint states.
-var fsGvStateNames = map[gtcp.EndpointState]string{
-	gtcp.StateInitial:     "CLOSE",
-	gtcp.StateBound:       "CLOSE",
-	gtcp.StateConnecting:  "SYN-SENT",
-	gtcp.StateClose:       "CLOSE",
-	gtcp.StateError:       "CLOSE",
-	gtcp.StateEstablished: "ESTAB",
-	gtcp.StateSynSent:     "SYN-SENT",
-	gtcp.StateSynRecv:     "SYN-RECV",
-	gtcp.StateFinWait1:    "FIN-WAIT-1",
-	gtcp.StateFinWait2:    "FIN-WAIT-2",
-	gtcp.StateTimeWait:    "TIME-WAIT",
-	gtcp.StateCloseWait:   "CLOSE-WAIT",
-	gtcp.StateLastAck:     "LAST-ACK",
-	gtcp.StateListen:      "LISTEN",
-	gtcp.StateClosing:     "CLOSING",
-}
-
-// fsGvState returns ep's state as ss(8) names it.
-func fsGvState(ep tcpip.Endpoint) string {
-	st := gtcp.EndpointState(ep.State())
-	if n, ok := fsGvStateNames[st]; ok {
-		return n
-	}
-	return st.String()
-}

@@ -489,7 +489,7 @@ func (g *fsGvServer) Table() fsTable {
 		if err != nil || la.Port != 80 {
 			continue
 		}
-		st := fsGvState(ep)
+		st := gvisorStateName(ep)
 		if st == "LISTEN" {
 			continue
 		}
@@ -548,7 +548,7 @@ func (c *fsGvClient) connect(remote netip.AddrPort) {
 	}
 }
 
-func (c *fsGvClient) state() string { return fsGvState(c.ep) }
+func (c *fsGvClient) state() string { return gvisorStateName(c.ep) }
 
 func (c *fsGvClient) write(p []byte) {
 	if _, err := c.ep.Write(bytes.NewReader(p), tcpip.WriteOptions{}); err != nil {

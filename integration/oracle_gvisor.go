@@ -588,6 +588,11 @@ func (g *GVisorDUT) State() string {
 	if ep == nil {
 		return "CLOSE"
 	}
+	return gvisorStateName(ep)
+}
+
+// gvisorStateName returns ep's state as ss(8) names it.
+func gvisorStateName(ep tcpip.Endpoint) string {
 	st := gtcp.EndpointState(ep.State())
 	if n, ok := gvisorStateNames[st]; ok {
 		return n
