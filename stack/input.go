@@ -34,6 +34,20 @@ func (s *Stack) badSource(a netip.Addr) bool {
 	return a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || s.isLocal(a)
 }
 
+// addressedToUs screens a packet's addresses: it must be for one of ours and
+// from a source that may legitimately send. A refusal is counted.
+func (s *Stack) addressedToUs(src, dst netip.Addr) bool {
+	if !s.isLocal(dst) {
+		s.stats.IPNotForUs.Add(1)
+		return false
+	}
+	if s.badSource(src) {
+		s.stats.IPBadSource.Add(1)
+		return false
+	}
+	return true
+}
+
 func (s *Stack) inputIPv4(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBatch) {
 	if g.IsGSO() && len(pkt) >= ip.IPv4MinHeaderLen {
 		// A super-packet from the kernel: its IPv4 header is the
@@ -51,12 +65,7 @@ func (s *Stack) inputIPv4(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 		return
 	}
 	dst, src := h.Dst(), h.Src()
-	if !s.isLocal(dst) {
-		s.stats.IPNotForUs.Add(1)
-		return
-	}
-	if s.badSource(src) {
-		s.stats.IPBadSource.Add(1)
+	if !s.addressedToUs(src, dst) {
 		return
 	}
 	if h.IsFragment() {
@@ -85,12 +94,7 @@ func (s *Stack) inputIPv6(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 		return
 	}
 	dst, src := h.Dst(), h.Src()
-	if !s.isLocal(dst) {
-		s.stats.IPNotForUs.Add(1)
-		return
-	}
-	if s.badSource(src) {
-		s.stats.IPBadSource.Add(1)
+	if !s.addressedToUs(src, dst) {
 		return
 	}
 	if info.HasFragment && !info.IsAtomicFragment() {
