@@ -50,7 +50,7 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 		found := false
 		for _, a := range addrs {
 			a = a.Unmap()
-			if (network == "tcp4" && !a.Is4()) || (network == "tcp6" && a.Is4()) {
+			if !familyFits(network, a) {
 				continue
 			}
 			if _, ok := s.localAddrFor(a); ok {
@@ -63,7 +63,7 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 		}
 	}
 	addr = addr.Unmap()
-	if (network == "tcp4" && !addr.Is4()) || (network == "tcp6" && addr.Is4()) {
+	if !familyFits(network, addr) {
 		return nil, opErr(&net.AddrError{Err: "address family mismatch", Addr: host})
 	}
 	c, err := s.DialAddrPort(ctx, netip.AddrPortFrom(addr, uint16(port)))
@@ -164,4 +164,16 @@ func (s *Stack) DialAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn,
 			return nil, fail(c.laddr, ctx.Err())
 		}
 	}
+}
+
+// familyFits reports whether address a may be used with network: "tcp4"
+// takes only IPv4, "tcp6" only IPv6, "tcp" either.
+func familyFits(network string, a netip.Addr) bool {
+	switch network {
+	case "tcp4":
+		return a.Is4()
+	case "tcp6":
+		return !a.Is4()
+	}
+	return true
 }

@@ -88,7 +88,7 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 			return nil, opErr(&net.AddrError{Err: "not an IP address", Addr: host})
 		}
 		addr = a.Unmap()
-		if (network == "tcp4" && !addr.Is4()) || (network == "tcp6" && addr.Is4()) {
+		if !familyFits(network, addr) {
 			return nil, opErr(&net.AddrError{Err: "address family mismatch", Addr: host})
 		}
 		if !addr.IsUnspecified() && !s.isLocal(addr) {
