@@ -123,49 +123,18 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 	}
 	defer cleanup()
 
-	var listeners []net.Listener
-	var wg sync.WaitGroup
-	for _, s := range []struct {
-		name string
-		port int
-	}{{"echo", benchEchoPort}, {"discard", benchDiscardPort}, {"http", benchHTTPPort}} {
-		l, err := listen(s.port)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			fmt.Fprintf(stderr, "ustack bench server: listening for %s on port %d: %v\n", s.name, s.port, err)
-			return 1
-		}
-		listeners = append(listeners, l)
-		wg.Add(1)
-		switch s.name {
-		case "echo":
-			go func() { defer wg.Done(); serveStream(l, "echo", log, nil, echoHandler) }()
-		case "discard":
-			go func() { defer wg.Done(); serveStream(l, "discard", log, nil, discardHandler) }()
-		case "http":
-			go func() {
-				defer wg.Done()
-				if err := httpService(ctx, l, addr, log, nil); err != nil {
-					log.Error("http service stopped", "err", err)
-				}
-			}()
-		}
+	services := []service{{"echo", benchEchoPort}, {"discard", benchDiscardPort}, {"http", benchHTTPPort}}
+	set, err := startServices(ctx, services, listen, addr, log, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack bench server: %v\n", err)
+		return 1
 	}
 	fmt.Fprintf(stdout, "ready %s %s\n", device, addr)
 	if f, ok := stdout.(*os.File); ok {
 		f.Sync()
 	}
 	<-ctx.Done()
-	for _, l := range listeners {
-		l.Close()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
+	if !set.stop(5 * time.Second) {
 		log.Warn("connections still open after 5s; leaving them")
 	}
 	return 0

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -72,10 +71,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack serve: --backlog %d: want 1-65535\n", f.backlog)
 		return exitUsage
 	}
-	services := []struct {
-		name string
-		port int
-	}{{"echo", f.echo}, {"discard", f.discard}, {"http", f.http}}
+	services := []service{{"echo", f.echo}, {"discard", f.discard}, {"http", f.http}}
 	seen := map[int]string{}
 	for _, s := range services {
 		if s.port < 0 || s.port > 65535 {
@@ -124,41 +120,25 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	var listeners []net.Listener
-	var wg sync.WaitGroup
-	addr := dev.addrs[0].String()
+	var enabled []service
 	for _, s := range services {
-		if s.port == 0 {
-			continue
+		if s.port != 0 {
+			enabled = append(enabled, s)
 		}
-		l, err := st.ListenBacklog("tcp", fmt.Sprintf(":%d", s.port), f.backlog)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			if errors.Is(err, syscall.EADDRINUSE) {
-				fmt.Fprintf(stderr, "ustack serve: port %d (--%s) is in use\n", s.port, s.name)
-			} else {
-				fmt.Fprintf(stderr, "ustack serve: listening for %s on port %d: %v\n", s.name, s.port, err)
-			}
-			return 1
+	}
+	addr := dev.addrs[0].String()
+	listen := func(port int) (net.Listener, error) {
+		return st.ListenBacklog("tcp", fmt.Sprintf(":%d", port), f.backlog)
+	}
+	set, err := startServices(ctx, enabled, listen, addr, log, configure)
+	if err != nil {
+		var le *listenError
+		if errors.As(err, &le) && errors.Is(err, syscall.EADDRINUSE) {
+			fmt.Fprintf(stderr, "ustack serve: port %d (--%s) is in use\n", le.port, le.name)
+		} else {
+			fmt.Fprintf(stderr, "ustack serve: %v\n", err)
 		}
-		listeners = append(listeners, l)
-		log.Info("listening", "service", s.name, "port", s.port)
-		wg.Add(1)
-		switch s.name {
-		case "echo":
-			go func() { defer wg.Done(); serveStream(l, "echo", log, configure, echoHandler) }()
-		case "discard":
-			go func() { defer wg.Done(); serveStream(l, "discard", log, configure, discardHandler) }()
-		case "http":
-			go func() {
-				defer wg.Done()
-				if err := httpService(ctx, l, addr, log, configure); err != nil {
-					log.Error("http service stopped", "err", err)
-				}
-			}()
-		}
+		return 1
 	}
 	fmt.Fprintf(stdout, "ready %s %s\n", dev.name, addr)
 	if f, ok := stdout.(*os.File); ok {
@@ -167,20 +147,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 
 	<-ctx.Done()
 	log.Info("shutting down")
-	for _, l := range listeners {
-		l.Close()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
+	finished := set.stop(5 * time.Second)
+	if !finished {
 		log.Warn("connections still open after 5s; resetting them")
 	}
 	if err := st.Close(); err != nil {
 		log.Error("closing the stack", "err", err)
 	}
-	<-done
+	if !finished {
+		<-set.done
+	}
 	log.Info("stopped; device removed", "tun", dev.name)
 	return 0
 }

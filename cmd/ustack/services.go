@@ -229,3 +229,79 @@ func httpService(ctx context.Context, l net.Listener, addr string, log *slog.Log
 	}
 	return err
 }
+
+// service is one of the services `ustack serve` offers, on a port.
+type service struct {
+	name string // "echo", "discard" or "http"
+	port int
+}
+
+// listenError says which service could not listen.
+type listenError struct {
+	service
+	err error
+}
+
+func (e *listenError) Error() string {
+	return fmt.Sprintf("listening for %s on port %d: %v", e.name, e.port, e.err)
+}
+
+func (e *listenError) Unwrap() error { return e.err }
+
+// serviceSet is a running set of services.
+type serviceSet struct {
+	listeners []net.Listener
+	done      chan struct{}
+}
+
+// startServices opens a listener for each service with listen and serves it
+// until ctx is done or stop is called; addr names the server in GET /. On
+// a listen failure the listeners already open are closed and the error is a
+// *listenError.
+func startServices(ctx context.Context, services []service, listen func(port int) (net.Listener, error),
+	addr string, log *slog.Logger, configure connConfigurer) (*serviceSet, error) {
+	set := &serviceSet{done: make(chan struct{})}
+	var wg sync.WaitGroup
+	for _, s := range services {
+		l, err := listen(s.port)
+		if err != nil {
+			for _, l := range set.listeners {
+				l.Close()
+			}
+			wg.Wait()
+			return nil, &listenError{s, err}
+		}
+		set.listeners = append(set.listeners, l)
+		log.Info("listening", "service", s.name, "port", s.port)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch s.name {
+			case "echo":
+				serveStream(l, s.name, log, configure, echoHandler)
+			case "discard":
+				serveStream(l, s.name, log, configure, discardHandler)
+			case "http":
+				if err := httpService(ctx, l, addr, log, configure); err != nil {
+					log.Error("http service stopped", "err", err)
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(set.done) }()
+	return set, nil
+}
+
+// stop closes the listeners (which closes the services' connections) and
+// waits up to grace for the services to return; it reports whether they did.
+func (set *serviceSet) stop(grace time.Duration) bool {
+	for _, l := range set.listeners {
+		l.Close()
+	}
+	select {
+	case <-set.done:
+		return true
+	case <-time.After(grace):
+		return false
+	}
+}
