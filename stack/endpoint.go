@@ -64,25 +64,10 @@ func newEndpoint(s *Stack, sh *shard, id tuple, l *link, tc *tcp.Conn) *endpoint
 		closeCh: make(chan struct{}),
 		state:   tcp.StateClosed,
 		kaOn:    s.tcpCfg.KeepAlive,
-		kaIdle:  orDefault(s.tcpCfg.KeepIdle, linuxKeepIdle),
-		kaIntvl: orDefault(s.tcpCfg.KeepInterval, linuxKeepInterval),
-		kaCount: int(orDefault(time.Duration(s.tcpCfg.KeepCount), linuxKeepCount)),
+		kaIdle:  s.tcpCfg.KeepIdle,
+		kaIntvl: s.tcpCfg.KeepInterval,
+		kaCount: s.tcpCfg.KeepCount,
 	}
-}
-
-// The kernel's keepalive defaults (tcp_keepalive_time, _intvl, _probes),
-// which are also the engine's.
-const (
-	linuxKeepIdle     = 2 * time.Hour
-	linuxKeepInterval = 75 * time.Second
-	linuxKeepCount    = 9
-)
-
-func orDefault(v, def time.Duration) time.Duration {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
 
 // Emit serializes one outgoing segment of the Conn into a packet (tcp.Emitter).

@@ -173,6 +173,19 @@ func New(opts Options) (*Stack, error) {
 		s.ports.min, s.ports.max = DefaultEphemeralMin, DefaultEphemeralMax
 	}
 	s.tcpCfg = opts.TCP
+	// The endpoint keeps its own copy of the keepalive settings (so that
+	// SetKeepAlive and SetKeepAlivePeriod can change one at a time); start
+	// it from the engine's defaults where the options leave them unset.
+	def := tcp.DefaultConfig()
+	if s.tcpCfg.KeepIdle <= 0 {
+		s.tcpCfg.KeepIdle = def.KeepIdle
+	}
+	if s.tcpCfg.KeepInterval <= 0 {
+		s.tcpCfg.KeepInterval = def.KeepInterval
+	}
+	if s.tcpCfg.KeepCount <= 0 {
+		s.tcpCfg.KeepCount = def.KeepCount
+	}
 	r := opts.Rand
 	if r == nil {
 		r = rand.Reader
