@@ -288,29 +288,6 @@ func (s *Stack) connConfig(l *link, id tuple) tcp.Config {
 	return cfg
 }
 
-// rcvWScale is the window scale a connection with cfg offers: the smallest
-// shift that covers max(receive buffer, 8 MiB), as the engine's
-// chooseWScale computes it (RFC 7323 §2.3), so a cookie connection agrees
-// with the SYN-ACK that carried its cookie.
-func rcvWScale(cfg tcp.Config) uint8 {
-	buf := cfg.RecvBufferSize
-	if buf <= 0 {
-		buf = tcp.DefaultBufferSize
-	}
-	buf = min(max(buf, tcp.MinBufferSize), tcp.MaxBufferSize)
-	limit := max(buf, 8<<20)
-	var sh uint8
-	for sh < tcp.MaxWindowShift && (65535<<sh) < limit {
-		sh++
-	}
-	return sh
-}
-
-// tsClock is the engine's timestamp clock (1 ms ticks plus the offset).
-func tsClock(now tcp.Time, off uint32) uint32 {
-	return uint32(int64(now)/int64(time.Millisecond)) + off
-}
-
 // sendCookie answers a SYN with a SYN-ACK whose ISS is a SYN cookie and
 // keeps no state (RFC 4987 §3.6).
 func (s *Stack) sendCookie(l *link, id tuple, syn *tcp.Segment, now tcp.Time) {
@@ -332,12 +309,12 @@ func (s *Stack) sendCookie(l *link, id tuple, syn *tcp.Segment, now tcp.Time) {
 		ws := int8(-1)
 		if syn.Options.HasWindowScale && !cfg.DisableWindowScale {
 			ws = int8(min(syn.Options.WindowScale, tcp.MaxWindowShift))
-			out.Options.HasWindowScale, out.Options.WindowScale = true, rcvWScale(cfg)
+			out.Options.HasWindowScale, out.Options.WindowScale = true, tcp.WindowScaleFor(cfg)
 		}
 		sack := syn.Options.SACKPermitted && !cfg.DisableSACK
 		out.Options.SACKPermitted = sack
 		out.Options.HasTimestamp = true
-		out.Options.TSVal = cookieTSVal(tsClock(now, cfg.TSOffset), ws, sack)
+		out.Options.TSVal = cookieTSVal(tcp.TSClock(now, cfg.TSOffset), ws, sack)
 		out.Options.TSEcr = syn.Options.TSVal
 	}
 	s.stats.TCPCookiesSent.Add(1)
@@ -375,7 +352,7 @@ func (s *Stack) cookieACK(ln *Listener, l *link, sh *shard, id tuple, seg *tcp.S
 		n.Timestamps, n.TSRecent = true, seg.Options.TSVal
 		n.SACK = sack && !cfg.DisableSACK
 		if ws >= 0 && !cfg.DisableWindowScale {
-			n.SndWScale, n.RcvWScale = ws, int8(rcvWScale(cfg))
+			n.SndWScale, n.RcvWScale = ws, int8(tcp.WindowScaleFor(cfg))
 		}
 	}
 	if full {

@@ -391,8 +391,15 @@ func newConn(now Time, cfg Config, iss Seq) *Conn {
 // chooseWScale picks the smallest shift that lets the window cover the
 // largest receive buffer this connection may be given (RFC 7323 §2.3), at
 // least 7 like Linux so that SetRecvBufferSize can grow the window later.
-func (c *Conn) chooseWScale() uint8 {
-	limit := max(c.cfg.RecvBufferSize, 8<<20)
+func (c *Conn) chooseWScale() uint8 { return WindowScaleFor(c.cfg) }
+
+// WindowScaleFor is the window scale a connection with cfg offers: the
+// smallest shift whose 16-bit window covers max(receive buffer, 8 MiB), so the
+// window can grow with the buffer later (RFC 7323 §2.3). SYN cookies use it
+// to rebuild the offer their SYN-ACK made.
+func WindowScaleFor(cfg Config) uint8 {
+	cfg.fillDefaults()
+	limit := max(cfg.RecvBufferSize, 8<<20)
 	var s uint8
 	for s < MaxWindowShift && (65535<<s) < limit {
 		s++

@@ -4,6 +4,7 @@ import (
 	"io"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -133,4 +134,19 @@ func TestSynRetransmitBackoffTimesOut(t *testing.T) {
 	require.Equal(t, 127*sec, h.now)
 	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
 	require.True(t, h.c.TakeEvents().Has(EventTimedOut|EventClosed))
+}
+
+func TestWindowScaleFor(t *testing.T) {
+	for _, tc := range []struct {
+		rcvbuf int
+		want   uint8
+	}{
+		{0, 8},              // default buffer: the 8 MiB floor needs 65535<<8
+		{16 << 20, 9},       // 16 MiB
+		{MaxBufferSize, 11}, // 64 MiB
+		{1 << 10, 8},        // clamped up to MinBufferSize, floor still 8 MiB
+	} {
+		require.Equal(t, tc.want, WindowScaleFor(Config{RecvBufferSize: tc.rcvbuf}), "rcvbuf %d", tc.rcvbuf)
+	}
+	require.Equal(t, uint32(1234+7), TSClock(Time(1234*time.Millisecond+999), 7))
 }

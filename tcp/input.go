@@ -361,8 +361,13 @@ func (c *Conn) takeTimestamp(now Time, seg *Segment) {
 
 // tsNow is our timestamp clock (RFC 7323 §5.4): milliseconds plus the
 // per-connection offset.
-func (c *Conn) tsNow(now Time) uint32 {
-	return uint32(int64(now)/int64(tsTick)) + c.cfg.TSOffset
+func (c *Conn) tsNow(now Time) uint32 { return TSClock(now, c.cfg.TSOffset) }
+
+// TSClock is the timestamp clock (RFC 7323 §5.4) of a connection whose
+// Config.TSOffset is offset: 1 ms ticks of the stack's clock plus the offset.
+// SYN cookies use it to stamp a SYN-ACK the way the connection will.
+func TSClock(now Time, offset uint32) uint32 {
+	return uint32(int64(now)/int64(tsTick)) + offset
 }
 
 // sampleRTT takes an RTT sample for an ACK that advances SND.UNA to ack:
