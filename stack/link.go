@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"sync"
@@ -308,33 +307,19 @@ func (l *link) nextID() uint16 { return uint16(l.ipID.Add(1)) }
 // bytes) header for a packet of total bytes carrying proto from src to dst,
 // and returns the header length.
 func writeIPHeader(p []byte, src, dst netip.Addr, proto uint8, total int, id uint16, df bool) int {
+	// The addresses are ours and a peer's of the same family, and total
+	// fits the buffer, so the builders cannot refuse.
 	if src.Is4() {
-		p[0] = 0x45
-		p[1] = 0
-		binary.BigEndian.PutUint16(p[2:], uint16(total))
-		binary.BigEndian.PutUint16(p[4:], id)
-		var frag uint16
+		f := ip.IPv4Fields{TotalLength: uint16(total), ID: id, TTL: defaultTTL, Protocol: proto, Src: src, Dst: dst}
 		if df {
-			frag = 0x4000
+			f.Flags = ip.IPv4FlagDontFragment
 		}
-		binary.BigEndian.PutUint16(p[6:], frag)
-		p[8] = defaultTTL
-		p[9] = proto
-		p[10], p[11] = 0, 0
-		s4, d4 := src.As4(), dst.As4()
-		copy(p[12:16], s4[:])
-		copy(p[16:20], d4[:])
-		binary.BigEndian.PutUint16(p[10:], ^ip.Checksum(p[:20], 0))
-		return 20
+		ip.BuildIPv4(p, &f)
+		return ip.IPv4MinHeaderLen
 	}
-	p[0], p[1], p[2], p[3] = 0x60, 0, 0, 0
-	binary.BigEndian.PutUint16(p[4:], uint16(total-40))
-	p[6] = proto
-	p[7] = defaultTTL
-	s16, d16 := src.As16(), dst.As16()
-	copy(p[8:24], s16[:])
-	copy(p[24:40], d16[:])
-	return 40
+	f := ip.IPv6Fields{PayloadLength: uint16(total - ip.IPv6HeaderLen), NextHeader: proto, HopLimit: defaultTTL, Src: src, Dst: dst}
+	ip.BuildIPv6(p, &f)
+	return ip.IPv6HeaderLen
 }
 
 // emitTCP serializes seg from local to remote into a pooled buffer and
