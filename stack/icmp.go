@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -91,10 +90,7 @@ func (s *Stack) inputICMPv4(l *link, h ip.IPv4, now tcp.Time, b *rxBatch) {
 		s.stats.ICMPIgnored.Add(1)
 		return
 	}
-	// The quoted packet is one we sent: its source is our side.
-	local := netip.AddrPortFrom(inner.Src(), binary.BigEndian.Uint16(l4[0:]))
-	remote := netip.AddrPortFrom(inner.Dst(), binary.BigEndian.Uint16(l4[2:]))
-	s.icmpError(local, remote, tcp.Seq(binary.BigEndian.Uint32(l4[4:])), act, now, b)
+	s.icmpErrorFor(inner.Src(), inner.Dst(), l4, act, now, b)
 }
 
 func (s *Stack) inputICMPv6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time, b *rxBatch) {
@@ -145,9 +141,17 @@ func (s *Stack) inputICMPv6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time, 
 	}
 	inner := ip.IPv6(inv)
 	l4 := inv[ip.IPv6HeaderLen:]
-	local := netip.AddrPortFrom(inner.Src(), binary.BigEndian.Uint16(l4[0:]))
-	remote := netip.AddrPortFrom(inner.Dst(), binary.BigEndian.Uint16(l4[2:]))
-	s.icmpError(local, remote, tcp.Seq(binary.BigEndian.Uint32(l4[4:])), act, now, b)
+	s.icmpErrorFor(inner.Src(), inner.Dst(), l4, act, now, b)
+}
+
+// icmpErrorFor applies an ICMP error that quotes a TCP segment we sent from
+// src to dst; quoted holds at least the first 8 bytes of its TCP header
+// (ports and sequence number), all an ICMP error is sure to carry.
+func (s *Stack) icmpErrorFor(src, dst netip.Addr, quoted []byte, act icmpAction, now tcp.Time, b *rxBatch) {
+	h := tcp.Header(quoted)
+	local := netip.AddrPortFrom(src, h.SourcePort())
+	remote := netip.AddrPortFrom(dst, h.DestinationPort())
+	s.icmpError(local, remote, h.SequenceNumber(), act, now, b)
 }
 
 // icmpError applies an ICMP error quoting our segment with sequence number
