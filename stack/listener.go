@@ -251,6 +251,11 @@ func (s *Stack) listenInput(ln *Listener, l *link, sh *shard, id tuple, seg *tcp
 			s.stats.TCPSynDropped.Add(1)
 			return
 		}
+		if !s.cookieSources.allow(id.remote.Addr(), now) {
+			s.stats.TCPSynCookieRateLimited.Add(1)
+			s.stats.TCPSynDropped.Add(1)
+			return
+		}
 		s.sendCookie(l, id, seg, now)
 		return
 	}

@@ -64,6 +64,11 @@ type Options struct {
 	// DisableSYNCookies drops SYNs when the SYN queue is full instead of
 	// answering them with cookies.
 	DisableSYNCookies bool
+	// CookieSourceRate bounds the cookie SYN-ACKs sent to one source
+	// address (an IPv6 source by its /64) per second while a SYN queue
+	// overflows; its SYNs beyond are dropped (tcp_syn_cookie_rate_limited).
+	// Default DefaultCookieSourceRate; negative means no limit.
+	CookieSourceRate int
 	// EphemeralMin and EphemeralMax bound the ports Dial picks; default
 	// 32768-60999 (Linux ip_local_port_range).
 	EphemeralMin, EphemeralMax uint16
@@ -92,8 +97,10 @@ type Stack struct {
 	isn     isnGenerator
 	ports   portAllocator
 	cookies cookieJar
-	pool    bufPool
-	trace   *tracer // nil: tracing off
+	// cookieSources rate-limits cookie SYN-ACKs per source (synflood.go).
+	cookieSources sourceLimiter
+	pool          bufPool
+	trace         *tracer // nil: tracing off
 
 	linksMu sync.Mutex
 	links   atomic.Pointer[[]*link]
@@ -200,6 +207,10 @@ func New(opts Options) (*Stack, error) {
 	s.isn.key, s.isn.tsKey = key(0), key(1)
 	s.ports.keyF, s.ports.keyG = key(2), key(3)
 	s.cookies.key1, s.cookies.key2 = key(4), key(5)
+	if s.opts.CookieSourceRate == 0 {
+		s.opts.CookieSourceRate = DefaultCookieSourceRate
+	}
+	s.cookieSources.init(key(6), s.opts.CookieSourceRate)
 	s.pool.init(s.opts.TxBuffers, s.opts.TxBigBuffers)
 	s.trace = newTracer(opts.Trace, s.clock.Now())
 	s.icmpTokens.init(s.clock.Now())

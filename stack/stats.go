@@ -74,6 +74,10 @@ type Stats struct {
 	TCPPassiveOpens      atomic.Uint64 `stat:"tcp_passive_opens"`       // connections accepted from a SYN or cookie
 	TCPListenerCloseRsts atomic.Uint64 `stat:"tcp_listener_close_rsts"` // pending connections reset by Listener.Close
 
+	// SYN-flood defences (synflood.go).
+	TCPSynCookieRateLimited atomic.Uint64 `stat:"tcp_syn_cookie_rate_limited"` // SYNs dropped: their source exceeded Options.CookieSourceRate
+	TCPSynQueuePruned       atomic.Uint64 `stat:"tcp_syn_queue_pruned"`        // SYN-RECEIVED embryos dropped from an overflowing SYN queue
+
 	// Links.
 	LinkReadErrors  atomic.Uint64 `stat:"link_read_errors"`
 	LinkWriteErrors atomic.Uint64 `stat:"link_write_errors"`

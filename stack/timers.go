@@ -162,7 +162,7 @@ func (sh *shard) onTimer() {
 	}
 	for i, ep := range due {
 		due[i] = nil
-		if ep.tc != nil && !ep.removed {
+		if ep.tc != nil && !ep.removed && !s.pruneEmbryo(ep, now) {
 			if s.trace != nil {
 				s.trace.timer(ep, now)
 			}

@@ -57,6 +57,9 @@ type device struct {
 	hostAddrs []netip.Prefix
 	addrs     []netip.Addr
 	tcp       tcp.Config
+	// txQueueLen, when set, is the TUN's txqueuelen (the kernel's ring
+	// toward us); serve sets it, see defaultTxQueueLen.
+	txQueueLen int
 }
 
 // parseHostPair checks one family's --host-addr/--addr pair.
@@ -141,6 +144,12 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 	link, err := tun.Create(tun.Options{Name: dev.name, MTU: dev.mtu, Offload: dev.offload, HostAddrs: dev.hostAddrs})
 	if err != nil {
 		return nil, err
+	}
+	if dev.txQueueLen > 0 {
+		if err := setTxQueueLen(link.Index(), dev.txQueueLen); err != nil {
+			link.Close()
+			return nil, err
+		}
 	}
 	var l tun.Link = link
 	if dev.pcap != "" {

@@ -29,6 +29,7 @@ type serveFlags struct {
 	keepalive string
 	backlog   int
 	admin     string
+	hardening hardeningFlags
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -36,6 +37,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f.dev.register(fs)
+	f.hardening.register(fs)
 	fs.IntVar(&f.echo, "echo", 7, "port of the echo service, RFC 862 (0 disables)")
 	fs.IntVar(&f.discard, "discard", 9, "port of the discard service, RFC 863 (0 disables)")
 	fs.IntVar(&f.http, "http", 80, "port of the HTTP/1.1 service: GET /, GET /bytes/N, POST /upload (0 disables)")
@@ -88,8 +90,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		seen[s.port] = s.name
 	}
 
+	opts := stack.Options{SYNBacklog: f.backlog}
+	if err := f.hardening.apply(&opts, dev); err != nil {
+		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
+		return exitUsage
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	st, err := dev.open(log, stack.Options{SYNBacklog: f.backlog})
+	st, err := dev.open(log, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
 		return 1

@@ -1,0 +1,119 @@
+package stack
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// SYN-flood defences beyond the cookies themselves (RFC 4987 §3).
+//
+// A cookie SYN-ACK costs no memory but one packet write, and a link write
+// costs more than the read of the SYN that caused it. A flood from one
+// address (hping3 --flood -a X) therefore keeps the writer busier than the
+// reader, and the packets the kernel cannot hand us while we are behind are
+// dropped at random in the TUN's queue, legitimate SYNs and ACKs among
+// them. While a listener's SYN queue overflows, each source address (an
+// IPv6 source by its /64, the unit an attacker owns) may therefore make us
+// send at most CookieSourceRate cookie SYN-ACKs per second; the SYNs beyond
+// are dropped (tcp_syn_cookie_rate_limited). Other sources keep their own
+// budget, so clients keep connecting while one address floods.
+//
+// The SYN-RECEIVED connections a flood left in the SYN queue would otherwise
+// hold it for the whole SYN-ACK retransmission schedule (63 s by default).
+// While the queue has overflowed within the cookie lifetime (cookies answer
+// new clients anyway), an embryo that has had synQueuePruneRetries SYN-ACK
+// retransmissions without an answer is dropped silently instead of the next
+// one (tcp_syn_queue_pruned), as Linux's reqsk_timer_handler does when old
+// embryos clog the queue.
+
+// DefaultCookieSourceRate is the default of Options.CookieSourceRate.
+const DefaultCookieSourceRate = 10000
+
+// synQueuePruneRetries is the number of SYN-ACK retransmissions an embryo
+// gets while its SYN queue is overflowing (Linux keeps at least 2).
+const synQueuePruneRetries = 2
+
+// sourceBuckets is the number of token buckets: sources hash into them with
+// a secret key, so an attacker cannot aim at a victim's bucket; addresses
+// that share a bucket share its budget.
+const sourceBuckets = 4096
+
+// sourceLimiter is a fixed table of per-source token buckets: no
+// allocation and no map insert on the SYN path.
+type sourceLimiter struct {
+	key   sipKey
+	rate  int // tokens per second; <= 0: unlimited
+	burst int
+
+	mu      sync.Mutex
+	buckets []sourceBucket // allocated at the first overflow
+}
+
+type sourceBucket struct {
+	used   bool
+	tokens int32
+	last   tcp.Time
+}
+
+func (r *sourceLimiter) init(key sipKey, rate int) {
+	r.key, r.rate = key, rate
+	// A tenth of a second of budget, at least one SYN-ACK.
+	r.burst = max(rate/10, 1)
+}
+
+// allow takes a token from the bucket of src at now.
+func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) bool {
+	if r.rate <= 0 {
+		return true
+	}
+	h := newSipHasher(r.key)
+	if src.Is4() {
+		a := src.As4()
+		h.write(a[:])
+	} else {
+		a := src.As16()
+		h.write(a[:8])
+	}
+	i := h.sum64() % sourceBuckets
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.buckets == nil {
+		r.buckets = make([]sourceBucket, sourceBuckets)
+	}
+	b := &r.buckets[i]
+	if !b.used {
+		b.used, b.tokens, b.last = true, int32(r.burst), now
+	}
+	if add := int64(now.Sub(b.last)) * int64(r.rate) / int64(time.Second); add > 0 {
+		b.tokens = int32(min(int64(r.burst), int64(b.tokens)+add))
+		b.last = now
+	}
+	if b.tokens <= 0 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// pruneEmbryo drops ep instead of its next SYN-ACK retransmission when it
+// waits in an overflowing SYN queue and has had synQueuePruneRetries already
+// (see above). It reports whether ep is gone. sh.mu is held.
+func (s *Stack) pruneEmbryo(ep *endpoint, now tcp.Time) bool {
+	ln := ep.ln
+	if ln == nil || ep.tc.State() != tcp.StateSynReceived {
+		return false
+	}
+	ln.mu.Lock()
+	prune := ep.lnPhase == phaseSynQueue && ln.overflowed && now.Sub(ln.lastOverflow) < cookieMaxAge*cookiePeriod
+	ln.mu.Unlock()
+	if !prune || ep.tc.Info().CurrentRetransmits < synQueuePruneRetries {
+		return false
+	}
+	s.stats.TCPSynQueuePruned.Add(1)
+	s.removeEP(ep)
+	ep.wakeAll()
+	return true
+}

@@ -1,0 +1,103 @@
+package stack
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// While the SYN queue overflows, one source gets CookieSourceRate cookie
+// SYN-ACKs per second (a burst of a tenth of that); its SYNs beyond are
+// dropped and counted, and another source keeps its own budget.
+func TestCookieSourceRateLimit(t *testing.T) {
+	clk := NewManualClock(0)
+	r := newRawPeer(t, func(o *Options) { o.SYNBacklog = 1; o.CookieSourceRate = 20; o.Clock = clk })
+	ln, err := r.s.ListenBacklog("tcp", ":80", 16)
+	require.NoError(t, err)
+	defer ln.Close()
+	st := r.s.Stats()
+	flood := netip.MustParseAddr("198.18.0.77")
+	send := func(src netip.Addr, port uint16) netip.AddrPort {
+		cli := netip.AddrPortFrom(src, port)
+		syn := synSeg(1000)
+		r.send(tcpPacket(cli, srvB, &syn))
+		return cli
+	}
+	// The first SYN takes the only SYN-queue slot.
+	r.expectTCP(srvB, send(flood, 1000), tcp.FlagSYN|tcp.FlagACK)
+	// Two cookies (the burst), then drops.
+	for p := uint16(1001); p <= 1002; p++ {
+		r.expectTCP(srvB, send(flood, p), tcp.FlagSYN|tcp.FlagACK)
+	}
+	for p := uint16(1003); p <= 1005; p++ {
+		send(flood, p)
+	}
+	waitStat(t, &st.TCPSynCookieRateLimited, 3, "tcp_syn_cookie_rate_limited")
+	r.none()
+	require.Equal(t, uint64(2), st.TCPCookiesSent.Load())
+	require.Equal(t, uint64(3), st.TCPSynDropped.Load())
+	// Another address is not limited by the flood's budget.
+	r.expectTCP(srvB, send(addrA, 2000), tcp.FlagSYN|tcp.FlagACK)
+	require.Equal(t, uint64(3), st.TCPCookiesSent.Load())
+	// 50 ms later the flood's bucket has one token again.
+	clk.Advance(50 * time.Millisecond)
+	r.expectTCP(srvB, send(flood, 1006), tcp.FlagSYN|tcp.FlagACK)
+	send(flood, 1007)
+	waitStat(t, &st.TCPSynCookieRateLimited, 4, "tcp_syn_cookie_rate_limited")
+	r.none()
+}
+
+// An embryo in a SYN queue that has overflowed gets two SYN-ACK
+// retransmissions (at 1 s and 3 s) and is then dropped silently at 7 s
+// instead of a third; without an overflow it keeps the whole schedule.
+func TestSynQueuePrune(t *testing.T) {
+	for _, overflow := range []bool{false, true} {
+		name := "no-overflow"
+		if overflow {
+			name = "overflow"
+		}
+		t.Run(name, func(t *testing.T) {
+			clk := NewManualClock(0)
+			r := newRawPeer(t, func(o *Options) { o.SYNBacklog = 1; o.Clock = clk })
+			ln, err := r.s.ListenBacklog("tcp", ":80", 16)
+			require.NoError(t, err)
+			defer ln.Close()
+			st := r.s.Stats()
+			syn := synSeg(1000)
+			r.send(tcpPacket(cliA, srvB, &syn))
+			r.expectTCP(srvB, cliA, tcp.FlagSYN|tcp.FlagACK)
+			if overflow {
+				other := netip.AddrPortFrom(addrA, 40001)
+				r.send(tcpPacket(other, srvB, &syn))
+				r.expectTCP(srvB, other, tcp.FlagSYN|tcp.FlagACK)
+				require.Equal(t, uint64(1), st.TCPCookiesSent.Load())
+			}
+			clk.Advance(time.Second)
+			r.expectTCP(srvB, cliA, tcp.FlagSYN|tcp.FlagACK)
+			clk.Advance(2 * time.Second)
+			r.expectTCP(srvB, cliA, tcp.FlagSYN|tcp.FlagACK)
+			clk.Advance(4 * time.Second)
+			_, synq, _ := ln.Backlog()
+			if !overflow {
+				r.expectTCP(srvB, cliA, tcp.FlagSYN|tcp.FlagACK)
+				require.Equal(t, 1, synq)
+				require.Equal(t, uint64(0), st.TCPSynQueuePruned.Load())
+				return
+			}
+			r.none()
+			require.Equal(t, 0, synq)
+			require.Equal(t, uint64(1), st.TCPSynQueuePruned.Load())
+			require.Empty(t, r.s.Connections())
+			// The freed slot takes the next SYN normally.
+			third := netip.AddrPortFrom(addrA, 40002)
+			r.send(tcpPacket(third, srvB, &syn))
+			r.expectTCP(srvB, third, tcp.FlagSYN|tcp.FlagACK)
+			_, synq, _ = ln.Backlog()
+			require.Equal(t, 1, synq)
+			require.Equal(t, uint64(1), st.TCPCookiesSent.Load())
+		})
+	}
+}
