@@ -350,6 +350,7 @@ func (s *Stack) cookieACK(ln *Listener, l *link, sh *shard, id tuple, seg *tcp.S
 		s.stats.TCPCookiesInvalid.Add(1)
 		return false
 	}
+	s.cookieSources.refund(id.remote.Addr())
 	cfg := s.connConfig(l, id)
 	n := tcp.Negotiated{ISS: cookie, IRS: irs, MSS: cookieMSSValue(v6, idx), SndWScale: -1, RcvWScale: -1}
 	if seg.Options.HasTimestamp && !cfg.DisableTimestamps {

@@ -67,6 +67,8 @@ type Options struct {
 	// CookieSourceRate bounds the cookie SYN-ACKs sent to one source
 	// address (an IPv6 source by its /64) per second while a SYN queue
 	// overflows; its SYNs beyond are dropped (tcp_syn_cookie_rate_limited).
+	// A cookie that comes back valid returns its token, so only SYNs whose
+	// handshakes are never completed (a spoofed flood) use the budget.
 	// Default DefaultCookieSourceRate; negative means no limit.
 	CookieSourceRate int
 	// EphemeralMin and EphemeralMax bound the ports Dial picks; default

@@ -19,7 +19,10 @@ import (
 // IPv6 source by its /64, the unit an attacker owns) may therefore make us
 // send at most CookieSourceRate cookie SYN-ACKs per second; the SYNs beyond
 // are dropped (tcp_syn_cookie_rate_limited). Other sources keep their own
-// budget, so clients keep connecting while one address floods.
+// budget, so clients keep connecting while one address floods. A source
+// whose cookie comes back valid gets its token back: a client that completes
+// its handshakes is never limited, however fast it connects, while a spoofed
+// flood (whose SYN-ACKs go nowhere) gets only the base rate.
 //
 // The SYN-RECEIVED connections a flood left in the SYN queue would otherwise
 // hold it for the whole SYN-ACK retransmission schedule (63 s by default).
@@ -30,7 +33,7 @@ import (
 // embryos clog the queue.
 
 // DefaultCookieSourceRate is the default of Options.CookieSourceRate.
-const DefaultCookieSourceRate = 10000
+const DefaultCookieSourceRate = 1000
 
 // synQueuePruneRetries is the number of SYN-ACK retransmissions an embryo
 // gets while its SYN queue is overflowing (Linux keeps at least 2).
@@ -60,15 +63,13 @@ type sourceBucket struct {
 
 func (r *sourceLimiter) init(key sipKey, rate int) {
 	r.key, r.rate = key, rate
-	// A tenth of a second of budget, at least one SYN-ACK.
-	r.burst = max(rate/10, 1)
+	// A quarter of a second of budget, at least one SYN-ACK: room for that
+	// many handshakes of one source in flight at once.
+	r.burst = max(rate/4, 1)
 }
 
-// allow takes a token from the bucket of src at now.
-func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) bool {
-	if r.rate <= 0 {
-		return true
-	}
+// bucket returns the index of src's bucket.
+func (r *sourceLimiter) bucket(src netip.Addr) uint64 {
 	h := newSipHasher(r.key)
 	if src.Is4() {
 		a := src.As4()
@@ -77,7 +78,15 @@ func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) bool {
 		a := src.As16()
 		h.write(a[:8])
 	}
-	i := h.sum64() % sourceBuckets
+	return h.sum64() % sourceBuckets
+}
+
+// allow takes a token from the bucket of src at now.
+func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) bool {
+	if r.rate <= 0 {
+		return true
+	}
+	i := r.bucket(src)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.buckets == nil {
@@ -96,6 +105,19 @@ func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// refund gives src back the token of a cookie that came back valid.
+func (r *sourceLimiter) refund(src netip.Addr) {
+	if r.rate <= 0 {
+		return
+	}
+	i := r.bucket(src)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.buckets != nil && r.buckets[i].used {
+		r.buckets[i].tokens = min(r.buckets[i].tokens+1, int32(r.burst))
+	}
 }
 
 // pruneEmbryo drops ep instead of its next SYN-ACK retransmission when it

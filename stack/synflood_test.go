@@ -10,11 +10,12 @@ import (
 )
 
 // While the SYN queue overflows, one source gets CookieSourceRate cookie
-// SYN-ACKs per second (a burst of a tenth of that); its SYNs beyond are
-// dropped and counted, and another source keeps its own budget.
+// SYN-ACKs per second (a burst of a quarter of that); its SYNs beyond are
+// dropped and counted, another source keeps its own budget, and a cookie
+// that comes back valid returns its token.
 func TestCookieSourceRateLimit(t *testing.T) {
 	clk := NewManualClock(0)
-	r := newRawPeer(t, func(o *Options) { o.SYNBacklog = 1; o.CookieSourceRate = 20; o.Clock = clk })
+	r := newRawPeer(t, func(o *Options) { o.SYNBacklog = 1; o.CookieSourceRate = 8; o.Clock = clk })
 	ln, err := r.s.ListenBacklog("tcp", ":80", 16)
 	require.NoError(t, err)
 	defer ln.Close()
@@ -42,12 +43,32 @@ func TestCookieSourceRateLimit(t *testing.T) {
 	// Another address is not limited by the flood's budget.
 	r.expectTCP(srvB, send(addrA, 2000), tcp.FlagSYN|tcp.FlagACK)
 	require.Equal(t, uint64(3), st.TCPCookiesSent.Load())
-	// 50 ms later the flood's bucket has one token again.
-	clk.Advance(50 * time.Millisecond)
+	// 125 ms later the flood's bucket has one token again.
+	clk.Advance(125 * time.Millisecond)
 	r.expectTCP(srvB, send(flood, 1006), tcp.FlagSYN|tcp.FlagACK)
 	send(flood, 1007)
 	waitStat(t, &st.TCPSynCookieRateLimited, 4, "tcp_syn_cookie_rate_limited")
 	r.none()
+
+	// addrA has two tokens (one spent at 0, one refilled since); it spends
+	// one and completes that handshake, which gives it back: two more SYNs
+	// are answered at the same instant (without the refund only one), a
+	// third is not.
+	cli := send(addrA, 2001)
+	sa := r.expectTCP(srvB, cli, tcp.FlagSYN|tcp.FlagACK)
+	ack := tcp.Segment{Seq: 1001, Ack: sa.Seq + 1, Flags: tcp.FlagACK, Window: 1000}
+	ack.Options.HasTimestamp, ack.Options.TSVal, ack.Options.TSEcr = true, 5001, sa.Options.TSVal
+	r.send(tcpPacket(cli, srvB, &ack))
+	c, err := ln.AcceptConn()
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.TCPCookiesValid.Load())
+	r.expectTCP(srvB, send(addrA, 2002), tcp.FlagSYN|tcp.FlagACK)
+	r.expectTCP(srvB, send(addrA, 2003), tcp.FlagSYN|tcp.FlagACK)
+	send(addrA, 2004)
+	waitStat(t, &st.TCPSynCookieRateLimited, 5, "tcp_syn_cookie_rate_limited")
+	r.none()
+	c.SetLinger(0)
+	c.Close()
 }
 
 // An embryo in a SYN queue that has overflowed gets two SYN-ACK

@@ -1,0 +1,102 @@
+package integration
+
+// A SYN flood against `ustack serve` (issue 9): hping3 floods the echo port
+// from a spoofed address of the TUN's subnet for 10 s while a legitimate
+// kernel client keeps connecting. ustack must keep admitting the client
+// (every attempt succeeds, at no less than half its flood-free rate), SYN
+// cookies must be what admits it, memory must stay bounded, and afterwards
+// everything must be as before.
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ustack-net/ustack/tun/netnstest"
+)
+
+// floodSource is the spoofed source of the flood: on the TUN's subnet, not
+// the kernel's own address (the legitimate client's), so the SYN-ACKs to it
+// go nowhere.
+const floodSource = "198.18.0.77"
+
+const (
+	floodDuration = 10 * time.Second
+	floodBaseline = 3 * time.Second
+)
+
+func TestSYNFlood(t *testing.T) {
+	if !haveTool(t, "hping3", "hping3") || !netnstest.Enter(t) {
+		return
+	}
+	prepareClientNamespace(t)
+	srv := startAttackServe(t)
+	echo := joinAddrPort(ustackAddr4, serveEchoPort)
+
+	legitClient(echo, 300*time.Millisecond) // warm up
+	before := legitClient(echo, floodBaseline)
+	t.Logf("without the flood: %v", before)
+	require.Zero(t, before.failed, "without the flood: %v", before.firstErr)
+	m0 := srv.metrics(t)
+	rss0 := srv.peakRSS(t)
+	drops0 := tunTxDropped(t)
+
+	// The flood stops by itself: SIGINT at the deadline (hping3 prints its
+	// count), SIGKILL 2 s later, or with this process.
+	ctx, cancel := context.WithTimeout(context.Background(), floodDuration)
+	defer cancel()
+	hp := exec.CommandContext(ctx, "hping3", "-S", "--flood", "-p", "7", "-a", floodSource, ustackAddr4.String())
+	hp.Cancel = func() error { return hp.Process.Signal(os.Interrupt) }
+	hp.WaitDelay = 2 * time.Second
+	hp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out := newProcOutput()
+	hp.Stdout, hp.Stderr = out, out
+	require.NoError(t, hp.Start())
+	floodStart := time.Now()
+	time.Sleep(300 * time.Millisecond) // let the flood fill the SYN queue
+	during := legitClient(echo, floodDuration-time.Since(floodStart)-200*time.Millisecond)
+	_ = hp.Wait()
+	floodTime := time.Since(floodStart)
+	m1 := srv.metrics(t)
+	rss1 := srv.peakRSS(t)
+	drops := tunTxDropped(t) - drops0
+	sent := "?"
+	if m := regexp.MustCompile(`(\d+) packets transmitted`).FindStringSubmatch(out.String()); m != nil {
+		sent = m[1]
+	}
+	t.Logf("hping3 sent %s SYNs in %v; the TUN dropped %d packets toward ustack", sent, floodTime.Round(time.Millisecond), drops)
+	t.Logf("during the flood: %v (%.0f%% of the flood-free rate)", during, 100*during.rate()/before.rate())
+	t.Logf("counters that moved during the flood: %s", moved(m0, m1))
+	t.Logf("peak RSS of ustack serve: %d KiB before the flood, %d KiB after", rss0, rss1)
+
+	require.Zero(t, during.failed, "a legitimate connection failed during the flood: %v", during.firstErr)
+	require.GreaterOrEqual(t, during.rate(), before.rate()/2, "legitimate conn/s during the flood")
+	// The flood overflowed the SYN queue, cookies answered it (within the
+	// per-source budget) and admitted the legitimate client.
+	require.Greater(t, m1.counter("tcp_syn_queue_full")-m0.counter("tcp_syn_queue_full"), 10000.0)
+	require.Greater(t, m1.counter("tcp_cookies_sent")-m0.counter("tcp_cookies_sent"), 1000.0)
+	require.GreaterOrEqual(t, m1.counter("tcp_cookies_valid")-m0.counter("tcp_cookies_valid"), float64(during.ok)/2,
+		"most legitimate connections came from cookies")
+	require.Greater(t, m1.counter("tcp_syn_cookie_rate_limited")-m0.counter("tcp_syn_cookie_rate_limited"), 0.0)
+	require.Zero(t, m1.counter("tcp_cookies_invalid")-m0.counter("tcp_cookies_invalid"))
+	// Bounded memory: the flood's state is the 1024-entry SYN queue.
+	require.Less(t, rss1, 256<<10, "peak RSS of ustack serve (KiB)")
+
+	// Afterwards: the flood's embryos are pruned (two SYN-ACK
+	// retransmissions, 7 s), the table empties, the rate comes back.
+	srv.waitNoConns(t, 15*time.Second)
+	after := legitClient(echo, floodBaseline)
+	t.Logf("after the flood: %v", after)
+	require.Zero(t, after.failed, "after the flood: %v", after.firstErr)
+	require.GreaterOrEqual(t, after.rate(), 0.7*before.rate(), "legitimate conn/s after the flood")
+	srv.waitNoConns(t, 5*time.Second)
+	m2 := srv.metrics(t)
+	require.Greater(t, m2.counter("tcp_syn_queue_pruned"), 0.0)
+	t.Logf("counters that moved after the flood: %s", moved(m1, m2))
+}
