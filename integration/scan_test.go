@@ -46,7 +46,9 @@ type nmapRun struct {
 // few enough (under 26) that nmap lists every one instead of summing up.
 var scanPorts = []int{1, 2, 6, 7, 8, 9, 10, 22, 79, 80, 81, 443, 8080}
 
-func isOpenService(p int) bool { return p == serveEchoPort || p == serveDiscardPort || p == serveHTTPPort }
+func isOpenService(p int) bool {
+	return p == serveEchoPort || p == serveDiscardPort || p == serveHTTPPort
+}
 
 // runNmap runs nmap with a bounded retry count and timing against ustack's
 // IPv4 address and returns its parsed XML report.
