@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/ustack-net/ustack/ip"
 	"github.com/ustack-net/ustack/tcp"
 	"github.com/ustack-net/ustack/tun"
 )
@@ -77,6 +78,10 @@ type Options struct {
 	// Rand seeds the secrets of ISNs, ports, cookies and timestamp offsets;
 	// nil means crypto/rand. Tests pass a fixed reader for repeatable runs.
 	Rand io.Reader
+	// Reassembly bounds IPv4 fragment reassembly (memory, datagrams in
+	// flight, fragments per datagram, timeout); zero fields take the ip
+	// package's defaults.
+	Reassembly ip.ReassemblyConfig
 	// TxBuffers and TxBigBuffers bound the output packet buffers (MTU-sized
 	// and 64 KiB). When they run out, segments are dropped and counted;
 	// TCP retransmits them.

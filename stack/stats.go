@@ -78,6 +78,11 @@ type Stats struct {
 	TCPSynCookieRateLimited atomic.Uint64 `stat:"tcp_syn_cookie_rate_limited"` // SYNs dropped: their source exceeded Options.CookieSourceRate
 	TCPSynQueuePruned       atomic.Uint64 `stat:"tcp_syn_queue_pruned"`        // SYN-RECEIVED embryos dropped from an overflowing SYN queue
 
+	// Incomplete datagrams IPv4 reassembly gave up on: timed out, or
+	// evicted (oldest first) to respect Options.Reassembly.MaxDatagrams.
+	IPReassemblyTimeouts atomic.Uint64 `stat:"ip_reassembly_timeouts"`
+	IPReassemblyEvicted  atomic.Uint64 `stat:"ip_reassembly_evicted"`
+
 	// Links.
 	LinkReadErrors  atomic.Uint64 `stat:"link_read_errors"`
 	LinkWriteErrors atomic.Uint64 `stat:"link_write_errors"`

@@ -99,6 +99,7 @@ type statsCollector struct {
 	names    []string // Stats.Each order
 	counters map[string]*prometheus.Desc
 	conns    *prometheus.Desc
+	reasm    *prometheus.Desc
 }
 
 // metricName turns a Stats counter name into ustack_<name>_total, keeping
@@ -118,6 +119,8 @@ func newStatsCollector(st *stack.Stack) *statsCollector {
 		st:       st,
 		counters: map[string]*prometheus.Desc{},
 		conns:    prometheus.NewDesc("ustack_connections", "TCP connections in the table, by state.", []string{"state"}, nil),
+		reasm: prometheus.NewDesc("ustack_ip_reassembly_bytes", "Memory IPv4 reassembly holds: now, the peak, and its limit.",
+			[]string{"kind"}, nil),
 	}
 	var zero stack.Stats
 	zero.Each(func(name string, _ uint64) {
@@ -133,6 +136,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.counters[n]
 	}
 	ch <- c.conns
+	ch <- c.reasm
 }
 
 // Collect implements prometheus.Collector.
@@ -151,6 +155,10 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	for s, n := range byState {
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(n), tcp.State(s).String())
 	}
+	used, peak, limit := c.st.ReassemblyMemory()
+	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(used), "used")
+	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(peak), "peak")
+	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(limit), "limit")
 }
 
 // numTCPStates is the number of tcp.State values (CLOSE … TIME-WAIT).
