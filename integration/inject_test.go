@@ -1,0 +1,364 @@
+package integration
+
+// Blind injection against a live connection (issue 9, RFC 5961): while the
+// kernel downloads 1 GiB from `ustack serve`, a raw socket in the namespace
+// spoofs the client's 4-tuple and floods ustack with RSTs, SYNs, bare ACKs,
+// FINs and data segments. The connection must survive with every byte
+// exact, and ustack's challenge ACKs must stay within their rate limit.
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ustack-net/ustack/ip"
+	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun/netnstest"
+)
+
+const (
+	injectDownload = 1 << 30
+	// injectRate and injectMax bound the attack: packets per second, and
+	// in all (the attack also stops when the transfer nears its end).
+	injectRate = 22000
+	injectMax  = 400000
+	// injectStopBefore: the attack stops this many bytes before the end of
+	// the download, so the connection's counters can be read while it is
+	// still in the table.
+	injectStopBefore = 64 << 20
+	// injectTTL marks the forged packets, so that the packet socket, which
+	// sees them leave, does not take their numbers for the client's.
+	injectTTL = 77
+)
+
+// flowView is what a packet socket on the TUN shows of the attacked flow:
+// the kernel's last sequence and acknowledgment numbers (ustack's RCV.NXT
+// and, about, SND.UNA), and ustack's pure ACKs.
+type flowView struct {
+	kernelSeq, kernelAck atomic.Uint32
+	seen                 atomic.Bool
+	ustackPureACKs       atomic.Int64
+	counting             atomic.Bool
+}
+
+// sniff reads every packet on the TUN until stop and keeps v up to date for
+// the flow client -> server.
+func sniff(t *testing.T, client, server netip.AddrPort, v *flowView, stop <-chan struct{}) (done <-chan struct{}) {
+	t.Helper()
+	ifi, err := net.InterfaceByName(kernelTUN)
+	require.NoError(t, err)
+	const ethPAll = 0x0003
+	proto := int(ethPAll<<8 | ethPAll>>8) // htons(ETH_P_ALL)
+	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, proto)
+	require.NoError(t, err, "packet socket")
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifi.Index}))
+	require.NoError(t, syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<20))
+	tv := syscall.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
+	require.NoError(t, syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv))
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		defer syscall.Close(fd)
+		buf := make([]byte, 128) // headers are enough; the rest is truncated
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n, from, err := syscall.Recvfrom(fd, buf, 0)
+			if err != nil {
+				continue // timeout: look at stop
+			}
+			ll, ok := from.(*syscall.SockaddrLinklayer)
+			if !ok || n < ip.IPv4MinHeaderLen+tcp.HeaderMinLen || buf[0]>>4 != 4 || buf[9] != syscall.IPPROTO_TCP {
+				continue
+			}
+			h := ip.IPv4(buf[:n])
+			hl := h.HeaderLen()
+			if n < hl+tcp.HeaderMinLen {
+				continue
+			}
+			th := tcp.Header(buf[hl:n])
+			src := netip.AddrPortFrom(h.Src(), th.SourcePort())
+			dst := netip.AddrPortFrom(h.Dst(), th.DestinationPort())
+			total := int(binary.BigEndian.Uint16(buf[2:4]))
+			payload := total - hl - th.DataOffset()
+			switch {
+			case h.TTL() == injectTTL:
+				// Our own forgery: the packet socket sees it leave too.
+			case ll.Pkttype == syscall.PACKET_OUTGOING && src == client && dst == server:
+				v.kernelSeq.Store(uint32(th.SequenceNumber()))
+				v.kernelAck.Store(uint32(th.AckNumber()))
+				v.seen.Store(true)
+			case ll.Pkttype != syscall.PACKET_OUTGOING && src == server && dst == client:
+				if v.counting.Load() && th.Flags() == tcp.FlagACK && payload == 0 {
+					v.ustackPureACKs.Add(1)
+				}
+			}
+		}
+	}()
+	return ch
+}
+
+// injector sends spoofed TCP segments from the client's 4-tuple through a
+// raw socket (IPPROTO_RAW: the IP header is ours).
+type injector struct {
+	fd             int
+	to             syscall.SockaddrInet4
+	client, server netip.AddrPort
+	buf            []byte
+	sent           map[string]int
+}
+
+func newInjector(t *testing.T, client, server netip.AddrPort) *injector {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+	require.NoError(t, err, "raw socket")
+	t.Cleanup(func() { syscall.Close(fd) })
+	return &injector{fd: fd, to: syscall.SockaddrInet4{Addr: server.Addr().As4()}, client: client, server: server,
+		buf: make([]byte, 1500), sent: map[string]int{}}
+}
+
+// send writes seg as if the client had sent it and counts it under kind.
+func (in *injector) send(kind string, seg *tcp.Segment) error {
+	n := ip.IPv4MinHeaderLen + tcp.SegmentWireLen(seg)
+	p := in.buf[:n]
+	f := ip.IPv4Fields{ID: uint16(len(in.sent) + in.sent[kind]), TTL: injectTTL, Protocol: syscall.IPPROTO_TCP,
+		Src: in.client.Addr(), Dst: in.server.Addr(), Flags: ip.IPv4FlagDontFragment}
+	if _, err := ip.BuildIPv4(p, &f); err != nil {
+		return err
+	}
+	th := p[ip.IPv4MinHeaderLen:]
+	tcp.EncodeSegment(th, in.client.Port(), in.server.Port(), seg)
+	tcp.SetChecksumFull(th, p[12:16], p[16:20])
+	in.sent[kind]++
+	return syscall.Sendto(in.fd, p, 0, &in.to)
+}
+
+// attack is one round of the flood: every kind of forged segment once.
+// Blind ones carry random sequence and acknowledgment numbers. The
+// window-guess ones model an attacker whose sequence guess landed in
+// ustack's receive window (RCV.NXT+1 .. RCV.NXT+64 KiB, never RCV.NXT
+// itself) but whose acknowledgment number did not: it lies 2^31 away from
+// anything ustack has sent. RFC 5961 answers the in-window RST and any SYN
+// with a challenge ACK (§3.2, §4.2), and drops the segment whose ACK is
+// unacceptable (§5.2).
+func (in *injector) attack(r *rand.Rand, v *flowView, payload []byte) error {
+	rcvNxt := tcp.Seq(v.kernelSeq.Load())
+	badAck := tcp.Seq(v.kernelAck.Load()) + 1<<31
+	guess := rcvNxt + tcp.Seq(1+r.IntN(64<<10))
+	blind := func() (tcp.Seq, tcp.Seq) { return tcp.Seq(r.Uint32()), tcp.Seq(r.Uint32()) }
+	var errs []error
+	add := func(kind string, seg tcp.Segment) {
+		seg.Window = uint16(r.Uint32())
+		if err := in.send(kind, &seg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s, a := blind()
+	add("blind RST", tcp.Segment{Seq: s, Flags: tcp.FlagRST})
+	s, a = blind()
+	add("blind RST|ACK", tcp.Segment{Seq: s, Ack: a, Flags: tcp.FlagRST | tcp.FlagACK})
+	s, _ = blind()
+	add("blind SYN", tcp.Segment{Seq: s, Flags: tcp.FlagSYN})
+	s, a = blind()
+	add("blind ACK", tcp.Segment{Seq: s, Ack: a, Flags: tcp.FlagACK})
+	s, a = blind()
+	add("blind FIN|ACK", tcp.Segment{Seq: s, Ack: a, Flags: tcp.FlagFIN | tcp.FlagACK})
+	s, a = blind()
+	add("blind data", tcp.Segment{Seq: s, Ack: a, Flags: tcp.FlagPSH | tcp.FlagACK, Payload: payload})
+	add("in-window RST", tcp.Segment{Seq: guess, Flags: tcp.FlagRST})
+	add("in-window SYN", tcp.Segment{Seq: guess, Flags: tcp.FlagSYN})
+	add("in-window data, bad ACK", tcp.Segment{Seq: guess, Ack: badAck, Flags: tcp.FlagPSH | tcp.FlagACK, Payload: payload})
+	add("in-window FIN, bad ACK", tcp.Segment{Seq: guess, Ack: badAck, Flags: tcp.FlagFIN | tcp.FlagACK})
+	add("in-window FIN, no ACK", tcp.Segment{Seq: guess, Flags: tcp.FlagFIN})
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+const attackRound = 11 // segments per attack round
+
+// connRow is the part of GET /conns this test reads.
+type connRow struct {
+	Local, Remote     string
+	State             string
+	ChallengeACKs     uint64
+	ChallengeSuppress uint64
+	OutOfWindow       uint64
+	SegsIn            uint64
+	SegsOut           uint64
+	BytesReceived     uint64
+	DataSegsIn        uint64
+	Readable          int
+}
+
+func (a *attackServe) connRow(t *testing.T, remote netip.AddrPort) (connRow, bool) {
+	t.Helper()
+	var ct struct {
+		Conns []connRow `json:"conns"`
+	}
+	require.NoError(t, json.Unmarshal(a.get(t, "/conns"), &ct))
+	for _, c := range ct.Conns {
+		if c.Remote == remote.String() {
+			return c, true
+		}
+	}
+	return connRow{}, false
+}
+
+// gateReader passes r through until at bytes have been read, then calls
+// pause once before reading on.
+type gateReader struct {
+	r     io.Reader
+	n, at int64
+	pause func()
+	once  sync.Once
+}
+
+func (g *gateReader) Read(p []byte) (int, error) {
+	if g.n >= g.at {
+		g.once.Do(g.pause)
+	} else if rest := g.at - g.n; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := g.r.Read(p)
+	g.n += int64(n)
+	return n, err
+}
+
+func TestBlindInjection(t *testing.T) {
+	if !netnstest.Enter(t) {
+		return
+	}
+	srv := startAttackServe(t)
+	m0 := srv.metrics(t)
+	server := netip.AddrPortFrom(ustackAddr4, serveHTTPPort)
+	conn, err := net.DialTimeout("tcp", server.String(), 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	client := addrPortOf(conn.LocalAddr())
+
+	var view flowView
+	stopSniff := make(chan struct{})
+	sniffDone := sniff(t, client, server, &view, stopSniff)
+	defer func() { close(stopSniff); <-sniffDone }()
+
+	// The attack runs from the first byte of the response until the gate
+	// near the end of the body, or until injectMax.
+	in := newInjector(t, client, server)
+	stopAttack := make(chan struct{})
+	responding := make(chan struct{})
+	attackDone := make(chan error, 1)
+	var attackStart, attackEnd time.Time
+	go func() {
+		r := rand.New(rand.NewPCG(9, 9))
+		payload := make([]byte, 100)
+		for i := range payload {
+			payload[i] = 'X'
+		}
+		// Only once the request is through is the kernel's sequence
+		// number ustack's RCV.NXT for good (the kernel sends nothing more
+		// but ACKs), so that no in-window guess can be RCV.NXT itself.
+		<-responding
+		time.Sleep(20 * time.Millisecond)
+		if !view.seen.Load() {
+			attackDone <- fmt.Errorf("the packet socket saw none of the client's segments")
+			return
+		}
+		view.counting.Store(true)
+		attackStart = time.Now()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		perTick := injectRate / 1000 / attackRound // rounds per millisecond
+		total := 0
+		for total < injectMax {
+			select {
+			case <-stopAttack:
+				total = injectMax
+				continue
+			case <-tick.C:
+			}
+			for range max(perTick, 1) {
+				if err := in.attack(r, &view, payload); err != nil {
+					attackDone <- err
+					return
+				}
+				total += attackRound
+			}
+		}
+		attackEnd = time.Now()
+		attackDone <- nil
+	}()
+
+	var snap connRow
+	var snapOK bool
+	var pureACKs int64
+	pause := func() {
+		close(stopAttack)
+		require.NoError(t, <-attackDone, "injecting")
+		time.Sleep(100 * time.Millisecond) // the last forged segments arrive
+		view.counting.Store(false)
+		pureACKs = view.ustackPureACKs.Load()
+		snap, snapOK = srv.connRow(t, client)
+		t.Logf("ustack's view of the connection after the attack: %+v", snap)
+	}
+
+	start := time.Now()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(2*time.Minute)))
+	_, err = fmt.Fprintf(conn, "GET /bytes/%d HTTP/1.1\r\nHost: ustack\r\nConnection: close\r\n\r\n", injectDownload)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 1<<20), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	close(responding)
+	body := &gateReader{r: resp.Body, at: injectDownload - injectStopBefore, pause: pause}
+	n, bad, err := checkBytesPattern(body)
+	elapsed := time.Since(start)
+	resp.Body.Close()
+	require.NoError(t, err, "download under attack, after %d bytes", n)
+	require.Equal(t, int64(injectDownload), n, "bytes downloaded under attack")
+	require.Equal(t, int64(-1), bad, "first byte off the i mod 251 pattern")
+	t.Logf("download under attack: %s", fmtThroughput(n, elapsed))
+
+	attackTime := attackEnd.Sub(attackStart)
+	sent := 0
+	for _, c := range in.sent {
+		sent += c
+	}
+	t.Logf("forged %d segments in %v (%.0f/s): %v", sent, attackTime.Round(time.Millisecond), float64(sent)/attackTime.Seconds(), in.sent)
+	require.True(t, snapOK, "the attacked connection was not in ustack's table at the snapshot")
+	t.Logf("pure ACKs from ustack on the wire during the attack: %d", pureACKs)
+	require.Equal(t, "ESTAB", snap.State)
+
+	// Challenge ACKs within ChallengeACKLimit (1000/s by default) over the
+	// attack, which asked for far more (in-window RSTs and SYNs).
+	limit := 1000 * (attackTime.Seconds() + 1)
+	asked := float64(in.sent["in-window RST"] + in.sent["in-window SYN"])
+	require.Greater(t, asked, limit, "the attack did not ask for more challenge ACKs than the limit allows")
+	require.Greater(t, snap.ChallengeACKs, uint64(0))
+	require.LessOrEqual(t, float64(snap.ChallengeACKs), limit, "challenge ACKs sent")
+	require.Greater(t, snap.ChallengeSuppress, uint64(0), "challenge ACKs suppressed by the limit")
+	require.Greater(t, snap.OutOfWindow, uint64(0), "out-of-window segments counted")
+	m1 := srv.metrics(t)
+	t.Logf("stack counters that moved: %s", moved(m0, m1))
+	// The server closed first (Connection: close); once the client closes
+	// too, only ustack's TIME-WAIT is left.
+	require.NoError(t, conn.Close())
+	srv.waitNoConns(t, 5*time.Second, "TIME-WAIT")
+}
