@@ -201,6 +201,7 @@ type connRow struct {
 	ChallengeACKs     uint64
 	ChallengeSuppress uint64
 	OutOfWindow       uint64
+	OOWACKSuppress    uint64
 	SegsIn            uint64
 	SegsOut           uint64
 	BytesReceived     uint64
@@ -355,6 +356,14 @@ func TestBlindInjection(t *testing.T) {
 	require.LessOrEqual(t, float64(snap.ChallengeACKs), limit, "challenge ACKs sent")
 	require.Greater(t, snap.ChallengeSuppress, uint64(0), "challenge ACKs suppressed by the limit")
 	require.Greater(t, snap.OutOfWindow, uint64(0), "out-of-window segments counted")
+	require.Greater(t, snap.OOWACKSuppress, uint64(0), "answers to bare out-of-window segments withheld")
+	// On the wire, ustack's pure ACKs are the challenge ACKs, one answer
+	// per forged out-of-window segment with data or FIN (RFC 9293 answers
+	// each; so does Linux), and at most two a second for bare ones
+	// (OutOfWindowACKInterval 500 ms); a few more for the real exchange.
+	// Nothing else is reflected.
+	answered := float64(snap.ChallengeACKs) + float64(in.sent["blind data"]+in.sent["blind FIN|ACK"]) + 2*(attackTime.Seconds()+1) + 50
+	require.LessOrEqual(t, float64(pureACKs), answered, "pure ACKs from ustack during the attack")
 	m1 := srv.metrics(t)
 	t.Logf("stack counters that moved: %s", moved(m0, m1))
 	// The server closed first (Connection: close); once the client closes

@@ -64,6 +64,12 @@ type Config struct {
 	// ChallengeACKLimit is the number of challenge ACKs (RFC 5961) sent per
 	// second at most. Default 1000.
 	ChallengeACKLimit int
+	// OutOfWindowACKInterval spaces the ACKs that answer segments without
+	// data or FIN outside the receive window (RFC 9293 §3.10.7.4): at most
+	// one per interval, so forged or looping bare ACKs get no ACK back for
+	// each (Linux tcp_invalid_ratelimit). Segments with data or FIN are
+	// always answered. Default 500 ms; negative means no limit.
+	OutOfWindowACKInterval time.Duration
 	// TSOffset is added to this connection's timestamp clock (RFC 7323 §5.4
 	// recommends a random per-connection offset; the stack supplies it).
 	TSOffset uint32
@@ -85,6 +91,7 @@ const (
 	defaultKeepInterval   = 75 * time.Second
 	defaultKeepCount      = 9
 	defaultChallengeLimit = 1000
+	defaultOOWACKInterval = 500 * time.Millisecond
 	// minMSS is the smallest MSS we accept from a peer (Linux clamps to 88;
 	// a tiny MSS would make us emit absurd numbers of segments).
 	minMSS = 88
@@ -164,6 +171,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.ChallengeACKLimit <= 0 {
 		c.ChallengeACKLimit = defaultChallengeLimit
+	}
+	if c.OutOfWindowACKInterval == 0 {
+		c.OutOfWindowACKInterval = defaultOOWACKInterval
 	}
 	if c.GSOMaxSize < 0 {
 		c.GSOMaxSize = 0
@@ -343,6 +353,9 @@ type Conn struct {
 	// RFC 5961 challenge ACK rate limit.
 	chalStart Time
 	chalCount int
+	// Rate limit of the ACKs answering bare out-of-window segments.
+	oowLast Time
+	oowSent bool
 
 	events Events
 	err    error
@@ -366,6 +379,7 @@ type connStats struct {
 	dupAcksIn                                          uint64
 	challengeACKs, challengeSuppressed                 uint64
 	pawsDrops, outOfWindow, rstIgnored                 uint64
+	oowACKSuppressed                                   uint64
 	fastRecoveries, rtoExpirations, probesSent         uint64
 	dsacksSent                                         uint64
 }

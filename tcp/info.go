@@ -58,6 +58,7 @@ type Info struct {
 	ChallengeSuppress  uint64
 	PAWSDrops          uint64
 	OutOfWindow        uint64
+	OOWACKSuppress     uint64 // answers to bare out-of-window segments withheld (Config.OutOfWindowACKInterval)
 	InRecovery         bool
 
 	Retransmit, Persist, DelayedACK, Keepalive, FinWait2, TimeWait, UserTimeout TimerInfo
@@ -111,6 +112,7 @@ func (c *Conn) Info() Info {
 		ChallengeSuppress:  c.stats.challengeSuppressed,
 		PAWSDrops:          c.stats.pawsDrops,
 		OutOfWindow:        c.stats.outOfWindow,
+		OOWACKSuppress:     c.stats.oowACKSuppressed,
 		InRecovery:         c.inRecovery,
 	}
 	if c.wsOK {

@@ -173,6 +173,17 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 			return
 		}
 		c.stats.outOfWindow++
+		if seg.Flags&FlagSYN != 0 {
+			// RFC 5961 §4.2: a SYN, whatever its sequence number, is
+			// answered with a (rate-limited) challenge ACK.
+			c.challengeACK(now)
+			return
+		}
+		if len(seg.Payload) == 0 && seg.Flags&FlagFIN == 0 && !c.oowACKAllowed(now) {
+			// A bare ACK outside the window (a forgery, or one side of an
+			// ACK loop) gets at most one answer per interval.
+			return
+		}
 		c.ackNow = true
 		if len(seg.Payload) > 0 && c.sackOK && (seg.Seq + Seq(len(seg.Payload))).LessThanEq(c.rcvNxt) {
 			// RFC 2883: report the duplicate.
@@ -340,6 +351,17 @@ func (c *Conn) challengeACK(now Time) {
 	c.ackNow = true
 }
 
+// oowACKAllowed reports whether an answer to a bare out-of-window segment
+// may go out now (OutOfWindowACKInterval), and counts it either way.
+func (c *Conn) oowACKAllowed(now Time) bool {
+	if iv := c.cfg.OutOfWindowACKInterval; iv > 0 && c.oowSent && now.Sub(c.oowLast) < iv {
+		c.stats.oowACKSuppressed++
+		return false
+	}
+	c.oowSent, c.oowLast = true, now
+	return true
+}
+
 // setDSACK records a duplicate range to report first in the next ACK
 // (RFC 2883) and asks for that ACK now.
 func (c *Conn) setDSACK(start, end Seq) {
@@ -394,7 +416,11 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	// RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA-MAX.SND.WND, SND.NXT].
 	if ack.GreaterThan(c.sndMax) {
 		if !(c.zwpOut && ack == c.sndMax+1) {
-			c.ackNow = true // ACK of unsent data: ACK and drop (§3.10.7.4)
+			// ACK of unsent data: drop, and ACK (§3.10.7.4) within
+			// the challenge-ACK budget (RFC 5961 §5.2, §7), as a
+			// forgery that guessed the window but not SND.NXT would
+			// otherwise be reflected one for one.
+			c.challengeACK(now)
 			return false
 		}
 		// The peer took our zero-window probe byte.
