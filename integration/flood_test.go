@@ -70,7 +70,8 @@ func TestSYNFlood(t *testing.T) {
 	if m := regexp.MustCompile(`(\d+) packets transmitted`).FindStringSubmatch(out.String()); m != nil {
 		sent = m[1]
 	}
-	t.Logf("hping3 sent %s SYNs in %v; the TUN dropped %d packets toward ustack", sent, floodTime.Round(time.Millisecond), drops)
+	t.Logf("hping3 sent %s SYNs in %v; the kernel dropped %d packets toward ustack (serve's SYN filter, or a full TUN queue)",
+		sent, floodTime.Round(time.Millisecond), drops)
 	t.Logf("during the flood: %v (%.0f%% of the flood-free rate)", during, 100*during.rate()/before.rate())
 	t.Logf("counters that moved during the flood: %s", moved(m0, m1))
 	t.Logf("peak RSS of ustack serve: %d KiB before the flood, %d KiB after", rss0, rss1)

@@ -251,9 +251,12 @@ func (s *Stack) listenInput(ln *Listener, l *link, sh *shard, id tuple, seg *tcp
 			s.stats.TCPSynDropped.Add(1)
 			return
 		}
-		if !s.cookieSources.allow(id.remote.Addr(), now) {
+		if ok, block := s.cookieSources.allow(id.remote.Addr(), now); !ok {
 			s.stats.TCPSynCookieRateLimited.Add(1)
 			s.stats.TCPSynDropped.Add(1)
+			if block {
+				s.blockSYNs(l, id.remote.Addr())
+			}
 			return
 		}
 		s.sendCookie(l, id, seg, now)

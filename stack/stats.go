@@ -77,6 +77,7 @@ type Stats struct {
 	// SYN-flood defences (synflood.go).
 	TCPSynCookieRateLimited atomic.Uint64 `stat:"tcp_syn_cookie_rate_limited"` // SYNs dropped: their source exceeded Options.CookieSourceRate
 	TCPSynQueuePruned       atomic.Uint64 `stat:"tcp_syn_queue_pruned"`        // SYN-RECEIVED embryos dropped from an overflowing SYN queue
+	TCPSynBlocks            atomic.Uint64 `stat:"tcp_syn_blocks"`              // sources whose SYNs the device was asked to drop for a while (SYNBlocker)
 
 	// Incomplete datagrams IPv4 reassembly gave up on: timed out, or
 	// evicted (oldest first) to respect Options.Reassembly.MaxDatagrams.

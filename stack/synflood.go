@@ -32,6 +32,23 @@ import (
 // one (tcp_syn_queue_pruned), as Linux's reqsk_timer_handler does when old
 // embryos clog the queue.
 
+// A link that can drop a source's SYNs before they reach us (a TUN with its
+// eBPF SYN filter, tun.TUN.EnableSYNFilter) is asked to, for synBlockTime,
+// whenever a source's budget runs out: the flood's SYNs then cost its own
+// sendmsg in the kernel instead of a TUN read of ours each, so they cannot
+// crowd other packets out of the TUN's queue. When the block ends, the SYNs
+// that arrive meet a bucket refilled for synBlockTime at the base rate, so
+// the source still gets its budget of cookies.
+
+// SYNBlocker is implemented by links that can drop the SYNs of an IPv4
+// source in the kernel for a while (tun.TUN with EnableSYNFilter).
+type SYNBlocker interface {
+	BlockSYNs(src netip.Addr, d time.Duration) bool
+}
+
+// synBlockTime is how long a source over its cookie budget is blocked.
+const synBlockTime = 100 * time.Millisecond
+
 // DefaultCookieSourceRate is the default of Options.CookieSourceRate.
 const DefaultCookieSourceRate = 1000
 
@@ -59,6 +76,9 @@ type sourceBucket struct {
 	used   bool
 	tokens int32
 	last   tcp.Time
+	// blockedUntil is the end of the kernel-side block (SYNBlocker) last
+	// asked for this bucket.
+	blockedUntil tcp.Time
 }
 
 func (r *sourceLimiter) init(key sipKey, rate int) {
@@ -81,10 +101,12 @@ func (r *sourceLimiter) bucket(src netip.Addr) uint64 {
 	return h.sum64() % sourceBuckets
 }
 
-// allow takes a token from the bucket of src at now.
-func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) bool {
+// allow takes a token from the bucket of src at now. When there is none,
+// block says whether to (re)install a block of synBlockTime on a link that
+// can drop the source's SYNs before they reach us.
+func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) (ok, block bool) {
 	if r.rate <= 0 {
-		return true
+		return true, false
 	}
 	i := r.bucket(src)
 	r.mu.Lock()
@@ -101,10 +123,14 @@ func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) bool {
 		b.last = now
 	}
 	if b.tokens <= 0 {
-		return false
+		if now.Before(b.blockedUntil) {
+			return false, false
+		}
+		b.blockedUntil = now.Add(synBlockTime)
+		return false, true
 	}
 	b.tokens--
-	return true
+	return true, false
 }
 
 // refund gives src back the token of a cookie that came back valid.
@@ -138,4 +164,12 @@ func (s *Stack) pruneEmbryo(ep *endpoint, now tcp.Time) bool {
 	s.removeEP(ep)
 	ep.wakeAll()
 	return true
+}
+
+// blockSYNs asks l's device to drop src's SYNs for synBlockTime, counted in
+// tcp_syn_blocks when the device did.
+func (s *Stack) blockSYNs(l *link, src netip.Addr) {
+	if b, ok := l.l.(SYNBlocker); ok && b.BlockSYNs(src, synBlockTime) {
+		s.stats.TCPSynBlocks.Add(1)
+	}
 }

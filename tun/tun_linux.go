@@ -97,6 +97,8 @@ type TUN struct {
 	offload bool
 	closed  atomic.Bool
 
+	synFilter *synFilter // nil until EnableSYNFilter
+
 	wmu     sync.Mutex // guards the write scratch below
 	wbufs   [][]byte
 	segBufs [][]byte
@@ -277,7 +279,9 @@ func (t *TUN) GSOMaxSize() int {
 // Close implements Link: the device disappears with its last descriptor.
 func (t *TUN) Close() error {
 	t.closed.Store(true)
-	return t.dev.Close()
+	err := t.dev.Close()
+	t.closeSYNFilter()
+	return err
 }
 
 // readErr reports ErrClosed for any failure after Close: wireguard's

@@ -60,6 +60,8 @@ type device struct {
 	// txQueueLen, when set, is the TUN's txqueuelen (the kernel's ring
 	// toward us); serve sets it, see defaultTxQueueLen.
 	txQueueLen int
+	// synFilter attaches the TUN's eBPF SYN filter (serve --syn-filter).
+	synFilter bool
 }
 
 // parseHostPair checks one family's --host-addr/--addr pair.
@@ -149,6 +151,11 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 		if err := setTxQueueLen(link.Index(), dev.txQueueLen); err != nil {
 			link.Close()
 			return nil, err
+		}
+	}
+	if dev.synFilter {
+		if err := link.EnableSYNFilter(); err != nil {
+			log.Warn("no kernel-side SYN filter; SYN floods are dropped by ustack itself", "err", err)
 		}
 	}
 	var l tun.Link = link

@@ -14,12 +14,14 @@ import (
 )
 
 // hardeningFlags are serve's knobs for hostile traffic: the per-source
-// budget of SYN-cookie answers during a SYN flood, the length of the
-// kernel's queue toward ustack, and the memory IPv4 reassembly may hold.
+// budget of SYN-cookie answers during a SYN flood and the kernel-side filter
+// that enforces it, the length of the kernel's queue toward ustack, and the
+// caps of IPv4 reassembly.
 type hardeningFlags struct {
 	cookieRate int
 	txQueueLen int
 	reassembly string
+	synFilter  bool
 }
 
 // defaultTxQueueLen is the TUN queue serve asks for. The kernel's default
@@ -38,6 +40,10 @@ func (h *hardeningFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&h.txQueueLen, "txqueuelen", defaultTxQueueLen,
 		"length of the TUN device's queue toward ustack, in packets (ip link ... txqueuelen; the kernel's\n"+
 			"default is 500): it absorbs the gaps when ustack is off the CPU, so a flood does not crowd out other packets")
+	fs.BoolVar(&h.synFilter, "syn-filter", true,
+		"drop the SYNs of an IPv4 source over its --syn-cookie-rate in the kernel, with an eBPF filter on the TUN\n"+
+			"(TUNSETFILTEREBPF; needs CAP_BPF), so a flood costs the flooder's CPU instead of ours; without BPF,\n"+
+			"serve warns and drops them itself")
 	fs.StringVar(&h.reassembly, "reassembly", "mem=4M,datagrams=1024,fragments=256,timeout=30s",
 		"caps of IPv4 fragment reassembly: the memory it may hold (K/M suffixes, 64K-64M), datagrams in\n"+
 			"flight, fragments of one datagram, and how long a datagram may take; fragments beyond are dropped and\n"+
@@ -50,6 +56,7 @@ func (h *hardeningFlags) apply(opts *stack.Options, dev *device) error {
 		return fmt.Errorf("--txqueuelen %d: want 1 to %d packets", h.txQueueLen, 1<<20)
 	}
 	dev.txQueueLen = h.txQueueLen
+	dev.synFilter = h.synFilter && h.cookieRate > 0
 	rc, err := parseReassembly(h.reassembly)
 	if err != nil {
 		return err
