@@ -2,12 +2,70 @@ package stack
 
 import (
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
 )
+
+// blockingLink is a link that records the SYN blocks it is asked for.
+type blockingLink struct {
+	tun.Link
+	mu     sync.Mutex
+	blocks []netip.Addr
+}
+
+func (b *blockingLink) BlockSYNs(src netip.Addr, d time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.blocks = append(b.blocks, src)
+	return true
+}
+
+func (b *blockingLink) blocked() []netip.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]netip.Addr(nil), b.blocks...)
+}
+
+// When a source's budget runs out, a link that can block its SYNs is asked
+// to, once per synBlockTime, and again after it.
+func TestCookieSourceBlock(t *testing.T) {
+	clk := NewManualClock(0)
+	var bl *blockingLink
+	r := newRawPeer(t, func(o *Options) {
+		o.SYNBacklog = 1
+		o.CookieSourceRate = 20 // burst 5, 2 tokens per synBlockTime
+		o.Clock = clk
+		bl = &blockingLink{Link: o.Links[0]}
+		o.Links[0] = bl
+	})
+	ln, err := r.s.ListenBacklog("tcp", ":80", 16)
+	require.NoError(t, err)
+	defer ln.Close()
+	st := r.s.Stats()
+	flood := netip.MustParseAddr("198.18.0.77")
+	for p := uint16(1); p <= 9; p++ {
+		syn := synSeg(1000)
+		r.send(tcpPacket(netip.AddrPortFrom(flood, p), srvB, &syn))
+	}
+	// One for the SYN queue, five cookies, three dropped: one block.
+	waitStat(t, &st.TCPSynCookieRateLimited, 3, "tcp_syn_cookie_rate_limited")
+	require.Equal(t, []netip.Addr{flood}, bl.blocked())
+	require.Equal(t, uint64(1), st.TCPSynBlocks.Load())
+	clk.Advance(synBlockTime)
+	for p := uint16(10); p <= 13; p++ {
+		syn := synSeg(1000)
+		r.send(tcpPacket(netip.AddrPortFrom(flood, p), srvB, &syn))
+	}
+	// Two refilled tokens (two cookies), then a new block.
+	waitStat(t, &st.TCPSynCookieRateLimited, 5, "tcp_syn_cookie_rate_limited")
+	require.Equal(t, []netip.Addr{flood, flood}, bl.blocked())
+	require.Equal(t, uint64(7), st.TCPCookiesSent.Load())
+}
 
 // While the SYN queue overflows, one source gets CookieSourceRate cookie
 // SYN-ACKs per second (a burst of a quarter of that); its SYNs beyond are

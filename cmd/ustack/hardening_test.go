@@ -27,14 +27,16 @@ func TestParseReassembly(t *testing.T) {
 func TestHardeningFlags(t *testing.T) {
 	var opts stack.Options
 	var dev device
-	h := hardeningFlags{cookieRate: 0, txQueueLen: 4096, reassembly: "mem=1M"}
+	h := hardeningFlags{cookieRate: 0, txQueueLen: 4096, reassembly: "mem=1M", synFilter: true}
 	require.NoError(t, h.apply(&opts, &dev))
 	require.Equal(t, -1, opts.CookieSourceRate, "0 means no limit")
+	require.False(t, dev.synFilter, "no budget, nothing for the filter to enforce")
 	require.Equal(t, 4096, dev.txQueueLen)
 	require.Equal(t, 1<<20, opts.Reassembly.MemoryLimit)
-	h = hardeningFlags{cookieRate: 500, txQueueLen: 1, reassembly: ""}
+	h = hardeningFlags{cookieRate: 500, txQueueLen: 1, reassembly: "", synFilter: true}
 	require.NoError(t, h.apply(&opts, &dev))
 	require.Equal(t, 500, opts.CookieSourceRate)
+	require.True(t, dev.synFilter)
 	for _, bad := range []hardeningFlags{{cookieRate: -1, txQueueLen: 1}, {txQueueLen: 0}, {txQueueLen: 1, reassembly: "mem=1G"}} {
 		require.Error(t, bad.apply(&opts, &dev))
 	}
