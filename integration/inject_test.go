@@ -8,8 +8,11 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -157,10 +160,7 @@ func (in *injector) send(kind string, seg *tcp.Segment) error {
 // anything ustack has sent. RFC 5961 answers the in-window RST and any SYN
 // with a challenge ACK (§3.2, §4.2), and drops the segment whose ACK is
 // unacceptable (§5.2).
-func (in *injector) attack(r *rand.Rand, v *flowView, payload []byte) error {
-	rcvNxt := tcp.Seq(v.kernelSeq.Load())
-	badAck := tcp.Seq(v.kernelAck.Load()) + 1<<31
-	guess := rcvNxt + tcp.Seq(1+r.IntN(64<<10))
+func (in *injector) attack(r *rand.Rand, v *flowView, payload []byte) (int, error) {
 	blind := func() (tcp.Seq, tcp.Seq) { return tcp.Seq(r.Uint32()), tcp.Seq(r.Uint32()) }
 	var errs []error
 	add := func(kind string, seg tcp.Segment) {
@@ -181,18 +181,82 @@ func (in *injector) attack(r *rand.Rand, v *flowView, payload []byte) error {
 	add("blind FIN|ACK", tcp.Segment{Seq: s, Ack: a, Flags: tcp.FlagFIN | tcp.FlagACK})
 	s, a = blind()
 	add("blind data", tcp.Segment{Seq: s, Ack: a, Flags: tcp.FlagPSH | tcp.FlagACK, Payload: payload})
+	if v == nil || !v.seen.Load() {
+		// No window to guess in (the upload's window moves too fast for
+		// a guess not to hit RCV.NXT itself some day): blind only.
+		return 6, errors.Join(errs...)
+	}
+	rcvNxt := tcp.Seq(v.kernelSeq.Load())
+	badAck := tcp.Seq(v.kernelAck.Load()) + 1<<31
+	guess := rcvNxt + tcp.Seq(1+r.IntN(64<<10))
 	add("in-window RST", tcp.Segment{Seq: guess, Flags: tcp.FlagRST})
 	add("in-window SYN", tcp.Segment{Seq: guess, Flags: tcp.FlagSYN})
 	add("in-window data, bad ACK", tcp.Segment{Seq: guess, Ack: badAck, Flags: tcp.FlagPSH | tcp.FlagACK, Payload: payload})
 	add("in-window FIN, bad ACK", tcp.Segment{Seq: guess, Ack: badAck, Flags: tcp.FlagFIN | tcp.FlagACK})
 	add("in-window FIN, no ACK", tcp.Segment{Seq: guess, Flags: tcp.FlagFIN})
-	if len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
+	return 11, errors.Join(errs...)
 }
 
-const attackRound = 11 // segments per attack round
+// attackRun is a bounded flood of attack rounds at injectRate.
+type attackRun struct {
+	stop       chan struct{}
+	done       chan error
+	start, end time.Time
+}
+
+// startAttack floods from the moment begin is closed until halt, or until
+// injectMax segments. v (nil for blind only) supplies the window guesses.
+func startAttack(in *injector, v *flowView, begin <-chan struct{}) *attackRun {
+	a := &attackRun{stop: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		r := rand.New(rand.NewPCG(9, 9))
+		payload := bytes.Repeat([]byte{'X'}, 100)
+		<-begin
+		if v != nil {
+			// Only once the request is through is the kernel's sequence
+			// number ustack's RCV.NXT for good (the kernel sends nothing
+			// more but ACKs), so that no in-window guess can be RCV.NXT
+			// itself.
+			time.Sleep(20 * time.Millisecond)
+			if !v.seen.Load() {
+				a.done <- fmt.Errorf("the packet socket saw none of the client's segments")
+				return
+			}
+			v.counting.Store(true)
+		}
+		a.start = time.Now()
+		defer func() { a.end = time.Now() }()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for total := 0; total < injectMax; {
+			select {
+			case <-a.stop:
+				a.done <- nil
+				return
+			case <-tick.C:
+			}
+			// injectRate/1000 segments per millisecond, in whole rounds.
+			for sent := 0; sent < injectRate/1000; {
+				n, err := in.attack(r, v, payload)
+				if err != nil {
+					a.done <- err
+					return
+				}
+				sent += n
+				total += n
+			}
+		}
+		a.done <- nil
+	}()
+	return a
+}
+
+// halt stops the flood and returns its error.
+func (a *attackRun) halt() error {
+	close(a.stop)
+	err := <-a.done
+	return err
+}
 
 // connRow is the part of GET /conns this test reads.
 type connRow struct {
@@ -263,56 +327,14 @@ func TestBlindInjection(t *testing.T) {
 	// The attack runs from the first byte of the response until the gate
 	// near the end of the body, or until injectMax.
 	in := newInjector(t, client, server)
-	stopAttack := make(chan struct{})
 	responding := make(chan struct{})
-	attackDone := make(chan error, 1)
-	var attackStart, attackEnd time.Time
-	go func() {
-		r := rand.New(rand.NewPCG(9, 9))
-		payload := make([]byte, 100)
-		for i := range payload {
-			payload[i] = 'X'
-		}
-		// Only once the request is through is the kernel's sequence
-		// number ustack's RCV.NXT for good (the kernel sends nothing more
-		// but ACKs), so that no in-window guess can be RCV.NXT itself.
-		<-responding
-		time.Sleep(20 * time.Millisecond)
-		if !view.seen.Load() {
-			attackDone <- fmt.Errorf("the packet socket saw none of the client's segments")
-			return
-		}
-		view.counting.Store(true)
-		attackStart = time.Now()
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		perTick := injectRate / 1000 / attackRound // rounds per millisecond
-		total := 0
-		for total < injectMax {
-			select {
-			case <-stopAttack:
-				total = injectMax
-				continue
-			case <-tick.C:
-			}
-			for range max(perTick, 1) {
-				if err := in.attack(r, &view, payload); err != nil {
-					attackDone <- err
-					return
-				}
-				total += attackRound
-			}
-		}
-		attackEnd = time.Now()
-		attackDone <- nil
-	}()
+	attack := startAttack(in, &view, responding)
 
 	var snap connRow
 	var snapOK bool
 	var pureACKs int64
 	pause := func() {
-		close(stopAttack)
-		require.NoError(t, <-attackDone, "injecting")
+		require.NoError(t, attack.halt(), "injecting")
 		time.Sleep(100 * time.Millisecond) // the last forged segments arrive
 		view.counting.Store(false)
 		pureACKs = view.ustackPureACKs.Load()
@@ -337,7 +359,7 @@ func TestBlindInjection(t *testing.T) {
 	require.Equal(t, int64(-1), bad, "first byte off the i mod 251 pattern")
 	t.Logf("download under attack: %s", fmtThroughput(n, elapsed))
 
-	attackTime := attackEnd.Sub(attackStart)
+	attackTime := attack.end.Sub(attack.start)
 	sent := 0
 	for _, c := range in.sent {
 		sent += c
@@ -368,6 +390,95 @@ func TestBlindInjection(t *testing.T) {
 	t.Logf("stack counters that moved: %s", moved(m0, m1))
 	// The server closed first (Connection: close); once the client closes
 	// too, only ustack's TIME-WAIT is left.
+	require.NoError(t, conn.Close())
+	srv.waitNoConns(t, 5*time.Second, "TIME-WAIT")
+}
+
+// gateWriter counts what passes and calls pause once at bytes.
+type gateWriter struct {
+	w     io.Writer
+	n, at int64
+	pause func()
+	once  sync.Once
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	if g.n >= g.at {
+		g.once.Do(g.pause)
+	} else if rest := g.at - g.n; int64(len(p)) > rest {
+		n, err := g.w.Write(p[:rest])
+		g.n += int64(n)
+		if err != nil {
+			return n, err
+		}
+		m, err := g.Write(p[rest:])
+		return n + m, err
+	}
+	n, err := g.w.Write(p)
+	g.n += int64(n)
+	return n, err
+}
+
+// The same flood, blind only, while the kernel uploads 1 GiB to ustack: here
+// ustack is the receiver, and a forged segment it accepted would change the
+// sha256 it answers.
+func TestBlindInjectionUpload(t *testing.T) {
+	if !netnstest.Enter(t) {
+		return
+	}
+	srv := startAttackServe(t)
+	server := netip.AddrPortFrom(ustackAddr4, serveHTTPPort)
+	conn, err := net.DialTimeout("tcp", server.String(), 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	client := addrPortOf(conn.LocalAddr())
+	in := newInjector(t, client, server)
+	begin := make(chan struct{})
+	attack := startAttack(in, nil, begin)
+
+	const seed = 5961
+	want := seededSHA256(seed, injectDownload)
+	require.NoError(t, conn.SetDeadline(time.Now().Add(2*time.Minute)))
+	_, err = fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: ustack\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", injectDownload)
+	require.NoError(t, err)
+	close(begin)
+	var snap connRow
+	var snapOK bool
+	body := &gateWriter{w: conn, at: injectDownload - injectStopBefore, pause: func() {
+		require.NoError(t, attack.halt(), "injecting")
+		time.Sleep(100 * time.Millisecond)
+		snap, snapOK = srv.connRow(t, client)
+		t.Logf("ustack's view of the connection after the attack: %+v", snap)
+	}}
+	start := time.Now()
+	n, err := io.Copy(body, seededStream(seed, injectDownload))
+	require.NoError(t, err, "upload under attack, after %d bytes", n)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	answer, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	elapsed := time.Since(start)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", answer)
+	require.Equal(t, fmt.Sprintf("%d %s\n", injectDownload, hex.EncodeToString(want[:])), string(answer),
+		"ustack's count and sha256 of the upload")
+	t.Logf("upload under attack: %s", fmtThroughput(n, elapsed))
+
+	attackTime := attack.end.Sub(attack.start)
+	sent := 0
+	for _, c := range in.sent {
+		sent += c
+	}
+	t.Logf("forged %d segments in %v (%.0f/s): %v", sent, attackTime.Round(time.Millisecond), float64(sent)/attackTime.Seconds(), in.sent)
+	require.True(t, snapOK, "the attacked connection was not in ustack's table at the snapshot")
+	require.Equal(t, "ESTAB", snap.State)
+	// The blind SYNs alone ask for more challenge ACKs than the limit.
+	limit := 1000 * (attackTime.Seconds() + 1)
+	require.Greater(t, float64(in.sent["blind SYN"]), limit)
+	require.LessOrEqual(t, float64(snap.ChallengeACKs), limit, "challenge ACKs sent")
+	require.Greater(t, snap.ChallengeSuppress, uint64(0))
+	require.Greater(t, snap.OutOfWindow, uint64(0))
+	require.Greater(t, snap.OOWACKSuppress, uint64(0))
 	require.NoError(t, conn.Close())
 	srv.waitNoConns(t, 5*time.Second, "TIME-WAIT")
 }
