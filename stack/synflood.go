@@ -38,7 +38,10 @@ import (
 // sendmsg in the kernel instead of a TUN read of ours each, so they cannot
 // crowd other packets out of the TUN's queue. When the block ends, the SYNs
 // that arrive meet a bucket refilled for synBlockTime at the base rate, so
-// the source still gets its budget of cookies.
+// the source still gets its budget of cookies. The block covers the
+// source's SYNs to every port, not only the overflowing listener's: a source
+// that spends a cookie budget without completing handshakes is spoofed or
+// hostile, and a legitimate one (whose cookies come back) never runs out.
 
 // SYNBlocker is implemented by links that can drop the SYNs of an IPv4
 // source in the kernel for a while (tun.TUN with EnableSYNFilter).

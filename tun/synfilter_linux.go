@@ -26,8 +26,9 @@ import (
 // ahead (CLOCK_MONOTONIC, bpf_ktime_get_ns), return 0 (drop); anything else
 // passes whole. IPv6 is not filtered.
 
-// synFilterMaxSources bounds the block map; a full map blocks no more
-// sources (the stack's own limit still applies).
+// synFilterMaxSources bounds the block map, an LRU hash: a flood from
+// more sources than that evicts the least recently blocked ones (the
+// stack's own limit still applies to them).
 const synFilterMaxSources = 4096
 
 // synFilter is the loaded program and its map.
@@ -147,7 +148,7 @@ func bpf(cmd int, attr []byte) (int, error) {
 // BlockSYNs works. It needs CAP_BPF (or root) and Linux 4.16.
 func (t *TUN) EnableSYNFilter() error {
 	attr := make([]byte, 128)
-	binary.NativeEndian.PutUint32(attr[0:], unix.BPF_MAP_TYPE_HASH)
+	binary.NativeEndian.PutUint32(attr[0:], unix.BPF_MAP_TYPE_LRU_HASH)
 	binary.NativeEndian.PutUint32(attr[4:], 4) // key: IPv4 source
 	binary.NativeEndian.PutUint32(attr[8:], 8) // value: deadline, ns
 	binary.NativeEndian.PutUint32(attr[12:], synFilterMaxSources)

@@ -80,4 +80,10 @@ func TestSYNFilter(t *testing.T) {
 	require.True(t, l.BlockSYNs(flood, -time.Millisecond))
 	send(flood, 7, 0x02)
 	expect(7)
+	// The map is bounded but never full: blocking more sources than it
+	// holds evicts the oldest.
+	for i := range synFilterMaxSources + 100 {
+		src := netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})
+		require.True(t, l.BlockSYNs(src, time.Second), "block %v", src)
+	}
 }
