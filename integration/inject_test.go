@@ -390,6 +390,7 @@ func TestBlindInjection(t *testing.T) {
 	t.Logf("stack counters that moved: %s", moved(m0, m1))
 	// The server closed first (Connection: close); once the client closes
 	// too, only ustack's TIME-WAIT is left.
+	t.Logf("peak RSS of ustack serve: %d KiB", srv.peakRSS(t))
 	require.NoError(t, conn.Close())
 	srv.waitNoConns(t, 5*time.Second, "TIME-WAIT")
 }
@@ -479,6 +480,7 @@ func TestBlindInjectionUpload(t *testing.T) {
 	require.Greater(t, snap.ChallengeSuppress, uint64(0))
 	require.Greater(t, snap.OutOfWindow, uint64(0))
 	require.Greater(t, snap.OOWACKSuppress, uint64(0))
+	t.Logf("peak RSS of ustack serve: %d KiB", srv.peakRSS(t))
 	require.NoError(t, conn.Close())
 	srv.waitNoConns(t, 5*time.Second, "TIME-WAIT")
 }
