@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
 )
 
 // SYN-flood defences beyond the cookies themselves (RFC 4987 §3).
@@ -169,10 +170,21 @@ func (s *Stack) pruneEmbryo(ep *endpoint, now tcp.Time) bool {
 	return true
 }
 
-// blockSYNs asks l's device to drop src's SYNs for synBlockTime, counted in
+// blockSYNs asks l's device (under any wrappers with an Inner method, such
+// as a pcap recorder) to drop src's SYNs for synBlockTime, counted in
 // tcp_syn_blocks when the device did.
 func (s *Stack) blockSYNs(l *link, src netip.Addr) {
-	if b, ok := l.l.(SYNBlocker); ok && b.BlockSYNs(src, synBlockTime) {
-		s.stats.TCPSynBlocks.Add(1)
+	for dev := l.l; dev != nil; {
+		if b, ok := dev.(SYNBlocker); ok {
+			if b.BlockSYNs(src, synBlockTime) {
+				s.stats.TCPSynBlocks.Add(1)
+			}
+			return
+		}
+		w, ok := dev.(interface{ Inner() tun.Link })
+		if !ok {
+			return
+		}
+		dev = w.Inner()
 	}
 }

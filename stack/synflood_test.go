@@ -31,6 +31,25 @@ func (b *blockingLink) blocked() []netip.Addr {
 	return append([]netip.Addr(nil), b.blocks...)
 }
 
+// wrappedLink hides a link's methods but for tun.Link and Inner.
+type wrappedLink struct{ inner tun.Link }
+
+func (w wrappedLink) Inner() tun.Link { return w.inner }
+func (w wrappedLink) Read(b [][]byte, s []int, o int) (int, error) {
+	return w.inner.Read(b, s, o)
+}
+func (w wrappedLink) ReadGSO(b [][]byte, s []int, g []tun.GSO, o int) (int, error) {
+	return w.inner.ReadGSO(b, s, g, o)
+}
+func (w wrappedLink) Write(b [][]byte, o int) (int, error) { return w.inner.Write(b, o) }
+func (w wrappedLink) WriteGSO(b [][]byte, g []tun.GSO, o int) (int, error) {
+	return w.inner.WriteGSO(b, g, o)
+}
+func (w wrappedLink) MTU() int        { return w.inner.MTU() }
+func (w wrappedLink) BatchSize() int  { return w.inner.BatchSize() }
+func (w wrappedLink) GSOMaxSize() int { return w.inner.GSOMaxSize() }
+func (w wrappedLink) Close() error    { return w.inner.Close() }
+
 // When a source's budget runs out, a link that can block its SYNs is asked
 // to, once per synBlockTime, and again after it.
 func TestCookieSourceBlock(t *testing.T) {
@@ -40,8 +59,9 @@ func TestCookieSourceBlock(t *testing.T) {
 		o.SYNBacklog = 1
 		o.CookieSourceRate = 20 // burst 5, 2 tokens per synBlockTime
 		o.Clock = clk
+		// Under a wrapper, as serve --pcap puts it.
 		bl = &blockingLink{Link: o.Links[0]}
-		o.Links[0] = bl
+		o.Links[0] = wrappedLink{bl}
 	})
 	ln, err := r.s.ListenBacklog("tcp", ":80", 16)
 	require.NoError(t, err)

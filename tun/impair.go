@@ -251,6 +251,9 @@ func NewImpaired(inner Link, imp Impairment, clock func() time.Duration) *Impair
 // Impairment returns the impairment in effect (defaults filled in).
 func (l *Impaired) Impairment() Impairment { return l.imp }
 
+// Inner returns the wrapped link.
+func (l *Impaired) Inner() Link { return l.inner }
+
 // Stats returns the counters.
 func (l *Impaired) Stats() ImpairStats {
 	l.mu.Lock()
