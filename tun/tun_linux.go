@@ -256,6 +256,22 @@ func (t *TUN) Name() string { return t.name }
 // Index returns the interface index.
 func (t *TUN) Index() int { return t.index }
 
+// RawFD returns the device's descriptor, still owned by t (Close closes
+// it), for a packet engine of its own that reads and writes it directly
+// (the bench's gVisor fdbased endpoint); Read and Write must then not be
+// used. The descriptor stays non-blocking.
+func (t *TUN) RawFD() (int, error) {
+	sc, err := t.file.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := sc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
 // Offload reports whether the device uses virtio-net headers.
 func (t *TUN) Offload() bool { return t.offload }
 
