@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	wgnetstack "golang.zx2c4.com/wireguard/tun/netstack"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -27,7 +28,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	gtcp "gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
-	wgnetstack "golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/ustack-net/ustack/tun"
 )
