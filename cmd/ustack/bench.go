@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,6 +97,7 @@ type benchFlags struct {
 	mtu       int
 	offload   bool
 	gvisor    string
+	profile   string
 	// cc, pcap, trace and knobs are `ustack serve` flags passed through to
 	// the ustack server; serve holds them alone so they can be listed back
 	// as arguments (see serveArgs).
@@ -119,6 +121,9 @@ type benchConfig struct {
 	// one a gVisor server runs.
 	gvisorLinks []string
 	gvisorLink  string
+	// profileDir receives CPU profiles of the ustack server, one per
+	// timed workload ("" for none).
+	profileDir string
 	// knobArgs are --cc and the TCP knobs for the ustack server, and
 	// captureArgs its --pcap and --trace, as --name=value, only those that
 	// differ from serve's defaults.
@@ -164,6 +169,17 @@ func parseList(flagName, s string, known []string) ([]string, error) {
 
 func (f *benchFlags) validate() (*benchConfig, error) {
 	c := &benchConfig{json: f.json, duration: f.duration, idle: f.idle, mtu: f.mtu, offload: f.offload}
+	if f.profile != "" {
+		st, err := os.Stat(f.profile)
+		if err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("--cpuprofile %q: want an existing directory", f.profile)
+		}
+		abs, err := filepath.Abs(f.profile)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile %q: %v", f.profile, err)
+		}
+		c.profileDir = abs
+	}
 	if f.duration < benchMinDuration || f.duration > benchMaxDuration {
 		return nil, fmt.Errorf("--duration %v: want %v to %v", f.duration, benchMinDuration, benchMaxDuration)
 	}
@@ -231,6 +247,8 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.gvisor, "gvisor", strings.Join(gvisorLinks, ","), "ways to put gVisor on the TUN, comma-separated: wgnetstack (wireguard's\n"+
 		"tun bridged to its tun/netstack), fdbased (gVisor's fdbased endpoint on the TUN fd, no\n"+
 		"virtio-net header); each is measured and the better figure per workload reported")
+	fs.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the ustack server during each timed workload to\n"+
+		"DIR/ustack-WORKLOAD.pprof (go tool pprof), taken over its admin socket")
 	// serve's own registration of the knobs, so bench parses and
 	// validates them exactly as serve does.
 	f.serve = flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -256,6 +274,9 @@ func (c *benchConfig) targetArgs(server string) []string {
 	case "ustack":
 		args = append(args, c.knobArgs...)
 		args = append(args, c.captureArgs...)
+		if c.profileDir != "" {
+			args = append(args, "--cpuprofile="+c.profileDir)
+		}
 	case "gvisor":
 		args = append(args, "--gvisor="+strings.Join(c.gvisorLinks, ","))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,9 +11,11 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -305,6 +308,7 @@ func (t *benchTarget) run() {
 		}
 	}()
 	for _, w := range rest {
+		prof := t.startProfile(w)
 		var err error
 		switch w {
 		case "echo":
@@ -322,6 +326,9 @@ func (t *benchTarget) run() {
 		}
 		if err != nil {
 			t.fail(w, err)
+		}
+		if perr := prof(); perr != nil {
+			t.logf("%s: CPU profile: %v", w, perr)
 		}
 		if !srv.alive() {
 			t.logf("server exited; its last words:\n%s", srv.stderr.String())
@@ -349,6 +356,9 @@ func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, e
 	switch target {
 	case "ustack":
 		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload}
+		if cfg.profileDir != "" {
+			args = append(args, "--admin", benchAdminSocket(cfg))
+		}
 		args = append(args, cfg.knobArgs...)
 		if capture {
 			args = append(args, cfg.captureArgs...)
@@ -364,6 +374,56 @@ func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, e
 		return []string{"bench", "server", "--stack", "kernel"}, nil
 	}
 	return nil, fmt.Errorf("unknown server %q", target)
+}
+
+// benchAdminSocket is the ustack server's admin socket when the bench
+// profiles it: in the profile directory, private to this run (the default
+// under /run/ustack would be shared by concurrent benches).
+func benchAdminSocket(cfg *benchConfig) string {
+	return filepath.Join(cfg.profileDir, fmt.Sprintf("ustack-%d.sock", os.Getpid()))
+}
+
+// startProfile starts a CPU profile of the ustack server over its admin
+// socket for the length of workload w, written to DIR/ustack-w.pprof; the
+// function it returns waits for it. Without --cpuprofile it does nothing.
+func (t *benchTarget) startProfile(w string) func() error {
+	if t.cfg.profileDir == "" || t.server != "ustack" {
+		return func() error { return nil }
+	}
+	path := benchAdminSocket(t.cfg)
+	secs := max(1, int(math.Round(t.cfg.duration.Seconds())))
+	done := make(chan error, 1)
+	go func() {
+		client := &http.Client{
+			Timeout: time.Duration(secs)*time.Second + 30*time.Second,
+			Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			}},
+		}
+		resp, err := client.Get(fmt.Sprintf("http://ustack/debug/pprof/profile?seconds=%d", secs))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("admin socket: %s", resp.Status)
+			return
+		}
+		out := filepath.Join(t.cfg.profileDir, "ustack-"+w+".pprof")
+		f, err := os.Create(out)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		done <- errors.Join(err, f.Close())
+		if err == nil {
+			t.logf("%s: CPU profile in %s", w, out)
+		}
+	}()
+	return func() error { return <-done }
 }
 
 // benchServer is a running server process.
