@@ -91,6 +91,7 @@ func classify(what, name string, err error) error {
 type TUN struct {
 	dev     wgtun.Device
 	file    *os.File
+	raw     syscall.RawConn // file's, for reads that must not wait
 	name    string
 	index   int
 	mtu     int
@@ -162,7 +163,12 @@ func Create(opts Options) (*TUN, error) {
 		dev.Close()
 		return nil, err
 	}
-	t := &TUN{dev: dev, file: file, name: name, mtu: opts.MTU, offload: opts.Offload}
+	raw, err := file.SyscallConn()
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	t := &TUN{dev: dev, file: file, raw: raw, name: name, mtu: opts.MTU, offload: opts.Offload}
 	if err := t.configure(opts); err != nil {
 		dev.Close()
 		return nil, err
@@ -331,19 +337,64 @@ func (t *TUN) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, e
 	if err != nil {
 		return 0, t.readErr(err)
 	}
+	if err := decodeGSORead(buf, n, &sizes[0], &gso[0]); err != nil {
+		return 0, err
+	}
+	// Then whatever else the kernel has queued, without waiting, so the
+	// caller handles it as one batch (one ACK and one wake-up per
+	// connection per batch). The bytes bound keeps the ACK of the first
+	// packet from waiting behind too much work.
+	k, total := 1, n
+	for k < len(bufs) && total < readBatchBytes && len(bufs[k])-offset >= MaxPacketSize {
+		buf := bufs[k][offset-Headroom : offset+MaxPacketSize]
+		n, err := t.readNow(buf)
+		if err != nil || n == 0 {
+			if errors.Is(err, unix.EAGAIN) || err == nil {
+				err = nil
+			}
+			return k, t.readErr(err)
+		}
+		if err := decodeGSORead(buf, n, &sizes[k], &gso[k]); err != nil {
+			return k, err
+		}
+		k++
+		total += n
+	}
+	return k, nil
+}
+
+// readBatchBytes bounds the bytes one ReadGSO gathers after its first packet.
+const readBatchBytes = 256 << 10
+
+// readNow reads one packet if one is queued, EAGAIN if none.
+func (t *TUN) readNow(buf []byte) (int, error) {
+	var n int
+	var err error
+	if cerr := t.raw.Read(func(fd uintptr) bool {
+		n, err = unix.Read(int(fd), buf)
+		return true
+	}); cerr != nil {
+		return 0, cerr
+	}
+	return n, err
+}
+
+// decodeGSORead checks one read of n bytes (virtio-net header first) and
+// fills in its size and GSO description.
+func decodeGSORead(buf []byte, n int, size *int, gso *GSO) error {
 	if n < Headroom {
-		return 0, fmt.Errorf("tun: %d-byte read shorter than the virtio-net header", n)
+		return fmt.Errorf("tun: %d-byte read shorter than the virtio-net header", n)
 	}
 	g, err := decodeVirtioHdr(buf[:Headroom])
 	if err != nil {
-		return 0, err
+		return err
 	}
 	pkt := buf[Headroom:n]
 	if _, err := g.check(pkt); err != nil {
-		return 0, err
+		return err
 	}
-	sizes[0], gso[0] = len(pkt), g
-	return 1, nil
+	*size, *gso = len(pkt), g
+	return nil
 }
 
 // Virtio-net header layout (struct virtio_net_hdr; native endian for a

@@ -109,8 +109,8 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 // merged result never pairs, say, one variant's p50 with another's p99.
 // Metrics in no group are chosen on their own.
 var benchMetricGroups = [][]string{
-	{"echo_p50_us", "echo_p99_us", "echo_samples"},
-	{"connrate_per_s", "connrate_failed"},
+	{"echo_p50_us", "echo_p99_us", "echo_samples", "echo_server_cpu_us"},
+	{"connrate_per_s", "connrate_failed", "connrate_server_cpu_us"},
 	{"idle_conn_kib", "rss_base_mib", "rss_idle_mib", "rss_100k_mib", "idle_conns"},
 	{"cpu_server_up_s_per_gb", "cpu_total_up_s_per_gb"},
 	{"cpu_server_down_s_per_gb", "cpu_total_down_s_per_gb"},
@@ -793,6 +793,10 @@ func (t *benchTarget) echo(srv *benchServer) error {
 	}
 	defer c.Close()
 	c.(*net.TCPConn).SetNoDelay(true)
+	before, err := readCPU(srv)
+	if err != nil {
+		return err
+	}
 	end := time.Now().Add(t.cfg.duration)
 	c.SetDeadline(end.Add(5 * time.Second))
 	msg, got := make([]byte, 64), make([]byte, 64)
@@ -826,6 +830,10 @@ func (t *benchTarget) echo(srv *benchServer) error {
 	m["echo_p50_us"] = float64(p50) / float64(time.Microsecond)
 	m["echo_p99_us"] = float64(p99) / float64(time.Microsecond)
 	m["echo_samples"] = float64(len(samples))
+	if after, err := readCPU(srv); err == nil {
+		// JSON only: server CPU per round trip (warm-up included).
+		m["echo_server_cpu_us"] = float64(after.server-before.server) / float64(time.Microsecond) / float64(len(samples)+warmup)
+	}
 	t.logf("echo: p50 %v, p99 %v over %d round trips", p50, p99, len(samples))
 	return nil
 }
@@ -837,6 +845,10 @@ const benchConnWorkers = 4
 // connRate opens, uses (1 byte echoed) and closes connections for the
 // duration, from benchConnWorkers clients at once.
 func (t *benchTarget) connRate(srv *benchServer) error {
+	before, err := readCPU(srv)
+	if err != nil {
+		return err
+	}
 	end := time.Now().Add(t.cfg.duration)
 	start := time.Now()
 	var ok, failed atomic.Int64
@@ -862,6 +874,11 @@ func (t *benchTarget) connRate(srv *benchServer) error {
 	rate := float64(ok.Load()) / elapsed.Seconds()
 	t.res.Metrics["connrate_per_s"] = rate
 	t.res.Metrics["connrate_failed"] = float64(failed.Load())
+	if after, err := readCPU(srv); err == nil && ok.Load() > 0 {
+		// JSON only: server CPU per connection, steadier than the rate
+		// on a loaded machine.
+		t.res.Metrics["connrate_server_cpu_us"] = float64(after.server-before.server) / float64(time.Microsecond) / float64(ok.Load())
+	}
 	t.logf("connrate: %.0f conn/s (%d in %v, %d failed)", rate, ok.Load(), elapsed.Round(time.Millisecond), failed.Load())
 	if f := failed.Load(); f > 0 {
 		return fmt.Errorf("%d of %d connections failed, the first with: %v", f, f+ok.Load(), firstErr.Load())
