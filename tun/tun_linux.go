@@ -89,9 +89,13 @@ func classify(what, name string, err error) error {
 // super-packets up whole, and WriteGSO writes the caller's own virtio-net
 // header instead of wireguard's.
 type TUN struct {
-	dev     wgtun.Device
-	file    *os.File
-	raw     syscall.RawConn // file's, for reads that must not wait
+	dev  wgtun.Device
+	file *os.File
+	raw  syscall.RawConn // file's, for reads that must not wait
+	// Read-side state of ReadGSO (one reader at a time): whether its last
+	// look for queued packets found some, and reads since it last looked.
+	rdMore  bool
+	rdSkip  int
 	name    string
 	index   int
 	mtu     int
@@ -168,7 +172,7 @@ func Create(opts Options) (*TUN, error) {
 		dev.Close()
 		return nil, err
 	}
-	t := &TUN{dev: dev, file: file, raw: raw, name: name, mtu: opts.MTU, offload: opts.Offload}
+	t := &TUN{dev: dev, file: file, raw: raw, rdMore: true, name: name, mtu: opts.MTU, offload: opts.Offload}
 	if err := t.configure(opts); err != nil {
 		dev.Close()
 		return nil, err
@@ -343,8 +347,18 @@ func (t *TUN) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, e
 	// Then whatever else the kernel has queued, without waiting, so the
 	// caller handles it as one batch (one ACK and one wake-up per
 	// connection per batch). The bytes bound keeps the ACK of the first
-	// packet from waiting behind too much work.
+	// packet from waiting behind too much work. Looking costs a read that
+	// fails with EAGAIN when nothing is queued, which a request/response
+	// exchange would pay on every packet, on its critical path: so look
+	// after a super-packet (bulk), while the last look found packets (a
+	// backlog), and otherwise on every readProbeEvery-th read only.
+	if !gso[0].IsGSO() && !t.rdMore && t.rdSkip < readProbeEvery-1 {
+		t.rdSkip++
+		return 1, nil
+	}
+	t.rdSkip = 0
 	k, total := 1, n
+	defer func() { t.rdMore = k > 1 }()
 	for k < len(bufs) && total < readBatchBytes && len(bufs[k])-offset >= MaxPacketSize {
 		buf := bufs[k][offset-Headroom : offset+MaxPacketSize]
 		n, err := t.readNow(buf)
@@ -365,6 +379,10 @@ func (t *TUN) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, e
 
 // readBatchBytes bounds the bytes one ReadGSO gathers after its first packet.
 const readBatchBytes = 256 << 10
+
+// readProbeEvery: without a backlog, one ReadGSO in this many looks for
+// more packets after its first.
+const readProbeEvery = 8
 
 // readNow reads one packet if one is queued, EAGAIN if none.
 func (t *TUN) readNow(buf []byte) (int, error) {
