@@ -317,11 +317,12 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			"its own private network namespace: `ustack serve` and gVisor behind a TUN with the\n"+
 			"same MTU, the kernel on 127.0.0.1. gVisor runs twice, the two ways Go programs put it\n"+
 			"on a TUN (--gvisor), and each figure is the better of the two (the JSON's \"chosen\"\n"+
-			"says which, a note under the table too). The same client\n"+
-			"code drives each from the kernel side: uploads to discard, downloads of GET /bytes/N,\n"+
-			"1 and 8 streams; 64-byte echo round trips; connection rate; server RSS with idle\n"+
-			"connections; CPU seconds per GB. Progress goes to stderr, the table (or --json) to\n"+
-			"stdout. Needs root. A full run takes about 2 minutes with the defaults.\n\n"+
+			"says which, a note under the table too). The same client code drives each from the\n"+
+			"kernel side: uploads to discard, downloads of GET /bytes/N, 1 and 8 streams; 64-byte\n"+
+			"echo round trips; connection rate (4 clients at once: connect, 1 byte echoed, close);\n"+
+			"server RSS with idle connections; CPU seconds per GB. Progress goes to stderr, the\n"+
+			"table (or --json) to stdout. Needs root. A full run takes about 2 minutes with the\n"+
+			"defaults.\n\n"+
 			"--pcap, --trace, --cc and the TCP knobs (--impair, --sndbuf, --rcvbuf, --delayed-ack,\n"+
 			"--nodelay, --sack, --timestamps, --wscale) are passed to `ustack serve`, the ustack\n"+
 			"server only: gVisor and the kernel keep their defaults.\n\n"+
