@@ -309,6 +309,7 @@ type Conn struct {
 
 	// Output requests.
 	ackNow       bool
+	ackOwed      bool   // an ACK is owed; Output arms the delayed-ACK timer for it
 	rcvUnacked   uint32 // in-order bytes received since our last ACK
 	rstPending   bool
 	rstSeg       Segment
@@ -606,9 +607,22 @@ func (c *Conn) afterRead() {
 	cur := uint64(c.rcvWindow())
 	next := uint64(c.nextWindow())
 	if next > cur && next >= 2*cur {
-		c.ackNow = true
+		if cur < urgentWindow || c.cfg.DelayedACK < 0 {
+			c.ackNow = true
+		} else {
+			// The peer still has room for several segments: the
+			// update rides on our next segment (a reply, the ACK of
+			// its next data) or, at the latest, the delayed-ACK timer
+			// that Output arms. A request/response exchange then
+			// costs no pure window update after the first read.
+			c.ackOwed = true
+		}
 	}
 }
+
+// urgentWindow is the window left below which a window update on read is
+// sent at once; with at least this much the peer is not held up.
+const urgentWindow = 32 << 10
 
 // CloseWrite shuts down the sending direction (SHUT_WR): a FIN follows the
 // queued data (RFC 9293 §3.10.4).

@@ -92,7 +92,9 @@ func TestActiveCloseToTimeWait(t *testing.T) {
 
 func TestPassiveClose(t *testing.T) {
 	h := newEstablished(t, plainConfig())
-	h.expect(h.in(seg(FlagFIN|FlagACK, tPeer+1, tISS+1, 8192)), "[.] seq 1001 ack 5002 win 4096")
+	// The ACK of the FIN waits (delayed ACK, as Linux's pingpong mode) for
+	// our own FIN to carry it.
+	h.expect(h.in(seg(FlagFIN|FlagACK, tPeer+1, tISS+1, 8192)))
 	require.Equal(t, StateCloseWait, h.c.State())
 	ev := h.c.TakeEvents()
 	require.True(t, ev.Has(EventEOF|EventReadable))
@@ -104,6 +106,32 @@ func TestPassiveClose(t *testing.T) {
 	h.expect(h.in(seg(FlagACK, tPeer+2, tISS+2, 8192)))
 	require.Equal(t, StateClosed, h.c.State())
 	require.True(t, h.c.Done())
+}
+
+// TestPassiveCloseAckTimer: an application that does not close soon after
+// EOF still gets the peer's FIN acknowledged, by the delayed-ACK timer.
+func TestPassiveCloseAckTimer(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DelayedACK = 40 * time.Millisecond
+	h := newEstablished(t, cfg)
+	h.expect(h.in(seg(FlagFIN|FlagACK, tPeer+1, tISS+1, 8192)))
+	at, ok := h.c.NextDeadline()
+	require.True(t, ok)
+	require.Equal(t, h.now.Add(40*time.Millisecond), at)
+	h.now = at - 1
+	h.expect(h.output())
+	h.now = at
+	h.expect(h.output(), "[.] seq 1001 ack 5002 win 4096")
+	require.Equal(t, StateCloseWait, h.c.State())
+}
+
+// TestPassiveCloseAckAtOnceWithoutDelayedACK: with delayed ACKs off the FIN
+// is acknowledged at once.
+func TestPassiveCloseAckAtOnceWithoutDelayedACK(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DelayedACK = -1
+	h := newEstablished(t, cfg)
+	h.expect(h.in(seg(FlagFIN|FlagACK, tPeer+1, tISS+1, 8192)), "[.] seq 1001 ack 5002 win 4096")
 }
 
 func TestRSTExactResets(t *testing.T) {

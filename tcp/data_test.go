@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -671,4 +672,55 @@ func TestSetPathMSS(t *testing.T) {
 	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 600", "[.] seq 1601 ack 5001 win 4096 len 600",
 		"[.] seq 2201 ack 5001 win 4096 len 600", "[P.] seq 2801 ack 5001 win 4096 len 200")
 	require.Equal(t, uint16(600), h.c.Info().MSS)
+}
+
+// TestWindowUpdateOnReadDeferred: when the peer still holds a window of at
+// least urgentWindow, the update a read owes waits for our next segment
+// (here the reply) or the delayed-ACK timer instead of costing a pure ACK
+// of its own: a request/response exchange on a fresh connection (65535
+// offered in the SYN-ACK, 256 KiB of buffer) sends one segment, not two.
+func TestWindowUpdateOnReadDeferred(t *testing.T) {
+	for _, reply := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reply=%v", reply), func(t *testing.T) {
+			cfg := plainConfig()
+			cfg.RecvBufferSize = 256 << 10
+			cfg.DisableWindowScale = false
+			cfg.DelayedACK = 40 * time.Millisecond
+			// Passive open: the SYN-ACK offers at most 65535 (never
+			// scaled), and nothing else goes out before the first read.
+			h := &harness{t: t, now: 10 * sec}
+			syn := Segment{Flags: FlagSYN, Seq: tPeer, Window: 8192,
+				Options: Options{HasMSS: true, MSS: 1460, HasWindowScale: true, WindowScale: 7}}
+			h.c = AcceptSYN(h.now, cfg, tISS, &syn)
+			got := h.output()
+			require.Len(t, got, 1)
+			require.Equal(t, uint16(65535), got[0].Window)
+			scale := WindowScaleFor(cfg) // ours, offered in the SYN-ACK
+			require.NotZero(t, scale)
+			h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 8192)))
+			require.Equal(t, StateEstablished, h.c.State())
+			h.expect(h.in(seg(FlagACK|FlagPSH, tPeer+1, tISS+1, 8192, data(1, 0)...)))
+			n, err := h.c.Read(make([]byte, 10))
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			h.expect(h.output()) // no pure window update
+			at, ok := h.c.NextDeadline()
+			require.True(t, ok)
+			require.Equal(t, h.now.Add(40*time.Millisecond), at)
+			if reply {
+				_, err := h.c.Write([]byte("y"))
+				require.NoError(t, err)
+				out := h.output()
+				require.Len(t, out, 1)
+				require.Len(t, out[0].Payload, 1)
+				require.GreaterOrEqual(t, uint32(out[0].Window)<<scale, uint32(128<<10), "the reply carries the opened window")
+				return
+			}
+			h.now = at
+			out := h.output()
+			require.Len(t, out, 1)
+			require.Empty(t, out[0].Payload)
+			require.GreaterOrEqual(t, uint32(out[0].Window)<<scale, uint32(128<<10))
+		})
+	}
 }

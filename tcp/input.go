@@ -668,11 +668,23 @@ func (c *Conn) processFIN(now Time, seg *Segment) {
 	c.rcvNxt++
 	c.rdClosed = true
 	c.finRcvd = false
-	c.ackNow = true
 	c.events |= EventEOF | EventReadable
 	switch c.state {
 	case StateSynReceived, StateEstablished:
 		c.state = StateCloseWait
+		// The peer closed first; our own FIN usually follows as soon as
+		// the application sees EOF, so the ACK waits for it (or for the
+		// delayed-ACK timer) and the close costs one segment less, as
+		// Linux does (tcp_fin enters pingpong mode: delayed ACK).
+		if c.cfg.DelayedACK < 0 {
+			c.ackNow = true
+		} else if !c.ackNow && !c.delackTimer.armed {
+			c.delackTimer.set(now.Add(c.cfg.DelayedACK))
+		}
+		return
+	}
+	c.ackNow = true
+	switch c.state {
 	case StateFinWait1:
 		if c.finAcked() {
 			c.enterTimeWait(now)

@@ -9,6 +9,12 @@ import "time"
 // it. Each segment is handed to e.Emit and is valid only during that call.
 func (c *Conn) Output(now Time, e Emitter) {
 	c.fireTimers(now)
+	if c.ackOwed {
+		c.ackOwed = false
+		if !c.ackNow && !c.delackTimer.armed && c.state.canReceiveData() {
+			c.delackTimer.set(now.Add(c.cfg.DelayedACK))
+		}
+	}
 	if c.rstPending {
 		c.rstPending = false
 		c.out = c.rstSeg

@@ -89,8 +89,13 @@ func classify(what, name string, err error) error {
 // super-packets up whole, and WriteGSO writes the caller's own virtio-net
 // header instead of wireguard's.
 type TUN struct {
-	dev     wgtun.Device
-	file    *os.File
+	dev  wgtun.Device
+	file *os.File
+	raw  syscall.RawConn // file's, for reads that must not wait
+	// Read-side state of ReadGSO (one reader at a time): whether its last
+	// look for queued packets found some, and reads since it last looked.
+	rdMore  bool
+	rdSkip  int
 	name    string
 	index   int
 	mtu     int
@@ -164,7 +169,12 @@ func Create(opts Options) (*TUN, error) {
 		dev.Close()
 		return nil, err
 	}
-	t := &TUN{dev: dev, file: file, name: name, mtu: opts.MTU, offload: opts.Offload}
+	raw, err := file.SyscallConn()
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	t := &TUN{dev: dev, file: file, raw: raw, rdMore: true, name: name, mtu: opts.MTU, offload: opts.Offload}
 	if err := t.configure(opts); err != nil {
 		dev.Close()
 		return nil, err
@@ -258,6 +268,22 @@ func (t *TUN) Name() string { return t.name }
 // Index returns the interface index.
 func (t *TUN) Index() int { return t.index }
 
+// RawFD returns the device's descriptor, still owned by t (Close closes
+// it), for a packet engine of its own that reads and writes it directly
+// (the bench's gVisor fdbased endpoint); Read and Write must then not be
+// used. The descriptor stays non-blocking.
+func (t *TUN) RawFD() (int, error) {
+	sc, err := t.file.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := sc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
 // Offload reports whether the device uses virtio-net headers.
 func (t *TUN) Offload() bool { return t.offload }
 
@@ -319,19 +345,78 @@ func (t *TUN) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, e
 	if err != nil {
 		return 0, t.readErr(err)
 	}
+	if err := decodeGSORead(buf, n, &sizes[0], &gso[0]); err != nil {
+		return 0, err
+	}
+	// Then whatever else the kernel has queued, without waiting, so the
+	// caller handles it as one batch (one ACK and one wake-up per
+	// connection per batch). The bytes bound keeps the ACK of the first
+	// packet from waiting behind too much work. Looking costs a read that
+	// fails with EAGAIN when nothing is queued, which a request/response
+	// exchange would pay on every packet, on its critical path: so look
+	// after a super-packet (bulk), while the last look found packets (a
+	// backlog), and otherwise on every readProbeEvery-th read only.
+	if !gso[0].IsGSO() && !t.rdMore && t.rdSkip < readProbeEvery-1 {
+		t.rdSkip++
+		return 1, nil
+	}
+	t.rdSkip = 0
+	k, total := 1, n
+	defer func() { t.rdMore = k > 1 }()
+	for k < len(bufs) && total < readBatchBytes && len(bufs[k])-offset >= MaxPacketSize {
+		buf := bufs[k][offset-Headroom : offset+MaxPacketSize]
+		n, err := t.readNow(buf)
+		if err != nil || n == 0 {
+			if errors.Is(err, unix.EAGAIN) || err == nil {
+				err = nil
+			}
+			return k, t.readErr(err)
+		}
+		if err := decodeGSORead(buf, n, &sizes[k], &gso[k]); err != nil {
+			return k, err
+		}
+		k++
+		total += n
+	}
+	return k, nil
+}
+
+// readBatchBytes bounds the bytes one ReadGSO gathers after its first packet.
+const readBatchBytes = 256 << 10
+
+// readProbeEvery: without a backlog, one ReadGSO in this many looks for
+// more packets after its first.
+const readProbeEvery = 8
+
+// readNow reads one packet if one is queued, EAGAIN if none.
+func (t *TUN) readNow(buf []byte) (int, error) {
+	var n int
+	var err error
+	if cerr := t.raw.Read(func(fd uintptr) bool {
+		n, err = unix.Read(int(fd), buf)
+		return true
+	}); cerr != nil {
+		return 0, cerr
+	}
+	return n, err
+}
+
+// decodeGSORead checks one read of n bytes (virtio-net header first) and
+// fills in its size and GSO description.
+func decodeGSORead(buf []byte, n int, size *int, gso *GSO) error {
 	if n < Headroom {
-		return 0, fmt.Errorf("tun: %d-byte read shorter than the virtio-net header", n)
+		return fmt.Errorf("tun: %d-byte read shorter than the virtio-net header", n)
 	}
 	g, err := decodeVirtioHdr(buf[:Headroom])
 	if err != nil {
-		return 0, err
+		return err
 	}
 	pkt := buf[Headroom:n]
 	if _, err := g.check(pkt); err != nil {
-		return 0, err
+		return err
 	}
-	sizes[0], gso[0] = len(pkt), g
-	return 1, nil
+	*size, *gso = len(pkt), g
+	return nil
 }
 
 // Virtio-net header layout (struct virtio_net_hdr; native endian for a

@@ -440,3 +440,53 @@ func testTUNGSO(t *testing.T, offload, bigRead, v6 bool) {
 	}
 	t.Logf("%d super-packets", supers)
 }
+
+// TestTUNReadGSOBatch: with offloads, one ReadGSO returns every packet the
+// kernel has queued (up to the buffers given), not one per call, so the
+// stack handles them as one batch; with one buffer it returns one.
+func TestTUNReadGSOBatch(t *testing.T) {
+	if !netnstest.Enter(t) {
+		return
+	}
+	l, err := Create(Options{Name: "ust0", Offload: true, HostAddrs: hostAddrs[:1]})
+	require.NoError(t, err)
+	defer l.Close()
+	c, err := net.Dial("udp", "198.18.0.2:9")
+	require.NoError(t, err)
+	defer c.Close()
+	const sent = 5
+	// The datagrams are in the device's queue when Write returns: the
+	// kernel routes and queues them in the sending call.
+	for i := range sent {
+		_, err := c.Write([]byte{byte(i)})
+		require.NoError(t, err)
+	}
+	udpPayloads := func(bufs [][]byte, sizes []int, n int) []byte {
+		var got []byte
+		for i := range n {
+			p := bufs[i][Headroom : Headroom+sizes[i]]
+			if len(p) == ip.IPv4MinHeaderLen+8+1 && p[0]>>4 == 4 && p[9] == syscall.IPPROTO_UDP {
+				got = append(got, p[len(p)-1])
+			}
+		}
+		return got
+	}
+	bufs, sizes, gso := newBufs(8, Headroom+MaxPacketSize), make([]int, 8), make([]GSO, 8)
+	n, err := l.ReadGSO(bufs, sizes, gso, Headroom)
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0, 1, 2, 3, 4}, udpPayloads(bufs, sizes, n), "all five datagrams from one ReadGSO")
+
+	// One buffer: one packet per call.
+	for i := range 2 {
+		_, err := c.Write([]byte{byte(10 + i)})
+		require.NoError(t, err)
+	}
+	var got []byte
+	for len(got) < 2 {
+		n, err := l.ReadGSO(bufs[:1], sizes, gso, Headroom)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		got = append(got, udpPayloads(bufs, sizes, n)...)
+	}
+	assert.Equal(t, []byte{10, 11}, got)
+}

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,6 +67,11 @@ type benchResult struct {
 	Server  string             `json:"server"`
 	Metrics map[string]float64 `json:"metrics"`
 	Errors  map[string]string  `json:"errors,omitempty"`
+	// For gVisor, measured once per way of putting it on the TUN
+	// (gvisorLinks): Chosen names the variant each metric comes from (the
+	// better one), Variants holds every variant's own result.
+	Chosen   map[string]string       `json:"chosen,omitempty"`
+	Variants map[string]*benchResult `json:"variants,omitempty"`
 }
 
 // benchReport is the whole run: the settings, each server's figures, and
@@ -90,6 +96,8 @@ type benchFlags struct {
 	idle      int
 	mtu       int
 	offload   bool
+	gvisor    string
+	profile   string
 	// cc, pcap, trace and knobs are `ustack serve` flags passed through to
 	// the ustack server; serve holds them alone so they can be listed back
 	// as arguments (see serveArgs).
@@ -109,6 +117,13 @@ type benchConfig struct {
 	idle      int
 	mtu       int
 	offload   bool
+	// gvisorLinks are the gVisor variants to measure; gvisorLink is the
+	// one a gVisor server runs.
+	gvisorLinks []string
+	gvisorLink  string
+	// profileDir receives CPU profiles of the ustack server, one per
+	// timed workload ("" for none).
+	profileDir string
 	// knobArgs are --cc and the TCP knobs for the ustack server, and
 	// captureArgs its --pcap and --trace, as --name=value, only those that
 	// differ from serve's defaults.
@@ -154,6 +169,17 @@ func parseList(flagName, s string, known []string) ([]string, error) {
 
 func (f *benchFlags) validate() (*benchConfig, error) {
 	c := &benchConfig{json: f.json, duration: f.duration, idle: f.idle, mtu: f.mtu, offload: f.offload}
+	if f.profile != "" {
+		st, err := os.Stat(f.profile)
+		if err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("--cpuprofile %q: want an existing directory", f.profile)
+		}
+		abs, err := filepath.Abs(f.profile)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile %q: %v", f.profile, err)
+		}
+		c.profileDir = abs
+	}
 	if f.duration < benchMinDuration || f.duration > benchMaxDuration {
 		return nil, fmt.Errorf("--duration %v: want %v to %v", f.duration, benchMinDuration, benchMaxDuration)
 	}
@@ -170,6 +196,10 @@ func (f *benchFlags) validate() (*benchConfig, error) {
 	if c.workloads, err = parseList("workloads", f.workloads, benchWorkloads); err != nil {
 		return nil, err
 	}
+	if c.gvisorLinks, err = parseList("gvisor", f.gvisor, gvisorLinks); err != nil {
+		return nil, err
+	}
+	c.gvisorLink = c.gvisorLinks[0]
 	// The same checks as serve's, so a bad knob exits 2 here and not
 	// inside a namespace after the other servers have run.
 	tc := tcp.DefaultConfig()
@@ -214,6 +244,11 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.idle, "idle-conns", 10000, "idle connections for the memory workload")
 	fs.IntVar(&f.mtu, "mtu", 1500, "MTU of every TUN device (1280-65535)")
 	fs.BoolVar(&f.offload, "offload", true, "virtio-net offloads (TSO/checksum) on every TUN")
+	fs.StringVar(&f.gvisor, "gvisor", strings.Join(gvisorLinks, ","), "ways to put gVisor on the TUN, comma-separated: wgnetstack (wireguard's\n"+
+		"tun bridged to its tun/netstack), fdbased (gVisor's fdbased endpoint on the TUN fd, no\n"+
+		"virtio-net header); each is measured and the better figure per workload reported")
+	fs.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the ustack server during each timed workload to\n"+
+		"DIR/ustack-WORKLOAD.pprof (go tool pprof), taken over its admin socket")
 	// serve's own registration of the knobs, so bench parses and
 	// validates them exactly as serve does.
 	f.serve = flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -235,9 +270,15 @@ func (c *benchConfig) targetArgs(server string) []string {
 		"--duration", c.duration.String(), "--workloads", strings.Join(c.workloads, ","),
 		"--idle-conns", strconv.Itoa(c.idle), "--mtu", strconv.Itoa(c.mtu),
 		"--offload=" + strconv.FormatBool(c.offload)}
-	if server == "ustack" {
+	switch server {
+	case "ustack":
 		args = append(args, c.knobArgs...)
 		args = append(args, c.captureArgs...)
+		if c.profileDir != "" {
+			args = append(args, "--cpuprofile="+c.profileDir)
+		}
+	case "gvisor":
+		args = append(args, "--gvisor="+strings.Join(c.gvisorLinks, ","))
 	}
 	return args
 }
@@ -245,9 +286,14 @@ func (c *benchConfig) targetArgs(server string) []string {
 // targetBudget bounds one target's run: each timed workload takes about
 // duration (uploads drain afterwards), the idle one a few seconds per
 // 10,000 connections, and servers need time to start and stop.
-func (c *benchConfig) targetBudget() time.Duration {
-	return 30*time.Second + time.Duration(len(c.workloads))*(2*c.duration+5*time.Second) +
+// gVisor's target runs everything once per variant.
+func (c *benchConfig) targetBudget(server string) time.Duration {
+	d := 30*time.Second + time.Duration(len(c.workloads))*(2*c.duration+5*time.Second) +
 		time.Duration(c.idle)*2*time.Millisecond
+	if server == "gvisor" {
+		d *= time.Duration(len(c.gvisorLinks))
+	}
+	return d
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
@@ -268,12 +314,15 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack bench [flags]\n\n"+
 			"Measures ustack against gVisor's netstack and the kernel's TCP. Each server runs in\n"+
-			"its own private network namespace: `ustack serve` and gVisor (wireguard's tun/netstack)\n"+
-			"behind a TUN with the same MTU and offloads, the kernel on 127.0.0.1. The same client\n"+
-			"code drives each from the kernel side: uploads to discard, downloads of GET /bytes/N,\n"+
-			"1 and 8 streams; 64-byte echo round trips; connection rate; server RSS with idle\n"+
-			"connections; CPU seconds per GB. Progress goes to stderr, the table (or --json) to\n"+
-			"stdout. Needs root. A full run takes about 2 minutes with the defaults.\n\n"+
+			"its own private network namespace: `ustack serve` and gVisor behind a TUN with the\n"+
+			"same MTU, the kernel on 127.0.0.1. gVisor runs twice, the two ways Go programs put it\n"+
+			"on a TUN (--gvisor), and each figure is the better of the two (the JSON's \"chosen\"\n"+
+			"says which, a note under the table too). The same client code drives each from the\n"+
+			"kernel side: uploads to discard, downloads of GET /bytes/N, 1 and 8 streams; 64-byte\n"+
+			"echo round trips; connection rate (4 clients at once: connect, 1 byte echoed, close);\n"+
+			"server RSS with idle connections; CPU seconds per GB. Progress goes to stderr, the\n"+
+			"table (or --json) to stdout. Needs root. A full run takes about 2 minutes with the\n"+
+			"defaults.\n\n"+
 			"--pcap, --trace, --cc and the TCP knobs (--impair, --sndbuf, --rcvbuf, --delayed-ack,\n"+
 			"--nodelay, --sack, --timestamps, --wscale) are passed to `ustack serve`, the ustack\n"+
 			"server only: gVisor and the kernel keep their defaults.\n\n"+
@@ -340,7 +389,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 // runTargetProcess re-executes this binary as `ustack bench target` in a new
 // network namespace and decodes the result it prints.
 func runTargetProcess(exe string, cfg *benchConfig, server string, stderr io.Writer) (*benchResult, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.targetBudget())
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.targetBudget(server))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, cfg.targetArgs(server)...)
 	var out bytes.Buffer
@@ -350,7 +399,7 @@ func runTargetProcess(exe string, cfg *benchConfig, server string, stderr io.Wri
 	cmd.Cancel = func() error { return cmd.Process.Kill() }
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("did not finish within %v; killed", cfg.targetBudget())
+		return nil, fmt.Errorf("did not finish within %v; killed", cfg.targetBudget(server))
 	}
 	var res benchResult
 	if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil {
@@ -464,6 +513,9 @@ func writeBenchTable(w io.Writer, rep *benchReport) {
 	}
 	fmt.Fprintln(w)
 	for _, s := range rep.Servers {
+		writeChosen(w, rep.Results[s])
+	}
+	for _, s := range rep.Servers {
 		keys := make([]string, 0, len(rep.Results[s].Errors))
 		for k := range rep.Results[s].Errors {
 			keys = append(keys, k)
@@ -478,6 +530,36 @@ func writeBenchTable(w io.Writer, rep *benchReport) {
 		"task is running, so compare the kernel on server+client CPU (the client is the bench process).\n"+
 		"Idle connections are to the echo port, silent; the kernel's RSS per connection is the Go\n"+
 		"server's own cost (socket memory is kernel memory), the same in all three servers.\n")
+}
+
+// writeChosen says which variant of a server each row of the table comes
+// from, for a server measured in several (gVisor).
+func writeChosen(w io.Writer, r *benchResult) {
+	if len(r.Chosen) == 0 {
+		return
+	}
+	byVariant := map[string][]string{}
+	var order []string
+	for _, m := range benchMetrics {
+		v, ok := r.Chosen[m.key]
+		if !ok {
+			continue
+		}
+		if byVariant[v] == nil {
+			order = append(order, v)
+		}
+		byVariant[v] = append(byVariant[v], strings.TrimSuffix(strings.TrimSuffix(m.key, "_gbps"), "_per_s"))
+	}
+	var variants []string
+	for v := range r.Variants {
+		variants = append(variants, v)
+	}
+	slices.Sort(variants)
+	fmt.Fprintf(w, "\n%s: each row is the better of %s:", r.Server, strings.Join(variants, " and "))
+	for _, v := range order {
+		fmt.Fprintf(w, " %s for %s;", v, strings.Join(byVariant[v], ", "))
+	}
+	fmt.Fprintln(w)
 }
 
 func onOff(b bool) string {

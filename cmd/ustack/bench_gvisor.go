@@ -11,11 +11,23 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	wgnetstack "golang.zx2c4.com/wireguard/tun/netstack"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	gtcp "gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
 	"github.com/ustack-net/ustack/tun"
 )
@@ -43,10 +55,22 @@ const (
 
 type benchServerFlags struct {
 	stack   string
+	link    string
 	tun     string
 	mtu     int
 	offload bool
 }
+
+// gvisorLinks are the two ways a Go program usually puts gVisor's netstack on
+// a TUN; the bench measures both and reports the better per workload.
+//   - wgnetstack: wireguard's tun (virtio-net offloads, GRO on write) bridged
+//     packet by packet to wireguard's tun/netstack (a channel endpoint).
+//   - fdbased: gVisor's own fdbased endpoint reading and writing the TUN fd.
+//     It only speaks virtio-net headers on sockets, so its TUN has none:
+//     plain MTU-sized packets both ways, with the offloads it has for that
+//     case: received checksums trusted (the kernel computed them) and
+//     gVisor's software GRO in front of its TCP.
+var gvisorLinks = []string{"wgnetstack", "fdbased"}
 
 // runBenchServer is `ustack bench server`, internal to `ustack bench`: it
 // serves echo, discard and HTTP on gVisor's netstack behind a TUN
@@ -56,6 +80,8 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.stack, "stack", "", "which stack serves: gvisor (netstack behind a TUN) or kernel (127.0.0.1)")
+	fs.StringVar(&f.link, "link", "wgnetstack", "how gVisor meets the TUN: wgnetstack (wireguard's tun bridged to its\n"+
+		"tun/netstack) or fdbased (gVisor's fdbased endpoint on the TUN fd, no virtio-net header)")
 	fs.StringVar(&f.tun, "tun", "ustack0", "name of the TUN device to create (gvisor)")
 	fs.IntVar(&f.mtu, "mtu", 1500, "MTU of the TUN device (gvisor; 1280-65535)")
 	fs.BoolVar(&f.offload, "offload", true, "virtio-net offloads on the TUN (gvisor)")
@@ -63,7 +89,7 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "usage: ustack bench server --stack gvisor|kernel [flags]\n\n"+
 			"Internal to `ustack bench`, which runs it in a private network namespace. With\n"+
 			"--stack gvisor it creates a TUN (kernel side %s and %s), runs gVisor's netstack\n"+
-			"(wireguard's tun/netstack) on %s and %s behind it; with --stack kernel it listens\n"+
+			"(see --link) on %s and %s behind it; with --stack kernel it listens\n"+
 			"on %s. Either way it serves echo (%d), discard (%d) and HTTP (%d) with the handlers\n"+
 			"of `ustack serve` and prints 'ready DEVICE ADDR'. SIGINT/SIGTERM stop it.\n\nflags:\n",
 			benchHostAddrs[0], benchHostAddrs[1], benchAddrs[0], benchAddrs[1], benchLoopback,
@@ -84,6 +110,10 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "ustack bench server: --stack %q: want gvisor or kernel\n", f.stack)
+		return exitUsage
+	}
+	if !slices.Contains(gvisorLinks, f.link) {
+		fmt.Fprintf(stderr, "ustack bench server: --link %q: want one of %s\n", f.link, strings.Join(gvisorLinks, ","))
 		return exitUsage
 	}
 	if f.mtu < 1280 || f.mtu > 65535 {
@@ -110,16 +140,29 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 		}
 		cleanup = func() {}
 	case "gvisor":
-		g, err := startGvisor(f, log)
+		var name string
+		var err error
+		if f.link == "fdbased" {
+			var g *gvisorFdbased
+			g, err = startGvisorFdbased(f, log)
+			if err == nil {
+				name, listen, cleanup = g.link.Name(), g.listen, g.close
+			}
+		} else {
+			var g *gvisorServer
+			g, err = startGvisor(f, log)
+			if err == nil {
+				name, cleanup = g.link.Name(), g.close
+				listen = func(port int) (net.Listener, error) {
+					return g.net.ListenTCPAddrPort(netip.AddrPortFrom(benchAddrs[0], uint16(port)))
+				}
+			}
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "ustack bench server: %v\n", err)
 			return 1
 		}
-		device, addr = g.link.Name(), benchAddrs[0].String()
-		listen = func(port int) (net.Listener, error) {
-			return g.net.ListenTCPAddrPort(netip.AddrPortFrom(benchAddrs[0], uint16(port)))
-		}
-		cleanup = g.close
+		device, addr = name, benchAddrs[0].String()
 	}
 	defer cleanup()
 
@@ -282,5 +325,85 @@ func (g *gvisorServer) close() {
 		g.dev.Close()
 		g.link.Close()
 		g.wg.Wait()
+	})
+}
+
+// gvisorFdbased is gVisor's netstack on its own fdbased endpoint, reading and
+// writing the TUN's descriptor directly (no bridge goroutines of ours).
+type gvisorFdbased struct {
+	link *tun.TUN
+	st   *gstack.Stack
+	once sync.Once
+}
+
+// startGvisorFdbased creates a TUN without virtio-net header (fdbased uses
+// one only on sockets) and builds the stack wireguard's tun/netstack builds
+// (same protocols, SACK on, HandleLocal), so the two variants differ only
+// in how packets reach netstack.
+func startGvisorFdbased(f benchServerFlags, log *slog.Logger) (*gvisorFdbased, error) {
+	link, err := tun.Create(tun.Options{Name: f.tun, MTU: f.mtu, Offload: false, HostAddrs: benchHostAddrs})
+	if err != nil {
+		return nil, err
+	}
+	fd, err := link.RawFD()
+	if err != nil {
+		link.Close()
+		return nil, err
+	}
+	ep, err := fdbased.New(&fdbased.Options{
+		FDs: []int{fd}, MTU: uint32(f.mtu),
+		RXChecksumOffload: true, // the kernel checksummed what it hands the TUN
+		GRO:               true,
+	})
+	if err != nil {
+		link.Close()
+		return nil, fmt.Errorf("gVisor fdbased endpoint: %w", err)
+	}
+	st := gstack.New(gstack.Options{
+		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []gstack.TransportProtocolFactory{gtcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol6, icmp.NewProtocol4},
+		HandleLocal:        true,
+	})
+	g := &gvisorFdbased{link: link, st: st}
+	sack := tcpip.TCPSACKEnabled(true)
+	if terr := st.SetTransportProtocolOption(gtcp.ProtocolNumber, &sack); terr != nil {
+		g.close()
+		return nil, fmt.Errorf("gVisor: enabling SACK: %v", terr)
+	}
+	if terr := st.CreateNIC(1, ep); terr != nil {
+		g.close()
+		return nil, fmt.Errorf("gVisor: CreateNIC: %v", terr)
+	}
+	for _, a := range benchAddrs {
+		proto := ipv4.ProtocolNumber
+		if a.Is6() {
+			proto = ipv6.ProtocolNumber
+		}
+		pa := tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: tcpip.AddrFromSlice(a.AsSlice()).WithPrefix()}
+		if terr := st.AddProtocolAddress(1, pa, gstack.AddressProperties{}); terr != nil {
+			g.close()
+			return nil, fmt.Errorf("gVisor: adding %v: %v", a, terr)
+		}
+	}
+	st.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: 1},
+		{Destination: header.IPv6EmptySubnet, NIC: 1},
+	})
+	log.Info("device up", "tun", link.Name(), "mtu", f.mtu, "offload", "rx-checksum,gro", "stack", "gvisor-fdbased", "addrs", benchAddrs)
+	return g, nil
+}
+
+func (g *gvisorFdbased) listen(port int) (net.Listener, error) {
+	a := benchAddrs[0]
+	return gonet.ListenTCP(g.st, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: uint16(port)}, ipv4.ProtocolNumber)
+}
+
+// close stops netstack (which stops the endpoint's readers) and removes the
+// TUN device.
+func (g *gvisorFdbased) close() {
+	g.once.Do(func() {
+		g.st.Close()
+		g.st.Wait()
+		g.link.Close()
 	})
 }

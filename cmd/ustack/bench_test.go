@@ -31,6 +31,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "--duration", "1m"}, exitUsage, "--duration 1m0s: want 200ms to 20s"},
 		{[]string{"bench", "--idle-conns", "0"}, exitUsage, "--idle-conns 0: want 1 to 15000"},
 		{[]string{"bench", "--mtu", "1000"}, exitUsage, "--mtu 1000: want a value from 1280 to 65535"},
+		{[]string{"bench", "--gvisor", "tap"}, exitUsage, `--gvisor: unknown "tap"; want a comma-separated list of wgnetstack,fdbased`},
+		{[]string{"bench", "server", "--stack", "gvisor", "--link", "tap"}, exitUsage, `--link "tap": want one of wgnetstack,fdbased`},
 		{[]string{"bench", "target", "--help"}, 0, "usage: ustack bench target"},
 		{[]string{"bench", "target"}, exitUsage, `--server "": want one of ustack,gvisor,kernel`},
 		{[]string{"bench", "target", "--server", "kernel", "--duration", "0s"}, exitUsage, "--duration 0s"},
@@ -236,7 +238,9 @@ func TestBenchTargetArgsRoundTrip(t *testing.T) {
 	assert.Equal(t, []string{"ustack", "kernel"}, cfg.servers)
 	assert.Equal(t, []string{"bench", "target", "--server", "kernel", "--duration", "2s", "--workloads", "echo,up1",
 		"--idle-conns", "500", "--mtu", "9000", "--offload=false"}, cfg.targetArgs("kernel"))
-	assert.Equal(t, 30*time.Second+2*(4*time.Second+5*time.Second)+time.Second, cfg.targetBudget())
+	assert.Equal(t, 30*time.Second+2*(4*time.Second+5*time.Second)+time.Second, cfg.targetBudget("kernel"))
+	// gVisor runs once per variant.
+	assert.Equal(t, 2*cfg.targetBudget("kernel"), cfg.targetBudget("gvisor"))
 	// Defaults pass no knobs to anyone.
 	assert.Equal(t, []string{"bench", "target", "--server", "ustack", "--duration", "2s", "--workloads", "echo,up1",
 		"--idle-conns", "500", "--mtu", "9000", "--offload=false"}, cfg.targetArgs("ustack"))
@@ -260,7 +264,7 @@ func TestBenchKnobsPassThrough(t *testing.T) {
 	targetArgs := cfg.targetArgs("ustack")
 	assert.Equal(t, slices.Concat(base, knobs, capture), targetArgs)
 	assert.Equal(t, []string{"bench", "target", "--server", "gvisor", "--duration", "3s", "--workloads", "idle,down1",
-		"--idle-conns", "10000", "--mtu", "1500", "--offload=true"}, cfg.targetArgs("gvisor"))
+		"--idle-conns", "10000", "--mtu", "1500", "--offload=true", "--gvisor=wgnetstack,fdbased"}, cfg.targetArgs("gvisor"))
 
 	// The target parses them back to the same config.
 	var f benchFlags
@@ -288,7 +292,11 @@ func TestBenchKnobsPassThrough(t *testing.T) {
 	// gVisor and the kernel keep their defaults.
 	args, err = benchServerArgs("gvisor", tcfg, true)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"bench", "server", "--stack", "gvisor", "--tun", "ustack0", "--mtu", "1500", "--offload=true"}, args)
+	assert.Equal(t, []string{"bench", "server", "--stack", "gvisor", "--link", "wgnetstack", "--tun", "ustack0", "--mtu", "1500", "--offload=true"}, args)
+	tcfg.gvisorLink = "fdbased"
+	args, err = benchServerArgs("gvisor", tcfg, true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"bench", "server", "--stack", "gvisor", "--link", "fdbased", "--tun", "ustack0", "--mtu", "1500", "--offload=true"}, args)
 	args, err = benchServerArgs("kernel", tcfg, true)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"bench", "server", "--stack", "kernel"}, args)
@@ -355,4 +363,36 @@ func TestBenchTargetRefusesRootNamespace(t *testing.T) {
 	assert.Equal(t, 1, rc)
 	assert.Contains(t, stderr.String(), "not in a private network namespace")
 	assert.Empty(t, stdout.String())
+}
+
+func TestBenchBestOfVariants(t *testing.T) {
+	variants := map[string]*benchResult{
+		"wgnetstack": {Server: "gvisor", Metrics: map[string]float64{
+			"up1_gbps": 2.2, "down1_gbps": 1.5, "echo_p50_us": 80, "echo_p99_us": 150, "echo_samples": 100,
+			"connrate_per_s": 5000, "connrate_failed": 0, "cpu_server_up_s_per_gb": 5, "cpu_total_up_s_per_gb": 6,
+		}},
+		"fdbased": {Server: "gvisor", Metrics: map[string]float64{
+			"up1_gbps": 1.7, "down1_gbps": 0.5, "echo_p50_us": 70, "echo_p99_us": 190, "echo_samples": 120,
+			"cpu_server_up_s_per_gb": 6, "cpu_total_up_s_per_gb": 5.5,
+		}, Errors: map[string]string{"connrate": "refused", "down8": "reset"}},
+	}
+	got := bestOfVariants("gvisor", gvisorLinks, variants)
+	assert.Equal(t, map[string]float64{
+		"up1_gbps": 2.2, "down1_gbps": 1.5,
+		// The group follows its first key: fdbased's p50 wins, so its p99 too.
+		"echo_p50_us": 70, "echo_p99_us": 190, "echo_samples": 120,
+		"connrate_per_s": 5000, "connrate_failed": 0,
+		"cpu_server_up_s_per_gb": 5, "cpu_total_up_s_per_gb": 6,
+	}, got.Metrics)
+	assert.Equal(t, "fdbased", got.Chosen["echo_p99_us"])
+	assert.Equal(t, "wgnetstack", got.Chosen["up1_gbps"])
+	assert.Equal(t, "wgnetstack", got.Chosen["connrate_per_s"])
+	// connrate failed in one variant only: no error; down8 in every one.
+	assert.Equal(t, map[string]string{"down8": "fdbased: reset"}, got.Errors)
+	assert.Same(t, variants["fdbased"], got.Variants["fdbased"])
+
+	var out bytes.Buffer
+	writeChosen(&out, got)
+	assert.Contains(t, out.String(), "gvisor: each row is the better of fdbased and wgnetstack: wgnetstack for up1, down1,")
+	assert.Contains(t, out.String(), "fdbased for echo_p50_us, echo_p99_us;")
 }
