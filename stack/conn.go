@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,6 @@ import (
 // ETIMEDOUT, EPIPE...; io.EOF after the peer's FIN.
 type Conn struct {
 	ep            *endpoint
-	laddr, raddr  *net.TCPAddr
 	rdl, wdl      deadline
 	readMu        sync.Mutex // one Read at a time
 	writeMu       sync.Mutex // one Write at a time: writes are not interleaved
@@ -33,14 +33,19 @@ type Conn struct {
 var _ net.Conn = (*Conn)(nil)
 
 func newConn(ep *endpoint) *Conn {
-	c := &Conn{
-		ep:    ep,
-		laddr: &net.TCPAddr{IP: addrIP(ep.id.local.Addr()), Port: int(ep.id.local.Port())},
-		raddr: &net.TCPAddr{IP: addrIP(ep.id.remote.Addr()), Port: int(ep.id.remote.Port())},
-	}
+	c := &Conn{ep: ep}
 	c.rdl.init(ep.s.clock)
 	c.wdl.init(ep.s.clock)
+	ep.sh.mu.Lock()
+	ep.appOpen = true
+	ep.sh.mu.Unlock()
 	return c
+}
+
+// tcpAddr makes the *net.TCPAddr of a; made on demand, so that a connection
+// whose addresses nobody asks for does not hold them.
+func tcpAddr(a netip.AddrPort) *net.TCPAddr {
+	return &net.TCPAddr{IP: addrIP(a.Addr()), Port: int(a.Port())}
 }
 
 // opErr wraps err as the net package does for a kernel socket; a Conn
@@ -54,7 +59,7 @@ func (c *Conn) opErr(op string, err error) error {
 		}
 		err = os.NewSyscallError(sc, errno)
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
+	return &net.OpError{Op: op, Net: "tcp", Source: tcpAddr(c.ep.id.local), Addr: tcpAddr(c.ep.id.remote), Err: err}
 }
 
 // locked runs f with the connection's shard locked, then lets the Conn send
@@ -117,7 +122,17 @@ func (c *Conn) Read(p []byte) (int, error) {
 			}
 			err = e
 		}
+		wakeCh := waitCh(&ep.rdWake)
+		// Close and CloseRead flag c, then wake under sh.mu: seen here,
+		// or the wake finds the channel.
+		closed, shut := c.closed.Load(), c.readShutdown.Load()
 		ep.sh.mu.Unlock()
+		if closed {
+			return 0, c.opErr("read", net.ErrClosed)
+		}
+		if shut {
+			return 0, io.EOF
+		}
 		if err == io.EOF {
 			return 0, io.EOF
 		}
@@ -128,9 +143,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, c.opErr("read", os.ErrDeadlineExceeded)
 		}
 		select {
-		case <-ep.rdWake:
+		case <-wakeCh:
 		case <-c.rdl.wait():
-		case <-ep.closeCh:
 		}
 	}
 }
@@ -171,9 +185,26 @@ func (c *Conn) Write(p []byte) (int, error) {
 			ep.tc.Output(now, ep)
 			s.afterOp(ep, now)
 		}
+		var wakeCh, memCh chan struct{}
+		retry := false
+		if err == nil && total < len(p) {
+			wakeCh = waitCh(&ep.wrWake)
+			if b := s.tcpCfg.Memory; ep.tc.Writable() > 0 && b.Limit() > 0 {
+				// Room in the send buffer but no memory for it: the
+				// budget is spent. Wait for memory to be freed, or
+				// retry at once if it was freed meanwhile (the relief
+				// clears Spent before it closes the channel).
+				memCh = s.memReliefCh()
+				retry = !b.Spent()
+			}
+		}
+		closed := c.closed.Load()
 		ep.sh.mu.Unlock()
 		if n > 0 {
 			s.kickLinks()
+		}
+		if closed && err == nil && total < len(p) {
+			return total, c.opErr("write", net.ErrClosed)
 		}
 		if err != nil {
 			return total, c.opErr("write", err)
@@ -184,10 +215,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if c.wdl.expired() {
 			return total, c.opErr("write", os.ErrDeadlineExceeded)
 		}
+		if retry {
+			continue
+		}
 		select {
-		case <-ep.wrWake:
+		case <-wakeCh:
+		case <-memCh:
 		case <-c.wdl.wait():
-		case <-ep.closeCh:
 		}
 	}
 }
@@ -201,9 +235,13 @@ func (c *Conn) Close() error {
 		return c.opErr("close", net.ErrClosed)
 	}
 	ep := c.ep
-	close(ep.closeCh)
 	c.locked(func(tc *tcp.Conn) {
+		// Blocked Reads and Writes see c.closed when they wake.
+		ep.appOpen = false
+		ep.wakeAll()
 		if ep.removed {
+			// Nobody will read what is left: free it.
+			tc.ReleaseMemory(false)
 			return
 		}
 		if ep.linger0 {
@@ -248,23 +286,41 @@ func (c *Conn) CloseRead() error {
 			}
 		}
 	})
-	wake(ep.rdWake)
+	c.wakeReader()
 	return nil
 }
 
+// wakeReader wakes a Read blocked on c, to look again.
+func (c *Conn) wakeReader() {
+	c.ep.sh.mu.Lock()
+	wake(c.ep.rdWake)
+	c.ep.sh.mu.Unlock()
+}
+
+// wakeWriter wakes a Write blocked on c, to look again.
+func (c *Conn) wakeWriter() {
+	c.ep.sh.mu.Lock()
+	wake(c.ep.wrWake)
+	c.ep.sh.mu.Unlock()
+}
+
 // LocalAddr returns the local address (*net.TCPAddr).
-func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+func (c *Conn) LocalAddr() net.Addr { return tcpAddr(c.ep.id.local) }
 
 // RemoteAddr returns the peer's address (*net.TCPAddr).
-func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+func (c *Conn) RemoteAddr() net.Addr { return tcpAddr(c.ep.id.remote) }
 
 // SetDeadline sets the read and write deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
-	c.rdl.set(t)
-	c.wdl.set(t)
+	if c.rdl.set(t) {
+		c.wakeReader()
+	}
+	if c.wdl.set(t) {
+		c.wakeWriter()
+	}
 	return nil
 }
 
@@ -273,7 +329,9 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
-	c.rdl.set(t)
+	if c.rdl.set(t) {
+		c.wakeReader()
+	}
 	return nil
 }
 
@@ -282,7 +340,9 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
-	c.wdl.set(t)
+	if c.wdl.set(t) {
+		c.wakeWriter()
+	}
 	return nil
 }
 

@@ -41,9 +41,20 @@ type endpoint struct {
 	kaIdle, kaIntvl time.Duration
 	kaCount         int
 
-	rdWake, wrWake chan struct{} // capacity 1: "something changed"
-	closeCh        chan struct{} // closed by Conn.Close (immutable channel)
-	discard        []byte        // scratch for CloseRead, allocated by CloseRead
+	// rdWake and wrWake (capacity 1: "something changed") are made by the
+	// first Read or Write that has to wait, so a connection nobody waits
+	// on costs no channels; waking a nil one does nothing.
+	rdWake, wrWake chan struct{}
+	appOpen        bool   // handed to the application, which has not closed it
+	discard        []byte // scratch for CloseRead, allocated by CloseRead
+}
+
+// waitCh returns *ch, making it first if needed. sh.mu must be held.
+func waitCh(ch *chan struct{}) chan struct{} {
+	if *ch == nil {
+		*ch = make(chan struct{}, 1)
+	}
+	return *ch
 }
 
 // lnPhase is where a passive connection is in its listener's life cycle.
@@ -59,9 +70,6 @@ func newEndpoint(s *Stack, sh *shard, id tuple, l *link, tc *tcp.Conn) *endpoint
 	return &endpoint{
 		s: s, sh: sh, id: id, link: l, tc: tc,
 		timer:   timerSlot{idx: -1},
-		rdWake:  make(chan struct{}, 1),
-		wrWake:  make(chan struct{}, 1),
-		closeCh: make(chan struct{}),
 		state:   tcp.StateClosed,
 		kaOn:    s.tcpCfg.KeepAlive,
 		kaIdle:  s.tcpCfg.KeepIdle,
@@ -175,6 +183,9 @@ func (s *Stack) removeEP(ep *endpoint) {
 	}
 	ep.sh.timers.remove(ep)
 	ep.removed = true
+	// The Conn is done: give its buffer memory back to the budget, all but
+	// received bytes the application may still read.
+	ep.tc.ReleaseMemory(ep.appOpen)
 	s.noteState(ep)
 	s.nconns.Add(-1)
 	s.stats.TCPConnsClosed.Add(1)

@@ -61,6 +61,14 @@ type Options struct {
 	// entering TIME-WAIT beyond it is freed at once (Linux
 	// tcp_max_tw_buckets), counted as tcp_timewait_overflow.
 	TimeWaitLimit int
+	// MemoryBudget bounds the buffer memory of all connections together,
+	// in bytes (send and receive buffer storage plus out-of-order data,
+	// like Linux tcp_mem); 0 means no bound. Once spent, writers block,
+	// advertised windows stop growing and out-of-order data that needs new
+	// memory is dropped; nothing already accepted is lost (see
+	// tcp.MemoryBudget). The per-connection buffer sizes and the
+	// out-of-order limit are in TCP.
+	MemoryBudget int64
 	// DisableSYNCookies drops SYNs when the SYN queue is full instead of
 	// answering them with cookies.
 	DisableSYNCookies bool
@@ -104,6 +112,9 @@ type Stack struct {
 	nconns    atomic.Int64
 	ntimewait atomic.Int64
 	states    [16]atomic.Int64 // connections by tcp.State
+
+	memMu sync.Mutex
+	memCh chan struct{} // closed by memRelief
 
 	icmpTokens icmpLimiter
 	frags      fragments
@@ -186,6 +197,14 @@ func New(opts Options) (*Stack, error) {
 	if s.tcpCfg.KeepCount <= 0 {
 		s.tcpCfg.KeepCount = def.KeepCount
 	}
+	s.tcpCfg.Memory = tcp.NewMemoryBudget(opts.MemoryBudget, tcp.MemoryCounters{
+		SendLimited:    &s.stats.TCPMemSendLimited,
+		WindowLimited:  &s.stats.TCPMemWindowLimited,
+		OOOLimitDrops:  &s.stats.TCPOOOLimitDrops,
+		OOOBudgetDrops: &s.stats.TCPMemOOODrops,
+		Overcommit:     &s.stats.TCPMemOvercommit,
+	})
+	s.tcpCfg.Memory.SetRelief(s.memRelief)
 	r := opts.Rand
 	if r == nil {
 		r = rand.Reader

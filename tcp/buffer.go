@@ -25,6 +25,10 @@ type bufRing struct {
 	n        int // bytes stored
 	capacity int // logical capacity (the buffer size)
 	mirror   bool
+	// forced rings (receive) always grow, charging the budget even beyond
+	// its limit: what they store was inside an advertised window.
+	forced bool
+	budget *MemoryBudget // storage is charged here; nil: none
 }
 
 // Len returns the bytes stored.
@@ -62,12 +66,31 @@ func (r *bufRing) Release() bool {
 	if r.n != 0 {
 		return false
 	}
+	r.budget.uncharge(len(r.mem))
 	r.mem, r.size, r.mirrorN, r.head = nil, 0, 0, 0
 	return true
 }
 
+// drop frees the storage even if bytes are stored (the connection is gone).
+func (r *bufRing) drop() {
+	r.n = 0
+	r.Release()
+}
+
+// growRoom returns how many more bytes the ring can take now: its free
+// capacity, bounded by the storage it holds plus what the budget still has.
+func (r *bufRing) growRoom() int {
+	free := r.capacity - r.n
+	if r.budget == nil || r.budget.limit == 0 {
+		return free
+	}
+	return min(free, r.size-r.n+r.budget.room())
+}
+
 // grow makes room for need bytes of content, relinearizing into new storage.
-func (r *bufRing) grow(need int) {
+// It fails, changing nothing, when the budget cannot pay for the new storage
+// (never for a forced ring).
+func (r *bufRing) grow(need int) bool {
 	s := r.size
 	if s < bufMinAlloc {
 		s = bufMinAlloc
@@ -81,17 +104,33 @@ func (r *bufRing) grow(need int) {
 	if s < need {
 		s = need
 	}
-	m := 0
-	if r.mirror {
-		m = s
-		if m > bufMirror {
-			m = bufMirror
+	m := r.mirrorFor(s)
+	if delta := s + m - len(r.mem); r.forced {
+		r.budget.force(delta)
+	} else if !r.budget.tryCharge(delta) {
+		// Not the doubling: maybe just what is needed, in 4 KiB steps.
+		s = min((need+bufMinAlloc-1)/bufMinAlloc*bufMinAlloc, r.capacity)
+		if s < need || s <= r.size {
+			return false
+		}
+		m = r.mirrorFor(s)
+		if !r.budget.tryCharge(s + m - len(r.mem)) {
+			return false
 		}
 	}
 	mem := make([]byte, s+m)
 	r.readAt(mem[:r.n], 0)
 	copy(mem[s:], mem[:r.n]) // mirror of the prefix [0, min(n, M))
 	r.mem, r.size, r.mirrorN, r.head = mem[:s+m], s, m, 0
+	return true
+}
+
+// mirrorFor returns the mirror length of storage of size s.
+func (r *bufRing) mirrorFor(s int) int {
+	if !r.mirror {
+		return 0
+	}
+	return min(s, bufMirror)
 }
 
 // put copies b to storage index idx (no wrap within b) and mirrors the part
@@ -112,8 +151,12 @@ func (r *bufRing) write(p []byte) int {
 	if k <= 0 {
 		return 0
 	}
-	if r.n+k > r.size {
-		r.grow(r.n + k)
+	if r.n+k > r.size && !r.grow(r.n+k) {
+		// The budget is spent: fill the storage there is.
+		r.budget.countSendLimited()
+		if k = r.size - r.n; k <= 0 {
+			return 0
+		}
 	}
 	tail := r.head + r.n
 	if tail >= r.size {

@@ -67,6 +67,13 @@ type Config struct {
 	// TSOffset is added to this connection's timestamp clock (RFC 7323 §5.4
 	// recommends a random per-connection offset; the stack supplies it).
 	TSOffset uint32
+	// OOOLimit bounds the out-of-order bytes held for reassembly; segments
+	// beyond it are dropped and counted. Default (0): the receive buffer
+	// size; never more than that.
+	OOOLimit int
+	// Memory, when set, is the budget the connection's buffer storage is
+	// charged to (shared by the connections of a stack, see MemoryBudget).
+	Memory *MemoryBudget
 }
 
 // Defaults and limits.
@@ -170,6 +177,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.GSOMaxSize > 65535 {
 		c.GSOMaxSize = 65535
+	}
+	if c.OOOLimit <= 0 || c.OOOLimit > c.RecvBufferSize {
+		c.OOOLimit = c.RecvBufferSize
 	}
 }
 
@@ -290,7 +300,7 @@ type Conn struct {
 
 	sb    sendBuffer
 	rb    recvBuffer
-	rq    reassemblyQueue
+	rq    *reassemblyQueue // nil while nothing is out of order
 	board sendScoreboard
 
 	rto      rtoEstimator
@@ -301,7 +311,9 @@ type Conn struct {
 	ackNow       bool
 	rcvUnacked   uint32 // in-order bytes received since our last ACK
 	rstPending   bool
-	rstSeg       Segment
+	rstSeq       Seq
+	rstAck       Seq
+	rstFlags     Flags
 	rstTS        bool // the pending RST is our own (abort), so it carries TSopt
 	synPending   bool // SYN or SYN-ACK to (re)transmit
 	dsackPending bool
@@ -376,7 +388,7 @@ func newConn(now Time, cfg Config, iss Seq) *Conn {
 	c := &Conn{cfg: cfg, iss: iss, sndUna: iss, sndNxt: iss, sndMax: iss, sndSml: iss, recover: iss, highRxt: iss}
 	c.sb.SetCap(cfg.SendBufferSize)
 	c.rb.SetCap(cfg.RecvBufferSize)
-	c.rq = newReassemblyQueue(cfg.RecvBufferSize)
+	c.sb.r.budget, c.rb.r.budget, c.rb.r.forced = cfg.Memory, cfg.Memory, true
 	c.rto = newRTOEstimator(cfg.RTOInitial, cfg.RTOMin, cfg.RTOMax)
 	c.rto.SetGranularity(tsTick)
 	c.sndMSS = defaultPeerMSS
@@ -640,7 +652,7 @@ func (c *Conn) Close() {
 		c.toClosed()
 		return
 	}
-	if c.rb.Len() > 0 || c.rq.Bytes() > 0 {
+	if c.rb.Len() > 0 || c.oooBytes() > 0 {
 		// RFC 2525 §2.17 / Linux tcp_close: data lost to the application
 		// must be signalled to the peer.
 		if c.state != StateTimeWait {
@@ -673,13 +685,20 @@ func (c *Conn) Abort() {
 // segment are replies, like Linux's tcp_v4_send_reset: no options.
 func (c *Conn) queueRST(seq, ack Seq, withAck bool) {
 	c.rstPending = true
-	c.rstSeg = Segment{Seq: seq, Flags: FlagRST}
+	c.rstSeq, c.rstAck, c.rstFlags = seq, 0, FlagRST
 	c.rstTS = false
 	if withAck {
-		c.rstSeg.Ack = ack
-		c.rstSeg.Flags |= FlagACK
+		c.rstAck = ack
+		c.rstFlags |= FlagACK
 		c.rstTS = c.tsOK
 	}
+}
+
+// replyRST arranges for rst, the answer to an unacceptable segment
+// (ResetFor), to be emitted by the next Output.
+func (c *Conn) replyRST(rst Segment) {
+	c.rstPending, c.rstTS = true, false
+	c.rstSeq, c.rstAck, c.rstFlags = rst.Seq, rst.Ack, rst.Flags
 }
 
 // toClosed moves to CLOSED and stops everything.
@@ -780,8 +799,12 @@ func (c *Conn) SetUserTimeout(d time.Duration) {
 func (c *Conn) SetRecvBufferSize(n int) {
 	n = clampBufferSize(max(n, c.rb.Len()))
 	c.cfg.RecvBufferSize = n
+	c.cfg.OOOLimit = 0
+	c.cfg.fillDefaults()
 	c.rb.SetCap(n)
-	c.rq.SetLimit(n)
+	if c.rq != nil {
+		c.rq.SetLimit(c.cfg.OOOLimit)
+	}
 	c.afterRead()
 }
 
@@ -810,6 +833,56 @@ func (c *Conn) finSent() bool { return c.wrClosed && c.sndMax.GreaterThan(c.finS
 
 // finAcked reports whether our FIN has been acknowledged.
 func (c *Conn) finAcked() bool { return c.wrClosed && c.sndUna.GreaterThan(c.finSeq) }
+
+// oooBytes returns the bytes held in the reassembly queue.
+func (c *Conn) oooBytes() int {
+	if c.rq == nil {
+		return 0
+	}
+	return c.rq.Bytes()
+}
+
+// oooRanges returns the number of disjoint out-of-order ranges held.
+func (c *Conn) oooRanges() int {
+	if c.rq == nil {
+		return 0
+	}
+	return c.rq.Len()
+}
+
+// oooInsert queues an out-of-order segment, making the reassembly queue on
+// first use (most connections never need one).
+func (c *Conn) oooInsert(seq Seq, data []byte) (stored, dup bool) {
+	if c.rq == nil {
+		q := newReassemblyQueue(c.cfg.OOOLimit)
+		q.budget = c.cfg.Memory
+		c.rq = &q
+	}
+	return c.rq.Insert(seq, data, c.rcvNxt)
+}
+
+// oooRelease frees the reassembly queue (and its chunk buffers) once it
+// holds nothing.
+func (c *Conn) oooRelease() {
+	if c.rq != nil && c.rq.Empty() {
+		c.rq = nil
+	}
+}
+
+// ReleaseMemory frees the buffer storage of a connection the stack is done
+// with, crediting its budget: the send buffer and the out-of-order queue
+// always, the receive buffer too unless keepReadable (the application may
+// still read what arrived before the connection ended).
+func (c *Conn) ReleaseMemory(keepReadable bool) {
+	c.sb.r.drop()
+	if c.rq != nil {
+		c.rq.Reset()
+		c.rq = nil
+	}
+	if !keepReadable || c.rb.Len() == 0 {
+		c.rb.r.drop()
+	}
+}
 
 // deliverInOrder moves in-order bytes from the reassembly queue into the
 // receive buffer.

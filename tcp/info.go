@@ -86,7 +86,7 @@ func (c *Conn) Info() Info {
 		SndBuf:             c.sb.Cap(),
 		RcvBuf:             c.rb.Cap(),
 		Readable:           c.rb.Len(),
-		OOOBytes:           c.rq.Bytes(),
+		OOOBytes:           c.oooBytes(),
 		BytesSent:          c.stats.bytesSent,
 		BytesRetrans:       c.stats.bytesRetrans,
 		BytesAcked:         c.stats.bytesAcked,

@@ -28,7 +28,7 @@ func (c *Conn) Input(now Time, seg *Segment) {
 // inputClosed is §3.10.7.1: everything but a RST is answered with a RST.
 func (c *Conn) inputClosed(seg *Segment) {
 	if rst, ok := ResetFor(seg); ok {
-		c.rstPending, c.rstSeg, c.rstTS = true, rst, false
+		c.replyRST(rst)
 	}
 }
 
@@ -263,7 +263,7 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 		(seg.Seq + Seq(len(seg.Payload))).GreaterThan(c.rcvNxt) {
 		// Nobody will read it: like Linux, reset the connection.
 		if rst, ok := ResetFor(seg); ok {
-			c.rstPending, c.rstSeg, c.rstTS = true, rst, false
+			c.replyRST(rst)
 		}
 		c.toClosed()
 		return
@@ -593,12 +593,13 @@ func (c *Conn) processText(now Time, seg *Segment) {
 		c.stats.bytesReceived += uint64(n)
 		c.rcvNxt += Seq(n)
 		c.rcvUnacked += uint32(n)
-		if c.rq.Len() > 0 {
+		if c.oooRanges() > 0 {
 			before := c.rcvNxt
 			c.rcvNxt = c.rq.Pop(c.rcvNxt, c.deliverFn)
 			if c.rcvNxt != before {
 				c.ackNow = true // RFC 5681 §4.2: a segment filling a gap
 			}
+			c.oooRelease()
 		}
 		c.events |= EventReadable
 		if c.cfg.DelayedACK < 0 || c.rcvUnacked >= 2*uint32(c.rcvMSS) {
@@ -609,7 +610,7 @@ func (c *Conn) processText(now Time, seg *Segment) {
 		return
 	}
 	// Out of order (RFC 5681 §4.2: ACK immediately).
-	stored, dup := c.rq.Insert(seg.Seq, seg.Payload, c.rcvNxt)
+	stored, dup := c.oooInsert(seg.Seq, seg.Payload)
 	if dup {
 		c.setDSACK(seg.Seq, seg.Seq+Seq(len(seg.Payload)))
 	}

@@ -11,7 +11,7 @@ func (c *Conn) Output(now Time, e Emitter) {
 	c.fireTimers(now)
 	if c.rstPending {
 		c.rstPending = false
-		c.out = c.rstSeg
+		c.out = Segment{Seq: c.rstSeq, Ack: c.rstAck, Flags: c.rstFlags}
 		if c.rstTS {
 			c.out.Options.HasTimestamp = true
 			c.out.Options.TSVal = c.tsNow(now)
@@ -93,7 +93,13 @@ func (c *Conn) sendSYN(now Time, e Emitter) {
 // window is strongly discouraged), so the result is RCV.WND or more, less
 // only what the scaled field cannot express.
 func (c *Conn) nextWindow() uint32 {
-	edge := c.rcvNxt + Seq(c.rb.Free())
+	free := c.rb.Free()
+	if room := c.rb.r.growRoom(); room < free {
+		// The memory budget is spent: offer only what can be stored.
+		free = room
+		c.cfg.Memory.countWindowLimited()
+	}
+	edge := c.rcvNxt + Seq(free)
 	target := c.rcvAdv
 	thresh := min(uint32(c.rb.Cap())/2, uint32(c.rcvMSS))
 	if edge.GreaterThan(c.rcvAdv) && (c.rcvAdv.Max(c.rcvNxt).Size(edge) >= thresh || c.rdClosed) {
@@ -123,7 +129,7 @@ func (c *Conn) sackCount() int {
 	if !c.sackOK {
 		return 0
 	}
-	n := c.rq.Len()
+	n := c.oooRanges()
 	if c.dsackPending {
 		n++
 	}
@@ -163,7 +169,12 @@ func (c *Conn) finishAndEmit(now Time, e Emitter) {
 			ds = &c.dsack
 			c.stats.dsacksSent++
 		}
-		blocks := c.rq.SACKBlocksN(c.sackBuf[:0], n, ds)
+		var blocks []SACKBlock
+		if c.rq != nil {
+			blocks = c.rq.SACKBlocksN(c.sackBuf[:0], n, ds)
+		} else if ds != nil {
+			blocks = append(c.sackBuf[:0], *ds)
+		}
 		seg.Options.NumSACK = uint8(copy(seg.Options.SACKBlocks[:], blocks))
 		c.dsackPending = false
 	}

@@ -227,7 +227,9 @@ func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, e
 	mtu, offload := strconv.Itoa(cfg.mtu), "--offload="+strconv.FormatBool(cfg.offload)
 	switch target {
 	case "ustack":
-		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload}
+		// No admin socket: its default path is on the shared filesystem,
+		// and two benches at once would collide there.
+		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload, "--admin=off"}
 		args = append(args, cfg.knobArgs...)
 		if capture {
 			args = append(args, cfg.captureArgs...)
