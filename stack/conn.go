@@ -20,22 +20,18 @@ import (
 // net.ErrClosed, or an *os.SyscallError with ECONNRESET, ECONNREFUSED,
 // ETIMEDOUT, EPIPE...; io.EOF after the peer's FIN.
 type Conn struct {
-	ep            *endpoint
-	rdl, wdl      deadline
-	readMu        sync.Mutex // one Read at a time
-	writeMu       sync.Mutex // one Write at a time: writes are not interleaved
-	closed        atomic.Bool
-	closeOnce     sync.Once
-	readShutdown  atomic.Bool
-	writeShutdown atomic.Bool
+	ep           *endpoint
+	rdl, wdl     atomic.Pointer[deadline] // made by the first Set*Deadline
+	readMu       sync.Mutex               // one Read at a time
+	writeMu      sync.Mutex               // one Write at a time: writes are not interleaved
+	closed       atomic.Bool
+	readShutdown atomic.Bool
 }
 
 var _ net.Conn = (*Conn)(nil)
 
 func newConn(ep *endpoint) *Conn {
 	c := &Conn{ep: ep}
-	c.rdl.init(ep.s.clock)
-	c.wdl.init(ep.s.clock)
 	ep.sh.mu.Lock()
 	ep.appOpen = true
 	ep.sh.mu.Unlock()
@@ -66,7 +62,7 @@ func (c *Conn) opErr(op string, err error) error {
 // what it has to (Output), updates events and timers, and wakes the writer.
 func (c *Conn) locked(f func(tc *tcp.Conn)) {
 	ep := c.ep
-	s := ep.s
+	s := ep.sh.s
 	ep.sh.mu.Lock()
 	now := s.clock.Now()
 	f(ep.tc)
@@ -90,7 +86,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	ep := c.ep
-	s := ep.s
+	s := ep.sh.s
 	for {
 		if c.closed.Load() {
 			return 0, c.opErr("read", net.ErrClosed)
@@ -139,12 +135,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if err != nil {
 			return 0, c.opErr("read", err)
 		}
-		if c.rdl.expired() {
+		if c.rdl.Load().expired() {
 			return 0, c.opErr("read", os.ErrDeadlineExceeded)
 		}
 		select {
 		case <-wakeCh:
-		case <-c.rdl.wait():
+		case <-c.rdl.Load().wait():
 		}
 	}
 }
@@ -159,7 +155,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	ep := c.ep
-	s := ep.s
+	s := ep.sh.s
 	total := 0
 	for {
 		if c.closed.Load() {
@@ -212,7 +208,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if total == len(p) {
 			return total, nil
 		}
-		if c.wdl.expired() {
+		if c.wdl.Load().expired() {
 			return total, c.opErr("write", os.ErrDeadlineExceeded)
 		}
 		if retry {
@@ -221,7 +217,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		select {
 		case <-wakeCh:
 		case <-memCh:
-		case <-c.wdl.wait():
+		case <-c.wdl.Load().wait():
 		}
 	}
 }
@@ -250,8 +246,8 @@ func (c *Conn) Close() error {
 			tc.Close()
 		}
 	})
-	c.rdl.stop()
-	c.wdl.stop()
+	c.rdl.Load().stop()
+	c.wdl.Load().stop()
 	return nil
 }
 
@@ -260,7 +256,6 @@ func (c *Conn) CloseWrite() error {
 	if c.closed.Load() {
 		return c.opErr("close", net.ErrClosed)
 	}
-	c.writeShutdown.Store(true)
 	c.locked(func(tc *tcp.Conn) { tc.CloseWrite() })
 	return nil
 }
@@ -276,11 +271,8 @@ func (c *Conn) CloseRead() error {
 	ep := c.ep
 	c.locked(func(tc *tcp.Conn) {
 		ep.readShut = true
-		if ep.discard == nil {
-			ep.discard = make([]byte, 4096)
-		}
 		for {
-			n, _ := tc.Read(ep.discard)
+			n, _ := tc.Read(ep.sh.discardBuf())
 			if n == 0 {
 				break
 			}
@@ -288,6 +280,20 @@ func (c *Conn) CloseRead() error {
 	})
 	c.wakeReader()
 	return nil
+}
+
+// deadline returns the deadline *p, making it on first use: most
+// connections never have one.
+func (c *Conn) deadline(p *atomic.Pointer[deadline]) *deadline {
+	if d := p.Load(); d != nil {
+		return d
+	}
+	d := &deadline{}
+	d.init(c.ep.sh.s.clock)
+	if p.CompareAndSwap(nil, d) {
+		return d
+	}
+	return p.Load()
 }
 
 // wakeReader wakes a Read blocked on c, to look again.
@@ -315,10 +321,10 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
-	if c.rdl.set(t) {
+	if c.deadline(&c.rdl).set(t) {
 		c.wakeReader()
 	}
-	if c.wdl.set(t) {
+	if c.deadline(&c.wdl).set(t) {
 		c.wakeWriter()
 	}
 	return nil
@@ -329,7 +335,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
-	if c.rdl.set(t) {
+	if c.deadline(&c.rdl).set(t) {
 		c.wakeReader()
 	}
 	return nil
@@ -340,7 +346,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
-	if c.wdl.set(t) {
+	if c.deadline(&c.wdl).set(t) {
 		c.wakeWriter()
 	}
 	return nil
@@ -351,12 +357,14 @@ const (
 	defaultKeepAliveIdle     = 15 * time.Second
 	defaultKeepAliveInterval = 15 * time.Second
 	defaultKeepAliveCount    = 9
+	// maxKeepCount is Linux's MAX_TCP_KEEPCNT: larger counts are clamped.
+	maxKeepCount = 127
 )
 
 // keepalive applies the keepalive parameters of ep.
 func (c *Conn) keepalive() {
 	ep := c.ep
-	c.locked(func(tc *tcp.Conn) { tc.SetKeepAlive(ep.kaOn, ep.kaIdle, ep.kaIntvl, ep.kaCount) })
+	c.locked(func(tc *tcp.Conn) { tc.SetKeepAlive(ep.kaOn, ep.kaIdle, ep.kaIntvl, int(ep.kaCount)) })
 }
 
 // SetKeepAlive turns keepalive probes on or off (SO_KEEPALIVE).
@@ -414,7 +422,7 @@ func (c *Conn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
 	case cfg.Count == 0:
 		ep.kaCount = defaultKeepAliveCount
 	case cfg.Count > 0:
-		ep.kaCount = cfg.Count
+		ep.kaCount = int32(min(cfg.Count, maxKeepCount))
 	}
 	ep.sh.mu.Unlock()
 	c.keepalive()

@@ -78,15 +78,23 @@ func (d *deadline) fire() {
 	close(d.ch)
 }
 
-// expired reports whether the deadline has passed.
+// expired reports whether the deadline has passed (never for a nil d: no
+// deadline was ever set).
 func (d *deadline) expired() bool {
+	if d == nil {
+		return false
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.fired
 }
 
-// wait returns a channel closed when the deadline passes.
+// wait returns a channel closed when the deadline passes (nil, which never
+// fires, for a nil d).
 func (d *deadline) wait() <-chan struct{} {
+	if d == nil {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.ch
@@ -94,6 +102,9 @@ func (d *deadline) wait() <-chan struct{} {
 
 // stop releases the timer.
 func (d *deadline) stop() {
+	if d == nil {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.timer != nil {

@@ -114,7 +114,7 @@ func (s *Stack) DialAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn,
 		sh := s.shardFor(id)
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
-		if sh.conns[id] != nil {
+		if sh.conns[id.key()] != nil {
 			return true
 		}
 		cfg := s.connConfig(l, id)

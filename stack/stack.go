@@ -129,19 +129,47 @@ type tuple struct {
 	local, remote netip.AddrPort
 }
 
+// connKey is a tuple as the connection table's key: the addresses as 16
+// bytes (IPv4 mapped), without netip.Addr's zone pointer, so a table entry
+// is 48 bytes instead of 72.
+type connKey struct {
+	local, remote [16]byte
+	lport, rport  uint16
+}
+
+// key returns t's table key.
+func (t tuple) key() connKey {
+	return connKey{local: t.local.Addr().As16(), remote: t.remote.Addr().As16(), lport: t.local.Port(), rport: t.remote.Port()}
+}
+
 // shard is one slice of the connection table with its own lock and timers.
 // Everything about the endpoints it holds (their Conns included) is guarded
 // by mu.
 type shard struct {
 	s     *Stack
 	mu    sync.Mutex
-	conns map[tuple]*endpoint
+	conns map[connKey]*endpoint
 
 	timers     timerHeap
 	clockTimer Timer
 	timerArmed bool
 	timerAt    tcp.Time
-	due        []*endpoint
+	// timerPending is set while an onTimer goroutine waits for mu.
+	timerPending atomic.Bool
+	due          []*endpoint
+	discard      []byte // scratch for reads that throw data away (CloseRead)
+	// scratch is the Output working space of every Conn of the shard
+	// (their Output runs under mu): one per shard, not one per connection.
+	scratch tcp.Scratch
+}
+
+// discardBuf returns the shard's scratch buffer for discarded reads. sh.mu
+// must be held.
+func (sh *shard) discardBuf() []byte {
+	if sh.discard == nil {
+		sh.discard = make([]byte, 4096)
+	}
+	return sh.discard
 }
 
 // New makes a Stack and starts its links.
@@ -224,7 +252,7 @@ func New(opts Options) (*Stack, error) {
 	s.icmpTokens.init(s.clock.Now())
 	s.shards = make([]*shard, n)
 	for i := range s.shards {
-		s.shards[i] = &shard{s: s, conns: make(map[tuple]*endpoint)}
+		s.shards[i] = &shard{s: s, conns: make(map[connKey]*endpoint)}
 	}
 	empty := map[listenKey]*Listener{}
 	s.listeners.Store(&empty)
@@ -326,8 +354,8 @@ func (s *Stack) Connections() []ConnSnapshot {
 	var out []ConnSnapshot
 	for _, sh := range s.shards {
 		sh.mu.Lock()
-		for id, ep := range sh.conns {
-			out = append(out, ConnSnapshot{Local: id.local, Remote: id.remote, State: ep.tc.State(), Info: ep.tc.Info()})
+		for _, ep := range sh.conns {
+			out = append(out, ConnSnapshot{Local: ep.id.local, Remote: ep.id.remote, State: ep.tc.State(), Info: ep.tc.Info()})
 		}
 		sh.mu.Unlock()
 	}

@@ -213,16 +213,15 @@ type Emitter interface {
 	Emit(seg *Segment)
 }
 
-// connTimer is one timer: armed or not, and when it fires.
-type connTimer struct {
-	at    Time
-	armed bool
-}
+// connTimer is one timer: when it fires, 0 when it is not armed (a timer
+// asked for time 0 fires at 1 ns, which only a test clock can tell apart).
+type connTimer struct{ at Time }
 
-func (t *connTimer) set(at Time) { t.at, t.armed = at, true }
-func (t *connTimer) stop()       { t.armed = false }
+func (t *connTimer) set(at Time) { t.at = max(at, 1) }
+func (t *connTimer) stop()       { t.at = 0 }
+func (t *connTimer) armed() bool { return t.at != 0 }
 func (t *connTimer) due(now Time) bool {
-	return t.armed && !now.Before(t.at)
+	return t.at != 0 && !now.Before(t.at)
 }
 
 // Conn is one TCP connection (one TCB): a pure state machine fed with
@@ -260,11 +259,15 @@ type Conn struct {
 	cfg   Config
 	state State
 
+	// (Small fields are grouped to keep the struct free of padding: an
+	// idle connection's memory is mostly this struct.)
 	passive  bool // created from a received SYN (AcceptSYN/AcceptCookie)
 	orphaned bool // the application called Close: nobody will read
 	wrClosed bool // CloseWrite/Close: a FIN follows the queued data
-	finSeq   Seq  // sequence number of our FIN, valid when wrClosed
 	rdClosed bool // the peer's FIN was received (RCV.NXT covers it)
+	finRcvd  bool // an out-of-order FIN is waiting at finRcvdSeq
+	events   Events
+	finSeq   Seq // sequence number of our FIN, valid when wrClosed
 
 	// Send sequence variables (RFC 9293 §3.3.1).
 	iss       Seq
@@ -282,7 +285,6 @@ type Conn struct {
 	rcvNxt      Seq
 	rcvAdv      Seq // right edge of the window last advertised: RCV.NXT+RCV.WND
 	lastAckSent Seq // Last.ACK.sent of RFC 7323 §4.3
-	finRcvd     bool
 	finRcvdSeq  Seq // sequence number of an out-of-order FIN waiting for RCV.NXT
 
 	// Negotiated options.
@@ -291,12 +293,13 @@ type Conn struct {
 	peerMSS     uint16
 	sndWScale   uint8
 	rcvWScale   uint8
+	offerWScale uint8 // the shift we offered in our SYN
 	wsOK        bool
 	sackOK      bool
 	tsOK        bool
 	tsRecent    uint32
+	probeSeq    Seq // where a zero-window or keepalive probe goes (here: no padding)
 	tsRecentAt  Time
-	offerWScale uint8 // the shift we offered in our SYN
 
 	sb    sendBuffer
 	rb    recvBuffer
@@ -309,21 +312,21 @@ type Conn struct {
 
 	// Output requests.
 	ackNow       bool
-	rcvUnacked   uint32 // in-order bytes received since our last ACK
 	rstPending   bool
+	rstTS        bool // the pending RST is our own (abort), so it carries TSopt
+	rstFlags     Flags
+	synPending   bool   // SYN or SYN-ACK to (re)transmit
+	dsackPending bool   // a D-SACK block (rs.dsack) goes on the next ACK
+	rtxPending   bool   // a fast retransmission of SND.UNA's segment is due
+	probePending bool   // a zero-window or keepalive probe is due
+	probeData    bool   // the probe carries one byte of data at probeSeq
+	zwpOut       bool   // a one-byte zero-window probe beyond SND.MAX is unacknowledged
+	forceSend    bool   // the persist timer overrides sender SWS avoidance once
+	inRecovery   bool   // loss recovery (RFC 6582 / RFC 6675) is under way
+	sackRecovery bool   // ... driven by SACK (RFC 6675)
+	rcvUnacked   uint32 // in-order bytes received since our last ACK
 	rstSeq       Seq
 	rstAck       Seq
-	rstFlags     Flags
-	rstTS        bool // the pending RST is our own (abort), so it carries TSopt
-	synPending   bool // SYN or SYN-ACK to (re)transmit
-	dsackPending bool
-	dsack        SACKBlock
-	rtxPending   bool // a fast retransmission of SND.UNA's segment is due
-	probePending bool // a zero-window or keepalive probe is due
-	probeSeq     Seq
-	probeData    bool // the probe carries one byte of data at probeSeq
-	zwpOut       bool // a one-byte zero-window probe beyond SND.MAX is unacknowledged
-	forceSend    bool // the persist timer overrides sender SWS avoidance once
 	clock        Time // the latest time seen by Input or Output
 
 	// Timers.
@@ -346,40 +349,64 @@ type Conn struct {
 	firstUnacked   Time // when the oldest unacknowledged data was first sent
 
 	// Loss recovery.
-	dupAcks      int
-	inRecovery   bool
-	sackRecovery bool
-	recover      Seq // RFC 6582 "recover" / RFC 6675 RecoveryPoint
-	highRxt      Seq // RFC 6675 HighRxt
-
-	// RFC 5961 challenge ACK rate limit.
-	chalStart Time
-	chalCount int
-
-	events Events
-	err    error
+	dupAcks int
+	recover Seq // RFC 6582 "recover" / RFC 6675 RecoveryPoint
+	highRxt Seq // RFC 6675 HighRxt
 
 	stats connStats
+	rs    *rareState // nil until something unusual happens (rare)
 
-	deliverFn func([]byte)
-	out       Segment
-	scratch   []byte
-	sackBuf   [MaxSACKBlocks]SACKBlock
+	sc *Scratch // Output's working space, possibly shared (ShareScratch)
 }
+
+// Scratch is the working space of Output: the segment being built and the
+// buffer that gathers a payload across the send ring's wrap. Output makes
+// one on first use; connections whose Output calls never overlap (a stack
+// runs each shard's under one lock) may share one through ShareScratch, so
+// that an idle connection does not carry its own.
+type Scratch struct {
+	seg Segment
+	buf []byte
+}
+
+// ShareScratch makes Output use s. The caller guarantees that no two Conns
+// sharing s run Output at the same time.
+func (c *Conn) ShareScratch(s *Scratch) { c.sc = s }
 
 // connStats are the counters Info reports.
 type connStats struct {
 	bytesSent, bytesRetrans, bytesAcked, bytesReceived uint64
 	segsIn, segsOut, retransSegs                       uint64
 	dataSegsIn, dataSegsOut                            uint64
+	dupAcksIn                                          uint64
 	totalRetrans                                       uint32
 	lost                                               uint32
 	reordering                                         uint32
-	dupAcksIn                                          uint64
-	challengeACKs, challengeSuppressed                 uint64
-	pawsDrops, outOfWindow, rstIgnored                 uint64
-	fastRecoveries, rtoExpirations, probesSent         uint64
-	dsacksSent                                         uint64
+}
+
+// rareState is what only unusual events touch: the connection's failure,
+// RFC 5961 challenge ACKs and
+// their rate limit, PAWS and out-of-window drops, recoveries, RTOs, probes,
+// D-SACKs. It is made on first use (Conn.rare), so that a quiet connection
+// does not carry it.
+type rareState struct {
+	err       error // sticky: ECONNRESET, ECONNREFUSED or ETIMEDOUT (see fail)
+	chalStart Time
+	chalCount int
+	dsack     SACKBlock // the D-SACK block to send, valid when dsackPending
+
+	challengeACKs, challengeSuppressed         uint64
+	pawsDrops, outOfWindow, rstIgnored         uint64
+	fastRecoveries, rtoExpirations, probesSent uint64
+	dsacksSent                                 uint64
+}
+
+// rare returns the connection's rareState, making it on first use.
+func (c *Conn) rare() *rareState {
+	if c.rs == nil {
+		c.rs = new(rareState)
+	}
+	return c.rs
 }
 
 // newConn builds the common part of a connection.
@@ -393,7 +420,6 @@ func newConn(now Time, cfg Config, iss Seq) *Conn {
 	c.rto.SetGranularity(tsTick)
 	c.sndMSS = defaultPeerMSS
 	c.rcvMSS = cfg.MSS
-	c.deliverFn = c.deliverInOrder
 	c.lastRecv, c.lastAckRecv, c.lastSend = now, now, now
 	c.offerWScale = c.chooseWScale()
 	c.newCC(now)
@@ -558,8 +584,8 @@ func (c *Conn) enterEstablished(now Time) {
 // (possibly 0 with a nil error) when the buffer is full. It fails with EPIPE
 // after CloseWrite/Close and with the sticky error after a reset or timeout.
 func (c *Conn) Write(p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
+	if err := c.Err(); err != nil {
+		return 0, err
 	}
 	if c.wrClosed || c.state == StateClosed || c.state == StateListen {
 		return 0, syscall.EPIPE
@@ -578,8 +604,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.afterRead()
 		return n, nil
 	}
-	if c.err != nil {
-		return 0, c.err
+	if err := c.Err(); err != nil {
+		return 0, err
 	}
 	if c.rdClosed {
 		return 0, io.EOF
@@ -722,8 +748,8 @@ func (c *Conn) toClosed() {
 
 // fail records a sticky error and closes the connection.
 func (c *Conn) fail(err error, ev Events) {
-	if c.err == nil {
-		c.err = err
+	if r := c.rare(); r.err == nil {
+		r.err = err
 	}
 	c.events |= ev | EventReadable | EventWritable
 	c.toClosed()
@@ -742,7 +768,12 @@ func (c *Conn) TakeEvents() Events {
 
 // Err returns the sticky error: syscall.ECONNRESET, ECONNREFUSED or ETIMEDOUT,
 // or nil.
-func (c *Conn) Err() error { return c.err }
+func (c *Conn) Err() error {
+	if c.rs == nil {
+		return nil
+	}
+	return c.rs.err
+}
 
 // Readable returns the number of bytes Read would return now.
 func (c *Conn) Readable() int { return c.rb.Len() }
@@ -750,7 +781,7 @@ func (c *Conn) Readable() int { return c.rb.Len() }
 // Writable returns the free space in the send buffer (0 once writing is shut
 // down or failed).
 func (c *Conn) Writable() int {
-	if c.wrClosed || c.err != nil || c.state == StateClosed {
+	if c.wrClosed || c.Err() != nil || c.state == StateClosed {
 		return 0
 	}
 	return c.sb.Free()

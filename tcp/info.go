@@ -66,6 +66,10 @@ type Info struct {
 // Info returns a snapshot of the connection. Timer times left are relative to
 // the latest time the connection was given (by Input or Output).
 func (c *Conn) Info() Info {
+	var rs rareState
+	if c.rs != nil {
+		rs = *c.rs
+	}
 	in := Info{
 		State:              c.state,
 		CC:                 c.cc.Name(),
@@ -97,20 +101,20 @@ func (c *Conn) Info() Info {
 		DataSegsOut:        c.stats.dataSegsOut,
 		Retransmits:        c.stats.totalRetrans,
 		CurrentRetransmits: c.rto.Backoffs(),
-		RTOExpirations:     c.stats.rtoExpirations,
-		FastRecoveries:     c.stats.fastRecoveries,
+		RTOExpirations:     rs.rtoExpirations,
+		FastRecoveries:     rs.fastRecoveries,
 		Lost:               c.stats.lost,
 		SACKed:             c.board.SACKedBytes(),
 		Reordering:         c.stats.reordering,
 		DupAcksIn:          c.stats.dupAcksIn,
-		DSACKsSent:         c.stats.dsacksSent,
-		ProbesSent:         c.stats.probesSent,
+		DSACKsSent:         rs.dsacksSent,
+		ProbesSent:         rs.probesSent,
 		ZeroWindowProbes:   c.probesOut,
 		KeepaliveProbes:    c.kaProbes,
-		ChallengeACKs:      c.stats.challengeACKs,
-		ChallengeSuppress:  c.stats.challengeSuppressed,
-		PAWSDrops:          c.stats.pawsDrops,
-		OutOfWindow:        c.stats.outOfWindow,
+		ChallengeACKs:      rs.challengeACKs,
+		ChallengeSuppress:  rs.challengeSuppressed,
+		PAWSDrops:          rs.pawsDrops,
+		OutOfWindow:        rs.outOfWindow,
 		InRecovery:         c.inRecovery,
 	}
 	if c.wsOK {
@@ -120,7 +124,7 @@ func (c *Conn) Info() Info {
 		in.NotSent = c.sndNxt.Size(end)
 	}
 	ti := func(t *connTimer) TimerInfo {
-		if !t.armed {
+		if !t.armed() {
 			return TimerInfo{}
 		}
 		return TimerInfo{Armed: true, Left: t.at.Sub(c.clock)}

@@ -66,7 +66,7 @@ func (c *Conn) inputSynSent(now Time, seg *Segment) {
 		if ackOK {
 			c.fail(syscall.ECONNREFUSED, EventRefused)
 		} else {
-			c.stats.rstIgnored++
+			c.rare().rstIgnored++
 		}
 		return
 	}
@@ -157,7 +157,7 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 	if c.tsOK && seg.Options.HasTimestamp && seg.Flags&FlagRST == 0 &&
 		int32(seg.Options.TSVal-c.tsRecent) < 0 {
 		if now.Sub(c.tsRecentAt) <= pawsIdleLimit {
-			c.stats.pawsDrops++
+			c.rare().pawsDrops++
 			c.ackNow = true
 			return
 		}
@@ -169,10 +169,10 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 	// First: check the sequence number.
 	if !c.acceptable(seg) {
 		if seg.Flags&FlagRST != 0 {
-			c.stats.rstIgnored++
+			c.rare().rstIgnored++
 			return
 		}
-		c.stats.outOfWindow++
+		c.rare().outOfWindow++
 		c.ackNow = true
 		if len(seg.Payload) > 0 && c.sackOK && (seg.Seq + Seq(len(seg.Payload))).LessThanEq(c.rcvNxt) {
 			// RFC 2883: report the duplicate.
@@ -327,16 +327,17 @@ func (c *Conn) resetByPeer() {
 // challengeACK queues an RFC 5961 §3.2/§4.2 challenge ACK
 // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, at most ChallengeACKLimit per second.
 func (c *Conn) challengeACK(now Time) {
-	if c.chalCount == 0 || now.Sub(c.chalStart) >= 1e9 {
-		c.chalStart = now
-		c.chalCount = 0
+	r := c.rare()
+	if r.chalCount == 0 || now.Sub(r.chalStart) >= 1e9 {
+		r.chalStart = now
+		r.chalCount = 0
 	}
-	if c.chalCount >= c.cfg.ChallengeACKLimit {
-		c.stats.challengeSuppressed++
+	if r.chalCount >= c.cfg.ChallengeACKLimit {
+		r.challengeSuppressed++
 		return
 	}
-	c.chalCount++
-	c.stats.challengeACKs++
+	r.chalCount++
+	r.challengeACKs++
 	c.ackNow = true
 }
 
@@ -346,7 +347,7 @@ func (c *Conn) setDSACK(start, end Seq) {
 	if !c.sackOK || start == end {
 		return
 	}
-	c.dsack = SACKBlock{Start: start, End: end}
+	c.rare().dsack = SACKBlock{Start: start, End: end}
 	c.dsackPending = true
 	c.ackNow = true
 }
@@ -569,7 +570,7 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	c.inRecovery = true
 	c.recover = c.sndMax
 	c.highRxt = c.sndUna
-	c.stats.fastRecoveries++
+	c.rare().fastRecoveries++
 	c.rttTimer.Cancel()
 	c.cc.OnEnterRecovery(now, flight)
 	if c.sackOK {
@@ -595,7 +596,7 @@ func (c *Conn) processText(now Time, seg *Segment) {
 		c.rcvUnacked += uint32(n)
 		if c.oooRanges() > 0 {
 			before := c.rcvNxt
-			c.rcvNxt = c.rq.Pop(c.rcvNxt, c.deliverFn)
+			c.rcvNxt = c.rq.Pop(c.rcvNxt, c.deliverInOrder)
 			if c.rcvNxt != before {
 				c.ackNow = true // RFC 5681 §4.2: a segment filling a gap
 			}
@@ -604,7 +605,7 @@ func (c *Conn) processText(now Time, seg *Segment) {
 		c.events |= EventReadable
 		if c.cfg.DelayedACK < 0 || c.rcvUnacked >= 2*uint32(c.rcvMSS) {
 			c.ackNow = true
-		} else if !c.delackTimer.armed {
+		} else if !c.delackTimer.armed() {
 			c.delackTimer.set(now.Add(c.cfg.DelayedACK))
 		}
 		return

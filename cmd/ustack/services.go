@@ -160,7 +160,7 @@ func echoHandler(c net.Conn) {
 
 // The echo service's read buffer: first size and largest.
 const (
-	echoMinBuf = 512
+	echoMinBuf = 128
 	echoMaxBuf = 64 << 10
 )
 
