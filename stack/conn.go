@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -19,28 +20,28 @@ import (
 // net.ErrClosed, or an *os.SyscallError with ECONNRESET, ECONNREFUSED,
 // ETIMEDOUT, EPIPE...; io.EOF after the peer's FIN.
 type Conn struct {
-	ep            *endpoint
-	laddr, raddr  *net.TCPAddr
-	rdl, wdl      deadline
-	readMu        sync.Mutex // one Read at a time
-	writeMu       sync.Mutex // one Write at a time: writes are not interleaved
-	closed        atomic.Bool
-	closeOnce     sync.Once
-	readShutdown  atomic.Bool
-	writeShutdown atomic.Bool
+	ep           *endpoint
+	rdl, wdl     atomic.Pointer[deadline] // made by the first Set*Deadline
+	readMu       sync.Mutex               // one Read at a time
+	writeMu      sync.Mutex               // one Write at a time: writes are not interleaved
+	closed       atomic.Bool
+	readShutdown atomic.Bool
 }
 
 var _ net.Conn = (*Conn)(nil)
 
 func newConn(ep *endpoint) *Conn {
-	c := &Conn{
-		ep:    ep,
-		laddr: &net.TCPAddr{IP: addrIP(ep.id.local.Addr()), Port: int(ep.id.local.Port())},
-		raddr: &net.TCPAddr{IP: addrIP(ep.id.remote.Addr()), Port: int(ep.id.remote.Port())},
-	}
-	c.rdl.init(ep.s.clock)
-	c.wdl.init(ep.s.clock)
+	c := &Conn{ep: ep}
+	ep.sh.mu.Lock()
+	ep.appOpen = true
+	ep.sh.mu.Unlock()
 	return c
+}
+
+// tcpAddr makes the *net.TCPAddr of a; made on demand, so that a connection
+// whose addresses nobody asks for does not hold them.
+func tcpAddr(a netip.AddrPort) *net.TCPAddr {
+	return &net.TCPAddr{IP: addrIP(a.Addr()), Port: int(a.Port())}
 }
 
 // opErr wraps err as the net package does for a kernel socket; a Conn
@@ -54,14 +55,14 @@ func (c *Conn) opErr(op string, err error) error {
 		}
 		err = os.NewSyscallError(sc, errno)
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
+	return &net.OpError{Op: op, Net: "tcp", Source: tcpAddr(c.ep.id.local), Addr: tcpAddr(c.ep.id.remote), Err: err}
 }
 
 // locked runs f with the connection's shard locked, then lets the Conn send
 // what it has to (Output), updates events and timers, and wakes the writer.
 func (c *Conn) locked(f func(tc *tcp.Conn)) {
 	ep := c.ep
-	s := ep.s
+	s := ep.sh.s
 	ep.sh.mu.Lock()
 	now := s.clock.Now()
 	f(ep.tc)
@@ -85,7 +86,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	ep := c.ep
-	s := ep.s
+	s := ep.sh.s
 	for {
 		if c.closed.Load() {
 			return 0, c.opErr("read", net.ErrClosed)
@@ -117,20 +118,29 @@ func (c *Conn) Read(p []byte) (int, error) {
 			}
 			err = e
 		}
+		wakeCh := waitCh(&ep.rdWake)
+		// Close and CloseRead flag c, then wake under sh.mu: seen here,
+		// or the wake finds the channel.
+		closed, shut := c.closed.Load(), c.readShutdown.Load()
 		ep.sh.mu.Unlock()
+		if closed {
+			return 0, c.opErr("read", net.ErrClosed)
+		}
+		if shut {
+			return 0, io.EOF
+		}
 		if err == io.EOF {
 			return 0, io.EOF
 		}
 		if err != nil {
 			return 0, c.opErr("read", err)
 		}
-		if c.rdl.expired() {
+		if c.rdl.Load().expired() {
 			return 0, c.opErr("read", os.ErrDeadlineExceeded)
 		}
 		select {
-		case <-ep.rdWake:
-		case <-c.rdl.wait():
-		case <-ep.closeCh:
+		case <-wakeCh:
+		case <-c.rdl.Load().wait():
 		}
 	}
 }
@@ -145,7 +155,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	ep := c.ep
-	s := ep.s
+	s := ep.sh.s
 	total := 0
 	for {
 		if c.closed.Load() {
@@ -171,9 +181,26 @@ func (c *Conn) Write(p []byte) (int, error) {
 			ep.tc.Output(now, ep)
 			s.afterOp(ep, now)
 		}
+		var wakeCh, memCh chan struct{}
+		retry := false
+		if err == nil && total < len(p) {
+			wakeCh = waitCh(&ep.wrWake)
+			if b := s.tcpCfg.Memory; ep.tc.Writable() > 0 && b.Limit() > 0 {
+				// Room in the send buffer but no memory for it: the
+				// budget is spent. Wait for memory to be freed, or
+				// retry at once if it was freed meanwhile (the relief
+				// clears Spent before it closes the channel).
+				memCh = s.memReliefCh()
+				retry = !b.Spent()
+			}
+		}
+		closed := c.closed.Load()
 		ep.sh.mu.Unlock()
 		if n > 0 {
 			s.kickLinks()
+		}
+		if closed && err == nil && total < len(p) {
+			return total, c.opErr("write", net.ErrClosed)
 		}
 		if err != nil {
 			return total, c.opErr("write", err)
@@ -181,13 +208,16 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if total == len(p) {
 			return total, nil
 		}
-		if c.wdl.expired() {
+		if c.wdl.Load().expired() {
 			return total, c.opErr("write", os.ErrDeadlineExceeded)
 		}
+		if retry {
+			continue
+		}
 		select {
-		case <-ep.wrWake:
-		case <-c.wdl.wait():
-		case <-ep.closeCh:
+		case <-wakeCh:
+		case <-memCh:
+		case <-c.wdl.Load().wait():
 		}
 	}
 }
@@ -201,9 +231,13 @@ func (c *Conn) Close() error {
 		return c.opErr("close", net.ErrClosed)
 	}
 	ep := c.ep
-	close(ep.closeCh)
 	c.locked(func(tc *tcp.Conn) {
+		// Blocked Reads and Writes see c.closed when they wake.
+		ep.appOpen = false
+		ep.wakeAll()
 		if ep.removed {
+			// Nobody will read what is left: free it.
+			tc.ReleaseMemory(false)
 			return
 		}
 		if ep.linger0 {
@@ -212,8 +246,8 @@ func (c *Conn) Close() error {
 			tc.Close()
 		}
 	})
-	c.rdl.stop()
-	c.wdl.stop()
+	c.rdl.Load().stop()
+	c.wdl.Load().stop()
 	return nil
 }
 
@@ -222,7 +256,6 @@ func (c *Conn) CloseWrite() error {
 	if c.closed.Load() {
 		return c.opErr("close", net.ErrClosed)
 	}
-	c.writeShutdown.Store(true)
 	c.locked(func(tc *tcp.Conn) { tc.CloseWrite() })
 	return nil
 }
@@ -238,33 +271,62 @@ func (c *Conn) CloseRead() error {
 	ep := c.ep
 	c.locked(func(tc *tcp.Conn) {
 		ep.readShut = true
-		if ep.discard == nil {
-			ep.discard = make([]byte, 4096)
-		}
 		for {
-			n, _ := tc.Read(ep.discard)
+			n, _ := tc.Read(ep.sh.discardBuf())
 			if n == 0 {
 				break
 			}
 		}
 	})
-	wake(ep.rdWake)
+	c.wakeReader()
 	return nil
 }
 
+// deadline returns the deadline *p, making it on first use: most
+// connections never have one.
+func (c *Conn) deadline(p *atomic.Pointer[deadline]) *deadline {
+	if d := p.Load(); d != nil {
+		return d
+	}
+	d := &deadline{}
+	d.init(c.ep.sh.s.clock)
+	if p.CompareAndSwap(nil, d) {
+		return d
+	}
+	return p.Load()
+}
+
+// wakeReader wakes a Read blocked on c, to look again.
+func (c *Conn) wakeReader() {
+	c.ep.sh.mu.Lock()
+	wake(c.ep.rdWake)
+	c.ep.sh.mu.Unlock()
+}
+
+// wakeWriter wakes a Write blocked on c, to look again.
+func (c *Conn) wakeWriter() {
+	c.ep.sh.mu.Lock()
+	wake(c.ep.wrWake)
+	c.ep.sh.mu.Unlock()
+}
+
 // LocalAddr returns the local address (*net.TCPAddr).
-func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+func (c *Conn) LocalAddr() net.Addr { return tcpAddr(c.ep.id.local) }
 
 // RemoteAddr returns the peer's address (*net.TCPAddr).
-func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+func (c *Conn) RemoteAddr() net.Addr { return tcpAddr(c.ep.id.remote) }
 
 // SetDeadline sets the read and write deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
-	c.rdl.set(t)
-	c.wdl.set(t)
+	if c.deadline(&c.rdl).set(t) {
+		c.wakeReader()
+	}
+	if c.deadline(&c.wdl).set(t) {
+		c.wakeWriter()
+	}
 	return nil
 }
 
@@ -273,7 +335,9 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
-	c.rdl.set(t)
+	if c.deadline(&c.rdl).set(t) {
+		c.wakeReader()
+	}
 	return nil
 }
 
@@ -282,7 +346,9 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return c.opErr("set", net.ErrClosed)
 	}
-	c.wdl.set(t)
+	if c.deadline(&c.wdl).set(t) {
+		c.wakeWriter()
+	}
 	return nil
 }
 
@@ -291,12 +357,14 @@ const (
 	defaultKeepAliveIdle     = 15 * time.Second
 	defaultKeepAliveInterval = 15 * time.Second
 	defaultKeepAliveCount    = 9
+	// maxKeepCount is Linux's MAX_TCP_KEEPCNT: larger counts are clamped.
+	maxKeepCount = 127
 )
 
 // keepalive applies the keepalive parameters of ep.
 func (c *Conn) keepalive() {
 	ep := c.ep
-	c.locked(func(tc *tcp.Conn) { tc.SetKeepAlive(ep.kaOn, ep.kaIdle, ep.kaIntvl, ep.kaCount) })
+	c.locked(func(tc *tcp.Conn) { tc.SetKeepAlive(ep.kaOn, ep.kaIdle, ep.kaIntvl, int(ep.kaCount)) })
 }
 
 // SetKeepAlive turns keepalive probes on or off (SO_KEEPALIVE).
@@ -354,7 +422,7 @@ func (c *Conn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
 	case cfg.Count == 0:
 		ep.kaCount = defaultKeepAliveCount
 	case cfg.Count > 0:
-		ep.kaCount = cfg.Count
+		ep.kaCount = int32(min(cfg.Count, maxKeepCount))
 	}
 	ep.sh.mu.Unlock()
 	c.keepalive()

@@ -18,17 +18,19 @@ type deadline struct {
 	at    tcp.Time // clock time the current deadline falls at
 	armed bool
 	fired bool
-	ch    chan struct{} // closed once the deadline has passed
+	// ch is closed once the deadline has passed. It is made by the first
+	// set with a deadline: until then wait returns nil (a socket that never
+	// has a deadline holds no channel, and a select on it costs nothing).
+	ch chan struct{}
 }
 
-func (d *deadline) init(c Clock) {
-	d.clock = c
-	d.ch = make(chan struct{})
-}
+func (d *deadline) init(c Clock) { d.clock = c }
 
 // set arms the deadline for t; the zero time clears it. A time in the past
-// expires it at once (how net/http interrupts a blocked Read).
-func (d *deadline) set(t time.Time) {
+// expires it at once (how net/http interrupts a blocked Read). It reports
+// whether it made the channel wait returns: a caller already waiting on
+// the nil one must be woken to wait on the new one.
+func (d *deadline) set(t time.Time) (made bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.timer != nil {
@@ -40,21 +42,26 @@ func (d *deadline) set(t time.Time) {
 		d.fired = false
 	}
 	if t.IsZero() {
-		return
+		return false
+	}
+	if d.ch == nil {
+		d.ch = make(chan struct{})
+		made = true
 	}
 	dur := time.Until(t)
 	if dur <= 0 {
 		close(d.ch)
 		d.fired = true
-		return
+		return made
 	}
 	d.at = d.clock.Now().Add(dur)
 	d.armed = true
 	if d.timer == nil {
 		d.timer = d.clock.AfterFunc(dur, d.fire)
-		return
+		return made
 	}
 	d.timer.Reset(dur)
+	return made
 }
 
 // fire closes the channel if the armed deadline has really passed: a
@@ -71,15 +78,23 @@ func (d *deadline) fire() {
 	close(d.ch)
 }
 
-// expired reports whether the deadline has passed.
+// expired reports whether the deadline has passed (never for a nil d: no
+// deadline was ever set).
 func (d *deadline) expired() bool {
+	if d == nil {
+		return false
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.fired
 }
 
-// wait returns a channel closed when the deadline passes.
+// wait returns a channel closed when the deadline passes (nil, which never
+// fires, for a nil d).
 func (d *deadline) wait() <-chan struct{} {
+	if d == nil {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.ch
@@ -87,6 +102,9 @@ func (d *deadline) wait() <-chan struct{} {
 
 // stop releases the timer.
 func (d *deadline) stop() {
+	if d == nil {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.timer != nil {

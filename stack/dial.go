@@ -114,12 +114,13 @@ func (s *Stack) DialAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn,
 		sh := s.shardFor(id)
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
-		if sh.conns[id] != nil {
+		if sh.conns[id.key()] != nil {
 			return true
 		}
 		cfg := s.connConfig(l, id)
 		tc := tcp.Dial(now, cfg, s.isn.isn(now, id.local, id.remote))
 		ep = newEndpoint(s, sh, id, l, tc)
+		waitCh(&ep.wrWake) // Dial waits on it for the handshake
 		s.insert(ep)
 		s.stats.TCPActiveOpens.Add(1)
 		tc.Output(now, ep)
@@ -141,13 +142,13 @@ func (s *Stack) DialAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn,
 		ep.sh.mu.Unlock()
 		switch {
 		case err != nil:
-			return nil, fail(c.laddr, err)
+			return nil, fail(tcpAddr(ep.id.local), err)
 		case st != tcp.StateSynSent && st != tcp.StateSynReceived && st != tcp.StateClosed:
 			// ESTABLISHED, or already further (the peer's FIN may have
 			// come with its SYN-ACK): the connect succeeded.
 			return c, nil
 		case removed:
-			return nil, fail(c.laddr, syscall.ECONNABORTED)
+			return nil, fail(tcpAddr(ep.id.local), syscall.ECONNABORTED)
 		}
 		select {
 		case <-ep.wrWake:
@@ -161,7 +162,7 @@ func (s *Stack) DialAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn,
 				s.removeEP(ep)
 			}
 			ep.sh.mu.Unlock()
-			return nil, fail(c.laddr, ctx.Err())
+			return nil, fail(tcpAddr(ep.id.local), ctx.Err())
 		}
 	}
 }

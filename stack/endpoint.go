@@ -10,21 +10,16 @@ import (
 // endpoint is one connection in the table: the tcp.Conn and what the stack
 // keeps around it. Every field is guarded by sh.mu unless noted.
 type endpoint struct {
-	s    *Stack
-	sh   *shard // immutable
+	sh   *shard // immutable; sh.s is the stack
 	id   tuple  // immutable
 	link *link  // immutable: where its packets go
 	tc   *tcp.Conn
 
-	timer   timerSlot
-	dirty   bool      // queued for Output at the end of an input batch
-	state   tcp.State // last state seen by afterOp (for the per-state gauges)
-	removed bool      // no longer in the table
+	timer timerSlot
 
 	// ln is the listener that made a passive connection (immutable);
 	// lnPhase is guarded by ln.mu.
-	ln      *Listener
-	lnPhase lnPhase
+	ln *Listener
 
 	// stackErr is a hard error the stack decided (ICMP unreachable in
 	// SYN-SENT, Stack.Close); it wins over the Conn's own error. softErr is
@@ -33,17 +28,32 @@ type endpoint struct {
 	stackErr error
 	softErr  error
 
+	// Keepalive parameters as the application set them.
+	kaIdle, kaIntvl time.Duration
+	kaCount         int32
+	kaOn            bool
+
+	// The small fields sit together: an endpoint is kept per connection.
+	dirty    bool      // queued for Output at the end of an input batch
+	state    tcp.State // last state seen by afterOp (for the per-state gauges)
+	removed  bool      // no longer in the table
+	lnPhase  lnPhase
 	readShut bool // CloseRead: incoming data is discarded
 	linger0  bool // SetLinger(0): Close sends RST
+	appOpen  bool // handed to the application, which has not closed it
 
-	// Keepalive parameters as the application set them.
-	kaOn            bool
-	kaIdle, kaIntvl time.Duration
-	kaCount         int
+	// rdWake and wrWake (capacity 1: "something changed") are made by the
+	// first Read or Write that has to wait, so a connection nobody waits
+	// on costs no channels; waking a nil one does nothing.
+	rdWake, wrWake chan struct{}
+}
 
-	rdWake, wrWake chan struct{} // capacity 1: "something changed"
-	closeCh        chan struct{} // closed by Conn.Close (immutable channel)
-	discard        []byte        // scratch for CloseRead, allocated by CloseRead
+// waitCh returns *ch, making it first if needed. sh.mu must be held.
+func waitCh(ch *chan struct{}) chan struct{} {
+	if *ch == nil {
+		*ch = make(chan struct{}, 1)
+	}
+	return *ch
 }
 
 // lnPhase is where a passive connection is in its listener's life cycle.
@@ -56,31 +66,30 @@ const (
 )
 
 func newEndpoint(s *Stack, sh *shard, id tuple, l *link, tc *tcp.Conn) *endpoint {
+	tc.ShareScratch(&sh.scratch)
 	return &endpoint{
-		s: s, sh: sh, id: id, link: l, tc: tc,
+		sh: sh, id: id, link: l, tc: tc,
 		timer:   timerSlot{idx: -1},
-		rdWake:  make(chan struct{}, 1),
-		wrWake:  make(chan struct{}, 1),
-		closeCh: make(chan struct{}),
 		state:   tcp.StateClosed,
 		kaOn:    s.tcpCfg.KeepAlive,
 		kaIdle:  s.tcpCfg.KeepIdle,
 		kaIntvl: s.tcpCfg.KeepInterval,
-		kaCount: s.tcpCfg.KeepCount,
+		kaCount: int32(min(s.tcpCfg.KeepCount, maxKeepCount)),
 	}
 }
 
 // Emit serializes one outgoing segment of the Conn into a packet (tcp.Emitter).
 func (ep *endpoint) Emit(seg *tcp.Segment) {
-	if ep.s.trace != nil {
-		ep.s.trace.segment(ep, false, seg, ep.s.clock.Now())
+	s := ep.sh.s
+	if s.trace != nil {
+		s.trace.segment(ep, false, seg, s.clock.Now())
 	}
-	ep.s.emitTCP(ep.link, ep.id.local, ep.id.remote, seg)
+	s.emitTCP(ep.link, ep.id.local, ep.id.remote, seg)
 }
 
 // insert puts ep into its shard's table; sh.mu must be held.
 func (s *Stack) insert(ep *endpoint) {
-	ep.sh.conns[ep.id] = ep
+	ep.sh.conns[ep.id.key()] = ep
 	s.nconns.Add(1)
 	s.stats.TCPConnsOpened.Add(1)
 	s.noteState(ep)
@@ -139,7 +148,7 @@ func (s *Stack) afterOp(ep *endpoint, now tcp.Time) {
 		if ev&(tcp.EventReadable|tcp.EventEOF|tcp.EventReset|tcp.EventRefused|tcp.EventTimedOut|tcp.EventClosed) != 0 {
 			if ep.readShut {
 				for {
-					n, _ := tc.Read(ep.discard)
+					n, _ := tc.Read(ep.sh.discardBuf())
 					if n == 0 {
 						break
 					}
@@ -170,11 +179,14 @@ func (s *Stack) removeEP(ep *endpoint) {
 	if ep.removed {
 		return
 	}
-	if cur := ep.sh.conns[ep.id]; cur == ep {
-		delete(ep.sh.conns, ep.id)
+	if cur := ep.sh.conns[ep.id.key()]; cur == ep {
+		delete(ep.sh.conns, ep.id.key())
 	}
 	ep.sh.timers.remove(ep)
 	ep.removed = true
+	// The Conn is done: give its buffer memory back to the budget, all but
+	// received bytes the application may still read.
+	ep.tc.ReleaseMemory(ep.appOpen)
 	s.noteState(ep)
 	s.nconns.Add(-1)
 	s.stats.TCPConnsClosed.Add(1)

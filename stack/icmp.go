@@ -170,7 +170,7 @@ func (s *Stack) icmpError(local, remote netip.AddrPort, seq tcp.Seq, act icmpAct
 	sh := s.shardFor(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	ep := sh.conns[id]
+	ep := sh.conns[id.key()]
 	if ep == nil {
 		s.stats.ICMPErrorsNoConn.Add(1)
 		return

@@ -149,7 +149,7 @@ func (s *Stack) inputTCP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, g
 	id := tuple{local: netip.AddrPortFrom(dst, dp), remote: netip.AddrPortFrom(src, sp)}
 	sh := s.shardFor(id)
 	sh.mu.Lock()
-	if ep := sh.conns[id]; ep != nil {
+	if ep := sh.conns[id.key()]; ep != nil {
 		s.deliver(l, ep, sg, now, b)
 	} else {
 		s.noConn(l, sh, id, sg, now, b)
@@ -204,8 +204,8 @@ func (s *Stack) deliver(l *link, ep *endpoint, seg *tcp.Segment, now tcp.Time, b
 func (s *Stack) noConn(l *link, sh *shard, id tuple, seg *tcp.Segment, now tcp.Time, b *rxBatch) {
 	if ln := s.findListener(id.local); ln != nil {
 		s.listenInput(ln, l, sh, id, seg, now, b)
-		if s.trace != nil && sh.conns[id] != nil {
-			s.trace.segment(sh.conns[id], true, seg, now)
+		if s.trace != nil && sh.conns[id.key()] != nil {
+			s.trace.segment(sh.conns[id.key()], true, seg, now)
 		}
 		return
 	}

@@ -484,7 +484,9 @@ func (ln *Listener) opErr(err error) error {
 
 // SetDeadline sets the deadline of Accept (like *net.TCPListener).
 func (ln *Listener) SetDeadline(t time.Time) error {
-	ln.dl.set(t)
+	if ln.dl.set(t) {
+		wake(ln.wake) // an Accept waiting without a deadline channel
+	}
 	return nil
 }
 

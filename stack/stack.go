@@ -62,6 +62,14 @@ type Options struct {
 	// entering TIME-WAIT beyond it is freed at once (Linux
 	// tcp_max_tw_buckets), counted as tcp_timewait_overflow.
 	TimeWaitLimit int
+	// MemoryBudget bounds the buffer memory of all connections together,
+	// in bytes (send and receive buffer storage plus out-of-order data,
+	// like Linux tcp_mem); 0 means no bound. Once spent, writers block,
+	// advertised windows stop growing and out-of-order data that needs new
+	// memory is dropped; nothing already accepted is lost (see
+	// tcp.MemoryBudget). The per-connection buffer sizes and the
+	// out-of-order limit are in TCP.
+	MemoryBudget int64
 	// DisableSYNCookies drops SYNs when the SYN queue is full instead of
 	// answering them with cookies.
 	DisableSYNCookies bool
@@ -119,6 +127,9 @@ type Stack struct {
 	ntimewait atomic.Int64
 	states    [16]atomic.Int64 // connections by tcp.State
 
+	memMu sync.Mutex
+	memCh chan struct{} // closed by memRelief
+
 	icmpTokens icmpLimiter
 	frags      fragments
 
@@ -132,19 +143,47 @@ type tuple struct {
 	local, remote netip.AddrPort
 }
 
+// connKey is a tuple as the connection table's key: the addresses as 16
+// bytes (IPv4 mapped), without netip.Addr's zone pointer, so a table entry
+// is 48 bytes instead of 72.
+type connKey struct {
+	local, remote [16]byte
+	lport, rport  uint16
+}
+
+// key returns t's table key.
+func (t tuple) key() connKey {
+	return connKey{local: t.local.Addr().As16(), remote: t.remote.Addr().As16(), lport: t.local.Port(), rport: t.remote.Port()}
+}
+
 // shard is one slice of the connection table with its own lock and timers.
 // Everything about the endpoints it holds (their Conns included) is guarded
 // by mu.
 type shard struct {
 	s     *Stack
 	mu    sync.Mutex
-	conns map[tuple]*endpoint
+	conns map[connKey]*endpoint
 
 	timers     timerHeap
 	clockTimer Timer
 	timerArmed bool
 	timerAt    tcp.Time
-	due        []*endpoint
+	// timerPending is set while an onTimer goroutine waits for mu.
+	timerPending atomic.Bool
+	due          []*endpoint
+	discard      []byte // scratch for reads that throw data away (CloseRead)
+	// scratch is the Output working space of every Conn of the shard
+	// (their Output runs under mu): one per shard, not one per connection.
+	scratch tcp.Scratch
+}
+
+// discardBuf returns the shard's scratch buffer for discarded reads. sh.mu
+// must be held.
+func (sh *shard) discardBuf() []byte {
+	if sh.discard == nil {
+		sh.discard = make([]byte, 4096)
+	}
+	return sh.discard
 }
 
 // New makes a Stack and starts its links.
@@ -200,6 +239,14 @@ func New(opts Options) (*Stack, error) {
 	if s.tcpCfg.KeepCount <= 0 {
 		s.tcpCfg.KeepCount = def.KeepCount
 	}
+	s.tcpCfg.Memory = tcp.NewMemoryBudget(opts.MemoryBudget, tcp.MemoryCounters{
+		SendLimited:    &s.stats.TCPMemSendLimited,
+		WindowLimited:  &s.stats.TCPMemWindowLimited,
+		OOOLimitDrops:  &s.stats.TCPOOOLimitDrops,
+		OOOBudgetDrops: &s.stats.TCPMemOOODrops,
+		Overcommit:     &s.stats.TCPMemOvercommit,
+	})
+	s.tcpCfg.Memory.SetRelief(s.memRelief)
 	r := opts.Rand
 	if r == nil {
 		r = rand.Reader
@@ -223,7 +270,7 @@ func New(opts Options) (*Stack, error) {
 	s.icmpTokens.init(s.clock.Now())
 	s.shards = make([]*shard, n)
 	for i := range s.shards {
-		s.shards[i] = &shard{s: s, conns: make(map[tuple]*endpoint)}
+		s.shards[i] = &shard{s: s, conns: make(map[connKey]*endpoint)}
 	}
 	empty := map[listenKey]*Listener{}
 	s.listeners.Store(&empty)
@@ -325,8 +372,8 @@ func (s *Stack) Connections() []ConnSnapshot {
 	var out []ConnSnapshot
 	for _, sh := range s.shards {
 		sh.mu.Lock()
-		for id, ep := range sh.conns {
-			out = append(out, ConnSnapshot{Local: id.local, Remote: id.remote, State: ep.tc.State(), Info: ep.tc.Info()})
+		for _, ep := range sh.conns {
+			out = append(out, ConnSnapshot{Local: ep.id.local, Remote: ep.id.remote, State: ep.tc.State(), Info: ep.tc.Info()})
 		}
 		sh.mu.Unlock()
 	}

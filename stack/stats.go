@@ -84,6 +84,14 @@ type Stats struct {
 	IPReassemblyTimeouts atomic.Uint64 `stat:"ip_reassembly_timeouts"`
 	IPReassemblyEvicted  atomic.Uint64 `stat:"ip_reassembly_evicted"`
 
+	// Memory budget and out-of-order limit (Options.MemoryBudget,
+	// tcp.Config.OOOLimit).
+	TCPMemSendLimited   atomic.Uint64 `stat:"tcp_mem_send_limited"`   // writes cut short: the memory budget was spent
+	TCPMemWindowLimited atomic.Uint64 `stat:"tcp_mem_window_limited"` // window advertisements held back by the memory budget
+	TCPMemOOODrops      atomic.Uint64 `stat:"tcp_mem_ooo_drops"`      // out-of-order segments dropped: the memory budget was spent
+	TCPMemOvercommit    atomic.Uint64 `stat:"tcp_mem_overcommit"`     // bytes stored beyond the budget (inside a window already advertised)
+	TCPOOOLimitDrops    atomic.Uint64 `stat:"tcp_ooo_limit_drops"`    // out-of-order segments dropped by the per-connection limit
+
 	// Links.
 	LinkReadErrors  atomic.Uint64 `stat:"link_read_errors"`
 	LinkWriteErrors atomic.Uint64 `stat:"link_write_errors"`

@@ -145,13 +145,23 @@ func (sh *shard) armTimer(now tcp.Time) {
 
 // onTimer runs the Conns whose deadlines have come: Output fires their due
 // timers (RTO, delayed ACK, keepalive, TIME-WAIT...) and emits what they send.
+//
+// The clock runs each firing on a goroutine of its own. While one of them
+// is still waiting for the lock, later firings leave the work to it (it
+// reads the time after they fired, so it runs their timers too): under
+// load, firings would otherwise pile up goroutines on the lock, and the
+// runtime keeps every goroutine it ever had, with its stack, for reuse.
 func (sh *shard) onTimer() {
 	s := sh.s
 	if s.closed.Load() {
 		return
 	}
+	if !sh.timerPending.CompareAndSwap(false, true) {
+		return
+	}
 	sh.mu.Lock()
 	now := s.clock.Now()
+	sh.timerPending.Store(false)
 	sh.timerArmed = false
 	// Collect first: Output may re-key an endpoint to a time that is
 	// already due (a Conn reporting a past deadline), which must wait for

@@ -19,12 +19,14 @@ const (
 // of the ring contiguous in memory.
 type bufRing struct {
 	mem      []byte
-	size     int // S: ring size within mem
-	mirrorN  int // M
 	head     int // index of the first byte
 	n        int // bytes stored
 	capacity int // logical capacity (the buffer size)
 	mirror   bool
+	// forced rings (receive) always grow, charging the budget even beyond
+	// its limit: what they store was inside an advertised window.
+	forced bool
+	budget *MemoryBudget // storage is charged here; nil: none
 }
 
 // Len returns the bytes stored.
@@ -51,7 +53,7 @@ func (r *bufRing) SetCap(n int) {
 		n = r.n
 	}
 	r.capacity = n
-	if r.n == 0 && r.size > n {
+	if r.n == 0 && r.sz() > n {
 		r.Release()
 	}
 }
@@ -62,13 +64,32 @@ func (r *bufRing) Release() bool {
 	if r.n != 0 {
 		return false
 	}
-	r.mem, r.size, r.mirrorN, r.head = nil, 0, 0, 0
+	r.budget.uncharge(len(r.mem))
+	r.mem, r.head = nil, 0
 	return true
 }
 
+// drop frees the storage even if bytes are stored (the connection is gone).
+func (r *bufRing) drop() {
+	r.n = 0
+	r.Release()
+}
+
+// growRoom returns how many more bytes the ring can take now: its free
+// capacity, bounded by the storage it holds plus what the budget still has.
+func (r *bufRing) growRoom() int {
+	free := r.capacity - r.n
+	if r.budget == nil || r.budget.limit == 0 {
+		return free
+	}
+	return min(free, r.sz()-r.n+r.budget.room())
+}
+
 // grow makes room for need bytes of content, relinearizing into new storage.
-func (r *bufRing) grow(need int) {
-	s := r.size
+// It fails, changing nothing, when the budget cannot pay for the new storage
+// (never for a forced ring).
+func (r *bufRing) grow(need int) bool {
+	s := r.sz()
 	if s < bufMinAlloc {
 		s = bufMinAlloc
 	}
@@ -81,25 +102,54 @@ func (r *bufRing) grow(need int) {
 	if s < need {
 		s = need
 	}
-	m := 0
-	if r.mirror {
-		m = s
-		if m > bufMirror {
-			m = bufMirror
+	m := r.mirrorFor(s)
+	if delta := s + m - len(r.mem); r.forced {
+		r.budget.force(delta)
+	} else if !r.budget.tryCharge(delta) {
+		// Not the doubling: maybe just what is needed, in 4 KiB steps.
+		s = min((need+bufMinAlloc-1)/bufMinAlloc*bufMinAlloc, r.capacity)
+		if s < need || s <= r.sz() {
+			return false
+		}
+		m = r.mirrorFor(s)
+		if !r.budget.tryCharge(s + m - len(r.mem)) {
+			return false
 		}
 	}
 	mem := make([]byte, s+m)
 	r.readAt(mem[:r.n], 0)
 	copy(mem[s:], mem[:r.n]) // mirror of the prefix [0, min(n, M))
-	r.mem, r.size, r.mirrorN, r.head = mem[:s+m], s, m, 0
+	r.mem, r.head = mem[:s+m], 0
+	return true
+}
+
+// sz returns S, the ring size within mem (len(mem) = S + M; the ring keeps
+// no field for it: an idle connection's rings are part of what it costs).
+func (r *bufRing) sz() int {
+	l := len(r.mem)
+	switch {
+	case !r.mirror:
+		return l
+	case l <= 2*bufMirror:
+		return l / 2
+	}
+	return l - bufMirror
+}
+
+// mirrorFor returns the mirror length of storage of size s.
+func (r *bufRing) mirrorFor(s int) int {
+	if !r.mirror {
+		return 0
+	}
+	return min(s, bufMirror)
 }
 
 // put copies b to storage index idx (no wrap within b) and mirrors the part
 // below M.
 func (r *bufRing) put(idx int, b []byte) {
-	copy(r.mem[idx:r.size], b)
-	if idx < r.mirrorN {
-		copy(r.mem[r.size+idx:r.size+r.mirrorN], b)
+	copy(r.mem[idx:r.sz()], b)
+	if idx < len(r.mem)-r.sz() {
+		copy(r.mem[r.sz()+idx:], b)
 	}
 }
 
@@ -112,14 +162,18 @@ func (r *bufRing) write(p []byte) int {
 	if k <= 0 {
 		return 0
 	}
-	if r.n+k > r.size {
-		r.grow(r.n + k)
+	if r.n+k > r.sz() && !r.grow(r.n+k) {
+		// The budget is spent: fill the storage there is.
+		r.budget.countSendLimited()
+		if k = r.sz() - r.n; k <= 0 {
+			return 0
+		}
 	}
 	tail := r.head + r.n
-	if tail >= r.size {
-		tail -= r.size
+	if tail >= r.sz() {
+		tail -= r.sz()
 	}
-	first := r.size - tail
+	first := r.sz() - tail
 	if first > k {
 		first = k
 	}
@@ -142,10 +196,10 @@ func (r *bufRing) readAt(dst []byte, off int) int {
 		k = avail
 	}
 	pos := r.head + off
-	if pos >= r.size {
-		pos -= r.size
+	if pos >= r.sz() {
+		pos -= r.sz()
 	}
-	c := copy(dst[:k], r.mem[pos:r.size])
+	c := copy(dst[:k], r.mem[pos:r.sz()])
 	if c < k {
 		copy(dst[c:k], r.mem[:k-c])
 	}
@@ -163,10 +217,10 @@ func (r *bufRing) peek(off, n int) []byte {
 		n = avail
 	}
 	pos := r.head + off
-	if pos >= r.size {
-		pos -= r.size
+	if pos >= r.sz() {
+		pos -= r.sz()
 	}
-	if limit := r.size + r.mirrorN - pos; n > limit {
+	if limit := len(r.mem) - pos; n > limit {
 		n = limit
 	}
 	return r.mem[pos : pos+n : pos+n]
@@ -179,7 +233,7 @@ func (r *bufRing) discard(n int) {
 	}
 	if n >= r.n {
 		r.head, r.n = 0, 0
-		if r.size > r.capacity {
+		if r.sz() > r.capacity {
 			// Storage sized for a capacity that SetCap has since
 			// lowered: give it back now that nothing it holds is needed.
 			r.Release()
@@ -187,8 +241,8 @@ func (r *bufRing) discard(n int) {
 		return
 	}
 	r.head += n
-	if r.head >= r.size {
-		r.head -= r.size
+	if r.head >= r.sz() {
+		r.head -= r.sz()
 	}
 	r.n -= n
 }

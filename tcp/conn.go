@@ -73,6 +73,13 @@ type Config struct {
 	// TSOffset is added to this connection's timestamp clock (RFC 7323 §5.4
 	// recommends a random per-connection offset; the stack supplies it).
 	TSOffset uint32
+	// OOOLimit bounds the out-of-order bytes held for reassembly; segments
+	// beyond it are dropped and counted. Default (0): the receive buffer
+	// size; never more than that.
+	OOOLimit int
+	// Memory, when set, is the budget the connection's buffer storage is
+	// charged to (shared by the connections of a stack, see MemoryBudget).
+	Memory *MemoryBudget
 }
 
 // Defaults and limits.
@@ -181,6 +188,9 @@ func (c *Config) fillDefaults() {
 	if c.GSOMaxSize > 65535 {
 		c.GSOMaxSize = 65535
 	}
+	if c.OOOLimit <= 0 || c.OOOLimit > c.RecvBufferSize {
+		c.OOOLimit = c.RecvBufferSize
+	}
 }
 
 // Validate reports a configuration the constructors would have to correct,
@@ -213,16 +223,15 @@ type Emitter interface {
 	Emit(seg *Segment)
 }
 
-// connTimer is one timer: armed or not, and when it fires.
-type connTimer struct {
-	at    Time
-	armed bool
-}
+// connTimer is one timer: when it fires, 0 when it is not armed (a timer
+// asked for time 0 fires at 1 ns, which only a test clock can tell apart).
+type connTimer struct{ at Time }
 
-func (t *connTimer) set(at Time) { t.at, t.armed = at, true }
-func (t *connTimer) stop()       { t.armed = false }
+func (t *connTimer) set(at Time) { t.at = max(at, 1) }
+func (t *connTimer) stop()       { t.at = 0 }
+func (t *connTimer) armed() bool { return t.at != 0 }
 func (t *connTimer) due(now Time) bool {
-	return t.armed && !now.Before(t.at)
+	return t.at != 0 && !now.Before(t.at)
 }
 
 // Conn is one TCP connection (one TCB): a pure state machine fed with
@@ -260,11 +269,15 @@ type Conn struct {
 	cfg   Config
 	state State
 
+	// (Small fields are grouped to keep the struct free of padding: an
+	// idle connection's memory is mostly this struct.)
 	passive  bool // created from a received SYN (AcceptSYN/AcceptCookie)
 	orphaned bool // the application called Close: nobody will read
 	wrClosed bool // CloseWrite/Close: a FIN follows the queued data
-	finSeq   Seq  // sequence number of our FIN, valid when wrClosed
 	rdClosed bool // the peer's FIN was received (RCV.NXT covers it)
+	finRcvd  bool // an out-of-order FIN is waiting at finRcvdSeq
+	events   Events
+	finSeq   Seq // sequence number of our FIN, valid when wrClosed
 
 	// Send sequence variables (RFC 9293 §3.3.1).
 	iss       Seq
@@ -282,7 +295,6 @@ type Conn struct {
 	rcvNxt      Seq
 	rcvAdv      Seq // right edge of the window last advertised: RCV.NXT+RCV.WND
 	lastAckSent Seq // Last.ACK.sent of RFC 7323 §4.3
-	finRcvd     bool
 	finRcvdSeq  Seq // sequence number of an out-of-order FIN waiting for RCV.NXT
 
 	// Negotiated options.
@@ -291,16 +303,17 @@ type Conn struct {
 	peerMSS     uint16
 	sndWScale   uint8
 	rcvWScale   uint8
+	offerWScale uint8 // the shift we offered in our SYN
 	wsOK        bool
 	sackOK      bool
 	tsOK        bool
 	tsRecent    uint32
+	probeSeq    Seq // where a zero-window or keepalive probe goes (here: no padding)
 	tsRecentAt  Time
-	offerWScale uint8 // the shift we offered in our SYN
 
 	sb    sendBuffer
 	rb    recvBuffer
-	rq    reassemblyQueue
+	rq    *reassemblyQueue // nil while nothing is out of order
 	board sendScoreboard
 
 	rto      rtoEstimator
@@ -309,20 +322,22 @@ type Conn struct {
 
 	// Output requests.
 	ackNow       bool
-	ackOwed      bool   // an ACK is owed; Output arms the delayed-ACK timer for it
-	rcvUnacked   uint32 // in-order bytes received since our last ACK
+	ackOwed      bool // an ACK is owed; Output arms the delayed-ACK timer for it
 	rstPending   bool
-	rstSeg       Segment
 	rstTS        bool // the pending RST is our own (abort), so it carries TSopt
-	synPending   bool // SYN or SYN-ACK to (re)transmit
-	dsackPending bool
-	dsack        SACKBlock
-	rtxPending   bool // a fast retransmission of SND.UNA's segment is due
-	probePending bool // a zero-window or keepalive probe is due
-	probeSeq     Seq
-	probeData    bool // the probe carries one byte of data at probeSeq
-	zwpOut       bool // a one-byte zero-window probe beyond SND.MAX is unacknowledged
-	forceSend    bool // the persist timer overrides sender SWS avoidance once
+	rstFlags     Flags
+	synPending   bool   // SYN or SYN-ACK to (re)transmit
+	dsackPending bool   // a D-SACK block (rs.dsack) goes on the next ACK
+	rtxPending   bool   // a fast retransmission of SND.UNA's segment is due
+	probePending bool   // a zero-window or keepalive probe is due
+	probeData    bool   // the probe carries one byte of data at probeSeq
+	zwpOut       bool   // a one-byte zero-window probe beyond SND.MAX is unacknowledged
+	forceSend    bool   // the persist timer overrides sender SWS avoidance once
+	inRecovery   bool   // loss recovery (RFC 6582 / RFC 6675) is under way
+	sackRecovery bool   // ... driven by SACK (RFC 6675)
+	rcvUnacked   uint32 // in-order bytes received since our last ACK
+	rstSeq       Seq
+	rstAck       Seq
 	clock        Time // the latest time seen by Input or Output
 
 	// Timers.
@@ -345,44 +360,69 @@ type Conn struct {
 	firstUnacked   Time // when the oldest unacknowledged data was first sent
 
 	// Loss recovery.
-	dupAcks      int
-	inRecovery   bool
-	sackRecovery bool
-	recover      Seq // RFC 6582 "recover" / RFC 6675 RecoveryPoint
-	highRxt      Seq // RFC 6675 HighRxt
-
-	// RFC 5961 challenge ACK rate limit.
-	chalStart Time
-	chalCount int
-	// Rate limit of the ACKs answering bare out-of-window segments.
-	oowLast Time
-	oowSent bool
-
-	events Events
-	err    error
+	dupAcks int
+	recover Seq // RFC 6582 "recover" / RFC 6675 RecoveryPoint
+	highRxt Seq // RFC 6675 HighRxt
 
 	stats connStats
+	rs    *rareState // nil until something unusual happens (rare)
 
-	deliverFn func([]byte)
-	out       Segment
-	scratch   []byte
-	sackBuf   [MaxSACKBlocks]SACKBlock
+	sc *Scratch // Output's working space, possibly shared (ShareScratch)
 }
+
+// Scratch is the working space of Output: the segment being built and the
+// buffer that gathers a payload across the send ring's wrap. Output makes
+// one on first use; connections whose Output calls never overlap (a stack
+// runs each shard's under one lock) may share one through ShareScratch, so
+// that an idle connection does not carry its own.
+type Scratch struct {
+	seg Segment
+	buf []byte
+}
+
+// ShareScratch makes Output use s. The caller guarantees that no two Conns
+// sharing s run Output at the same time.
+func (c *Conn) ShareScratch(s *Scratch) { c.sc = s }
 
 // connStats are the counters Info reports.
 type connStats struct {
 	bytesSent, bytesRetrans, bytesAcked, bytesReceived uint64
 	segsIn, segsOut, retransSegs                       uint64
 	dataSegsIn, dataSegsOut                            uint64
+	dupAcksIn                                          uint64
 	totalRetrans                                       uint32
 	lost                                               uint32
 	reordering                                         uint32
-	dupAcksIn                                          uint64
-	challengeACKs, challengeSuppressed                 uint64
-	pawsDrops, outOfWindow, rstIgnored                 uint64
-	oowACKSuppressed                                   uint64
-	fastRecoveries, rtoExpirations, probesSent         uint64
-	dsacksSent                                         uint64
+}
+
+// rareState is what only unusual events touch: the connection's failure,
+// RFC 5961 challenge ACKs and
+// their rate limit, PAWS and out-of-window drops, recoveries, RTOs, probes,
+// D-SACKs. It is made on first use (Conn.rare), so that a quiet connection
+// does not carry it.
+type rareState struct {
+	err       error // sticky: ECONNRESET, ECONNREFUSED or ETIMEDOUT (see fail)
+	chalStart Time
+	chalCount int
+	dsack     SACKBlock // the D-SACK block to send, valid when dsackPending
+	// Rate limit of the ACKs answering bare out-of-window segments.
+	oowLast Time
+	oowSent bool
+
+	oowACKSuppressed uint64
+
+	challengeACKs, challengeSuppressed         uint64
+	pawsDrops, outOfWindow, rstIgnored         uint64
+	fastRecoveries, rtoExpirations, probesSent uint64
+	dsacksSent                                 uint64
+}
+
+// rare returns the connection's rareState, making it on first use.
+func (c *Conn) rare() *rareState {
+	if c.rs == nil {
+		c.rs = new(rareState)
+	}
+	return c.rs
 }
 
 // newConn builds the common part of a connection.
@@ -391,12 +431,11 @@ func newConn(now Time, cfg Config, iss Seq) *Conn {
 	c := &Conn{cfg: cfg, iss: iss, sndUna: iss, sndNxt: iss, sndMax: iss, sndSml: iss, recover: iss, highRxt: iss}
 	c.sb.SetCap(cfg.SendBufferSize)
 	c.rb.SetCap(cfg.RecvBufferSize)
-	c.rq = newReassemblyQueue(cfg.RecvBufferSize)
+	c.sb.r.budget, c.rb.r.budget, c.rb.r.forced = cfg.Memory, cfg.Memory, true
 	c.rto = newRTOEstimator(cfg.RTOInitial, cfg.RTOMin, cfg.RTOMax)
 	c.rto.SetGranularity(tsTick)
 	c.sndMSS = defaultPeerMSS
 	c.rcvMSS = cfg.MSS
-	c.deliverFn = c.deliverInOrder
 	c.lastRecv, c.lastAckRecv, c.lastSend = now, now, now
 	c.offerWScale = c.chooseWScale()
 	c.newCC(now)
@@ -561,8 +600,8 @@ func (c *Conn) enterEstablished(now Time) {
 // (possibly 0 with a nil error) when the buffer is full. It fails with EPIPE
 // after CloseWrite/Close and with the sticky error after a reset or timeout.
 func (c *Conn) Write(p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
+	if err := c.Err(); err != nil {
+		return 0, err
 	}
 	if c.wrClosed || c.state == StateClosed || c.state == StateListen {
 		return 0, syscall.EPIPE
@@ -581,8 +620,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.afterRead()
 		return n, nil
 	}
-	if c.err != nil {
-		return 0, c.err
+	if err := c.Err(); err != nil {
+		return 0, err
 	}
 	if c.rdClosed {
 		return 0, io.EOF
@@ -668,7 +707,7 @@ func (c *Conn) Close() {
 		c.toClosed()
 		return
 	}
-	if c.rb.Len() > 0 || c.rq.Bytes() > 0 {
+	if c.rb.Len() > 0 || c.oooBytes() > 0 {
 		// RFC 2525 §2.17 / Linux tcp_close: data lost to the application
 		// must be signalled to the peer.
 		if c.state != StateTimeWait {
@@ -701,13 +740,20 @@ func (c *Conn) Abort() {
 // segment are replies, like Linux's tcp_v4_send_reset: no options.
 func (c *Conn) queueRST(seq, ack Seq, withAck bool) {
 	c.rstPending = true
-	c.rstSeg = Segment{Seq: seq, Flags: FlagRST}
+	c.rstSeq, c.rstAck, c.rstFlags = seq, 0, FlagRST
 	c.rstTS = false
 	if withAck {
-		c.rstSeg.Ack = ack
-		c.rstSeg.Flags |= FlagACK
+		c.rstAck = ack
+		c.rstFlags |= FlagACK
 		c.rstTS = c.tsOK
 	}
+}
+
+// replyRST arranges for rst, the answer to an unacceptable segment
+// (ResetFor), to be emitted by the next Output.
+func (c *Conn) replyRST(rst Segment) {
+	c.rstPending, c.rstTS = true, false
+	c.rstSeq, c.rstAck, c.rstFlags = rst.Seq, rst.Ack, rst.Flags
 }
 
 // toClosed moves to CLOSED and stops everything.
@@ -731,8 +777,8 @@ func (c *Conn) toClosed() {
 
 // fail records a sticky error and closes the connection.
 func (c *Conn) fail(err error, ev Events) {
-	if c.err == nil {
-		c.err = err
+	if r := c.rare(); r.err == nil {
+		r.err = err
 	}
 	c.events |= ev | EventReadable | EventWritable
 	c.toClosed()
@@ -751,7 +797,12 @@ func (c *Conn) TakeEvents() Events {
 
 // Err returns the sticky error: syscall.ECONNRESET, ECONNREFUSED or ETIMEDOUT,
 // or nil.
-func (c *Conn) Err() error { return c.err }
+func (c *Conn) Err() error {
+	if c.rs == nil {
+		return nil
+	}
+	return c.rs.err
+}
 
 // Readable returns the number of bytes Read would return now.
 func (c *Conn) Readable() int { return c.rb.Len() }
@@ -759,7 +810,7 @@ func (c *Conn) Readable() int { return c.rb.Len() }
 // Writable returns the free space in the send buffer (0 once writing is shut
 // down or failed).
 func (c *Conn) Writable() int {
-	if c.wrClosed || c.err != nil || c.state == StateClosed {
+	if c.wrClosed || c.Err() != nil || c.state == StateClosed {
 		return 0
 	}
 	return c.sb.Free()
@@ -808,8 +859,12 @@ func (c *Conn) SetUserTimeout(d time.Duration) {
 func (c *Conn) SetRecvBufferSize(n int) {
 	n = clampBufferSize(max(n, c.rb.Len()))
 	c.cfg.RecvBufferSize = n
+	c.cfg.OOOLimit = 0
+	c.cfg.fillDefaults()
 	c.rb.SetCap(n)
-	c.rq.SetLimit(n)
+	if c.rq != nil {
+		c.rq.SetLimit(c.cfg.OOOLimit)
+	}
 	c.afterRead()
 }
 
@@ -838,6 +893,56 @@ func (c *Conn) finSent() bool { return c.wrClosed && c.sndMax.GreaterThan(c.finS
 
 // finAcked reports whether our FIN has been acknowledged.
 func (c *Conn) finAcked() bool { return c.wrClosed && c.sndUna.GreaterThan(c.finSeq) }
+
+// oooBytes returns the bytes held in the reassembly queue.
+func (c *Conn) oooBytes() int {
+	if c.rq == nil {
+		return 0
+	}
+	return c.rq.Bytes()
+}
+
+// oooRanges returns the number of disjoint out-of-order ranges held.
+func (c *Conn) oooRanges() int {
+	if c.rq == nil {
+		return 0
+	}
+	return c.rq.Len()
+}
+
+// oooInsert queues an out-of-order segment, making the reassembly queue on
+// first use (most connections never need one).
+func (c *Conn) oooInsert(seq Seq, data []byte) (stored, dup bool) {
+	if c.rq == nil {
+		q := newReassemblyQueue(c.cfg.OOOLimit)
+		q.budget = c.cfg.Memory
+		c.rq = &q
+	}
+	return c.rq.Insert(seq, data, c.rcvNxt)
+}
+
+// oooRelease frees the reassembly queue (and its chunk buffers) once it
+// holds nothing.
+func (c *Conn) oooRelease() {
+	if c.rq != nil && c.rq.Empty() {
+		c.rq = nil
+	}
+}
+
+// ReleaseMemory frees the buffer storage of a connection the stack is done
+// with, crediting its budget: the send buffer and the out-of-order queue
+// always, the receive buffer too unless keepReadable (the application may
+// still read what arrived before the connection ended).
+func (c *Conn) ReleaseMemory(keepReadable bool) {
+	c.sb.r.drop()
+	if c.rq != nil {
+		c.rq.Reset()
+		c.rq = nil
+	}
+	if !keepReadable || c.rb.Len() == 0 {
+		c.rb.r.drop()
+	}
+}
 
 // deliverInOrder moves in-order bytes from the reassembly queue into the
 // receive buffer.

@@ -52,8 +52,8 @@ func checkInvariants(t *testing.T, c *Conn, prev State) {
 	if c.sndNxt.GreaterThan(c.sndMax) || c.sndUna.GreaterThan(c.sndNxt) {
 		t.Fatalf("SND.UNA %d <= SND.NXT %d <= SND.MAX %d violated", c.sndUna, c.sndNxt, c.sndMax)
 	}
-	if c.sb.Len() > c.sb.Cap() || c.rb.Len() > c.rb.Cap() || c.rq.Bytes() > c.rq.Limit() {
-		t.Fatalf("buffer bounds: send %d/%d recv %d/%d ooo %d/%d", c.sb.Len(), c.sb.Cap(), c.rb.Len(), c.rb.Cap(), c.rq.Bytes(), c.rq.Limit())
+	if c.sb.Len() > c.sb.Cap() || c.rb.Len() > c.rb.Cap() || c.oooBytes() > c.cfg.OOOLimit {
+		t.Fatalf("buffer bounds: send %d/%d recv %d/%d ooo %d/%d", c.sb.Len(), c.sb.Cap(), c.rb.Len(), c.rb.Cap(), c.oooBytes(), c.cfg.OOOLimit)
 	}
 	if c.sndUna.Size(c.sndMax) > uint32(c.sb.Len())+2 {
 		t.Fatalf("in flight %d exceeds send buffer %d", c.sndUna.Size(c.sndMax), c.sb.Len())

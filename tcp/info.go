@@ -67,6 +67,10 @@ type Info struct {
 // Info returns a snapshot of the connection. Timer times left are relative to
 // the latest time the connection was given (by Input or Output).
 func (c *Conn) Info() Info {
+	var rs rareState
+	if c.rs != nil {
+		rs = *c.rs
+	}
 	in := Info{
 		State:              c.state,
 		CC:                 c.cc.Name(),
@@ -87,7 +91,7 @@ func (c *Conn) Info() Info {
 		SndBuf:             c.sb.Cap(),
 		RcvBuf:             c.rb.Cap(),
 		Readable:           c.rb.Len(),
-		OOOBytes:           c.rq.Bytes(),
+		OOOBytes:           c.oooBytes(),
 		BytesSent:          c.stats.bytesSent,
 		BytesRetrans:       c.stats.bytesRetrans,
 		BytesAcked:         c.stats.bytesAcked,
@@ -98,21 +102,21 @@ func (c *Conn) Info() Info {
 		DataSegsOut:        c.stats.dataSegsOut,
 		Retransmits:        c.stats.totalRetrans,
 		CurrentRetransmits: c.rto.Backoffs(),
-		RTOExpirations:     c.stats.rtoExpirations,
-		FastRecoveries:     c.stats.fastRecoveries,
+		RTOExpirations:     rs.rtoExpirations,
+		FastRecoveries:     rs.fastRecoveries,
 		Lost:               c.stats.lost,
 		SACKed:             c.board.SACKedBytes(),
 		Reordering:         c.stats.reordering,
 		DupAcksIn:          c.stats.dupAcksIn,
-		DSACKsSent:         c.stats.dsacksSent,
-		ProbesSent:         c.stats.probesSent,
+		DSACKsSent:         rs.dsacksSent,
+		ProbesSent:         rs.probesSent,
 		ZeroWindowProbes:   c.probesOut,
 		KeepaliveProbes:    c.kaProbes,
-		ChallengeACKs:      c.stats.challengeACKs,
-		ChallengeSuppress:  c.stats.challengeSuppressed,
-		PAWSDrops:          c.stats.pawsDrops,
-		OutOfWindow:        c.stats.outOfWindow,
-		OOWACKSuppress:     c.stats.oowACKSuppressed,
+		ChallengeACKs:      rs.challengeACKs,
+		ChallengeSuppress:  rs.challengeSuppressed,
+		PAWSDrops:          rs.pawsDrops,
+		OutOfWindow:        rs.outOfWindow,
+		OOWACKSuppress:     rs.oowACKSuppressed,
 		InRecovery:         c.inRecovery,
 	}
 	if c.wsOK {
@@ -122,7 +126,7 @@ func (c *Conn) Info() Info {
 		in.NotSent = c.sndNxt.Size(end)
 	}
 	ti := func(t *connTimer) TimerInfo {
-		if !t.armed {
+		if !t.armed() {
 			return TimerInfo{}
 		}
 		return TimerInfo{Armed: true, Left: t.at.Sub(c.clock)}

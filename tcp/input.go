@@ -28,7 +28,7 @@ func (c *Conn) Input(now Time, seg *Segment) {
 // inputClosed is §3.10.7.1: everything but a RST is answered with a RST.
 func (c *Conn) inputClosed(seg *Segment) {
 	if rst, ok := ResetFor(seg); ok {
-		c.rstPending, c.rstSeg, c.rstTS = true, rst, false
+		c.replyRST(rst)
 	}
 }
 
@@ -66,7 +66,7 @@ func (c *Conn) inputSynSent(now Time, seg *Segment) {
 		if ackOK {
 			c.fail(syscall.ECONNREFUSED, EventRefused)
 		} else {
-			c.stats.rstIgnored++
+			c.rare().rstIgnored++
 		}
 		return
 	}
@@ -157,7 +157,7 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 	if c.tsOK && seg.Options.HasTimestamp && seg.Flags&FlagRST == 0 &&
 		int32(seg.Options.TSVal-c.tsRecent) < 0 {
 		if now.Sub(c.tsRecentAt) <= pawsIdleLimit {
-			c.stats.pawsDrops++
+			c.rare().pawsDrops++
 			c.ackNow = true
 			return
 		}
@@ -169,10 +169,10 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 	// First: check the sequence number.
 	if !c.acceptable(seg) {
 		if seg.Flags&FlagRST != 0 {
-			c.stats.rstIgnored++
+			c.rare().rstIgnored++
 			return
 		}
-		c.stats.outOfWindow++
+		c.rare().outOfWindow++
 		if seg.Flags&FlagSYN != 0 {
 			// RFC 5961 §4.2: a SYN, whatever its sequence number, is
 			// answered with a (rate-limited) challenge ACK.
@@ -274,7 +274,7 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 		(seg.Seq + Seq(len(seg.Payload))).GreaterThan(c.rcvNxt) {
 		// Nobody will read it: like Linux, reset the connection.
 		if rst, ok := ResetFor(seg); ok {
-			c.rstPending, c.rstSeg, c.rstTS = true, rst, false
+			c.replyRST(rst)
 		}
 		c.toClosed()
 		return
@@ -338,27 +338,29 @@ func (c *Conn) resetByPeer() {
 // challengeACK queues an RFC 5961 §3.2/§4.2 challenge ACK
 // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, at most ChallengeACKLimit per second.
 func (c *Conn) challengeACK(now Time) {
-	if c.chalCount == 0 || now.Sub(c.chalStart) >= 1e9 {
-		c.chalStart = now
-		c.chalCount = 0
+	r := c.rare()
+	if r.chalCount == 0 || now.Sub(r.chalStart) >= 1e9 {
+		r.chalStart = now
+		r.chalCount = 0
 	}
-	if c.chalCount >= c.cfg.ChallengeACKLimit {
-		c.stats.challengeSuppressed++
+	if r.chalCount >= c.cfg.ChallengeACKLimit {
+		r.challengeSuppressed++
 		return
 	}
-	c.chalCount++
-	c.stats.challengeACKs++
+	r.chalCount++
+	r.challengeACKs++
 	c.ackNow = true
 }
 
 // oowACKAllowed reports whether an answer to a bare out-of-window segment
 // may go out now (OutOfWindowACKInterval), and counts it either way.
 func (c *Conn) oowACKAllowed(now Time) bool {
-	if iv := c.cfg.OutOfWindowACKInterval; iv > 0 && c.oowSent && now.Sub(c.oowLast) < iv {
-		c.stats.oowACKSuppressed++
+	r := c.rare()
+	if iv := c.cfg.OutOfWindowACKInterval; iv > 0 && r.oowSent && now.Sub(r.oowLast) < iv {
+		r.oowACKSuppressed++
 		return false
 	}
-	c.oowSent, c.oowLast = true, now
+	r.oowSent, r.oowLast = true, now
 	return true
 }
 
@@ -368,7 +370,7 @@ func (c *Conn) setDSACK(start, end Seq) {
 	if !c.sackOK || start == end {
 		return
 	}
-	c.dsack = SACKBlock{Start: start, End: end}
+	c.rare().dsack = SACKBlock{Start: start, End: end}
 	c.dsackPending = true
 	c.ackNow = true
 }
@@ -595,7 +597,7 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	c.inRecovery = true
 	c.recover = c.sndMax
 	c.highRxt = c.sndUna
-	c.stats.fastRecoveries++
+	c.rare().fastRecoveries++
 	c.rttTimer.Cancel()
 	c.cc.OnEnterRecovery(now, flight)
 	if c.sackOK {
@@ -619,23 +621,24 @@ func (c *Conn) processText(now Time, seg *Segment) {
 		c.stats.bytesReceived += uint64(n)
 		c.rcvNxt += Seq(n)
 		c.rcvUnacked += uint32(n)
-		if c.rq.Len() > 0 {
+		if c.oooRanges() > 0 {
 			before := c.rcvNxt
-			c.rcvNxt = c.rq.Pop(c.rcvNxt, c.deliverFn)
+			c.rcvNxt = c.rq.Pop(c.rcvNxt, c.deliverInOrder)
 			if c.rcvNxt != before {
 				c.ackNow = true // RFC 5681 §4.2: a segment filling a gap
 			}
+			c.oooRelease()
 		}
 		c.events |= EventReadable
 		if c.cfg.DelayedACK < 0 || c.rcvUnacked >= 2*uint32(c.rcvMSS) {
 			c.ackNow = true
-		} else if !c.delackTimer.armed {
+		} else if !c.delackTimer.armed() {
 			c.delackTimer.set(now.Add(c.cfg.DelayedACK))
 		}
 		return
 	}
 	// Out of order (RFC 5681 §4.2: ACK immediately).
-	stored, dup := c.rq.Insert(seg.Seq, seg.Payload, c.rcvNxt)
+	stored, dup := c.oooInsert(seg.Seq, seg.Payload)
 	if dup {
 		c.setDSACK(seg.Seq, seg.Seq+Seq(len(seg.Payload)))
 	}
@@ -678,7 +681,7 @@ func (c *Conn) processFIN(now Time, seg *Segment) {
 		// Linux does (tcp_fin enters pingpong mode: delayed ACK).
 		if c.cfg.DelayedACK < 0 {
 			c.ackNow = true
-		} else if !c.ackNow && !c.delackTimer.armed {
+		} else if !c.ackNow && !c.delackTimer.armed() {
 			c.delackTimer.set(now.Add(c.cfg.DelayedACK))
 		}
 		return

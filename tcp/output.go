@@ -8,23 +8,26 @@ import "time"
 // avoidance), probes, and a pure ACK if one is owed and nothing else carried
 // it. Each segment is handed to e.Emit and is valid only during that call.
 func (c *Conn) Output(now Time, e Emitter) {
+	if c.sc == nil {
+		c.sc = new(Scratch)
+	}
 	c.fireTimers(now)
 	if c.ackOwed {
 		c.ackOwed = false
-		if !c.ackNow && !c.delackTimer.armed && c.state.canReceiveData() {
+		if !c.ackNow && !c.delackTimer.armed() && c.state.canReceiveData() {
 			c.delackTimer.set(now.Add(c.cfg.DelayedACK))
 		}
 	}
 	if c.rstPending {
 		c.rstPending = false
-		c.out = c.rstSeg
+		c.sc.seg = Segment{Seq: c.rstSeq, Ack: c.rstAck, Flags: c.rstFlags}
 		if c.rstTS {
-			c.out.Options.HasTimestamp = true
-			c.out.Options.TSVal = c.tsNow(now)
-			c.out.Options.TSEcr = c.tsRecent
+			c.sc.seg.Options.HasTimestamp = true
+			c.sc.seg.Options.TSVal = c.tsNow(now)
+			c.sc.seg.Options.TSEcr = c.tsRecent
 		}
 		c.stats.segsOut++
-		e.Emit(&c.out)
+		e.Emit(&c.sc.seg)
 	}
 	switch c.state {
 	case StateClosed, StateListen:
@@ -56,7 +59,7 @@ func (c *Conn) Output(now Time, e Emitter) {
 // options we offer (RFC 9293 §3.10.7.2-3, RFC 7323, RFC 2018), and arms the
 // retransmission timer.
 func (c *Conn) sendSYN(now Time, e Emitter) {
-	seg := &c.out
+	seg := &c.sc.seg
 	*seg = Segment{Seq: c.iss, Flags: FlagSYN}
 	o := &seg.Options
 	o.HasMSS, o.MSS = true, c.cfg.MSS
@@ -99,7 +102,13 @@ func (c *Conn) sendSYN(now Time, e Emitter) {
 // window is strongly discouraged), so the result is RCV.WND or more, less
 // only what the scaled field cannot express.
 func (c *Conn) nextWindow() uint32 {
-	edge := c.rcvNxt + Seq(c.rb.Free())
+	free := c.rb.Free()
+	if room := c.rb.r.growRoom(); room < free {
+		// The memory budget is spent: offer only what can be stored.
+		free = room
+		c.cfg.Memory.countWindowLimited()
+	}
+	edge := c.rcvNxt + Seq(free)
 	target := c.rcvAdv
 	thresh := min(uint32(c.rb.Cap())/2, uint32(c.rcvMSS))
 	if edge.GreaterThan(c.rcvAdv) && (c.rcvAdv.Max(c.rcvNxt).Size(edge) >= thresh || c.rdClosed) {
@@ -129,7 +138,7 @@ func (c *Conn) sackCount() int {
 	if !c.sackOK {
 		return 0
 	}
-	n := c.rq.Len()
+	n := c.oooRanges()
 	if c.dsackPending {
 		n++
 	}
@@ -149,10 +158,10 @@ func (c *Conn) sackOptLen() int {
 }
 
 // finishAndEmit completes a non-SYN segment whose Seq, Flags and Payload are
-// set in c.out: ACK, window, timestamps and SACK blocks. Every such segment
+// set in c.sc.seg: ACK, window, timestamps and SACK blocks. Every such segment
 // acknowledges RCV.NXT, so it settles any owed (or delayed) ACK.
 func (c *Conn) finishAndEmit(now Time, e Emitter) {
-	seg := &c.out
+	seg := &c.sc.seg
 	seg.Flags |= FlagACK
 	seg.Ack = c.rcvNxt
 	seg.Window = c.windowField()
@@ -166,11 +175,17 @@ func (c *Conn) finishAndEmit(now Time, e Emitter) {
 	if n := c.sackCount(); n > 0 {
 		var ds *SACKBlock
 		if c.dsackPending {
-			ds = &c.dsack
-			c.stats.dsacksSent++
+			ds = &c.rs.dsack
+			c.rare().dsacksSent++
 		}
-		blocks := c.rq.SACKBlocksN(c.sackBuf[:0], n, ds)
-		seg.Options.NumSACK = uint8(copy(seg.Options.SACKBlocks[:], blocks))
+		// The blocks are written straight into the segment's options.
+		blocks := seg.Options.SACKBlocks[:0]
+		if c.rq != nil {
+			blocks = c.rq.SACKBlocksN(blocks, n, ds)
+		} else if ds != nil {
+			blocks = append(blocks, *ds)
+		}
+		seg.Options.NumSACK = uint8(len(blocks))
 		c.dsackPending = false
 	}
 	c.lastAckSent = c.rcvNxt
@@ -186,9 +201,9 @@ func (c *Conn) finishAndEmit(now Time, e Emitter) {
 
 // sendACK emits a pure ACK <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
 func (c *Conn) sendACK(now Time, e Emitter) {
-	c.out = Segment{Seq: c.sndMax}
+	c.sc.seg = Segment{Seq: c.sndMax}
 	if c.state == StateSynReceived {
-		c.out.Seq = c.iss + 1
+		c.sc.seg.Seq = c.iss + 1
 	}
 	c.finishAndEmit(now, e)
 }
@@ -203,32 +218,32 @@ func (c *Conn) segPayloadMax() uint32 {
 // emitData emits [seq, seq+n) from the send buffer, with FIN if fin, as one
 // segment (a GSO super-segment when n exceeds one wire segment).
 func (c *Conn) emitData(now Time, e Emitter, seq Seq, n uint32, fin bool) {
-	c.out = Segment{Seq: seq}
+	c.sc.seg = Segment{Seq: seq}
 	if n > 0 {
 		off := int(c.dataStart().Size(seq))
 		p := c.sb.Peek(off, int(n))
 		if uint32(len(p)) < n {
 			// The ring wrapped: gather into the connection's scratch buffer.
-			if cap(c.scratch) < int(n) {
-				c.scratch = make([]byte, max(int(n), 64<<10))
+			if cap(c.sc.buf) < int(n) {
+				c.sc.buf = make([]byte, max(int(n), 64<<10))
 			}
-			buf := c.scratch[:n]
+			buf := c.sc.buf[:n]
 			k := copy(buf, p)
 			for k < int(n) {
 				k += copy(buf[k:], c.sb.Peek(off+k, int(n)-k))
 			}
 			p = buf
 		}
-		c.out.Payload = p
+		c.sc.seg.Payload = p
 		if seq+Seq(n) == c.dataEnd() {
-			c.out.Flags |= FlagPSH
+			c.sc.seg.Flags |= FlagPSH
 		}
 		if seg := c.segPayloadMax(); n > seg {
-			c.out.GSOSize = uint16(seg)
+			c.sc.seg.GSOSize = uint16(seg)
 		}
 	}
 	if fin {
-		c.out.Flags |= FlagFIN
+		c.sc.seg.Flags |= FlagFIN
 	}
 	c.finishAndEmit(now, e)
 }
@@ -250,7 +265,7 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 	c.stats.retransSegs++
 	c.stats.totalRetrans++
 	c.stats.bytesRetrans += uint64(n)
-	if !c.rtxTimer.armed {
+	if !c.rtxTimer.armed() {
 		c.rtxTimer.set(now.Add(c.rto.RTO()))
 	}
 	if fin {
@@ -422,7 +437,7 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	c.sndMax = c.sndMax.Max(c.sndNxt)
 	c.lastSend = now
 	c.persistTimer.stop()
-	if !c.rtxTimer.armed {
+	if !c.rtxTimer.armed() {
 		c.rtxTimer.set(now.Add(c.rto.RTO())) // RFC 6298 §5.1
 	}
 	return true
@@ -437,7 +452,7 @@ func (c *Conn) smallUnacked() bool {
 // armPersist starts the persist timer when data waits for the window and
 // nothing is in flight to elicit a window update (RFC 9293 §3.8.6.1).
 func (c *Conn) armPersist(now Time, outstanding bool) {
-	if outstanding || c.persistTimer.armed {
+	if outstanding || c.persistTimer.armed() {
 		return
 	}
 	c.persistTimer.set(now.Add(c.persistInterval()))
@@ -457,7 +472,7 @@ func (c *Conn) persistInterval() time.Duration {
 // window, RFC 9293 §3.8.6.1) or a keepalive probe (SEG.SEQ = SND.NXT-1, no
 // data, RFC 1122 §4.2.3.6).
 func (c *Conn) sendProbe(now Time, e Emitter) {
-	c.stats.probesSent++
+	c.rare().probesSent++
 	if c.probeData {
 		if c.dataEnd().GreaterThan(c.probeSeq) {
 			c.emitData(now, e, c.probeSeq, 1, false)
@@ -466,6 +481,6 @@ func (c *Conn) sendProbe(now Time, e Emitter) {
 			return
 		}
 	}
-	c.out = Segment{Seq: c.probeSeq}
+	c.sc.seg = Segment{Seq: c.probeSeq}
 	c.finishAndEmit(now, e)
 }

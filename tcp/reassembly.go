@@ -81,6 +81,8 @@ type reassemblyQueue struct {
 	// Refused counts Insert calls refused by the limit (the engine drops
 	// those segments and counts the drop by reason).
 	Refused uint64
+	// budget is charged the bytes stored; nil: none.
+	budget *MemoryBudget
 }
 
 // newReassemblyQueue returns an empty queue holding at most limit bytes.
@@ -121,8 +123,15 @@ func (q *reassemblyQueue) maxChunks() int { return q.limit/reasmChunkBudget + re
 // Reset drops all stored data and releases every buffer (for a connection
 // going idle or closing).
 func (q *reassemblyQueue) Reset() {
-	limit, refused := q.limit, q.Refused
-	*q = reassemblyQueue{limit: limit, Refused: refused}
+	limit, refused, budget := q.limit, q.Refused, q.budget
+	budget.uncharge(q.bytes)
+	*q = reassemblyQueue{limit: limit, Refused: refused, budget: budget}
+}
+
+// sub removes n bytes from the count of bytes stored.
+func (q *reassemblyQueue) sub(n int) {
+	q.bytes -= n
+	q.budget.uncharge(n)
 }
 
 // Insert stores the bytes of data (starting at seq) that lie above rcvNxt and
@@ -166,6 +175,12 @@ func (q *reassemblyQueue) Insert(seq Seq, data []byte, rcvNxt Seq) (stored bool,
 	}
 	if q.bytes+newBytes > q.limit || len(q.chunks)-q.head+pieces > q.maxChunks() {
 		q.Refused++
+		q.budget.countOOO(false)
+		return false, dup
+	}
+	if !q.budget.tryCharge(newBytes) {
+		q.Refused++
+		q.budget.countOOO(true)
 		return false, dup
 	}
 
@@ -357,7 +372,7 @@ func (q *reassemblyQueue) dropBelow(rcvNxt Seq) {
 			break
 		}
 		if c.end().LessThanEq(rcvNxt) {
-			q.bytes -= int(c.n)
+			q.sub(int(c.n))
 			q.popChunk()
 			continue
 		}
@@ -365,7 +380,7 @@ func (q *reassemblyQueue) dropBelow(rcvNxt Seq) {
 		c.seq = rcvNxt
 		c.off += k
 		c.n -= k
-		q.bytes -= int(k)
+		q.sub(int(k))
 		break
 	}
 	q.trimRanges(rcvNxt)
@@ -408,7 +423,7 @@ func (q *reassemblyQueue) PopLimit(rcvNxt Seq, limit int, deliver func([]byte)) 
 		}
 		deliver(c.mem[c.off : c.off+uint32(n)])
 		rcvNxt = rcvNxt.Add(uint32(n))
-		q.bytes -= n
+		q.sub(n)
 		if limit > 0 {
 			limit -= n
 		}

@@ -12,7 +12,7 @@ import (
 func (c *Conn) NextDeadline() (t Time, ok bool) {
 	for _, tm := range [...]*connTimer{&c.rtxTimer, &c.persistTimer, &c.delackTimer,
 		&c.keepTimer, &c.fw2Timer, &c.twTimer, &c.userTimer} {
-		if tm.armed && (!ok || tm.at.Before(t)) {
+		if tm.armed() && (!ok || tm.at.Before(t)) {
 			t, ok = tm.at, true
 		}
 	}
@@ -27,7 +27,7 @@ func (c *Conn) fireTimers(now Time) {
 		c.toClosed() // TIME-WAIT over: delete the TCB
 		return
 	}
-	if c.orphaned && c.state == StateFinWait2 && !c.fw2Timer.armed {
+	if c.orphaned && c.state == StateFinWait2 && !c.fw2Timer.armed() {
 		c.fw2Timer.set(now.Add(c.cfg.FinWait2Timeout))
 	}
 	if c.fw2Timer.due(now) {
@@ -80,7 +80,7 @@ func (c *Conn) fireTimers(now Time) {
 // Retries2 time bound (retries2Timeout) has passed since the oldest
 // unacknowledged data was first sent.
 func (c *Conn) onRetransmitTimeout(now Time) {
-	c.stats.rtoExpirations++
+	c.rare().rtoExpirations++
 	switch c.state {
 	case StateSynSent, StateSynReceived:
 		limit := c.cfg.SynRetries

@@ -355,10 +355,14 @@ func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, e
 	mtu, offload := strconv.Itoa(cfg.mtu), "--offload="+strconv.FormatBool(cfg.offload)
 	switch target {
 	case "ustack":
-		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload}
+		// The admin socket's default path is on the shared filesystem, and
+		// two benches at once would collide there: off, or a private one
+		// when --cpuprofile needs it.
+		admin := "--admin=off"
 		if cfg.profileDir != "" {
-			args = append(args, "--admin", benchAdminSocket(cfg))
+			admin = "--admin=" + benchAdminSocket(cfg)
 		}
+		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload, admin}
 		args = append(args, cfg.knobArgs...)
 		if capture {
 			args = append(args, cfg.captureArgs...)
