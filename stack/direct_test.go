@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/ustack-net/ustack/tun"
 )
 
 // A Read that waits lends its buffer to the connection (tcp.DirectRead):
@@ -75,4 +76,18 @@ func TestDirectReadExactBytes(t *testing.T) {
 			t.Logf("%d of %d bytes delivered directly; %d Reads timed out", direct, n, r.timeouts)
 		})
 	}
+}
+
+// Only a TUN's writes never block; over anything else (a pipe, also under a
+// wrapper) the reader must leave the writing to the writer goroutine, or
+// two readers blocked writing to each other would deadlock.
+func TestInlineWritesOnlyOnNonBlockingLinks(t *testing.T) {
+	la, lb := tun.NewPipe(1500)
+	defer la.Close()
+	require.False(t, writesNeverBlock(la))
+	require.False(t, writesNeverBlock(tun.NewImpaired(lb, tun.Impairment{}, nil)))
+	pc, err := tun.NewPcap(la, io.Discard, tun.PcapOptions{})
+	require.NoError(t, err)
+	require.False(t, writesNeverBlock(pc))
+	require.True(t, writesNeverBlock(&tun.TUN{}))
 }
