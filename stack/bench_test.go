@@ -117,7 +117,7 @@ func newBenchConnOn(tb testing.TB, nl *nullLink) *benchConn {
 func (b *benchConn) inject(pkt []byte) {
 	now := b.s.clock.Now()
 	b.s.input(b.l, pkt, tun.GSO{}, now, &b.batch)
-	b.s.finishBatch(&b.batch, now)
+	b.s.finishBatch(nil, &b.batch, now)
 }
 
 // BenchmarkReceiveSegment measures one 1448-byte data segment through the
@@ -211,7 +211,7 @@ func (bc *benchConn) receiveSuper(tb testing.TB) func() {
 		copy(buf, pkt)
 		now := bc.s.clock.Now()
 		bc.s.input(bc.l, buf, g, now, &bc.batch)
-		bc.s.finishBatch(&bc.batch, now)
+		bc.s.finishBatch(nil, &bc.batch, now)
 		bc.rcvNxt += tcp.Seq(superPayload)
 		for got := 0; got < superPayload; {
 			n, err := bc.c.Read(rd)

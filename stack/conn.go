@@ -26,6 +26,9 @@ type Conn struct {
 	writeMu      sync.Mutex               // one Write at a time: writes are not interleaved
 	closed       atomic.Bool
 	readShutdown atomic.Bool
+	// direct is the Read buffer lent to the tcp.Conn while Read waits
+	// (tcp.StartDirectRead); guarded by readMu and sh.mu.
+	direct tcp.DirectRead
 }
 
 var _ net.Conn = (*Conn)(nil)
@@ -122,6 +125,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		// Close and CloseRead flag c, then wake under sh.mu: seen here,
 		// or the wake finds the channel.
 		closed, shut := c.closed.Load(), c.readShutdown.Load()
+		// While it waits, in-order data goes straight into p (one copy
+		// instead of two); takeDirect gets it back before Read returns.
+		lent := err == nil && !closed && !shut && !ep.removed && ep.tc.StartDirectRead(&c.direct, p)
 		ep.sh.mu.Unlock()
 		if closed {
 			return 0, c.opErr("read", net.ErrClosed)
@@ -136,13 +142,37 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, c.opErr("read", err)
 		}
 		if c.rdl.Load().expired() {
+			if lent {
+				if n := c.takeDirect(); n > 0 {
+					return n, nil
+				}
+			}
 			return 0, c.opErr("read", os.ErrDeadlineExceeded)
 		}
 		select {
 		case <-wakeCh:
 		case <-c.rdl.Load().wait():
 		}
+		if lent {
+			if n := c.takeDirect(); n > 0 {
+				return n, nil
+			}
+		}
 	}
+}
+
+// takeDirect ends the loan of Read's buffer and returns how many bytes were
+// delivered into it. Those bytes never entered the receive buffer, so the
+// window did not close for them: no window update is owed.
+func (c *Conn) takeDirect() int {
+	ep := c.ep
+	ep.sh.mu.Lock()
+	n := ep.tc.EndDirectRead()
+	ep.sh.mu.Unlock()
+	if n > 0 {
+		ep.sh.s.stats.TCPRcvDirectBytes.Add(uint64(n))
+	}
+	return n
 }
 
 // Write writes p to the connection. It blocks until every byte is in the
@@ -232,7 +262,9 @@ func (c *Conn) Close() error {
 	}
 	ep := c.ep
 	c.locked(func(tc *tcp.Conn) {
-		// Blocked Reads and Writes see c.closed when they wake.
+		// Blocked Reads and Writes see c.closed when they wake; a
+		// blocked Read's buffer takes no more data.
+		tc.EndDirectRead()
 		ep.appOpen = false
 		ep.wakeAll()
 		if ep.removed {
@@ -271,6 +303,7 @@ func (c *Conn) CloseRead() error {
 	ep := c.ep
 	c.locked(func(tc *tcp.Conn) {
 		ep.readShut = true
+		tc.EndDirectRead() // what a blocked Read got is discarded too
 		for {
 			n, _ := tc.Read(ep.sh.discardBuf())
 			if n == 0 {

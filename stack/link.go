@@ -105,9 +105,15 @@ type link struct {
 	idx    int
 	mtu    int
 	gsoMax int // 0: no super-packets on this link
+	// inlineOK: the link's writes never block (a TUN), so its reader may
+	// write its own ACKs (flushInline). On a link whose writes can block
+	// (a pipe's backpressure) two readers writing to each other could
+	// deadlock: there the writer goroutine does all the writing.
+	inlineOK bool
 
 	txMu    sync.Mutex
 	txq     []*pktBuf
+	flushMu sync.Mutex // one flush at a time: packets leave in queue order
 	pending atomic.Bool
 	wakeCh  chan struct{}
 	stopCh  chan struct{}
@@ -119,10 +125,27 @@ type link struct {
 func newLink(s *Stack, l tun.Link, idx int) *link {
 	lk := &link{s: s, l: l, idx: idx, mtu: l.MTU(), gsoMax: l.GSOMaxSize(),
 		wakeCh: make(chan struct{}, 1), stopCh: make(chan struct{})}
+	lk.inlineOK = writesNeverBlock(l)
 	if lk.gsoMax > tun.MaxPacketSize {
 		lk.gsoMax = tun.MaxPacketSize
 	}
 	return lk
+}
+
+// writesNeverBlock reports whether l, under any wrappers with an Inner
+// method (pcap, impairment), is a TUN device, whose writes never block: the
+// kernel takes or drops each packet at once.
+func writesNeverBlock(l tun.Link) bool {
+	for {
+		switch d := l.(type) {
+		case *tun.TUN:
+			return true
+		case interface{ Inner() tun.Link }:
+			l = d.Inner()
+		default:
+			return false
+		}
+	}
 }
 
 // enqueue adds a packet to the output queue; the writer is woken by kick.
@@ -159,25 +182,80 @@ func (l *link) writeLoop() {
 	for {
 		select {
 		case <-l.wakeCh:
+			l.flushMu.Lock()
 			q, bufs, gso = l.flush(q, bufs, gso)
+			l.flushMu.Unlock()
 		case <-l.stopCh:
+			l.flushMu.Lock()
 			l.flush(q, bufs, gso)
+			l.flushMu.Unlock()
 			_ = l.l.Close()
 			return
 		}
 	}
 }
 
+// txScratch is a flusher's working space: the spare queue and the slices
+// handed to the link.
+type txScratch struct {
+	q    []*pktBuf
+	bufs [][]byte
+	gso  []tun.GSO
+}
+
 // flush writes everything queued, swapping the queue with the spare slice q.
+// l.flushMu must be held.
 func (l *link) flush(q []*pktBuf, bufs [][]byte, gso []tun.GSO) ([]*pktBuf, [][]byte, []tun.GSO) {
-	s := l.s
 	for {
+		var n int
+		q, bufs, gso, n = l.flushOnce(q, bufs, gso)
+		if n == 0 {
+			return q, bufs, gso
+		}
+	}
+}
+
+// inlineMaxPackets bounds the queue a reader writes itself (flushInline).
+const inlineMaxPackets = 4
+
+// flushInline writes the queue from the calling goroutine, the link reader
+// at the end of a batch, when it holds only a few small packets (the batch's
+// ACKs) and no other flush is running; otherwise it wakes the writer. A
+// reader that writes its own ACKs saves a goroutine wake-up per batch, and
+// its next read finds what the ACK let the peer send, which on a TUN to the
+// local kernel runs inside that very write.
+func (l *link) flushInline(sc *txScratch) {
+	if !l.pending.Load() {
+		return
+	}
+	l.txMu.Lock()
+	small := len(l.txq) <= inlineMaxPackets
+	for _, pb := range l.txq {
+		small = small && !pb.big
+	}
+	l.txMu.Unlock()
+	if !small || !l.flushMu.TryLock() {
+		wake(l.wakeCh)
+		return
+	}
+	sc.q, sc.bufs, sc.gso, _ = l.flushOnce(sc.q, sc.bufs, sc.gso)
+	l.flushMu.Unlock()
+	if l.pending.Load() {
+		wake(l.wakeCh) // more came meanwhile
+	}
+}
+
+// flushOnce writes what is queued now and returns how many packets that was.
+// l.flushMu must be held.
+func (l *link) flushOnce(q []*pktBuf, bufs [][]byte, gso []tun.GSO) ([]*pktBuf, [][]byte, []tun.GSO, int) {
+	s := l.s
+	{
 		l.txMu.Lock()
 		q, l.txq = l.txq, q[:0]
 		l.pending.Store(false)
 		l.txMu.Unlock()
 		if len(q) == 0 {
-			return q, bufs, gso
+			return q, bufs, gso, 0
 		}
 		bufs, gso = bufs[:0], gso[:0]
 		for _, pb := range q {
@@ -207,6 +285,7 @@ func (l *link) flush(q []*pktBuf, bufs [][]byte, gso []tun.GSO) ([]*pktBuf, [][]
 		}
 		s.pool.put(q)
 		clear(q)
+		return q, bufs, gso, len(bufs)
 	}
 }
 
@@ -215,6 +294,7 @@ func (l *link) flush(q []*pktBuf, bufs [][]byte, gso []tun.GSO) ([]*pktBuf, [][]
 type rxBatch struct {
 	eps []*endpoint
 	seg tcp.Segment // scratch for the segment being parsed
+	tx  txScratch   // for the reader's own writes (flushInline)
 }
 
 // mark queues ep for Output at the end of the batch. sh.mu must be held.
@@ -225,8 +305,10 @@ func (b *rxBatch) mark(ep *endpoint) {
 	}
 }
 
-// finish runs Output for every endpoint of the batch and wakes the writers.
-func (s *Stack) finishBatch(b *rxBatch, now tcp.Time) {
+// finishBatch runs Output for every endpoint of the batch, then writes the
+// reading link's queue itself if it is only the batch's ACKs
+// (flushInline), and wakes the writers of the others.
+func (s *Stack) finishBatch(l *link, b *rxBatch, now tcp.Time) {
 	for i, ep := range b.eps {
 		sh := ep.sh
 		sh.mu.Lock()
@@ -239,6 +321,9 @@ func (s *Stack) finishBatch(b *rxBatch, now tcp.Time) {
 		b.eps[i] = nil
 	}
 	b.eps = b.eps[:0]
+	if l != nil && l.inlineOK {
+		l.flushInline(&b.tx)
+	}
 	s.kickLinks()
 }
 
@@ -294,7 +379,7 @@ func (l *link) readLoop() {
 			}
 			s.input(l, bufs[i][headroom:headroom+sizes[i]], g, now, &batch)
 		}
-		s.finishBatch(&batch, now)
+		s.finishBatch(l, &batch, now)
 	}
 }
 

@@ -24,7 +24,7 @@ func idleConns(tb testing.TB, s *Stack, ln *Listener, n int) []*Conn {
 	inject := func(pkt []byte) {
 		now := s.clock.Now()
 		s.input(l, pkt, tun.GSO{}, now, &batch)
-		s.finishBatch(&batch, now)
+		s.finishBatch(nil, &batch, now)
 	}
 	conns := make([]*Conn, 0, n)
 	local := netip.AddrPortFrom(addrB, 7)

@@ -18,6 +18,9 @@ type Stats struct {
 	RxBytes   atomic.Uint64 `stat:"rx_bytes"`
 	TxPackets atomic.Uint64 `stat:"tx_packets"` // IP packets (super-packets count once) written to links
 	TxBytes   atomic.Uint64 `stat:"tx_bytes"`
+	// Received bytes that went straight into a waiting Read's buffer,
+	// skipping the receive buffer (tcp.DirectRead).
+	TCPRcvDirectBytes atomic.Uint64 `stat:"tcp_rcv_direct_bytes"`
 
 	// IP layer drops.
 	IPNotForUs         atomic.Uint64 `stat:"ip_not_for_us"`         // destination is none of our addresses

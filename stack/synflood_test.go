@@ -224,7 +224,7 @@ func BenchmarkFloodSYN(b *testing.B) {
 			inject := func(pkt []byte) {
 				now := s.clock.Now()
 				s.input(l, pkt, tun.GSO{}, now, &batch)
-				s.finishBatch(&batch, now)
+				s.finishBatch(nil, &batch, now)
 			}
 			syn := synSeg(1000)
 			inject(tcpPacket(cliA, srvB, &syn)) // fills the SYN queue

@@ -311,10 +311,13 @@ type Conn struct {
 	probeSeq    Seq // where a zero-window or keepalive probe goes (here: no padding)
 	tsRecentAt  Time
 
-	sb    sendBuffer
-	rb    recvBuffer
-	rq    *reassemblyQueue // nil while nothing is out of order
-	board sendScoreboard
+	sb sendBuffer
+	rb recvBuffer
+	rq *reassemblyQueue // nil while nothing is out of order
+	// direct is the application's buffer while it waits in Read
+	// (StartDirectRead); nil otherwise.
+	direct *DirectRead
+	board  sendScoreboard
 
 	rto      rtoEstimator
 	rttTimer rtoSegmentTimer

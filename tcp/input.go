@@ -617,7 +617,10 @@ func (c *Conn) processText(now Time, seg *Segment) {
 		return
 	}
 	if seg.Seq == c.rcvNxt {
-		n := c.rb.Write(seg.Payload)
+		// The payload is inside the window (trimToWindow): what the
+		// waiting reader's buffer takes, the receive buffer need not.
+		n := c.directCopy(seg.Payload)
+		n += c.rb.Write(seg.Payload[n:])
 		c.stats.bytesReceived += uint64(n)
 		c.rcvNxt += Seq(n)
 		c.rcvUnacked += uint32(n)
