@@ -394,6 +394,7 @@ type rareState struct {
 	chalStart Time
 	chalCount int
 	dsack     SACKBlock // the D-SACK block to send, valid when dsackPending
+	zwSince   Time      // first zero-window probe of the current episode; 0: none
 
 	challengeACKs, challengeSuppressed         uint64
 	pawsDrops, outOfWindow, rstIgnored         uint64

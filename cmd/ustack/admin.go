@@ -99,6 +99,7 @@ type statsCollector struct {
 	names    []string // Stats.Each order
 	counters map[string]*prometheus.Desc
 	conns    *prometheus.Desc
+	mem      [3]*prometheus.Desc // budget, used, peak
 }
 
 // metricName turns a Stats counter name into ustack_<name>_total, keeping
@@ -118,6 +119,11 @@ func newStatsCollector(st *stack.Stack) *statsCollector {
 		st:       st,
 		counters: map[string]*prometheus.Desc{},
 		conns:    prometheus.NewDesc("ustack_connections", "TCP connections in the table, by state.", []string{"state"}, nil),
+		mem: [3]*prometheus.Desc{
+			prometheus.NewDesc("ustack_memory_budget_bytes", "Buffer memory budget of all connections (--mem-budget; 0: none).", nil, nil),
+			prometheus.NewDesc("ustack_memory_used_bytes", "Buffer memory charged to the budget now (send, receive, out of order).", nil, nil),
+			prometheus.NewDesc("ustack_memory_peak_bytes", "Most buffer memory charged at once.", nil, nil),
+		},
 	}
 	var zero stack.Stats
 	zero.Each(func(name string, _ uint64) {
@@ -133,6 +139,9 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.counters[n]
 	}
 	ch <- c.conns
+	for _, d := range c.mem {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -142,14 +151,20 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 		}
 	})
+	// The per-state gauges, not a walk of the table: a scrape of a server
+	// with 100,000 connections must not snapshot them all.
 	var byState [numTCPStates]int
-	for _, s := range c.st.Connections() {
-		if int(s.State) < len(byState) {
-			byState[s.State]++
+	for s, n := range c.st.ConnStates() {
+		if int(s) < len(byState) {
+			byState[s] = n
 		}
 	}
 	for s, n := range byState {
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(n), tcp.State(s).String())
+	}
+	budget, used, peak := c.st.Memory()
+	for i, v := range []int64{budget, used, peak} {
+		ch <- prometheus.MustNewConstMetric(c.mem[i], prometheus.GaugeValue, float64(v))
 	}
 }
 
