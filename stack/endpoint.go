@@ -137,6 +137,9 @@ func (s *Stack) afterOp(ep *endpoint, now tcp.Time) {
 	ev := tc.TakeEvents()
 	keep := s.noteState(ep)
 	if ev != 0 {
+		if ev&tcp.EventTimedOut != 0 {
+			s.stats.TCPTimedOut.Add(1)
+		}
 		if ev&tcp.EventEstablished != 0 && ep.ln != nil {
 			ep.ln.established(ep, now)
 		}

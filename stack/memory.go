@@ -1,5 +1,12 @@
 package stack
 
+// Memory reports the buffer memory budget (0: none), the bytes charged to it
+// now and the most charged at once (Options.MemoryBudget).
+func (s *Stack) Memory() (budget, used, peak int64) {
+	m := s.tcpCfg.Memory
+	return m.Limit(), m.Used(), m.Peak()
+}
+
 // memReliefCh returns the channel closed when the memory budget, spent,
 // frees enough for blocked writers to retry (see tcp.MemoryBudget).
 func (s *Stack) memReliefCh() chan struct{} {

@@ -94,6 +94,7 @@ type Stats struct {
 	TCPMemOOODrops      atomic.Uint64 `stat:"tcp_mem_ooo_drops"`      // out-of-order segments dropped: the memory budget was spent
 	TCPMemOvercommit    atomic.Uint64 `stat:"tcp_mem_overcommit"`     // bytes stored beyond the budget (inside a window already advertised)
 	TCPOOOLimitDrops    atomic.Uint64 `stat:"tcp_ooo_limit_drops"`    // out-of-order segments dropped by the per-connection limit
+	TCPTimedOut         atomic.Uint64 `stat:"tcp_timed_out"`          // connections failed with ETIMEDOUT (retransmissions, user timeout, zero window)
 
 	// Links.
 	LinkReadErrors  atomic.Uint64 `stat:"link_read_errors"`

@@ -14,7 +14,7 @@ const (
 )
 
 // bufRing is a bounded FIFO byte ring with lazily grown storage. With mirror
-// on, storage is S+M bytes where the M = min(S, bufMirror) bytes after S
+// on and S >= 64 KiB, storage is S+M bytes where the M = bufMirror bytes after S
 // repeat storage[0:M] (kept in sync by write), which makes any M-byte window
 // of the ring contiguous in memory.
 type bufRing struct {
@@ -106,13 +106,27 @@ func (r *bufRing) grow(need int) bool {
 	if delta := s + m - len(r.mem); r.forced {
 		r.budget.force(delta)
 	} else if !r.budget.tryCharge(delta) {
-		// Not the doubling: maybe just what is needed, in 4 KiB steps.
-		s = min((need+bufMinAlloc-1)/bufMinAlloc*bufMinAlloc, r.capacity)
-		if s < need || s <= r.sz() {
-			return false
+		// Not the doubling: what still fits, in 4 KiB steps, up to need.
+		s = (r.budget.room() + len(r.mem)) / bufMinAlloc * bufMinAlloc
+		if s >= 2*bufMirror {
+			s -= bufMirror // the mirror of a large ring
+		} else if r.mirror {
+			s = min(s, bufMirror-bufMinAlloc) // small enough to need none
 		}
+		s = min(s, (need+bufMinAlloc-1)/bufMinAlloc*bufMinAlloc, r.capacity)
 		m = r.mirrorFor(s)
-		if !r.budget.tryCharge(s + m - len(r.mem)) {
+		switch {
+		case s > r.sz() && r.budget.tryCharge(s+m-len(r.mem)):
+		case len(r.mem) == 0:
+			// Every connection may hold its first allocation whatever
+			// the budget (like Linux's tcp_wmem[0] under tcp_mem
+			// pressure): a writer must be able to send something, or
+			// it would wait for others' memory while its connection,
+			// with nothing outstanding, never times out.
+			s = min(bufMinAlloc, r.capacity)
+			m = r.mirrorFor(s)
+			r.budget.force(s + m)
+		default:
 			return false
 		}
 	}
@@ -130,18 +144,22 @@ func (r *bufRing) sz() int {
 	switch {
 	case !r.mirror:
 		return l
-	case l <= 2*bufMirror:
-		return l / 2
+	case l < 2*bufMirror:
+		// S < 64 KiB has no mirror (S >= 64 KiB makes l >= 128 KiB).
+		return l
 	}
 	return l - bufMirror
 }
 
 // mirrorFor returns the mirror length of storage of size s.
 func (r *bufRing) mirrorFor(s int) int {
-	if !r.mirror {
+	// Small rings have none: a wrapped payload of a few KiB is gathered
+	// (Conn.emitData), and a connection with little to send, the common
+	// case among many, holds no second copy.
+	if !r.mirror || s < bufMirror {
 		return 0
 	}
-	return min(s, bufMirror)
+	return bufMirror
 }
 
 // put copies b to storage index idx (no wrap within b) and mirrors the part
@@ -162,11 +180,14 @@ func (r *bufRing) write(p []byte) int {
 	if k <= 0 {
 		return 0
 	}
-	if r.n+k > r.sz() && !r.grow(r.n+k) {
-		// The budget is spent: fill the storage there is.
-		r.budget.countSendLimited()
-		if k = r.sz() - r.n; k <= 0 {
-			return 0
+	if r.n+k > r.sz() {
+		r.grow(r.n + k)
+		if room := r.sz() - r.n; k > room {
+			// The budget is spent: fill the storage there is.
+			r.budget.countSendLimited()
+			if k = room; k <= 0 {
+				return 0
+			}
 		}
 	}
 	tail := r.head + r.n
@@ -208,7 +229,8 @@ func (r *bufRing) readAt(dst []byte, off int) int {
 
 // peek returns up to n stored bytes starting off bytes after the head as one
 // slice of the storage, shorter than asked only where the ring wraps beyond
-// the mirrored prefix (never for n <= 64 KiB with mirror on).
+// the mirrored prefix (never for n <= 64 KiB with mirror on and 64 KiB of
+// storage or more).
 func (r *bufRing) peek(off, n int) []byte {
 	if off < 0 || n <= 0 || off >= r.n {
 		return nil
@@ -264,8 +286,9 @@ func (b *sendBuffer) Ack(n int) { b.r.discard(n) }
 
 // Peek returns up to n bytes starting offset bytes after SND.UNA as a slice
 // aliasing the buffer, valid until the next Write, Ack or SetCap. It is
-// shorter than n only when fewer bytes are stored or, for n > 64 KiB, at the
-// ring's wrap point; a 64 KiB super-segment is always contiguous.
+// shorter than n only when fewer bytes are stored or at the ring's wrap point:
+// beyond 64 KiB, or anywhere in a ring of less than 64 KiB of storage (which
+// has no mirror); a 64 KiB super-segment of a larger ring is contiguous.
 func (b *sendBuffer) Peek(offset, n int) []byte { return b.r.peek(offset, n) }
 
 // ReadAt copies bytes starting offset bytes after SND.UNA into dst without

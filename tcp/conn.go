@@ -408,6 +408,7 @@ type rareState struct {
 	chalStart Time
 	chalCount int
 	dsack     SACKBlock // the D-SACK block to send, valid when dsackPending
+	zwSince   Time      // first zero-window probe of the current episode; 0: none
 	// Rate limit of the ACKs answering bare out-of-window segments.
 	oowLast Time
 	oowSent bool

@@ -442,6 +442,9 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	}
 
 	wnd := uint32(seg.Window) << c.sndWScale
+	if wnd > 0 && c.rs != nil {
+		c.rs.zwSince = 0 // the window opened: the zero-window episode is over
+	}
 	outstanding := c.sndMax != c.sndUna
 	isDup := ack == c.sndUna && outstanding && len(seg.Payload) == 0 &&
 		seg.Flags&(FlagSYN|FlagFIN) == 0 && wnd == c.sndWnd

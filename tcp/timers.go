@@ -179,10 +179,26 @@ func (c *Conn) onPersistTimeout(now Time) {
 	if !c.dataEnd().GreaterThan(c.sndNxt) {
 		return
 	}
+	// Like Linux's tcp_probe_timer (since 5.12): with a user timeout, a
+	// window that stays shut longer than it fails the connection even
+	// while the peer answers every probe, so a reader that never reads
+	// cannot hold the connection (and its send buffer) forever.
+	if r := c.rare(); r.zwSince == 0 {
+		r.zwSince = now
+	} else if c.cfg.UserTimeout > 0 && now.Sub(r.zwSince) >= c.cfg.UserTimeout {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
+		return
+	}
 	c.probesOut++
 	c.persistBackoff++
 	c.probePending = true
 	c.probeData = true
 	c.probeSeq = c.sndNxt
-	c.persistTimer.set(now.Add(c.persistInterval()))
+	at := now.Add(c.persistInterval())
+	if r := c.rs; c.cfg.UserTimeout > 0 && r.zwSince.Add(c.cfg.UserTimeout).Before(at) {
+		// Linux tcp_clamp_probe0_to_user_timeout: the user timeout ends
+		// the episode on time, not at the next backed-off probe.
+		at = r.zwSince.Add(c.cfg.UserTimeout)
+	}
+	c.persistTimer.set(at)
 }

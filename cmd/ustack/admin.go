@@ -100,6 +100,7 @@ type statsCollector struct {
 	counters map[string]*prometheus.Desc
 	conns    *prometheus.Desc
 	reasm    *prometheus.Desc
+	mem      [3]*prometheus.Desc // budget, used, peak
 }
 
 // metricName turns a Stats counter name into ustack_<name>_total, keeping
@@ -121,6 +122,11 @@ func newStatsCollector(st *stack.Stack) *statsCollector {
 		conns:    prometheus.NewDesc("ustack_connections", "TCP connections in the table, by state.", []string{"state"}, nil),
 		reasm: prometheus.NewDesc("ustack_ip_reassembly_bytes", "Memory IPv4 reassembly holds: now, the peak, and its limit.",
 			[]string{"kind"}, nil),
+		mem: [3]*prometheus.Desc{
+			prometheus.NewDesc("ustack_memory_budget_bytes", "Buffer memory budget of all connections (--mem-budget; 0: none).", nil, nil),
+			prometheus.NewDesc("ustack_memory_used_bytes", "Buffer memory charged to the budget now (send, receive, out of order).", nil, nil),
+			prometheus.NewDesc("ustack_memory_peak_bytes", "Most buffer memory charged at once.", nil, nil),
+		},
 	}
 	var zero stack.Stats
 	zero.Each(func(name string, _ uint64) {
@@ -137,6 +143,9 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- c.conns
 	ch <- c.reasm
+	for _, d := range c.mem {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -146,19 +155,25 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 		}
 	})
+	// The per-state gauges, not a walk of the table: a scrape of a server
+	// with 100,000 connections must not snapshot them all.
 	var byState [numTCPStates]int
-	for _, s := range c.st.Connections() {
-		if int(s.State) < len(byState) {
-			byState[s.State]++
+	for s, n := range c.st.ConnStates() {
+		if int(s) < len(byState) {
+			byState[s] = n
 		}
 	}
 	for s, n := range byState {
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(n), tcp.State(s).String())
 	}
-	used, peak, limit := c.st.ReassemblyMemory()
-	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(used), "used")
-	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(peak), "peak")
-	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(limit), "limit")
+	rUsed, rPeak, rLimit := c.st.ReassemblyMemory()
+	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(rUsed), "used")
+	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(rPeak), "peak")
+	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(rLimit), "limit")
+	budget, used, peak := c.st.Memory()
+	for i, v := range []int64{budget, used, peak} {
+		ch <- prometheus.MustNewConstMetric(c.mem[i], prometheus.GaugeValue, float64(v))
+	}
 }
 
 // numTCPStates is the number of tcp.State values (CLOSE … TIME-WAIT).

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ustack-net/ustack/stack"
 	"github.com/vishvananda/netlink"
 )
 
@@ -65,6 +66,10 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if err := prepareBenchNetns(); err != nil {
+		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
+		return 1
+	}
+	if err := raiseFileLimit(cfg.idle + 1024); err != nil {
 		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
 		return 1
 	}
@@ -243,6 +248,31 @@ func prepareBenchNetns() error {
 	return nil
 }
 
+// raiseFileLimit makes sure this process, and the servers it starts (they
+// inherit it), may hold n open files: the idle workload holds one socket
+// per connection here and, for the kernel server, one there. Raising the
+// hard limit needs CAP_SYS_RESOURCE.
+func raiseFileLimit(n int) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("reading the open-file limit: %v", err)
+	}
+	if lim.Cur >= uint64(n) {
+		return nil
+	}
+	lim.Cur = uint64(n)
+	if lim.Max < lim.Cur {
+		lim.Max = lim.Cur
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		var cur syscall.Rlimit
+		syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur)
+		return fmt.Errorf("--idle-conns %d needs an open-file limit of %d, and this one (soft %d, hard %d) cannot be raised: %v "+
+			"(raising the hard limit needs root with CAP_SYS_RESOURCE; try a smaller --idle-conns)", n-1024, n, cur.Cur, cur.Max, err)
+	}
+	return nil
+}
+
 // benchTarget runs the workloads against one server.
 type benchTarget struct {
 	cfg      *benchConfig
@@ -363,6 +393,9 @@ func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, e
 			admin = "--admin=" + benchAdminSocket(cfg)
 		}
 		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload, admin}
+		if cfg.idle+benchMaxConnsSlack > stack.DefaultMaxConns {
+			args = append(args, "--max-conns="+strconv.Itoa(cfg.idle+benchMaxConnsSlack))
+		}
 		args = append(args, cfg.knobArgs...)
 		if capture {
 			args = append(args, cfg.captureArgs...)
@@ -907,6 +940,52 @@ func oneConn(addr string, b []byte) error {
 // benchIdleWorkers is how many clients open the idle connections at once.
 const benchIdleWorkers = 16
 
+// benchIdlePerSource is how many idle connections one client address opens:
+// the ephemeral range (1024-65535, prepareBenchNetns) holds 64,511 ports
+// per address pair, so 100,000 connections need a second address.
+const benchIdlePerSource = 50000
+
+// benchMaxConnsSlack is how many connections beyond --idle-conns the ustack
+// server's table may hold (the warm-up, connections still closing).
+const benchMaxConnsSlack = 1000
+
+// idleSources returns the client addresses for n idle connections to srv:
+// the kernel side's own address (or loopback's) first, then more, added to
+// the TUN device (in this private namespace, from the benchmarking range)
+// when the server is behind one.
+func idleSources(srv *benchServer, n int) ([]netip.Addr, error) {
+	k := (n + benchIdlePerSource - 1) / benchIdlePerSource
+	var out []netip.Addr
+	if srv.addr.IsLoopback() {
+		a := srv.addr.As4()
+		for i := range k {
+			a[3] = byte(1 + i)
+			out = append(out, netip.AddrFrom4(a))
+		}
+		return out, nil
+	}
+	out = append(out, benchHostAddrs[0].Addr())
+	if k == 1 {
+		return out, nil
+	}
+	link, err := netlink.LinkByName("ustack0")
+	if err != nil {
+		return nil, fmt.Errorf("idle: finding the TUN device: %v", err)
+	}
+	for i := 1; i < k; i++ {
+		// 198.18.0.101, .102, ...: on the kernel side, never the server's.
+		a := benchHostAddrs[0].Addr().As4()
+		a[3] = byte(100 + i)
+		p := netip.PrefixFrom(netip.AddrFrom4(a), 32)
+		addr, _ := netlink.ParseAddr(p.String())
+		if err := netlink.AddrReplace(link, addr); err != nil {
+			return nil, fmt.Errorf("idle: adding client address %v: %v", p, err)
+		}
+		out = append(out, p.Addr())
+	}
+	return out, nil
+}
+
 // idle opens the configured number of connections to the echo port, sends
 // nothing, and compares the server's RSS before and after. Echo costs the
 // least application memory of the three services while idle (a goroutine and
@@ -923,6 +1002,10 @@ func (t *benchTarget) idle(srv *benchServer) error {
 		return err
 	}
 	n := t.cfg.idle
+	sources, err := idleSources(srv, n)
+	if err != nil {
+		return err
+	}
 	conns := make([]net.Conn, n)
 	defer func() {
 		for _, c := range conns {
@@ -944,7 +1027,9 @@ func (t *benchTarget) idle(srv *benchServer) error {
 				if i >= n {
 					return
 				}
-				c, err := net.DialTimeout("tcp", srv.hostPort(benchEchoPort), benchDialTimeout)
+				d := net.Dialer{Timeout: benchDialTimeout,
+					LocalAddr: &net.TCPAddr{IP: sources[i/benchIdlePerSource].AsSlice()}}
+				c, err := d.Dial("tcp", srv.hostPort(benchEchoPort))
 				if err != nil {
 					errs[w] = fmt.Errorf("idle connection %d: %v", i, err)
 					return
@@ -968,7 +1053,11 @@ func (t *benchTarget) idle(srv *benchServer) error {
 	m["rss_base_mib"] = float64(base) / 1024
 	m["rss_idle_mib"] = float64(after) / 1024
 	m["idle_conn_kib"] = per
-	m["rss_100k_mib"] = (float64(base) + per*100000) / 1024
+	if n == 100000 {
+		m["rss_100k_mib"] = float64(after) / 1024 // measured
+	} else {
+		m["rss_100k_mib"] = (float64(base) + per*100000) / 1024
+	}
 	t.logf("idle: %d connections opened in %v; RSS %.1f -> %.1f MiB, %.1f KiB each; at 100,000: %.0f MiB",
 		n, opened.Round(time.Millisecond), float64(base)/1024, float64(after)/1024, per, m["rss_100k_mib"])
 	return nil

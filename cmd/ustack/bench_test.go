@@ -29,7 +29,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "--workloads", "up1,up3"}, exitUsage, `--workloads: unknown "up3"`},
 		{[]string{"bench", "--duration", "10ms"}, exitUsage, "--duration 10ms: want 200ms to 20s"},
 		{[]string{"bench", "--duration", "1m"}, exitUsage, "--duration 1m0s: want 200ms to 20s"},
-		{[]string{"bench", "--idle-conns", "0"}, exitUsage, "--idle-conns 0: want 1 to 15000"},
+		{[]string{"bench", "--idle-conns", "0"}, exitUsage, "--idle-conns 0: want 1 to 100000"},
 		{[]string{"bench", "--mtu", "1000"}, exitUsage, "--mtu 1000: want a value from 1280 to 65535"},
 		{[]string{"bench", "--gvisor", "tap"}, exitUsage, `--gvisor: unknown "tap"; want a comma-separated list of wgnetstack,fdbased`},
 		{[]string{"bench", "server", "--stack", "gvisor", "--link", "tap"}, exitUsage, `--link "tap": want one of wgnetstack,fdbased`},

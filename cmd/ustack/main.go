@@ -1,5 +1,5 @@
 // Command ustack runs the ustack userspace TCP/IP stack on a Linux TUN device:
-// `ustack serve` puts echo, discard and HTTP services on an address no kernel
+// `ustack serve` puts echo, discard, chargen and HTTP services on an address no kernel
 // socket owns, and `ustack dial` is a netcat through the stack.
 package main
 
@@ -24,7 +24,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"serve", "run echo, discard and HTTP services on a userspace address behind a TUN", runServe},
+		{"serve", "run echo, discard, chargen and HTTP services on a userspace address behind a TUN", runServe},
 		{"dial", "connect through ustack to HOST:PORT and relay stdin/stdout (a netcat)", runDial},
 		{"ss", "list a running serve's TCP connections like ss -tni (from its --admin socket)", runSS},
 		{"drill", "run packetdrill-dialect scripts against ustack, gVisor and Linux", runDrill},

@@ -25,11 +25,13 @@ type serveFlags struct {
 	dev       deviceFlags
 	echo      int
 	discard   int
+	chargen   int
 	http      int
 	keepalive string
 	backlog   int
 	admin     string
 	hardening hardeningFlags
+	limits    limitFlags
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -40,14 +42,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	f.hardening.register(fs)
 	fs.IntVar(&f.echo, "echo", 7, "port of the echo service, RFC 862 (0 disables)")
 	fs.IntVar(&f.discard, "discard", 9, "port of the discard service, RFC 863 (0 disables)")
+	fs.IntVar(&f.chargen, "chargen", 19, "port of the character generator service, RFC 864: sends until the client goes away (0 disables)")
 	fs.IntVar(&f.http, "http", 80, "port of the HTTP/1.1 service: GET /, GET /bytes/N, POST /upload (0 disables)")
 	fs.StringVar(&f.keepalive, "keepalive", defaultKeepalive, "keepalive for accepted connections: idle,interval,count (e.g. 30s,5s,3) or off")
 	fs.IntVar(&f.backlog, "backlog", 1024, "accept queue length of each listener (1-65535)")
+	f.limits.register(fs)
 	fs.StringVar(&f.admin, "admin", "", "unix socket of the admin API read by 'ustack ss': GET /conns, /metrics (Prometheus),\n/debug/pprof/ (default "+adminDir+"/TUN.sock for the --tun name; off disables it)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack serve [flags]\n\n"+
 			"Creates a TUN device, gives the kernel side --host-addr/--host-addr6, runs ustack on\n"+
-			"--addr/--addr6 behind it, and serves echo, discard and HTTP there. Prints\n"+
+			"--addr/--addr6 behind it, and serves echo, discard, chargen and HTTP there. Prints\n"+
 			"'ready DEVICE ADDR' on stdout once every listener is open; logs go to stderr.\n"+
 			"Needs root or CAP_NET_ADMIN. SIGINT/SIGTERM stop it and remove the device.\n\nflags:\n")
 		fs.PrintDefaults()
@@ -73,7 +77,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack serve: --backlog %d: want 1-65535\n", f.backlog)
 		return exitUsage
 	}
-	services := []service{{"echo", f.echo}, {"discard", f.discard}, {"http", f.http}}
+	services := []service{{"echo", f.echo}, {"discard", f.discard}, {"chargen", f.chargen}, {"http", f.http}}
 	seen := map[int]string{}
 	for _, s := range services {
 		if s.port < 0 || s.port > 65535 {
@@ -90,11 +94,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		seen[s.port] = s.name
 	}
 
-	opts := stack.Options{SYNBacklog: f.backlog}
+	var opts stack.Options
+	if err := f.limits.apply(&opts, &dev.tcp); err != nil {
+		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
+		return exitUsage
+	}
 	if err := f.hardening.apply(&opts, dev); err != nil {
 		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
 		return exitUsage
 	}
+
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	st, err := dev.open(log, opts)
 	if err != nil {

@@ -174,6 +174,33 @@ func discardHandler(c net.Conn) {
 	}
 }
 
+// chargenCycle is RFC 864's usual pattern, one full cycle: 95 lines of 72
+// printable ASCII characters, each line starting one character later, CRLF
+// terminated. Shared by every chargen connection (read only).
+var chargenCycle = func() []byte {
+	const first, n, width = ' ', 95, 72
+	b := make([]byte, 0, n*(width+2))
+	for line := range n {
+		for i := range width {
+			b = append(b, byte(first+(line+i)%n))
+		}
+		b = append(b, '\r', '\n')
+	}
+	return b
+}()
+
+// chargenHandler is RFC 864: send characters until the client goes away,
+// ignoring what it sends. It writes from the shared pattern, so a
+// connection costs no buffer of its own; a client that never reads holds
+// it blocked in Write (its send buffer full against a zero window).
+func chargenHandler(c net.Conn) {
+	for {
+		if _, err := c.Write(chargenCycle); err != nil {
+			return
+		}
+	}
+}
+
 // maxBytesN bounds GET /bytes/N so a typo cannot pin a connection for years.
 const maxBytesN = 1 << 40
 
@@ -245,7 +272,7 @@ func httpService(ctx context.Context, l net.Listener, addr string, log *slog.Log
 
 // service is one of the services `ustack serve` offers, on a port.
 type service struct {
-	name string // "echo", "discard" or "http"
+	name string // "echo", "discard", "chargen" or "http"
 	port int
 }
 
@@ -294,6 +321,8 @@ func startServices(ctx context.Context, services []service, listen func(port int
 				serveStream(l, s.name, log, configure, echoHandler)
 			case "discard":
 				serveStream(l, s.name, log, configure, discardHandler)
+			case "chargen":
+				serveStream(l, s.name, log, configure, chargenHandler)
 			case "http":
 				if err := httpService(ctx, l, addr, log, configure); err != nil {
 					log.Error("http service stopped", "err", err)
