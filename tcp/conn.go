@@ -326,7 +326,9 @@ type Conn struct {
 	retries        int // consecutive RTO expirations for the current SND.UNA
 	synRetransmits int
 	persistBackoff int
-	probesOut      int // unanswered zero-window probes
+	probesOut      int  // unanswered zero-window probes
+	probing        bool // a zero-window probe episode is under way...
+	probesStart    Time // ...since its first probe (user timeout, Linux icsk_probes_tstamp)
 	kaProbes       int
 	lastRecv       Time // last segment received (keepalive idle)
 	lastAckRecv    Time // last acceptable ACK received (user timeout)

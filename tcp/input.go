@@ -442,6 +442,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 		if opened || wnd > 0 {
 			c.persistTimer.stop()
 			c.persistBackoff = 0
+			c.probing = false
 		}
 	}
 	return true

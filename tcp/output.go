@@ -434,18 +434,29 @@ func (c *Conn) armPersist(now Time, outstanding bool) {
 	if outstanding || c.persistTimer.armed {
 		return
 	}
-	c.persistTimer.set(now.Add(c.persistInterval()))
+	c.persistTimer.set(now.Add(c.persistInterval(now)))
 }
 
 // persistInterval is the RTO backed off persistBackoff times, capped at
-// RTOMax (like Linux's tcp_probe0_when).
-func (c *Conn) persistInterval() time.Duration {
+// RTOMax (like Linux's tcp_probe0_when), and cut short so that the timer
+// fires when the user timeout of a probe episode runs out (Linux
+// tcp_clamp_probe0_to_user_timeout).
+func (c *Conn) persistInterval(now Time) time.Duration {
 	d := max(c.rto.RTO(), c.cfg.RTOMin)
 	for i := 0; i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
 		d *= 2
 	}
-	return min(d, c.cfg.RTOMax)
+	d = min(d, c.cfg.RTOMax)
+	if ut := c.cfg.UserTimeout; ut > 0 && c.probing {
+		left := ut - now.Sub(c.probesStart)
+		d = min(d, max(left, minProbeInterval))
+	}
+	return d
 }
+
+// minProbeInterval is the shortest persist interval, so a user timeout that
+// is (nearly) spent cannot re-arm the timer for now (Linux TCP_TIMEOUT_MIN).
+const minProbeInterval = 2 * time.Millisecond
 
 // sendProbe emits a zero-window probe (one byte of new data beyond the
 // window, RFC 9293 §3.8.6.1) or a keepalive probe (SEG.SEQ = SND.NXT-1, no

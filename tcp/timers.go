@@ -156,10 +156,19 @@ func (c *Conn) retries2Timeout() time.Duration {
 
 // onPersistTimeout sends a window probe (RFC 9293 §3.8.6.1, RFC 1122
 // §4.2.2.17) and backs the persist timer off. Probes that are answered reset
-// the failure count, so a zero window never kills a live connection; only
-// Retries2 unanswered probes (or the user timeout) do.
+// the failure count, so without a user timeout a zero window never kills a
+// live connection; only Retries2 unanswered probes do. With a user timeout
+// the connection fails once the timeout has passed since the last ACK with a
+// probe out, or since the first probe of the episode even if every probe is
+// answered (Linux ≥ 5.17, icsk_probes_tstamp): a peer that keeps its window
+// shut for longer than the user timeout is treated as dead.
 func (c *Conn) onPersistTimeout(now Time) {
 	if !c.state.canSendData() || c.sndUna != c.sndMax {
+		c.probing = false
+		return
+	}
+	if ut := c.cfg.UserTimeout; ut > 0 && c.probing && now.Sub(c.probesStart) >= ut {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
 	if c.cfg.UserTimeout > 0 && c.probesOut > 0 && now.Sub(c.lastAckRecv) >= c.cfg.UserTimeout {
@@ -179,10 +188,13 @@ func (c *Conn) onPersistTimeout(now Time) {
 	if !c.dataEnd().GreaterThan(c.sndNxt) {
 		return
 	}
+	if !c.probing {
+		c.probing, c.probesStart = true, now
+	}
 	c.probesOut++
 	c.persistBackoff++
 	c.probePending = true
 	c.probeData = true
 	c.probeSeq = c.sndNxt
-	c.persistTimer.set(now.Add(c.persistInterval()))
+	c.persistTimer.set(now.Add(c.persistInterval(now)))
 }

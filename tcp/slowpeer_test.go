@@ -1,0 +1,85 @@
+package tcp
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestZeroWindowAnsweredProbesUserTimeout: a peer that answers every
+// zero-window probe but never opens its window is alive by RFC 1122
+// §4.2.2.17, so without a user timeout the sender persists forever
+// (TestZeroWindowProbeBackoff). With one, Linux (since 5.17,
+// icsk_probes_tstamp and tcp_clamp_probe0_to_user_timeout) gives up once the
+// user timeout has passed since the first probe, answered or not, and cuts
+// the last probe interval short so that it happens exactly then.
+func TestZeroWindowAnsweredProbesUserTimeout(t *testing.T) {
+	cfg := plainConfig()
+	cfg.UserTimeout = 10 * time.Second
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.c.Write(data(2000, 0))
+	h.output()
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2001, 0)))
+	h.c.Write(data(500, 0))
+	h.expect(h.output())
+	t0 := h.now
+	r := Time(h.c.Info().RTO) // 337.5 ms
+	var at []Time
+	for i := 0; h.c.State() == StateEstablished; i++ {
+		require.Less(t, i, 10, "still probing at %v", h.now-t0)
+		d, ok := h.c.NextDeadline()
+		require.True(t, ok)
+		got := h.advance(d)
+		if h.c.State() != StateEstablished {
+			h.expect(got) // the connection just dies: no RST (Linux tcp_write_err)
+			break
+		}
+		h.expect(got, "[.] seq 3001 ack 5001 win 4096 len 1")
+		at = append(at, h.now-t0)
+		h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2001, 0)))
+		require.Equal(t, 0, h.c.Info().ZeroWindowProbes, "answered")
+	}
+	// Probes at r, 3r, 7r, 15r; the next would be at 31r = r + 10.125 s,
+	// past the user timeout: the timer fires at r + 10 s instead.
+	require.Equal(t, []Time{r, 3 * r, 7 * r, 15 * r}, at)
+	require.Equal(t, r+10*sec, h.now-t0)
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+	require.NotZero(t, h.c.TakeEvents()&EventTimedOut)
+}
+
+// TestZeroWindowUserTimeoutRestartsWhenWindowOpens: the episode ends when
+// the window opens; a later zero window starts a new one with a full user
+// timeout.
+func TestZeroWindowUserTimeoutRestartsWhenWindowOpens(t *testing.T) {
+	cfg := plainConfig()
+	cfg.UserTimeout = 10 * time.Second
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.c.Write(data(2000, 0))
+	h.output()
+	h.in(seg(FlagACK, tPeer+1, tISS+2001, 0))
+	h.c.Write(data(500, 0))
+	h.output()
+	// Probe for 9 s (probes at r, 3r, 7r, 15r = 5.06 s; the next is due
+	// at 10.125 s, clamped to r+10 s), then the window opens.
+	h.advance(h.now + 9*sec)
+	require.Equal(t, StateEstablished, h.c.State())
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2001, 1000)), "[P.] seq 3001 ack 5001 win 4096 len 500")
+	// Everything acknowledged, the window shuts again with data waiting.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2501, 0)))
+	h.c.Write(data(500, 0))
+	h.expect(h.output())
+	t1 := h.now
+	for i := 0; h.c.State() == StateEstablished; i++ {
+		require.Less(t, i, 10, "still probing at %v", h.now-t1)
+		d, _ := h.c.NextDeadline()
+		h.advance(d)
+		if h.c.State() == StateEstablished {
+			h.in(seg(FlagACK, tPeer+1, tISS+2501, 0))
+		}
+	}
+	r := Time(h.c.Info().RTO)
+	require.Equal(t, r+10*sec, h.now-t1, "a full user timeout from the new episode's first probe")
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+}
