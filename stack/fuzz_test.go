@@ -132,8 +132,10 @@ type fuzzHarness struct {
 	connMu sync.Mutex
 	conns  []*Conn
 
-	batch [][]byte
-	sent  uint64 // packets the stack has been given
+	batch    [][]byte
+	maxBatch int      // packets per write
+	sent     uint64   // packets the stack has been given
+	got      [][]byte // what the stack sent up to the last barrier
 
 	outMu    sync.Mutex
 	out      [][]byte // packets from the stack since the last barrier
@@ -166,33 +168,47 @@ func runFuzzProgram(t testing.TB, prog []byte) {
 }
 
 func newFuzzHarness(t testing.TB) *fuzzHarness {
-	mine, theirs := tun.NewPipe(fzMTU)
-	clk := NewManualClock(tcp.Time(time.Hour))
 	cfg := tcp.Config{SendBufferSize: fzBuf, RecvBufferSize: fzBuf,
 		KeepAlive: true, KeepIdle: 30 * time.Second, KeepInterval: 5 * time.Second, KeepCount: 3}
-	s, err := New(Options{Links: []tun.Link{theirs}, Addrs: []netip.Addr{addrB, addrB6}, Clock: clk, Shards: 2,
-		TCP: cfg, MaxConns: fzMaxConns, SYNBacklog: fzSYNBacklog, TimeWaitLimit: fzTimeWait,
-		Rand: bytes.NewReader(make([]byte, 256))})
+	h := newPacketHarness(t, Options{TCP: cfg, MaxConns: fzMaxConns, SYNBacklog: fzSYNBacklog, TimeWaitLimit: fzTimeWait})
+	for _, port := range fzLocal[:2] {
+		h.listen(port, fzBacklog)
+	}
+	return h
+}
+
+// newPacketHarness starts a Stack with opts (its link, addresses, clock,
+// shards and secrets filled in) on a pipe the harness drives with raw
+// packets, collecting what the stack sends.
+func newPacketHarness(t testing.TB, opts Options) *fuzzHarness {
+	mine, theirs := tun.NewPipe(fzMTU)
+	clk := NewManualClock(tcp.Time(time.Hour))
+	opts.Links, opts.Addrs, opts.Clock, opts.Shards = []tun.Link{theirs}, []netip.Addr{addrB, addrB6}, clk, 2
+	opts.Rand = bytes.NewReader(make([]byte, 256))
+	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &fuzzHarness{t: t, clk: clk, s: s, l: mine, readDone: make(chan struct{}),
+	h := &fuzzHarness{t: t, clk: clk, s: s, l: mine, readDone: make(chan struct{}), maxBatch: fzMaxBatch,
 		flows: map[flowKey]*flowState{}, dialPort: map[netip.AddrPort]uint16{},
 		rbuf: make([]byte, 64<<10), wbuf: make([]byte, 64<<10)}
 	for i := range h.wbuf {
 		h.wbuf[i] = byte(i % 251)
 	}
 	h.ctx, h.stop = context.WithCancel(context.Background())
-	for _, port := range fzLocal[:2] {
-		ln, err := s.ListenBacklog("tcp", fmt.Sprintf(":%d", port), fzBacklog)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln.SetDeadline(time.Unix(1, 0)) // Accept never blocks
-		h.lns = append(h.lns, ln)
-	}
 	go h.readLoop()
 	return h
+}
+
+// listen opens a listener whose Accept never blocks.
+func (h *fuzzHarness) listen(port uint16, backlog int) *Listener {
+	ln, err := h.s.ListenBacklog("tcp", fmt.Sprintf(":%d", port), backlog)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ln.SetDeadline(time.Unix(1, 0))
+	h.lns = append(h.lns, ln)
+	return ln
 }
 
 // readLoop collects what the stack sends and notes barrier echo replies.
@@ -268,7 +284,7 @@ func (h *fuzzHarness) queue(p []byte) {
 		p = p[:fzMTU]
 	}
 	h.batch = append(h.batch, append(make([]byte, headroom), p...))
-	if len(h.batch) >= fzMaxBatch {
+	if len(h.batch) >= h.maxBatch {
 		h.flush()
 	}
 }
@@ -336,6 +352,7 @@ func (h *fuzzHarness) learn() {
 	out := h.out
 	h.out = nil
 	h.outMu.Unlock()
+	h.got = out
 	for _, p := range out {
 		src, dst, seg, ok := parseOut(p)
 		if !ok {
@@ -394,9 +411,10 @@ func parseOut(p []byte) (src, dst netip.AddrPort, seg tcp.Segment, ok bool) {
 func (h *fuzzHarness) check() {
 	t, s := h.t, h.s
 	t.Helper()
+	maxConns, sndBuf, rcvBuf := s.opts.MaxConns, bufLimit(s.opts.TCP.SendBufferSize), bufLimit(s.opts.TCP.RecvBufferSize)
 	n := s.NumConns()
-	if n > fzMaxConns {
-		t.Fatalf("%d connections, limit %d", n, fzMaxConns)
+	if n > maxConns {
+		t.Fatalf("%d connections, limit %d", n, maxConns)
 	}
 	if o, c := s.stats.TCPConnsOpened.Load(), s.stats.TCPConnsClosed.Load(); o-c != uint64(n) {
 		t.Fatalf("opened %d - closed %d != %d connections", o, c, n)
@@ -409,13 +427,13 @@ func (h *fuzzHarness) check() {
 	for _, c := range snap {
 		byState[c.State]++
 		in := c.Info
-		if in.Readable+in.OOOBytes > fzBuf {
-			t.Fatalf("%v-%v holds %d readable + %d out-of-order bytes, buffer %d", c.Local, c.Remote, in.Readable, in.OOOBytes, fzBuf)
+		if in.Readable+in.OOOBytes > rcvBuf {
+			t.Fatalf("%v-%v holds %d readable + %d out-of-order bytes, buffer %d", c.Local, c.Remote, in.Readable, in.OOOBytes, rcvBuf)
 		}
 		// After a go-back-N rewind NotSent (from SND.NXT) and Unacked
 		// (to SND.MAX) overlap, so each is bounded, not their sum.
-		if in.NotSent > fzBuf || in.Unacked > fzBuf+2 {
-			t.Fatalf("%v-%v holds %d unsent, %d unacked, buffer %d", c.Local, c.Remote, in.NotSent, in.Unacked, fzBuf)
+		if int(in.NotSent) > sndBuf || int(in.Unacked) > sndBuf+2 {
+			t.Fatalf("%v-%v holds %d unsent, %d unacked, buffer %d", c.Local, c.Remote, in.NotSent, in.Unacked, sndBuf)
 		}
 	}
 	for st, k := range s.ConnStates() {
@@ -428,13 +446,13 @@ func (h *fuzzHarness) check() {
 			t.Fatalf("table has %d in %v, gauge %d", k, st, s.ConnStates()[st])
 		}
 	}
-	if tw := s.ntimewait.Load(); tw > fzTimeWait || int(tw) != byState[tcp.StateTimeWait] {
-		t.Fatalf("TIME-WAIT count %d (table %d), limit %d", tw, byState[tcp.StateTimeWait], fzTimeWait)
+	if tw := s.ntimewait.Load(); tw > int64(s.opts.TimeWaitLimit) || int(tw) != byState[tcp.StateTimeWait] {
+		t.Fatalf("TIME-WAIT count %d (table %d), limit %d", tw, byState[tcp.StateTimeWait], s.opts.TimeWaitLimit)
 	}
 	for _, ln := range h.lns {
-		_, syn, acc := ln.Backlog()
-		if syn > fzSYNBacklog || acc > fzBacklog {
-			t.Fatalf("listener %v: SYN queue %d (limit %d), accept queue %d (limit %d)", ln.Addr(), syn, fzSYNBacklog, acc, fzBacklog)
+		limit, syn, acc := ln.Backlog()
+		if syn > s.opts.SYNBacklog || acc > limit {
+			t.Fatalf("listener %v: SYN queue %d (limit %d), accept queue %d (limit %d)", ln.Addr(), syn, s.opts.SYNBacklog, acc, limit)
 		}
 	}
 	s.frags.mu.Lock()
@@ -470,9 +488,17 @@ func (h *fuzzHarness) check() {
 	nc := len(h.conns)
 	h.connMu.Unlock()
 	// One clock timer per shard, one deadline timer per socket deadline.
-	if p, limit := h.clk.Pending(), len(s.shards)+2*(nc+fzMaxConns)+len(h.lns); p > limit {
+	if p, limit := h.clk.Pending(), len(s.shards)+2*(nc+maxConns)+len(h.lns); p > limit {
 		t.Fatalf("%d clock timers pending, at most %d expected", p, limit)
 	}
+}
+
+// bufLimit is the buffer size a Config field stands for.
+func bufLimit(n int) int {
+	if n == 0 {
+		return tcp.DefaultBufferSize
+	}
+	return n
 }
 
 // close ends the run: Close must return promptly, every Dial return, and

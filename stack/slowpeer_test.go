@@ -1,0 +1,260 @@
+package stack
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// Slow and misbehaving peers against a ustack server, many at once, in
+// virtual time: a client that keeps its window shut forever, one that ACKs
+// one byte at a time, one that sends one byte per RTO. Each test asserts the
+// exact segments, and that the server's goroutines, clock timers, timers per
+// connection and memory stay bounded while they misbehave.
+
+// rawClient is one hand-driven peer of a slow-peer test.
+type rawClient struct {
+	remote, local netip.AddrPort
+	seq           tcp.Seq // the peer's next sequence number
+	ack           tcp.Seq // the next byte the peer expects from the server
+	c             *Conn
+}
+
+// slowServer is a ustack server on a packet harness, with one listener on
+// port 80 big enough for every client of the test.
+func slowServer(t *testing.T, n int, cfg tcp.Config) *fuzzHarness {
+	h := newPacketHarness(t, Options{TCP: cfg, MaxConns: 2 * n, SYNBacklog: 2 * n})
+	h.maxBatch = 512
+	h.listen(80, 2*n)
+	t.Cleanup(func() {
+		h.close()
+	})
+	return h
+}
+
+// openClients completes n handshakes from addrA ports 10000.. (the SYN
+// carries opts, the ACK offers win) and accepts them.
+func (h *fuzzHarness) openClients(n int, opts tcp.Options, win uint16) []*rawClient {
+	t := h.t
+	local := netip.AddrPortFrom(addrB, 80)
+	cls := make([]*rawClient, n)
+	for i := range cls {
+		cls[i] = &rawClient{remote: netip.AddrPortFrom(addrA, uint16(10000+i)), local: local, seq: 1000}
+		syn := tcp.Segment{Seq: 1000, Flags: tcp.FlagSYN, Window: win, Options: opts}
+		h.queue(tcpPacket(cls[i].remote, local, &syn))
+	}
+	h.flush()
+	for _, c := range cls {
+		st := h.flows[flowKey{c.remote, 80}]
+		require.NotNil(t, st, "SYN-ACK to %v", c.remote)
+		c.seq, c.ack = 1001, st.seq
+		h.send(c, tcp.FlagACK, win, nil)
+	}
+	h.flush()
+	h.accept()
+	require.Len(t, h.conns, n)
+	byAddr := map[string]*Conn{}
+	for _, c := range h.conns {
+		byAddr[c.RemoteAddr().String()] = c
+	}
+	for _, c := range cls {
+		c.c = byAddr[c.remote.String()]
+		require.NotNil(t, c.c)
+	}
+	return cls
+}
+
+// send queues a segment from c: SEQ = c.seq, ACK = c.ack.
+func (h *fuzzHarness) send(c *rawClient, flags tcp.Flags, win uint16, payload []byte) {
+	seg := tcp.Segment{Seq: c.seq, Ack: c.ack, Flags: flags, Window: win, Payload: payload}
+	h.queue(tcpPacket(c.remote, c.local, &seg))
+	c.seq += tcp.Seq(len(payload))
+}
+
+// segsByPeer groups what the stack sent up to the last barrier by peer.
+func (h *fuzzHarness) segsByPeer() map[netip.AddrPort][]tcp.Segment {
+	m := map[netip.AddrPort][]tcp.Segment{}
+	for _, p := range h.got {
+		_, dst, seg, ok := parseOut(p)
+		require.True(h.t, ok, "not TCP: %s", describe(p))
+		m[dst] = append(m[dst], seg)
+	}
+	return m
+}
+
+// advanceTo moves virtual time to at, collecting what the stack sends.
+func (h *fuzzHarness) advanceTo(at tcp.Time) {
+	if d := at.Sub(h.clk.Now()); d > 0 {
+		h.clk.Advance(d)
+	}
+	h.flush()
+}
+
+// armedTimers lists the engine timers a connection has armed.
+func armedTimers(in tcp.Info) []string {
+	var out []string
+	for _, x := range []struct {
+		name string
+		ti   tcp.TimerInfo
+	}{{"retransmit", in.Retransmit}, {"persist", in.Persist}, {"delayed-ack", in.DelayedACK},
+		{"keepalive", in.Keepalive}, {"fin-wait-2", in.FinWait2}, {"time-wait", in.TimeWait}, {"user-timeout", in.UserTimeout}} {
+		if x.ti.Armed {
+			out = append(out, x.name)
+		}
+	}
+	return out
+}
+
+// heapInuse is the live heap after a collection.
+func heapInuse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// fill writes into every client's connection until its send buffer is full
+// (the server application always has more to say).
+func (h *fuzzHarness) fill(cls []*rawClient) {
+	for _, c := range cls {
+		if _, err := c.c.Write(h.wbuf); !errors.Is(err, os.ErrDeadlineExceeded) {
+			h.t.Fatalf("write to %v: %v", c.remote, err)
+		}
+	}
+}
+
+// TestSlowPeerZeroWindowForever: 1,000 clients take the first 1024 bytes and
+// then advertise a zero window forever, answering every probe. The server
+// persists (RFC 1122 §4.2.2.17): one-byte probes backing off from the RTO to
+// RTOMax, one engine timer per connection, one clock timer per shard, no
+// goroutine per connection, memory bounded by the send buffers. With a
+// user timeout, every connection dies exactly UserTimeout after its first
+// probe.
+func TestSlowPeerZeroWindowForever(t *testing.T) {
+	const n = 1000
+	const sndBuf = 16 << 10
+	for _, ut := range []time.Duration{0, 90 * time.Second} {
+		name := "no-user-timeout"
+		if ut > 0 {
+			name = "user-timeout-90s"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := slowServer(t, n, tcp.Config{SendBufferSize: sndBuf, RecvBufferSize: 16 << 10, UserTimeout: ut})
+			g0, heap0 := runtime.NumGoroutine(), heapInuse()
+			cls := h.openClients(n, tcp.Options{HasMSS: true, MSS: 1460}, 1024)
+			h.fill(cls)
+			h.flush()
+			segs := h.segsByPeer()
+			for _, c := range cls {
+				// The window's worth, in one segment (1024 >= half the
+				// largest window the peer offered: SWS allows it).
+				require.Len(t, segs[c.remote], 1, "to %v", c.remote)
+				s := segs[c.remote][0]
+				require.Equal(t, c.ack, s.Seq)
+				require.Len(t, s.Payload, 1024)
+				c.ack += 1024
+				h.send(c, tcp.FlagACK, 0, nil) // took it; the window shuts
+			}
+			h.flush()
+			require.Empty(t, h.got, "nothing may go into a zero window")
+			h.fill(cls) // the application tops its buffer up
+			t0 := h.clk.Now()
+			rto := cls[0].c.Info().RTO
+			require.Equal(t, 200*time.Millisecond, rto, "RTO after a zero-RTT handshake: RTOMin")
+
+			// Probe, answer, repeat for 30 minutes of virtual time.
+			var probeAt []time.Duration
+			var probeStart tcp.Time
+			maxHeap := uint64(0)
+			for h.clk.Now().Sub(t0) < 30*time.Minute && h.s.NumConns() > 0 {
+				at, ok := h.clk.Next()
+				require.True(t, ok, "a timer must be armed")
+				if ut > 0 && probeStart != 0 && at.Sub(probeStart) >= ut {
+					break // the user timeout, checked below
+				}
+				h.advanceTo(at)
+				segs := h.segsByPeer()
+				for _, c := range cls {
+					got := segs[c.remote]
+					require.Len(t, got, 1, "one probe to %v at %v", c.remote, at.Sub(t0))
+					require.Equal(t, c.ack, got[0].Seq, "a one-byte probe of new data")
+					require.Len(t, got[0].Payload, 1)
+					h.send(c, tcp.FlagACK, 0, nil) // answered: still closed
+				}
+				if probeStart == 0 {
+					probeStart = h.clk.Now()
+				}
+				probeAt = append(probeAt, h.clk.Now().Sub(t0))
+				h.flush()
+				require.Empty(t, h.got)
+				// Bounded: one clock timer per shard, one engine timer
+				// (persist) per connection, no goroutine per connection.
+				require.Equal(t, len(h.s.shards), h.clk.Pending(), "clock timers")
+				for _, c := range cls {
+					in := c.c.Info()
+					require.Equal(t, []string{"persist"}, armedTimers(in), "timers of %v", c.remote)
+					require.Equal(t, uint32(sndBuf), in.NotSent, "send buffer full, nothing more")
+				}
+				require.Equal(t, g0, runtime.NumGoroutine(), "goroutines")
+				if len(probeAt)%4 == 0 {
+					h.got = nil
+					maxHeap = max(maxHeap, heapInuse())
+				}
+			}
+			// The schedule: RTO, doubling, capped at RTOMax (120 s).
+			want := []time.Duration{}
+			for d, at := rto, rto; len(want) < len(probeAt); d = min(2*d, 120*time.Second) {
+				want = append(want, at)
+				at += min(2*d, 120*time.Second)
+			}
+			require.Equal(t, want, probeAt)
+			perConn := int64(maxHeap-heap0) / n
+			t.Logf("%d connections: %d probes each over %v, heap +%d KiB (%d B/conn, send buffer %d), goroutines %d",
+				n, len(probeAt), probeAt[len(probeAt)-1], int64(maxHeap-heap0)>>10, perConn, sndBuf, g0)
+			// The send ring mirrors min(size, 64 KiB) bytes past its end
+			// (tcp/buffer.go), so a full 16 KiB buffer holds 32 KiB; the
+			// receive ring is allocated only when data arrives; the rest is
+			// the connection's own state (tcp.Conn, endpoint, Conn, map
+			// entries, the harness's bookkeeping) and heap slack.
+			require.Less(t, perConn, int64(2*sndBuf+16<<10), "heap per connection")
+
+			if ut == 0 {
+				require.Equal(t, n, h.s.NumConns(), "answered probes never kill a connection")
+				require.Equal(t, 120*time.Second, probeAt[len(probeAt)-1]-probeAt[len(probeAt)-2], "capped at RTOMax")
+				return
+			}
+			// The user timeout: everyone is alive a microsecond before
+			// the first probe + 90 s, and gone at it, without a RST.
+			end := probeStart.Add(ut)
+			h.advanceTo(end.Add(-time.Microsecond))
+			require.Equal(t, n, h.s.NumConns())
+			h.advanceTo(end)
+			require.Empty(t, h.got, "tcp_write_err: no RST")
+			require.Equal(t, 0, h.s.NumConns())
+			for _, c := range cls {
+				_, err := c.c.Read(make([]byte, 1))
+				require.ErrorIs(t, err, syscall.ETIMEDOUT)
+				c.c.Close()
+			}
+			h.conns = nil
+			cls = nil
+			require.Equal(t, g0, runtime.NumGoroutine())
+			left := int64(heapInuse()) - int64(heap0)
+			// What stays is the packet buffer pool, filled when 1,000
+			// probes left at once (bounded by TxBuffers), and heap
+			// fragmentation: well under the 40 KiB a connection held.
+			h.s.pool.mu.Lock()
+			pool := int64(h.s.pool.nSmall*(headroom+smallBufSize) + h.s.pool.nBig*(headroom+65536))
+			h.s.pool.mu.Unlock()
+			t.Logf("after the user timeout: heap %+d KiB against the start (packet pool %d KiB)", left>>10, pool>>10)
+			require.Less(t, left, pool+n*4<<10, "the connections' buffers are freed")
+		})
+	}
+}
