@@ -258,3 +258,152 @@ func TestSlowPeerZeroWindowForever(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowPeerOneByteACKs: 100 clients (no MSS option: the server's MSS is
+// 536) offer a 2144-byte window, then acknowledge one byte at a time, every
+// 100 ms, keeping the window field: the right edge creeps one byte per ACK.
+// Sender SWS avoidance (RFC 9293 §3.8.6.2.1) must not answer with tiny
+// segments: the server sends only full 536-byte segments, one each time the
+// usable window reaches an MSS, and nothing else — bounded work per ACK.
+func TestSlowPeerOneByteACKs(t *testing.T) {
+	const n, acks, mss, win = 100, 1100, 536, 4 * 536
+	h := slowServer(t, n, tcp.Config{SendBufferSize: 16 << 10})
+	g0 := runtime.NumGoroutine()
+	cls := h.openClients(n, tcp.Options{}, win)
+	h.fill(cls)
+	h.flush()
+	sent := map[netip.AddrPort]int{}
+	check := func(k int) {
+		t.Helper()
+		for peer, segs := range h.segsByPeer() {
+			for _, s := range segs {
+				require.Len(t, s.Payload, mss, "to %v after %d one-byte ACKs: %v", peer, k, s)
+				sent[peer]++
+			}
+		}
+	}
+	check(0)
+	for k := 1; k <= acks; k++ {
+		for _, c := range cls {
+			c.ack++
+			h.send(c, tcp.FlagACK, win, nil)
+		}
+		h.flush()
+		check(k)
+		if k%100 == 0 {
+			require.Equal(t, len(h.s.shards), h.clk.Pending(), "clock timers")
+			require.Equal(t, g0, runtime.NumGoroutine(), "goroutines")
+			for _, c := range cls {
+				require.Equal(t, []string{"retransmit"}, armedTimers(c.c.Info()))
+			}
+		}
+		h.clk.Advance(100 * time.Millisecond)
+	}
+	// Full segments only: the window's 4 at once, then one each time the
+	// edge has crept a whole MSS (after 536 and 1072 one-byte ACKs).
+	for _, c := range cls {
+		require.Equal(t, 4+acks/mss, sent[c.remote], "segments to %v", c.remote)
+		in := c.c.Info()
+		require.Zero(t, in.Retransmits)
+		require.Equal(t, uint32(mss*(4+acks/mss)-acks), in.Unacked)
+	}
+	t.Logf("%d clients x %d one-byte ACKs: %d segments each, all %d bytes", n, acks, 4+acks/mss, mss)
+}
+
+// TestSlowPeerOneBytePerRTO: 1,000 clients send one byte every 200 ms (the
+// minimum RTO): 20 bytes the server application does not read, then 20 it
+// reads one at a time; then they fall silent. Each byte costs the server one
+// delayed ACK, 40 ms later, and nothing else; its window's right edge never
+// moves by less than an MSS (receiver SWS avoidance, RFC 9293 §3.8.6.2.2),
+// so a read sends no window update; timers stay one clock timer per shard.
+// Keepalive (idle 30 s, interval 5 s, 3 probes) then reaps every client at
+// exactly 30, 35, 40 s (probes) and 45 s (RST) after its last byte.
+func TestSlowPeerOneBytePerRTO(t *testing.T) {
+	const n, unread, read = 1000, 20, 20
+	const rcvBuf = 16 << 10
+	h := slowServer(t, n, tcp.Config{RecvBufferSize: rcvBuf,
+		KeepAlive: true, KeepIdle: 30 * time.Second, KeepInterval: 5 * time.Second, KeepCount: 3})
+	g0, heap0 := runtime.NumGoroutine(), heapInuse()
+	cls := h.openClients(n, tcp.Options{HasMSS: true, MSS: 1460}, 65535)
+	edge := map[netip.AddrPort]tcp.Seq{}
+	for _, c := range cls {
+		edge[c.remote] = c.seq + rcvBuf
+	}
+	one := []byte{'x'}
+	var last tcp.Time
+	for k := 0; k < unread+read; k++ {
+		t0 := h.clk.Now()
+		for _, c := range cls {
+			h.send(c, tcp.FlagACK|tcp.FlagPSH, 65535, one)
+		}
+		h.flush()
+		require.Empty(t, h.got, "byte %d: the ACK is delayed", k)
+		last = t0
+		if k >= unread {
+			for _, c := range cls {
+				m, err := c.c.Read(h.rbuf[:1])
+				require.NoError(t, err)
+				require.Equal(t, 1, m)
+			}
+			h.flush()
+			require.Empty(t, h.got, "byte %d: a one-byte read is worth no window update", k)
+		}
+		h.advanceTo(t0.Add(40 * time.Millisecond - time.Microsecond))
+		require.Empty(t, h.got)
+		h.advanceTo(t0.Add(40 * time.Millisecond))
+		segs := h.segsByPeer()
+		for _, c := range cls {
+			got := segs[c.remote]
+			require.Len(t, got, 1, "byte %d: one ACK to %v", k, c.remote)
+			s := got[0]
+			require.Equal(t, tcp.FlagACK, s.Flags)
+			require.Equal(t, c.seq, s.Ack)
+			require.Empty(t, s.Payload)
+			require.Equal(t, edge[c.remote], s.Ack+tcp.Seq(s.Window), "byte %d: the right edge stays put", k)
+		}
+		require.Equal(t, len(h.s.shards), h.clk.Pending(), "clock timers")
+		for _, c := range cls[:10] {
+			require.Equal(t, []string{"keepalive"}, armedTimers(c.c.Info()))
+		}
+		h.advanceTo(t0.Add(200 * time.Millisecond))
+		require.Empty(t, h.got)
+	}
+	require.Equal(t, g0, runtime.NumGoroutine(), "goroutines")
+	h.got = nil
+	perConn := (int64(heapInuse()) - int64(heap0)) / n
+	t.Logf("%d clients, %d bytes each one per 200 ms: heap %d B per connection", n, unread+read, perConn)
+	require.Less(t, perConn, int64(16<<10), "heap per connection: a few bytes buffered, no full buffers")
+	for _, c := range cls {
+		require.Equal(t, unread, c.c.Info().Readable)
+	}
+
+	// Silence: keepalive probes at +30, +35, +40 s, the RST at +45 s.
+	for i, off := range []time.Duration{30 * time.Second, 35 * time.Second, 40 * time.Second, 45 * time.Second} {
+		h.advanceTo(last.Add(off - time.Microsecond))
+		require.Empty(t, h.got, "nothing before %v", off)
+		require.Equal(t, n, h.s.NumConns())
+		h.advanceTo(last.Add(off))
+		segs := h.segsByPeer()
+		for _, c := range cls {
+			got := segs[c.remote]
+			require.Len(t, got, 1, "at +%v to %v", off, c.remote)
+			if i < 3 {
+				require.Equal(t, tcp.FlagACK, got[0].Flags, "keepalive probe")
+				require.Equal(t, c.ack-1, got[0].Seq, "SEG.SEQ = SND.NXT-1")
+			} else {
+				require.Equal(t, tcp.FlagRST|tcp.FlagACK, got[0].Flags&(tcp.FlagRST|tcp.FlagACK), "the RST")
+				require.Equal(t, c.ack, got[0].Seq)
+			}
+		}
+	}
+	require.Equal(t, 0, h.s.NumConns())
+	for _, c := range cls {
+		_, err := c.c.Read(h.rbuf)
+		if err == nil {
+			// The unread bytes come first, then the error.
+			_, err = c.c.Read(h.rbuf)
+		}
+		require.ErrorIs(t, err, syscall.ETIMEDOUT)
+	}
+	require.Equal(t, g0, runtime.NumGoroutine(), "goroutines")
+}
