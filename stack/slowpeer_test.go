@@ -348,7 +348,7 @@ func TestSlowPeerOneBytePerRTO(t *testing.T) {
 			h.flush()
 			require.Empty(t, h.got, "byte %d: a one-byte read is worth no window update", k)
 		}
-		h.advanceTo(t0.Add(40 * time.Millisecond - time.Microsecond))
+		h.advanceTo(t0.Add(40*time.Millisecond - time.Microsecond))
 		require.Empty(t, h.got)
 		h.advanceTo(t0.Add(40 * time.Millisecond))
 		segs := h.segsByPeer()
