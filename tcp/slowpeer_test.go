@@ -83,3 +83,53 @@ func TestZeroWindowUserTimeoutRestartsWhenWindowOpens(t *testing.T) {
 	require.Equal(t, r+10*sec, h.now-t1, "a full user timeout from the new episode's first probe")
 	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
 }
+
+// TestZeroWindowWithDataInFlight: the peer acknowledges part of what is in
+// flight and shuts its window (it shrank it, or dropped what it could not
+// queue, as a Linux receiver with a tiny buffer does). Nothing may go into
+// the window and nothing is "unsent", yet a timer must stay armed: the RTO
+// retransmits SND.UNA's segment into the zero window as the probe, backing
+// off; answered probes keep the connection alive, and RTOMax without an
+// answer ends it (Linux tcp_retransmit_timer). Found by
+// integration.TestServeZeroWindowClients: connections stuck in zero window
+// with no timer armed at all.
+func TestZeroWindowWithDataInFlight(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	h.c.Write(data(2000, 0))
+	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 1000", "[P.] seq 2001 ack 5001 win 4096 len 1000")
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1001, 0)))
+	t0 := h.now
+	r := Time(h.c.Info().RTO)
+	var at []Time
+	for i := 0; i < 4; i++ {
+		d, ok := h.c.NextDeadline()
+		require.True(t, ok, "a timer must be armed with data in flight")
+		h.expect(h.advance(d), "[P.] seq 2001 ack 5001 win 4096 len 1000")
+		at = append(at, h.now-t0)
+		h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1001, 0))) // answered, still shut
+	}
+	require.Equal(t, []Time{r, 3 * r, 7 * r, 15 * r}, at, "RTO backoff")
+	require.Equal(t, StateEstablished, h.c.State())
+	// The window opens: the rest goes at once.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1001, 4000)), "[P.] seq 2001 ack 5001 win 4096 len 1000")
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2001, 4000)))
+
+	// Again, but the peer goes silent: the connection ends at the first
+	// RTO more than RTOMax (120 s) after its last ACK.
+	h.c.Write(data(2000, 0))
+	h.output()
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+3001, 0)))
+	last := h.now
+	rto := Time(h.c.Info().RTO)
+	var want Time // the first RTO firing more than 120 s after the last ACK
+	for d := rto; want <= 120*sec; d = min(2*d, 120*sec) {
+		want += d
+	}
+	for i := 0; h.c.State() == StateEstablished; i++ {
+		require.Less(t, i, 20)
+		d, _ := h.c.NextDeadline()
+		h.advance(d)
+	}
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+	require.Equal(t, want, h.now-last)
+}

@@ -101,7 +101,20 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	if c.sndUna == c.sndMax {
 		return // everything was acknowledged meanwhile
 	}
-	if c.retries > 0 && now.Sub(c.firstUnacked) >= c.retries2Timeout() {
+	// The peer shut its window with our data in flight (it shrank the
+	// window, or dropped what it could not queue). Nothing may go into
+	// the window, so without a probe no timer would be left to notice the
+	// window opening or the peer dying: retransmit SND.UNA's segment
+	// anyway as the probe (RFC 9293 §3.8.6.1), backing off, and give up
+	// only when the peer has answered nothing for RTOMax, like Linux's
+	// tcp_retransmit_timer ("receiver dastardly shrinks window"); an
+	// orphaned connection gets no such grace.
+	zeroWnd := c.sndWnd == 0 && !c.orphaned
+	if zeroWnd && now.Sub(c.lastAckRecv) > c.cfg.RTOMax {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
+		return
+	}
+	if !zeroWnd && c.retries > 0 && now.Sub(c.firstUnacked) >= c.retries2Timeout() {
 		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
@@ -123,6 +136,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	c.stats.lost++
 	// Go back N: resend from SND.UNA as the (now one-segment) window allows.
 	c.sndNxt = c.sndUna
+	c.rtxPending = zeroWnd // the window allows nothing: SND.UNA's segment is the probe
 }
 
 // retries2Timeout is how long SND.UNA's data may stay unacknowledged, with
