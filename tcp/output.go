@@ -442,11 +442,7 @@ func (c *Conn) armPersist(now Time, outstanding bool) {
 // fires when the user timeout of a probe episode runs out (Linux
 // tcp_clamp_probe0_to_user_timeout).
 func (c *Conn) persistInterval(now Time) time.Duration {
-	d := max(c.rto.RTO(), c.cfg.RTOMin)
-	for i := 0; i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.cfg.RTOMax)
+	d := min(c.backedOffRTO(), c.cfg.RTOMax)
 	if ut := c.cfg.UserTimeout; ut > 0 && c.probing {
 		left := ut - now.Sub(c.probesStart)
 		d = min(d, max(left, minProbeInterval))

@@ -133,3 +133,43 @@ func TestZeroWindowWithDataInFlight(t *testing.T) {
 	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
 	require.Equal(t, want, h.now-last)
 }
+
+// TestZeroWindowOrphanGivesUp: the application closed a connection whose
+// peer keeps its window shut and answers every probe. Nobody will ever read
+// or close it again, so like Linux (tcp_probe_timer, tcp_orphan_retries = 8)
+// it is given up once the backed-off interval reaches RTOMax after at least
+// 8 probes: with RTO 337.5 ms that is the 10th persist timeout (337.5 ms <<
+// 9 = 172.8 s >= 120 s), silently.
+func TestZeroWindowOrphanGivesUp(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	h.c.Write(data(2000, 0))
+	h.output()
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+2001, 0)))
+	h.c.Write(data(500, 0))
+	h.c.Close()
+	h.expect(h.output())
+	require.Equal(t, StateFinWait1, h.c.State())
+	t0 := h.now
+	r := Time(h.c.Info().RTO)
+	var at []Time
+	for i := 0; h.c.State() != StateClosed; i++ {
+		require.Less(t, i, 20, "orphan still probing at %v", h.now-t0)
+		d, _ := h.c.NextDeadline()
+		got := h.advance(d)
+		if h.c.State() == StateClosed {
+			h.expect(got)
+			break
+		}
+		h.expect(got, "[.] seq 3001 ack 5001 win 4096 len 1")
+		at = append(at, h.now-t0)
+		h.in(seg(FlagACK, tPeer+1, tISS+2001, 0))
+	}
+	// Nine probes at r·(2^k − 1), the interval reaching 120 s after the 9th.
+	want := []Time{}
+	for k := 1; k <= 9; k++ {
+		want = append(want, r*Time(1<<k-1))
+	}
+	require.Equal(t, want, at)
+	require.Equal(t, r*511+120*sec, h.now-t0, "given up at the 10th timeout")
+	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
+}

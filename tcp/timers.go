@@ -168,6 +168,20 @@ func (c *Conn) retries2Timeout() time.Duration {
 	return total
 }
 
+// orphanRetries is how many zero-window probes an orphaned connection gets
+// at least before it may be given up (Linux tcp_orphan_retries = 0 means 8).
+const orphanRetries = 8
+
+// backedOffRTO is the RTO backed off persistBackoff times, not capped
+// (Linux inet_csk_rto_backoff), saturating at RTOMax.
+func (c *Conn) backedOffRTO() time.Duration {
+	d := max(c.rto.RTO(), c.cfg.RTOMin)
+	for i := 0; i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
+		d *= 2
+	}
+	return d
+}
+
 // onPersistTimeout sends a window probe (RFC 9293 §3.8.6.1, RFC 1122
 // §4.2.2.17) and backs the persist timer off. Probes that are answered reset
 // the failure count, so without a user timeout a zero window never kills a
@@ -175,7 +189,9 @@ func (c *Conn) retries2Timeout() time.Duration {
 // the connection fails once the timeout has passed since the last ACK with a
 // probe out, or since the first probe of the episode even if every probe is
 // answered (Linux ≥ 5.17, icsk_probes_tstamp): a peer that keeps its window
-// shut for longer than the user timeout is treated as dead.
+// shut for longer than the user timeout is treated as dead. An orphaned
+// connection is given up after orphanRetries probes once the interval has
+// reached RTOMax.
 func (c *Conn) onPersistTimeout(now Time) {
 	if !c.state.canSendData() || c.sndUna != c.sndMax {
 		c.probing = false
@@ -190,6 +206,14 @@ func (c *Conn) onPersistTimeout(now Time) {
 		return
 	}
 	if c.probesOut >= c.cfg.Retries2 {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
+		return
+	}
+	if c.orphaned && c.persistBackoff >= orphanRetries && c.backedOffRTO() >= c.cfg.RTOMax {
+		// Nobody will read or close an orphan, and answered probes would
+		// keep it forever: like Linux's tcp_probe_timer for a dead socket
+		// (tcp_orphan_retries), give up once the backed-off interval has
+		// reached RTOMax after at least orphanRetries probes.
 		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
