@@ -112,6 +112,14 @@ func armedTimers(in tcp.Info) []string {
 	return out
 }
 
+// connInfo reads the engine's view of c's connection (also after Close).
+func (h *fuzzHarness) connInfo(c *rawClient) tcp.Info {
+	ep := c.c.ep
+	ep.sh.mu.Lock()
+	defer ep.sh.mu.Unlock()
+	return ep.tc.Info()
+}
+
 // heapInuse is the live heap after a collection.
 func heapInuse() uint64 {
 	runtime.GC()
@@ -136,16 +144,18 @@ func (h *fuzzHarness) fill(cls []*rawClient) {
 // RTOMax, one engine timer per connection, one clock timer per shard, no
 // goroutine per connection, memory bounded by the send buffers. With a
 // user timeout, every connection dies exactly UserTimeout after its first
-// probe.
+// probe; closed by the application (orphaned), every one is given up as
+// Linux gives up orphans (tcp_orphan_retries).
 func TestSlowPeerZeroWindowForever(t *testing.T) {
 	const n = 1000
 	const sndBuf = 16 << 10
-	for _, ut := range []time.Duration{0, 90 * time.Second} {
-		name := "no-user-timeout"
-		if ut > 0 {
-			name = "user-timeout-90s"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ut     time.Duration
+		orphan bool // the application closes every connection once its buffer is full
+	}{{"answered-forever", 0, false}, {"user-timeout-90s", 90 * time.Second, false}, {"orphaned", 0, true}} {
+		ut := tc.ut
+		t.Run(tc.name, func(t *testing.T) {
 			h := slowServer(t, n, tcp.Config{SendBufferSize: sndBuf, RecvBufferSize: 16 << 10, UserTimeout: ut})
 			g0, heap0 := runtime.NumGoroutine(), heapInuse()
 			cls := h.openClients(n, tcp.Options{HasMSS: true, MSS: 1460}, 1024)
@@ -165,6 +175,14 @@ func TestSlowPeerZeroWindowForever(t *testing.T) {
 			h.flush()
 			require.Empty(t, h.got, "nothing may go into a zero window")
 			h.fill(cls) // the application tops its buffer up
+			if tc.orphan {
+				for _, c := range cls {
+					require.NoError(t, c.c.Close())
+				}
+				h.flush()
+				require.Empty(t, h.got, "the FIN waits behind the data")
+				require.Equal(t, map[tcp.State]int{tcp.StateFinWait1: n}, h.s.ConnStates())
+			}
 			t0 := h.clk.Now()
 			rto := cls[0].c.Info().RTO
 			require.Equal(t, 200*time.Millisecond, rto, "RTO after a zero-RTT handshake: RTOMin")
@@ -180,6 +198,10 @@ func TestSlowPeerZeroWindowForever(t *testing.T) {
 					break // the user timeout, checked below
 				}
 				h.advanceTo(at)
+				if tc.orphan && h.s.NumConns() == 0 {
+					require.Empty(t, h.got, "an orphan dies silently")
+					break
+				}
 				segs := h.segsByPeer()
 				for _, c := range cls {
 					got := segs[c.remote]
@@ -199,6 +221,9 @@ func TestSlowPeerZeroWindowForever(t *testing.T) {
 				require.Equal(t, len(h.s.shards), h.clk.Pending(), "clock timers")
 				for _, c := range cls {
 					in := c.c.Info()
+					if tc.orphan {
+						in = h.connInfo(c)
+					}
 					require.Equal(t, []string{"persist"}, armedTimers(in), "timers of %v", c.remote)
 					require.Equal(t, uint32(sndBuf), in.NotSent, "send buffer full, nothing more")
 				}
@@ -225,6 +250,17 @@ func TestSlowPeerZeroWindowForever(t *testing.T) {
 			// entries, the harness's bookkeeping) and heap slack.
 			require.Less(t, perConn, int64(2*sndBuf+16<<10), "heap per connection")
 
+			if tc.orphan {
+				// Nobody will read or close them: given up at the first
+				// timeout after 8+ probes whose interval reached 120 s
+				// (Linux tcp_orphan_retries): the 11th, 120 s after the
+				// 10th probe (0.2 s << 10 = 204.8 s >= 120 s).
+				require.Len(t, probeAt, 10)
+				require.Equal(t, probeAt[9]+120*time.Second, h.clk.Now().Sub(t0))
+				require.Equal(t, 0, h.s.NumConns())
+				require.Equal(t, g0, runtime.NumGoroutine())
+				return
+			}
 			if ut == 0 {
 				require.Equal(t, n, h.s.NumConns(), "answered probes never kill a connection")
 				require.Equal(t, 120*time.Second, probeAt[len(probeAt)-1]-probeAt[len(probeAt)-2], "capped at RTOMax")
