@@ -57,7 +57,16 @@ func (p *fzProg) tcpFields(s fzTCP) {
 	binary.BigEndian.PutUint16(b[:], s.win)
 	*p = append(*p, b[:]...)
 	*p = append(*p, s.opts, s.oval, s.len)
-	*p = append(*p, s.payload...)
+	// The payload follows in the program: len bytes (200+: (len-200)*28).
+	n := int(s.len)
+	if n >= 200 {
+		n = (n - 200) * 28
+	}
+	pay := append([]byte(nil), s.payload...)
+	for len(pay) < n {
+		pay = append(pay, byte(len(pay)%251))
+	}
+	*p = append(*p, pay[:n]...)
 }
 
 func (p *fzProg) pkt(s fzTCP) *fzProg { *p = append(*p, fzOpPacket); p.tcpFields(s); return p }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -170,7 +171,8 @@ func runFuzzProgram(t testing.TB, prog []byte) {
 func newFuzzHarness(t testing.TB) *fuzzHarness {
 	cfg := tcp.Config{SendBufferSize: fzBuf, RecvBufferSize: fzBuf,
 		KeepAlive: true, KeepIdle: 30 * time.Second, KeepInterval: 5 * time.Second, KeepCount: 3}
-	h := newPacketHarness(t, Options{TCP: cfg, MaxConns: fzMaxConns, SYNBacklog: fzSYNBacklog, TimeWaitLimit: fzTimeWait})
+	h := newPacketHarness(t, Options{TCP: cfg, MaxConns: fzMaxConns, SYNBacklog: fzSYNBacklog, TimeWaitLimit: fzTimeWait,
+		Trace: io.Discard}) // the tracer sees every segment and state too
 	for _, port := range fzLocal[:2] {
 		h.listen(port, fzBacklog)
 	}
