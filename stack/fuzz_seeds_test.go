@@ -88,6 +88,34 @@ func (p *fzProg) raw(fix uint8, b []byte) *fzProg {
 	*p = append(*p, b...)
 	return p
 }
+// fzExt is one extension header of a v6ext op: index into fzExtKinds,
+// length byte, and its bytes (padded with zeros).
+type fzExt struct {
+	kind, len uint8
+	body      []byte
+}
+
+func (p *fzProg) v6ext(exts []fzExt, s fzTCP) *fzProg {
+	*p = append(*p, fzOpV6Ext, uint8(len(exts)-1))
+	for _, e := range exts {
+		*p = append(*p, e.kind, e.len)
+		size := (int(e.len)%8 + 1) * 8
+		switch fzExtKinds[e.kind] {
+		case 44:
+			size = 8
+		case 51:
+			size = (int(e.len)%8 + 2) * 4
+		}
+		b := append([]byte(nil), e.body...)
+		for len(b) < size-1 {
+			b = append(b, 0)
+		}
+		*p = append(*p, b[:size-1]...)
+	}
+	p.tcpFields(s)
+	return p
+}
+
 func (p *fzProg) frag(cut uint8, s fzTCP) *fzProg {
 	*p = append(*p, fzOpFrag, cut)
 	p.tcpFields(s)
@@ -255,6 +283,21 @@ func fuzzStackSeeds() []fzSeed {
 	p.raw(1, []byte{0x60, 0, 0, 0, 0, 20, 6, 64})
 	p.flush()
 	add("malformed", p)
+
+	// IPv6 extension headers in front of TCP on an IPv6 connection:
+	// hop-by-hop and destination options (Pad1s), an atomic fragment, a
+	// routing header, a real fragment (dropped: ustack reassembles only
+	// IPv4), AH, and No Next Header.
+	p = &fzProg{}
+	p.pkt(syn(fzP6)).flush().pkt(ack(fzP6)).flush().app(0, appAccept, 0)
+	p.v6ext([]fzExt{{kind: 0}, {kind: 3, len: 1}}, data(fzP6, 20)).flush()
+	p.v6ext([]fzExt{{kind: 2}}, data(fzP6, 20)).flush()
+	p.v6ext([]fzExt{{kind: 1, body: []byte{0, 0, 0}}}, data(fzP6, 20)).flush()
+	p.v6ext([]fzExt{{kind: 2, body: []byte{0, 0, 1, 0, 0, 0, 9}}}, data(fzP6, 20)).flush()
+	p.v6ext([]fzExt{{kind: 4, len: 1}, {kind: 0}}, data(fzP6, 20)).flush()
+	p.v6ext([]fzExt{{kind: 5}}, data(fzP6, 20)).flush()
+	p.app(1, appRead, 255)
+	add("ipv6-ext", p)
 
 	// Keepalive on an idle connection, the user timeout on data the peer
 	// never acknowledges, and a long idle after both.

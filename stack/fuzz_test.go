@@ -61,6 +61,7 @@ const (
 	fzOpRaw            // raw bytes as a packet, addresses optionally fixed up
 	fzOpFrag           // a TCP segment cut into IPv4 fragments
 	fzOpFlush          // write the batch and wait until the stack is idle
+	fzOpV6Ext          // a TCP segment from an IPv6 peer behind extension headers
 	fzNumOps
 )
 
@@ -542,6 +543,8 @@ func (h *fuzzHarness) op(r *fuzzReader) {
 		h.fragOp(r)
 	case fzOpFlush:
 		h.flush()
+	case fzOpV6Ext:
+		h.v6ExtOp(r)
 	}
 }
 
@@ -574,9 +577,16 @@ func (h *fuzzHarness) tuple(who uint8) (remote, local netip.AddrPort) {
 //	oval  option value
 //	len   payload length (200+ means (len-200)*28 bytes)
 func (h *fuzzHarness) tcpOp(r *fuzzReader, v4 bool) []byte {
+	return h.tcpOpFamily(r, v4, false)
+}
+
+func (h *fuzzHarness) tcpOpFamily(r *fuzzReader, v4, v6 bool) []byte {
 	who, flags, mode := r.u8(), r.u8(), r.u8()
 	if v4 {
 		who &^= 2 // peers 0 and 1 are the IPv4 ones
+	}
+	if v6 {
+		who |= 2
 	}
 	sd, ad := int16(r.u16()), int16(r.u16())
 	win, ob, ov, ln := r.u16(), r.u8(), r.u8(), int(r.u8())
@@ -853,4 +863,64 @@ func (h *fuzzHarness) fragOp(r *fuzzReader) {
 	for _, f := range frags {
 		h.queue(f)
 	}
+}
+
+// fzExtKinds are the IPv6 extension headers v6ExtOp chooses from:
+// hop-by-hop, routing, fragment, destination options, AH, no next header.
+var fzExtKinds = [6]uint8{0, 43, 44, 60, 51, 59}
+
+// v6ExtOp sends a TCP segment from an IPv6 peer with extension headers
+// between the fixed header and TCP:
+//
+//	n     headers: 1 + n%3
+//	per header: kind (index into fzExtKinds), length byte, then its bytes
+//	tcp   a tcpOp (always from an IPv6 peer)
+func (h *fuzzHarness) v6ExtOp(r *fuzzReader) {
+	count := 1 + int(r.u8()%3)
+	type ext struct {
+		kind uint8
+		body []byte // everything after the next-header byte
+	}
+	exts := make([]ext, count)
+	for i := range exts {
+		kind := fzExtKinds[int(r.u8())%len(fzExtKinds)]
+		ln := int(r.u8())
+		var size int
+		switch kind {
+		case 44:
+			size = 8
+		case 51:
+			size = (ln%8 + 2) * 4
+		default:
+			size = (ln%8 + 1) * 8
+		}
+		body := make([]byte, size-1)
+		copy(body, r.bytes(size-1))
+		switch kind {
+		case 51:
+			body[0] = uint8(size/4 - 2)
+		case 44:
+		default:
+			body[0] = uint8(size/8 - 1)
+		}
+		exts[i] = ext{kind, body}
+	}
+	p := h.tcpOpFamily(r, false, true)
+	if len(p) < 40 {
+		return
+	}
+	next := p[6] // TCP
+	var chain []byte
+	for i := len(exts) - 1; i >= 0; i-- {
+		hdr := append([]byte{next}, exts[i].body...)
+		chain = append(hdr, chain...)
+		next = exts[i].kind
+	}
+	out := make([]byte, 0, len(p)+len(chain))
+	out = append(out, p[:40]...)
+	out = append(out, chain...)
+	out = append(out, p[40:]...)
+	out[6] = next
+	binary.BigEndian.PutUint16(out[4:], uint16(len(out)-40))
+	h.queue(out)
 }
