@@ -88,6 +88,7 @@ func (p *fzProg) raw(fix uint8, b []byte) *fzProg {
 	*p = append(*p, b...)
 	return p
 }
+
 // fzExt is one extension header of a v6ext op: index into fzExtKinds,
 // length byte, and its bytes (padded with zeros).
 type fzExt struct {
