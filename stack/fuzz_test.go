@@ -458,6 +458,40 @@ func (h *fuzzHarness) check() {
 			t.Fatalf("listener %v: SYN queue %d (limit %d), accept queue %d (limit %d)", ln.Addr(), syn, s.opts.SYNBacklog, acc, limit)
 		}
 	}
+	// The SYN queues hold exactly the listeners' SYN-RECEIVED connections
+	// that are in the table: a leak there would fill a queue for good.
+	inSynq := map[*endpoint]bool{}
+	lnClosed := map[*Listener]bool{}
+	for _, ln := range h.lns {
+		ln.mu.Lock()
+		lnClosed[ln] = ln.closed
+		for ep := range ln.synq {
+			inSynq[ep] = true
+			if ep.ln != ln || ep.lnPhase != phaseSynQueue {
+				t.Fatalf("listener %v: SYN queue holds %v-%v in phase %d of another listener", ln.Addr(), ep.id.local, ep.id.remote, ep.lnPhase)
+			}
+		}
+		ln.mu.Unlock()
+	}
+	for ep := range inSynq {
+		ep.sh.mu.Lock()
+		ok := !ep.removed && ep.sh.conns[ep.id] == ep && ep.tc.State() == tcp.StateSynReceived
+		st := ep.tc.State()
+		ep.sh.mu.Unlock()
+		if !ok {
+			t.Fatalf("SYN queue holds %v-%v (%v, removed %v), not a SYN-RECEIVED connection of the table", ep.id.local, ep.id.remote, st, ep.removed)
+		}
+	}
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		for id, ep := range sh.conns {
+			if ep.ln != nil && ep.lnPhase == phaseSynQueue && !inSynq[ep] && !lnClosed[ep.ln] {
+				sh.mu.Unlock()
+				t.Fatalf("%v-%v is in phase SYN queue but not in its listener's queue", id.local, id.remote)
+			}
+		}
+		sh.mu.Unlock()
+	}
 	s.frags.mu.Lock()
 	if r := s.frags.r; r != nil && (r.MemoryUsed() > ip.DefaultReassemblyMemoryLimit || r.InFlight() > ip.DefaultReassemblyMaxDatagrams) {
 		t.Fatalf("reassembly holds %d bytes in %d datagrams", r.MemoryUsed(), r.InFlight())
