@@ -248,6 +248,16 @@ func fuzzStackSeeds() []fzSeed {
 	p.pkt(fzTCP{flags: fACK, mode: fzRel, win: 64, opts: fzTS}).flush().adv(step1s)
 	add("zero-window", p)
 
+	// The peer acknowledges part of the flight and shuts its window: the
+	// retransmission timer must stay armed (its segment is the probe).
+	p = &fzProg{}
+	p.app(0, appWrite, 20).flush()
+	p.pkt(fzTCP{flags: fACK, mode: fzRel, ack: -2000, opts: fzTS}).flush()
+	for i := 0; i < 4; i++ {
+		p.adv(step1s).pkt(fzTCP{flags: fACK, mode: fzRel, ack: -2000, opts: fzTS}).flush()
+	}
+	add("zero-window-in-flight", p)
+
 	// The application closes first: FIN-WAIT-1/2, the peer's FIN, TIME-WAIT
 	// and its expiry; a SYN reusing the tuple in TIME-WAIT.
 	p = &fzProg{}

@@ -508,6 +508,14 @@ func (h *fuzzHarness) check() {
 			}
 		}
 		for id, ep := range sh.conns {
+			// Data waiting to go or to be acknowledged needs the
+			// retransmission or the persist timer (keepalive stands
+			// aside while data is queued), or nothing would ever notice
+			// a lost window update or a dead peer.
+			if in := ep.tc.Info(); (in.Unacked > 0 || in.NotSent > 0) && !in.Retransmit.Armed && !in.Persist.Armed {
+				t.Fatalf("%v-%v (%v) has %d bytes unacknowledged, %d unsent, and neither a retransmission nor a persist timer (%v)",
+					id.local, id.remote, ep.tc.State(), in.Unacked, in.NotSent, armedTimers(in))
+			}
 			at, ok := ep.tc.NextDeadline()
 			if !ok {
 				continue
