@@ -112,21 +112,24 @@ func zeroWindowClients(t *testing.T, userTimeout string) {
 	// the client's window zero.
 	waitState(t, 20*time.Second, "every connection stalled in zero window", func() (bool, string) {
 		conns := adminConnsOf(t, admin)
-		stalled := 0
+		stalled, zero := 0, 0
+		var other zwConn
 		for _, c := range conns {
-			// Stalled, and a timer watching the peer: persist with
-			// nothing in flight, retransmission (whose segment is the
-			// probe) when the client shut its window on data in flight,
-			// as a Linux receiver with a 4 KiB buffer does.
-			if c.State == "ESTAB" && c.SndWnd == 0 && c.NotSent > 0 && (c.Persist.Armed || c.Retransmit.Armed) {
+			// Stuck with data, and a timer watching the peer: persist
+			// with nothing in flight, retransmission (whose segment is
+			// the probe) when the client shut its window on data in
+			// flight, as a Linux receiver with a 4 KiB buffer does to
+			// super-segments it cannot queue.
+			if c.State == "ESTAB" && (c.NotSent > 0 || c.Unacked > 0) && (c.Persist.Armed || c.Retransmit.Armed) {
 				stalled++
+			} else {
+				other = c
+			}
+			if c.SndWnd == 0 {
+				zero++
 			}
 		}
-		var first zwConn
-		if len(conns) > 0 {
-			first = conns[0]
-		}
-		return stalled == n, fmt.Sprintf("%d of %d connections stalled (first: %+v)", stalled, len(conns), first)
+		return stalled == n, fmt.Sprintf("%d of %d connections stalled, %d in zero window (one that is not: %+v)", stalled, len(conns), zero, other)
 	})
 	g1, rss1 := serveGoroutines(t, admin), processRSS(t, pid)
 	t.Logf("stalled: goroutines %d -> %d, RSS %d -> %d MiB", g0, g1, rss0>>20, rss1>>20)
