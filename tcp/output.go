@@ -361,8 +361,12 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 		return false
 	case n < avail && n < seg:
 		// Sender SWS avoidance: a partial segment only when it is at least
-		// half the largest window the peer offered and Nagle allows.
-		if !(push && n >= c.maxSndWnd/2) && !c.forceSend {
+		// half the largest window the peer offered and Nagle allows. A
+		// retransmission after a rewind goes as far as the window lets it
+		// (Linux tcp_retransmit_skb sends avail_wnd): holding it would
+		// leave no timer, since data is outstanding and the persist
+		// timer waits for an empty flight.
+		if !(push && n >= c.maxSndWnd/2) && !c.forceSend && !c.sndNxt.LessThan(c.sndMax) {
 			c.armPersist(now, outstanding)
 			return false
 		}

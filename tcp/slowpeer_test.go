@@ -173,3 +173,24 @@ func TestZeroWindowOrphanGivesUp(t *testing.T) {
 	require.Equal(t, r*511+120*sec, h.now-t0, "given up at the 10th timeout")
 	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
 }
+
+// TestRTOIntoWindowSmallerThanMSS: the peer shrinks its window below an MSS
+// (and below half its largest window) with data in flight. After the RTO's
+// rewind, sender SWS avoidance must not hold the retransmission: it goes as
+// far as the window allows, like Linux's tcp_retransmit_skb, and keeps the
+// retransmission timer armed. (FuzzStack crasher cc12c535c5860dfe: 8 KiB in
+// flight, window 1024, MSS 1448, no timer left.)
+func TestRTOIntoWindowSmallerThanMSS(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	h.c.Write(data(2000, 0))
+	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 1000", "[P.] seq 2001 ack 5001 win 4096 len 1000")
+	// A window update on the same SEG.SEQ/SEG.ACK shrinks the window to 500.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 500)))
+	d, ok := h.c.NextDeadline()
+	require.True(t, ok)
+	h.expect(h.advance(d), "[.] seq 1001 ack 5001 win 4096 len 500")
+	in := h.c.Info()
+	require.True(t, in.Retransmit.Armed, "the retransmission timer stays armed")
+	// The peer takes it; the window slides on by 500: the rest follows.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+501, 500)), "[.] seq 1501 ack 5001 win 4096 len 500")
+}
