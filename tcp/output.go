@@ -362,11 +362,12 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	case n < avail && n < seg:
 		// Sender SWS avoidance: a partial segment only when it is at least
 		// half the largest window the peer offered and Nagle allows. A
-		// retransmission after a rewind goes as far as the window lets it
-		// (Linux tcp_retransmit_skb sends avail_wnd): holding it would
-		// leave no timer, since data is outstanding and the persist
-		// timer waits for an empty flight.
-		if !(push && n >= c.maxSndWnd/2) && !c.forceSend && !c.sndNxt.LessThan(c.sndMax) {
+		// retransmission after a rewind that the peer's window cuts short
+		// goes as far as the window lets it (Linux tcp_retransmit_skb
+		// sends avail_wnd): holding it would leave no timer, since data
+		// is outstanding and the persist timer waits for an empty flight.
+		rtxIntoWindow := c.sndNxt.LessThan(c.sndMax) && n == winAvail
+		if !(push && n >= c.maxSndWnd/2) && !c.forceSend && !rtxIntoWindow {
 			c.armPersist(now, outstanding)
 			return false
 		}
