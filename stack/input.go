@@ -161,6 +161,7 @@ func (s *Stack) inputTCP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, g
 // deliver hands seg to ep's Conn, after the checks that are the stack's
 // business rather than the Conn's. sh.mu is held.
 func (s *Stack) deliver(l *link, ep *endpoint, seg *tcp.Segment, now tcp.Time, b *rxBatch) {
+	handled := false
 	switch ep.tc.State() {
 	case tcp.StateTimeWait:
 		if seg.Flags&tcp.FlagRST != 0 {
@@ -186,13 +187,19 @@ func (s *Stack) deliver(l *link, ep *endpoint, seg *tcp.Segment, now tcp.Time, b
 		// while its accept queue is full is dropped, as Linux does
 		// (tcp_check_req → ListenOverflows): the peer retransmits it,
 		// or our SYN-ACK retransmission prompts it, once Accept has
-		// made room.
-		if ep.ln != nil && seg.Flags&(tcp.FlagACK|tcp.FlagSYN|tcp.FlagRST) == tcp.FlagACK && ep.ln.acceptQueueFull() {
-			s.stats.TCPListenOverflows.Add(1)
-			return
+		// made room. The check and the move to the accept queue are
+		// one step: the ACKs of one read batch must not all see room.
+		if ep.ln != nil && seg.Flags&(tcp.FlagACK|tcp.FlagSYN|tcp.FlagRST) == tcp.FlagACK {
+			if !ep.ln.handshakeACK(ep, seg, now) {
+				s.stats.TCPListenOverflows.Add(1)
+				return
+			}
+			handled = true
 		}
 	}
-	ep.tc.Input(now, seg)
+	if !handled {
+		ep.tc.Input(now, seg)
+	}
 	if s.trace != nil {
 		s.trace.segment(ep, true, seg, now)
 	}

@@ -430,11 +430,31 @@ func (ln *Listener) forget(ep *endpoint) {
 	ln.mu.Unlock()
 }
 
-// acceptQueueFull reports whether the accept queue is at its bound.
-func (ln *Listener) acceptQueueFull() bool {
+// handshakeACK feeds a SYN-RECEIVED connection of ln the ACK seg, unless
+// the accept queue is full (false: drop it). A connection the ACK makes
+// synchronized moves to the accept queue at once, under the same lock as
+// the check, so that a batch of ACKs cannot overfill the queue before
+// afterOp sees any of them established. sh.mu is held.
+func (ln *Listener) handshakeACK(ep *endpoint, seg *tcp.Segment, now tcp.Time) bool {
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
-	return len(ln.acceptq) >= ln.backlog
+	if ep.lnPhase != phaseSynQueue || ln.closed {
+		ep.tc.Input(now, seg)
+		return true
+	}
+	if len(ln.acceptq) >= ln.backlog {
+		return false
+	}
+	ep.tc.Input(now, seg)
+	if st := ep.tc.State(); st == tcp.StateSynReceived || st == tcp.StateClosed {
+		return true
+	}
+	delete(ln.synq, ep)
+	ep.lnPhase = phaseAcceptQueue
+	ln.acceptq = append(ln.acceptq, ep)
+	ln.s.stats.TCPPassiveOpens.Add(1)
+	wake(ln.wake)
+	return true
 }
 
 // Accept waits for and returns the next connection (net.Listener).

@@ -355,7 +355,9 @@ type Conn struct {
 	retries        int // consecutive RTO expirations for the current SND.UNA
 	synRetransmits int
 	persistBackoff int
-	probesOut      int // unanswered zero-window probes
+	probesOut      int  // unanswered zero-window probes
+	probing        bool // a zero-window probe episode is under way...
+	probesStart    Time // ...since its first probe (user timeout, Linux icsk_probes_tstamp)
 	kaProbes       int
 	lastRecv       Time // last segment received (keepalive idle)
 	lastAckRecv    Time // last acceptable ACK received (user timeout)
@@ -408,7 +410,6 @@ type rareState struct {
 	chalStart Time
 	chalCount int
 	dsack     SACKBlock // the D-SACK block to send, valid when dsackPending
-	zwSince   Time      // first zero-window probe of the current episode; 0: none
 	// Rate limit of the ACKs answering bare out-of-window segments.
 	oowLast Time
 	oowSent bool

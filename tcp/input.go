@@ -442,9 +442,6 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	}
 
 	wnd := uint32(seg.Window) << c.sndWScale
-	if wnd > 0 && c.rs != nil {
-		c.rs.zwSince = 0 // the window opened: the zero-window episode is over
-	}
 	outstanding := c.sndMax != c.sndUna
 	isDup := ack == c.sndUna && outstanding && len(seg.Payload) == 0 &&
 		seg.Flags&(FlagSYN|FlagFIN) == 0 && wnd == c.sndWnd
@@ -473,6 +470,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 		if opened || wnd > 0 {
 			c.persistTimer.stop()
 			c.persistBackoff = 0
+			c.probing = false
 		}
 	}
 	return true

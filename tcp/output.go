@@ -382,8 +382,13 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 		return false
 	case n < avail && n < seg:
 		// Sender SWS avoidance: a partial segment only when it is at least
-		// half the largest window the peer offered and Nagle allows.
-		if !(push && n >= c.maxSndWnd/2) && !c.forceSend {
+		// half the largest window the peer offered and Nagle allows. A
+		// retransmission after a rewind that the peer's window cuts short
+		// goes as far as the window lets it (Linux tcp_retransmit_skb
+		// sends avail_wnd): holding it would leave no timer, since data
+		// is outstanding and the persist timer waits for an empty flight.
+		rtxIntoWindow := c.sndNxt.LessThan(c.sndMax) && n == winAvail
+		if !(push && n >= c.maxSndWnd/2) && !c.forceSend && !rtxIntoWindow {
 			c.armPersist(now, outstanding)
 			return false
 		}
@@ -455,18 +460,25 @@ func (c *Conn) armPersist(now Time, outstanding bool) {
 	if outstanding || c.persistTimer.armed() {
 		return
 	}
-	c.persistTimer.set(now.Add(c.persistInterval()))
+	c.persistTimer.set(now.Add(c.persistInterval(now)))
 }
 
 // persistInterval is the RTO backed off persistBackoff times, capped at
-// RTOMax (like Linux's tcp_probe0_when).
-func (c *Conn) persistInterval() time.Duration {
-	d := max(c.rto.RTO(), c.cfg.RTOMin)
-	for i := 0; i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
-		d *= 2
+// RTOMax (like Linux's tcp_probe0_when), and cut short so that the timer
+// fires when the user timeout of a probe episode runs out (Linux
+// tcp_clamp_probe0_to_user_timeout).
+func (c *Conn) persistInterval(now Time) time.Duration {
+	d := min(c.backedOffRTO(), c.cfg.RTOMax)
+	if ut := c.cfg.UserTimeout; ut > 0 && c.probing {
+		left := ut - now.Sub(c.probesStart)
+		d = min(d, max(left, minProbeInterval))
 	}
-	return min(d, c.cfg.RTOMax)
+	return d
 }
+
+// minProbeInterval is the shortest persist interval, so a user timeout that
+// is (nearly) spent cannot re-arm the timer for now (Linux TCP_TIMEOUT_MIN).
+const minProbeInterval = 2 * time.Millisecond
 
 // sendProbe emits a zero-window probe (one byte of new data beyond the
 // window, RFC 9293 §3.8.6.1) or a keepalive probe (SEG.SEQ = SND.NXT-1, no

@@ -101,7 +101,20 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	if c.sndUna == c.sndMax {
 		return // everything was acknowledged meanwhile
 	}
-	if c.retries > 0 && now.Sub(c.firstUnacked) >= c.retries2Timeout() {
+	// The peer shut its window with our data in flight (it shrank the
+	// window, or dropped what it could not queue). Nothing may go into
+	// the window, so without a probe no timer would be left to notice the
+	// window opening or the peer dying: retransmit SND.UNA's segment
+	// anyway as the probe (RFC 9293 §3.8.6.1), backing off, and give up
+	// only when the peer has answered nothing for RTOMax, like Linux's
+	// tcp_retransmit_timer ("receiver dastardly shrinks window"); an
+	// orphaned connection gets no such grace.
+	zeroWnd := c.sndWnd == 0 && !c.orphaned
+	if zeroWnd && now.Sub(c.lastAckRecv) > c.cfg.RTOMax {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
+		return
+	}
+	if !zeroWnd && c.retries > 0 && now.Sub(c.firstUnacked) >= c.retries2Timeout() {
 		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
@@ -123,6 +136,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	c.stats.lost++
 	// Go back N: resend from SND.UNA as the (now one-segment) window allows.
 	c.sndNxt = c.sndUna
+	c.rtxPending = zeroWnd // the window allows nothing: SND.UNA's segment is the probe
 }
 
 // retries2Timeout is how long SND.UNA's data may stay unacknowledged, with
@@ -154,12 +168,37 @@ func (c *Conn) retries2Timeout() time.Duration {
 	return total
 }
 
+// orphanRetries is how many zero-window probes an orphaned connection gets
+// at least before it may be given up (Linux tcp_orphan_retries = 0 means 8).
+const orphanRetries = 8
+
+// backedOffRTO is the RTO backed off persistBackoff times, not capped
+// (Linux inet_csk_rto_backoff), saturating at RTOMax.
+func (c *Conn) backedOffRTO() time.Duration {
+	d := max(c.rto.RTO(), c.cfg.RTOMin)
+	for i := 0; i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
+		d *= 2
+	}
+	return d
+}
+
 // onPersistTimeout sends a window probe (RFC 9293 §3.8.6.1, RFC 1122
 // §4.2.2.17) and backs the persist timer off. Probes that are answered reset
-// the failure count, so a zero window never kills a live connection; only
-// Retries2 unanswered probes (or the user timeout) do.
+// the failure count, so without a user timeout a zero window never kills a
+// live connection; only Retries2 unanswered probes do. With a user timeout
+// the connection fails once the timeout has passed since the last ACK with a
+// probe out, or since the first probe of the episode even if every probe is
+// answered (Linux ≥ 5.17, icsk_probes_tstamp): a peer that keeps its window
+// shut for longer than the user timeout is treated as dead. An orphaned
+// connection is given up after orphanRetries probes once the interval has
+// reached RTOMax.
 func (c *Conn) onPersistTimeout(now Time) {
 	if !c.state.canSendData() || c.sndUna != c.sndMax {
+		c.probing = false
+		return
+	}
+	if ut := c.cfg.UserTimeout; ut > 0 && c.probing && now.Sub(c.probesStart) >= ut {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
 	if c.cfg.UserTimeout > 0 && c.probesOut > 0 && now.Sub(c.lastAckRecv) >= c.cfg.UserTimeout {
@@ -167,6 +206,14 @@ func (c *Conn) onPersistTimeout(now Time) {
 		return
 	}
 	if c.probesOut >= c.cfg.Retries2 {
+		c.fail(syscall.ETIMEDOUT, EventTimedOut)
+		return
+	}
+	if c.orphaned && c.persistBackoff >= orphanRetries && c.backedOffRTO() >= c.cfg.RTOMax {
+		// Nobody will read or close an orphan, and answered probes would
+		// keep it forever: like Linux's tcp_probe_timer for a dead socket
+		// (tcp_orphan_retries), give up once the backed-off interval has
+		// reached RTOMax after at least orphanRetries probes.
 		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
@@ -179,26 +226,13 @@ func (c *Conn) onPersistTimeout(now Time) {
 	if !c.dataEnd().GreaterThan(c.sndNxt) {
 		return
 	}
-	// Like Linux's tcp_probe_timer (since 5.12): with a user timeout, a
-	// window that stays shut longer than it fails the connection even
-	// while the peer answers every probe, so a reader that never reads
-	// cannot hold the connection (and its send buffer) forever.
-	if r := c.rare(); r.zwSince == 0 {
-		r.zwSince = now
-	} else if c.cfg.UserTimeout > 0 && now.Sub(r.zwSince) >= c.cfg.UserTimeout {
-		c.fail(syscall.ETIMEDOUT, EventTimedOut)
-		return
+	if !c.probing {
+		c.probing, c.probesStart = true, now
 	}
 	c.probesOut++
 	c.persistBackoff++
 	c.probePending = true
 	c.probeData = true
 	c.probeSeq = c.sndNxt
-	at := now.Add(c.persistInterval())
-	if r := c.rs; c.cfg.UserTimeout > 0 && r.zwSince.Add(c.cfg.UserTimeout).Before(at) {
-		// Linux tcp_clamp_probe0_to_user_timeout: the user timeout ends
-		// the episode on time, not at the next backed-off probe.
-		at = r.zwSince.Add(c.cfg.UserTimeout)
-	}
-	c.persistTimer.set(at)
+	c.persistTimer.set(now.Add(c.persistInterval(now)))
 }
