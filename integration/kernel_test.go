@@ -50,7 +50,7 @@ const (
 	serveEchoPort    = 7
 	serveDiscardPort = 9
 	serveHTTPPort    = 80
-	serveClosedPort  = 19 // chargen: nothing listens there
+	serveClosedPort  = 1 // tcpmux (RFC 1078): serve runs nothing there
 )
 
 // TestKernelServe runs `ustack serve` and uses its services from the
