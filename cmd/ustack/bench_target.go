@@ -69,7 +69,11 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
 		return 1
 	}
-	if err := raiseFileLimit(cfg.idle + 1024); err != nil {
+	need := min(cfg.idle, benchIdleInProcess)
+	if server == "kernel" {
+		need = cfg.idle // its server holds a socket per connection
+	}
+	if err := raiseFileLimit(need + 1024); err != nil {
 		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
 		return 1
 	}
@@ -953,8 +957,8 @@ const benchMaxConnsSlack = 1000
 // the kernel side's own address (or loopback's) first, then more, added to
 // the TUN device (in this private namespace, from the benchmarking range)
 // when the server is behind one.
-func idleSources(srv *benchServer, n int) ([]netip.Addr, error) {
-	k := (n + benchIdlePerSource - 1) / benchIdlePerSource
+func idleSources(srv *benchServer, n, per int) ([]netip.Addr, error) {
+	k := (n + per - 1) / per
 	var out []netip.Addr
 	if srv.addr.IsLoopback() {
 		a := srv.addr.As4()
@@ -1002,7 +1006,10 @@ func (t *benchTarget) idle(srv *benchServer) error {
 		return err
 	}
 	n := t.cfg.idle
-	sources, err := idleSources(srv, n)
+	if n > benchIdleInProcess {
+		return t.idleHeld(srv, base, n)
+	}
+	sources, err := idleSources(srv, n, benchIdlePerSource)
 	if err != nil {
 		return err
 	}
@@ -1047,6 +1054,13 @@ func (t *benchTarget) idle(srv *benchServer) error {
 	if err != nil {
 		return err
 	}
+	t.idleFigures(base, after, n, opened)
+	return nil
+}
+
+// idleFigures records the idle workload's metrics: RSS before (base) and
+// with (after) n idle connections, in KiB.
+func (t *benchTarget) idleFigures(base, after int64, n int, opened time.Duration) {
 	per := float64(after-base) / float64(n)
 	m := t.res.Metrics
 	m["idle_conns"] = float64(n)
@@ -1060,6 +1074,66 @@ func (t *benchTarget) idle(srv *benchServer) error {
 	}
 	t.logf("idle: %d connections opened in %v; RSS %.1f -> %.1f MiB, %.1f KiB each; at 100,000: %.0f MiB",
 		n, opened.Round(time.Millisecond), float64(base)/1024, float64(after)/1024, per, m["rss_100k_mib"])
+}
+
+// benchIdleInProcess is the most idle connections the target opens itself;
+// more are opened by `ustack bench hold` processes of benchHoldPer each, as
+// one process may not have more open files here (the kernel server, which
+// holds a socket per connection, still needs --idle-conns of them).
+const (
+	benchIdleInProcess = 15000
+	benchHoldPer       = 17000
+)
+
+// idleHeld is the idle workload with the connections held by holder
+// processes, each from its own client address.
+func (t *benchTarget) idleHeld(srv *benchServer, base int64, n int) error {
+	sources, err := idleSources(srv, n, benchHoldPer)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var holds []*exec.Cmd
+	var stdins []io.WriteCloser
+	defer func() {
+		for i, h := range holds {
+			stdins[i].Close()
+			h.Wait()
+		}
+	}()
+	var outs []*bufio.Scanner
+	for i, src := range sources {
+		k := min(benchHoldPer, n-i*benchHoldPer)
+		h := exec.Command(t.exe, "bench", "hold", "--to", srv.hostPort(benchEchoPort), "--from", src.String(),
+			"--n", strconv.Itoa(k), "--workers", "16")
+		h.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		in, err := h.StdinPipe()
+		if err != nil {
+			return err
+		}
+		out, err := h.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		h.Stderr = t.progress
+		if err := h.Start(); err != nil {
+			return fmt.Errorf("idle: starting a holder: %v", err)
+		}
+		holds, stdins = append(holds, h), append(stdins, in)
+		outs = append(outs, bufio.NewScanner(out))
+	}
+	for i, sc := range outs {
+		k := min(benchHoldPer, n-i*benchHoldPer)
+		if !sc.Scan() || sc.Text() != fmt.Sprintf("open %d", k) {
+			return fmt.Errorf("idle: holder %d: %q", i, sc.Text())
+		}
+	}
+	opened := time.Since(start)
+	after, err := settledRSS(srv.pid())
+	if err != nil {
+		return err
+	}
+	t.idleFigures(base, after, n, opened)
 	return nil
 }
 

@@ -42,7 +42,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	f.hardening.register(fs)
 	fs.IntVar(&f.echo, "echo", 7, "port of the echo service, RFC 862 (0 disables)")
 	fs.IntVar(&f.discard, "discard", 9, "port of the discard service, RFC 863 (0 disables)")
-	fs.IntVar(&f.chargen, "chargen", 19, "port of the character generator service, RFC 864: sends until the client goes away (0 disables)")
+	fs.IntVar(&f.chargen, "chargen", 0, "port of the character generator service, RFC 864, usually 19: sends until the client\ngoes away (0, the default, disables it)")
 	fs.IntVar(&f.http, "http", 80, "port of the HTTP/1.1 service: GET /, GET /bytes/N, POST /upload (0 disables)")
 	fs.StringVar(&f.keepalive, "keepalive", defaultKeepalive, "keepalive for accepted connections: idle,interval,count (e.g. 30s,5s,3) or off")
 	fs.IntVar(&f.backlog, "backlog", 1024, "accept queue length of each listener (1-65535)")
