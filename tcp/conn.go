@@ -353,12 +353,10 @@ type Conn struct {
 	userTimer    connTimer // RFC 5482 deadline while data is outstanding
 
 	retries        int // consecutive RTO expirations for the current SND.UNA
-	synRetransmits int
 	persistBackoff int
-	probesOut      int  // unanswered zero-window probes
-	probing        bool // a zero-window probe episode is under way...
-	probesStart    Time // ...since its first probe (user timeout, Linux icsk_probes_tstamp)
-	kaProbes       int
+	probesOut      int   // unanswered zero-window probes
+	kaProbes       int32 // unanswered keepalive probes (int32: pairs with synRetransmits)
+	synRetransmits int32
 	lastRecv       Time // last segment received (keepalive idle)
 	lastAckRecv    Time // last acceptable ACK received (user timeout)
 	lastSend       Time // last data transmission (RFC 5681 §4.1 idle restart)
@@ -410,6 +408,10 @@ type rareState struct {
 	chalStart Time
 	chalCount int
 	dsack     SACKBlock // the D-SACK block to send, valid when dsackPending
+	// A zero-window probe episode is under way since probesStart, its first
+	// probe (user timeout, Linux icsk_probes_tstamp).
+	probing     bool
+	probesStart Time
 	// Rate limit of the ACKs answering bare out-of-window segments.
 	oowLast Time
 	oowSent bool

@@ -111,7 +111,7 @@ func (c *Conn) Info() Info {
 		DSACKsSent:         rs.dsacksSent,
 		ProbesSent:         rs.probesSent,
 		ZeroWindowProbes:   c.probesOut,
-		KeepaliveProbes:    c.kaProbes,
+		KeepaliveProbes:    int(c.kaProbes),
 		ChallengeACKs:      rs.challengeACKs,
 		ChallengeSuppress:  rs.challengeSuppressed,
 		PAWSDrops:          rs.pawsDrops,

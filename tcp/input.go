@@ -470,7 +470,9 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 		if opened || wnd > 0 {
 			c.persistTimer.stop()
 			c.persistBackoff = 0
-			c.probing = false
+			if c.rs != nil {
+				c.rs.probing = false
+			}
 		}
 	}
 	return true

@@ -38,7 +38,7 @@ func (c *Conn) onKeepaliveTimeout(now Time) {
 		c.keepTimer.set(now.Add(c.cfg.KeepIdle))
 		return
 	}
-	giveUp := c.kaProbes >= c.cfg.KeepCount
+	giveUp := int(c.kaProbes) >= c.cfg.KeepCount
 	if c.cfg.UserTimeout > 0 {
 		giveUp = c.kaProbes > 0 && idle >= c.cfg.UserTimeout
 	}

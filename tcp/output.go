@@ -469,8 +469,8 @@ func (c *Conn) armPersist(now Time, outstanding bool) {
 // tcp_clamp_probe0_to_user_timeout).
 func (c *Conn) persistInterval(now Time) time.Duration {
 	d := min(c.backedOffRTO(), c.cfg.RTOMax)
-	if ut := c.cfg.UserTimeout; ut > 0 && c.probing {
-		left := ut - now.Sub(c.probesStart)
+	if ut := c.cfg.UserTimeout; ut > 0 && c.rs != nil && c.rs.probing {
+		left := ut - now.Sub(c.rs.probesStart)
 		d = min(d, max(left, minProbeInterval))
 	}
 	return d

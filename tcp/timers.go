@@ -87,7 +87,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 		if c.state == StateSynReceived && c.passive {
 			limit = c.cfg.SynAckRetries
 		}
-		if c.synRetransmits >= limit {
+		if int(c.synRetransmits) >= limit {
 			c.fail(syscall.ETIMEDOUT, EventTimedOut)
 			return
 		}
@@ -193,11 +193,12 @@ func (c *Conn) backedOffRTO() time.Duration {
 // connection is given up after orphanRetries probes once the interval has
 // reached RTOMax.
 func (c *Conn) onPersistTimeout(now Time) {
+	r := c.rare()
 	if !c.state.canSendData() || c.sndUna != c.sndMax {
-		c.probing = false
+		r.probing = false
 		return
 	}
-	if ut := c.cfg.UserTimeout; ut > 0 && c.probing && now.Sub(c.probesStart) >= ut {
+	if ut := c.cfg.UserTimeout; ut > 0 && r.probing && now.Sub(r.probesStart) >= ut {
 		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
@@ -226,8 +227,8 @@ func (c *Conn) onPersistTimeout(now Time) {
 	if !c.dataEnd().GreaterThan(c.sndNxt) {
 		return
 	}
-	if !c.probing {
-		c.probing, c.probesStart = true, now
+	if !r.probing {
+		r.probing, r.probesStart = true, now
 	}
 	c.probesOut++
 	c.persistBackoff++
