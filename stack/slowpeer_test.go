@@ -227,7 +227,7 @@ func TestSlowPeerZeroWindowForever(t *testing.T) {
 					require.Equal(t, []string{"persist"}, armedTimers(in), "timers of %v", c.remote)
 					require.Equal(t, uint32(sndBuf), in.NotSent, "send buffer full, nothing more")
 				}
-				require.Equal(t, g0, runtime.NumGoroutine(), "goroutines")
+				require.LessOrEqual(t, runtime.NumGoroutine(), g0, "goroutines")
 				if len(probeAt)%4 == 0 {
 					h.got = nil
 					maxHeap = max(maxHeap, heapInuse())
@@ -258,7 +258,7 @@ func TestSlowPeerZeroWindowForever(t *testing.T) {
 				require.Len(t, probeAt, 10)
 				require.Equal(t, probeAt[9]+120*time.Second, h.clk.Now().Sub(t0))
 				require.Equal(t, 0, h.s.NumConns())
-				require.Equal(t, g0, runtime.NumGoroutine())
+				require.LessOrEqual(t, runtime.NumGoroutine(), g0)
 				return
 			}
 			if ut == 0 {
@@ -281,7 +281,7 @@ func TestSlowPeerZeroWindowForever(t *testing.T) {
 			}
 			h.conns = nil
 			cls = nil
-			require.Equal(t, g0, runtime.NumGoroutine())
+			require.LessOrEqual(t, runtime.NumGoroutine(), g0)
 			left := int64(heapInuse()) - int64(heap0)
 			// What stays is the packet buffer pool, filled when 1,000
 			// probes left at once (bounded by TxBuffers), and heap
@@ -328,7 +328,7 @@ func TestSlowPeerOneByteACKs(t *testing.T) {
 		check(k)
 		if k%100 == 0 {
 			require.Equal(t, len(h.s.shards), h.clk.Pending(), "clock timers")
-			require.Equal(t, g0, runtime.NumGoroutine(), "goroutines")
+			require.LessOrEqual(t, runtime.NumGoroutine(), g0, "goroutines")
 			for _, c := range cls {
 				require.Equal(t, []string{"retransmit"}, armedTimers(c.c.Info()))
 			}
@@ -404,7 +404,7 @@ func TestSlowPeerOneBytePerRTO(t *testing.T) {
 		h.advanceTo(t0.Add(200 * time.Millisecond))
 		require.Empty(t, h.got)
 	}
-	require.Equal(t, g0, runtime.NumGoroutine(), "goroutines")
+	require.LessOrEqual(t, runtime.NumGoroutine(), g0, "goroutines")
 	h.got = nil
 	perConn := (int64(heapInuse()) - int64(heap0)) / n
 	t.Logf("%d clients, %d bytes each one per 200 ms: heap %d B per connection", n, unread+read, perConn)
@@ -441,5 +441,5 @@ func TestSlowPeerOneBytePerRTO(t *testing.T) {
 		}
 		require.ErrorIs(t, err, syscall.ETIMEDOUT)
 	}
-	require.Equal(t, g0, runtime.NumGoroutine(), "goroutines")
+	require.LessOrEqual(t, runtime.NumGoroutine(), g0, "goroutines")
 }
