@@ -4,8 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ustack-net/ustack/tcp"
@@ -43,28 +41,19 @@ func (k *knobFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&k.wscale, "wscale", true, "offer and use window scaling (RFC 7323 2); --wscale=false caps windows at 64 KiB")
 }
 
-// parseByteSize parses a byte count with an optional K or M suffix
-// (binary: 1K = 1024), e.g. 65536, 256K, 4M. Counts too big for an int come
-// back as MaxBufferSize+1 so the caller reports a range error.
+// parseByteSize parses a buffer size with an optional K, M or G suffix
+// (binary: 1K = 1024), e.g. 65536, 256K, 4M (see parseMemSize). Counts too
+// big for a buffer come back as MaxBufferSize+1 so the caller reports a
+// range error.
 func parseByteSize(s string) (int, bool) {
-	mult := uint64(1)
-	num := s
-	if n := len(s); n > 0 {
-		switch s[n-1] {
-		case 'k', 'K':
-			mult, num = 1<<10, s[:n-1]
-		case 'm', 'M':
-			mult, num = 1<<20, s[:n-1]
-		}
-	}
-	if num == "" || strings.TrimLeft(num, "0123456789") != "" {
+	v, ok := parseMemSize(s)
+	if !ok {
 		return 0, false
 	}
-	v, err := strconv.ParseUint(num, 10, 64)
-	if err != nil || v > tcp.MaxBufferSize/mult {
+	if v > tcp.MaxBufferSize {
 		return tcp.MaxBufferSize + 1, true
 	}
-	return int(v * mult), true
+	return int(v), true
 }
 
 // bufferFlag validates one of --sndbuf/--rcvbuf.

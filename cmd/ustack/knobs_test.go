@@ -35,7 +35,7 @@ func TestKnobFlagErrors(t *testing.T) {
 		{[]string{"--sndbuf", "abc"}, `--sndbuf "abc": want a byte count such as 262144, 256K or 4M`},
 		{[]string{"--sndbuf", ""}, `--sndbuf "": want a byte count such as 262144, 256K or 4M`},
 		{[]string{"--sndbuf", "-4K"}, `--sndbuf "-4K": want a byte count such as 262144, 256K or 4M`},
-		{[]string{"--sndbuf", "4G"}, `--sndbuf "4G": want a byte count such as 262144, 256K or 4M`},
+		{[]string{"--sndbuf", "4G"}, `--sndbuf 4G: want 4K to 64M (4096 to 67108864 bytes)`},
 		{[]string{"--sndbuf", "1K"}, `--sndbuf 1K: want 4K to 64M (4096 to 67108864 bytes)`},
 		{[]string{"--sndbuf", "65M"}, `--sndbuf 65M: want 4K to 64M (4096 to 67108864 bytes)`},
 		{[]string{"--sndbuf", "99999999999999999999K"}, `--sndbuf 99999999999999999999K: want 4K to 64M (4096 to 67108864 bytes)`},
