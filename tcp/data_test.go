@@ -349,47 +349,6 @@ func TestZeroWindowUserTimeout(t *testing.T) {
 	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
 }
 
-// TestZeroWindowUserTimeoutAnswered: like Linux since 5.12, the user timeout
-// bounds a zero-window episode even when every probe is answered.
-func TestZeroWindowUserTimeoutAnswered(t *testing.T) {
-	cfg := plainConfig()
-	cfg.UserTimeout = 2 * time.Second
-	h := establishRTT(t, cfg, 100*ms, Segment{})
-	h.in(seg(FlagACK, tPeer+1, tISS+1, 0))
-	t0 := h.now
-	h.c.Write(data(10, 0))
-	h.output()
-	var probes []Time
-	for h.c.State() == StateEstablished {
-		d, _ := h.c.NextDeadline()
-		got := h.advance(d)
-		if len(got) > 0 {
-			probes = append(probes, h.now-t0)
-			h.in(seg(FlagACK, tPeer+1, tISS+1, 0)) // answered: still shut
-		}
-	}
-	// Probes at 0.3, 0.9, 2.1 s (backoff from the 300 ms RTO); the first
-	// starts the episode. The next probe would be at 4.5 s: the timer is
-	// clamped to the end of the episode, 0.3+2 s, and fails the connection
-	// then (without the rule the answered probes would keep it forever).
-	require.Equal(t, []Time{300 * ms, 900 * ms, 2100 * ms}, probes)
-	require.Equal(t, 2300*ms, h.now-t0)
-	require.ErrorIs(t, h.c.Err(), syscall.ETIMEDOUT)
-
-	// A window that opens ends the episode: a later one starts afresh.
-	h2 := establishRTT(t, cfg, 100*ms, Segment{})
-	h2.in(seg(FlagACK, tPeer+1, tISS+1, 0))
-	h2.c.Write(data(10, 0))
-	h2.output()
-	d, _ := h2.c.NextDeadline()
-	h2.advance(d) // first probe
-	h2.in(seg(FlagACK, tPeer+1, tISS+1, 0))
-	h2.now += 5 * sec
-	h2.in(seg(FlagACK, tPeer+1, tISS+1, 1000)) // opens: the 10 bytes go
-	h2.output()
-	require.Equal(t, StateEstablished, h2.c.State())
-}
-
 func TestKeepalive(t *testing.T) {
 	cfg := plainConfig()
 	cfg.KeepAlive = true
