@@ -193,12 +193,18 @@ func (c *Conn) backedOffRTO() time.Duration {
 // connection is given up after orphanRetries probes once the interval has
 // reached RTOMax.
 func (c *Conn) onPersistTimeout(now Time) {
-	r := c.rare()
+	// The episode state lives in rareState, made only when a probe goes
+	// out: the persist timer also fires as the SWS override, which needs
+	// none of it.
+	r := c.rs
+	probing := r != nil && r.probing
 	if !c.state.canSendData() || c.sndUna != c.sndMax {
-		r.probing = false
+		if probing {
+			r.probing = false
+		}
 		return
 	}
-	if ut := c.cfg.UserTimeout; ut > 0 && r.probing && now.Sub(r.probesStart) >= ut {
+	if ut := c.cfg.UserTimeout; ut > 0 && probing && now.Sub(r.probesStart) >= ut {
 		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
@@ -227,7 +233,8 @@ func (c *Conn) onPersistTimeout(now Time) {
 	if !c.dataEnd().GreaterThan(c.sndNxt) {
 		return
 	}
-	if !r.probing {
+	if !probing {
+		r = c.rare()
 		r.probing, r.probesStart = true, now
 	}
 	c.probesOut++
