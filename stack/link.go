@@ -249,44 +249,42 @@ func (l *link) flushInline(sc *txScratch) {
 // l.flushMu must be held.
 func (l *link) flushOnce(q []*pktBuf, bufs [][]byte, gso []tun.GSO) ([]*pktBuf, [][]byte, []tun.GSO, int) {
 	s := l.s
-	{
-		l.txMu.Lock()
-		q, l.txq = l.txq, q[:0]
-		l.pending.Store(false)
-		l.txMu.Unlock()
-		if len(q) == 0 {
-			return q, bufs, gso, 0
-		}
-		bufs, gso = bufs[:0], gso[:0]
-		for _, pb := range q {
-			bufs = append(bufs, pb.b[:headroom+pb.n])
-			gso = append(gso, pb.gso)
-		}
-		for off := 0; off < len(bufs); {
-			n, err := l.l.WriteGSO(bufs[off:], gso[off:], headroom)
-			for _, pb := range q[off : off+n] {
-				s.stats.TxPackets.Add(1)
-				s.stats.TxBytes.Add(uint64(pb.n))
-			}
-			off += n
-			if err != nil {
-				s.stats.LinkWriteErrors.Add(1)
-				if errors.Is(err, tun.ErrClosed) {
-					s.stats.LinkWriteDrops.Add(uint64(len(bufs) - off))
-					break
-				}
-				// Skip the packet the link refused; send the rest.
-				s.stats.LinkWriteDrops.Add(1)
-				off++
-			}
-		}
-		for i := range bufs {
-			bufs[i] = nil
-		}
-		s.pool.put(q)
-		clear(q)
-		return q, bufs, gso, len(bufs)
+	l.txMu.Lock()
+	q, l.txq = l.txq, q[:0]
+	l.pending.Store(false)
+	l.txMu.Unlock()
+	if len(q) == 0 {
+		return q, bufs, gso, 0
 	}
+	bufs, gso = bufs[:0], gso[:0]
+	for _, pb := range q {
+		bufs = append(bufs, pb.b[:headroom+pb.n])
+		gso = append(gso, pb.gso)
+	}
+	for off := 0; off < len(bufs); {
+		n, err := l.l.WriteGSO(bufs[off:], gso[off:], headroom)
+		for _, pb := range q[off : off+n] {
+			s.stats.TxPackets.Add(1)
+			s.stats.TxBytes.Add(uint64(pb.n))
+		}
+		off += n
+		if err != nil {
+			s.stats.LinkWriteErrors.Add(1)
+			if errors.Is(err, tun.ErrClosed) {
+				s.stats.LinkWriteDrops.Add(uint64(len(bufs) - off))
+				break
+			}
+			// Skip the packet the link refused; send the rest.
+			s.stats.LinkWriteDrops.Add(1)
+			off++
+		}
+	}
+	for i := range bufs {
+		bufs[i] = nil
+	}
+	s.pool.put(q)
+	clear(q)
+	return q, bufs, gso, len(bufs)
 }
 
 // rxBatch collects the endpoints that received segments during one read
