@@ -113,6 +113,14 @@ func (s *Stack) noteState(ep *endpoint) bool {
 		return true
 	}
 	s.states[st&15].Add(1)
+	if st == tcp.StateClosed {
+		switch ep.state {
+		case tcp.StateSynSent, tcp.StateSynReceived:
+			s.stats.TCPAttemptFails.Add(1)
+		case tcp.StateEstablished, tcp.StateCloseWait:
+			s.stats.TCPEstabResets.Add(1)
+		}
+	}
 	ep.state = st
 	if st == tcp.StateTimeWait {
 		if s.ntimewait.Add(1) > int64(s.opts.TimeWaitLimit) {
@@ -139,6 +147,9 @@ func (s *Stack) afterOp(ep *endpoint, now tcp.Time) {
 	if ev != 0 {
 		if ev&tcp.EventTimedOut != 0 {
 			s.stats.TCPTimedOut.Add(1)
+		}
+		if ev&(tcp.EventReset|tcp.EventRefused) != 0 {
+			s.stats.TCPPeerResets.Add(1)
 		}
 		if ev&tcp.EventEstablished != 0 && ep.ln != nil {
 			ep.ln.established(ep, now)

@@ -149,7 +149,19 @@ func (s *Stack) inputTCP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, g
 	id := tuple{local: netip.AddrPortFrom(dst, dp), remote: netip.AddrPortFrom(src, sp)}
 	sh := s.shardFor(id)
 	sh.mu.Lock()
-	if ep := sh.conns[id.key()]; ep != nil {
+	ep := sh.conns[id.key()]
+	if ep != nil && ep.tc.State() == tcp.StateClosed {
+		// The connection ended earlier in this read batch (a RST, say) and
+		// is freed only at the batch's end. A segment after its end is not
+		// for it: the peer may already open a new connection on the same
+		// port, and the dead Conn would refuse that SYN with a RST.
+		ep.tc.Output(now, ep)
+		s.afterOp(ep, now)
+		if ep.removed {
+			ep = nil
+		}
+	}
+	if ep != nil {
 		s.deliver(l, ep, sg, now, b)
 	} else {
 		s.noConn(l, sh, id, sg, now, b)

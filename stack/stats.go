@@ -96,6 +96,12 @@ type Stats struct {
 	TCPOOOLimitDrops    atomic.Uint64 `stat:"tcp_ooo_limit_drops"`    // out-of-order segments dropped by the per-connection limit
 	TCPTimedOut         atomic.Uint64 `stat:"tcp_timed_out"`          // connections failed with ETIMEDOUT (retransmissions, user timeout, zero window)
 
+	// How connections ended other than by a close: Linux's TCP MIB
+	// AttemptFails and EstabResets, and the RSTs behind some of them.
+	TCPAttemptFails atomic.Uint64 `stat:"tcp_attempt_fails"` // SYN-SENT or SYN-RECEIVED straight to CLOSED (reset, timed out, aborted)
+	TCPEstabResets  atomic.Uint64 `stat:"tcp_estab_resets"`  // ESTABLISHED or CLOSE-WAIT straight to CLOSED (reset, timed out, aborted)
+	TCPPeerResets   atomic.Uint64 `stat:"tcp_peer_resets"`   // connections ended by an acceptable RST from the peer
+
 	// Links.
 	LinkReadErrors  atomic.Uint64 `stat:"link_read_errors"`
 	LinkWriteErrors atomic.Uint64 `stat:"link_write_errors"`
