@@ -56,6 +56,9 @@ func (l *nullLink) lastPacket() []byte {
 	return append([]byte(nil), l.last...)
 }
 
+// WritesNeverBlock: like a TUN, the null link takes every packet at once.
+func (l *nullLink) WritesNeverBlock() bool { return true }
+
 func (l *nullLink) GSOMaxSize() int { return l.gsoMax }
 func (l *nullLink) MTU() int        { return 1500 }
 func (l *nullLink) BatchSize() int  { return 64 }

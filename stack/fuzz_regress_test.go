@@ -3,9 +3,11 @@ package stack
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
 )
 
 // Regression tests for the bugs FuzzStack found; each crasher stays in
@@ -52,4 +54,74 @@ func TestAcceptQueueBoundWithinOneBatch(t *testing.T) {
 	require.Equal(t, 2, accq)
 	require.Equal(t, 0, synq)
 	require.Equal(t, uint64(1), st.TCPListenOverflows.Load())
+}
+
+// TestSYNAfterRSTInOneBatch: a peer resets a connection and at once opens a
+// new one from the same port (a client whose keepalive gave up, reusing the
+// freed port), and both segments arrive in one read batch. The first
+// connection ends with the RST; the SYN is a new connection's and gets a
+// SYN-ACK, not the RST of the dead one (which the client would take as
+// ECONNREFUSED). Found by the 100,000-connection zero-window test.
+func TestSYNAfterRSTInOneBatch(t *testing.T) {
+	r := newRawPeer(t, nil)
+	ln, err := r.s.Listen("tcp", ":80")
+	require.NoError(t, err)
+	defer ln.Close()
+	cli := netip.AddrPortFrom(addrA, 40000)
+	sa := r.handshake(cli, srvB, 1000)
+	st := r.s.Stats()
+	waitStat(t, &st.TCPPassiveOpens, 1, "tcp_passive_opens")
+
+	rst := tcp.Segment{Seq: 1001, Ack: sa.Seq + 1, Flags: tcp.FlagRST | tcp.FlagACK}
+	syn := synSeg(50000)
+	batch := [][]byte{
+		append(make([]byte, headroom), tcpPacket(cli, srvB, &rst)...),
+		append(make([]byte, headroom), tcpPacket(cli, srvB, &syn)...),
+	}
+	_, err = r.l.Write(batch, headroom)
+	require.NoError(t, err)
+	sa2 := r.expectTCP(srvB, cli, tcp.FlagSYN|tcp.FlagACK)
+	require.Equal(t, tcp.Seq(50001), sa2.Ack)
+	require.Equal(t, uint64(1), st.TCPPeerResets.Load())
+	require.Equal(t, uint64(1), st.TCPEstabResets.Load())
+	require.Equal(t, uint64(2), st.TCPConnsOpened.Load())
+	require.Equal(t, uint64(1), st.TCPConnsClosed.Load())
+	require.Equal(t, map[tcp.State]int{tcp.StateSynReceived: 1}, r.s.ConnStates())
+}
+
+// TestTxBurstBeyondPoolIsPaced: one read batch of 64 SYNs makes 64 SYN-ACKs
+// before the writer is woken, four times the packet pool. On a link whose
+// writes never block, the sender that finds the pool spent writes the
+// queue itself and reuses the buffers: every SYN-ACK leaves, none is lost
+// for a buffer. (At 100,000 connections a timer pass sends a probe for
+// each; the pool's 8,192 buffers dropped 100,000 packets, keepalive answers
+// among them.)
+func TestTxBurstBeyondPoolIsPaced(t *testing.T) {
+	nl := newNullLink()
+	s, err := New(Options{Links: []tun.Link{nl}, Addrs: []netip.Addr{addrB}, Shards: 1,
+		TxBuffers: 16, TxBigBuffers: 1})
+	require.NoError(t, err)
+	defer s.Close()
+	ln, err := s.ListenBacklog("tcp", ":80", 128)
+	require.NoError(t, err)
+	defer ln.Close()
+	l := (*s.links.Load())[0]
+	var b rxBatch
+	now := s.clock.Now()
+	const n = 64
+	for i := range n {
+		syn := synSeg(tcp.Seq(1000 * i))
+		s.input(l, tcpPacket(netip.AddrPortFrom(addrA, uint16(40000+i)), srvB, &syn), tun.GSO{}, now, &b)
+	}
+	s.finishBatch(nil, &b, now)
+	st := s.Stats()
+	// The writer's flush of the first 16 ends the batch either way: wait
+	// until the link saw them all or a second passed, then count.
+	deadline := time.Now().Add(time.Second)
+	for nl.written.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	require.Equal(t, uint64(n), nl.written.Load(), "SYN-ACKs written")
+	require.Zero(t, st.TCPOutputNoBuffer.Load(), "tcp_output_no_buffer")
+	require.Equal(t, map[tcp.State]int{tcp.StateSynReceived: n}, s.ConnStates())
 }

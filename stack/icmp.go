@@ -222,7 +222,7 @@ func (s *Stack) icmpError(local, remote netip.AddrPort, seq tcp.Seq, act icmpAct
 // echoReply4 answers an ICMPv4 echo request (RFC 792, RFC 1122 §3.2.2.6):
 // the request is copied, turned around in place and queued.
 func (s *Stack) echoReply4(l *link, h ip.IPv4) {
-	pb := s.pool.get(len(h))
+	pb := s.txBuf(len(h))
 	if pb == nil {
 		s.stats.ICMPOutputNoBuffer.Add(1)
 		return
@@ -243,7 +243,7 @@ func (s *Stack) echoReply4(l *link, h ip.IPv4) {
 
 // echoReply6 answers an ICMPv6 echo request (RFC 4443 §4.2).
 func (s *Stack) echoReply6(l *link, h ip.IPv6, info ip.IPv6Info) {
-	pb := s.pool.get(len(h))
+	pb := s.txBuf(len(h))
 	if pb == nil {
 		s.stats.ICMPOutputNoBuffer.Add(1)
 		return
@@ -273,7 +273,7 @@ func (s *Stack) sendICMPv4Error(l *link, h ip.IPv4, typ, code uint8, now tcp.Tim
 	}
 	n := min(len(h), ip.IPv4MinErrorSize-ip.IPv4MinHeaderLen-ip.ICMPHeaderLen)
 	total := ip.IPv4MinHeaderLen + ip.ICMPHeaderLen + n
-	pb := s.pool.get(total)
+	pb := s.txBuf(total)
 	if pb == nil {
 		s.stats.ICMPOutputNoBuffer.Add(1)
 		return

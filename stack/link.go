@@ -114,6 +114,7 @@ type link struct {
 	txMu    sync.Mutex
 	txq     []*pktBuf
 	flushMu sync.Mutex // one flush at a time: packets leave in queue order
+	relief  txScratch  // for flushes by a sender that found the pool spent (txBuf); flushMu held
 	pending atomic.Bool
 	wakeCh  chan struct{}
 	stopCh  chan struct{}
@@ -134,12 +135,15 @@ func newLink(s *Stack, l tun.Link, idx int) *link {
 
 // writesNeverBlock reports whether l, under any wrappers with an Inner
 // method (pcap, impairment), is a TUN device, whose writes never block: the
-// kernel takes or drops each packet at once.
+// kernel takes or drops each packet at once. Another link says so with a
+// method WritesNeverBlock() bool.
 func writesNeverBlock(l tun.Link) bool {
 	for {
 		switch d := l.(type) {
 		case *tun.TUN:
 			return true
+		case interface{ WritesNeverBlock() bool }:
+			return d.WritesNeverBlock()
 		case interface{ Inner() tun.Link }:
 			l = d.Inner()
 		default:
@@ -287,6 +291,33 @@ func (l *link) flushOnce(q []*pktBuf, bufs [][]byte, gso []tun.GSO) ([]*pktBuf, 
 	return q, bufs, gso, len(bufs)
 }
 
+// txBuf returns a packet buffer for n bytes, nil if there is none. When the
+// pool is spent, the packets waiting in the queues of links whose writes
+// never block hold its buffers: the sender writes them itself and takes one
+// of the buffers that come back. A burst bigger than the pool (a timer pass
+// over 100,000 connections, each sending a probe) is paced by the link's
+// writes instead of losing the packets beyond the pool's size. On a link
+// whose writes can block, it could wait forever: there the packet is
+// dropped (and counted) as before.
+func (s *Stack) txBuf(n int) *pktBuf {
+	if pb := s.pool.get(n); pb != nil {
+		return pb
+	}
+	for _, l := range *s.links.Load() {
+		if !l.inlineOK || !l.pending.Load() {
+			continue
+		}
+		l.flushMu.Lock()
+		sc := &l.relief
+		sc.q, sc.bufs, sc.gso = l.flush(sc.q, sc.bufs, sc.gso)
+		l.flushMu.Unlock()
+		if pb := s.pool.get(n); pb != nil {
+			return pb
+		}
+	}
+	return nil
+}
+
 // rxBatch collects the endpoints that received segments during one read
 // batch; each gets one Output call at the end (ACK coalescing).
 type rxBatch struct {
@@ -420,7 +451,7 @@ func (s *Stack) emitTCP(l *link, local, remote netip.AddrPort, seg *tcp.Segment)
 		s.stats.TCPOutputTooBig.Add(1)
 		return
 	}
-	pb := s.pool.get(total)
+	pb := s.txBuf(total)
 	if pb == nil {
 		s.stats.TCPOutputNoBuffer.Add(1)
 		return
