@@ -44,8 +44,9 @@ import (
 // that spends a cookie budget without completing handshakes is spoofed or
 // hostile, and a legitimate one (whose cookies come back) never runs out.
 
-// SYNBlocker is implemented by links that can drop the SYNs of an IPv4
-// source in the kernel for a while (tun.TUN with EnableSYNFilter).
+// SYNBlocker is implemented by links that can drop the SYNs of a source in
+// the kernel for a while (tun.TUN with EnableSYNFilter: an IPv4 address, or
+// an IPv6 address's /64).
 type SYNBlocker interface {
 	BlockSYNs(src netip.Addr, d time.Duration) bool
 }

@@ -28,8 +28,22 @@ func synPacket(src netip.Addr, sport uint16, flags byte) []byte {
 	return p
 }
 
-// The SYN filter drops SYNs (and only SYNs) of a blocked IPv4 source in the
-// kernel until the block's deadline.
+// synPacket6 is synPacket for IPv6, to 2001:2::2:7.
+func synPacket6(src netip.Addr, sport uint16, flags byte) []byte {
+	p := make([]byte, 60)
+	f := ip.IPv6Fields{PayloadLength: 20, NextHeader: syscall.IPPROTO_TCP, HopLimit: 64, Src: src, Dst: netip.MustParseAddr("2001:2::2")}
+	if _, err := ip.BuildIPv6(p, &f); err != nil {
+		panic(err)
+	}
+	binary.BigEndian.PutUint16(p[40:], sport)
+	binary.BigEndian.PutUint16(p[42:], 7)
+	p[52] = 5 << 4
+	p[53] = flags
+	return p
+}
+
+// The SYN filter drops SYNs (and only SYNs) of a blocked source in the
+// kernel until the block's deadline: an IPv4 address, an IPv6 /64.
 func TestSYNFilter(t *testing.T) {
 	if !netnstest.Enter(t) {
 		return
@@ -42,10 +56,19 @@ func TestSYNFilter(t *testing.T) {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
 	require.NoError(t, err)
 	defer syscall.Close(fd)
+	fd6, err := syscall.Socket(syscall.AF_INET6, syscall.SOCK_RAW, syscall.IPPROTO_RAW) // the header included
+	require.NoError(t, err)
+	defer syscall.Close(fd6)
 	to := &syscall.SockaddrInet4{Addr: [4]byte{198, 18, 0, 2}}
+	to6 := &syscall.SockaddrInet6{Addr: netip.MustParseAddr("2001:2::2").As16()}
 	flood, legit := netip.MustParseAddr("198.18.0.77"), netip.MustParseAddr("198.18.0.1")
 	send := func(src netip.Addr, sport uint16, flags byte) {
-		require.NoError(t, syscall.Sendto(fd, synPacket(src, sport, flags), 0, to))
+		t.Helper()
+		if src.Is4() {
+			require.NoError(t, syscall.Sendto(fd, synPacket(src, sport, flags), 0, to))
+		} else {
+			require.NoError(t, syscall.Sendto(fd6, synPacket6(src, sport, flags), 0, to6))
+		}
 	}
 	// expect reads packets until one from sport arrives; every packet on
 	// the way must be in want (by source port).
@@ -54,10 +77,15 @@ func TestSYNFilter(t *testing.T) {
 		for {
 			select {
 			case r := <-rx:
-				if len(r.pkt) < 40 || r.pkt[9] != syscall.IPPROTO_TCP {
+				var got uint16
+				switch {
+				case len(r.pkt) >= 40 && r.pkt[0]>>4 == 4 && r.pkt[9] == syscall.IPPROTO_TCP:
+					got = binary.BigEndian.Uint16(r.pkt[20:])
+				case len(r.pkt) >= 60 && r.pkt[0]>>4 == 6 && r.pkt[6] == syscall.IPPROTO_TCP:
+					got = binary.BigEndian.Uint16(r.pkt[40:])
+				default:
 					continue // the kernel's own IPv6 chatter
 				}
-				got := binary.BigEndian.Uint16(r.pkt[20:])
 				if got == sport {
 					return
 				}
@@ -68,7 +96,7 @@ func TestSYNFilter(t *testing.T) {
 		}
 	}
 	require.True(t, l.BlockSYNs(flood, time.Second))
-	require.False(t, l.BlockSYNs(netip.MustParseAddr("2001:2::77"), time.Second), "IPv6 is not filtered")
+	require.False(t, l.BlockSYNs(netip.Addr{}, time.Second))
 	send(flood, 1, 0x02)      // SYN: dropped
 	send(flood, 2, 0x12)      // SYN-ACK: passes
 	send(flood, 3, 0x10)      // ACK: passes
@@ -80,10 +108,25 @@ func TestSYNFilter(t *testing.T) {
 	require.True(t, l.BlockSYNs(flood, -time.Millisecond))
 	send(flood, 7, 0x02)
 	expect(7)
-	// The map is bounded but never full: blocking more sources than it
-	// holds evicts the oldest.
+
+	// IPv6: the block covers the source's /64, and only SYNs.
+	flood6 := netip.MustParseAddr("2001:2:0:77::1")
+	require.True(t, l.BlockSYNs(flood6, time.Second))
+	send(netip.MustParseAddr("2001:2:0:77::2"), 11, 0x02) // SYN from the same /64: dropped
+	send(flood6, 12, 0x12)                                // SYN-ACK: passes
+	send(netip.MustParseAddr("2001:2:0:78::1"), 13, 0x02) // SYN from the next /64: passes
+	send(netip.MustParseAddr("2001:2::1"), 14, 0x02)      // marker
+	expect(14, 12, 13)
+	require.True(t, l.BlockSYNs(flood6, -time.Millisecond))
+	send(flood6, 17, 0x02)
+	expect(17)
+
+	// The maps are bounded but never full: blocking more sources than
+	// they hold evicts the oldest.
 	for i := range synFilterMaxSources + 100 {
 		src := netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})
 		require.True(t, l.BlockSYNs(src, time.Second), "block %v", src)
+		src6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 1, 0, byte(i >> 8), byte(i)})
+		require.True(t, l.BlockSYNs(src6, time.Second), "block %v", src6)
 	}
 }

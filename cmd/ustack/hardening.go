@@ -41,9 +41,9 @@ func (h *hardeningFlags) register(fs *flag.FlagSet) {
 		"length of the TUN device's queue toward ustack, in packets (ip link ... txqueuelen; the kernel's\n"+
 			"default is 500): it absorbs the gaps when ustack is off the CPU, so a flood does not crowd out other packets")
 	fs.BoolVar(&h.synFilter, "syn-filter", true,
-		"drop the SYNs of an IPv4 source over its --syn-cookie-rate in the kernel, with an eBPF filter on the TUN\n"+
-			"(TUNSETFILTEREBPF; needs CAP_BPF), so a flood costs the flooder's CPU instead of ours; without BPF,\n"+
-			"serve warns and drops them itself")
+		"drop the SYNs of a source (IPv4 address, IPv6 /64) over its --syn-cookie-rate in the kernel, with an\n"+
+			"eBPF filter on the TUN (TUNSETFILTEREBPF; needs CAP_BPF), so a flood costs the flooder's CPU instead\n"+
+			"of ours; without BPF, serve warns and drops them itself")
 	fs.StringVar(&h.reassembly, "reassembly", "mem=4M,datagrams=1024,fragments=256,timeout=30s",
 		"caps of IPv4 fragment reassembly: the memory it may hold (K/M suffixes, 64K-64M), datagrams in\n"+
 			"flight, fragments of one datagram, and how long a datagram may take; fragments beyond are dropped and\n"+
