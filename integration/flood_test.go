@@ -9,15 +9,19 @@ package integration
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ustack-net/ustack/ip"
+	"github.com/ustack-net/ustack/tcp"
 	"github.com/ustack-net/ustack/tun/netnstest"
 )
 
@@ -106,4 +110,85 @@ func TestSYNFlood(t *testing.T) {
 	m2 := srv.metrics(t)
 	require.Greater(t, m2.counter("tcp_syn_queue_pruned"), 0.0)
 	t.Logf("counters that moved after the flood: %s", moved(m1, m2))
+}
+
+// floodSource6 is the IPv6 flood's spoofed source: another /64 than the
+// kernel's own 2001:2::1 (the legitimate client's), since an IPv6 source is
+// budgeted and blocked by its /64.
+var floodSource6 = netip.MustParseAddr("2001:2:0:77::1")
+
+// TestSYNFloodIPv6: hping3 has no IPv6, so the test floods with raw IPv6
+// SYNs of its own (a bounded 5 s, at whatever rate one goroutine's sendto
+// makes) from a spoofed /64 while the legitimate client keeps connecting
+// over IPv6. Every legitimate connection succeeds; the source's SYNs go
+// over its cookie budget, the stack blocks its /64 in the TUN's eBPF filter
+// (tcp_syn_blocks), and from then on the kernel drops the flood before it
+// reaches ustack: most of what was sent never becomes a TUN read.
+func TestSYNFloodIPv6(t *testing.T) {
+	if !netnstest.Enter(t) {
+		return
+	}
+	prepareClientNamespace(t)
+	srv := startAttackServe(t)
+	echo := netip.AddrPortFrom(ustackAddr6, serveEchoPort).String()
+	legitClient(echo, 300*time.Millisecond) // warm up
+	before := legitClient(echo, 2*time.Second)
+	require.Zero(t, before.failed, "without the flood: %v", before.firstErr)
+	t.Logf("without the flood: %v", before)
+	m0 := srv.metrics(t)
+	drops0 := tunTxDropped(t)
+
+	fd, err := syscall.Socket(syscall.AF_INET6, syscall.SOCK_RAW, syscall.IPPROTO_RAW) // the header included
+	require.NoError(t, err)
+	defer syscall.Close(fd)
+	to := &syscall.SockaddrInet6{Addr: ustackAddr6.As16()}
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pkt := make([]byte, ip.IPv6HeaderLen+tcp.HeaderMinLen)
+		f := ip.IPv6Fields{PayloadLength: tcp.HeaderMinLen, NextHeader: syscall.IPPROTO_TCP, HopLimit: 64, Src: floodSource6, Dst: ustackAddr6}
+		if _, err := ip.BuildIPv6(pkt, &f); err != nil {
+			panic(err)
+		}
+		src, dst := floodSource6.AsSlice(), ustackAddr6.AsSlice()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			seg := tcp.Segment{Seq: tcp.Seq(i * 7919), Flags: tcp.FlagSYN, Window: 64240}
+			th := pkt[ip.IPv6HeaderLen:]
+			tcp.EncodeSegment(th, uint16(1024+i%60000), serveEchoPort, &seg)
+			tcp.SetChecksumFull(th, src, dst)
+			if syscall.Sendto(fd, pkt, 0, to) == nil {
+				sent.Add(1)
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // let the flood spend its budget
+	during := legitClient(echo, 4700*time.Millisecond)
+	close(stop)
+	<-done
+	m1 := srv.metrics(t)
+	drops := tunTxDropped(t) - drops0
+	t.Logf("flood: %d SYNs sent in 5 s; the kernel dropped %d of the packets toward ustack", sent.Load(), drops)
+	t.Logf("during the flood: %v (%.0f%% of the rate without)", during, 100*during.rate()/before.rate())
+	t.Logf("counters that moved during the flood: %s", moved(m0, m1))
+
+	require.Zero(t, during.failed, "a legitimate connection failed during the flood: %v", during.firstErr)
+	require.Greater(t, sent.Load(), int64(50000), "the flood was no flood")
+	require.Greater(t, m1.counter("tcp_syn_blocks")-m0.counter("tcp_syn_blocks"), 10.0, "the /64 was blocked in the kernel")
+	// The filter, not ustack, took the flood: most of it was dropped in the
+	// kernel, and ustack read only a fraction.
+	require.Greater(t, float64(drops), 0.8*float64(sent.Load()), "flood SYNs the kernel dropped")
+	require.Less(t, m1.counter("tcp_syn_queue_full")-m0.counter("tcp_syn_queue_full"), 0.2*float64(sent.Load()))
+	require.GreaterOrEqual(t, m1.counter("tcp_cookies_valid")-m0.counter("tcp_cookies_valid"), float64(during.ok)/2,
+		"most legitimate connections came from cookies")
+
+	// Afterwards the flood's embryos are pruned and the table empties.
+	srv.waitNoConns(t, 15*time.Second)
+	require.NoError(t, echoOnce(echo))
 }
