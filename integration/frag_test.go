@@ -117,18 +117,21 @@ func TestFragmentAttacks(t *testing.T) {
 
 	// A real fragmented datagram: the kernel's own 3000-byte ping, cut at
 	// the MTU. Once the leftovers have timed out (2 s), it is reassembled
-	// and answered (the 3028-byte reply exceeds the MTU ustack does not
-	// fragment for, so the count is the evidence, not ping's exit status).
+	// and answered; the 3028-byte reply goes back in fragments, which the
+	// kernel reassembles for ping.
 	time.Sleep(2100 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = exec.CommandContext(ctx, "ping", "-c", "1", "-W", "1", "-s", "3000", ustackAddr4.String()).Run()
+	out, err := exec.CommandContext(ctx, "ping", "-c", "1", "-W", "2", "-s", "3000", ustackAddr4.String()).CombinedOutput()
+	require.NoError(t, err, "ping -s 3000: %s", out)
+	require.Contains(t, string(out), "3008 bytes from "+ustackAddr4.String())
 	var m2 metrics
 	waitState(t, 5*time.Second, "the ping reassembled", func() (bool, string) {
 		m2 = srv.metrics(t)
 		return delta(m2, "ip_reassembled") == 1, "ip_reassembled +" + fmtFloat(delta(m2, "ip_reassembled"))
 	})
 	require.Equal(t, 1.0, delta(m2, "icmp_echo_replies"))
+	require.Equal(t, 3.0, delta(m2, "ip_fragments_sent"), "the reply in three fragments")
 	require.Greater(t, delta(m2, "ip_reassembly_timeouts"), 0.0, "the never-completed datagrams timed out")
 	require.Zero(t, m2[`ustack_ip_reassembly_bytes{kind="used"}`], "nothing held after the ping")
 	// And the stack serves normally.

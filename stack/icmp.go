@@ -236,9 +236,45 @@ func (s *Stack) echoReply4(l *link, h ip.IPv4) {
 	}
 	p.SetID(l.nextID())
 	p.UpdateChecksum()
+	if len(p) > l.mtu {
+		// A reassembled request's reply is as big: fragment it, as
+		// Linux does (its ICMP replies go without DF).
+		s.sendFragments4(l, p)
+		s.pool.put([]*pktBuf{pb})
+		return
+	}
 	pb.n = len(p)
 	s.stats.ICMPEchoReplies.Add(1)
 	l.enqueue(pb)
+}
+
+// sendFragments4 queues the echo reply p, bigger than l's MTU, as IPv4
+// fragments; all of them or, short of buffers, none.
+func (s *Stack) sendFragments4(l *link, p ip.IPv4) {
+	var frags []*pktBuf
+	_, err := ip.FragmentIPv4(p, l.mtu, func(n int) []byte {
+		pb := s.txBuf(n)
+		if pb == nil {
+			return nil
+		}
+		pb.n = n
+		frags = append(frags, pb)
+		return pb.b[headroom : headroom+n]
+	})
+	if err != nil {
+		s.pool.put(frags)
+		if err == ip.ErrBufferTooSmall {
+			s.stats.ICMPOutputNoBuffer.Add(1)
+		} else {
+			s.stats.ICMPIgnored.Add(1) // DF set, or an MTU too small to cut at
+		}
+		return
+	}
+	for _, pb := range frags {
+		l.enqueue(pb)
+	}
+	s.stats.ICMPEchoReplies.Add(1)
+	s.stats.IPFragmentsSent.Add(uint64(len(frags)))
 }
 
 // echoReply6 answers an ICMPv6 echo request (RFC 4443 §4.2).

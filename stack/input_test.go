@@ -189,6 +189,61 @@ func TestICMPEcho(t *testing.T) {
 	require.Equal(t, uint64(2), r.s.Stats().ICMPEchoReplies.Load())
 }
 
+// TestICMPEchoFragmented: a 3000-byte echo request arrives in fragments
+// (ping -s 3000 over a 1500-byte MTU), is reassembled and answered; its
+// reply, as big, leaves in fragments of at most the MTU, without DF, which
+// reassemble into the reply.
+func TestICMPEchoFragmented(t *testing.T) {
+	r := newRawPeer(t, nil)
+	data := make([]byte, 3000)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	msg := make([]byte, 8+len(data))
+	_, err := ip.BuildICMPv4Echo(msg, false, 0x1234, 7, data)
+	require.NoError(t, err)
+	req := make([]byte, 20+len(msg))
+	writeIPHeader(req, addrA, addrB, protoICMP, len(req), 99, false)
+	copy(req[20:], msg)
+	var frags [][]byte
+	_, err = ip.FragmentIPv4(ip.IPv4(req), 1500, func(n int) []byte {
+		frags = append(frags, make([]byte, n))
+		return frags[len(frags)-1]
+	})
+	require.NoError(t, err)
+	for _, f := range frags {
+		r.send(f)
+	}
+
+	re := ip.NewReassembler(ip.ReassemblyConfig{})
+	var sizes []int
+	for {
+		p := r.recv()
+		h, err := ip.ParseIPv4(p)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(p), 1500)
+		require.False(t, h.DontFragment())
+		require.Equal(t, addrB, h.Src())
+		sizes = append(sizes, len(p))
+		whole, done, err := re.Reassemble(0, h)
+		require.NoError(t, err)
+		if !done {
+			continue
+		}
+		m, err := ip.ParseICMPv4(ip.IPv4(whole).Payload())
+		require.NoError(t, err)
+		require.Equal(t, ip.ICMPv4EchoReply, m.Type())
+		require.Equal(t, uint16(7), m.Seq())
+		require.Equal(t, data, []byte(m.Data()))
+		break
+	}
+	require.Equal(t, []int{1500, 1500, 20 + 3008 - 2*1480}, sizes)
+	st := r.s.Stats()
+	require.Equal(t, uint64(1), st.IPReassembled.Load())
+	require.Equal(t, uint64(1), st.ICMPEchoReplies.Load())
+	require.Equal(t, uint64(3), st.IPFragmentsSent.Load())
+}
+
 func TestProtocolUnreachable(t *testing.T) {
 	r := newRawPeer(t, nil)
 	p := make([]byte, 20+8)

@@ -46,6 +46,7 @@ type Stats struct {
 	ICMPv6NDIgnored    atomic.Uint64 `stat:"icmpv6_nd_ignored"`     // neighbour discovery (a TUN has no link layer)
 	ICMPv6MLDIgnored   atomic.Uint64 `stat:"icmpv6_mld_ignored"`    // multicast listener messages
 	ICMPOutputNoBuffer atomic.Uint64 `stat:"icmp_output_no_buffer"` // replies not sent for lack of a packet buffer
+	IPFragmentsSent    atomic.Uint64 `stat:"ip_fragments_sent"`     // IPv4 fragments of echo replies bigger than the MTU
 
 	// TCP input drops and answers.
 	TCPBadChecksum      atomic.Uint64 `stat:"tcp_bad_checksum"`
