@@ -13,32 +13,29 @@ import (
 	"github.com/ustack-net/ustack/tun/netnstest"
 )
 
-// synPacket is an IPv4 TCP segment from src to 198.18.0.2:7 with the given
-// flags (checksums left to nobody: the filter does not look at them).
+// synPacket is a TCP segment from src to port 7 of 198.18.0.2 (or of
+// 2001:2::2 for an IPv6 src) with the given flags (checksums left to
+// nobody: the filter does not look at them).
 func synPacket(src netip.Addr, sport uint16, flags byte) []byte {
-	p := make([]byte, 40)
-	f := ip.IPv4Fields{ID: sport, TTL: 64, Protocol: syscall.IPPROTO_TCP, Src: src, Dst: netip.MustParseAddr("198.18.0.2")}
-	if _, err := ip.BuildIPv4(p, &f); err != nil {
+	var p []byte
+	var err error
+	if src.Is4() {
+		p = make([]byte, 40)
+		f := ip.IPv4Fields{ID: sport, TTL: 64, Protocol: syscall.IPPROTO_TCP, Src: src, Dst: netip.MustParseAddr("198.18.0.2")}
+		_, err = ip.BuildIPv4(p, &f)
+	} else {
+		p = make([]byte, 60)
+		f := ip.IPv6Fields{PayloadLength: 20, NextHeader: syscall.IPPROTO_TCP, HopLimit: 64, Src: src, Dst: netip.MustParseAddr("2001:2::2")}
+		_, err = ip.BuildIPv6(p, &f)
+	}
+	if err != nil {
 		panic(err)
 	}
-	binary.BigEndian.PutUint16(p[20:], sport)
-	binary.BigEndian.PutUint16(p[22:], 7)
-	p[32] = 5 << 4
-	p[33] = flags
-	return p
-}
-
-// synPacket6 is synPacket for IPv6, to 2001:2::2:7.
-func synPacket6(src netip.Addr, sport uint16, flags byte) []byte {
-	p := make([]byte, 60)
-	f := ip.IPv6Fields{PayloadLength: 20, NextHeader: syscall.IPPROTO_TCP, HopLimit: 64, Src: src, Dst: netip.MustParseAddr("2001:2::2")}
-	if _, err := ip.BuildIPv6(p, &f); err != nil {
-		panic(err)
-	}
-	binary.BigEndian.PutUint16(p[40:], sport)
-	binary.BigEndian.PutUint16(p[42:], 7)
-	p[52] = 5 << 4
-	p[53] = flags
+	th := p[len(p)-20:]
+	binary.BigEndian.PutUint16(th[0:], sport)
+	binary.BigEndian.PutUint16(th[2:], 7)
+	th[12] = 5 << 4
+	th[13] = flags
 	return p
 }
 
@@ -67,7 +64,7 @@ func TestSYNFilter(t *testing.T) {
 		if src.Is4() {
 			require.NoError(t, syscall.Sendto(fd, synPacket(src, sport, flags), 0, to))
 		} else {
-			require.NoError(t, syscall.Sendto(fd6, synPacket6(src, sport, flags), 0, to6))
+			require.NoError(t, syscall.Sendto(fd6, synPacket(src, sport, flags), 0, to6))
 		}
 	}
 	// expect reads packets until one from sport arrives; every packet on
