@@ -125,3 +125,53 @@ func TestTxBurstBeyondPoolIsPaced(t *testing.T) {
 	require.Zero(t, st.TCPOutputNoBuffer.Load(), "tcp_output_no_buffer")
 	require.Equal(t, map[tcp.State]int{tcp.StateSynReceived: n}, s.ConnStates())
 }
+
+// TestEndingCounters: how connections end is counted as Linux's MIB does.
+// A handshake reset by the peer in SYN-RECEIVED is an attempt failure and a
+// peer reset; an established connection reset by the peer is an
+// established reset and a peer reset; one the application closes is
+// neither.
+func TestEndingCounters(t *testing.T) {
+	r := newRawPeer(t, nil)
+	ln, err := r.s.Listen("tcp", ":80")
+	require.NoError(t, err)
+	defer ln.Close()
+	st := r.s.Stats()
+
+	// SYN-RECEIVED, reset by the peer.
+	c1 := netip.AddrPortFrom(addrA, 40001)
+	syn := synSeg(1000)
+	r.send(tcpPacket(c1, srvB, &syn))
+	sa := r.expectTCP(srvB, c1, tcp.FlagSYN|tcp.FlagACK)
+	rst := tcp.Segment{Seq: 1001, Flags: tcp.FlagRST}
+	r.send(tcpPacket(c1, srvB, &rst))
+	waitStat(t, &st.TCPAttemptFails, 1, "tcp_attempt_fails")
+	require.Equal(t, uint64(1), st.TCPPeerResets.Load())
+	require.Zero(t, st.TCPEstabResets.Load())
+
+	// ESTABLISHED, reset by the peer.
+	c2 := netip.AddrPortFrom(addrA, 40002)
+	sa = r.handshake(c2, srvB, 2000)
+	a2, err := ln.Accept()
+	require.NoError(t, err)
+	defer a2.Close()
+	rst = tcp.Segment{Seq: 2001, Ack: sa.Seq + 1, Flags: tcp.FlagRST | tcp.FlagACK}
+	r.send(tcpPacket(c2, srvB, &rst))
+	waitStat(t, &st.TCPEstabResets, 1, "tcp_estab_resets")
+	require.Equal(t, uint64(2), st.TCPPeerResets.Load())
+	require.Equal(t, uint64(1), st.TCPAttemptFails.Load())
+
+	// Closed by the application with a FIN: neither.
+	c3 := netip.AddrPortFrom(addrA, 40003)
+	sa = r.handshake(c3, srvB, 3000)
+	c, err := ln.Accept()
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	fin := r.expectTCP(srvB, c3, tcp.FlagFIN|tcp.FlagACK)
+	ack := tcp.Segment{Seq: 3001, Ack: fin.Seq + 1, Flags: tcp.FlagFIN | tcp.FlagACK, Window: 1000}
+	r.send(tcpPacket(c3, srvB, &ack))
+	r.expectTCP(srvB, c3, tcp.FlagACK)
+	require.Equal(t, uint64(1), st.TCPEstabResets.Load())
+	require.Equal(t, uint64(1), st.TCPAttemptFails.Load())
+	require.Equal(t, uint64(2), st.TCPPeerResets.Load())
+}
