@@ -39,7 +39,10 @@ const (
 // Options configure a Stack. The zero value of every field picks a default.
 type Options struct {
 	// Links the stack reads and writes; more can be added with AddLink.
-	// The stack owns them: Close closes them.
+	// The stack owns them: Close closes them. A link whose writes never
+	// block (a *tun.TUN, or a link with a method WritesNeverBlock() bool
+	// that says so) is also written by the reader (its ACKs) and by a
+	// sender that finds the packet buffers spent (see TxBuffers).
 	Links []tun.Link
 	// Addrs are the stack's own IPv4 and IPv6 addresses. Packets to other
 	// destinations are dropped (ip_not_for_us).
@@ -91,8 +94,10 @@ type Options struct {
 	// package's defaults.
 	Reassembly ip.ReassemblyConfig
 	// TxBuffers and TxBigBuffers bound the output packet buffers (MTU-sized
-	// and 64 KiB). When they run out, segments are dropped and counted;
-	// TCP retransmits them.
+	// and 64 KiB). When they run out, a sender writes out the queue of each
+	// link whose writes never block and takes a buffer that came back; on
+	// other links, or if none came back, the segment is dropped and counted
+	// (tcp_output_no_buffer), and TCP retransmits it.
 	TxBuffers, TxBigBuffers int
 	// Trace, when set, receives the event trace (see trace.go): one JSON
 	// line per segment in or out of a connection, state change and timer
