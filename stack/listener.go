@@ -254,8 +254,8 @@ func (s *Stack) listenInput(ln *Listener, l *link, sh *shard, id tuple, seg *tcp
 		if ok, block := s.cookieSources.allow(id.remote.Addr(), now); !ok {
 			s.stats.TCPSynCookieRateLimited.Add(1)
 			s.stats.TCPSynDropped.Add(1)
-			if block {
-				s.blockSYNs(l, id.remote.Addr())
+			if block > 0 {
+				s.blockSYNs(l, id.remote.Addr(), block)
 			}
 			return
 		}

@@ -51,8 +51,19 @@ type SYNBlocker interface {
 	BlockSYNs(src netip.Addr, d time.Duration) bool
 }
 
-// synBlockTime is how long a source over its cookie budget is blocked.
-const synBlockTime = 100 * time.Millisecond
+// A source over its cookie budget is blocked for synBlockTime. One that is
+// over it again within synBlockRepeat of its last block's end is blocked
+// twice as long as the last time, up to synBlockTime<<synBlockMaxLevel
+// (1.6 s): a flood that keeps going leaks a burst of SYNs into the stack
+// at the end of each block (the budget refilled meanwhile, and what the TUN
+// queued before the block was in place), so a short block leaks that burst
+// ten times a second, a long one less than once. A source that stays quiet
+// for synBlockRepeat starts again from synBlockTime.
+const (
+	synBlockTime     = 100 * time.Millisecond
+	synBlockRepeat   = time.Second
+	synBlockMaxLevel = 4
+)
 
 // DefaultCookieSourceRate is the default of Options.CookieSourceRate.
 const DefaultCookieSourceRate = 1000
@@ -81,9 +92,12 @@ type sourceBucket struct {
 	used   bool
 	tokens int32
 	last   tcp.Time
-	// blockedUntil is the end of the kernel-side block (SYNBlocker) last
-	// asked for this bucket.
+	// blockedUntil is the end of the block last installed for this
+	// bucket (by the SYNBlocker, or by the stack's own drops); blockLevel
+	// how many times its length doubled (synBlockRepeat).
 	blockedUntil tcp.Time
+	blocked      bool
+	blockLevel   uint8
 }
 
 func (r *sourceLimiter) init(key sipKey, rate int) {
@@ -107,11 +121,11 @@ func (r *sourceLimiter) bucket(src netip.Addr) uint64 {
 }
 
 // allow takes a token from the bucket of src at now. When there is none,
-// block says whether to (re)install a block of synBlockTime on a link that
-// can drop the source's SYNs before they reach us.
-func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) (ok, block bool) {
+// block is non-zero when a block of that length is to be (re)installed on a
+// link that can drop the source's SYNs before they reach us.
+func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) (ok bool, block time.Duration) {
 	if r.rate <= 0 {
-		return true, false
+		return true, 0
 	}
 	i := r.bucket(src)
 	r.mu.Lock()
@@ -128,14 +142,20 @@ func (r *sourceLimiter) allow(src netip.Addr, now tcp.Time) (ok, block bool) {
 		b.last = now
 	}
 	if b.tokens <= 0 {
-		if now.Before(b.blockedUntil) {
-			return false, false
+		if b.blocked && now.Before(b.blockedUntil) {
+			return false, 0
 		}
-		b.blockedUntil = now.Add(synBlockTime)
-		return false, true
+		if b.blocked && now.Sub(b.blockedUntil) < synBlockRepeat {
+			b.blockLevel = min(b.blockLevel+1, synBlockMaxLevel)
+		} else {
+			b.blockLevel = 0
+		}
+		d := synBlockTime << b.blockLevel
+		b.blocked, b.blockedUntil = true, now.Add(d)
+		return false, d
 	}
 	b.tokens--
-	return true, false
+	return true, 0
 }
 
 // refund gives src back the token of a cookie that came back valid.
@@ -172,12 +192,12 @@ func (s *Stack) pruneEmbryo(ep *endpoint, now tcp.Time) bool {
 }
 
 // blockSYNs asks l's device (under any wrappers with an Inner method, such
-// as a pcap recorder) to drop src's SYNs for synBlockTime, counted in
+// as a pcap recorder) to drop src's SYNs for d, counted in
 // tcp_syn_blocks when the device did.
-func (s *Stack) blockSYNs(l *link, src netip.Addr) {
+func (s *Stack) blockSYNs(l *link, src netip.Addr, d time.Duration) {
 	for dev := l.l; dev != nil; {
 		if b, ok := dev.(SYNBlocker); ok {
-			if b.BlockSYNs(src, synBlockTime) {
+			if b.BlockSYNs(src, d) {
 				s.stats.TCPSynBlocks.Add(1)
 			}
 			return

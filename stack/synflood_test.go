@@ -16,13 +16,21 @@ type blockingLink struct {
 	tun.Link
 	mu     sync.Mutex
 	blocks []netip.Addr
+	durs   []time.Duration
 }
 
 func (b *blockingLink) BlockSYNs(src netip.Addr, d time.Duration) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.blocks = append(b.blocks, src)
+	b.durs = append(b.durs, d)
 	return true
+}
+
+func (b *blockingLink) durations() []time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]time.Duration(nil), b.durs...)
 }
 
 func (b *blockingLink) blocked() []netip.Addr {
@@ -86,6 +94,67 @@ func TestCookieSourceBlock(t *testing.T) {
 	require.Equal(t, []netip.Addr{flood, flood}, bl.blocked())
 	require.Equal(t, uint64(7), st.TCPCookiesSent.Load())
 }
+
+// A source that goes over its budget again within synBlockRepeat of its
+// block's end is blocked twice as long each time, up to 1.6 s; one that
+// stayed quiet for synBlockRepeat starts again at synBlockTime.
+func TestCookieSourceBlockEscalates(t *testing.T) {
+	clk := NewManualClock(0)
+	var bl *blockingLink
+	r := newRawPeer(t, func(o *Options) {
+		o.SYNBacklog = 1
+		o.CookieSourceRate = 20 // burst 5
+		o.Clock = clk
+		bl = &blockingLink{Link: o.Links[0]}
+		o.Links[0] = bl
+	})
+	ln, err := r.s.ListenBacklog("tcp", ":80", 16)
+	require.NoError(t, err)
+	defer ln.Close()
+	st := r.s.Stats()
+	flood := netip.MustParseAddr("198.18.0.77")
+	port := uint16(0)
+	// burst sends SYNs until the source is blocked once more.
+	burst := func() {
+		t.Helper()
+		want := st.TCPSynBlocks.Load() + 1
+		for range 8 {
+			port++
+			syn := synSeg(1000)
+			r.send(tcpPacket(netip.AddrPortFrom(flood, port), srvB, &syn))
+		}
+		waitStat(t, &st.TCPSynBlocks, want, "tcp_syn_blocks")
+		// Every SYN handled before the clock moves: each went to the
+		// SYN queue or found it full.
+		waitStat(t, handled{st}, uint64(port), "SYNs handled")
+	}
+	ms := time.Millisecond
+	burst()
+	for _, d := range []time.Duration{100, 200, 400, 800, 1600} {
+		clk.Advance(d * ms) // the block ends: the flood goes on at once
+		burst()
+	}
+	require.Equal(t, []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 1600 * ms}, bl.durations())
+	// Quiet for synBlockRepeat after the last block: back to the start.
+	clk.Advance(1600*ms + synBlockRepeat)
+	burst()
+	require.Equal(t, 100*ms, bl.durations()[6])
+	// SYNs while a block holds are dropped by the stack without a new block.
+	dropped := st.TCPSynCookieRateLimited.Load()
+	syn := synSeg(1000)
+	for range 2 {
+		port++
+		r.send(tcpPacket(netip.AddrPortFrom(flood, port), srvB, &syn))
+	}
+	waitStat(t, &st.TCPSynCookieRateLimited, dropped+2, "tcp_syn_cookie_rate_limited")
+	require.Len(t, bl.durations(), 7)
+}
+
+// handled counts the SYNs a listener has taken: into its SYN queue, or
+// onto a full one.
+type handled struct{ st *Stats }
+
+func (h handled) Load() uint64 { return h.st.TCPConnsOpened.Load() + h.st.TCPSynQueueFull.Load() }
 
 // While the SYN queue overflows, one source gets CookieSourceRate cookie
 // SYN-ACKs per second (a burst of a quarter of that); its SYNs beyond are
