@@ -9,6 +9,7 @@ package integration
 
 import (
 	"context"
+	"math"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -35,6 +36,16 @@ const (
 	floodBaseline = 3 * time.Second
 )
 
+// floodBaselineSpread is how far apart the flood-free rates before and
+// after the flood may be for the round to measure anything: further apart,
+// the machine's own speed changed under the test (other work starting or
+// ending, on a shared 2-core box), and the round is run again, at most
+// floodRounds times in all.
+const (
+	floodBaselineSpread = 0.2
+	floodRounds         = 3
+)
+
 func TestSYNFlood(t *testing.T) {
 	if !haveTool(t, "hping3", "hping3") || !netnstest.Enter(t) {
 		return
@@ -42,9 +53,36 @@ func TestSYNFlood(t *testing.T) {
 	prepareClientNamespace(t)
 	srv := startAttackServe(t)
 	echo := joinAddrPort(ustackAddr4, serveEchoPort)
-
 	legitClient(echo, 300*time.Millisecond) // warm up
-	before := legitClient(echo, floodBaseline)
+
+	for round := 1; ; round++ {
+		before, during, after := synFloodRound(t, srv, echo)
+		// The flood-free rate is that of the windows before and after the
+		// flood, which bracket it in time: the mean cancels a steady
+		// drift of the machine's other load. The rate after is the rate
+		// before, within that noise.
+		free := (before.rate() + after.rate()) / 2
+		spread := math.Abs(before.rate()-after.rate()) / free
+		t.Logf("round %d: during the flood %.0f%% of the flood-free rate (%.0f conn/s; before and after %.0f%% apart)",
+			round, 100*during.rate()/free, free, 100*spread)
+		if spread > floodBaselineSpread && round < floodRounds {
+			t.Logf("round %d: the flood-free rate moved by more than %.0f%% across the flood: measuring again",
+				round, 100*floodBaselineSpread)
+			continue
+		}
+		require.GreaterOrEqual(t, during.rate(), free/2, "legitimate conn/s during the flood")
+		require.GreaterOrEqual(t, after.rate(), 0.6*before.rate(), "legitimate conn/s after the flood")
+		return
+	}
+}
+
+// synFloodRound is one measurement of TestSYNFlood: the legitimate
+// client's rate before, during and after a 10 s hping3 flood, with the
+// checks that hold in every round (no legitimate connection fails, cookies
+// admit the client, the memory stays bounded, the flood's leftovers are
+// pruned).
+func synFloodRound(t *testing.T, srv *attackServe, echo string) (before, during, after clientRun) {
+	before = legitClient(echo, floodBaseline)
 	t.Logf("without the flood: %v", before)
 	require.Zero(t, before.failed, "without the flood: %v", before.firstErr)
 	m0 := srv.metrics(t)
@@ -64,7 +102,7 @@ func TestSYNFlood(t *testing.T) {
 	require.NoError(t, hp.Start())
 	floodStart := time.Now()
 	time.Sleep(300 * time.Millisecond) // let the flood fill the SYN queue
-	during := legitClient(echo, floodDuration-time.Since(floodStart)-200*time.Millisecond)
+	during = legitClient(echo, floodDuration-time.Since(floodStart)-200*time.Millisecond)
 	_ = hp.Wait()
 	floodTime := time.Since(floodStart)
 	m1 := srv.metrics(t)
@@ -88,6 +126,7 @@ func TestSYNFlood(t *testing.T) {
 	require.GreaterOrEqual(t, m1.counter("tcp_cookies_valid")-m0.counter("tcp_cookies_valid"), float64(during.ok)/2,
 		"most legitimate connections came from cookies")
 	require.Greater(t, m1.counter("tcp_syn_cookie_rate_limited")-m0.counter("tcp_syn_cookie_rate_limited"), 0.0)
+	require.Greater(t, m1.counter("tcp_syn_blocks")-m0.counter("tcp_syn_blocks"), 0.0)
 	require.Zero(t, m1.counter("tcp_cookies_invalid")-m0.counter("tcp_cookies_invalid"))
 	// Bounded memory: the flood's state is the 1024-entry SYN queue.
 	require.Less(t, rss1, 256<<10, "peak RSS of ustack serve (KiB)")
@@ -95,21 +134,14 @@ func TestSYNFlood(t *testing.T) {
 	// Afterwards: the flood's embryos are pruned (two SYN-ACK
 	// retransmissions, 7 s), the table empties, the rate comes back.
 	srv.waitNoConns(t, 15*time.Second)
-	after := legitClient(echo, floodBaseline)
+	after = legitClient(echo, floodBaseline)
 	t.Logf("after the flood: %v", after)
 	require.Zero(t, after.failed, "after the flood: %v", after.firstErr)
-	// The flood-free rate is that of the windows before and after the
-	// flood, which bracket it in time: the machine's other load drifts
-	// (other tests, builds), and the mean cancels a steady drift. The rate
-	// after is the rate before, within that noise.
-	free := (before.rate() + after.rate()) / 2
-	t.Logf("during the flood: %.0f%% of the flood-free rate (%.0f conn/s)", 100*during.rate()/free, free)
-	require.GreaterOrEqual(t, during.rate(), free/2, "legitimate conn/s during the flood")
-	require.GreaterOrEqual(t, after.rate(), 0.6*before.rate(), "legitimate conn/s after the flood")
 	srv.waitNoConns(t, 5*time.Second)
 	m2 := srv.metrics(t)
-	require.Greater(t, m2.counter("tcp_syn_queue_pruned"), 0.0)
+	require.Greater(t, m2.counter("tcp_syn_queue_pruned")-m0.counter("tcp_syn_queue_pruned"), 0.0)
 	t.Logf("counters that moved after the flood: %s", moved(m1, m2))
+	return before, during, after
 }
 
 // floodSource6 is the IPv6 flood's spoofed source: another /64 than the
@@ -180,7 +212,7 @@ func TestSYNFloodIPv6(t *testing.T) {
 
 	require.Zero(t, during.failed, "a legitimate connection failed during the flood: %v", during.firstErr)
 	require.Greater(t, sent.Load(), int64(50000), "the flood was no flood")
-	require.Greater(t, m1.counter("tcp_syn_blocks")-m0.counter("tcp_syn_blocks"), 10.0, "the /64 was blocked in the kernel")
+	require.Greater(t, m1.counter("tcp_syn_blocks")-m0.counter("tcp_syn_blocks"), 0.0, "the /64 was blocked in the kernel")
 	// The filter, not ustack, took the flood: most of it was dropped in the
 	// kernel, and ustack read only a fraction.
 	require.Greater(t, float64(drops), 0.8*float64(sent.Load()), "flood SYNs the kernel dropped")
