@@ -187,6 +187,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 	ep := c.ep
 	s := ep.sh.s
 	total := 0
+	var mw *memWaiter // this Write's place among the writers waiting for memory
+	defer func() {
+		if mw != nil {
+			s.memLeave(mw)
+		}
+	}()
 	for {
 		if c.closed.Load() {
 			return total, c.opErr("write", net.ErrClosed)
@@ -217,15 +223,27 @@ func (c *Conn) Write(p []byte) (int, error) {
 			wakeCh = waitCh(&ep.wrWake)
 			if b := s.tcpCfg.Memory; ep.tc.Writable() > 0 && b.Limit() > 0 {
 				// Room in the send buffer but no memory for it: the
-				// budget is spent. Wait for memory to be freed, or
-				// retry at once if it was freed meanwhile (the relief
-				// clears Spent before it closes the channel).
-				memCh = s.memReliefCh()
+				// budget is spent. Queue for memory, or retry at once
+				// if it was freed meanwhile (the relief clears Spent
+				// before it wakes anyone).
+				if mw == nil {
+					mw = new(memWaiter)
+				}
+				s.memWait(mw)
+				memCh = mw.ch
 				retry = !b.Spent()
 			}
 		}
 		closed := c.closed.Load()
 		ep.sh.mu.Unlock()
+		switch {
+		case mw != nil && memCh == nil:
+			// Not waiting for memory (now): out of the queue, so that a
+			// relief does not spend a wake-up on this writer.
+			s.memLeave(mw)
+		case mw != nil:
+			s.memTook(mw)
+		}
 		if n > 0 {
 			s.kickLinks()
 		}

@@ -185,3 +185,93 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 	t.Fatalf("%s: not after 2.5s", what)
 }
+
+// budgetWriters spends the whole budget with hogs, connections to
+// zero-window peers (nothing they are sent leaves the send buffer), opens n
+// more such connections and starts a Write of size bytes on each, which
+// gets its first 4 KiB and waits for the budget. It returns a function
+// that resets the hogs (their memory comes back) and a channel that gets
+// each Write's result.
+func budgetWriters(t *testing.T, r *rawPeer, ln *Listener, n, size int) (func(), chan error) {
+	t.Helper()
+	st := r.s.Stats()
+	var hogs []*limitConn
+	for !r.s.tcpCfg.Memory.Spent() {
+		require.Less(t, len(hogs), 16, "hogs do not spend the budget")
+		hog := openLimitConn(t, r, ln, netip.AddrPortFrom(addrA, uint16(40000+len(hogs))), 0)
+		hogs = append(hogs, hog)
+		require.NoError(t, hog.c.SetWriteBuffer(4<<20))
+		limited := st.TCPMemSendLimited.Load()
+		wrote := make(chan struct{})
+		go func() { hog.c.Write(make([]byte, 4<<20)); close(wrote) }()
+		// The hog's Write stops at its send buffer or at the budget.
+		waitFor(t, func() bool {
+			select {
+			case <-wrote:
+				return true
+			default:
+				return st.TCPMemSendLimited.Load() > limited
+			}
+		}, "the hog's write")
+	}
+	done := make(chan error, n)
+	limited := st.TCPMemSendLimited.Load()
+	for i := range n {
+		lc := openLimitConn(t, r, ln, netip.AddrPortFrom(addrA, uint16(41000+i)), 0)
+		t.Cleanup(func() { lc.c.Close() })
+		go func() {
+			_, err := lc.c.Write(make([]byte, size))
+			done <- err
+		}()
+	}
+	waitStat(t, &st.TCPMemSendLimited, limited+uint64(n), "tcp_mem_send_limited")
+	reset := func() {
+		for _, hog := range hogs {
+			rst := tcp.Segment{Seq: hog.seq, Flags: tcp.FlagRST}
+			r.send(tcpPacket(hog.cli, srvB, &rst))
+		}
+	}
+	return reset, done
+}
+
+// TestMemoryReliefWakesFew: 64 writers wait for a spent budget, each for
+// much more than a relief frees. When the hogs' memory comes back, the
+// relief wakes the first memReliefBatch writers, not all 64, and the baton
+// stops once the budget is spent again.
+func TestMemoryReliefWakesFew(t *testing.T) {
+	r := newRawPeer(t, func(o *Options) { o.MemoryBudget = 512 << 10; o.Clock = NewManualClock(1e9) })
+	ln, err := r.s.ListenBacklog("tcp", ":80", 128)
+	require.NoError(t, err)
+	reset, _ := budgetWriters(t, r, ln, 64, 1<<20)
+	st := r.s.Stats()
+	require.Zero(t, st.TCPMemWakeups.Load())
+	reset()
+	waitStat(t, &st.TCPMemWakeups, memReliefBatch, "tcp_mem_wakeups")
+	waitFor(t, func() bool { return r.s.tcpCfg.Memory.Spent() }, "the budget spent again")
+	time.Sleep(50 * time.Millisecond) // let the woken writers finish their tries
+	require.LessOrEqual(t, st.TCPMemWakeups.Load(), uint64(memReliefBatch+4), "writers woken by one relief")
+}
+
+// TestMemoryReliefReachesAll: 64 writers wait for a spent budget, each for
+// one more 4 KiB step; when the hogs' memory comes back there is room for
+// all of them. The relief wakes 16, and each writer that finds memory left
+// wakes the next: every Write completes, none waits forever.
+func TestMemoryReliefReachesAll(t *testing.T) {
+	r := newRawPeer(t, func(o *Options) { o.MemoryBudget = 640 << 10; o.Clock = NewManualClock(1e9) })
+	ln, err := r.s.ListenBacklog("tcp", ":80", 128)
+	require.NoError(t, err)
+	const n = 64
+	reset, done := budgetWriters(t, r, ln, n, 8<<10)
+	reset()
+	for i := range n {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d writers completed; the rest wait with memory free", i, n)
+		}
+	}
+	st := r.s.Stats()
+	require.GreaterOrEqual(t, st.TCPMemWakeups.Load(), uint64(n))
+	require.False(t, r.s.tcpCfg.Memory.Spent())
+}

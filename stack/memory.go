@@ -1,5 +1,7 @@
 package stack
 
+import "container/list"
+
 // Memory reports the buffer memory budget (0: none), the bytes charged to it
 // now and the most charged at once (Options.MemoryBudget).
 func (s *Stack) Memory() (budget, used, peak int64) {
@@ -7,24 +9,84 @@ func (s *Stack) Memory() (budget, used, peak int64) {
 	return m.Limit(), m.Used(), m.Peak()
 }
 
-// memReliefCh returns the channel closed when the memory budget, spent,
-// frees enough for blocked writers to retry (see tcp.MemoryBudget).
-func (s *Stack) memReliefCh() chan struct{} {
-	s.memMu.Lock()
-	defer s.memMu.Unlock()
-	if s.memCh == nil {
-		s.memCh = make(chan struct{})
-	}
-	return s.memCh
+// Writers blocked because the memory budget is spent wait in a FIFO queue.
+// When the budget frees enough (tcp.MemoryBudget's relief), the first
+// memReliefBatch of them are woken, not all: with 100,000 blocked writers,
+// waking every one at each relief would be 100,000 goroutine wake-ups and
+// lock round trips to hand out one eighth of the budget, a storm repeated
+// every time that much drains. A woken writer that finds memory left after
+// its try (the budget not spent again) wakes the next one, so the memory
+// that is free keeps finding writers, in the order they came, until it is
+// spent again; the rest wait for the next relief.
+const memReliefBatch = 16
+
+// memWaiter is one blocked Write's place in the queue.
+type memWaiter struct {
+	ch    chan struct{} // capacity 1: the wake-up
+	elem  *list.Element // in the queue; nil when not queued
+	woken bool          // woken and not yet acted on (memTook)
 }
 
-// memRelief wakes every writer waiting for memory. It runs on whichever
-// goroutine freed the memory, possibly under a shard lock.
-func (s *Stack) memRelief() {
+// memQueue is the FIFO of waiting writers. s.memMu guards it.
+type memQueue struct{ l list.List }
+
+// memWait queues w (once) for the next wake-up.
+func (s *Stack) memWait(w *memWaiter) {
 	s.memMu.Lock()
-	if s.memCh != nil {
-		close(s.memCh)
-		s.memCh = nil
+	defer s.memMu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{}, 1)
+	}
+	if w.elem == nil {
+		w.elem = s.memWaiters.l.PushBack(w)
+	}
+}
+
+// memWake wakes the first n queued writers.
+func (s *Stack) memWake(n int) {
+	s.memMu.Lock()
+	defer s.memMu.Unlock()
+	for ; n > 0; n-- {
+		e := s.memWaiters.l.Front()
+		if e == nil {
+			return
+		}
+		w := s.memWaiters.l.Remove(e).(*memWaiter)
+		w.elem, w.woken = nil, true
+		s.stats.TCPMemWakeups.Add(1)
+		select {
+		case w.ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// memTook is called by a writer after each try at writing: if it had been
+// woken for memory and the budget is not spent again, the next writer in
+// the queue gets its turn (the baton passes on).
+func (s *Stack) memTook(w *memWaiter) {
+	s.memMu.Lock()
+	woken := w.woken
+	w.woken = false
+	s.memMu.Unlock()
+	if woken && !s.tcpCfg.Memory.Spent() {
+		s.memWake(1)
+	}
+}
+
+// memLeave takes w out of the queue when its Write returns, passing its
+// turn on if it was woken and did not use it.
+func (s *Stack) memLeave(w *memWaiter) {
+	s.memMu.Lock()
+	if w.elem != nil {
+		s.memWaiters.l.Remove(w.elem)
+		w.elem = nil
 	}
 	s.memMu.Unlock()
+	s.memTook(w)
 }
+
+// memRelief runs when the spent budget is back under its low-water mark
+// (tcp.MemoryBudget.SetRelief), on whichever goroutine freed the memory,
+// possibly under a shard lock: it wakes the first writers of the queue.
+func (s *Stack) memRelief() { s.memWake(memReliefBatch) }

@@ -132,8 +132,8 @@ type Stack struct {
 	ntimewait atomic.Int64
 	states    [16]atomic.Int64 // connections by tcp.State
 
-	memMu sync.Mutex
-	memCh chan struct{} // closed by memRelief
+	memMu      sync.Mutex
+	memWaiters memQueue // writers waiting for budget memory (memory.go)
 
 	icmpTokens icmpLimiter
 	frags      fragments

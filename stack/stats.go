@@ -94,6 +94,7 @@ type Stats struct {
 	TCPMemWindowLimited atomic.Uint64 `stat:"tcp_mem_window_limited"` // window advertisements held back by the memory budget
 	TCPMemOOODrops      atomic.Uint64 `stat:"tcp_mem_ooo_drops"`      // out-of-order segments dropped: the memory budget was spent
 	TCPMemOvercommit    atomic.Uint64 `stat:"tcp_mem_overcommit"`     // bytes stored beyond the budget (inside a window already advertised)
+	TCPMemWakeups       atomic.Uint64 `stat:"tcp_mem_wakeups"`        // writers woken because budget memory was freed
 	TCPOOOLimitDrops    atomic.Uint64 `stat:"tcp_ooo_limit_drops"`    // out-of-order segments dropped by the per-connection limit
 	TCPTimedOut         atomic.Uint64 `stat:"tcp_timed_out"`          // connections failed with ETIMEDOUT (retransmissions, user timeout, zero window)
 
