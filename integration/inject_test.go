@@ -287,22 +287,32 @@ func (a *attackServe) connRow(t *testing.T, remote netip.AddrPort) (connRow, boo
 	return connRow{}, false
 }
 
-// gateReader passes r through until at bytes have been read, then calls
-// pause once before reading on.
-type gateReader struct {
-	r     io.Reader
+// gate calls pause once, when at bytes have passed: allow cuts a read or
+// write short at that point, and pauses when it is reached.
+type gate struct {
 	n, at int64
 	pause func()
 	once  sync.Once
 }
 
-func (g *gateReader) Read(p []byte) (int, error) {
+// allow returns how many of k bytes may pass now (k itself once at has
+// passed, after pause).
+func (g *gate) allow(k int) int {
 	if g.n >= g.at {
 		g.once.Do(g.pause)
-	} else if rest := g.at - g.n; int64(len(p)) > rest {
-		p = p[:rest]
+		return k
 	}
-	n, err := g.r.Read(p)
+	return int(min(int64(k), g.at-g.n))
+}
+
+// gateReader passes r through, pausing once at bytes.
+type gateReader struct {
+	r io.Reader
+	gate
+}
+
+func (g *gateReader) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p[:g.allow(len(p))])
 	g.n += int64(n)
 	return n, err
 }
@@ -350,7 +360,7 @@ func TestBlindInjection(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	close(responding)
-	body := &gateReader{r: resp.Body, at: injectDownload - injectStopBefore, pause: pause}
+	body := &gateReader{r: resp.Body, gate: gate{at: injectDownload - injectStopBefore, pause: pause}}
 	n, bad, err := checkBytesPattern(body)
 	elapsed := time.Since(start)
 	resp.Body.Close()
@@ -395,29 +405,25 @@ func TestBlindInjection(t *testing.T) {
 	srv.waitNoConns(t, 5*time.Second, "TIME-WAIT")
 }
 
-// gateWriter counts what passes and calls pause once at bytes.
+// gateWriter passes writes to w, pausing once at bytes.
 type gateWriter struct {
-	w     io.Writer
-	n, at int64
-	pause func()
-	once  sync.Once
+	w io.Writer
+	gate
 }
 
 func (g *gateWriter) Write(p []byte) (int, error) {
-	if g.n >= g.at {
-		g.once.Do(g.pause)
-	} else if rest := g.at - g.n; int64(len(p)) > rest {
-		n, err := g.w.Write(p[:rest])
+	total := 0
+	for len(p) > 0 {
+		k := g.allow(len(p))
+		n, err := g.w.Write(p[:k])
 		g.n += int64(n)
+		total += n
 		if err != nil {
-			return n, err
+			return total, err
 		}
-		m, err := g.Write(p[rest:])
-		return n + m, err
+		p = p[k:]
 	}
-	n, err := g.w.Write(p)
-	g.n += int64(n)
-	return n, err
+	return total, nil
 }
 
 // The same flood, blind only, while the kernel uploads 1 GiB to ustack: here
@@ -445,12 +451,12 @@ func TestBlindInjectionUpload(t *testing.T) {
 	close(begin)
 	var snap connRow
 	var snapOK bool
-	body := &gateWriter{w: conn, at: injectDownload - injectStopBefore, pause: func() {
+	body := &gateWriter{w: conn, gate: gate{at: injectDownload - injectStopBefore, pause: func() {
 		require.NoError(t, attack.halt(), "injecting")
 		time.Sleep(100 * time.Millisecond)
 		snap, snapOK = srv.connRow(t, client)
 		t.Logf("ustack's view of the connection after the attack: %+v", snap)
-	}}
+	}}}
 	start := time.Now()
 	n, err := io.Copy(body, seededStream(seed, injectDownload))
 	require.NoError(t, err, "upload under attack, after %d bytes", n)

@@ -354,12 +354,7 @@ func TestPathMTUFromICMP(t *testing.T) {
 				cliAddr, srv = addrA6, netip.AddrPortFrom(addrB6, 80)
 			}
 			cli := netip.AddrPortFrom(cliAddr, 40000)
-			syn := synSeg(100)
-			r.send(tcpPacket(cli, srv, &syn))
-			sa := r.expectTCP(srv, cli, tcp.FlagSYN|tcp.FlagACK)
-			ack := tcp.Segment{Seq: 101, Ack: sa.Seq + 1, Flags: tcp.FlagACK, Window: 1000}
-			ack.Options.HasTimestamp, ack.Options.TSVal, ack.Options.TSEcr = true, 5001, sa.Options.TSVal
-			r.send(tcpPacket(cli, srv, &ack))
+			r.handshake(cli, srv, 100)
 			c, err := ln.AcceptConn()
 			require.NoError(t, err)
 			_, err = c.Write(make([]byte, 2*(1460-12)))

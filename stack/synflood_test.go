@@ -201,11 +201,7 @@ func TestCookieSourceRateLimit(t *testing.T) {
 	// one and completes that handshake, which gives it back: two more SYNs
 	// are answered at the same instant (without the refund only one), a
 	// third is not.
-	cli := send(addrA, 2001)
-	sa := r.expectTCP(srvB, cli, tcp.FlagSYN|tcp.FlagACK)
-	ack := tcp.Segment{Seq: 1001, Ack: sa.Seq + 1, Flags: tcp.FlagACK, Window: 1000}
-	ack.Options.HasTimestamp, ack.Options.TSVal, ack.Options.TSEcr = true, 5001, sa.Options.TSVal
-	r.send(tcpPacket(cli, srvB, &ack))
+	r.handshake(netip.AddrPortFrom(addrA, 2001), srvB, 1000)
 	c, err := ln.AcceptConn()
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), st.TCPCookiesValid.Load())
