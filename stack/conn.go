@@ -236,13 +236,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 		closed := c.closed.Load()
 		ep.sh.mu.Unlock()
-		switch {
-		case mw != nil && memCh == nil:
+		if mw != nil && memCh == nil {
 			// Not waiting for memory (now): out of the queue, so that a
 			// relief does not spend a wake-up on this writer.
 			s.memLeave(mw)
-		case mw != nil:
-			s.memTook(mw)
 		}
 		if n > 0 {
 			s.kickLinks()

@@ -14,31 +14,34 @@ func (s *Stack) Memory() (budget, used, peak int64) {
 // memReliefBatch of them are woken, not all: with 100,000 blocked writers,
 // waking every one at each relief would be 100,000 goroutine wake-ups and
 // lock round trips to hand out one eighth of the budget, a storm repeated
-// every time that much drains. A woken writer that finds memory left after
-// its try (the budget not spent again) wakes the next one, so the memory
-// that is free keeps finding writers, in the order they came, until it is
-// spent again; the rest wait for the next relief.
+// every time that much drains. A woken writer that stops waiting for memory
+// (its Write done, or waiting for its own send buffer) with the budget not
+// spent again wakes the next one, so the memory that is free keeps finding
+// writers, in the order they came, until it is spent again; the rest wait
+// for the next relief.
 const memReliefBatch = 16
 
 // memWaiter is one blocked Write's place in the queue.
 type memWaiter struct {
 	ch    chan struct{} // capacity 1: the wake-up
 	elem  *list.Element // in the queue; nil when not queued
-	woken bool          // woken and not yet acted on (memTook)
+	woken bool          // woken, and the turn not used yet
 }
 
-// memQueue is the FIFO of waiting writers. s.memMu guards it.
-type memQueue struct{ l list.List }
-
-// memWait queues w (once) for the next wake-up.
+// memWait queues w (once) for the next wake-up. A writer queues after a try
+// that found the budget spent: a turn it was woken for is used, unless the
+// budget is no longer spent (the writer retries at once, still holding it).
 func (s *Stack) memWait(w *memWaiter) {
 	s.memMu.Lock()
 	defer s.memMu.Unlock()
 	if w.ch == nil {
 		w.ch = make(chan struct{}, 1)
 	}
+	if s.tcpCfg.Memory.Spent() {
+		w.woken = false
+	}
 	if w.elem == nil {
-		w.elem = s.memWaiters.l.PushBack(w)
+		w.elem = s.memWaiters.PushBack(w)
 	}
 }
 
@@ -47,11 +50,11 @@ func (s *Stack) memWake(n int) {
 	s.memMu.Lock()
 	defer s.memMu.Unlock()
 	for ; n > 0; n-- {
-		e := s.memWaiters.l.Front()
+		e := s.memWaiters.Front()
 		if e == nil {
 			return
 		}
-		w := s.memWaiters.l.Remove(e).(*memWaiter)
+		w := s.memWaiters.Remove(e).(*memWaiter)
 		w.elem, w.woken = nil, true
 		s.stats.TCPMemWakeups.Add(1)
 		select {
@@ -61,29 +64,22 @@ func (s *Stack) memWake(n int) {
 	}
 }
 
-// memTook is called by a writer after each try at writing: if it had been
-// woken for memory and the budget is not spent again, the next writer in
-// the queue gets its turn (the baton passes on).
-func (s *Stack) memTook(w *memWaiter) {
+// memLeave takes w out of the queue when its writer no longer waits for
+// memory (its Write returns, or it now waits for its own send buffer). If
+// it was woken and the budget is not spent again, the next writer in the
+// queue gets the turn: the baton passes on.
+func (s *Stack) memLeave(w *memWaiter) {
 	s.memMu.Lock()
+	if w.elem != nil {
+		s.memWaiters.Remove(w.elem)
+		w.elem = nil
+	}
 	woken := w.woken
 	w.woken = false
 	s.memMu.Unlock()
 	if woken && !s.tcpCfg.Memory.Spent() {
 		s.memWake(1)
 	}
-}
-
-// memLeave takes w out of the queue when its Write returns, passing its
-// turn on if it was woken and did not use it.
-func (s *Stack) memLeave(w *memWaiter) {
-	s.memMu.Lock()
-	if w.elem != nil {
-		s.memWaiters.l.Remove(w.elem)
-		w.elem = nil
-	}
-	s.memMu.Unlock()
-	s.memTook(w)
 }
 
 // memRelief runs when the spent budget is back under its low-water mark

@@ -10,6 +10,7 @@
 package stack
 
 import (
+	"container/list"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -133,7 +134,7 @@ type Stack struct {
 	states    [16]atomic.Int64 // connections by tcp.State
 
 	memMu      sync.Mutex
-	memWaiters memQueue // writers waiting for budget memory (memory.go)
+	memWaiters list.List // of *memWaiter: writers waiting for budget memory, FIFO (memory.go)
 
 	icmpTokens icmpLimiter
 	frags      fragments
