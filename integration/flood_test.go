@@ -21,7 +21,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/ustack-net/ustack/ip"
 	"github.com/ustack-net/ustack/tcp"
 	"github.com/ustack-net/ustack/tun/netnstest"
 )
@@ -170,32 +169,21 @@ func TestSYNFloodIPv6(t *testing.T) {
 	m0 := srv.metrics(t)
 	drops0 := tunTxDropped(t)
 
-	fd, err := syscall.Socket(syscall.AF_INET6, syscall.SOCK_RAW, syscall.IPPROTO_RAW) // the header included
-	require.NoError(t, err)
-	defer syscall.Close(fd)
-	to := &syscall.SockaddrInet6{Addr: ustackAddr6.As16()}
+	in := newInjector(t, netip.AddrPortFrom(floodSource6, 0), netip.AddrPortFrom(ustackAddr6, serveEchoPort))
 	var sent atomic.Int64
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pkt := make([]byte, ip.IPv6HeaderLen+tcp.HeaderMinLen)
-		f := ip.IPv6Fields{PayloadLength: tcp.HeaderMinLen, NextHeader: syscall.IPPROTO_TCP, HopLimit: 64, Src: floodSource6, Dst: ustackAddr6}
-		if _, err := ip.BuildIPv6(pkt, &f); err != nil {
-			panic(err)
-		}
-		src, dst := floodSource6.AsSlice(), ustackAddr6.AsSlice()
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
+			in.client = netip.AddrPortFrom(floodSource6, uint16(1024+i%60000))
 			seg := tcp.Segment{Seq: tcp.Seq(i * 7919), Flags: tcp.FlagSYN, Window: 64240}
-			th := pkt[ip.IPv6HeaderLen:]
-			tcp.EncodeSegment(th, uint16(1024+i%60000), serveEchoPort, &seg)
-			tcp.SetChecksumFull(th, src, dst)
-			if syscall.Sendto(fd, pkt, 0, to) == nil {
+			if in.send("SYN", &seg) == nil {
 				sent.Add(1)
 			}
 		}

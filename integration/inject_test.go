@@ -118,10 +118,10 @@ func sniff(t *testing.T, client, server netip.AddrPort, v *flowView, stop <-chan
 }
 
 // injector sends spoofed TCP segments from the client's 4-tuple through a
-// raw socket (IPPROTO_RAW: the IP header is ours).
+// raw socket (IPPROTO_RAW: the IP header is ours), IPv4 or IPv6.
 type injector struct {
 	fd             int
-	to             syscall.SockaddrInet4
+	to             syscall.Sockaddr
 	client, server netip.AddrPort
 	buf            []byte
 	sent           map[string]int
@@ -129,27 +129,41 @@ type injector struct {
 
 func newInjector(t *testing.T, client, server netip.AddrPort) *injector {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+	family, to := syscall.AF_INET6, syscall.Sockaddr(&syscall.SockaddrInet6{Addr: server.Addr().As16()})
+	if server.Addr().Is4() {
+		family, to = syscall.AF_INET, &syscall.SockaddrInet4{Addr: server.Addr().As4()}
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
 	require.NoError(t, err, "raw socket")
 	t.Cleanup(func() { syscall.Close(fd) })
-	return &injector{fd: fd, to: syscall.SockaddrInet4{Addr: server.Addr().As4()}, client: client, server: server,
-		buf: make([]byte, 1500), sent: map[string]int{}}
+	return &injector{fd: fd, to: to, client: client, server: server, buf: make([]byte, 1500), sent: map[string]int{}}
 }
 
 // send writes seg as if the client had sent it and counts it under kind.
 func (in *injector) send(kind string, seg *tcp.Segment) error {
-	n := ip.IPv4MinHeaderLen + tcp.SegmentWireLen(seg)
-	p := in.buf[:n]
-	f := ip.IPv4Fields{ID: uint16(len(in.sent) + in.sent[kind]), TTL: injectTTL, Protocol: syscall.IPPROTO_TCP,
-		Src: in.client.Addr(), Dst: in.server.Addr(), Flags: ip.IPv4FlagDontFragment}
-	if _, err := ip.BuildIPv4(p, &f); err != nil {
+	src, dst := in.client.Addr(), in.server.Addr()
+	hl := ip.IPv4MinHeaderLen
+	if !src.Is4() {
+		hl = ip.IPv6HeaderLen
+	}
+	p := in.buf[:hl+tcp.SegmentWireLen(seg)]
+	var err error
+	if src.Is4() {
+		f := ip.IPv4Fields{ID: uint16(len(in.sent) + in.sent[kind]), TTL: injectTTL, Protocol: syscall.IPPROTO_TCP,
+			Src: src, Dst: dst, Flags: ip.IPv4FlagDontFragment}
+		_, err = ip.BuildIPv4(p, &f)
+	} else {
+		f := ip.IPv6Fields{PayloadLength: uint16(len(p) - hl), NextHeader: syscall.IPPROTO_TCP, HopLimit: injectTTL, Src: src, Dst: dst}
+		_, err = ip.BuildIPv6(p, &f)
+	}
+	if err != nil {
 		return err
 	}
-	th := p[ip.IPv4MinHeaderLen:]
+	th := p[hl:]
 	tcp.EncodeSegment(th, in.client.Port(), in.server.Port(), seg)
-	tcp.SetChecksumFull(th, p[12:16], p[16:20])
+	tcp.SetChecksumFull(th, src.AsSlice(), dst.AsSlice())
 	in.sent[kind]++
-	return syscall.Sendto(in.fd, p, 0, &in.to)
+	return syscall.Sendto(in.fd, p, 0, in.to)
 }
 
 // attack is one round of the flood: every kind of forged segment once.
