@@ -54,7 +54,9 @@ type Options struct {
 	Shards int
 	// TCP is the default configuration of every connection. MSS (when zero
 	// or too big) and GSOMaxSize are derived from the link; TSOffset is set
-	// per connection.
+	// per connection. TCP.Memory must be nil: the stack makes the budget
+	// its connections share, bounded by MemoryBudget (New refuses a set
+	// TCP.Memory rather than silently replacing it).
 	TCP tcp.Config
 	// MaxConns bounds the connection table (all states). SYNs and Dials
 	// beyond it are refused and counted (tcp_max_conns).
@@ -82,7 +84,10 @@ type Options struct {
 	// overflows; its SYNs beyond are dropped (tcp_syn_cookie_rate_limited).
 	// A cookie that comes back valid returns its token, so only SYNs whose
 	// handshakes are never completed (a spoofed flood) use the budget.
-	// Default DefaultCookieSourceRate; negative means no limit.
+	// 0 means DefaultCookieSourceRate (the zero value picks the default,
+	// as for every field); UnlimitedCookieRate (any negative value) means
+	// no limit. `ustack serve --syn-cookie-rate 0` maps to
+	// UnlimitedCookieRate.
 	CookieSourceRate int
 	// EphemeralMin and EphemeralMax bound the ports Dial picks; default
 	// 32768-60999 (Linux ip_local_port_range).
@@ -196,6 +201,9 @@ func (sh *shard) discardBuf() []byte {
 func New(opts Options) (*Stack, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("stack: no addresses")
+	}
+	if opts.TCP.Memory != nil {
+		return nil, errors.New("stack: Options.TCP.Memory is set, but the stack makes the memory budget its connections share: leave it nil and bound buffer memory with Options.MemoryBudget")
 	}
 	s := &Stack{opts: opts}
 	for _, a := range opts.Addrs {

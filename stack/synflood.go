@@ -68,6 +68,10 @@ const (
 // DefaultCookieSourceRate is the default of Options.CookieSourceRate.
 const DefaultCookieSourceRate = 1000
 
+// UnlimitedCookieRate, as Options.CookieSourceRate, turns the per-source
+// cookie rate limit off (0 picks DefaultCookieSourceRate).
+const UnlimitedCookieRate = -1
+
 // synQueuePruneRetries is the number of SYN-ACK retransmissions an embryo
 // gets while its SYN queue is overflowing (Linux keeps at least 2).
 const synQueuePruneRetries = 2

@@ -66,7 +66,9 @@ func (h *hardeningFlags) apply(opts *stack.Options, dev *device) error {
 	case h.cookieRate < 0:
 		return fmt.Errorf("--syn-cookie-rate %d: want a rate per second, or 0 for no limit", h.cookieRate)
 	case h.cookieRate == 0:
-		opts.CookieSourceRate = -1
+		// On the command line 0 is "no limit"; in stack.Options a zero
+		// field is "the default", and no limit has its own value.
+		opts.CookieSourceRate = stack.UnlimitedCookieRate
 	default:
 		opts.CookieSourceRate = h.cookieRate
 	}

@@ -29,7 +29,7 @@ func TestHardeningFlags(t *testing.T) {
 	var dev device
 	h := hardeningFlags{cookieRate: 0, txQueueLen: 4096, reassembly: "mem=1M", synFilter: true}
 	require.NoError(t, h.apply(&opts, &dev))
-	require.Equal(t, -1, opts.CookieSourceRate, "0 means no limit")
+	require.Equal(t, stack.UnlimitedCookieRate, opts.CookieSourceRate, "0 on the command line means no limit")
 	require.False(t, dev.synFilter, "no budget, nothing for the filter to enforce")
 	require.Equal(t, 4096, dev.txQueueLen)
 	require.Equal(t, 1<<20, opts.Reassembly.MemoryLimit)
@@ -37,6 +37,10 @@ func TestHardeningFlags(t *testing.T) {
 	require.NoError(t, h.apply(&opts, &dev))
 	require.Equal(t, 500, opts.CookieSourceRate)
 	require.True(t, dev.synFilter)
+	// The flag's default is the stack's default, spelt out.
+	h = hardeningFlags{cookieRate: stack.DefaultCookieSourceRate, txQueueLen: 1}
+	require.NoError(t, h.apply(&opts, &dev))
+	require.Equal(t, stack.DefaultCookieSourceRate, opts.CookieSourceRate)
 	for _, bad := range []hardeningFlags{{cookieRate: -1, txQueueLen: 1}, {txQueueLen: 0}, {txQueueLen: 1, reassembly: "mem=1G"}} {
 		require.Error(t, bad.apply(&opts, &dev))
 	}
