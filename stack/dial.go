@@ -92,11 +92,10 @@ func (s *Stack) DialAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn,
 	if !ok {
 		return nil, fail(nil, syscall.ENETUNREACH)
 	}
-	links := *s.links.Load()
-	if len(links) == 0 {
-		return nil, fail(nil, syscall.ENETUNREACH)
+	l, _, err := s.route(remote.Addr())
+	if err != nil {
+		return nil, fail(nil, err)
 	}
-	l := links[0]
 	if s.nconns.Load() >= int64(s.opts.MaxConns) {
 		s.stats.TCPMaxConns.Add(1)
 		return nil, fail(nil, syscall.EAGAIN)

@@ -66,7 +66,7 @@ func (s *Stack) inputICMPv4(l *link, h ip.IPv4, now tcp.Time, b *rxBatch) {
 	var act icmpAction
 	switch m.Type() {
 	case ip.ICMPv4Echo:
-		s.echoReply4(l, h)
+		s.echoReply4(s.replyLink(l, h.Src()), h)
 		return
 	case ip.ICMPv4DestUnreach:
 		if int(m.Code()) >= len(icmp4Unreach) {
@@ -102,7 +102,7 @@ func (s *Stack) inputICMPv6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time, 
 	var act icmpAction
 	switch t := m.Type(); t {
 	case ip.ICMPv6EchoRequest:
-		s.echoReply6(l, h, info)
+		s.echoReply6(s.replyLink(l, h.Src()), h, info)
 		return
 	case ip.ICMPv6DestUnreach:
 		if int(m.Code()) >= len(icmp6Unreach) {
@@ -307,6 +307,7 @@ func (s *Stack) sendICMPv4Error(l *link, h ip.IPv4, typ, code uint8, now tcp.Tim
 		s.stats.ICMPRateLimited.Add(1)
 		return
 	}
+	l = s.replyLink(l, h.Src())
 	n := min(len(h), ip.IPv4MinErrorSize-ip.IPv4MinHeaderLen-ip.ICMPHeaderLen)
 	total := ip.IPv4MinHeaderLen + ip.ICMPHeaderLen + n
 	pb := s.txBuf(total)

@@ -236,6 +236,6 @@ func (s *Stack) noConn(l *link, sh *shard, id tuple, seg *tcp.Segment, now tcp.T
 func (s *Stack) sendReset(l *link, id tuple, seg *tcp.Segment) {
 	if rst, ok := tcp.ResetFor(seg); ok {
 		s.stats.TCPResetsSent.Add(1)
-		s.emitTCP(l, id.local, id.remote, &rst)
+		s.emitTCP(s.replyLink(l, id.remote.Addr()), id.local, id.remote, &rst)
 	}
 }

@@ -201,7 +201,10 @@ func (s *Stack) findListener(local netip.AddrPort) *Listener {
 
 // listenInput handles a segment for a listener (RFC 9293 §3.10.7.2) with
 // the stack's queue limits and SYN cookies. sh.mu is held.
-func (s *Stack) listenInput(ln *Listener, l *link, sh *shard, id tuple, seg *tcp.Segment, now tcp.Time, b *rxBatch) {
+func (s *Stack) listenInput(ln *Listener, in *link, sh *shard, id tuple, seg *tcp.Segment, now tcp.Time, b *rxBatch) {
+	// Answers and the connection follow the route to the peer; the SYN
+	// filter sits on the link the SYNs come in on.
+	l := s.replyLink(in, id.remote.Addr())
 	f := seg.Flags
 	switch {
 	case f&tcp.FlagRST != 0:
@@ -255,7 +258,7 @@ func (s *Stack) listenInput(ln *Listener, l *link, sh *shard, id tuple, seg *tcp
 			s.stats.TCPSynCookieRateLimited.Add(1)
 			s.stats.TCPSynDropped.Add(1)
 			if block > 0 {
-				s.blockSYNs(l, id.remote.Addr(), block)
+				s.blockSYNs(in, id.remote.Addr(), block)
 			}
 			return
 		}

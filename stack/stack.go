@@ -45,6 +45,14 @@ type Options struct {
 	// that says so) is also written by the reader (its ACKs) and by a
 	// sender that finds the packet buffers spent (see TxBuffers).
 	Links []tun.Link
+	// Routes choose the link (and next hop) of packets to destinations
+	// that are not on every link: Dial takes the longest-prefix route to
+	// the peer, and replies to a peer that matches a route leave by that
+	// route's link (otherwise by the link the peer's packet came in on).
+	// Without routes, a stack with one link sends everything over it; with
+	// several links and no routes, Dial fails with ENETUNREACH. Links added
+	// later with AddLink are not in any route.
+	Routes []Route
 	// Addrs are the stack's own IPv4 and IPv6 addresses. Packets to other
 	// destinations are dropped (ip_not_for_us).
 	Addrs []netip.Addr
@@ -119,6 +127,7 @@ type Stack struct {
 	stats   Stats
 	shards  []*shard
 	addrs   []netip.Addr
+	routes  routeTable // route.go
 	tcpCfg  tcp.Config
 	isn     isnGenerator
 	ports   portAllocator
@@ -211,6 +220,10 @@ func New(opts Options) (*Stack, error) {
 			return nil, fmt.Errorf("stack: bad address %v", a)
 		}
 		s.addrs = append(s.addrs, a.Unmap())
+	}
+	var err error
+	if s.routes, err = newRouteTable(opts.Routes, len(opts.Links)); err != nil {
+		return nil, err
 	}
 	s.clock = opts.Clock
 	if s.clock == nil {
