@@ -158,6 +158,18 @@ const serveReady = "ready " + kernelTUN + " 198.18.0.2\n"
 // stopped with SIGTERM at the end of the test, which must make it exit 0.
 func startServe(t *testing.T, offload bool, extra ...string) *serveProcess {
 	t.Helper()
+	// A test that leaves a connection open at its end must not wait for
+	// the default drain of 30 s (flags repeat: extra may set another).
+	srv := launchServe(t, offload, append([]string{"--drain-timeout", "3s"}, extra...)...)
+	t.Cleanup(func() { srv.stop(t) })
+	return srv
+}
+
+// launchServe runs `ustack serve` like startServe and waits for its ready
+// line, but leaves stopping it to the caller (Pdeathsig kills it with the
+// test process at the latest).
+func launchServe(t *testing.T, offload bool, extra ...string) *serveProcess {
+	t.Helper()
 	// The admin socket goes to a directory of the test's own: the default
 	// (/run/ustack/ustack0.sock) is on the file system all namespaces share.
 	args := append(append([]string{"serve"}, serveDeviceFlags(offload)...), "--admin", filepath.Join(t.TempDir(), "admin.sock"))
@@ -186,7 +198,6 @@ func startServe(t *testing.T, offload bool, extra ...string) *serveProcess {
 		<-srv.exited
 		t.Fatalf("ustack serve not ready after 15s; stderr:\n%s", srv.stderr)
 	}
-	t.Cleanup(func() { srv.stop(t) })
 	return srv
 }
 

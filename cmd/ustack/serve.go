@@ -21,6 +21,11 @@ import (
 // vanishes without a FIN is reaped within about 2.5 minutes.
 const defaultKeepalive = "15s,15s,9"
 
+// defaultDrainTimeout is how long serve lets connections finish after
+// SIGTERM: systemd's default stop timeout (TimeoutStopSec) is 90 s, so
+// 30 s of drain leaves it room and kills nothing.
+const defaultDrainTimeout = 30 * time.Second
+
 type serveFlags struct {
 	dev       deviceFlags
 	echo      int
@@ -30,6 +35,7 @@ type serveFlags struct {
 	keepalive string
 	backlog   int
 	admin     string
+	drain     time.Duration
 	hardening hardeningFlags
 	limits    limitFlags
 }
@@ -47,13 +53,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.keepalive, "keepalive", defaultKeepalive, "keepalive for accepted connections: idle,interval,count (e.g. 30s,5s,3) or off")
 	fs.IntVar(&f.backlog, "backlog", 1024, "accept queue length of each listener (1-65535)")
 	f.limits.register(fs)
+	fs.DurationVar(&f.drain, "drain-timeout", defaultDrainTimeout, "on SIGTERM or SIGINT, stop accepting and let open connections finish for up to this long,\nthen reset the rest (a second signal resets them at once); 0 resets them at once")
 	fs.StringVar(&f.admin, "admin", "", "unix socket of the admin API read by 'ustack ss': GET /conns, /metrics (Prometheus),\n/debug/pprof/ (default "+adminDir+"/TUN.sock for the --tun name; off disables it)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack serve [flags]\n\n"+
 			"Creates a TUN device, gives the kernel side --host-addr/--host-addr6, runs ustack on\n"+
 			"--addr/--addr6 behind it, and serves echo, discard, chargen and HTTP there. Prints\n"+
 			"'ready DEVICE ADDR' on stdout once every listener is open; logs go to stderr.\n"+
-			"Needs root or CAP_NET_ADMIN. SIGINT/SIGTERM stop it and remove the device.\n\nflags:\n")
+			"Needs root or CAP_NET_ADMIN. SIGTERM or SIGINT stops accepting, lets open connections\n"+
+			"finish for up to --drain-timeout, resets the rest and removes the device; a second\n"+
+			"signal cuts the drain short.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if rc := parseFlags(fs, args); rc >= 0 {
@@ -71,6 +80,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	kaOn, kaIdle, kaInterval, kaCount, err := parseKeepalive(f.keepalive)
 	if err != nil {
 		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
+		return exitUsage
+	}
+	if f.drain < 0 {
+		fmt.Fprintf(stderr, "ustack serve: --drain-timeout %v: want a duration such as 30s, or 0 to reset connections at once\n", f.drain)
 		return exitUsage
 	}
 	if f.backlog < 1 || f.backlog > 65535 {
@@ -133,8 +146,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// Signals are taken from here on: the first starts the drain, a second
+	// cuts it short.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 
 	var enabled []service
 	for _, s := range services {
@@ -146,7 +162,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	listen := func(port int) (net.Listener, error) {
 		return st.ListenBacklog("tcp", fmt.Sprintf(":%d", port), f.backlog)
 	}
-	set, err := startServices(ctx, enabled, listen, addr, log, configure)
+	set, err := startServices(context.Background(), enabled, listen, addr, log, configure)
 	if err != nil {
 		var le *listenError
 		if errors.As(err, &le) && errors.Is(err, syscall.EADDRINUSE) {
@@ -161,17 +177,26 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		f.Sync()
 	}
 
-	<-ctx.Done()
-	log.Info("shutting down")
-	finished := set.stop(5 * time.Second)
-	if !finished {
-		log.Warn("connections still open after 5s; resetting them")
-	}
+	sig := <-sigs
+	open, _ := set.conns.counts()
+	log.Info("draining: stopped accepting", "signal", sig.String(), "open", open, "drain_timeout", f.drain)
+	abort, drained := make(chan struct{}), make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Warn("second signal: resetting the connections still open", "signal", sig.String())
+			close(abort)
+		case <-drained:
+		}
+	}()
+	finished, aborted := set.drain(f.drain, abort)
+	close(drained)
+	log.Info("drained", "finished", finished, "aborted", aborted)
 	if err := st.Close(); err != nil {
 		log.Error("closing the stack", "err", err)
 	}
-	if !finished {
-		<-set.done
+	if !set.wait(5 * time.Second) {
+		log.Warn("service goroutines still running 5s after the stack closed")
 	}
 	log.Info("stopped; device removed", "tun", dev.name)
 	return 0

@@ -72,37 +72,66 @@ func checkPattern(r io.Reader) (n int64, firstBad int64, err error) {
 	}
 }
 
-// connTracker closes every live connection of a service at shutdown.
+// connTracker holds the live connections of services: it counts them,
+// says when one ends, and closes or aborts the rest at shutdown.
 type connTracker struct {
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	added   int           // connections ever tracked
+	changed chan struct{} // capacity 1: a connection ended
 }
+
+func newConnTracker() *connTracker { return &connTracker{changed: make(chan struct{}, 1)} }
 
 func (t *connTracker) add(c net.Conn) {
 	t.mu.Lock()
 	if t.conns == nil {
 		t.conns = make(map[net.Conn]struct{})
 	}
-	t.conns[c] = struct{}{}
+	if _, ok := t.conns[c]; !ok {
+		t.conns[c] = struct{}{}
+		t.added++
+	}
 	t.mu.Unlock()
-	t.wg.Add(1)
 }
 
 func (t *connTracker) done(c net.Conn) {
 	t.mu.Lock()
+	_, ok := t.conns[c]
 	delete(t.conns, c)
 	t.mu.Unlock()
-	t.wg.Done()
+	if ok {
+		select {
+		case t.changed <- struct{}{}:
+		default:
+		}
+	}
 }
 
-func (t *connTracker) closeAll() {
+// counts returns the connections open now and ever tracked.
+func (t *connTracker) counts() (open, added int) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns), t.added
+}
+
+// closeAll closes every open connection; with abort, each is reset (linger
+// 0: a RST, its unsent data discarded) rather than closed with a FIN after
+// its data. It returns how many there were.
+func (t *connTracker) closeAll(abort bool) int {
+	t.mu.Lock()
+	conns := make([]net.Conn, 0, len(t.conns))
 	for c := range t.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	t.mu.Unlock()
-	t.wg.Wait()
+	for _, c := range conns {
+		if l, ok := c.(interface{ SetLinger(int) error }); ok && abort {
+			l.SetLinger(0)
+		}
+		c.Close()
+	}
+	return len(conns)
 }
 
 // connConfigurer is applied to every accepted connection (keepalive, buffers).
@@ -112,8 +141,18 @@ type connConfigurer func(net.Conn)
 // goroutine until l is closed. Connections still open at that point are
 // closed. It returns when every handler has returned.
 func serveStream(l net.Listener, name string, log *slog.Logger, configure connConfigurer, handle func(net.Conn)) {
-	var tr connTracker
-	defer tr.closeAll()
+	tr := newConnTracker()
+	var wg sync.WaitGroup
+	acceptStream(l, name, log, configure, handle, tr, &wg)
+	tr.closeAll(false)
+	wg.Wait()
+}
+
+// acceptStream accepts connections from l, tracked in tr, and runs handle
+// on each in its own goroutine (counted in wg) until l is closed; the
+// connections stay open when it returns.
+func acceptStream(l net.Listener, name string, log *slog.Logger, configure connConfigurer, handle func(net.Conn),
+	tr *connTracker, wg *sync.WaitGroup) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -126,7 +165,9 @@ func serveStream(l net.Listener, name string, log *slog.Logger, configure connCo
 			configure(c)
 		}
 		tr.add(c)
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			defer tr.done(c)
 			defer c.Close()
 			handle(c)
@@ -237,19 +278,31 @@ func newHTTPHandler(addr string) http.Handler {
 	return mux
 }
 
-// httpService runs the HTTP handler on l until ctx is done.
-func httpService(ctx context.Context, l net.Listener, addr string, log *slog.Logger, configure connConfigurer) error {
-	srv := &http.Server{
+// newHTTPServer is the HTTP service's server; its connections are tracked
+// in tr.
+func newHTTPServer(addr string, log *slog.Logger, configure connConfigurer, tr *connTracker) *http.Server {
+	return &http.Server{
 		Handler:           newHTTPHandler(addr),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ConnState: func(c net.Conn, s http.ConnState) {
-			if s == http.StateNew && configure != nil {
-				configure(c)
+			switch s {
+			case http.StateNew:
+				if configure != nil {
+					configure(c)
+				}
+				tr.add(c)
+			case http.StateHijacked, http.StateClosed:
+				tr.done(c)
 			}
 		},
 	}
+}
+
+// httpService serves srv on l until ctx is done (then it shuts down,
+// giving requests in flight 2 s) or l is closed.
+func httpService(ctx context.Context, srv *http.Server, l net.Listener) error {
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -291,16 +344,19 @@ func (e *listenError) Unwrap() error { return e.err }
 // serviceSet is a running set of services.
 type serviceSet struct {
 	listeners []net.Listener
-	done      chan struct{}
+	https     []*http.Server
+	conns     *connTracker   // every connection of every service
+	handlers  sync.WaitGroup // the stream services' connection goroutines
+	done      chan struct{}  // closed when every accept loop has returned
 }
 
 // startServices opens a listener for each service with listen and serves it
-// until ctx is done or stop is called; addr names the server in GET /. On
-// a listen failure the listeners already open are closed and the error is a
-// *listenError.
+// until ctx is done or stop or drain is called; addr names the server in
+// GET /. On a listen failure the listeners already open are closed and the
+// error is a *listenError.
 func startServices(ctx context.Context, services []service, listen func(port int) (net.Listener, error),
 	addr string, log *slog.Logger, configure connConfigurer) (*serviceSet, error) {
-	set := &serviceSet{done: make(chan struct{})}
+	set := &serviceSet{done: make(chan struct{}), conns: newConnTracker()}
 	var wg sync.WaitGroup
 	for _, s := range services {
 		l, err := listen(s.port)
@@ -313,18 +369,23 @@ func startServices(ctx context.Context, services []service, listen func(port int
 		}
 		set.listeners = append(set.listeners, l)
 		log.Info("listening", "service", s.name, "port", s.port)
+		var srv *http.Server
+		if s.name == "http" {
+			srv = newHTTPServer(addr, log, configure, set.conns)
+			set.https = append(set.https, srv)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			switch s.name {
 			case "echo":
-				serveStream(l, s.name, log, configure, echoHandler)
+				acceptStream(l, s.name, log, configure, echoHandler, set.conns, &set.handlers)
 			case "discard":
-				serveStream(l, s.name, log, configure, discardHandler)
+				acceptStream(l, s.name, log, configure, discardHandler, set.conns, &set.handlers)
 			case "chargen":
-				serveStream(l, s.name, log, configure, chargenHandler)
+				acceptStream(l, s.name, log, configure, chargenHandler, set.conns, &set.handlers)
 			case "http":
-				if err := httpService(ctx, l, addr, log, configure); err != nil {
+				if err := httpService(ctx, srv, l); err != nil {
 					log.Error("http service stopped", "err", err)
 				}
 			}
@@ -334,16 +395,76 @@ func startServices(ctx context.Context, services []service, listen func(port int
 	return set, nil
 }
 
-// stop closes the listeners (which closes the services' connections) and
-// waits up to grace for the services to return; it reports whether they did.
+// stop closes the listeners and every connection at once and waits up to
+// grace for the services to return; it reports whether they did.
 func (set *serviceSet) stop(grace time.Duration) bool {
 	for _, l := range set.listeners {
 		l.Close()
 	}
+	set.conns.closeAll(false)
+	return set.wait(grace)
+}
+
+// wait waits up to grace for the accept loops and connection handlers to
+// return, and reports whether they did.
+func (set *serviceSet) wait(grace time.Duration) bool {
+	all := make(chan struct{})
+	go func() {
+		<-set.done
+		set.handlers.Wait()
+		close(all)
+	}()
 	select {
-	case <-set.done:
+	case <-all:
 		return true
 	case <-time.After(grace):
 		return false
 	}
+}
+
+// drain stops accepting (the listeners close; HTTP shuts down, closing its
+// idle connections and each busy one once its response is done) and lets
+// the open connections finish for up to timeout, or until abort is
+// closed. Those still open then are aborted (reset). It returns how many
+// connections finished during the drain and how many were aborted.
+func (set *serviceSet) drain(timeout time.Duration, abort <-chan struct{}) (finished, aborted int) {
+	open0, added0 := set.conns.counts()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var shutdowns sync.WaitGroup
+	for _, srv := range set.https {
+		shutdowns.Add(1)
+		go func() {
+			defer shutdowns.Done()
+			srv.Shutdown(ctx) // closes its listener too
+		}()
+	}
+	for _, l := range set.listeners {
+		l.Close()
+	}
+	if timeout > 0 {
+		deadline := time.NewTimer(timeout)
+		defer deadline.Stop()
+	wait:
+		for {
+			if open, _ := set.conns.counts(); open == 0 {
+				break
+			}
+			select {
+			case <-set.conns.changed:
+			case <-deadline.C:
+				break wait
+			case <-abort:
+				break wait
+			}
+		}
+	}
+	cancel()
+	aborted = set.conns.closeAll(true)
+	for _, srv := range set.https {
+		srv.Close()
+	}
+	shutdowns.Wait()
+	_, added := set.conns.counts()
+	return open0 + added - added0 - aborted, aborted
 }
