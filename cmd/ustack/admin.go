@@ -11,8 +11,11 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -179,13 +182,81 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 // numTCPStates is the number of tcp.State values (CLOSE … TIME-WAIT).
 const numTCPStates = int(tcp.StateTimeWait) + 1
 
-// listenAdmin opens the admin unix socket at path: its directory is created
-// (0755), a stale socket left by a dead ustack is removed, and a live one
-// is an error. The returned cleanup closes the listener and removes the
-// socket.
-func listenAdmin(path string) (net.Listener, func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+// adminOptions are the settings of the admin socket.
+type adminOptions struct {
+	// group, when set (--admin-group), makes the socket 0660 with this
+	// group; otherwise it is 0600, for the user running serve only.
+	group string
+}
+
+// adminGID resolves --admin-group NAME (or a numeric gid) to a gid.
+func adminGID(name string) (int, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		if _, nerr := strconv.Atoi(name); nerr == nil {
+			g, err = user.LookupGroupId(name)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("--admin-group %s: no such group", name)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("--admin-group %s: gid %q is not a number", name, g.Gid)
+	}
+	return gid, nil
+}
+
+// checkAdminDir refuses a socket directory someone other than its owner
+// (us or root) could write to: they could replace the socket with their
+// own, and `ustack ss` (or a supervisor) would talk to it. Group write is
+// allowed for our own group and the admin group.
+func checkAdminDir(dir string, adminGroup int) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	mode := fi.Mode().Perm()
+	switch {
+	case int(st.Uid) != os.Geteuid() && st.Uid != 0:
+		return fmt.Errorf("directory %s belongs to uid %d, not to us (uid %d) or root: pick a directory of our own", dir, st.Uid, os.Geteuid())
+	case mode&0o002 != 0:
+		return fmt.Errorf("directory %s is writable by others (mode %04o): anyone could replace the socket; use a directory only we can write (chmod o-w, or another --admin)", dir, mode)
+	case mode&0o020 != 0 && int(st.Gid) != os.Getegid() && int(st.Gid) != adminGroup:
+		return fmt.Errorf("directory %s is writable by group %d (mode %04o): anyone in it could replace the socket; chmod g-w it or use another --admin", dir, st.Gid, mode)
+	}
+	return nil
+}
+
+// listenAdmin opens the admin unix socket at path, 0600 and owned by the
+// running user, or 0660 with o.group: its directory is created (0755) and
+// must not be writable by others; a stale socket left by a dead ustack is
+// removed, and a live one is an error. The socket is made in a private
+// directory, given its mode and group there and then renamed into place,
+// so it is never reachable with the umask's permissions. The returned
+// cleanup closes the listener and removes the socket.
+func listenAdmin(path string, o adminOptions) (net.Listener, func(), error) {
+	fail := func(err error) (net.Listener, func(), error) {
 		return nil, nil, fmt.Errorf("--admin %s: %w", path, err)
+	}
+	gid, mode := -1, os.FileMode(0o600)
+	if o.group != "" {
+		g, err := adminGID(o.group)
+		if err != nil {
+			return nil, nil, err
+		}
+		gid, mode = g, 0o660
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	if err := checkAdminDir(dir, gid); err != nil {
+		return fail(err)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != os.ModeSocket {
@@ -200,13 +271,36 @@ func listenAdmin(path string) (net.Listener, func(), error) {
 			return nil, nil, fmt.Errorf("--admin %s: removing stale socket: %w", path, err)
 		}
 	}
-	l, err := net.Listen("unix", path)
+	private, err := os.MkdirTemp(dir, ".ustack-admin-")
 	if err != nil {
-		return nil, nil, fmt.Errorf("--admin %s: %w", path, err)
+		return fail(err)
+	}
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "s")
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return fail(err)
 	}
 	// We remove the socket ourselves (the listener would too, but only
 	// when it still owns the name).
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, mode); err != nil {
+		l.Close()
+		return fail(err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(tmp, -1, gid); err != nil {
+			l.Close()
+			if errors.Is(err, os.ErrPermission) {
+				return nil, nil, fmt.Errorf("--admin-group %s: cannot give the socket to that group: we are neither root nor in it", o.group)
+			}
+			return fail(err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		return fail(err)
+	}
 	return l, func() {
 		l.Close()
 		os.Remove(path) // on the way out; a leftover is removed as stale next time
@@ -215,8 +309,8 @@ func listenAdmin(path string) (net.Listener, func(), error) {
 
 // startAdmin serves the admin API of st on a unix socket at path and
 // returns the function that stops it and removes the socket.
-func startAdmin(st *stack.Stack, path string, log *slog.Logger) (func(), error) {
-	l, cleanup, err := listenAdmin(path)
+func startAdmin(st *stack.Stack, path string, log *slog.Logger, o adminOptions) (func(), error) {
+	l, cleanup, err := listenAdmin(path, o)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +322,7 @@ func startAdmin(st *stack.Stack, path string, log *slog.Logger) (func(), error) 
 			log.Warn("admin server stopped", "err", err)
 		}
 	}()
-	log.Info("admin listening", "socket", path)
+	log.Info("admin listening", "socket", path, "group", o.group)
 	return func() {
 		srv.Close()
 		<-done

@@ -159,14 +159,14 @@ func TestAdminSocketLiveSS(t *testing.T) {
 	srv, cli := stackPair(t)
 	dir := filepath.Join(t.TempDir(), "run", "ustack")
 	path := adminPath(filepath.Join(dir, "ut0.sock"), "ut0")
-	stop, err := startAdmin(srv, path, discardLogger())
+	stop, err := startAdmin(srv, path, discardLogger(), adminOptions{})
 	require.NoError(t, err)
 	fi, err := os.Stat(dir)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o755), fi.Mode().Perm())
 
 	// A second server on the same socket is refused while the first lives.
-	_, err = startAdmin(srv, path, discardLogger())
+	_, err = startAdmin(srv, path, discardLogger(), adminOptions{})
 	require.ErrorContains(t, err, "another ustack is serving there")
 
 	// The server sends until told to stop, then closes first (active close).
@@ -277,7 +277,7 @@ func TestAdminStaleSocket(t *testing.T) {
 	assert.Equal(t, 1, run([]string{"ss", "--admin", path}, io.Discard, &errb))
 	assert.Contains(t, errb.String(), "no ustack admin socket at "+path)
 
-	stop, err := startAdmin(srv, path, discardLogger())
+	stop, err := startAdmin(srv, path, discardLogger(), adminOptions{})
 	require.NoError(t, err, "a stale socket is replaced")
 	out := ssRun(t, "--admin", path)
 	assert.Equal(t, "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n", out)
@@ -286,7 +286,7 @@ func TestAdminStaleSocket(t *testing.T) {
 	// Something that is not a socket is left alone.
 	file := filepath.Join(t.TempDir(), "f.sock")
 	require.NoError(t, os.WriteFile(file, []byte("keep"), 0o644))
-	_, err = startAdmin(srv, file, discardLogger())
+	_, err = startAdmin(srv, file, discardLogger(), adminOptions{})
 	require.ErrorContains(t, err, "is not a socket")
 	b, _ := os.ReadFile(file)
 	assert.Equal(t, "keep", string(b))

@@ -35,6 +35,7 @@ type serveFlags struct {
 	keepalive string
 	backlog   int
 	admin     string
+	adminGrp  string
 	drain     time.Duration
 	hardening hardeningFlags
 	limits    limitFlags
@@ -53,6 +54,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.keepalive, "keepalive", defaultKeepalive, "keepalive for accepted connections: idle,interval,count (e.g. 30s,5s,3) or off")
 	fs.IntVar(&f.backlog, "backlog", 1024, "accept queue length of each listener (1-65535)")
 	f.limits.register(fs)
+	fs.StringVar(&f.adminGrp, "admin-group", "", "give the admin socket to this group, mode 0660, so its members can run 'ustack ss';\nwithout it the socket is 0600, for the user running serve only")
 	fs.DurationVar(&f.drain, "drain-timeout", defaultDrainTimeout, "on SIGTERM or SIGINT, stop accepting and let open connections finish for up to this long,\nthen reset the rest (a second signal resets them at once); 0 resets them at once")
 	fs.StringVar(&f.admin, "admin", "", "unix socket of the admin API read by 'ustack ss': GET /conns, /metrics (Prometheus),\n/debug/pprof/ (default "+adminDir+"/TUN.sock for the --tun name; off disables it)")
 	fs.Usage = func() {
@@ -81,6 +83,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
 		return exitUsage
+	}
+	if f.adminGrp != "" {
+		if f.admin == "off" {
+			fmt.Fprintf(stderr, "ustack serve: --admin-group %s with --admin off: there is no socket to give it\n", f.adminGrp)
+			return exitUsage
+		}
+		if _, err := adminGID(f.adminGrp); err != nil {
+			fmt.Fprintf(stderr, "ustack serve: %v\n", err)
+			return exitUsage
+		}
 	}
 	if f.drain < 0 {
 		fmt.Fprintf(stderr, "ustack serve: --drain-timeout %v: want a duration such as 30s, or 0 to reset connections at once\n", f.drain)
@@ -126,7 +138,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	defer st.Close()
 
 	if path := adminPath(f.admin, dev.name); path != "" {
-		stopAdmin, err := startAdmin(st, path, log)
+		stopAdmin, err := startAdmin(st, path, log, adminOptions{group: f.adminGrp})
 		if err != nil {
 			fmt.Fprintf(stderr, "ustack serve: %v\n", err)
 			return 1

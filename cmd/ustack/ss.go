@@ -99,6 +99,9 @@ func fetchConns(path string) ([]adminConn, error) {
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
 			return nil, missing
 		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("admin socket %s: permission denied: it is open to the user running `ustack serve` and, with --admin-group, to that group", path)
+		}
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	defer resp.Body.Close()
