@@ -27,7 +27,8 @@ const drainDownload = 64 << 20
 // close at once (a new client is refused), the download completes with
 // every byte right, the non-reader is reset at --drain-timeout, the log
 // counts one finished and one aborted, and the device is gone. A second
-// signal ends a long drain at once.
+// signal ends a long drain at once. The admin socket's /healthz says
+// ready before the signal and draining after it.
 func TestServeDrain(t *testing.T) {
 	if !netnstest.Enter(t) {
 		return
@@ -84,8 +85,14 @@ func TestServeDrain(t *testing.T) {
 		srv := launchServe(t, true, "--drain-timeout", "1m")
 		stuck := drainNonReader(t)
 		defer stuck.Close()
+		code, body := adminHealth(t, srv)
+		assert.Equal(t, http.StatusOK, code, "healthz once ready")
+		assert.Equal(t, "ready\n", body)
 		require.NoError(t, srv.cmd.Process.Signal(syscall.SIGTERM))
 		waitStderr(t, srv, "draining")
+		code, body = adminHealth(t, srv)
+		assert.Equal(t, http.StatusServiceUnavailable, code, "healthz while draining")
+		assert.Equal(t, "draining\n", body)
 		sent := time.Now()
 		require.NoError(t, srv.cmd.Process.Signal(syscall.SIGINT))
 		exited := waitExit(t, srv, 10*time.Second)
@@ -109,6 +116,21 @@ func drainNonReader(t *testing.T) net.Conn {
 	require.NoError(t, err)
 	require.Equal(t, "HTTP/1.1 200", string(status))
 	return c
+}
+
+// adminHealth asks serve's admin socket for GET /healthz.
+func adminHealth(t *testing.T, srv *serveProcess) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", srv.admin)
+		}}}
+	resp, err := c.Get("http://ustack/healthz")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
 }
 
 // waitStderr waits until serve's stderr contains s.

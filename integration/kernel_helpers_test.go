@@ -143,6 +143,7 @@ func (l *procOutput) String() string {
 // serveProcess is a running `ustack serve`.
 type serveProcess struct {
 	cmd    *exec.Cmd
+	admin  string // its admin socket
 	stdout *procOutput
 	stderr *procOutput
 	exited chan struct{} // closed when the process has been waited for
@@ -172,12 +173,13 @@ func launchServe(t *testing.T, offload bool, extra ...string) *serveProcess {
 	t.Helper()
 	// The admin socket goes to a directory of the test's own: the default
 	// (/run/ustack/ustack0.sock) is on the file system all namespaces share.
-	args := append(append([]string{"serve"}, serveDeviceFlags(offload)...), "--admin", filepath.Join(t.TempDir(), "admin.sock"))
+	admin := filepath.Join(t.TempDir(), "admin.sock")
+	args := append(append([]string{"serve"}, serveDeviceFlags(offload)...), "--admin", admin)
 	args = append(args, extra...)
 	cmd := exec.Command(ustackBinary(t), args...)
 	// Killed with the test process, whatever happens to it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	srv := &serveProcess{cmd: cmd, stdout: newProcOutput(), stderr: newProcOutput(), exited: make(chan struct{})}
+	srv := &serveProcess{cmd: cmd, admin: admin, stdout: newProcOutput(), stderr: newProcOutput(), exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = srv.stdout, srv.stderr
 	require.NoError(t, cmd.Start())
 	go func() {

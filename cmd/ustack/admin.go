@@ -70,9 +70,10 @@ func snapshotConns(st *stack.Stack) []adminConn {
 	return out
 }
 
-// newAdminHandler serves the admin API of st: GET /conns, GET /metrics and
-// /debug/pprof/ (on this mux only, never http.DefaultServeMux).
-func newAdminHandler(st *stack.Stack, log *slog.Logger) http.Handler {
+// newAdminHandler serves the admin API of st: GET /conns, GET /metrics,
+// GET /healthz (h) and /debug/pprof/ (on this mux only, never
+// http.DefaultServeMux).
+func newAdminHandler(st *stack.Stack, log *slog.Logger, h *health) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newStatsCollector(st), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -84,13 +85,14 @@ func newAdminHandler(st *stack.Stack, log *slog.Logger) http.Handler {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /healthz", h)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, "ustack admin: GET /conns (JSON), GET /metrics (Prometheus), /debug/pprof/\n")
+		fmt.Fprint(w, "ustack admin: GET /conns (JSON), GET /metrics (Prometheus), GET /healthz, /debug/pprof/\n")
 	})
 	return mux
 }
@@ -187,6 +189,8 @@ type adminOptions struct {
 	// group, when set (--admin-group), makes the socket 0660 with this
 	// group; otherwise it is 0600, for the user running serve only.
 	group string
+	// health answers GET /healthz; nil: always ready.
+	health *health
 }
 
 // adminGID resolves --admin-group NAME (or a numeric gid) to a gid.
@@ -314,7 +318,7 @@ func startAdmin(st *stack.Stack, path string, log *slog.Logger, o adminOptions) 
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: newAdminHandler(st, log), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: newAdminHandler(st, log, o.health), ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

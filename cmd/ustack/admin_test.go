@@ -77,7 +77,7 @@ func connsByState(t *testing.T, fams map[string]*dto.MetricFamily) map[string]fl
 
 func TestMetricsCountersMove(t *testing.T) {
 	srv, cli := stackPair(t)
-	h := newAdminHandler(srv, discardLogger())
+	h := newAdminHandler(srv, discardLogger(), nil)
 
 	before := scrape(t, h)
 	// Every Stats counter is exported as ustack_<name>_total.

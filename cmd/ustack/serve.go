@@ -56,7 +56,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	f.limits.register(fs)
 	fs.StringVar(&f.adminGrp, "admin-group", "", "give the admin socket to this group, mode 0660, so its members can run 'ustack ss';\nwithout it the socket is 0600, for the user running serve only")
 	fs.DurationVar(&f.drain, "drain-timeout", defaultDrainTimeout, "on SIGTERM or SIGINT, stop accepting and let open connections finish for up to this long,\nthen reset the rest (a second signal resets them at once); 0 resets them at once")
-	fs.StringVar(&f.admin, "admin", "", "unix socket of the admin API read by 'ustack ss': GET /conns, /metrics (Prometheus),\n/debug/pprof/ (default "+adminDir+"/TUN.sock for the --tun name; off disables it)")
+	fs.StringVar(&f.admin, "admin", "", "unix socket of the admin API read by 'ustack ss': GET /conns, /metrics (Prometheus),\n/healthz (200 once ready, 503 while starting or draining), /debug/pprof/ (default "+adminDir+"/TUN.sock for the --tun name; off disables it)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack serve [flags]\n\n"+
 			"Creates a TUN device, gives the kernel side --host-addr/--host-addr6, runs ustack on\n"+
@@ -137,8 +137,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	defer st.Close()
 
+	var hl health
 	if path := adminPath(f.admin, dev.name); path != "" {
-		stopAdmin, err := startAdmin(st, path, log, adminOptions{group: f.adminGrp})
+		stopAdmin, err := startAdmin(st, path, log, adminOptions{group: f.adminGrp, health: &hl})
 		if err != nil {
 			fmt.Fprintf(stderr, "ustack serve: %v\n", err)
 			return 1
@@ -188,8 +189,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if f, ok := stdout.(*os.File); ok {
 		f.Sync()
 	}
+	hl.setReady()
 
 	sig := <-sigs
+	hl.setDraining()
 	open, _ := set.conns.counts()
 	log.Info("draining: stopped accepting", "signal", sig.String(), "open", open, "drain_timeout", f.drain)
 	abort, drained := make(chan struct{}), make(chan struct{})
