@@ -32,6 +32,11 @@ type Info struct {
 	RcvBuf     int    // receive buffer capacity
 	Readable   int
 	OOOBytes   int // bytes in the reassembly queue
+	// SndAlloc and RcvAlloc are the storage the send and receive buffers
+	// hold now (it grows on demand up to SndBuf/RcvBuf, and is released
+	// when a buffer empties): what the connection costs the memory budget
+	// besides OOOBytes.
+	SndAlloc, RcvAlloc int
 
 	BytesSent     uint64 // new data bytes sent
 	BytesRetrans  uint64
@@ -92,6 +97,8 @@ func (c *Conn) Info() Info {
 		RcvBuf:             c.rb.Cap(),
 		Readable:           c.rb.Len(),
 		OOOBytes:           c.oooBytes(),
+		SndAlloc:           c.sb.Allocated(),
+		RcvAlloc:           c.rb.Allocated(),
 		BytesSent:          c.stats.bytesSent,
 		BytesRetrans:       c.stats.bytesRetrans,
 		BytesAcked:         c.stats.bytesAcked,

@@ -51,9 +51,41 @@ type adminConn struct {
 	tcp.Info
 }
 
-// adminConns is the body of GET /conns.
+// adminListener is one listener of GET /conns: its bound address ("*"
+// for any address of either family, 0.0.0.0 or :: for any of one), its
+// queues and its SYN cookie state.
+type adminListener struct {
+	Addr          string `json:"addr"`
+	Port          uint16 `json:"port"`
+	State         string `json:"State"` // always LISTEN
+	AcceptQueue   int    `json:"accept_queue"`
+	Backlog       int    `json:"backlog"`
+	SYNQueue      int    `json:"syn_queue"`
+	SYNBacklog    int    `json:"syn_backlog"`
+	Cookies       bool   `json:"cookies"`
+	CookiesActive bool   `json:"cookies_active"`
+}
+
+// adminConns is the body of GET /conns: connections and listeners.
 type adminConns struct {
-	Conns []adminConn `json:"conns"`
+	Conns     []adminConn     `json:"conns"`
+	Listeners []adminListener `json:"listeners,omitempty"`
+}
+
+// snapshotListeners returns the listeners sorted by port, then address.
+func snapshotListeners(st *stack.Stack) []adminListener {
+	var out []adminListener
+	for _, l := range st.Listeners() {
+		addr := "*"
+		if l.Addr.IsValid() {
+			addr = l.Addr.String()
+		}
+		out = append(out, adminListener{Addr: addr, Port: l.Port, State: "LISTEN",
+			AcceptQueue: l.AcceptQueue, Backlog: l.Backlog, SYNQueue: l.SYNQueue, SYNBacklog: l.SYNBacklog,
+			Cookies: l.Cookies, CookiesActive: l.CookiesActive})
+	}
+	slices.SortFunc(out, func(a, b adminListener) int { return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Addr, b.Addr)) })
+	return out
 }
 
 // snapshotConns returns the connection table sorted by local, then remote
@@ -80,7 +112,7 @@ func newAdminHandler(st *stack.Stack, log *slog.Logger, h *health) http.Handler 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /conns", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if err := json.NewEncoder(w).Encode(adminConns{Conns: snapshotConns(st)}); err != nil {
+		if err := json.NewEncoder(w).Encode(adminConns{Conns: snapshotConns(st), Listeners: snapshotListeners(st)}); err != nil {
 			log.Debug("admin: writing /conns", "err", err)
 		}
 	})

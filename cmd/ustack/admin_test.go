@@ -217,11 +217,27 @@ func TestAdminSocketLiveSS(t *testing.T) {
 	require.Eventually(t, func() bool { return acked() > first+100000 }, 10*time.Second, 10*time.Millisecond,
 		"bytes_acked grows during the transfer")
 
+	// Listeners: only with -l (or -a, or a state filter), Recv-Q the
+	// accept queue, Send-Q the backlog.
+	assert.Equal(t, "State  Recv-Q Send-Q Local Address:Port Peer Address:Port\n"+
+		"LISTEN      0   4096 *:19               *:*\n"+
+		"\tsyn_queue:0/1024 cookies:on\n", ssRun(t, "-l", "-e", "--admin", path))
+	assert.NotContains(t, ssRun(t, "--admin", path), "LISTEN")
+	assert.Regexp(t, `^State .*\nLISTEN +0 +4096 \*:19 +\*:\*\nESTAB .*198\.18\.0\.2:19 .*\n$`, ssRun(t, "-a", "--admin", path))
+	assert.Equal(t, ssRun(t, "-l", "--admin", path), ssRun(t, "--admin", path, "state", "listening"))
+	assert.Regexp(t, `^Total: 2 \(connections 1, listeners 1\)\nTCP:   2 \(LISTEN 1, ESTAB 1\)\n`, ssRun(t, "-s", "--admin", path))
+	mem := ssRun(t, "-m", "--admin", path, "state", "established")
+	assert.Regexp(t, `\n\tskmem:\(r\d+,rb262144,t\d+,tb262144,f\d+,w\d+\)\n$`, mem)
+
 	// JSON carries the same table.
 	var jsonOut bytes.Buffer
 	require.Equal(t, 0, run([]string{"ss", "--json", "--admin", path, "sport", "=", ":19"}, &jsonOut, io.Discard))
 	assert.Contains(t, jsonOut.String(), `"State": "ESTAB"`)
 	assert.Contains(t, jsonOut.String(), `"local": "198.18.0.2:19"`)
+	jsonOut.Reset()
+	require.Equal(t, 0, run([]string{"ss", "--json", "-l", "--admin", path}, &jsonOut, io.Discard))
+	assert.Contains(t, jsonOut.String(), `"addr": "*"`)
+	assert.Contains(t, jsonOut.String(), `"backlog": 4096`)
 
 	close(stopSending)
 	require.NoError(t, <-readDone)

@@ -19,23 +19,34 @@ import (
 	"github.com/ustack-net/ustack/tcp"
 )
 
+// ssOptions are ss's display flags.
+type ssOptions struct {
+	info, ext, mem bool
+}
+
 func runSS(args []string, stdout, stderr io.Writer) int {
-	var info, ext, asJSON bool
+	var o ssOptions
+	var listening, all, summary, asJSON bool
 	var admin, tunName string
 	fs := flag.NewFlagSet("ss", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.BoolVar(&info, "i", false, "show TCP internals: rtt, rto, cwnd, bytes, retransmits, timers, congestion control")
-	fs.BoolVar(&ext, "e", false, "show extended state: windows, buffers, queues, probes, option use")
-	fs.BoolVar(&asJSON, "json", false, "print the matching connections as JSON (every tcp.Info field; durations in ns)")
+	fs.BoolVar(&o.info, "i", false, "show TCP internals: rtt, rto, cwnd, bytes, retransmits, timers, congestion control")
+	fs.BoolVar(&o.ext, "e", false, "show extended state: windows, buffers, queues, probes, option use; for listeners the SYN\nqueue and SYN cookie state")
+	fs.BoolVar(&o.mem, "m", false, "show socket memory as ss -m's skmem:(r,rb,t,tb,f,w): bytes received and held, receive buffer,\nbytes in flight, send buffer, storage held but empty, bytes queued to send")
+	fs.BoolVar(&listening, "l", false, "show only listeners (Recv-Q: accept queue, Send-Q: backlog)")
+	fs.BoolVar(&all, "a", false, "show listeners and connections")
+	fs.BoolVar(&summary, "s", false, "print a summary by state and family instead of the list")
+	fs.BoolVar(&asJSON, "json", false, "print the matching connections and listeners as JSON (every tcp.Info field; durations in ns)")
 	fs.StringVar(&admin, "admin", "", "admin socket of the 'ustack serve' to ask (default "+adminDir+"/TUN.sock for the --tun name)")
 	fs.StringVar(&tunName, "tun", "ustack0", "TUN device name of the 'ustack serve' to ask (picks the default --admin)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: ustack ss [-i] [-e] [--json] [--admin PATH|--tun NAME] [FILTER]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: ustack ss [-l|-a] [-i] [-e] [-m] [-s] [--json] [--admin PATH|--tun NAME] [FILTER]\n\n"+
 			"Lists the TCP connections of a running 'ustack serve' (read from its admin socket),\n"+
 			"like 'ss -tn': State Recv-Q Send-Q Local:Port Peer:Port. Recv-Q is bytes received\n"+
-			"and not yet read, Send-Q bytes written and not yet acknowledged.\n\n"+
+			"and not yet read, Send-Q bytes written and not yet acknowledged. Listeners (-l, -a, or\n"+
+			"state listening) show their accept queue as Recv-Q and their backlog as Send-Q.\n\n"+
 			"FILTER is any of, all of which must match:\n"+
-			"  state STATE    ESTAB, SYN-SENT, TIME-WAIT… (or ss names: established, time-wait…)\n"+
+			"  state STATE    ESTAB, LISTEN, SYN-SENT, TIME-WAIT… (or ss names: established, listening…)\n"+
 			"  sport = :PORT  local port\n"+
 			"  dport = :PORT  peer port\n"+
 			"  src ADDR[:PORT], dst ADDR[:PORT], or a bare ADDR[:PORT] matching either end\n\nflags:\n")
@@ -44,7 +55,11 @@ func runSS(args []string, stdout, stderr io.Writer) int {
 	if rc := parseFlags(fs, args); rc >= 0 {
 		return rc
 	}
-	match, err := parseSSFilter(fs.Args())
+	if listening && all {
+		fmt.Fprintf(stderr, "ustack ss: -l shows only listeners and -a everything: pick one\n")
+		return exitUsage
+	}
+	match, hasState, err := parseSSFilter(fs.Args())
 	if err != nil {
 		fmt.Fprintf(stderr, "ustack ss: %v\n", err)
 		return exitUsage
@@ -54,38 +69,95 @@ func runSS(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack ss: --admin off: want the admin socket of 'ustack serve'\n")
 		return exitUsage
 	}
-	conns, err := fetchConns(path)
+	table, err := fetchConns(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "ustack ss: %v\n", err)
 		return 1
 	}
-	var shown []adminConn
-	for _, c := range conns {
-		if match(c) {
-			shown = append(shown, c)
+	// Like ss: connections by default, listeners with -l, both with -a or
+	// a state filter (which then picks), everything for -s.
+	wantConns := !listening || hasState
+	wantListeners := listening || all || hasState
+	if summary {
+		wantConns, wantListeners = true, true
+	}
+	var shown adminConns
+	if wantConns {
+		for _, c := range table.Conns {
+			if match(c) {
+				shown.Conns = append(shown.Conns, c)
+			}
 		}
 	}
-	if asJSON {
+	if wantListeners {
+		for _, l := range table.Listeners {
+			if match(l.asConn()) {
+				shown.Listeners = append(shown.Listeners, l)
+			}
+		}
+	}
+	switch {
+	case asJSON:
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if shown == nil {
-			shown = []adminConn{}
+		if shown.Conns == nil {
+			shown.Conns = []adminConn{}
 		}
-		if err := enc.Encode(adminConns{Conns: shown}); err != nil {
+		if err := enc.Encode(shown); err != nil {
 			fmt.Fprintf(stderr, "ustack ss: %v\n", err)
 			return 1
 		}
-		return 0
+	case summary:
+		io.WriteString(stdout, formatSSSummary(shown.Conns, shown.Listeners))
+	default:
+		io.WriteString(stdout, formatSS(shown.Conns, shown.Listeners, o))
 	}
-	io.WriteString(stdout, formatSS(shown, info, ext))
 	return 0
 }
 
+// listenAddr parses an adminListener's Addr ("*": the zero Addr).
+func (l adminListener) listenAddr() netip.Addr {
+	a, _ := netip.ParseAddr(l.Addr)
+	return a
+}
+
+// asConn is l as a row the filters can match: local address and port,
+// no peer, state LISTEN.
+func (l adminListener) asConn() adminConn {
+	return adminConn{Local: netip.AddrPortFrom(l.listenAddr(), l.Port), State: "LISTEN"}
+}
+
+// local and peer are l's address columns as ss prints them: *:80,
+// 0.0.0.0:80, [::]:80; the peer *:*, 0.0.0.0:* or [::]:*.
+func (l adminListener) local() string { return l.host() + ":" + strconv.Itoa(int(l.Port)) }
+func (l adminListener) peer() string {
+	a := l.listenAddr()
+	switch {
+	case !a.IsValid():
+		return "*:*"
+	case a.Is4():
+		return "0.0.0.0:*"
+	}
+	return "[::]:*"
+}
+
+func (l adminListener) host() string {
+	a := l.listenAddr()
+	switch {
+	case !a.IsValid():
+		return "*"
+	case a.Is4():
+		return a.String()
+	}
+	return "[" + a.String() + "]"
+}
+
 // fetchConns asks the admin socket at path for the connection table.
-func fetchConns(path string) ([]adminConn, error) {
+func fetchConns(path string) (adminConns, error) {
+	var body adminConns
 	missing := fmt.Errorf("no ustack admin socket at %s: is `ustack serve` running?", path)
 	if _, err := os.Stat(path); err != nil {
-		return nil, missing
+		return body, missing
 	}
 	client := &http.Client{
 		Timeout: 10 * time.Second,
@@ -97,22 +169,21 @@ func fetchConns(path string) ([]adminConn, error) {
 	resp, err := client.Get("http://ustack/conns")
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-			return nil, missing
+			return body, missing
 		}
 		if errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("admin socket %s: permission denied: it is open to the user running `ustack serve` and, with --admin-group, to that group", path)
+			return body, fmt.Errorf("admin socket %s: permission denied: it is open to the user running `ustack serve` and, with --admin-group, to that group", path)
 		}
-		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+		return body, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("admin socket %s: GET /conns: %s", path, resp.Status)
+		return body, fmt.Errorf("admin socket %s: GET /conns: %s", path, resp.Status)
 	}
-	var body adminConns
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("admin socket %s: bad /conns reply: %w", path, err)
+		return body, fmt.Errorf("admin socket %s: bad /conns reply: %w", path, err)
 	}
-	return body.Conns, nil
+	return body, nil
 }
 
 // ssStateAliases maps ss's long state names to ustack's (tcp.State.String).
@@ -138,8 +209,9 @@ func parseSSState(s string) (string, bool) {
 }
 
 // parseSSFilter turns the filter words into a predicate; all terms must
-// match.
-func parseSSFilter(words []string) (func(adminConn) bool, error) {
+// match. hasState reports a state term (which, as in ss, also decides
+// whether listeners are listed).
+func parseSSFilter(words []string) (match func(adminConn) bool, hasState bool, err error) {
 	var terms []func(adminConn) bool
 	for i := 0; i < len(words); i++ {
 		w := words[i]
@@ -154,28 +226,29 @@ func parseSSFilter(words []string) (func(adminConn) bool, error) {
 		case "state":
 			v, err := arg()
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			name, ok := parseSSState(v)
 			if !ok {
-				return nil, fmt.Errorf("filter state %q: unknown state (want ESTAB, SYN-SENT, SYN-RECV, FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, CLOSE)", v)
+				return nil, false, fmt.Errorf("filter state %q: unknown state (want ESTAB, LISTEN, SYN-SENT, SYN-RECV, FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, CLOSE)", v)
 			}
+			hasState = true
 			terms = append(terms, func(c adminConn) bool { return c.State == name })
 		case "sport", "dport":
 			eq, err := arg()
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			if eq != "=" && eq != "==" {
-				return nil, fmt.Errorf("filter %s: want '%s = :PORT'", w, w)
+				return nil, false, fmt.Errorf("filter %s: want '%s = :PORT'", w, w)
 			}
 			v, err := arg()
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			port, err := strconv.ParseUint(strings.TrimPrefix(v, ":"), 10, 16)
 			if err != nil || !strings.HasPrefix(v, ":") {
-				return nil, fmt.Errorf("filter %s = %q: want :PORT, e.g. :80", w, v)
+				return nil, false, fmt.Errorf("filter %s = %q: want :PORT, e.g. :80", w, v)
 			}
 			local := w == "sport"
 			terms = append(terms, func(c adminConn) bool {
@@ -187,11 +260,11 @@ func parseSSFilter(words []string) (func(adminConn) bool, error) {
 		case "src", "dst":
 			v, err := arg()
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			m, err := parseEndpoint(v)
 			if err != nil {
-				return nil, fmt.Errorf("filter %s %q: %v", w, v, err)
+				return nil, false, fmt.Errorf("filter %s %q: %v", w, v, err)
 			}
 			local := w == "src"
 			terms = append(terms, func(c adminConn) bool {
@@ -203,7 +276,7 @@ func parseSSFilter(words []string) (func(adminConn) bool, error) {
 		default:
 			m, err := parseEndpoint(w)
 			if err != nil {
-				return nil, fmt.Errorf("unknown filter %q (want state X, sport = :N, dport = :N, src/dst ADDR[:PORT] or ADDR[:PORT])", w)
+				return nil, false, fmt.Errorf("unknown filter %q (want state X, sport = :N, dport = :N, src/dst ADDR[:PORT] or ADDR[:PORT])", w)
 			}
 			terms = append(terms, func(c adminConn) bool { return m(c.Local) || m(c.Remote) })
 		}
@@ -215,7 +288,7 @@ func parseSSFilter(words []string) (func(adminConn) bool, error) {
 			}
 		}
 		return true
-	}, nil
+	}, hasState, nil
 }
 
 // parseEndpoint parses ADDR or ADDR:PORT ([v6]:PORT) into a matcher.
@@ -230,19 +303,36 @@ func parseEndpoint(s string) (func(netip.AddrPort) bool, error) {
 	return func(x netip.AddrPort) bool { return x.Addr() == a }, nil
 }
 
-// formatSS renders connections as `ss -tn` does, with -i (info) and -e
-// (ext) adding an indented detail line per connection.
-func formatSS(conns []adminConn, info, ext bool) string {
-	type row struct{ state, recvQ, sendQ, local, peer string }
-	rows := []row{{"State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port"}}
-	for _, c := range conns {
-		rows = append(rows, row{
-			c.State,
-			strconv.Itoa(c.Readable),
-			strconv.FormatUint(uint64(c.Unacked)+uint64(c.NotSent), 10),
-			c.Local.String(),
-			c.Remote.String(),
-		})
+// formatSS renders listeners, then connections, as `ss -tan` does, with
+// -i (info), -e (ext) and -m (mem) adding an indented detail line per
+// socket.
+func formatSS(conns []adminConn, lns []adminListener, o ssOptions) string {
+	type row struct {
+		state, recvQ, sendQ, local, peer string
+		details                          []string
+	}
+	rows := []row{{"State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", nil}}
+	for _, l := range lns {
+		r := row{l.State, strconv.Itoa(l.AcceptQueue), strconv.Itoa(l.Backlog), l.local(), l.peer(), nil}
+		if o.ext {
+			r.details = append(r.details, ssListenerExtLine(&l))
+		}
+		rows = append(rows, r)
+	}
+	for i := range conns {
+		c := &conns[i]
+		r := row{c.State, strconv.Itoa(c.Readable), strconv.FormatUint(uint64(c.Unacked)+uint64(c.NotSent), 10),
+			c.Local.String(), c.Remote.String(), nil}
+		if o.info {
+			r.details = append(r.details, ssInfoLine(&c.Info))
+		}
+		if o.ext {
+			r.details = append(r.details, ssExtLine(&c.Info))
+		}
+		if o.mem {
+			r.details = append(r.details, ssMemLine(&c.Info))
+		}
+		rows = append(rows, r)
 	}
 	var w [4]int
 	for _, r := range rows {
@@ -252,19 +342,82 @@ func formatSS(conns []adminConn, info, ext bool) string {
 		w[3] = max(w[3], len(r.local))
 	}
 	var b strings.Builder
-	for i, r := range rows {
+	for _, r := range rows {
 		fmt.Fprintf(&b, "%-*s %*s %*s %-*s %s\n", w[0], r.state, w[1], r.recvQ, w[2], r.sendQ, w[3], r.local, r.peer)
-		if i == 0 {
-			continue
-		}
-		c := &conns[i-1].Info
-		if info {
-			b.WriteString("\t" + ssInfoLine(c) + "\n")
-		}
-		if ext {
-			b.WriteString("\t" + ssExtLine(c) + "\n")
+		for _, d := range r.details {
+			b.WriteString("\t" + d + "\n")
 		}
 	}
+	return b.String()
+}
+
+// ssListenerExtLine is a listener's -e detail: its SYN queue against its
+// bound, and SYN cookies: off, on (ready), or active (the SYN queue
+// overflowed lately; cookies are being sent or may come back).
+func ssListenerExtLine(l *adminListener) string {
+	cookies := "off"
+	switch {
+	case l.CookiesActive:
+		cookies = "active"
+	case l.Cookies:
+		cookies = "on"
+	}
+	return fmt.Sprintf("syn_queue:%d/%d cookies:%s", l.SYNQueue, l.SYNBacklog, cookies)
+}
+
+// ssMemLine is the -m detail in ss -m's skmem notation, with ustack's
+// meanings: r bytes received and held (readable plus out of order), rb the
+// receive buffer size, t bytes in flight, tb the send buffer size, f
+// buffer storage held but empty, w bytes queued to send (in flight plus
+// not yet sent). Linux's o, bl and d have no counterpart and are left out.
+func ssMemLine(c *tcp.Info) string {
+	queued := int(c.Unacked) + int(c.NotSent)
+	free := max(c.SndAlloc-queued, 0) + max(c.RcvAlloc-c.Readable, 0)
+	return fmt.Sprintf("skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d)", c.Readable+c.OOOBytes, c.RcvBuf, c.Unacked, c.SndBuf, free, queued)
+}
+
+// formatSSSummary is -s: sockets by state and by family, like ss -s.
+func formatSSSummary(conns []adminConn, lns []adminListener) string {
+	var byState [numTCPStates]int
+	v4, v6 := 0, 0
+	for _, c := range conns {
+		for st := range numTCPStates {
+			if tcp.State(st).String() == c.State {
+				byState[st]++
+			}
+		}
+		if c.Local.Addr().Is4() {
+			v4++
+		} else {
+			v6++
+		}
+	}
+	for _, l := range lns {
+		if a := l.listenAddr(); a.IsValid() && a.Is4() {
+			v4++
+		} else {
+			v6++ // a dual-stack listener is an IPv6 socket, as in Linux
+		}
+	}
+	var states []string
+	if len(lns) > 0 {
+		states = append(states, fmt.Sprintf("LISTEN %d", len(lns)))
+	}
+	for st, n := range byState {
+		if n > 0 && tcp.State(st) != tcp.StateListen {
+			states = append(states, fmt.Sprintf("%s %d", tcp.State(st), n))
+		}
+	}
+	total := len(conns) + len(lns)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Total: %d (connections %d, listeners %d)\n", total, len(conns), len(lns))
+	if len(states) > 0 {
+		fmt.Fprintf(&b, "TCP:   %d (%s)\n\n", total, strings.Join(states, ", "))
+	} else {
+		fmt.Fprintf(&b, "TCP:   0\n\n")
+	}
+	fmt.Fprintf(&b, "Transport Total     IP        IPv6\n")
+	fmt.Fprintf(&b, "TCP       %-9d %-9d %d\n", total, v4, v6)
 	return b.String()
 }
 

@@ -74,10 +74,10 @@ func TestFormatSS(t *testing.T) {
 		{"-i -e", true, true, head + row1 + info1 + ext1 + row2 + info2 + ext2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, formatSS(fixedConns(), tc.info, tc.ext))
+			assert.Equal(t, tc.want, formatSS(fixedConns(), nil, ssOptions{info: tc.info, ext: tc.ext}))
 		})
 	}
-	assert.Equal(t, "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n", formatSS(nil, true, true))
+	assert.Equal(t, "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n", formatSS(nil, nil, ssOptions{true, true, true}))
 }
 
 func TestSSFilter(t *testing.T) {
@@ -107,8 +107,9 @@ func TestSSFilter(t *testing.T) {
 		{"sport = :80 state time-wait", nil},
 	} {
 		t.Run(tc.filter, func(t *testing.T) {
-			match, err := parseSSFilter(strings.Fields(tc.filter))
+			match, hasState, err := parseSSFilter(strings.Fields(tc.filter))
 			require.NoError(t, err)
+			assert.Equal(t, strings.Contains(tc.filter, "state"), hasState)
 			var got []int
 			for i, c := range conns {
 				if match(c) {
@@ -120,7 +121,7 @@ func TestSSFilter(t *testing.T) {
 	}
 	for _, bad := range []string{"bogus", "state", "state SLEEPING", "sport :80", "sport = 80", "sport = :70000",
 		"dport =", "src", "dst nowhere", "198.18.0.300"} {
-		_, err := parseSSFilter(strings.Fields(bad))
+		_, _, err := parseSSFilter(strings.Fields(bad))
 		assert.Error(t, err, bad)
 	}
 }
@@ -137,6 +138,7 @@ func TestSSCommandErrors(t *testing.T) {
 		{[]string{"--admin", missing, "bogus"}, exitUsage, `unknown filter "bogus"`},
 		{[]string{"--admin", missing, "state", "NAPPING"}, exitUsage, `filter state "NAPPING": unknown state`},
 		{[]string{"--admin", "off"}, exitUsage, "--admin off"},
+		{[]string{"--admin", missing, "-l", "-a"}, exitUsage, "-l shows only listeners and -a everything: pick one"},
 		{[]string{"--nope"}, exitUsage, "flag provided but not defined"},
 	} {
 		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
@@ -165,4 +167,85 @@ func TestAdminConnJSONRoundTrip(t *testing.T) {
 		in.Conns[i].Info.State = 0
 	}
 	assert.Equal(t, in, out)
+}
+
+// fixedListeners: the dual-stack wildcard on :80 with a full SYN queue
+// answered by cookies, the IPv4 wildcard on :7, the IPv6 one on :9
+// without cookies, and one bound to an address.
+func fixedListeners() []adminListener {
+	return []adminListener{
+		{Addr: "*", Port: 80, State: "LISTEN", AcceptQueue: 3, Backlog: 1024, SYNQueue: 1024, SYNBacklog: 1024, Cookies: true, CookiesActive: true},
+		{Addr: "0.0.0.0", Port: 7, State: "LISTEN", Backlog: 128, SYNBacklog: 1024, Cookies: true},
+		{Addr: "::", Port: 9, State: "LISTEN", AcceptQueue: 1, Backlog: 16, SYNQueue: 2, SYNBacklog: 64},
+		{Addr: "198.18.0.2", Port: 19, State: "LISTEN", Backlog: 5, SYNBacklog: 8, Cookies: true},
+	}
+}
+
+// Listeners print as ss -l prints them (Recv-Q the accept queue, Send-Q
+// the backlog) before the connections; -e adds their SYN queue and cookie
+// state, -m the connections' skmem.
+func TestFormatSSListeners(t *testing.T) {
+	got := formatSS(fixedConns()[:1], fixedListeners(), ssOptions{ext: true, mem: true})
+	want := "State  Recv-Q Send-Q Local Address:Port Peer Address:Port\n" +
+		"LISTEN      3   1024 *:80               *:*\n" +
+		"\tsyn_queue:1024/1024 cookies:active\n" +
+		"LISTEN      0    128 0.0.0.0:7          0.0.0.0:*\n" +
+		"\tsyn_queue:0/1024 cookies:on\n" +
+		"LISTEN      1     16 [::]:9             [::]:*\n" +
+		"\tsyn_queue:2/64 cookies:off\n" +
+		"LISTEN      0      5 198.18.0.2:19      0.0.0.0:*\n" +
+		"\tsyn_queue:0/8 cookies:on\n" +
+		"ESTAB      10   2996 198.18.0.2:80      198.18.0.1:40000\n" +
+		"\tsnd_wnd:65535 rcv_wnd:131072 sndbuf:262144 rcvbuf:262144 readable:10 ooo_bytes:0 sack:on ts:on " +
+		"dupacks_in:0 dsacks_sent:0 probes_sent:0 challenge_acks:0 challenge_suppressed:0 paws_drops:0 out_of_window:0\n" +
+		"\tskmem:(r10,rb262144,t2896,tb262144,f0,w2996)\n"
+	assert.Equal(t, want, got)
+}
+
+// -m: r counts out-of-order bytes too; f is storage held beyond what the
+// buffers hold.
+func TestSSMemLine(t *testing.T) {
+	c := tcp.Info{Readable: 100, OOOBytes: 1448, RcvBuf: 65536, RcvAlloc: 8192, Unacked: 1000, NotSent: 24, SndBuf: 16384, SndAlloc: 4096}
+	assert.Equal(t, "skmem:(r1548,rb65536,t1000,tb16384,f11164,w1024)", ssMemLine(&c))
+	assert.Equal(t, "skmem:(r0,rb0,t0,tb0,f0,w0)", ssMemLine(&tcp.Info{}))
+}
+
+// -s: sockets by state (listeners first) and by family; a dual-stack
+// listener counts as IPv6.
+func TestFormatSSSummary(t *testing.T) {
+	want := "Total: 6 (connections 2, listeners 4)\n" +
+		"TCP:   6 (LISTEN 4, ESTAB 1, TIME-WAIT 1)\n\n" +
+		"Transport Total     IP        IPv6\n" +
+		"TCP       6         3         3\n"
+	assert.Equal(t, want, formatSSSummary(fixedConns(), fixedListeners()))
+	assert.Equal(t, "Total: 0 (connections 0, listeners 0)\nTCP:   0\n\n"+
+		"Transport Total     IP        IPv6\nTCP       0         0         0\n", formatSSSummary(nil, nil))
+}
+
+// Filters match listeners by their local address and port; a wildcard
+// listener has no address to match.
+func TestSSFilterListeners(t *testing.T) {
+	for _, tc := range []struct {
+		filter string
+		want   []int
+	}{
+		{"", []int{0, 1, 2, 3}},
+		{"state listening", []int{0, 1, 2, 3}},
+		{"state LISTEN sport = :80", []int{0}},
+		{"state ESTAB", nil},
+		{"sport = :9", []int{2}},
+		{"198.18.0.2", []int{3}},
+		{"src 0.0.0.0:7", []int{1}},
+		{"dport = :80", nil},
+	} {
+		match, _, err := parseSSFilter(strings.Fields(tc.filter))
+		require.NoError(t, err)
+		var got []int
+		for i, l := range fixedListeners() {
+			if match(l.asConn()) {
+				got = append(got, i)
+			}
+		}
+		assert.Equal(t, tc.want, got, tc.filter)
+	}
 }
