@@ -113,7 +113,7 @@ func TestRouteDialLongestPrefix(t *testing.T) {
 		require.Equal(t, tc.link, dialSYN(t, s, peers, netip.MustParseAddrPort(tc.dst)), tc.dst)
 	}
 	// No route: ENETUNREACH, as connect(2) says it, and nothing is sent.
-	_, err := s.DialAddrPort(context.Background(), netip.MustParseAddrPort("198.20.0.1:80"))
+	_, err := s.DialAddrPort(context.Background(), netip.MustParseAddrPort("198.18.5.1:80"))
 	require.ErrorIs(t, err, syscall.ENETUNREACH)
 	peers[0].none()
 	peers[1].none()
@@ -149,7 +149,7 @@ func TestRouteReplies(t *testing.T) {
 		{"198.19.0.5:1000", 0, 1, true},   // asymmetric: in on 0, its route is link 1
 		{"198.19.200.5:1001", 1, 0, true}, // the /17 on link 0
 		{"198.18.0.1:1002", 1, 0, true},   // on link 0's prefix
-		{"198.20.0.1:1003", 1, 1, true},   // no route: back where it came from
+		{"198.18.5.1:1003", 1, 1, true},   // no route: back where it came from
 		{"[2001:2:0:1::9]:1004", 0, 1, true},
 		{"198.19.0.5:1005", 0, 1, false}, // RST for a closed port
 	} {
@@ -177,10 +177,10 @@ func TestRouteDefaults(t *testing.T) {
 	r := newRawPeer(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { _, err := r.s.DialAddrPort(ctx, netip.MustParseAddrPort("198.20.0.1:80")); errc <- err }()
+	go func() { _, err := r.s.DialAddrPort(ctx, netip.MustParseAddrPort("198.18.5.1:80")); errc <- err }()
 	p := r.recv()
 	_, dst, seg := parseTCP(t, p)
-	require.Equal(t, netip.MustParseAddrPort("198.20.0.1:80"), dst, describe(p))
+	require.Equal(t, netip.MustParseAddrPort("198.18.5.1:80"), dst, describe(p))
 	require.Equal(t, tcp.FlagSYN, seg.Flags, describe(p))
 	cancel()
 	require.ErrorIs(t, <-errc, context.Canceled)

@@ -30,6 +30,8 @@ type deviceFlags struct {
 	pcap      string
 	trace     string
 	knobs     knobFlags
+	links     repeatedFlag // --link: more TUN devices
+	routes    repeatedFlag // --route
 }
 
 func (d *deviceFlags) register(fs *flag.FlagSet) {
@@ -43,6 +45,8 @@ func (d *deviceFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.cc, "cc", "newreno", "congestion control: newreno or cubic")
 	fs.StringVar(&d.pcap, "pcap", "", "record every packet in and out to this pcap file (tcpdump -r FILE); super-segments are\nrecorded cut into the MSS-sized packets the wire carries, checksums complete")
 	fs.StringVar(&d.trace, "trace", "", "write an event trace to this file: one JSON line per TCP segment in or out (with the\nconnection's state, SND.UNA/NXT, RCV.NXT, windows, cwnd, ssthresh, srtt), state change and\ntimer firing; draw it with ustack plot")
+	fs.Var(&d.links, "link", "another TUN device, NAME,host-addr=PREFIX[,host-addr6=PREFIX] (repeatable): created like --tun,\nwith those kernel-side addresses; ustack's addresses are the same on every device")
+	fs.Var(&d.routes, "route", "a route of ustack's own, PREFIX[,via=GATEWAY][,link=NAME|N] (repeatable): Dial and the replies to\npeers in PREFIX leave by that device (default link 0, --tun; 1, 2... are the --link devices), the\nlongest prefix winning. Without routes one device takes everything; with routes, a Dial matching\nnone fails (network unreachable) and a reply goes back by the device its peer came in on")
 	d.knobs.register(fs)
 }
 
@@ -62,6 +66,9 @@ type device struct {
 	txQueueLen int
 	// synFilter attaches the TUN's eBPF SYN filter (serve --syn-filter).
 	synFilter bool
+	// extra are the --link devices; routes the --route entries.
+	extra  []extraLink
+	routes []stack.Route
 }
 
 // parseHostPair checks one family's --host-addr/--addr pair.
@@ -137,13 +144,85 @@ func (d *deviceFlags) validate() (*device, error) {
 	if dev.impair, err = d.knobs.apply(&dev.tcp); err != nil {
 		return nil, err
 	}
+	if err := d.validateLinks(dev); err != nil {
+		return nil, err
+	}
 	return dev, nil
 }
 
 // open creates the TUN device, configures the kernel side, and starts a
 // stack on it.
 func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, error) {
-	link, err := tun.Create(tun.Options{Name: dev.name, MTU: dev.mtu, Offload: dev.offload, HostAddrs: dev.hostAddrs})
+	link, err := dev.createTUN(log, dev.name, dev.hostAddrs)
+	if err != nil {
+		return nil, err
+	}
+	// The --link devices: plain, without capture or impairment.
+	var extra []tun.Link
+	closeExtra := func() {
+		for _, l := range extra {
+			l.Close()
+		}
+	}
+	for _, x := range dev.extra {
+		l, err := dev.createTUN(log, x.name, x.hostAddrs)
+		if err != nil {
+			link.Close()
+			closeExtra()
+			return nil, fmt.Errorf("--link %s: %w", x.name, err)
+		}
+		extra = append(extra, l)
+		log.Info("device up", "tun", x.name, "host", x.hostAddrs)
+	}
+	var l tun.Link = link
+	if dev.pcap != "" {
+		p, err := tun.OpenPcap(link, dev.pcap, tun.PcapOptions{})
+		if err != nil {
+			link.Close()
+			closeExtra()
+			return nil, fmt.Errorf("--pcap: %w", err)
+		}
+		l = p
+		log.Info("capturing", "pcap", dev.pcap)
+	}
+	// The impairment sits outside the capture, so the pcap shows what
+	// reached the TUN: dropped packets are absent, duplicates twice.
+	l, _ = dev.impairLink(log, l)
+	opts.Links = append([]tun.Link{l}, extra...)
+	opts.Routes = dev.routes
+	opts.Addrs = dev.addrs
+	opts.TCP = dev.tcp
+	if dev.trace != "" {
+		// The stack owns the file: Stack.Close flushes and closes it.
+		f, err := os.Create(dev.trace)
+		if err != nil {
+			l.Close()
+			closeExtra()
+			return nil, fmt.Errorf("--trace: %w", err)
+		}
+		opts.Trace = f
+		log.Info("tracing", "trace", dev.trace)
+	}
+	s, err := stack.New(opts)
+	if err != nil {
+		l.Close()
+		closeExtra()
+		if c, ok := opts.Trace.(io.Closer); ok {
+			c.Close()
+		}
+		return nil, err
+	}
+	log.Info("device up", "tun", dev.name, "mtu", dev.mtu, "offload", dev.offload, "addrs", dev.addrs, "host", dev.hostAddrs)
+	for _, r := range dev.routes {
+		log.Info("route", "route", r.String())
+	}
+	return s, nil
+}
+
+// createTUN makes one TUN device with the kernel side's addresses, its
+// txqueuelen and, with --syn-filter, its SYN filter.
+func (dev *device) createTUN(log *slog.Logger, name string, hostAddrs []netip.Prefix) (*tun.TUN, error) {
+	link, err := tun.Create(tun.Options{Name: name, MTU: dev.mtu, Offload: dev.offload, HostAddrs: hostAddrs})
 	if err != nil {
 		return nil, err
 	}
@@ -155,45 +234,10 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 	}
 	if dev.synFilter {
 		if err := link.EnableSYNFilter(); err != nil {
-			log.Warn("no kernel-side SYN filter; SYN floods are dropped by ustack itself", "err", err)
+			log.Warn("no kernel-side SYN filter; SYN floods are dropped by ustack itself", "tun", name, "err", err)
 		}
 	}
-	var l tun.Link = link
-	if dev.pcap != "" {
-		p, err := tun.OpenPcap(link, dev.pcap, tun.PcapOptions{})
-		if err != nil {
-			link.Close()
-			return nil, fmt.Errorf("--pcap: %w", err)
-		}
-		l = p
-		log.Info("capturing", "pcap", dev.pcap)
-	}
-	// The impairment sits outside the capture, so the pcap shows what
-	// reached the TUN: dropped packets are absent, duplicates twice.
-	l, _ = dev.impairLink(log, l)
-	opts.Links = []tun.Link{l}
-	opts.Addrs = dev.addrs
-	opts.TCP = dev.tcp
-	if dev.trace != "" {
-		// The stack owns the file: Stack.Close flushes and closes it.
-		f, err := os.Create(dev.trace)
-		if err != nil {
-			l.Close()
-			return nil, fmt.Errorf("--trace: %w", err)
-		}
-		opts.Trace = f
-		log.Info("tracing", "trace", dev.trace)
-	}
-	s, err := stack.New(opts)
-	if err != nil {
-		l.Close()
-		if c, ok := opts.Trace.(io.Closer); ok {
-			c.Close()
-		}
-		return nil, err
-	}
-	log.Info("device up", "tun", dev.name, "mtu", dev.mtu, "offload", dev.offload, "addrs", dev.addrs, "host", dev.hostAddrs)
-	return s, nil
+	return link, nil
 }
 
 // parseKeepalive parses "idle,interval,count" (e.g. 30s,5s,3) or "off".
