@@ -56,7 +56,7 @@ func TestServeDrain(t *testing.T) {
 		// SIGTERM with the download a sixty-fourth done.
 		sent := time.Now()
 		require.NoError(t, srv.cmd.Process.Signal(syscall.SIGTERM))
-		waitStderr(t, srv, "draining")
+		waitStderr(t, srv, "draining: stopped accepting")
 		_, err = (&net.Dialer{}).DialContext(ctx, "tcp", joinAddrPort(ustackAddr4, serveEchoPort))
 		assert.True(t, errors.Is(err, syscall.ECONNREFUSED), "a new client while draining: %v, want ECONNREFUSED", err)
 
@@ -89,7 +89,7 @@ func TestServeDrain(t *testing.T) {
 		assert.Equal(t, http.StatusOK, code, "healthz once ready")
 		assert.Equal(t, "ready\n", body)
 		require.NoError(t, srv.cmd.Process.Signal(syscall.SIGTERM))
-		waitStderr(t, srv, "draining")
+		waitStderr(t, srv, "draining: stopped accepting")
 		code, body = adminHealth(t, srv)
 		assert.Equal(t, http.StatusServiceUnavailable, code, "healthz while draining")
 		assert.Equal(t, "draining\n", body)

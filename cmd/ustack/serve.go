@@ -193,8 +193,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 
 	sig := <-sigs
 	hl.setDraining()
-	open, _ := set.conns.counts()
-	log.Info("draining: stopped accepting", "signal", sig.String(), "open", open, "drain_timeout", f.drain)
 	abort, drained := make(chan struct{}), make(chan struct{})
 	go func() {
 		select {
@@ -204,7 +202,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		case <-drained:
 		}
 	}()
-	finished, aborted := set.drain(f.drain, abort)
+	finished, aborted := set.drain(f.drain, abort, func(open int) {
+		log.Info("draining: stopped accepting", "signal", sig.String(), "open", open, "drain_timeout", f.drain)
+	})
 	close(drained)
 	log.Info("drained", "finished", finished, "aborted", aborted)
 	if err := st.Close(); err != nil {

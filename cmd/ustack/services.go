@@ -427,7 +427,9 @@ func (set *serviceSet) wait(grace time.Duration) bool {
 // the open connections finish for up to timeout, or until abort is
 // closed. Those still open then are aborted (reset). It returns how many
 // connections finished during the drain and how many were aborted.
-func (set *serviceSet) drain(timeout time.Duration, abort <-chan struct{}) (finished, aborted int) {
+// closed, when set, is called once the listeners are closed, with the
+// connections open then.
+func (set *serviceSet) drain(timeout time.Duration, abort <-chan struct{}, closed func(open int)) (finished, aborted int) {
 	open0, added0 := set.conns.counts()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -441,6 +443,10 @@ func (set *serviceSet) drain(timeout time.Duration, abort <-chan struct{}) (fini
 	}
 	for _, l := range set.listeners {
 		l.Close()
+	}
+	if closed != nil {
+		open, _ := set.conns.counts()
+		closed(open)
 	}
 	if timeout > 0 {
 		deadline := time.NewTimer(timeout)
