@@ -121,7 +121,9 @@ type server struct {
 }
 
 func startServe(bin string) (*server, error) {
-	cmd := exec.Command(bin, "serve")
+	// A step that failed may leave a connection open: its drain must end
+	// well inside stop's 10 s.
+	cmd := exec.Command(bin, "serve", "--drain-timeout", "3s")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
