@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/ustack-net/ustack/ip"
 	"github.com/ustack-net/ustack/tcp"
 	"github.com/ustack-net/ustack/tun"
 )
@@ -133,7 +134,7 @@ func TestRouteDialLongestPrefix(t *testing.T) {
 	require.Equal(t, []netip.Prefix{net1v6, net0, net1Half, net1, netip.MustParsePrefix("::/0")}, order, "longest first")
 }
 
-// A reply (SYN-ACK, RST, echo reply) to a peer with a route leaves by that
+// A reply (SYN-ACK, RST, ICMP echo reply) to a peer with a route leaves by that
 // route's link, whichever link the peer's packet came in on; a peer
 // without a route is answered on the link it came from.
 func TestRouteReplies(t *testing.T) {
@@ -168,6 +169,24 @@ func TestRouteReplies(t *testing.T) {
 		peers[tc.out].expectTCP(srv, cli, want)
 		peers[1-tc.out].none()
 	}
+	// An echo request from behind link 1's gateway, in on link 0: the
+	// reply leaves by link 1.
+	msg := make([]byte, 8+4)
+	_, err = ip.BuildICMPv4Echo(msg, false, 0x1234, 7, []byte("ping"))
+	require.NoError(t, err)
+	src := netip.MustParseAddr("198.19.0.5")
+	p := make([]byte, 20+len(msg))
+	writeIPHeader(p, src, addrB, protoICMP, len(p), 99, false)
+	copy(p[20:], msg)
+	peers[0].send(p)
+	rep := peers[1].recv()
+	h, err := ip.ParseIPv4(rep)
+	require.NoError(t, err)
+	require.Equal(t, src, h.Dst())
+	m, err := ip.ParseICMPv4(h.Payload())
+	require.NoError(t, err)
+	require.Equal(t, ip.ICMPv4EchoReply, m.Type())
+	peers[0].none()
 }
 
 // Without routes one link takes everything; several links without routes
