@@ -208,15 +208,15 @@ func (d *pathDir) sender() {
 		due = due[:0]
 		batch = d.lane.Due(now, batch[:0], &due)
 		next, ok := d.lane.Next()
+		// Lateness is taken at the wake-up: the timer's precision, not
+		// the time the writes take.
+		for _, r := range due {
+			d.late.add(now - r)
+		}
 		d.mu.Unlock()
 		if len(batch) > 0 {
-			// Lateness is measured at the write, so it includes this pass.
 			_, err := d.out.Write(batch, Headroom)
-			wrote := d.now()
 			d.mu.Lock()
-			for _, r := range due {
-				d.late.add(wrote - r)
-			}
 			if err != nil {
 				d.werrs++
 			}
