@@ -45,7 +45,9 @@ func TestPathRouterKernel(t *testing.T) {
 	require.Len(t, rtts, 10, "no ping lost on a lossless path")
 	slices.Sort(rtts)
 	t.Logf("ping RTT min %v, median %v, max %v", rtts[0], rtts[5], rtts[9])
-	assert.InEpsilon(t, float64(20*time.Millisecond), float64(rtts[5]), 0.05, "median ping RTT")
+	// The quickest ping: the path's own delay; the others add whatever
+	// this (shared) machine's scheduler made the router wait.
+	assert.InEpsilon(t, float64(20*time.Millisecond), float64(rtts[0]), 0.05, "ping RTT")
 
 	var ln net.Listener
 	require.NoError(t, srvNS.do(func() error {
