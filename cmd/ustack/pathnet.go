@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -38,6 +39,10 @@ var (
 	pathServerNet  = netip.MustParsePrefix("198.18.0.0/24")   // where the servers live
 	pathVethHop    = netip.MustParsePrefix("198.18.0.1/24")   // the hop's end of a kernel server's veth
 	pathVethServer = netip.MustParsePrefix("198.18.0.2/24")   // the kernel server's end
+	// pathClientNet is for a userspace client on the client side (ustack
+	// dial --host-addr 198.18.2.1/24 --addr 198.18.2.2): the client
+	// namespace forwards, the hop routes it back into the path.
+	pathClientNet = netip.MustParsePrefix("198.18.2.0/24")
 )
 
 // Device names of the emulated path.
@@ -159,20 +164,26 @@ func startPathRouter(client, hop netnsFD, cfg tun.PathConfig, mtu int) (*pathRou
 		var err error
 		a, err = tun.Create(tun.Options{Name: pathClientTUN, MTU: mtu, HostAddrs: []netip.Prefix{pathClientAddr},
 			Routes: []netip.Prefix{pathServerNet}})
-		return err
+		if err != nil {
+			return err
+		}
+		return setSysctls("net/ipv4/ip_forward", "1", "net/ipv4/conf/all/rp_filter", "0")
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client side of the path: %w", err)
 	}
 	err = hop.do(func() error {
 		var err error
-		if b, err = tun.Create(tun.Options{Name: pathHopTUN, MTU: mtu, HostAddrs: []netip.Prefix{pathHopAddr}}); err != nil {
+		if b, err = tun.Create(tun.Options{Name: pathHopTUN, MTU: mtu, HostAddrs: []netip.Prefix{pathHopAddr},
+			Routes: []netip.Prefix{pathClientNet}}); err != nil {
 			return err
 		}
 		return setSysctls("net/ipv4/ip_forward", "1", "net/ipv4/conf/all/rp_filter", "0")
 	})
 	if err != nil {
-		a.Close()
+		if a != nil {
+			a.Close()
+		}
 		if b != nil {
 			b.Close()
 		}
@@ -275,4 +286,63 @@ func pathPing(dst netip.Addr, n int, timeout time.Duration) ([]time.Duration, er
 		}
 	}
 	return rtts, nil
+}
+
+// netnsDir is where named network namespaces live (ip-netns(8)).
+const netnsDir = "/run/netns"
+
+// namedNetns opens the named network namespace name, creating it (as ip
+// netns add does: a bind mount of the namespace under /run/netns) if it
+// does not exist; created says whether it did.
+func namedNetns(name string) (ns netnsFD, created bool, err error) {
+	if name == "" || name == "." || name == ".." || filepath.Base(name) != name {
+		return -1, false, fmt.Errorf("namespace name %q: want a plain name, as ip netns takes", name)
+	}
+	path := filepath.Join(netnsDir, name)
+	if _, err := os.Stat(path); err == nil {
+		ns, err := openNetns(path)
+		return ns, false, err
+	}
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return -1, false, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0)
+	if err != nil {
+		return -1, false, fmt.Errorf("creating namespace %s: %w", name, err)
+	}
+	f.Close()
+	err = onLockedThread(func(int) error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("creating a network namespace: %w", err)
+		}
+		if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("mounting namespace %s on %s: %w", name, path, err)
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		return err
+	})
+	if err != nil {
+		deleteNamedNetns(name)
+		return -1, false, err
+	}
+	ns, err = openNetns(path)
+	if err != nil {
+		deleteNamedNetns(name)
+		return -1, false, err
+	}
+	return ns, true, nil
+}
+
+// deleteNamedNetns removes a named namespace as ip netns delete does; the
+// namespace itself lives on while processes are in it.
+func deleteNamedNetns(name string) error {
+	path := filepath.Join(netnsDir, name)
+	uerr := unix.Unmount(path, unix.MNT_DETACH)
+	if errors.Is(uerr, unix.EINVAL) {
+		uerr = nil // not mounted
+	}
+	return errors.Join(uerr, os.Remove(path))
 }
