@@ -200,6 +200,9 @@ func (f *benchFlags) validate() (*benchConfig, error) {
 			return nil, err
 		}
 		c.pathSpec = f.path
+		if len(c.paths) > 1 && (f.pcap != "" || f.trace != "" || f.profile != "") {
+			return nil, errors.New("--pcap, --trace and --cpuprofile record one run: give --path a single loss rate")
+		}
 		if c.servers, err = pathServers(f.only); err != nil {
 			return nil, err
 		}

@@ -253,7 +253,7 @@ func writeBenchPathTable(w io.Writer, rep *benchPathReport) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := []string{"loss", "metric", "unit"}
+	header := []string{"loss", "metric", "unit", "better"}
 	header = append(header, rep.Servers...)
 	ratioKeys := []string{}
 	for _, k := range []string{"ustack/kernel-cubic", "ustack/gvisor"} {
@@ -266,7 +266,11 @@ func writeBenchPathTable(w io.Writer, rep *benchPathReport) {
 	for _, p := range rep.Paths {
 		res := rep.Results[p.Loss]
 		for _, m := range benchPathMetrics {
-			row := []string{p.Loss, m.label, m.unit}
+			better := "lower"
+			if m.higher {
+				better = "higher"
+			}
+			row := []string{p.Loss, m.label, m.unit, better}
 			any := false
 			for _, s := range rep.Servers {
 				if v, ok := res[s].Metrics[m.key]; ok {
@@ -413,6 +417,7 @@ func (t *benchTarget) runPath() {
 		}
 	}()
 	for _, w := range t.cfg.workloads {
+		prof := t.startProfile(w)
 		var err error
 		switch w {
 		case "down":
@@ -424,6 +429,9 @@ func (t *benchTarget) runPath() {
 		}
 		if err != nil {
 			t.fail(w, err)
+		}
+		if perr := prof(); perr != nil {
+			t.logf("%s: CPU profile: %v", w, perr)
 		}
 		if !srv.alive() {
 			t.logf("server exited; its last words:\n%s", srv.stderr.String())
