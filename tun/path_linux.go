@@ -39,6 +39,8 @@ type pathDir struct {
 	closed bool
 	late   Lateness
 	werrs  uint64
+	rdrops uint64
+	rerr   string
 }
 
 // Lateness measures how late the real-time sender released packets after
@@ -74,9 +76,14 @@ func (l *Lateness) add(d time.Duration) {
 
 // PathStats is what a running Path did in each direction.
 type PathStats struct {
-	Up, Down                  LaneStats
-	UpLate, DownLate          Lateness
-	UpWriteErrs, DownWriteErr uint64
+	Up, Down         LaneStats
+	UpLate, DownLate Lateness
+	// Write errors of the far side's link; reads of packets too big for
+	// the MTU (dropped); and the error that stopped a direction's reader,
+	// if one did before Close.
+	UpWriteErrs, DownWriteErrs uint64
+	UpReadDrops, DownReadDrops uint64
+	UpReadErr, DownReadErr     string
 }
 
 // NewPath starts forwarding between a and b as cfg says. Close stops it and
@@ -118,10 +125,10 @@ func NewPath(a, b Link, cfg PathConfig) (*Path, error) {
 func (p *Path) Stats() PathStats {
 	var s PathStats
 	p.up.mu.Lock()
-	s.Up, s.UpLate, s.UpWriteErrs = p.up.lane.Stats(), p.up.late, p.up.werrs
+	s.Up, s.UpLate, s.UpWriteErrs, s.UpReadDrops, s.UpReadErr = p.up.lane.Stats(), p.up.late, p.up.werrs, p.up.rdrops, p.up.rerr
 	p.up.mu.Unlock()
 	p.down.mu.Lock()
-	s.Down, s.DownLate, s.DownWriteErr = p.down.lane.Stats(), p.down.late, p.down.werrs
+	s.Down, s.DownLate, s.DownWriteErrs, s.DownReadDrops, s.DownReadErr = p.down.lane.Stats(), p.down.late, p.down.werrs, p.down.rdrops, p.down.rerr
 	p.down.mu.Unlock()
 	return s
 }
@@ -161,19 +168,17 @@ func (d *pathDir) reader() {
 	for {
 		k, err := d.in.Read(bufs, sizes, Headroom)
 		if err != nil {
-			if errors.Is(err, ErrClosed) {
-				return
-			}
+			d.mu.Lock()
 			if errors.Is(err, ErrShortBuffer) || errors.Is(err, ErrPacketTooBig) {
+				d.rdrops++ // the link dropped it; go on
+				d.mu.Unlock()
 				continue
 			}
-			d.mu.Lock()
-			closed := d.closed
-			d.mu.Unlock()
-			if closed {
-				return
+			if !d.closed && !errors.Is(err, ErrClosed) {
+				d.rerr = err.Error() // this direction stops; Stats says why
 			}
-			continue
+			d.mu.Unlock()
+			return
 		}
 		now := d.now()
 		d.mu.Lock()

@@ -379,6 +379,11 @@ func (t *benchTarget) runPath() {
 			t.logf("router: %v", err)
 			return
 		}
+		for _, e := range []string{st.UpReadErr, st.DownReadErr} {
+			if e != "" {
+				t.res.Errors["path"] = "the router stopped forwarding: " + e
+			}
+		}
 		m := t.res.Metrics
 		both := st.UpLate
 		both.Count += st.DownLate.Count
@@ -647,10 +652,23 @@ type routerProcess struct {
 // senders compete with the client only for the CPU, not for this
 // process's Go scheduler. It gets the two namespaces as descriptors 3 and 4.
 func startRouterProcess(exe, spec string, mtu int, client, hop netnsFD, progress io.Writer) (*routerProcess, error) {
-	cf := os.NewFile(uintptr(client), "client-netns")
-	hf := os.NewFile(uintptr(hop), "hop-netns")
+	// Duplicates, as the *os.File closes its descriptor (here and when
+	// collected) and the namespaces' descriptors are the caller's.
+	var files []*os.File
+	for _, ns := range []netnsFD{client, hop} {
+		fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, os.NewFile(uintptr(fd), "netns"))
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close() // the child has its own copies once started
+		}
+	}()
 	cmd := exec.Command(exe, "bench", "router", "--path", spec, "--mtu", strconv.Itoa(mtu))
-	cmd.ExtraFiles = []*os.File{cf, hf}
+	cmd.ExtraFiles = files
 	cmd.Stderr = progress
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()

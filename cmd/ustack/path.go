@@ -172,4 +172,12 @@ func writePathStats(w io.Writer, st tun.PathStats) {
 	fmt.Fprintf(w, "ustack path: stopped\n")
 	dir("up (client to server)", st.Up, st.UpLate)
 	dir("down (server to client)", st.Down, st.DownLate)
+	for _, e := range []struct {
+		name string
+		err  string
+	}{{"up", st.UpReadErr}, {"down", st.DownReadErr}} {
+		if e.err != "" {
+			fmt.Fprintf(w, "  %s: stopped early, reading: %s\n", e.name, e.err)
+		}
+	}
 }
