@@ -710,11 +710,12 @@ func (r *routerProcess) stop() (tun.PathStats, error) {
 // closes stops and prints the path's statistics as JSON.
 func runBenchRouter(args []string, stdout, stderr io.Writer) int {
 	var spec string
-	var mtu int
+	var mtu, prio int
 	fs := flag.NewFlagSet("bench router", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&spec, "path", "", "the path, as tun.ParsePath reads it")
 	fs.IntVar(&mtu, "mtu", 1500, "MTU of the router's TUNs")
+	fs.IntVar(&prio, "rt-prio", pathDefaultRTPrio, "SCHED_FIFO priority of the router (0: ordinary scheduling)")
 	if rc := parseFlags(fs, args); rc >= 0 {
 		return rc
 	}
@@ -722,6 +723,11 @@ func runBenchRouter(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "ustack bench router: %v\n", err)
 		return exitUsage
+	}
+	if prio > 0 {
+		if err := realtimePriority(prio); err != nil {
+			fmt.Fprintf(stderr, "bench: router: %v; running at ordinary priority, its timing will suffer on a busy machine\n", err)
+		}
 	}
 	r, err := startPathRouter(netnsFD(3), netnsFD(4), cfg, mtu)
 	if err != nil {

@@ -24,7 +24,12 @@ type pathFlags struct {
 	server string
 	mtu    int
 	pings  int
+	rtPrio int
 }
+
+// pathDefaultRTPrio is the router's SCHED_FIFO priority unless told: low
+// among real-time priorities (1-99), above every ordinary process.
+const pathDefaultRTPrio = 10
 
 func runPath(args []string, stdout, stderr io.Writer) int {
 	var f pathFlags
@@ -36,6 +41,8 @@ func runPath(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.server, "server", "ustack-server", "network namespace of the server side (likewise)")
 	fs.IntVar(&f.mtu, "mtu", 1500, "MTU of the path's TUN devices (1280-65535)")
 	fs.IntVar(&f.pings, "ping", 5, "pings through the path at start-up, to show its RTT (0: none)")
+	fs.IntVar(&f.rtPrio, "rt-prio", pathDefaultRTPrio, "run the router under SCHED_FIFO at this priority (1-99; 0: ordinary scheduling), so it\n"+
+		"forwards on time on a busy machine")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack path --path SPEC [flags]\n\n"+
 			"Runs an emulated WAN path between two network namespaces until interrupted, then prints\n"+
@@ -85,9 +92,18 @@ func runPath(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack path: --ping %d: want 0 to 100\n", f.pings)
 		return exitUsage
 	}
+	if f.rtPrio < 0 || f.rtPrio > 99 {
+		fmt.Fprintf(stderr, "ustack path: --rt-prio %d: want 0 (off) or 1 to 99\n", f.rtPrio)
+		return exitUsage
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintf(stderr, "ustack path: needs root or CAP_NET_ADMIN and CAP_SYS_ADMIN (it creates network namespaces and TUN devices)\n")
 		return 1
+	}
+	if f.rtPrio > 0 {
+		if err := realtimePriority(f.rtPrio); err != nil {
+			fmt.Fprintf(stderr, "ustack path: %v; running at ordinary priority (--rt-prio 0 to ask for that)\n", err)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

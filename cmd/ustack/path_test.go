@@ -33,6 +33,7 @@ func TestPathFlagErrors(t *testing.T) {
 		{[]string{"path", "--path", "rtt=40ms", "--mtu", "100"}, exitUsage, "--mtu 100: want a value from 1280 to 65535"},
 		{[]string{"path", "--path", "rtt=40ms", "--client", "a", "--server", "a"}, exitUsage, `--client and --server are both "a"`},
 		{[]string{"path", "--path", "rtt=40ms", "--ping", "-1"}, exitUsage, "--ping -1: want 0 to 100"},
+		{[]string{"path", "--path", "rtt=40ms", "--rt-prio", "100"}, exitUsage, "--rt-prio 100: want 0 (off) or 1 to 99"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

