@@ -363,7 +363,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			"--nodelay, --sack, --timestamps, --wscale) are passed to `ustack serve`, the ustack\n"+
 			"server only: gVisor and the kernel keep their defaults.\n\n"+
 			"Internal modes, run by the bench itself: `ustack bench target` (one server and the\n"+
-			"client, in a private namespace), `ustack bench server` (the gVisor and kernel servers) and\n"+
+			"client, in a private namespace), `ustack bench server` (the gVisor and kernel servers),\n"+
 			"`ustack bench hold` (a client process holding idle connections) and `ustack bench router`\n"+
 			"(the emulated path of --path).\n\n"+
 			"With --path the servers are measured over an emulated WAN path instead (see README,\n"+
