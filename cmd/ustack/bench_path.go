@@ -59,9 +59,10 @@ const (
 
 // benchPath is one point of a sweep: the spec as given to the router.
 type benchPath struct {
-	Loss string `json:"loss"` // as written in the sweep ("0", "0.5%")
-	Spec string `json:"spec"`
-	cfg  tun.PathConfig
+	Loss  string `json:"loss"` // as written in the sweep ("0", "0.5%")
+	Spec  string `json:"spec"`
+	AsRun string `json:"as_run"` // with the defaults filled in (the queue in bytes)
+	cfg   tun.PathConfig
 }
 
 // parsePathSweep reads --path: ParsePath's syntax, where loss may list
@@ -103,7 +104,7 @@ func parsePathSweep(s string) ([]benchPath, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--path: %v", err)
 		}
-		out = append(out, benchPath{Loss: l, Spec: spec, cfg: cfg})
+		out = append(out, benchPath{Loss: l, Spec: spec, AsRun: cfg.String(), cfg: cfg})
 	}
 	return out, nil
 }

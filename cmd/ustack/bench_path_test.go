@@ -127,7 +127,8 @@ func TestBenchPathJSONShape(t *testing.T) {
 		keys = append(keys, k)
 	}
 	assert.ElementsMatch(t, []string{"path", "paths", "duration_s", "mtu", "offload", "workloads", "servers", "results", "ratios", "elapsed_s"}, keys)
-	assert.Equal(t, map[string]any{"loss": "2%", "spec": "rtt=40ms,rate=100mbit,loss=2%"}, m["paths"].([]any)[1])
+	assert.Equal(t, map[string]any{"loss": "2%", "spec": "rtt=40ms,rate=100mbit,loss=2%",
+		"as_run": "rtt=40ms,rate=100mbit,queue=500000,loss=2%"}, m["paths"].([]any)[1])
 	assert.Equal(t, 45.0, m["results"].(map[string]any)["0"].(map[string]any)["ustack"].(map[string]any)["metrics"].(map[string]any)["down_mbps"])
 	assert.Equal(t, 0.5, m["ratios"].(map[string]any)["0"].(map[string]any)["ustack/kernel-cubic"].(map[string]any)["down_mbps"])
 }
