@@ -310,6 +310,7 @@ var pathKeys = []string{"rtt", "delay", "rate", "queue", "loss", "jitter", "reor
 func ParsePath(s string) (PathConfig, error) {
 	var pc PathConfig
 	var queues [2]string
+	var queueBare [2]bool // the queue came from the unprefixed key
 	cfg := [2]*LaneConfig{&pc.Up, &pc.Down}
 	pc.Down.Seed = 1 // seed+1 for the default seed 0 too
 	s = strings.TrimSpace(s)
@@ -373,6 +374,7 @@ func ParsePath(s string) (PathConfig, error) {
 					c.Rate, err = parseRate(st.val)
 				case "queue":
 					queues[d] = st.val
+					queueBare[d] = slot == 0
 				case "loss":
 					c.Loss, err = parseProbability(st.val)
 				case "dup":
@@ -404,10 +406,13 @@ func ParsePath(s string) (PathConfig, error) {
 	if pc.RTT == 0 {
 		pc.RTT = pc.Up.Delay + pc.Down.Delay
 	}
+	if pc.Up.Rate == 0 && pc.Down.Rate == 0 && queues[0] != "" {
+		return PathConfig{}, fmt.Errorf("path: a queue needs a rate (the queue is the bottleneck's)")
+	}
 	for d, c := range cfg {
 		if c.Rate == 0 {
-			if queues[d] != "" {
-				return PathConfig{}, fmt.Errorf("path: a queue needs a rate (the queue is the bottleneck's)")
+			if queues[d] != "" && !queueBare[d] {
+				return PathConfig{}, fmt.Errorf("path: %s.queue needs a %s.rate (the queue is the bottleneck's)", []string{"up", "down"}[d], []string{"up", "down"}[d])
 			}
 			continue
 		}

@@ -33,6 +33,10 @@ func TestParsePath(t *testing.T) {
 			LaneConfig{Impairment: Impairment{Delay: 30 * ms}, Rate: 8000, Queue: 1500},
 			LaneConfig{Impairment: Impairment{Delay: 10 * ms, Seed: 1}, Rate: 8000, Queue: 1500},
 			40 * ms, "rate=8kbit,queue=1500,up.delay=30ms,down.delay=10ms"},
+		{"rtt=20ms,up.rate=1mbit,queue=3000",
+			LaneConfig{Impairment: Impairment{Delay: 10 * ms}, Rate: 1e6, Queue: 3000},
+			LaneConfig{Impairment: Impairment{Delay: 10 * ms, Seed: 1}},
+			20 * ms, "rtt=20ms,up.rate=1mbit,up.queue=3000"},
 		{"loss=2%", LaneConfig{Impairment: Impairment{Loss: 0.02}}, LaneConfig{Impairment: Impairment{Loss: 0.02, Seed: 1}}, 0, "loss=2%"},
 	}
 	for _, tt := range tests {
@@ -65,6 +69,7 @@ func TestParsePathErrors(t *testing.T) {
 		{"rtt=-1ms", `path "rtt=-1ms": negative duration`},
 		{"rate=1mbit,queue=1bdp", `path: queue=1bdp: a queue in BDPs needs an rtt (or delays)`},
 		{"rtt=1ms,queue=1500", `path: a queue needs a rate (the queue is the bottleneck's)`},
+		{"rtt=1ms,up.rate=1mbit,down.queue=1500", `path: down.queue needs a down.rate (the queue is the bottleneck's)`},
 		{"rtt=1ms,rate=1mbit,queue=lots", `path: queue=lots: want bytes (150000, 64KiB, 1MiB) or BDPs (1bdp)`},
 		{"rtt=1ms,rate=1mbit,queue=-1bdp", `path: queue=-1bdp: want a positive number of BDPs such as 1bdp or 0.5bdp`},
 	}
