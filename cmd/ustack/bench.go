@@ -98,6 +98,7 @@ type benchFlags struct {
 	offload   bool
 	gvisor    string
 	profile   string
+	path      string // --path: the emulated path, or a loss sweep of them
 	// cc, pcap, trace and knobs are `ustack serve` flags passed through to
 	// the ustack server; serve holds them alone so they can be listed back
 	// as arguments (see serveArgs).
@@ -129,6 +130,10 @@ type benchConfig struct {
 	// differ from serve's defaults.
 	knobArgs    []string
 	captureArgs []string
+	// paths is --path, one per loss rate of its sweep (nil: the local
+	// bench); pathSpec is --path as given.
+	paths    []benchPath
+	pathSpec string
 }
 
 // Bounds of the flags: a full run must stay within about five minutes.
@@ -190,11 +195,27 @@ func (f *benchFlags) validate() (*benchConfig, error) {
 		return nil, fmt.Errorf("--mtu %d: want a value from 1280 to 65535", f.mtu)
 	}
 	var err error
-	if c.servers, err = parseList("only", f.only, benchServers); err != nil {
-		return nil, err
-	}
-	if c.workloads, err = parseList("workloads", f.workloads, benchWorkloads); err != nil {
-		return nil, err
+	if f.path != "" {
+		if c.paths, err = parsePathSweep(f.path); err != nil {
+			return nil, err
+		}
+		c.pathSpec = f.path
+		if len(c.paths) > 1 && (f.pcap != "" || f.trace != "" || f.profile != "") {
+			return nil, errors.New("--pcap, --trace and --cpuprofile record one run: give --path a single loss rate")
+		}
+		if c.servers, err = pathServers(f.only); err != nil {
+			return nil, err
+		}
+		if c.workloads, err = parseList("workloads", f.workloads, benchPathWorkloads); err != nil {
+			return nil, fmt.Errorf("%v (with --path)", err)
+		}
+	} else {
+		if c.servers, err = parseList("only", f.only, benchServers); err != nil {
+			return nil, err
+		}
+		if c.workloads, err = parseList("workloads", f.workloads, benchWorkloads); err != nil {
+			return nil, err
+		}
 	}
 	if c.gvisorLinks, err = parseList("gvisor", f.gvisor, gvisorLinks); err != nil {
 		return nil, err
@@ -247,6 +268,10 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.gvisor, "gvisor", strings.Join(gvisorLinks, ","), "ways to put gVisor on the TUN, comma-separated: wgnetstack (wireguard's\n"+
 		"tun bridged to its tun/netstack), fdbased (gVisor's fdbased endpoint on the TUN fd, no\n"+
 		"virtio-net header); each is measured and the better figure per workload reported")
+	fs.StringVar(&f.path, "path", "", "measure over an emulated WAN path instead of the local TUN, e.g.\n"+
+		"rtt=40ms,rate=100mbit,loss=0.5%[,queue=1bdp|BYTES,jitter=D,reorder=P,seed=N]; loss=0,0.5%,2%\n"+
+		"sweeps (see ustack path --help for every key). Workloads then are down, up and fetch, the\n"+
+		"duration defaults to 5s, gVisor runs its first --gvisor variant, the kernel twice (CUBIC, BBR)")
 	fs.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the ustack server during each timed workload to\n"+
 		"DIR/ustack-WORKLOAD.pprof (go tool pprof), taken over its admin socket")
 	// serve's own registration of the knobs, so bench parses and
@@ -270,6 +295,9 @@ func (c *benchConfig) targetArgs(server string) []string {
 		"--duration", c.duration.String(), "--workloads", strings.Join(c.workloads, ","),
 		"--idle-conns", strconv.Itoa(c.idle), "--mtu", strconv.Itoa(c.mtu),
 		"--offload=" + strconv.FormatBool(c.offload)}
+	if c.paths != nil {
+		args = append(args, "--path", c.paths[0].Spec)
+	}
 	switch server {
 	case "ustack":
 		args = append(args, c.knobArgs...)
@@ -278,7 +306,11 @@ func (c *benchConfig) targetArgs(server string) []string {
 			args = append(args, "--cpuprofile="+c.profileDir)
 		}
 	case "gvisor":
-		args = append(args, "--gvisor="+strings.Join(c.gvisorLinks, ","))
+		links := c.gvisorLinks
+		if c.paths != nil {
+			links = links[:1]
+		}
+		args = append(args, "--gvisor="+strings.Join(links, ","))
 	}
 	return args
 }
@@ -305,6 +337,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			return runBenchServer(args[1:], stdout, stderr)
 		case "hold":
 			return runBenchHold(args[1:], stdout, stderr)
+		case "router":
+			return runBenchRouter(args[1:], stdout, stderr)
 		}
 	}
 	var f benchFlags
@@ -329,8 +363,12 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			"--nodelay, --sack, --timestamps, --wscale) are passed to `ustack serve`, the ustack\n"+
 			"server only: gVisor and the kernel keep their defaults.\n\n"+
 			"Internal modes, run by the bench itself: `ustack bench target` (one server and the\n"+
-			"client, in a private namespace), `ustack bench server` (the gVisor and kernel servers) and\n"+
-			"`ustack bench hold` (a client process holding idle connections).\n\nflags:\n")
+			"client, in a private namespace), `ustack bench server` (the gVisor and kernel servers),\n"+
+			"`ustack bench hold` (a client process holding idle connections) and `ustack bench router`\n"+
+			"(the emulated path of --path).\n\n"+
+			"With --path the servers are measured over an emulated WAN path instead (see README,\n"+
+			"\"Measuring: ustack bench\"): download and upload goodput and 20 fetches of 256 KiB, per\n"+
+			"loss rate, the kernel with CUBIC and with BBR, one table.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if rc := parseFlags(fs, args); rc >= 0 {
@@ -339,6 +377,20 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "ustack bench: unexpected argument %q (all settings are flags; see ustack bench --help)\n", fs.Arg(0))
 		return exitUsage
+	}
+	if f.path != "" {
+		// A path run's own defaults, unless given.
+		set := map[string]bool{}
+		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+		if !set["workloads"] {
+			f.workloads = strings.Join(benchPathWorkloads, ",")
+		}
+		if !set["duration"] {
+			f.duration = benchPathDuration
+		}
+		if !set["cc"] {
+			f.cc = "cubic" // compared with the kernel's CUBIC
+		}
 	}
 	cfg, err := f.validate()
 	if err != nil {
@@ -355,6 +407,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	if cfg.paths != nil {
+		return runBenchPath(exe, cfg, stdout, stderr)
+	}
 	start := time.Now()
 	rep := &benchReport{
 		DurationSeconds: cfg.duration.Seconds(), MTU: cfg.mtu, Offload: cfg.offload, IdleConns: cfg.idle,

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	wgnetstack "golang.zx2c4.com/wireguard/tun/netstack"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -59,6 +61,8 @@ type benchServerFlags struct {
 	tun     string
 	mtu     int
 	offload bool
+	listen  string // kernel: the address to listen on
+	cc      string // kernel: TCP_CONGESTION of the listeners ("": the default)
 }
 
 // gvisorLinks are the two ways a Go program usually puts gVisor's netstack on
@@ -85,6 +89,9 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.tun, "tun", "ustack0", "name of the TUN device to create (gvisor)")
 	fs.IntVar(&f.mtu, "mtu", 1500, "MTU of the TUN device (gvisor; 1280-65535)")
 	fs.BoolVar(&f.offload, "offload", true, "virtio-net offloads on the TUN (gvisor)")
+	fs.StringVar(&f.listen, "listen", benchLoopback.String(), "address to listen on (kernel)")
+	fs.StringVar(&f.cc, "cc", "", "congestion control of the kernel's sockets, set with TCP_CONGESTION (kernel;\n"+
+		"one of net.ipv4.tcp_available_congestion_control; default: the namespace's)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack bench server --stack gvisor|kernel [flags]\n\n"+
 			"Internal to `ustack bench`, which runs it in a private network namespace. With\n"+
@@ -134,9 +141,32 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 	var cleanup func()
 	switch f.stack {
 	case "kernel":
-		device, addr = "lo", benchLoopback.String()
+		la, err := netip.ParseAddr(f.listen)
+		if err != nil {
+			fmt.Fprintf(stderr, "ustack bench server: --listen %q: want an IP address\n", f.listen)
+			return exitUsage
+		}
+		device, addr = "lo", la.String()
+		if !la.IsLoopback() {
+			device = "kernel"
+		}
+		var lc net.ListenConfig
+		if f.cc != "" {
+			lc.Control = func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				if err := c.Control(func(fd uintptr) {
+					serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, f.cc)
+				}); err != nil {
+					return err
+				}
+				if serr != nil {
+					return fmt.Errorf("TCP_CONGESTION %s: %w (see net.ipv4.tcp_available_congestion_control)", f.cc, serr)
+				}
+				return nil
+			}
+		}
 		listen = func(port int) (net.Listener, error) {
-			return net.Listen("tcp", netip.AddrPortFrom(benchLoopback, uint16(port)).String())
+			return lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(la, uint16(port)).String())
 		}
 		cleanup = func() {}
 	case "gvisor":

@@ -51,8 +51,12 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack bench target: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if !slices.Contains(benchServers, server) {
-		fmt.Fprintf(stderr, "ustack bench target: --server %q: want one of %s\n", server, strings.Join(benchServers, ","))
+	known := benchServers
+	if f.path != "" {
+		known = benchPathServers
+	}
+	if !slices.Contains(known, server) {
+		fmt.Fprintf(stderr, "ustack bench target: --server %q: want one of %s\n", server, strings.Join(known, ","))
 		return exitUsage
 	}
 	f.only = server
@@ -81,6 +85,23 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
 		return 1
+	}
+	if cfg.paths != nil {
+		if len(cfg.paths) != 1 {
+			fmt.Fprintf(stderr, "ustack bench target: --path: one loss rate at a time\n")
+			return exitUsage
+		}
+		t := &benchTarget{cfg: cfg, server: server, label: server + " over " + cfg.paths[0].Spec, exe: exe, progress: stderr,
+			res: &benchResult{Server: server, Metrics: map[string]float64{}, Errors: map[string]string{}}}
+		t.runPath()
+		if len(t.res.Errors) == 0 {
+			t.res.Errors = nil
+		}
+		if err := json.NewEncoder(stdout).Encode(t.res); err != nil {
+			fmt.Fprintf(stderr, "ustack bench target: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	links := []string{""}
 	if server == "gvisor" {
@@ -413,6 +434,10 @@ func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, e
 		return []string{"bench", "server", "--stack", "gvisor", "--link", link, "--tun", "ustack0", "--mtu", mtu, offload}, nil
 	case "kernel":
 		return []string{"bench", "server", "--stack", "kernel"}, nil
+	case "kernel-cubic", "kernel-bbr":
+		// Behind an emulated path: in a namespace of its own, on the veth.
+		return []string{"bench", "server", "--stack", "kernel", "--listen", pathVethServer.Addr().String(),
+			"--cc", strings.TrimPrefix(target, "kernel-")}, nil
 	}
 	return nil, fmt.Errorf("unknown server %q", target)
 }
@@ -483,6 +508,12 @@ func startBenchServer(exe, target string, cfg *benchConfig, capture bool) (*benc
 	if err != nil {
 		return nil, err
 	}
+	return startBenchServerWith(exe, args, (*exec.Cmd).Start)
+}
+
+// startBenchServerWith runs exe with args, started by start (in another
+// namespace, say), and waits for its ready line.
+func startBenchServerWith(exe string, args []string, start func(*exec.Cmd) error) (*benchServer, error) {
 	cmd := exec.Command(exe, args...)
 	s := &benchServer{cmd: cmd, done: make(chan struct{}), stderr: &tailBuffer{max: 8 << 10}}
 	cmd.Stderr = s.stderr
@@ -491,7 +522,7 @@ func startBenchServer(exe, target string, cfg *benchConfig, capture bool) (*benc
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return nil, fmt.Errorf("starting %s: %v", strings.Join(args, " "), err)
 	}
 	ready := make(chan string, 1)

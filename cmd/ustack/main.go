@@ -29,6 +29,7 @@ func init() {
 		{"ss", "list a running serve's TCP connections like ss -tni (from its --admin socket)", runSS},
 		{"drill", "run packetdrill-dialect scripts against ustack, gVisor and Linux", runDrill},
 		{"bench", "measure ustack against gVisor's netstack and the kernel, each in its own namespace", runBench},
+		{"path", "run an emulated WAN path (delay, rate, queue, loss) between two network namespaces", runPath},
 		{"plot", "draw a --trace file: time-sequence diagram, cwnd/ssthresh and RTT (PNG or SVG)", runPlot},
 	}
 }
