@@ -106,3 +106,30 @@ func (r *newReno) OnIdleRestart(now Time) {
 	}
 	r.caAcked = 0
 }
+
+// renoCC is NewReno behind the public CongestionControl interface: it grows
+// on the cumulatively acked bytes of ACKs that arrive outside recovery, as
+// RFC 5681 does.
+type renoCC struct{ newReno }
+
+// OnAck implements CongestionControl.
+func (r *renoCC) OnAck(now Time, rs *RateSample) {
+	if rs.InRecovery {
+		return
+	}
+	r.newReno.OnAck(now, rs.Acked, rs.SRTT, rs.InFlight)
+}
+
+// OnEvent implements CongestionControl.
+func (r *renoCC) OnEvent(now Time, ev CCEvent) {
+	switch ev.Kind {
+	case CCRecoveryStart:
+		r.OnEnterRecovery(now, ev.InFlight)
+	case CCRecoveryEnd:
+		r.OnExitRecovery(now)
+	case CCTimeout:
+		r.OnRTO(now, ev.InFlight)
+	case CCIdleRestart:
+		r.OnIdleRestart(now)
+	}
+}

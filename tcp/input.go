@@ -446,8 +446,16 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	isDup := ack == c.sndUna && outstanding && len(seg.Payload) == 0 &&
 		seg.Flags&(FlagSYN|FlagFIN) == 0 && wnd == c.sndWnd
 
+	if c.sc == nil {
+		c.sc = new(Scratch)
+	}
+	// The sample lives in the scratch space: handed to an interface method
+	// it would escape, and the ACK path allocates nothing.
+	rs := &c.sc.rs
+	*rs = RateSample{InRecovery: c.inRecovery, PriorInFlight: c.inFlight()}
 	var newlySACKed uint32
 	if ack.GreaterThan(c.sndUna) {
+		rs.Acked = c.sndUna.Size(ack)
 		c.ackNewData(now, seg, ack)
 	}
 	if c.sackOK && outstanding {
@@ -456,6 +464,8 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 			isDup = true // RFC 6675 §2: an ACK carrying new SACK information
 		}
 	}
+	rs.InFlight, rs.SRTT, rs.MSS = c.inFlight(), c.rto.SRTT(), uint32(c.sndMSS)
+	c.cc.OnAck(now, rs)
 	if isDup {
 		c.stats.dupAcksIn++
 	}
@@ -536,7 +546,7 @@ func (c *Conn) ackNewData(now Time, seg *Segment, ack Seq) {
 			// Full acknowledgment (RFC 6582 §3.2 step 3, RFC 6675 §5).
 			c.inRecovery = false
 			c.sackRecovery = false
-			c.cc.OnExitRecovery(now)
+			c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryEnd, InFlight: flight})
 		} else if !c.sackRecovery {
 			// Partial acknowledgment (RFC 6582 §3.2 step 4): retransmit
 			// the next hole, deflate by the amount acked, add back one
@@ -553,8 +563,6 @@ func (c *Conn) ackNewData(now Time, seg *Segment, ack Seq) {
 			}
 			c.cc.SetCWnd(cw)
 		}
-	} else {
-		c.cc.OnAck(now, acked, c.rto.SRTT(), flight)
 	}
 	c.dupAcks = 0
 
@@ -602,7 +610,7 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	c.highRxt = c.sndUna
 	c.rare().fastRecoveries++
 	c.rttTimer.Cancel()
-	c.cc.OnEnterRecovery(now, flight)
+	c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryStart, InFlight: flight})
 	if c.sackOK {
 		c.sackRecovery = true
 	} else {

@@ -297,6 +297,16 @@ func (c *Conn) cwndAvail() uint32 {
 	return ccSaturate(allow - flight)
 }
 
+// inFlight is the sender's estimate of the bytes in flight, the measure
+// cwndAvail compares with cwnd: the RFC 6675 pipe during SACK recovery,
+// FlightSize (SND.NXT - SND.UNA) otherwise.
+func (c *Conn) inFlight() uint32 {
+	if c.sackRecovery {
+		return c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
+	}
+	return c.sndUna.Size(c.sndNxt)
+}
+
 // sendData emits retransmissions and new data as the windows allow.
 func (c *Conn) sendData(now Time, e Emitter) {
 	if c.rtxPending {
@@ -353,7 +363,7 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	}
 	outstanding := c.sndUna != c.sndMax
 	if !outstanding && c.stats.dataSegsOut > 0 && now.Sub(c.lastSend) > c.rto.RTO() {
-		c.cc.OnIdleRestart(now) // RFC 5681 §4.1
+		c.cc.OnEvent(now, CCEvent{Kind: CCIdleRestart}) // RFC 5681 §4.1
 	}
 	var winAvail uint32
 	if wndEdge := c.sndUna + Seq(c.sndWnd); wndEdge.GreaterThan(c.sndNxt) {

@@ -121,7 +121,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	c.retries++
 	c.rto.Backoff()
 	flight := c.sndUna.Size(c.sndMax)
-	c.cc.OnRTO(now, flight)
+	c.cc.OnEvent(now, CCEvent{Kind: CCTimeout, InFlight: flight})
 	// RFC 6582 §3.2 step 1 / RFC 6675 §5.1: no new recovery until all data
 	// outstanding now is acknowledged.
 	c.recover = c.sndMax

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ustack-net/ustack/tcp"
@@ -118,4 +119,28 @@ func (dev *device) impairLink(log *slog.Logger, l tun.Link) (tun.Link, *tun.Impa
 	im := tun.NewImpaired(l, dev.impair, nil)
 	log.Info("impairing packets ustack sends", "impair", im.Impairment().String())
 	return im, im
+}
+
+// ccChoices lists the registered congestion control algorithms as prose:
+// "newreno or cubic", "newreno, cubic or vegas".
+func ccChoices() string {
+	names := tcp.CongestionControls()
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// ccFlagHelp is the usage line of --cc.
+func ccFlagHelp() string {
+	return "congestion control: " + ccChoices() + " (any algorithm registered with tcp.RegisterCongestionControl)"
+}
+
+// checkCC validates --cc against the registry.
+func checkCC(name string) error {
+	cfg := tcp.Config{CongestionControl: name}
+	if name == "" || cfg.Validate() != nil {
+		return fmt.Errorf("--cc %q: want %s", name, ccChoices())
+	}
+	return nil
 }

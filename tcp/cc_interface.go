@@ -1,0 +1,210 @@
+package tcp
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CongestionControl is a sender's congestion control algorithm, the
+// counterpart of Linux's tcp_congestion_ops. A connection owns one instance
+// (made by the factory registered under Config.CongestionControl when the
+// connection starts, and again once the handshake has fixed the MSS) and
+// calls it from Input and Output only, never concurrently: an implementation
+// needs no locking, must not block, and reads time only from the now
+// arguments. See docs/congestion-control.md for a worked example.
+//
+// Windows are in bytes. The connection sends while the bytes in flight
+// (RateSample.InFlight's measure) are below CWnd, and, when PacingRate is
+// non-zero, no faster than that rate.
+//
+// Order of calls on one ACK: the engine first processes the cumulative
+// ACK: an ACK that completes loss recovery delivers CCRecoveryEnd before
+// anything else; then OnAck gets the ACK's RateSample (every acceptable
+// ACK in a synchronized state, including duplicate ACKs and ACKs during
+// recovery); then loss detection may deliver CCRecoveryStart. CCTimeout
+// and CCIdleRestart come from Output.
+type CongestionControl interface {
+	// Name returns the name the algorithm is registered under.
+	Name() string
+	// CWnd returns the congestion window in bytes; the connection treats
+	// values below one MSS as one MSS.
+	CWnd() uint32
+	// SSThresh returns the slow-start threshold in bytes, for Info and
+	// for the engine's RFC 6582 window inflation; an algorithm without
+	// one returns math.MaxUint32.
+	SSThresh() uint32
+	// OnAck is called for every acceptable ACK with what it delivered.
+	// rs is valid only during the call.
+	OnAck(now Time, rs *RateSample)
+	// OnEvent reports a loss-recovery event (see CCEventKind).
+	OnEvent(now Time, ev CCEvent)
+	// SetCWnd is the engine setting cwnd for RFC 6582 fast recovery on a
+	// connection without SACK: cwnd = ssthresh+3*MSS on entry, +1 MSS per
+	// further duplicate ACK, deflation by the amount acked on a partial
+	// ACK (RFC 6582 §3.2). An algorithm that computes its own window during
+	// recovery may ignore it.
+	SetCWnd(cwnd uint32)
+}
+
+// CCEventKind is the kind of a CCEvent.
+type CCEventKind uint8
+
+// Congestion events.
+const (
+	// CCRecoveryStart: duplicate ACKs or SACK information show a loss
+	// and fast retransmit / fast recovery begins (RFC 5681 §3.2, RFC 6582,
+	// RFC 6675 §5). CCEvent.InFlight is FlightSize (SND.MAX - SND.UNA).
+	CCRecoveryStart CCEventKind = iota + 1
+	// CCRecoveryEnd: the recovery point has been acknowledged.
+	CCRecoveryEnd
+	// CCTimeout: the retransmission timer expired (RFC 6298 §5.5) and the
+	// sender goes back to SND.UNA. CCEvent.InFlight is FlightSize before
+	// the timeout.
+	CCTimeout
+	// CCIdleRestart: the sender resumes after an idle period longer than
+	// the RTO (RFC 5681 §4.1).
+	CCIdleRestart
+)
+
+// String returns the event's name.
+func (k CCEventKind) String() string {
+	switch k {
+	case CCRecoveryStart:
+		return "recovery-start"
+	case CCRecoveryEnd:
+		return "recovery-end"
+	case CCTimeout:
+		return "timeout"
+	case CCIdleRestart:
+		return "idle-restart"
+	}
+	return fmt.Sprintf("CCEventKind(%d)", uint8(k))
+}
+
+// CCEvent is a congestion event delivered through CongestionControl.OnEvent.
+type CCEvent struct {
+	Kind CCEventKind
+	// InFlight is the sequence space outstanding when the event happened
+	// (SND.MAX - SND.UNA).
+	InFlight uint32
+}
+
+// RateSample is what one ACK tells the congestion control: the bytes it
+// acknowledged and the state of the connection after processing it.
+// Fields may be added; an implementation reads the ones it needs.
+type RateSample struct {
+	// Acked is the sequence space newly acknowledged cumulatively
+	// (SEG.ACK - SND.UNA before the ACK, including a SYN or FIN); 0 for a
+	// duplicate ACK. RFC 5681 window growth counts these bytes.
+	Acked uint32
+	// InRecovery reports that the ACK arrived during loss recovery (it
+	// may have ended it: then OnEvent(CCRecoveryEnd) came first).
+	InRecovery bool
+	// PriorInFlight and InFlight are the bytes in flight before and
+	// after the ACK, as the connection compares them with CWnd: SND.NXT -
+	// SND.UNA, or the RFC 6675 pipe during SACK recovery.
+	PriorInFlight, InFlight uint32
+	// SRTT is the smoothed RTT of RFC 6298 (0 before the first sample).
+	SRTT time.Duration
+	// MSS is the current sender MSS (Eff.snd.MSS; it shrinks with PMTU
+	// discovery).
+	MSS uint32
+}
+
+// CCConfig is what a CongestionControlFactory gets for a new connection.
+type CCConfig struct {
+	// MSS is the sender MSS in bytes (Eff.snd.MSS; before the handshake
+	// the RFC 9293 default of 536).
+	MSS uint32
+	// InitialWindow is RFC 6928's IW = min(10*MSS, max(2*MSS, 14600)).
+	InitialWindow uint32
+	// Now is the current time.
+	Now Time
+}
+
+// CongestionControlFactory makes an algorithm's instance for one
+// connection.
+type CongestionControlFactory func(cfg CCConfig) CongestionControl
+
+var ccRegistry struct {
+	mu        sync.RWMutex
+	factories map[string]CongestionControlFactory
+	names     []string // in registration order: built-ins first
+}
+
+// RegisterCongestionControl makes an algorithm available under name, for
+// Config.CongestionControl (and ustack's --cc). Like database/sql.Register
+// it panics if name is empty or already registered, or factory is nil;
+// call it from an init function.
+func RegisterCongestionControl(name string, factory CongestionControlFactory) {
+	if name == "" || factory == nil {
+		panic("tcp: RegisterCongestionControl with an empty name or a nil factory")
+	}
+	r := &ccRegistry
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.factories[name]; dup {
+		panic("tcp: RegisterCongestionControl called twice for " + name)
+	}
+	if r.factories == nil {
+		r.factories = make(map[string]CongestionControlFactory)
+	}
+	r.factories[name] = factory
+	r.names = append(r.names, name)
+}
+
+// CongestionControls returns the names of the registered algorithms, the
+// built-in ones ("newreno", "cubic") first, then the others sorted.
+func CongestionControls() []string {
+	r := &ccRegistry
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := append([]string(nil), r.names...)
+	sort.Strings(names[len(ccNames):])
+	return names
+}
+
+// NewCongestionControl makes an instance of the algorithm registered as
+// name ("" means "newreno") for a connection with sender MSS mss (0 means
+// 536) at now. An unknown name is an error that lists the registered ones.
+func NewCongestionControl(name string, mss uint32, now Time) (CongestionControl, error) {
+	if name == "" {
+		name = ccNameNewReno
+	}
+	if mss == 0 {
+		mss = ccDefaultMSS
+	}
+	r := &ccRegistry
+	r.mu.RLock()
+	f := r.factories[name]
+	r.mu.RUnlock()
+	if f == nil {
+		return nil, fmt.Errorf("tcp: unknown congestion control %q (registered: %s)", name, strings.Join(CongestionControls(), ", "))
+	}
+	return f(CCConfig{MSS: mss, InitialWindow: ccInitialWindow(mss), Now: now}), nil
+}
+
+// InitialWindow returns RFC 6928's initial window for mss:
+// min(10*MSS, max(2*MSS, 14600)) bytes.
+func InitialWindow(mss uint32) uint32 { return ccInitialWindow(mss) }
+
+func init() {
+	RegisterCongestionControl(ccNameNewReno, func(cfg CCConfig) CongestionControl {
+		return &renoCC{newReno: *newNewReno(cfg.MSS)}
+	})
+	RegisterCongestionControl(ccNameCubic, func(cfg CCConfig) CongestionControl {
+		return &cubicCC{cubic: *newCubic(cfg.MSS, cfg.Now)}
+	})
+}
+
+// ccRegistered reports whether name is a registered algorithm.
+func ccRegistered(name string) bool {
+	r := &ccRegistry
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.factories[name]
+	return ok
+}
