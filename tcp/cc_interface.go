@@ -93,9 +93,60 @@ type CCEvent struct {
 }
 
 // RateSample is what one ACK tells the congestion control: the bytes it
-// acknowledged and the state of the connection after processing it.
-// Fields may be added; an implementation reads the ones it needs.
+// acknowledged, a delivery-rate sample as in
+// draft-cheng-iccrg-delivery-rate-estimation (Linux's struct rate_sample),
+// and the state of the connection after processing it. Byte counts are in
+// sequence space (a FIN counts one). Fields may be added; an implementation
+// reads the ones it needs.
+//
+// The delivery rate: every (super-)segment records, when it is sent, how
+// many bytes had been delivered (TotalDelivered) and when. Of the segments
+// this ACK delivered (cumulatively or by SACK), the most recently sent one
+// gives the sample: Delivered = TotalDelivered now - TotalDelivered when it
+// was sent (PriorDelivered), over Interval = max(send_elapsed,
+// ack_elapsed), the longer of the time that flight took to send and to be
+// acknowledged. An ACK that delivered nothing, or whose interval is shorter
+// than MinRTT (ACK compression), gives no sample: Delivered, Interval and
+// DeliveryRate are 0.
 type RateSample struct {
+	// Delivered bytes over Interval; DeliveryRate = Delivered/Interval in
+	// bytes per second. All 0 when the ACK gives no valid sample.
+	Delivered    uint64
+	Interval     time.Duration
+	DeliveryRate uint64
+	// AppLimited reports that the sampled segment was sent while the
+	// application, not the windows, limited sending: the rate
+	// underestimates the path (BBR ignores such samples unless they
+	// exceed its estimate).
+	AppLimited bool
+	// PriorDelivered is TotalDelivered when the sampled segment was sent
+	// (BBR's round counting: a round ends when a segment sent after the
+	// round started is delivered).
+	PriorDelivered uint64
+	// TotalDelivered is the connection's delivered-byte counter after
+	// this ACK (the draft's C.delivered).
+	TotalDelivered uint64
+	// TxInFlight is the bytes that were in flight when the sampled
+	// segment was sent, and LostSinceSent the bytes marked lost since
+	// then (BBRv2/v3's inflight_hi probing judges a flight's loss rate as
+	// LostSinceSent/TxInFlight).
+	TxInFlight    uint32
+	LostSinceSent uint64
+	// RTT is now minus the send time of the most recently sent segment
+	// this ACK delivered, 0 when it was retransmitted (Karn) or nothing
+	// was delivered. It includes the peer's ACK delay. MinRTT is the
+	// smallest RTT seen on the connection so far.
+	RTT, MinRTT time.Duration
+	// NewlySACKed is the bytes this ACK's SACK blocks added to the
+	// scoreboard.
+	NewlySACKed uint32
+	// NewlyLost is the bytes marked lost since the previous ACK: by RFC
+	// 6675 IsLost from the SACK scoreboard (this ACK's blocks included),
+	// by a fast retransmit without SACK, or by a retransmission timeout.
+	// TotalLost is the connection's lost-byte counter.
+	NewlyLost uint32
+	TotalLost uint64
+
 	// Acked is the sequence space newly acknowledged cumulatively
 	// (SEG.ACK - SND.UNA before the ACK, including a SYN or FIN); 0 for a
 	// duplicate ACK. RFC 5681 window growth counts these bytes.

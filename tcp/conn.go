@@ -353,8 +353,8 @@ type Conn struct {
 	twTimer      connTimer
 	userTimer    connTimer // RFC 5482 deadline while data is outstanding
 
-	retries        int // consecutive RTO expirations for the current SND.UNA
-	persistBackoff int
+	retries        int32 // consecutive RTO expirations for the current SND.UNA
+	persistBackoff int32
 	probesOut      int   // unanswered zero-window probes
 	kaProbes       int32 // unanswered keepalive probes (int32: pairs with synRetransmits)
 	synRetransmits int32
@@ -370,6 +370,7 @@ type Conn struct {
 
 	stats connStats
 	rs    *rareState // nil until something unusual happens (rare)
+	rate  *rateState // nil until the connection sends data (rateState)
 
 	sc *Scratch // Output's working space, possibly shared (ShareScratch)
 }
@@ -945,6 +946,9 @@ func (c *Conn) oooRelease() {
 // still read what arrived before the connection ended).
 func (c *Conn) ReleaseMemory(keepReadable bool) {
 	c.sb.r.drop()
+	if c.rate != nil {
+		c.rate.recs, c.rate.head, c.rate.n = nil, 0, 0
+	}
 	if c.rq != nil {
 		c.rq.Reset()
 		c.rq = nil

@@ -458,11 +458,17 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 		rs.Acked = c.sndUna.Size(ack)
 		c.ackNewData(now, seg, ack)
 	}
+	var blocks []SACKBlock
 	if c.sackOK && outstanding {
-		newlySACKed, _ = c.board.UpdateSACK(c.sndUna, c.sndMax, c.sackBlocksOf(seg))
+		blocks = c.sackBlocksOf(seg)
+		newlySACKed, _ = c.board.UpdateSACK(c.sndUna, c.sndMax, blocks)
 		if ack == c.sndUna && newlySACKed > 0 && len(seg.Payload) == 0 {
 			isDup = true // RFC 6675 §2: an ACK carrying new SACK information
 		}
+	}
+	rs.NewlySACKed = newlySACKed
+	if c.rate != nil {
+		c.rateOnAck(now, blocks, rs)
 	}
 	rs.InFlight, rs.SRTT, rs.MSS = c.inFlight(), c.rto.SRTT(), uint32(c.sndMSS)
 	c.cc.OnAck(now, rs)
@@ -562,6 +568,7 @@ func (c *Conn) ackNewData(now Time, seg *Segment, ack Seq) {
 				cw += uint32(c.sndMSS)
 			}
 			c.cc.SetCWnd(cw)
+			c.rateMarkLost(ack, ack+Seq(c.sndMSS))
 		}
 	}
 	c.dupAcks = 0
@@ -611,6 +618,7 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	c.rare().fastRecoveries++
 	c.rttTimer.Cancel()
 	c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryStart, InFlight: flight})
+	c.rateMarkLost(c.sndUna, c.sndUna+Seq(c.sndMSS))
 	if c.sackOK {
 		c.sackRecovery = true
 	} else {

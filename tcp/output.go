@@ -45,6 +45,7 @@ func (c *Conn) Output(now Time, e Emitter) {
 	}
 	if c.state.canSendData() {
 		c.sendData(now, e)
+		c.rateCheckAppLimited()
 	}
 	if c.probePending {
 		c.probePending = false
@@ -261,6 +262,7 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 		return 0
 	}
 	c.emitData(now, e, start, n, fin)
+	c.rateOnSend(now, start, n+b2u(fin))
 	c.rttTimer.Cancel() // Karn's algorithm
 	c.stats.retransSegs++
 	c.stats.totalRetrans++
@@ -423,6 +425,7 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	c.forceSend = false
 	retrans := c.sndNxt.LessThan(c.sndMax)
 	c.emitData(now, e, c.sndNxt, n, fin)
+	c.rateOnSend(now, c.sndNxt, n+b2u(fin))
 	if retrans {
 		c.stats.retransSegs++
 		c.stats.totalRetrans++

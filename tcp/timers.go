@@ -122,6 +122,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	c.rto.Backoff()
 	flight := c.sndUna.Size(c.sndMax)
 	c.cc.OnEvent(now, CCEvent{Kind: CCTimeout, InFlight: flight})
+	c.rateMarkLost(c.sndUna, c.sndMax)
 	// RFC 6582 §3.2 step 1 / RFC 6675 §5.1: no new recovery until all data
 	// outstanding now is acknowledged.
 	c.recover = c.sndMax
@@ -176,7 +177,7 @@ const orphanRetries = 8
 // (Linux inet_csk_rto_backoff), saturating at RTOMax.
 func (c *Conn) backedOffRTO() time.Duration {
 	d := max(c.rto.RTO(), c.cfg.RTOMin)
-	for i := 0; i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
+	for i := int32(0); i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
 		d *= 2
 	}
 	return d

@@ -320,6 +320,15 @@ func ssInfoLine(c *tcp.Info) string {
 		// ss's "send": what cwnd allows per RTT.
 		add("send %s", rate(float64(c.CWnd)*8/c.RTT.Seconds()))
 	}
+	if c.DeliveryRate > 0 {
+		add("delivery_rate %s", rate(float64(c.DeliveryRate)*8))
+	}
+	if c.Delivered > 0 {
+		add("delivered:%d", c.Delivered)
+	}
+	if c.DeliveryAppLimited {
+		add("app_limited")
+	}
 	if c.Unacked > 0 {
 		add("unacked:%d", c.Unacked)
 	}
@@ -346,6 +355,9 @@ func ssInfoLine(c *tcp.Info) string {
 	}
 	if c.NotSent > 0 {
 		add("notsent:%d", c.NotSent)
+	}
+	if c.MinRTT > 0 {
+		add("minrtt:%s", ms(c.MinRTT))
 	}
 	for _, t := range []struct {
 		name   string

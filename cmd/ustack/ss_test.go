@@ -166,3 +166,12 @@ func TestAdminConnJSONRoundTrip(t *testing.T) {
 	}
 	assert.Equal(t, in, out)
 }
+
+func TestSSInfoShowsRates(t *testing.T) {
+	in := tcp.Info{CC: "cubic", SndWScale: -1, MSS: 1000, CWnd: 10000, SSThresh: math.MaxUint32,
+		RTT: 10 * time.Millisecond, DeliveryRate: 1250000, Delivered: 5000, DeliveryAppLimited: true,
+		MinRTT: 8 * time.Millisecond}
+	line := ssInfoLine(&in)
+	assert.Contains(t, line, "send 8.0Mbps delivery_rate 10.0Mbps delivered:5000 app_limited ")
+	assert.Contains(t, line, " minrtt:8")
+}
