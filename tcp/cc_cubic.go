@@ -235,6 +235,10 @@ func (c *cubicCC) OnAck(now Time, rs *RateSample) {
 	c.cubic.OnAck(now, rs.Acked, rs.SRTT, rs.InFlight)
 }
 
+// PacingRate implements CongestionControl: CUBIC does not pace (see
+// Config.Pacing).
+func (c *cubicCC) PacingRate() uint64 { return 0 }
+
 // OnEvent implements CongestionControl.
 func (c *cubicCC) OnEvent(now Time, ev CCEvent) {
 	switch ev.Kind {

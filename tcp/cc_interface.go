@@ -18,7 +18,8 @@ import (
 //
 // Windows are in bytes. The connection sends while the bytes in flight
 // (RateSample.InFlight's measure) are below CWnd, and, when PacingRate is
-// non-zero, no faster than that rate.
+// non-zero, no faster than that rate: a (super-)segment of n bytes delays
+// the next by n/PacingRate.
 //
 // Order of calls on one ACK: the engine first processes the cumulative
 // ACK: an ACK that completes loss recovery delivers CCRecoveryEnd before
@@ -41,6 +42,11 @@ type CongestionControl interface {
 	OnAck(now Time, rs *RateSample)
 	// OnEvent reports a loss-recovery event (see CCEventKind).
 	OnEvent(now Time, ev CCEvent)
+	// PacingRate returns the rate in bytes per second at which data
+	// segments should leave, or 0 for no pacing (then Config.Pacing may
+	// still pace at Linux's default rate). The connection reads it before
+	// each data segment.
+	PacingRate() uint64
 	// SetCWnd is the engine setting cwnd for RFC 6582 fast recovery on a
 	// connection without SACK: cwnd = ssthresh+3*MSS on entry, +1 MSS per
 	// further duplicate ACK, deflation by the amount acked on a partial

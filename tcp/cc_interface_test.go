@@ -13,6 +13,7 @@ type fixedCC struct {
 	acks    []RateSample
 	events  []CCEvent
 	setCWnd int
+	rate    uint64
 }
 
 func (f *fixedCC) Name() string                   { return "test-fixed" }
@@ -21,6 +22,7 @@ func (f *fixedCC) SSThresh() uint32               { return 1 << 31 }
 func (f *fixedCC) OnAck(now Time, rs *RateSample) { f.acks = append(f.acks, *rs) }
 func (f *fixedCC) OnEvent(now Time, ev CCEvent)   { f.events = append(f.events, ev) }
 func (f *fixedCC) SetCWnd(cwnd uint32)            { f.setCWnd++ }
+func (f *fixedCC) PacingRate() uint64             { return f.rate }
 
 // lastFixed is the instance the factory made last.
 var lastFixed *fixedCC

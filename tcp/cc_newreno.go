@@ -120,6 +120,10 @@ func (r *renoCC) OnAck(now Time, rs *RateSample) {
 	r.newReno.OnAck(now, rs.Acked, rs.SRTT, rs.InFlight)
 }
 
+// PacingRate implements CongestionControl: NewReno does not pace (see
+// Config.Pacing).
+func (r *renoCC) PacingRate() uint64 { return 0 }
+
 // OnEvent implements CongestionControl.
 func (r *renoCC) OnEvent(now Time, ev CCEvent) {
 	switch ev.Kind {

@@ -35,6 +35,12 @@ type Config struct {
 	DisableTimestamps bool
 	// DisableWindowScale turns off window scaling (RFC 7323 §2).
 	DisableWindowScale bool
+	// Pacing makes data segments leave at a rate even when the congestion
+	// control sets none (CongestionControl.PacingRate returns 0): Linux's
+	// default, cwnd/SRTT times 2 in slow start and 1.2 in congestion
+	// avoidance. Off by default: segments go out as fast as the windows
+	// allow.
+	Pacing bool
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with
 	// RegisterCongestionControl.

@@ -64,7 +64,10 @@ type Info struct {
 	// second (0 before the first), DeliveryAppLimited whether it was
 	// application-limited, MinRTT the smallest RTT sample of the rate
 	// estimator, Delivered the bytes delivered (acked or SACKed).
-	DeliveryRate       uint64
+	DeliveryRate uint64
+	// PacingRate is the rate data segments leave at, bytes per second
+	// (0 = not paced).
+	PacingRate         uint64
 	DeliveryAppLimited bool
 	MinRTT             time.Duration
 	Delivered          uint64
@@ -131,6 +134,7 @@ func (c *Conn) Info() Info {
 		in.DeliveryRate, in.DeliveryAppLimited = r.lastRate, r.lastAppLimited
 		in.MinRTT, in.Delivered = r.minRTT, r.delivered
 	}
+	in.PacingRate = c.pacingRate()
 	if c.wsOK {
 		in.SndWScale, in.RcvWScale = int8(c.sndWScale), int8(c.rcvWScale)
 	}

@@ -263,6 +263,7 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 	}
 	c.emitData(now, e, start, n, fin)
 	c.rateOnSend(now, start, n+b2u(fin))
+	c.paceSent(now, n)
 	c.rttTimer.Cancel() // Karn's algorithm
 	c.stats.retransSegs++
 	c.stats.totalRetrans++
@@ -312,6 +313,9 @@ func (c *Conn) inFlight() uint32 {
 // sendData emits retransmissions and new data as the windows allow.
 func (c *Conn) sendData(now Time, e Emitter) {
 	if c.rtxPending {
+		if c.paceBlocked(now) {
+			return // the retransmission leaves first, when pacing lets it
+		}
 		c.rtxPending = false
 		mss := uint32(c.sndMSS)
 		start := c.sndUna
@@ -328,6 +332,9 @@ func (c *Conn) sendData(now Time, e Emitter) {
 		// RFC 6675 §5 step (C): send while cwnd - pipe >= 1 SMSS.
 		mss := uint32(c.sndMSS)
 		for i := 0; i < 1<<16 && c.cwndAvail() >= mss; i++ {
+			if c.paceBlocked(now) {
+				break
+			}
 			if s, n, ok := c.board.NextSegToRetransmit(c.sndUna, c.sndMax, mss, c.highRxt); ok {
 				c.retransmit(now, e, s, n)
 				c.highRxt = c.highRxt.Max(s + Seq(n))
@@ -422,10 +429,14 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	if n == 0 && !fin {
 		return false
 	}
+	if c.paceBlocked(now) {
+		return false
+	}
 	c.forceSend = false
 	retrans := c.sndNxt.LessThan(c.sndMax)
 	c.emitData(now, e, c.sndNxt, n, fin)
 	c.rateOnSend(now, c.sndNxt, n+b2u(fin))
+	c.paceSent(now, n)
 	if retrans {
 		c.stats.retransSegs++
 		c.stats.totalRetrans++

@@ -75,6 +75,8 @@ type rateState struct {
 	recs []sentRecord // ring, len is a power of two
 	head int
 	n    int
+
+	pace pacer
 }
 
 // rateState returns the connection's rate estimator, making it on first use.

@@ -8,13 +8,17 @@ import (
 
 // NextDeadline returns the earliest time at which Output must be called again
 // because a timer fires (retransmission, persist, delayed ACK, keepalive,
-// FIN-WAIT-2, TIME-WAIT, user timeout). ok is false when no timer is armed.
+// FIN-WAIT-2, TIME-WAIT, user timeout) or a paced segment is due. ok is
+// false when no timer is armed.
 func (c *Conn) NextDeadline() (t Time, ok bool) {
 	for _, tm := range [...]*connTimer{&c.rtxTimer, &c.persistTimer, &c.delackTimer,
 		&c.keepTimer, &c.fw2Timer, &c.twTimer, &c.userTimer} {
 		if tm.armed() && (!ok || tm.at.Before(t)) {
 			t, ok = tm.at, true
 		}
+	}
+	if r := c.rate; r != nil && r.pace.timer.armed() && (!ok || r.pace.timer.at.Before(t)) {
+		t, ok = r.pace.timer.at, true
 	}
 	return t, ok
 }
@@ -71,6 +75,9 @@ func (c *Conn) fireTimers(now Time) {
 	if c.delackTimer.due(now) {
 		c.delackTimer.stop()
 		c.ackNow = true
+	}
+	if r := c.rate; r != nil && r.pace.timer.due(now) {
+		r.pace.timer.stop() // the segment it waited for goes in sendData
 	}
 }
 

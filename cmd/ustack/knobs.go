@@ -22,6 +22,7 @@ type knobFlags struct {
 	sack       bool
 	timestamps bool
 	wscale     bool
+	pacing     bool
 }
 
 // maxDelayedACK bounds --delayed-ack: RFC 1122 §4.2.3.2 says the delay
@@ -40,6 +41,8 @@ func (k *knobFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&k.sack, "sack", true, "offer and use selective acknowledgments (RFC 2018); --sack=false turns them off")
 	fs.BoolVar(&k.timestamps, "timestamps", true, "offer and use the timestamps option (RFC 7323 3); --timestamps=false turns it off")
 	fs.BoolVar(&k.wscale, "wscale", true, "offer and use window scaling (RFC 7323 2); --wscale=false caps windows at 64 KiB")
+	fs.BoolVar(&k.pacing, "pacing", false, "pace data segments even when the congestion control sets no rate: Linux's default of\n"+
+		"2x cwnd/srtt in slow start, 1.2x after; with --offload, super-segments carry about 1 ms at that rate")
 }
 
 // parseByteSize parses a buffer size with an optional K, M or G suffix
@@ -107,6 +110,7 @@ func (k *knobFlags) apply(cfg *tcp.Config) (tun.Impairment, error) {
 	cfg.DisableSACK = !k.sack
 	cfg.DisableTimestamps = !k.timestamps
 	cfg.DisableWindowScale = !k.wscale
+	cfg.Pacing = k.pacing
 	return imp, nil
 }
 

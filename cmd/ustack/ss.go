@@ -320,6 +320,9 @@ func ssInfoLine(c *tcp.Info) string {
 		// ss's "send": what cwnd allows per RTT.
 		add("send %s", rate(float64(c.CWnd)*8/c.RTT.Seconds()))
 	}
+	if c.PacingRate > 0 {
+		add("pacing_rate %s", rate(float64(c.PacingRate)*8))
+	}
 	if c.DeliveryRate > 0 {
 		add("delivery_rate %s", rate(float64(c.DeliveryRate)*8))
 	}
