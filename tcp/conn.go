@@ -38,8 +38,10 @@ type Config struct {
 	// Pacing makes data segments leave at a rate even when the congestion
 	// control sets none (CongestionControl.PacingRate returns 0): Linux's
 	// default, cwnd/SRTT times 2 in slow start and 1.2 in congestion
-	// avoidance. Off by default: segments go out as fast as the windows
-	// allow.
+	// avoidance. With segmentation offload (GSOMaxSize), a paced
+	// connection's super-segments carry about 1 ms of data at its rate
+	// (at least 2 segments), not GSOMaxSize. Off by default: segments go
+	// out as fast as the windows allow.
 	Pacing bool
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with

@@ -383,6 +383,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	chunk := seg
 	if c.cfg.GSOMaxSize > 0 && uint32(c.cfg.GSOMaxSize) > seg {
 		chunk = uint32(c.cfg.GSOMaxSize) / seg * seg
+		if rate := c.pacingRate(); rate > 0 {
+			chunk = min(chunk, tsoAutosize(rate, seg))
+		}
 	}
 	if limit > 0 {
 		chunk = min(chunk, limit)

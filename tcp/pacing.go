@@ -78,6 +78,21 @@ func (c *Conn) paceSent(now Time, n uint32) {
 	p.next = max(p.next, now).Add(pacingDelay(n, rate))
 }
 
+// tsoMinSegs is the fewest segments a paced super-segment carries (Linux
+// tcp_min_tso_segs).
+const tsoMinSegs = 2
+
+// tsoAutosize is the size of a super-segment at pacing rate rate (bytes per
+// second) for wire segments of seg bytes: about 1 ms of data, at least
+// tsoMinSegs segments, a multiple of seg (Linux tcp_tso_autosize, which
+// takes 2^-10 s). A paced sender thus leaves a gap every millisecond
+// instead of a 64 KiB burst, and a slow one still amortizes the per-packet
+// cost over two segments.
+func tsoAutosize(rate uint64, seg uint32) uint32 {
+	segs := min(max(rate/1000/uint64(seg), tsoMinSegs), 1<<16) // 64 KiB of 1-byte segments at most
+	return ccSaturate(segs * uint64(seg))
+}
+
 // pacingDelay is n bytes at rate bytes per second, rounded up to the
 // nanosecond.
 func pacingDelay(n uint32, rate uint64) time.Duration {

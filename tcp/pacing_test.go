@@ -110,3 +110,62 @@ func TestPacingDelay(t *testing.T) {
 	assert.Equal(t, time.Duration(334), pacingDelay(1, 3e6), "rounded up")
 	assert.Equal(t, time.Duration(1<<32-1)*time.Second, pacingDelay(1<<32-1, 1), "no overflow")
 }
+
+func TestTSOAutosize(t *testing.T) {
+	for _, tc := range []struct {
+		rate uint64
+		seg  uint32
+		want uint32
+	}{
+		{100000, 1000, 2000},            // 100 B/ms: the 2-segment floor
+		{5000000, 1000, 5000},           // 5000 B/ms: 5 segments
+		{5999999, 1000, 5000},           // rounded down to whole segments
+		{12500000, 1448, 8 * 1448},      // 100 Mbit/s: 12500 B/ms
+		{1 << 62, 1448, 1 << 16 * 1448}, // bounded; Output caps it at GSOMaxSize
+	} {
+		assert.Equal(t, tc.want, tsoAutosize(tc.rate, tc.seg), "rate %d seg %d", tc.rate, tc.seg)
+	}
+}
+
+// TestPacingSizesSuperSegments: with offloads, a paced connection emits
+// super-segments of about 1 ms at its rate, one per millisecond, where
+// an unpaced one sends the whole window in one 64 KiB-class burst.
+func TestPacingSizesSuperSegments(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	cfg.SendBufferSize = 256 << 10
+	h, f := fixedHarness(t, cfg, Segment{}, 1<<20)
+	h.c.sndWnd = 1 << 20
+	f.rate = 5000000 // 5000 bytes per ms: 5 segments of 1000
+	t0 := h.now
+	h.c.Write(data(20000, 0))
+	times, segs := pacedRun(t, h, t0, 100)
+	assert.Equal(t, []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond}, times)
+	assert.Equal(t, "[.] seq 1001 ack 5001 win 4096 len 5000 gso 1000\n[.] seq 6001 ack 5001 win 4096 len 5000 gso 1000\n"+
+		"[.] seq 11001 ack 5001 win 4096 len 5000 gso 1000\n[P.] seq 16001 ack 5001 win 4096 len 5000 gso 1000", fmtSegs(segs))
+
+	// A slow rate still sends two segments at a time: 100 kB/s, 2000
+	// bytes every 20 ms.
+	h.in(seg(FlagACK, tPeer+1, tISS+20001, 65535))
+	h.c.sndWnd = 1 << 20
+	f.rate = 100000
+	t1 := h.now.Add(time.Second)
+	h.now = t1
+	h.c.Write(data(6000, 0))
+	times, segs = pacedRun(t, h, t1, 100)
+	assert.Equal(t, []time.Duration{0, 20 * time.Millisecond, 40 * time.Millisecond}, times)
+	for _, s := range segs {
+		assert.Len(t, s.Payload, 2000)
+		assert.Equal(t, uint16(1000), s.GSOSize)
+	}
+
+	// Unpaced: the window goes out in super-segments of GSOMaxSize.
+	h.in(seg(FlagACK, tPeer+1, tISS+26001, 65535))
+	h.c.sndWnd = 1 << 20
+	f.rate = 0
+	h.c.Write(data(100000, 0))
+	got := h.output()
+	require.Len(t, got, 2)
+	assert.Len(t, got[0].Payload, 65000)
+	assert.Len(t, got[1].Payload, 35000)
+}
