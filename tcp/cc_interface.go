@@ -25,8 +25,9 @@ import (
 // ACK: an ACK that completes loss recovery delivers CCRecoveryEnd before
 // anything else; then OnAck gets the ACK's RateSample (every acceptable
 // ACK in a synchronized state, including duplicate ACKs and ACKs during
-// recovery); then loss detection may deliver CCRecoveryStart. CCTimeout
-// and CCIdleRestart come from Output.
+// recovery); then loss detection may deliver CCRecoveryStart. CCTimeout,
+// CCIdleRestart and CCTxStart come from Output. Event kinds may be added:
+// an implementation ignores the ones it does not know.
 type CongestionControl interface {
 	// Name returns the name the algorithm is registered under.
 	Name() string
@@ -73,6 +74,10 @@ const (
 	// CCIdleRestart: the sender resumes after an idle period longer than
 	// the RTO (RFC 5681 §4.1).
 	CCIdleRestart
+	// CCTxStart: a data segment is about to leave with nothing in flight
+	// (Linux CA_EVENT_TX_START; BBR restarts its pacing from it after an
+	// application-limited pause). It follows CCIdleRestart.
+	CCTxStart
 )
 
 // String returns the event's name.
@@ -86,6 +91,8 @@ func (k CCEventKind) String() string {
 		return "timeout"
 	case CCIdleRestart:
 		return "idle-restart"
+	case CCTxStart:
+		return "tx-start"
 	}
 	return fmt.Sprintf("CCEventKind(%d)", uint8(k))
 }

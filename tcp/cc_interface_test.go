@@ -24,6 +24,17 @@ func (f *fixedCC) OnEvent(now Time, ev CCEvent)   { f.events = append(f.events, 
 func (f *fixedCC) SetCWnd(cwnd uint32)            { f.setCWnd++ }
 func (f *fixedCC) PacingRate() uint64             { return f.rate }
 
+// lossEvents returns the events other than CCTxStart.
+func (f *fixedCC) lossEvents() []CCEvent {
+	var evs []CCEvent
+	for _, ev := range f.events {
+		if ev.Kind != CCTxStart {
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
+
 // lastFixed is the instance the factory made last.
 var lastFixed *fixedCC
 
@@ -82,5 +93,13 @@ func TestUserCongestionControlDrivesTheConnection(t *testing.T) {
 	h.in(seg(FlagACK, tPeer+1, tISS+2001, 8192))
 	require.Len(t, f.acks, 2)
 	assert.Zero(t, f.acks[1].Acked)
-	assert.Empty(t, f.events)
+	assert.Equal(t, []CCEvent{{Kind: CCTxStart}}, f.events, "the first flight started with nothing in flight")
+	// Once everything sent is acknowledged, the next segment starts a
+	// flight again.
+	// (The duplicate ACK released [6001,7001) by limited transmit.)
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+6001, 8192)), "[.] seq 7001 ack 5001 win 4096 len 1000",
+		"[.] seq 8001 ack 5001 win 4096 len 1000", "[.] seq 9001 ack 5001 win 4096 len 1000")
+	assert.Equal(t, []CCEvent{{Kind: CCTxStart}, {Kind: CCTxStart}}, f.events)
+	assert.Equal(t, "tx-start", CCTxStart.String())
+	assert.Equal(t, "recovery-start", CCRecoveryStart.String())
 }

@@ -435,6 +435,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	if c.paceBlocked(now) {
 		return false
 	}
+	if !outstanding {
+		c.cc.OnEvent(now, CCEvent{Kind: CCTxStart})
+	}
 	c.forceSend = false
 	retrans := c.sndNxt.LessThan(c.sndMax)
 	c.emitData(now, e, c.sndNxt, n, fin)

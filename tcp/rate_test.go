@@ -142,8 +142,8 @@ func TestRateSampleSACKAndLoss(t *testing.T) {
 	assert.Equal(t, uint64(1000), rs.TotalLost)
 	assert.Equal(t, uint64(4000), rs.TotalDelivered)
 	assert.False(t, rs.InRecovery)
-	require.Len(t, f.events, 1)
-	assert.Equal(t, CCEvent{Kind: CCRecoveryStart, InFlight: 9000}, f.events[0])
+	require.Len(t, f.lossEvents(), 1)
+	assert.Equal(t, CCEvent{Kind: CCRecoveryStart, InFlight: 9000}, f.lossEvents()[0])
 	// The fast retransmission of [2001,3001) and the remaining SACKs.
 	h.in(sackSeg(2001, b(3001, 11001)))
 	rs = f.acks[3]
@@ -159,7 +159,7 @@ func TestRateSampleSACKAndLoss(t *testing.T) {
 	assert.Equal(t, uint64(10000), rs.TotalDelivered)
 	assert.Zero(t, rs.RTT)
 	assert.Equal(t, 100*time.Millisecond, rs.MinRTT)
-	assert.Equal(t, CCRecoveryEnd, f.events[1].Kind)
+	assert.Equal(t, CCRecoveryEnd, f.lossEvents()[1].Kind)
 	assert.Equal(t, 0, h.c.rate.n)
 }
 
@@ -170,7 +170,7 @@ func TestRateSampleTimeoutMarksFlightLost(t *testing.T) {
 	h.now = h.now.Add(time.Second) // the initial RTO
 	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 1000", "[.] seq 2001 ack 5001 win 4096 len 1000",
 		"[P.] seq 3001 ack 5001 win 4096 len 1000")
-	require.Equal(t, CCEvent{Kind: CCTimeout, InFlight: 3000}, f.events[0])
+	require.Equal(t, CCEvent{Kind: CCTimeout, InFlight: 3000}, f.lossEvents()[0])
 	h.in(seg(FlagACK, tPeer+1, tISS+3001, 65535))
 	rs := f.acks[0]
 	assert.Equal(t, uint32(3000), rs.NewlyLost)
