@@ -227,7 +227,9 @@ func CongestionControls() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	names := append([]string(nil), r.names...)
-	sort.Strings(names[len(ccNames):])
+	if len(names) > len(ccNames) {
+		sort.Strings(names[len(ccNames):])
+	}
 	return names
 }
 

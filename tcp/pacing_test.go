@@ -169,3 +169,39 @@ func TestPacingSizesSuperSegments(t *testing.T) {
 	assert.Len(t, got[0].Payload, 65000)
 	assert.Len(t, got[1].Payload, 35000)
 }
+
+// TestPacedSendAndAckAllocateNothing: the per-segment bookkeeping (rate
+// records, samples, the pacer) allocates nothing once warm.
+func TestPacedSendAndAckAllocateNothing(t *testing.T) {
+	for _, pacing := range []bool{false, true} {
+		cfg := plainConfig()
+		cfg.Pacing = pacing
+		cfg.SendBufferSize = 64 << 10
+		h := establishRTT(t, cfg, 100*ms, Segment{})
+		var e nopEmitter
+		paced := 0
+		step := func() {
+			h.c.Write(data1000)
+			h.c.Output(h.now, &e)
+			if at, ok := h.c.NextDeadline(); ok && h.c.rate.pace.timer.armed() {
+				paced++
+				h.now = at
+				h.c.Output(h.now, &e)
+			}
+			h.now += ms
+			ack := seg(FlagACK, tPeer+1, h.c.SndNxt(), 65535)
+			h.c.Input(h.now, &ack)
+		}
+		for i := 0; i < 100; i++ {
+			step()
+		}
+		assert.Zero(t, testing.AllocsPerRun(1000, step), "pacing %v", pacing)
+		in := h.c.Info()
+		assert.Equal(t, pacing, in.PacingRate > 0)
+		assert.Equal(t, pacing, paced > 0, "the pacing timer was used")
+		assert.Greater(t, in.BytesAcked, uint64(1000*1000))
+		assert.Greater(t, in.DeliveryRate, uint64(0))
+	}
+}
+
+var data1000 = data(1000, 0)

@@ -47,8 +47,9 @@ func (r *sentRecord) end() Seq { return r.start + Seq(r.len) }
 // cannot grow the ring without bound.
 const rateMaxRecords = 1 << 13
 
-// rateMinRecords is the ring's first capacity.
-const rateMinRecords = 16
+// rateMinRecords is the ring's first capacity: enough for a
+// request/response connection's flights (224 bytes); bulk senders grow it.
+const rateMinRecords = 4
 
 // rateState is a sending connection's delivery-rate estimator: the
 // connection-wide counters of the draft (C.delivered, C.delivered_time,
