@@ -120,13 +120,12 @@ type CCEvent struct {
 // ack_elapsed), the longer of the time that flight took to send and to be
 // acknowledged. An ACK that delivered nothing, or whose interval is shorter
 // than MinRTT (ACK compression), gives no sample: Delivered, Interval and
-// DeliveryRate are 0.
+// DeliveryRate() are 0.
 type RateSample struct {
-	// Delivered bytes over Interval; DeliveryRate = Delivered/Interval in
-	// bytes per second. All 0 when the ACK gives no valid sample.
-	Delivered    uint64
-	Interval     time.Duration
-	DeliveryRate uint64
+	// Delivered bytes over Interval (DeliveryRate() divides them); both
+	// 0 when the ACK gives no valid sample.
+	Delivered uint64
+	Interval  time.Duration
 	// AppLimited reports that the sampled segment was sent while the
 	// application, not the windows, limited sending: the rate
 	// underestimates the path (BBR ignores such samples unless they
@@ -177,6 +176,11 @@ type RateSample struct {
 	// discovery).
 	MSS uint32
 }
+
+// DeliveryRate returns Delivered/Interval in bytes per second, 0 when the
+// sample is not valid. (A method, so that the ACK path divides only for the
+// algorithms that ask.)
+func (rs *RateSample) DeliveryRate() uint64 { return rateOf(rs.Delivered, rs.Interval) }
 
 // CCConfig is what a CongestionControlFactory gets for a new connection.
 type CCConfig struct {

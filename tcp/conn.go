@@ -792,6 +792,9 @@ func (c *Conn) toClosed() {
 	c.fw2Timer.stop()
 	c.twTimer.stop()
 	c.userTimer.stop()
+	if c.rate != nil {
+		c.rate.pace.timer.stop()
+	}
 }
 
 // fail records a sticky error and closes the connection.

@@ -131,7 +131,7 @@ func (c *Conn) Info() Info {
 		InRecovery:         c.inRecovery,
 	}
 	if r := c.rate; r != nil {
-		in.DeliveryRate, in.DeliveryAppLimited = r.lastRate, r.lastAppLimited
+		in.DeliveryRate, in.DeliveryAppLimited = rateOf(r.lastDelivered, r.lastInterval), r.lastAppLimited
 		in.MinRTT, in.Delivered = r.minRTT, r.delivered
 	}
 	in.PacingRate = c.pacingRate()

@@ -70,7 +70,8 @@ type rateState struct {
 	minRTT        time.Duration
 
 	// The latest valid sample, for Info.
-	lastRate       uint64
+	lastDelivered  uint64
+	lastInterval   time.Duration
 	lastAppLimited bool
 
 	recs []sentRecord // ring, len is a power of two
@@ -309,8 +310,7 @@ func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
 		return
 	}
 	rs.Delivered, rs.Interval = delivered, interval
-	rs.DeliveryRate = rateOf(delivered, interval)
-	r.lastRate, r.lastAppLimited = rs.DeliveryRate, s.appLimited
+	r.lastDelivered, r.lastInterval, r.lastAppLimited = delivered, interval, s.appLimited
 }
 
 // rateOf is bytes/d in bytes per second, saturating.

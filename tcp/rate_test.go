@@ -42,7 +42,7 @@ func TestRateSampleDeliveryRate(t *testing.T) {
 	rs := f.acks[0]
 	assert.Equal(t, uint64(2000), rs.Delivered)
 	assert.Equal(t, 100*time.Millisecond, rs.Interval)
-	assert.Equal(t, uint64(20000), rs.DeliveryRate)
+	assert.Equal(t, uint64(20000), rs.DeliveryRate())
 	assert.Equal(t, 100*time.Millisecond, rs.RTT)
 	assert.Equal(t, 100*time.Millisecond, rs.MinRTT)
 	assert.Equal(t, uint64(0), rs.PriorDelivered)
@@ -58,7 +58,7 @@ func TestRateSampleDeliveryRate(t *testing.T) {
 	rs = f.acks[1]
 	assert.Equal(t, uint64(3000), rs.Delivered)
 	assert.Equal(t, 150*time.Millisecond, rs.Interval)
-	assert.Equal(t, uint64(20000), rs.DeliveryRate)
+	assert.Equal(t, uint64(20000), rs.DeliveryRate())
 	assert.Equal(t, 150*time.Millisecond, rs.RTT)
 	assert.Equal(t, 100*time.Millisecond, rs.MinRTT)
 
@@ -72,7 +72,7 @@ func TestRateSampleDeliveryRate(t *testing.T) {
 	rs = f.acks[2]
 	assert.Equal(t, uint64(3000), rs.Delivered)
 	assert.Equal(t, 100*time.Millisecond, rs.Interval)
-	assert.Equal(t, uint64(30000), rs.DeliveryRate)
+	assert.Equal(t, uint64(30000), rs.DeliveryRate())
 	assert.Equal(t, uint64(2000), rs.PriorDelivered)
 	assert.Equal(t, 100*time.Millisecond, rs.RTT)
 	assert.False(t, rs.AppLimited)
@@ -82,7 +82,7 @@ func TestRateSampleDeliveryRate(t *testing.T) {
 	h.in(seg(FlagACK, tPeer+1, tISS+5001, 65535))
 	rs = f.acks[3]
 	assert.Zero(t, rs.Delivered)
-	assert.Zero(t, rs.DeliveryRate)
+	assert.Zero(t, rs.DeliveryRate())
 	assert.Zero(t, rs.RTT)
 	assert.Equal(t, uint64(5000), rs.TotalDelivered)
 }
@@ -97,7 +97,7 @@ func TestRateSampleAppLimited(t *testing.T) {
 	h.now = t0 + 100*ms
 	h.in(seg(FlagACK, tPeer+1, tISS+1001, 65535))
 	assert.True(t, f.acks[0].AppLimited)
-	assert.Equal(t, uint64(10000), f.acks[0].DeliveryRate)
+	assert.Equal(t, uint64(10000), f.acks[0].DeliveryRate())
 
 	// Now it writes plenty: what goes out while the application-limited
 	// phase lasts (until the bytes in flight at its start are delivered)
