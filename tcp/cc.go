@@ -7,17 +7,14 @@ import (
 	"time"
 )
 
-// congestionControl is a sender's congestion controller. Windows are in bytes.
-// Every implementation computes in uint64 (or guarded float64) and saturates at
-// math.MaxUint32, and never lets cwnd drop below one MSS, so no peer behaviour
-// and no window size can overflow or zero it (cf. gVisor issue #11632).
-//
-// Recovery protocol expected from the engine: OnEnterRecovery sets ssthresh
-// and deflates cwnd to the post-loss window (cwnd = ssthresh, the RFC 6675
-// choice); an engine doing RFC 6582 NewReno without SACK inflates it with
-// SetCWnd(ssthresh+3*MSS) and SetCWnd(cwnd+MSS) per further duplicate ACK,
-// and OnExitRecovery deflates back to ssthresh. OnAck is for ACKs of new data
-// outside recovery only.
+// congestionControl is the core of the built-in algorithms (NewReno,
+// CUBIC), with the per-event methods their unit tests drive directly; the
+// connection talks to every algorithm, built-in or not, through the public
+// CongestionControl (see renoCC and cubicCC for the adapters). Windows are
+// in bytes. Every implementation computes in uint64 (or guarded float64) and
+// saturates at math.MaxUint32, and never lets cwnd drop below one MSS, so no
+// peer behaviour and no window size can overflow or zero it (cf. gVisor issue
+// #11632).
 type congestionControl interface {
 	// Name is the algorithm's name as accepted by newCongestionControl.
 	Name() string
@@ -43,22 +40,24 @@ type congestionControl interface {
 	OnIdleRestart(now Time)
 }
 
-// Congestion control algorithm names accepted by newCongestionControl.
+// Congestion control algorithm names of the built-in algorithms.
 const (
 	ccNameNewReno = "newreno"
 	ccNameCubic   = "cubic"
 )
 
-// ccNames lists the valid algorithm names, for error messages and flags.
+// ccNames lists the built-in algorithm names (newCongestionControl).
 var ccNames = []string{ccNameNewReno, ccNameCubic}
 
 // ccDefaultMSS is used when the caller passes an MSS of 0: the RFC 9293 §3.7.1
 // default send MSS for IPv4.
 const ccDefaultMSS = 536
 
-// newCongestionControl builds the named algorithm ("" means "newreno") for a
-// connection whose sender MSS is mss, starting with the RFC 6928 initial
-// window. An unknown name is an error naming the valid ones.
+// newCongestionControl builds the core of the named built-in algorithm (""
+// means "newreno") for a sender MSS of mss, starting with the RFC 6928
+// initial window. An unknown name is an error naming the valid ones. The
+// tests and benchmarks of the cores use it; connections go through the
+// registry (NewCongestionControl).
 func newCongestionControl(name string, mss uint32, now Time) (congestionControl, error) {
 	if mss == 0 {
 		mss = ccDefaultMSS

@@ -222,3 +222,33 @@ func (c *cubic) OnIdleRestart(now Time) {
 	}
 	c.inEpoch = false
 }
+
+// cubicCC is CUBIC behind the public CongestionControl interface (see
+// renoCC).
+type cubicCC struct{ cubic }
+
+// OnAck implements CongestionControl.
+func (c *cubicCC) OnAck(now Time, rs *RateSample) {
+	if rs.InRecovery {
+		return
+	}
+	c.cubic.OnAck(now, rs.Acked, rs.SRTT, rs.InFlight)
+}
+
+// PacingRate implements CongestionControl: CUBIC does not pace (see
+// Config.Pacing).
+func (c *cubicCC) PacingRate() uint64 { return 0 }
+
+// OnEvent implements CongestionControl.
+func (c *cubicCC) OnEvent(now Time, ev CCEvent) {
+	switch ev.Kind {
+	case CCRecoveryStart:
+		c.OnEnterRecovery(now, ev.InFlight)
+	case CCRecoveryEnd:
+		c.OnExitRecovery(now)
+	case CCTimeout:
+		c.OnRTO(now, ev.InFlight)
+	case CCIdleRestart:
+		c.OnIdleRestart(now)
+	}
+}

@@ -106,3 +106,34 @@ func (r *newReno) OnIdleRestart(now Time) {
 	}
 	r.caAcked = 0
 }
+
+// renoCC is NewReno behind the public CongestionControl interface: it grows
+// on the cumulatively acked bytes of ACKs that arrive outside recovery, as
+// RFC 5681 does.
+type renoCC struct{ newReno }
+
+// OnAck implements CongestionControl.
+func (r *renoCC) OnAck(now Time, rs *RateSample) {
+	if rs.InRecovery {
+		return
+	}
+	r.newReno.OnAck(now, rs.Acked, rs.SRTT, rs.InFlight)
+}
+
+// PacingRate implements CongestionControl: NewReno does not pace (see
+// Config.Pacing).
+func (r *renoCC) PacingRate() uint64 { return 0 }
+
+// OnEvent implements CongestionControl.
+func (r *renoCC) OnEvent(now Time, ev CCEvent) {
+	switch ev.Kind {
+	case CCRecoveryStart:
+		r.OnEnterRecovery(now, ev.InFlight)
+	case CCRecoveryEnd:
+		r.OnExitRecovery(now)
+	case CCTimeout:
+		r.OnRTO(now, ev.InFlight)
+	case CCIdleRestart:
+		r.OnIdleRestart(now)
+	}
+}

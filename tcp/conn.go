@@ -3,6 +3,7 @@ package tcp
 import (
 	"fmt"
 	"io"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -34,7 +35,17 @@ type Config struct {
 	DisableTimestamps bool
 	// DisableWindowScale turns off window scaling (RFC 7323 §2).
 	DisableWindowScale bool
-	// CongestionControl names the algorithm: "newreno" (default) or "cubic".
+	// Pacing makes data segments leave at a rate even when the congestion
+	// control sets none (CongestionControl.PacingRate returns 0): Linux's
+	// default, cwnd/SRTT times 2 in slow start and 1.2 in congestion
+	// avoidance. With segmentation offload (GSOMaxSize), a paced
+	// connection's super-segments carry about 1 ms of data at its rate
+	// (at least 2 segments), not GSOMaxSize. Off by default: segments go
+	// out as fast as the windows allow.
+	Pacing bool
+	// CongestionControl names the algorithm, one of CongestionControls():
+	// "newreno" (default), "cubic", or one registered with
+	// RegisterCongestionControl.
 	CongestionControl string
 	// RTOMin, RTOMax and RTOInitial bound the retransmission timeout
 	// (RFC 6298). Defaults 200 ms (like Linux), 120 s, 1 s.
@@ -196,10 +207,8 @@ func (c *Config) fillDefaults() {
 // Validate reports a configuration the constructors would have to correct,
 // e.g. an unknown congestion control name (which falls back to NewReno).
 func (c Config) Validate() error {
-	switch c.CongestionControl {
-	case "", ccNameNewReno, ccNameCubic:
-	default:
-		return fmt.Errorf("tcp: unknown congestion control %q", c.CongestionControl)
+	if c.CongestionControl != "" && !ccRegistered(c.CongestionControl) {
+		return fmt.Errorf("tcp: unknown congestion control %q (registered: %s)", c.CongestionControl, strings.Join(CongestionControls(), ", "))
 	}
 	if c.SendBufferSize > MaxBufferSize || c.RecvBufferSize > MaxBufferSize {
 		return fmt.Errorf("tcp: buffer size above %d", MaxBufferSize)
@@ -321,7 +330,7 @@ type Conn struct {
 
 	rto      rtoEstimator
 	rttTimer rtoSegmentTimer
-	cc       congestionControl
+	cc       CongestionControl
 
 	// Output requests.
 	ackNow       bool
@@ -352,8 +361,8 @@ type Conn struct {
 	twTimer      connTimer
 	userTimer    connTimer // RFC 5482 deadline while data is outstanding
 
-	retries        int // consecutive RTO expirations for the current SND.UNA
-	persistBackoff int
+	retries        int32 // consecutive RTO expirations for the current SND.UNA
+	persistBackoff int32
 	probesOut      int   // unanswered zero-window probes
 	kaProbes       int32 // unanswered keepalive probes (int32: pairs with synRetransmits)
 	synRetransmits int32
@@ -369,22 +378,25 @@ type Conn struct {
 
 	stats connStats
 	rs    *rareState // nil until something unusual happens (rare)
+	rate  *rateState // nil until the connection sends data (rateState)
 
 	sc *Scratch // Output's working space, possibly shared (ShareScratch)
 }
 
-// Scratch is the working space of Output: the segment being built and the
-// buffer that gathers a payload across the send ring's wrap. Output makes
-// one on first use; connections whose Output calls never overlap (a stack
-// runs each shard's under one lock) may share one through ShareScratch, so
-// that an idle connection does not carry its own.
+// Scratch is the working space of Output and Input: the segment being
+// built, the buffer that gathers a payload across the send ring's wrap, and
+// the rate sample handed to the congestion control. Output and Input make
+// one on first use; connections whose Input and Output calls never overlap
+// (a stack runs each shard's under one lock) may share one through
+// ShareScratch, so that an idle connection does not carry its own.
 type Scratch struct {
 	seg Segment
 	buf []byte
+	rs  RateSample
 }
 
-// ShareScratch makes Output use s. The caller guarantees that no two Conns
-// sharing s run Output at the same time.
+// ShareScratch makes Output and Input use s. The caller guarantees that no
+// two Conns sharing s run Input or Output at the same time.
 func (c *Conn) ShareScratch(s *Scratch) { c.sc = s }
 
 // connStats are the counters Info reports.
@@ -469,10 +481,10 @@ func WindowScaleFor(cfg Config) uint8 {
 }
 
 func (c *Conn) newCC(now Time) {
-	cc, err := newCongestionControl(c.cfg.CongestionControl, uint32(c.sndMSS), now)
+	cc, err := NewCongestionControl(c.cfg.CongestionControl, uint32(c.sndMSS), now)
 	if err != nil {
 		// Unknown name: Config.Validate reports it; run NewReno meanwhile.
-		cc, _ = newCongestionControl(ccNameNewReno, uint32(c.sndMSS), now)
+		cc, _ = NewCongestionControl(ccNameNewReno, uint32(c.sndMSS), now)
 	}
 	c.cc = cc
 }
@@ -780,6 +792,9 @@ func (c *Conn) toClosed() {
 	c.fw2Timer.stop()
 	c.twTimer.stop()
 	c.userTimer.stop()
+	if c.rate != nil {
+		c.rate.pace.timer.stop()
+	}
 }
 
 // fail records a sticky error and closes the connection.
@@ -942,6 +957,9 @@ func (c *Conn) oooRelease() {
 // still read what arrived before the connection ended).
 func (c *Conn) ReleaseMemory(keepReadable bool) {
 	c.sb.r.drop()
+	if c.rate != nil {
+		c.rate.recs, c.rate.head, c.rate.n = nil, 0, 0
+	}
 	if c.rq != nil {
 		c.rq.Reset()
 		c.rq = nil

@@ -65,6 +65,17 @@ type Info struct {
 	OutOfWindow        uint64
 	OOWACKSuppress     uint64 // answers to bare out-of-window segments withheld (Config.OutOfWindowACKInterval)
 	InRecovery         bool
+	// DeliveryRate is the latest valid delivery-rate sample in bytes per
+	// second (0 before the first), DeliveryAppLimited whether it was
+	// application-limited, MinRTT the smallest RTT sample of the rate
+	// estimator, Delivered the bytes delivered (acked or SACKed).
+	DeliveryRate uint64
+	// PacingRate is the rate data segments leave at, bytes per second
+	// (0 = not paced).
+	PacingRate         uint64
+	DeliveryAppLimited bool
+	MinRTT             time.Duration
+	Delivered          uint64
 
 	Retransmit, Persist, DelayedACK, Keepalive, FinWait2, TimeWait, UserTimeout TimerInfo
 }
@@ -126,6 +137,11 @@ func (c *Conn) Info() Info {
 		OOWACKSuppress:     rs.oowACKSuppressed,
 		InRecovery:         c.inRecovery,
 	}
+	if r := c.rate; r != nil {
+		in.DeliveryRate, in.DeliveryAppLimited = rateOf(r.lastDelivered, r.lastInterval), r.lastAppLimited
+		in.MinRTT, in.Delivered = r.minRTT, r.delivered
+	}
+	in.PacingRate = c.pacingRate()
 	if c.wsOK {
 		in.SndWScale, in.RcvWScale = int8(c.sndWScale), int8(c.rcvWScale)
 	}

@@ -446,16 +446,32 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	isDup := ack == c.sndUna && outstanding && len(seg.Payload) == 0 &&
 		seg.Flags&(FlagSYN|FlagFIN) == 0 && wnd == c.sndWnd
 
+	if c.sc == nil {
+		c.sc = new(Scratch)
+	}
+	// The sample lives in the scratch space: handed to an interface method
+	// it would escape, and the ACK path allocates nothing.
+	rs := &c.sc.rs
+	*rs = RateSample{InRecovery: c.inRecovery, PriorInFlight: c.inFlight()}
 	var newlySACKed uint32
 	if ack.GreaterThan(c.sndUna) {
+		rs.Acked = c.sndUna.Size(ack)
 		c.ackNewData(now, seg, ack)
 	}
+	var blocks []SACKBlock
 	if c.sackOK && outstanding {
-		newlySACKed, _ = c.board.UpdateSACK(c.sndUna, c.sndMax, c.sackBlocksOf(seg))
+		blocks = c.sackBlocksOf(seg)
+		newlySACKed, _ = c.board.UpdateSACK(c.sndUna, c.sndMax, blocks)
 		if ack == c.sndUna && newlySACKed > 0 && len(seg.Payload) == 0 {
 			isDup = true // RFC 6675 §2: an ACK carrying new SACK information
 		}
 	}
+	rs.NewlySACKed = newlySACKed
+	if c.rate != nil {
+		c.rateOnAck(now, blocks, rs)
+	}
+	rs.InFlight, rs.SRTT, rs.MSS = c.inFlight(), c.rto.SRTT(), uint32(c.sndMSS)
+	c.cc.OnAck(now, rs)
 	if isDup {
 		c.stats.dupAcksIn++
 	}
@@ -536,7 +552,7 @@ func (c *Conn) ackNewData(now Time, seg *Segment, ack Seq) {
 			// Full acknowledgment (RFC 6582 §3.2 step 3, RFC 6675 §5).
 			c.inRecovery = false
 			c.sackRecovery = false
-			c.cc.OnExitRecovery(now)
+			c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryEnd, InFlight: flight})
 		} else if !c.sackRecovery {
 			// Partial acknowledgment (RFC 6582 §3.2 step 4): retransmit
 			// the next hole, deflate by the amount acked, add back one
@@ -552,9 +568,8 @@ func (c *Conn) ackNewData(now Time, seg *Segment, ack Seq) {
 				cw += uint32(c.sndMSS)
 			}
 			c.cc.SetCWnd(cw)
+			c.rateMarkLost(ack, ack+Seq(c.sndMSS))
 		}
-	} else {
-		c.cc.OnAck(now, acked, c.rto.SRTT(), flight)
 	}
 	c.dupAcks = 0
 
@@ -602,7 +617,8 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	c.highRxt = c.sndUna
 	c.rare().fastRecoveries++
 	c.rttTimer.Cancel()
-	c.cc.OnEnterRecovery(now, flight)
+	c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryStart, InFlight: flight})
+	c.rateMarkLost(c.sndUna, c.sndUna+Seq(c.sndMSS))
 	if c.sackOK {
 		c.sackRecovery = true
 	} else {

@@ -45,6 +45,7 @@ func (c *Conn) Output(now Time, e Emitter) {
 	}
 	if c.state.canSendData() {
 		c.sendData(now, e)
+		c.rateCheckAppLimited()
 	}
 	if c.probePending {
 		c.probePending = false
@@ -261,6 +262,8 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 		return 0
 	}
 	c.emitData(now, e, start, n, fin)
+	c.rateOnSend(now, start, n+b2u(fin))
+	c.paceSent(now, n)
 	c.rttTimer.Cancel() // Karn's algorithm
 	c.stats.retransSegs++
 	c.stats.totalRetrans++
@@ -297,9 +300,22 @@ func (c *Conn) cwndAvail() uint32 {
 	return ccSaturate(allow - flight)
 }
 
+// inFlight is the sender's estimate of the bytes in flight, the measure
+// cwndAvail compares with cwnd: the RFC 6675 pipe during SACK recovery,
+// FlightSize (SND.NXT - SND.UNA) otherwise.
+func (c *Conn) inFlight() uint32 {
+	if c.sackRecovery {
+		return c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
+	}
+	return c.sndUna.Size(c.sndNxt)
+}
+
 // sendData emits retransmissions and new data as the windows allow.
 func (c *Conn) sendData(now Time, e Emitter) {
 	if c.rtxPending {
+		if c.paceBlocked(now) {
+			return // the retransmission leaves first, when pacing lets it
+		}
 		c.rtxPending = false
 		mss := uint32(c.sndMSS)
 		start := c.sndUna
@@ -316,6 +332,9 @@ func (c *Conn) sendData(now Time, e Emitter) {
 		// RFC 6675 §5 step (C): send while cwnd - pipe >= 1 SMSS.
 		mss := uint32(c.sndMSS)
 		for i := 0; i < 1<<16 && c.cwndAvail() >= mss; i++ {
+			if c.paceBlocked(now) {
+				break
+			}
 			if s, n, ok := c.board.NextSegToRetransmit(c.sndUna, c.sndMax, mss, c.highRxt); ok {
 				c.retransmit(now, e, s, n)
 				c.highRxt = c.highRxt.Max(s + Seq(n))
@@ -353,7 +372,7 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	}
 	outstanding := c.sndUna != c.sndMax
 	if !outstanding && c.stats.dataSegsOut > 0 && now.Sub(c.lastSend) > c.rto.RTO() {
-		c.cc.OnIdleRestart(now) // RFC 5681 §4.1
+		c.cc.OnEvent(now, CCEvent{Kind: CCIdleRestart}) // RFC 5681 §4.1
 	}
 	var winAvail uint32
 	if wndEdge := c.sndUna + Seq(c.sndWnd); wndEdge.GreaterThan(c.sndNxt) {
@@ -364,6 +383,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	chunk := seg
 	if c.cfg.GSOMaxSize > 0 && uint32(c.cfg.GSOMaxSize) > seg {
 		chunk = uint32(c.cfg.GSOMaxSize) / seg * seg
+		if rate := c.pacingRate(); rate > 0 {
+			chunk = min(chunk, tsoAutosize(rate, seg))
+		}
 	}
 	if limit > 0 {
 		chunk = min(chunk, limit)
@@ -410,9 +432,17 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	if n == 0 && !fin {
 		return false
 	}
+	if c.paceBlocked(now) {
+		return false
+	}
+	if !outstanding {
+		c.cc.OnEvent(now, CCEvent{Kind: CCTxStart})
+	}
 	c.forceSend = false
 	retrans := c.sndNxt.LessThan(c.sndMax)
 	c.emitData(now, e, c.sndNxt, n, fin)
+	c.rateOnSend(now, c.sndNxt, n+b2u(fin))
+	c.paceSent(now, n)
 	if retrans {
 		c.stats.retransSegs++
 		c.stats.totalRetrans++

@@ -1,6 +1,13 @@
 // Package tcp is the TCP protocol as a pure state machine: segments and
 // application calls in, segments and events out, time passed as an argument.
 // It never reads a clock, starts a goroutine, sleeps or does I/O.
+//
+// Congestion control is pluggable: an algorithm implements
+// CongestionControl, gets a delivery-rate sample (RateSample) on every ACK
+// and sets cwnd and optionally a pacing rate; RegisterCongestionControl
+// makes it selectable by name in Config.CongestionControl. NewReno and
+// CUBIC are built in. docs/congestion-control.md describes the interface,
+// with a complete example (example_cc_test.go).
 package tcp
 
 // Seq is a TCP sequence number. Comparisons wrap around modulo 2^32

@@ -8,13 +8,17 @@ import (
 
 // NextDeadline returns the earliest time at which Output must be called again
 // because a timer fires (retransmission, persist, delayed ACK, keepalive,
-// FIN-WAIT-2, TIME-WAIT, user timeout). ok is false when no timer is armed.
+// FIN-WAIT-2, TIME-WAIT, user timeout) or a paced segment is due. ok is
+// false when no timer is armed.
 func (c *Conn) NextDeadline() (t Time, ok bool) {
 	for _, tm := range [...]*connTimer{&c.rtxTimer, &c.persistTimer, &c.delackTimer,
 		&c.keepTimer, &c.fw2Timer, &c.twTimer, &c.userTimer} {
 		if tm.armed() && (!ok || tm.at.Before(t)) {
 			t, ok = tm.at, true
 		}
+	}
+	if r := c.rate; r != nil && r.pace.timer.armed() && (!ok || r.pace.timer.at.Before(t)) {
+		t, ok = r.pace.timer.at, true
 	}
 	return t, ok
 }
@@ -72,6 +76,9 @@ func (c *Conn) fireTimers(now Time) {
 		c.delackTimer.stop()
 		c.ackNow = true
 	}
+	if r := c.rate; r != nil && r.pace.timer.due(now) {
+		r.pace.timer.stop() // the segment it waited for goes in sendData
+	}
 }
 
 // onRetransmitTimeout is RFC 6298 §5.4-5.6: retransmit the earliest
@@ -121,7 +128,8 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	c.retries++
 	c.rto.Backoff()
 	flight := c.sndUna.Size(c.sndMax)
-	c.cc.OnRTO(now, flight)
+	c.cc.OnEvent(now, CCEvent{Kind: CCTimeout, InFlight: flight})
+	c.rateMarkLost(c.sndUna, c.sndMax)
 	// RFC 6582 §3.2 step 1 / RFC 6675 §5.1: no new recovery until all data
 	// outstanding now is acknowledged.
 	c.recover = c.sndMax
@@ -176,7 +184,7 @@ const orphanRetries = 8
 // (Linux inet_csk_rto_backoff), saturating at RTOMax.
 func (c *Conn) backedOffRTO() time.Duration {
 	d := max(c.rto.RTO(), c.cfg.RTOMin)
-	for i := 0; i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
+	for i := int32(0); i < c.persistBackoff && d < c.cfg.RTOMax; i++ {
 		d *= 2
 	}
 	return d

@@ -224,10 +224,10 @@ func (f *benchFlags) validate() (*benchConfig, error) {
 	// The same checks as serve's, so a bad knob exits 2 here and not
 	// inside a namespace after the other servers have run.
 	tc := tcp.DefaultConfig()
-	tc.CongestionControl = f.cc
-	if err := tc.Validate(); err != nil {
-		return nil, fmt.Errorf("--cc %q: want newreno or cubic", f.cc)
+	if err := checkCC(f.cc); err != nil {
+		return nil, err
 	}
+	tc.CongestionControl = f.cc
 	if _, err := f.knobs.apply(&tc); err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	// serve's own registration of the knobs, so bench parses and
 	// validates them exactly as serve does.
 	f.serve = flag.NewFlagSet("serve", flag.ContinueOnError)
-	f.serve.StringVar(&f.cc, "cc", "newreno", "congestion control: newreno or cubic")
+	f.serve.StringVar(&f.cc, "cc", "newreno", ccFlagHelp())
 	f.serve.StringVar(&f.pcap, "pcap", "", "record every packet in and out of the ustack server's TUN to this pcap file\n"+
 		"(tcpdump -r FILE); it covers the server of the timed workloads (the idle workload's\n"+
 		"own server only when idle runs alone)")

@@ -42,7 +42,7 @@ func (d *deviceFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.addr6, "addr6", "2001:2::2", "ustack's IPv6 address (\"\" for none)")
 	fs.IntVar(&d.mtu, "mtu", 1500, "MTU of the TUN device (576-65535)")
 	fs.BoolVar(&d.offload, "offload", true, "use virtio-net offloads (TSO/checksum) on the TUN: 64 KiB super-segments both ways")
-	fs.StringVar(&d.cc, "cc", "newreno", "congestion control: newreno or cubic")
+	fs.StringVar(&d.cc, "cc", "newreno", ccFlagHelp())
 	fs.StringVar(&d.pcap, "pcap", "", "record every packet in and out to this pcap file (tcpdump -r FILE); super-segments are\nrecorded cut into the MSS-sized packets the wire carries, checksums complete")
 	fs.StringVar(&d.trace, "trace", "", "write an event trace to this file: one JSON line per TCP segment in or out (with the\nconnection's state, SND.UNA/NXT, RCV.NXT, windows, cwnd, ssthresh, srtt), state change and\ntimer firing; draw it with ustack plot")
 	fs.Var(&d.links, "link", "another TUN device, NAME,host-addr=PREFIX[,host-addr6=PREFIX] (repeatable): created like --tun,\nwith those kernel-side addresses; ustack's addresses are the same on every device")
@@ -137,10 +137,10 @@ func (d *deviceFlags) validate() (*device, error) {
 		return nil, errors.New("no address: set --addr/--host-addr or --addr6/--host-addr6")
 	}
 	dev.tcp = tcp.DefaultConfig()
-	dev.tcp.CongestionControl = d.cc
-	if err := dev.tcp.Validate(); err != nil {
-		return nil, fmt.Errorf("--cc %q: want newreno or cubic", d.cc)
+	if err := checkCC(d.cc); err != nil {
+		return nil, err
 	}
+	dev.tcp.CongestionControl = d.cc
 	if dev.impair, err = d.knobs.apply(&dev.tcp); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ustack-net/ustack/tcp"
@@ -21,6 +22,7 @@ type knobFlags struct {
 	sack       bool
 	timestamps bool
 	wscale     bool
+	pacing     bool
 }
 
 // maxDelayedACK bounds --delayed-ack: RFC 1122 §4.2.3.2 says the delay
@@ -39,6 +41,8 @@ func (k *knobFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&k.sack, "sack", true, "offer and use selective acknowledgments (RFC 2018); --sack=false turns them off")
 	fs.BoolVar(&k.timestamps, "timestamps", true, "offer and use the timestamps option (RFC 7323 3); --timestamps=false turns it off")
 	fs.BoolVar(&k.wscale, "wscale", true, "offer and use window scaling (RFC 7323 2); --wscale=false caps windows at 64 KiB")
+	fs.BoolVar(&k.pacing, "pacing", false, "pace data segments even when the congestion control sets no rate: Linux's default of\n"+
+		"2x cwnd/srtt in slow start, 1.2x after; with --offload, super-segments carry about 1 ms at that rate")
 }
 
 // parseByteSize parses a buffer size with an optional K, M or G suffix
@@ -106,6 +110,7 @@ func (k *knobFlags) apply(cfg *tcp.Config) (tun.Impairment, error) {
 	cfg.DisableSACK = !k.sack
 	cfg.DisableTimestamps = !k.timestamps
 	cfg.DisableWindowScale = !k.wscale
+	cfg.Pacing = k.pacing
 	return imp, nil
 }
 
@@ -118,4 +123,28 @@ func (dev *device) impairLink(log *slog.Logger, l tun.Link) (tun.Link, *tun.Impa
 	im := tun.NewImpaired(l, dev.impair, nil)
 	log.Info("impairing packets ustack sends", "impair", im.Impairment().String())
 	return im, im
+}
+
+// ccChoices lists the registered congestion control algorithms as prose:
+// "newreno or cubic", "newreno, cubic or vegas".
+func ccChoices() string {
+	names := tcp.CongestionControls()
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// ccFlagHelp is the usage line of --cc.
+func ccFlagHelp() string {
+	return "congestion control: " + ccChoices() + " (any algorithm registered with tcp.RegisterCongestionControl)"
+}
+
+// checkCC validates --cc against the registry.
+func checkCC(name string) error {
+	cfg := tcp.Config{CongestionControl: name}
+	if name == "" || cfg.Validate() != nil {
+		return fmt.Errorf("--cc %q: want %s", name, ccChoices())
+	}
+	return nil
 }

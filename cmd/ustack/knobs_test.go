@@ -75,6 +75,8 @@ func TestKnobFlagValues(t *testing.T) {
 		{[]string{"--sack=false"}, func(c *tcp.Config) { c.DisableSACK = true }},
 		{[]string{"--timestamps=false"}, func(c *tcp.Config) { c.DisableTimestamps = true }},
 		{[]string{"--wscale=false"}, func(c *tcp.Config) { c.DisableWindowScale = true }},
+		{[]string{"--pacing"}, func(c *tcp.Config) { c.Pacing = true }},
+		{[]string{"--cc", "newreno"}, func(c *tcp.Config) {}},
 		{[]string{"--cc", "cubic", "--nodelay=true", "--sack=true"}, func(c *tcp.Config) { c.CongestionControl, c.NoDelay = "cubic", true }},
 	} {
 		dev, err := parseDevice(t, tc.args...)

@@ -476,6 +476,18 @@ func ssInfoLine(c *tcp.Info) string {
 		// ss's "send": what cwnd allows per RTT.
 		add("send %s", rate(float64(c.CWnd)*8/c.RTT.Seconds()))
 	}
+	if c.PacingRate > 0 {
+		add("pacing_rate %s", rate(float64(c.PacingRate)*8))
+	}
+	if c.DeliveryRate > 0 {
+		add("delivery_rate %s", rate(float64(c.DeliveryRate)*8))
+	}
+	if c.Delivered > 0 {
+		add("delivered:%d", c.Delivered)
+	}
+	if c.DeliveryAppLimited {
+		add("app_limited")
+	}
 	if c.Unacked > 0 {
 		add("unacked:%d", c.Unacked)
 	}
@@ -502,6 +514,9 @@ func ssInfoLine(c *tcp.Info) string {
 	}
 	if c.NotSent > 0 {
 		add("notsent:%d", c.NotSent)
+	}
+	if c.MinRTT > 0 {
+		add("minrtt:%s", ms(c.MinRTT))
 	}
 	for _, t := range []struct {
 		name   string

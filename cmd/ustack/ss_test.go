@@ -249,3 +249,12 @@ func TestSSFilterListeners(t *testing.T) {
 		assert.Equal(t, tc.want, got, tc.filter)
 	}
 }
+
+func TestSSInfoShowsRates(t *testing.T) {
+	in := tcp.Info{CC: "cubic", SndWScale: -1, MSS: 1000, CWnd: 10000, SSThresh: math.MaxUint32,
+		RTT: 10 * time.Millisecond, PacingRate: 2500000, DeliveryRate: 1250000, Delivered: 5000, DeliveryAppLimited: true,
+		MinRTT: 8 * time.Millisecond}
+	line := ssInfoLine(&in)
+	assert.Contains(t, line, "send 8.0Mbps pacing_rate 20.0Mbps delivery_rate 10.0Mbps delivered:5000 app_limited ")
+	assert.Contains(t, line, " minrtt:8")
+}

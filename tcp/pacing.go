@@ -1,0 +1,111 @@
+package tcp
+
+import (
+	"math"
+	"math/bits"
+	"time"
+)
+
+// Pacing (Linux's internal TCP pacing, tcp_internal_pacing): when the
+// congestion control gives a pacing rate, or Config.Pacing asks for the
+// default one, data segments leave no faster than that rate. After a
+// (super-)segment of n payload bytes the next may leave n/rate later
+// (Linux tcp_wstamp_ns); Output sends what is due and reports the next
+// departure through NextDeadline, so the stack's per-shard timer heap wakes
+// the connection: no goroutine, no per-connection timer outside the Conn.
+// Credit does not accumulate while the sender has nothing to send: the
+// departure clock never lags behind now. Pure ACKs, SYNs, RSTs and probes
+// are not paced.
+
+// pacer is the pacing state, kept in rateState (a connection that never
+// sent data has none).
+type pacer struct {
+	next  Time      // earliest departure of the next data segment
+	timer connTimer // armed at next while data waits for it
+}
+
+// Linux's default pacing ratios (tcp_pacing_ss_ratio, tcp_pacing_ca_ratio)
+// in percent of cwnd/SRTT.
+const (
+	pacingSSRatio = 200
+	pacingCARatio = 120
+)
+
+// pacingRate is the rate data segments leave at, in bytes per second: the
+// algorithm's (CongestionControl.PacingRate), else with Config.Pacing
+// Linux's default of tcp_update_pacing_rate, max(cwnd, in flight) / SRTT
+// times 2 in slow start (cwnd < ssthresh/2) and 1.2 after; 0 = not paced
+// (also before the first RTT sample).
+func (c *Conn) pacingRate() uint64 {
+	if r := c.cc.PacingRate(); r > 0 || !c.cfg.Pacing {
+		return r
+	}
+	srtt := c.rto.SRTT()
+	if srtt <= 0 {
+		return 0
+	}
+	cwnd := c.cc.CWnd()
+	ratio := uint64(pacingCARatio)
+	if cwnd < c.cc.SSThresh()/2 {
+		ratio = pacingSSRatio
+	}
+	w := uint64(max(cwnd, c.sndUna.Size(c.sndNxt)))
+	return rateOf(w*ratio/100, srtt)
+}
+
+// paceBlocked reports whether pacing holds the next data segment back at
+// now, arming the pacing timer for its departure if so.
+func (c *Conn) paceBlocked(now Time) bool {
+	r := c.rate
+	if r == nil {
+		return false
+	}
+	if !now.Before(r.pace.next) || c.pacingRate() == 0 {
+		r.pace.timer.stop()
+		return false
+	}
+	r.pace.timer.set(r.pace.next)
+	return true
+}
+
+// paceSent advances the departure clock after n payload bytes left at now.
+func (c *Conn) paceSent(now Time, n uint32) {
+	rate := c.pacingRate()
+	if rate == 0 || n == 0 {
+		return
+	}
+	p := &c.rateState().pace
+	p.next = max(p.next, now).Add(pacingDelay(n, rate))
+}
+
+// tsoMinSegs is the fewest segments a paced super-segment carries (Linux
+// tcp_min_tso_segs).
+const tsoMinSegs = 2
+
+// tsoAutosize is the size of a super-segment at pacing rate rate (bytes per
+// second) for wire segments of seg bytes: about 1 ms of data, at least
+// tsoMinSegs segments, a multiple of seg (Linux tcp_tso_autosize, which
+// takes 2^-10 s). A paced sender thus leaves a gap every millisecond
+// instead of a 64 KiB burst, and a slow one still amortizes the per-packet
+// cost over two segments.
+func tsoAutosize(rate uint64, seg uint32) uint32 {
+	segs := min(max(rate/1000/uint64(seg), tsoMinSegs), 1<<16) // 64 KiB of 1-byte segments at most
+	return ccSaturate(segs * uint64(seg))
+}
+
+// pacingDelay is n bytes at rate bytes per second, rounded up to the
+// nanosecond.
+func pacingDelay(n uint32, rate uint64) time.Duration {
+	hi, lo := bits.Mul64(uint64(n), uint64(time.Second))
+	if hi >= rate {
+		return math.MaxInt64
+	}
+	q, rem := bits.Div64(hi, lo, rate)
+	if rem != 0 {
+		q++
+	}
+	if q > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(q)
+}

@@ -1,0 +1,207 @@
+package tcp
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// pacedRun drives h's Output at every deadline it reports until nothing is
+// left to send (at most limit steps), returning the departure time of
+// every data segment, relative to t0.
+func pacedRun(t *testing.T, h *harness, t0 Time, limit int) (times []time.Duration, segs []Segment) {
+	for i := 0; i < limit; i++ {
+		for _, s := range h.output() {
+			if len(s.Payload) > 0 {
+				times = append(times, h.now.Sub(t0))
+				segs = append(segs, s)
+			}
+		}
+		at, ok := h.c.NextDeadline()
+		if !ok || h.c.rate == nil || !h.c.rate.pace.timer.armed() {
+			return times, segs
+		}
+		require.Equal(t, h.c.rate.pace.timer.at, at, "the pacing timer is the next deadline")
+		h.now = at
+	}
+	t.Fatalf("still sending after %d steps", limit)
+	return nil, nil
+}
+
+func TestPacingFixedRateSpacing(t *testing.T) {
+	cfg := plainConfig()
+	cfg.SendBufferSize = 64 << 10
+	h, f := fixedHarness(t, cfg, Segment{}, 100000)
+	f.rate = 100000 // bytes/s: a 1000-byte segment every 10 ms
+	t0 := h.now
+	h.c.Write(data(4500, 0))
+	require.Equal(t, uint64(100000), h.c.Info().PacingRate)
+	// The first segment leaves at once, the next 10 ms later.
+	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 1000")
+	at, ok := h.c.NextDeadline()
+	require.True(t, ok)
+	require.Equal(t, t0+10*ms, at)
+	h.now = t0 + 10*ms - 1
+	h.expect(h.output()) // 1 ns early: nothing
+	h.now = t0 + 10*ms
+	h.expect(h.output(), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	times, segs := pacedRun(t, h, t0, 100)
+	assert.Equal(t, []time.Duration{20 * time.Millisecond, 30 * time.Millisecond, 40 * time.Millisecond}, times)
+	assert.Equal(t, "[.] seq 3001 ack 5001 win 4096 len 1000\n[.] seq 4001 ack 5001 win 4096 len 1000\n"+
+		"[P.] seq 5001 ack 5001 win 4096 len 500", fmtSegs(segs))
+	// The 500-byte tail delays the next departure by 5 ms.
+	assert.Equal(t, t0+45*ms, h.c.rate.pace.next)
+
+	// An ACK does not let segments jump the queue: new data written at
+	// t0+41ms waits for t0+45ms.
+	h.now = t0 + 41*ms
+	h.in(seg(FlagACK, tPeer+1, tISS+4501, 65535))
+	h.c.Write(data(2000, 0))
+	h.expect(h.output())
+	times, _ = pacedRun(t, h, t0, 100)
+	assert.Equal(t, []time.Duration{45 * time.Millisecond, 55 * time.Millisecond}, times)
+
+	// After an idle period no credit has built up: a burst written at
+	// t0+1s goes out at the rate again.
+	h.in(seg(FlagACK, tPeer+1, tISS+6501, 65535))
+	h.now = t0.Add(time.Second)
+	h.c.Write(data(3000, 0))
+	times, _ = pacedRun(t, h, t0, 100)
+	assert.Equal(t, []time.Duration{time.Second, time.Second + 10*time.Millisecond, time.Second + 20*time.Millisecond}, times)
+}
+
+func TestPacingDefaultRateLikeLinux(t *testing.T) {
+	cfg := plainConfig()
+	cfg.Pacing = true
+	cfg.SendBufferSize = 64 << 10
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	in := h.c.Info()
+	require.Equal(t, 100*time.Millisecond, in.RTT)
+	// Slow start: 2 * cwnd/SRTT = 2 * 10000 B / 100 ms = 200000 B/s, one
+	// 1000-byte segment every 5 ms.
+	require.Equal(t, uint64(200000), in.PacingRate)
+	t0 := h.now
+	h.c.Write(data(10000, 0))
+	times, _ := pacedRun(t, h, t0, 100)
+	want := make([]time.Duration, 10)
+	for i := range want {
+		want[i] = time.Duration(i) * 5 * time.Millisecond
+	}
+	assert.Equal(t, want, times)
+
+	// Congestion avoidance (cwnd >= ssthresh/2): 1.2 * cwnd/SRTT.
+	h.c.cc.(*renoCC).ssthresh = 10000
+	assert.Equal(t, uint64(120000), h.c.Info().PacingRate)
+}
+
+func TestPacingOffSendsAtOnce(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	require.Zero(t, h.c.Info().PacingRate)
+	sendSegs(t, h, 10)
+	_, ok := h.c.NextDeadline()
+	require.True(t, ok) // the RTO only
+	require.False(t, h.c.rate.pace.timer.armed())
+}
+
+func TestPacingDelay(t *testing.T) {
+	assert.Equal(t, 10*time.Millisecond, pacingDelay(1000, 100000))
+	assert.Equal(t, time.Duration(334), pacingDelay(1, 3e6), "rounded up")
+	assert.Equal(t, time.Duration(1<<32-1)*time.Second, pacingDelay(1<<32-1, 1), "no overflow")
+}
+
+func TestTSOAutosize(t *testing.T) {
+	for _, tc := range []struct {
+		rate uint64
+		seg  uint32
+		want uint32
+	}{
+		{100000, 1000, 2000},            // 100 B/ms: the 2-segment floor
+		{5000000, 1000, 5000},           // 5000 B/ms: 5 segments
+		{5999999, 1000, 5000},           // rounded down to whole segments
+		{12500000, 1448, 8 * 1448},      // 100 Mbit/s: 12500 B/ms
+		{1 << 62, 1448, 1 << 16 * 1448}, // bounded; Output caps it at GSOMaxSize
+	} {
+		assert.Equal(t, tc.want, tsoAutosize(tc.rate, tc.seg), "rate %d seg %d", tc.rate, tc.seg)
+	}
+}
+
+// TestPacingSizesSuperSegments: with offloads, a paced connection emits
+// super-segments of about 1 ms at its rate, one per millisecond, where
+// an unpaced one sends the whole window in one 64 KiB-class burst.
+func TestPacingSizesSuperSegments(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	cfg.SendBufferSize = 256 << 10
+	h, f := fixedHarness(t, cfg, Segment{}, 1<<20)
+	h.c.sndWnd = 1 << 20
+	f.rate = 5000000 // 5000 bytes per ms: 5 segments of 1000
+	t0 := h.now
+	h.c.Write(data(20000, 0))
+	times, segs := pacedRun(t, h, t0, 100)
+	assert.Equal(t, []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond}, times)
+	assert.Equal(t, "[.] seq 1001 ack 5001 win 4096 len 5000 gso 1000\n[.] seq 6001 ack 5001 win 4096 len 5000 gso 1000\n"+
+		"[.] seq 11001 ack 5001 win 4096 len 5000 gso 1000\n[P.] seq 16001 ack 5001 win 4096 len 5000 gso 1000", fmtSegs(segs))
+
+	// A slow rate still sends two segments at a time: 100 kB/s, 2000
+	// bytes every 20 ms.
+	h.in(seg(FlagACK, tPeer+1, tISS+20001, 65535))
+	h.c.sndWnd = 1 << 20
+	f.rate = 100000
+	t1 := h.now.Add(time.Second)
+	h.now = t1
+	h.c.Write(data(6000, 0))
+	times, segs = pacedRun(t, h, t1, 100)
+	assert.Equal(t, []time.Duration{0, 20 * time.Millisecond, 40 * time.Millisecond}, times)
+	for _, s := range segs {
+		assert.Len(t, s.Payload, 2000)
+		assert.Equal(t, uint16(1000), s.GSOSize)
+	}
+
+	// Unpaced: the window goes out in super-segments of GSOMaxSize.
+	h.in(seg(FlagACK, tPeer+1, tISS+26001, 65535))
+	h.c.sndWnd = 1 << 20
+	f.rate = 0
+	h.c.Write(data(100000, 0))
+	got := h.output()
+	require.Len(t, got, 2)
+	assert.Len(t, got[0].Payload, 65000)
+	assert.Len(t, got[1].Payload, 35000)
+}
+
+// TestPacedSendAndAckAllocateNothing: the per-segment bookkeeping (rate
+// records, samples, the pacer) allocates nothing once warm.
+func TestPacedSendAndAckAllocateNothing(t *testing.T) {
+	for _, pacing := range []bool{false, true} {
+		cfg := plainConfig()
+		cfg.Pacing = pacing
+		cfg.SendBufferSize = 64 << 10
+		h := establishRTT(t, cfg, 100*ms, Segment{})
+		var e nopEmitter
+		paced := 0
+		step := func() {
+			h.c.Write(data1000)
+			h.c.Output(h.now, &e)
+			if at, ok := h.c.NextDeadline(); ok && h.c.rate.pace.timer.armed() {
+				paced++
+				h.now = at
+				h.c.Output(h.now, &e)
+			}
+			h.now += ms
+			ack := seg(FlagACK, tPeer+1, h.c.SndNxt(), 65535)
+			h.c.Input(h.now, &ack)
+		}
+		for i := 0; i < 100; i++ {
+			step()
+		}
+		assert.Zero(t, testing.AllocsPerRun(1000, step), "pacing %v", pacing)
+		in := h.c.Info()
+		assert.Equal(t, pacing, in.PacingRate > 0)
+		assert.Equal(t, pacing, paced > 0, "the pacing timer was used")
+		assert.Greater(t, in.BytesAcked, uint64(1000*1000))
+		assert.Greater(t, in.DeliveryRate, uint64(0))
+	}
+}
+
+var data1000 = data(1000, 0)

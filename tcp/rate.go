@@ -1,0 +1,425 @@
+package tcp
+
+import (
+	"math"
+	"math/bits"
+	"time"
+)
+
+// Delivery-rate estimation (draft-cheng-iccrg-delivery-rate-estimation-02,
+// Linux tcp_rate.c): every transmission of a (super-)segment records a
+// snapshot of how much had been delivered and when; an ACK that delivers
+// segments (cumulatively or by SACK) turns the snapshot of the most recently
+// sent of them into a rate sample: delivered bytes over max(send_elapsed,
+// ack_elapsed).
+
+// sentRecord is one transmitted segment or super-segment of
+// [start, start+len) in sequence space (a FIN counts one), with the
+// connection's delivery state when it was (last) sent: the draft's per-packet
+// P.delivered, P.delivered_time, P.first_sent_time, P.is_app_limited, plus
+// the bytes in flight and lost then, which BBRv2/v3 use to judge a flight's
+// loss rate (Linux tcp_skb_cb.tx).
+type sentRecord struct {
+	start         Seq
+	len           uint32
+	sentTime      Time
+	delivered     uint64 // C.delivered when sent
+	deliveredTime Time   // C.delivered_time when sent
+	firstSentTime Time   // C.first_sent_time when sent
+	lost          uint64 // C.lost when sent
+	inFlight      uint32 // bytes in flight just after it was sent
+	flags         uint8
+}
+
+// sentRecord flags.
+const (
+	srAppLimited uint8 = 1 << iota // sent in an application-limited phase
+	srRetrans                      // (partly) retransmitted: no RTT sample (Karn)
+	srDelivered                    // entirely SACKed: counted as delivered
+	srLost                         // marked lost (counted in C.lost)
+)
+
+func (r *sentRecord) end() Seq { return r.start + Seq(r.len) }
+
+// rateMaxRecords bounds the records a connection keeps. Beyond it, new data
+// is merged into the newest record (its snapshot then covers more bytes,
+// which makes later samples conservative), so a stream of tiny segments
+// cannot grow the ring without bound.
+const rateMaxRecords = 1 << 13
+
+// rateMinRecords is the ring's first capacity: enough for a
+// request/response connection's flights (224 bytes); bulk senders grow it.
+const rateMinRecords = 4
+
+// rateState is a sending connection's delivery-rate estimator: the
+// connection-wide counters of the draft (C.delivered, C.delivered_time,
+// C.first_sent_time, C.app_limited), the lost-byte counter, and a ring of
+// sentRecords in sequence order, oldest first. It is made when the
+// connection first sends data (Conn.rateState), so a connection that only
+// receives does not carry it; the ring grows by doubling up to
+// rateMaxRecords and is then reused, so the per-segment bookkeeping
+// allocates nothing.
+type rateState struct {
+	delivered     uint64
+	deliveredTime Time
+	firstSentTime Time
+	appLimited    uint64 // C.app_limited: delivered mark ending the app-limited phase, 0 = none
+	lost          uint64 // bytes ever marked lost
+	lostReported  uint64 // lost at the previous sample (RateSample.NewlyLost)
+	lostScan      Seq    // records starting below it were considered for the SACK loss mark
+	minRTT        time.Duration
+
+	// The latest valid sample, for Info.
+	lastDelivered  uint64
+	lastInterval   time.Duration
+	lastAppLimited bool
+
+	recs []sentRecord // ring, len is a power of two
+	head int
+	n    int
+
+	pace pacer
+}
+
+// rateState returns the connection's rate estimator, making it on first use.
+func (c *Conn) rateState() *rateState {
+	if c.rate == nil {
+		// The first data: like Linux's first sendmsg, which finds the
+		// write queue empty, the first flight is application-limited
+		// until something has been delivered.
+		c.rate = &rateState{lostScan: c.sndUna, appLimited: 1}
+	}
+	return c.rate
+}
+
+// at returns the i-th record from the oldest.
+func (r *rateState) at(i int) *sentRecord { return &r.recs[(r.head+i)&(len(r.recs)-1)] }
+
+// push appends a record, growing the ring or, at rateMaxRecords, merging
+// into the newest record. It reports false when it merged.
+func (r *rateState) push(rec sentRecord) bool {
+	if r.n == len(r.recs) {
+		if r.n >= rateMaxRecords {
+			last := r.at(r.n - 1)
+			if last.end() == rec.start {
+				last.len += rec.len
+			}
+			return false
+		}
+		nr := make([]sentRecord, max(rateMinRecords, 2*len(r.recs)))
+		for i := 0; i < r.n; i++ {
+			nr[i] = *r.at(i)
+		}
+		r.recs, r.head = nr, 0
+	}
+	*r.at(r.n) = rec
+	r.n++
+	return true
+}
+
+// search returns the index of the first record whose end is after seq.
+func (r *rateState) search(seq Seq) int {
+	lo, hi := 0, r.n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if r.at(m).end().GreaterThan(seq) {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo
+}
+
+// onSend is the draft's SendPacket for [seq, seq+n) (sequence space),
+// sent at now with nothing outstanding before it if idle. Bytes already
+// recorded (a retransmission) have their records re-stamped; bytes beyond
+// the last record get a new one.
+func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
+	if n == 0 {
+		return
+	}
+	r := c.rateState()
+	if c.sndUna == c.sndMax {
+		// No packets in flight yet.
+		r.firstSentTime, r.deliveredTime = now, now
+	}
+	snap := sentRecord{
+		sentTime:      now,
+		delivered:     r.delivered,
+		deliveredTime: r.deliveredTime,
+		firstSentTime: r.firstSentTime,
+		lost:          r.lost,
+	}
+	if r.appLimited != 0 {
+		snap.flags |= srAppLimited
+	}
+	end := seq + Seq(n)
+	var tail Seq
+	if r.n > 0 {
+		tail = r.at(r.n - 1).end()
+	} else {
+		tail = c.sndUna.Max(seq)
+	}
+	flight := c.sndUna.Size(c.sndMax.Max(end))
+	if seq.LessThan(tail) {
+		// A retransmission: the records it touches get a new snapshot.
+		for i := r.search(seq); i < r.n; i++ {
+			rec := r.at(i)
+			if !rec.start.LessThan(end) {
+				break
+			}
+			if rec.flags&srDelivered != 0 {
+				continue
+			}
+			keep := rec.flags & srLost
+			s, l := rec.start, rec.len
+			*rec = snap
+			rec.start, rec.len, rec.inFlight = s, l, flight
+			rec.flags |= keep | srRetrans
+		}
+		seq = tail
+	}
+	if end.GreaterThan(seq) {
+		snap.start, snap.len, snap.inFlight = seq, seq.Size(end), flight
+		r.push(snap)
+	}
+}
+
+// rateDeliver is the draft's UpdateRateSample for record rec, of which
+// bytes have just been delivered (all of it, or the front of it that a
+// cumulative ACK covered): it counts them and makes rec the sample's
+// packet if it is the most recently sent so far.
+func (r *rateState) deliver(now Time, rec *sentRecord, bytes uint32, s *rateSampler) {
+	r.delivered += uint64(bytes)
+	r.deliveredTime = now
+	if s.has && (rec.sentTime < s.sentTime || (rec.sentTime == s.sentTime && !rec.end().GreaterThan(s.end))) {
+		return
+	}
+	s.has = true
+	s.sentTime, s.end = rec.sentTime, rec.end()
+	s.priorDelivered = rec.delivered
+	s.priorTime = rec.deliveredTime
+	s.appLimited = rec.flags&srAppLimited != 0
+	s.sendElapsed = rec.sentTime.Sub(rec.firstSentTime)
+	s.ackElapsed = now.Sub(rec.deliveredTime)
+	s.txInFlight = rec.inFlight
+	s.txLost = rec.lost
+	s.retrans = rec.flags&srRetrans != 0
+	r.firstSentTime = rec.sentTime
+}
+
+// rateSampler is the sample being built from one ACK (the draft's rs).
+type rateSampler struct {
+	has                     bool
+	appLimited, retrans     bool
+	sentTime                Time
+	end                     Seq
+	priorDelivered          uint64
+	priorTime               Time
+	sendElapsed, ackElapsed time.Duration
+	txInFlight              uint32
+	txLost                  uint64
+}
+
+// rateOnAck processes the delivery of one ACK: records below the new
+// SND.UNA are delivered and dropped, records now entirely SACKed are
+// delivered, SACK holes deemed lost (RFC 6675 IsLost) mark their records
+// lost; then it fills rs's delivery fields (GenerateRateSample). blocks
+// are the ACK's SACK blocks, already merged into c.board.
+func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
+	r := c.rate
+	var s rateSampler
+	una := c.sndUna
+	// Cumulatively acknowledged records.
+	for r.n > 0 {
+		rec := r.at(0)
+		if rec.start.GreaterThanEq(una) {
+			break
+		}
+		if rec.end().LessThanEq(una) {
+			if rec.flags&srDelivered == 0 {
+				r.deliver(now, rec, rec.len, &s)
+			}
+			r.head = (r.head + 1) & (len(r.recs) - 1)
+			r.n--
+			continue
+		}
+		// Partly acknowledged: count the front, keep the rest with its
+		// snapshot (Linux tcp_trim_head keeps tx.* too).
+		k := rec.start.Size(una)
+		if rec.flags&srDelivered == 0 {
+			r.deliver(now, rec, k, &s)
+		}
+		rec.start, rec.len = una, rec.len-k
+		break
+	}
+	if r.n == 0 && !r.lostScan.GreaterThanEq(una) {
+		r.lostScan = una
+	}
+	// Records now entirely inside a SACKed range.
+	if len(blocks) > 0 && c.board.Len() > 0 {
+		for _, b := range blocks {
+			if !b.Start.LessThan(b.End) || b.Start.LessThan(una) || c.sndMax.LessThan(b.End) {
+				continue
+			}
+			for i := r.search(b.Start); i < r.n; i++ {
+				rec := r.at(i)
+				if !rec.start.LessThan(b.End) {
+					break
+				}
+				if rec.flags&srDelivered == 0 && c.board.covers(rec.start, rec.end()) {
+					rec.flags |= srDelivered
+					r.deliver(now, rec, rec.len, &s)
+				}
+			}
+		}
+	}
+	if c.sackOK && c.board.Len() > 0 {
+		c.rateMarkSACKLost()
+	}
+	if r.appLimited != 0 && r.delivered > r.appLimited {
+		r.appLimited = 0
+	}
+
+	rs.TotalDelivered = r.delivered
+	rs.TotalLost = r.lost
+	rs.NewlyLost = ccSaturate(r.lost - r.lostReported)
+	r.lostReported = r.lost
+	if !s.has {
+		rs.MinRTT = r.minRTT
+		return
+	}
+	if !s.retrans {
+		rtt := now.Sub(s.sentTime)
+		rs.RTT = rtt
+		if r.minRTT == 0 || rtt < r.minRTT {
+			r.minRTT = rtt
+		}
+	}
+	rs.MinRTT = r.minRTT
+	rs.PriorDelivered = s.priorDelivered
+	rs.TxInFlight = s.txInFlight
+	rs.LostSinceSent = r.lost - s.txLost
+	rs.AppLimited = s.appLimited
+	interval := max(s.sendElapsed, s.ackElapsed)
+	delivered := r.delivered - s.priorDelivered
+	// The draft: an interval shorter than the minimum RTT means ACK
+	// compression or a stretched clock; such a sample is not valid.
+	if interval <= 0 || interval < r.minRTT {
+		return
+	}
+	rs.Delivered, rs.Interval = delivered, interval
+	r.lastDelivered, r.lastInterval, r.lastAppLimited = delivered, interval, s.appLimited
+}
+
+// rateOf is bytes/d in bytes per second, saturating.
+func rateOf(bytes uint64, d time.Duration) uint64 {
+	if d <= 0 {
+		return 0
+	}
+	hi, lo := bits.Mul64(bytes, uint64(time.Second))
+	if hi >= uint64(d) {
+		return math.MaxUint64
+	}
+	q, _ := bits.Div64(hi, lo, uint64(d))
+	return q
+}
+
+// rateMarkSACKLost marks lost the records in SACK holes that RFC 6675
+// IsLost deems lost. Lost-ness only grows towards SND.UNA (a hole has at
+// least as much SACKed above it as any hole above it), so the lost holes
+// are those below the highest lost hole's end, and records already
+// considered (below lostScan) need no second look.
+func (c *Conn) rateMarkSACKLost() {
+	r, b := c.rate, &c.board
+	// Find the end of the highest lost hole, scanning from the top.
+	var above uint64
+	var lostEnd Seq
+	found := false
+	for i := len(b.ranges); i > 0; i-- {
+		above += uint64(b.ranges[i-1].Start.Size(b.ranges[i-1].End))
+		// The hole just below ranges[i-1].
+		if b.sbHoleLost(i-1, above) {
+			lostEnd, found = b.ranges[i-1].Start, true
+			break
+		}
+	}
+	if !found || !lostEnd.GreaterThan(r.lostScan) {
+		return
+	}
+	for i := r.search(r.lostScan); i < r.n; i++ {
+		rec := r.at(i)
+		if !rec.start.LessThan(lostEnd) {
+			break
+		}
+		if rec.flags&(srDelivered|srLost) == 0 {
+			rec.flags |= srLost
+			r.lost += uint64(rec.len)
+		}
+	}
+	r.lostScan = lostEnd
+}
+
+// rateMarkLost marks lost the records overlapping [from, to) that are
+// neither delivered nor already lost: the segment a fast retransmit
+// without SACK resends, or everything outstanding after an RTO.
+func (c *Conn) rateMarkLost(from, to Seq) {
+	r := c.rate
+	if r == nil {
+		return
+	}
+	for i := r.search(from); i < r.n; i++ {
+		rec := r.at(i)
+		if !rec.start.LessThan(to) {
+			break
+		}
+		if rec.flags&(srDelivered|srLost) == 0 {
+			rec.flags |= srLost
+			r.lost += uint64(rec.len)
+		}
+	}
+	r.lostScan = r.lostScan.Max(to)
+}
+
+// rateCheckAppLimited is the draft's application-limited check (Linux
+// tcp_rate_check_app_limited), run after Output has sent what it could:
+// when less than a segment is left to send while the congestion window
+// would allow more, the delivery samples of what is in flight now, and of
+// what the application writes next, do not show the path's capacity
+// (C.app_limited).
+func (c *Conn) rateCheckAppLimited() {
+	r := c.rate
+	if r == nil || !c.state.canSendData() || c.inRecovery {
+		return
+	}
+	if end := c.dataEnd(); end.GreaterThan(c.sndNxt) && c.sndNxt.Size(end) >= uint32(c.sndMSS) {
+		return // a full segment still waits: limited by the windows, not the application
+	}
+	inflight := c.inFlight()
+	if inflight >= c.cc.CWnd() {
+		return
+	}
+	r.appLimited = max(r.delivered+uint64(inflight), 1)
+}
+
+// covers reports whether [start, end) lies entirely inside one SACKed range.
+func (s *sendScoreboard) covers(start, end Seq) bool {
+	for _, r := range s.ranges {
+		if start.LessThan(r.Start) {
+			return false
+		}
+		if start.LessThan(r.End) {
+			return end.LessThanEq(r.End)
+		}
+	}
+	return false
+}
+
+// b2u is 1 for true.
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
