@@ -23,12 +23,12 @@ func TestDrillCorpus(t *testing.T) {
 	for _, p := range paths {
 		s, err := drill.Load(p)
 		require.NoError(t, err, p)
-		for _, dut := range []string{"ustack", "gvisor"} {
+		for _, dut := range []string{"tcp", "gvisor"} {
 			t.Run(strings.TrimPrefix(p, "scripts/")+"/"+dut, func(t *testing.T) {
 				r := drill.Run(s, dut, drill.Strict, nil)
 				var b strings.Builder
 				drill.WriteResult(&b, r, false)
-				if dut == "ustack" {
+				if dut == "tcp" {
 					require.Equal(t, drill.Pass, r.Status, b.String())
 				}
 				require.True(t, r.Status.OK(), b.String())
@@ -37,7 +37,7 @@ func TestDrillCorpus(t *testing.T) {
 	}
 }
 
-// TestDrillDeterminism: two runs of a script on ustack produce
+// TestDrillDeterminism: two runs of a script on the bare engine produce
 // byte-identical output, trace included.
 func TestDrillDeterminism(t *testing.T) {
 	for _, p := range []string{"scripts/retransmission/rto-retransmit.pkt", "scripts/keepalive/exhaustion.pkt", "scripts/flow-control/zero-window-probe.pkt"} {
@@ -45,13 +45,13 @@ func TestDrillDeterminism(t *testing.T) {
 		require.NoError(t, err)
 		out := func() string {
 			var b strings.Builder
-			drill.WriteResult(&b, drill.Run(s, "ustack", drill.Strict, nil), true)
+			drill.WriteResult(&b, drill.Run(s, "tcp", drill.Strict, nil), true)
 			return b.String()
 		}
 		a, b := out(), out()
 		require.Equal(t, a, b)
-		require.Contains(t, a, "pass  ustack")
-		require.Contains(t, a, "trace (ustack)")
+		require.Contains(t, a, "pass  tcp")
+		require.Contains(t, a, "trace (tcp)")
 	}
 }
 

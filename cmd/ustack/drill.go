@@ -42,14 +42,20 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var duts []string
-	switch *dutFlag {
-	case "all":
-		duts = []string{"ustack", "gvisor", "linux"}
-	case "ustack", "gvisor", "linux":
-		duts = []string{*dutFlag}
-	default:
-		fmt.Fprintf(stderr, "ustack drill: unknown DUT %q\n", *dutFlag)
-		return exitUsage
+	if *dutFlag == "all" {
+		duts = drill.DUTNames
+	} else {
+		for _, d := range strings.Split(*dutFlag, ",") {
+			if !slices.Contains(drill.DUTNames, d) {
+				fmt.Fprintf(stderr, "ustack drill: unknown DUT %q (want all or a comma-separated list of %s)\n", d, strings.Join(drill.DUTNames, ", "))
+				return exitUsage
+			}
+			if slices.Contains(duts, d) {
+				fmt.Fprintf(stderr, "ustack drill: DUT %q given twice\n", d)
+				return exitUsage
+			}
+			duts = append(duts, d)
+		}
 	}
 	if *tolScale <= 0 {
 		fmt.Fprintf(stderr, "ustack drill: --tolerance_scale must be positive\n")

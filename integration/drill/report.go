@@ -46,7 +46,12 @@ func Load(path string) (*Script, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, string(b))
+	s, err := Parse(path, string(b))
+	if err != nil {
+		return nil, err
+	}
+	s.Dir = filepath.Dir(path)
+	return s, nil
 }
 
 // WriteResult prints one run: its status line and, unless it passed, the
