@@ -35,6 +35,8 @@ type epollReg struct {
 	// fired: an edge-triggered registration has reported its current
 	// readiness; armed again when readiness changes.
 	last     uint32
+	inq      int
+	outq     int
 	disabled bool
 }
 
@@ -62,8 +64,14 @@ func (r *runner) featureUnsupported(ev *Event, feature string) error {
 	return &runError{line: ev.Line, msg: "unsupported by the DUT: " + feature, feature: feature}
 }
 
-// allocFD assigns a script fd: the lowest free from 3.
-func (r *runner) allocFD(f *rfd) int {
+// allocFD assigns a script fd: the one the line names as the call's
+// result (as packetdrill maps a script's fds onto the live ones), else the
+// lowest free from 3.
+func (r *runner) allocFD(ev *Event, f *rfd) int {
+	if want := int(ev.Call.Ret); !ev.Call.RetAny && want >= 0 && r.fds[want] == nil {
+		r.fds[want] = f
+		return want
+	}
 	for fd := 3; ; fd++ {
 		if _, used := r.fds[fd]; !used {
 			r.fds[fd] = f
@@ -97,6 +105,11 @@ func (r *runner) evalInt(ev *Event, v Val) (int64, error) {
 			if !ok {
 				if f, isFeature := features[s]; isFeature {
 					return 0, r.featureUnsupported(ev, f)
+				}
+				for prefix, f := range featurePrefixes {
+					if strings.HasPrefix(s, prefix) {
+						return 0, r.featureUnsupported(ev, f)
+					}
 				}
 				return 0, r.unsupported(ev, "unknown symbol %s", s)
 			}
@@ -197,11 +210,11 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 			if e != 0 {
 				return errRes(e), nil
 			}
-			return callResult{ret: int64(r.allocFD(&rfd{kind: fdSocket, dut: h, nonblock: typ&unix.SOCK_NONBLOCK != 0}))}, nil
+			return callResult{ret: int64(r.allocFD(ev, &rfd{kind: fdSocket, dut: h, nonblock: typ&unix.SOCK_NONBLOCK != 0}))}, nil
 		}}, nil
 	case "epoll_create", "epoll_create1":
 		return callSpec{attempt: func() (callResult, error) {
-			return callResult{ret: int64(r.allocFD(&rfd{kind: fdEpoll, epoll: map[int]*epollReg{}}))}, nil
+			return callResult{ret: int64(r.allocFD(ev, &rfd{kind: fdEpoll, epoll: map[int]*epollReg{}}))}, nil
 		}}, nil
 	case "close":
 		return callSpec{attempt: func() (callResult, error) {
@@ -228,6 +241,9 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		return r.epollCtl(ev)
 	case "epoll_wait", "epoll_pwait":
 		return r.epollWait(ev)
+	}
+	if _, known := callArgs[c.Name]; !known {
+		return none, r.featureUnsupported(ev, "the "+c.Name+" call")
 	}
 	// The rest take a socket first.
 	f, bad, err := r.sockArg(ev, 0)
@@ -263,7 +279,7 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 			if e != 0 {
 				return errRes(e), nil
 			}
-			return callResult{ret: int64(r.allocFD(&rfd{kind: fdSocket, dut: nh, nonblock: flags&unix.SOCK_NONBLOCK != 0}))}, nil
+			return callResult{ret: int64(r.allocFD(ev, &rfd{kind: fdSocket, dut: nh, nonblock: flags&unix.SOCK_NONBLOCK != 0}))}, nil
 		}}, nil
 	case "connect":
 		started := false
@@ -296,7 +312,12 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		if err != nil {
 			return none, err
 		}
-		if fe := r.flagFeature(flags, unix.MSG_FASTOPEN, unix.MSG_ZEROCOPY, unix.MSG_EOR, unix.MSG_MORE); fe != "" && r.name != "linux" {
+		if fe := r.flagFeature(flags, unix.MSG_FASTOPEN); fe != "" {
+			// sendto(MSG_FASTOPEN) needs the destination and SYN data
+			// with a cookie option the harness cannot build or check.
+			return none, r.featureUnsupported(ev, fe)
+		}
+		if fe := r.flagFeature(flags, unix.MSG_ZEROCOPY); fe != "" && r.name != "linux" {
 			return none, r.featureUnsupported(ev, fe)
 		}
 		if c.Name == "sendto" && c.Vals[4].Kind != ValEllipsis && c.Vals[4].Kind != ValNull {
@@ -311,6 +332,9 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 			// buffer is full; a non-blocking one what fits.
 			for sent < n || n == 0 {
 				m, e := d.Send(h, make([]byte, n-sent), int(flags)|unix.MSG_DONTWAIT)
+				if e == unix.EOPNOTSUPP && c.Errno != "EOPNOTSUPP" && r.name != "linux" {
+					return callResult{}, r.featureUnsupported(ev, "send flags "+c.Vals[len(c.Vals)-1].Text)
+				}
 				if e != 0 {
 					if sent > 0 && (wouldBlock(e) && !blocking || !wouldBlock(e)) {
 						return callResult{ret: int64(sent)}, nil
@@ -728,10 +752,19 @@ func (r *runner) epollReady(f *rfd, max int) []epollEvent {
 		}
 		got := uint32(r.revents(fd, int64(rg.events&^(unix.EPOLLET|unix.EPOLLONESHOT))))
 		if rg.et {
-			if got == rg.last {
+			// Edge-triggered: report only on a new event: a readiness bit
+			// that appeared, new data to read, or send space freed (the
+			// kernel's data_ready and write_space wake-ups).
+			inq, outq := rg.inq, rg.outq
+			if f := r.fds[fd]; f != nil && f.kind == fdSocket {
+				inq, _ = r.dut.Ioctl(f.dut, unix.SIOCINQ)
+				outq, _ = r.dut.Ioctl(f.dut, unix.SIOCOUTQ)
+			}
+			fresh := got&^rg.last != 0 || got&unix.EPOLLIN != 0 && inq > rg.inq || got&unix.EPOLLOUT != 0 && outq < rg.outq
+			rg.last, rg.inq, rg.outq = got, inq, outq
+			if !fresh {
 				continue
 			}
-			rg.last = got
 		}
 		if got == 0 {
 			continue

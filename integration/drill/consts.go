@@ -80,3 +80,9 @@ var features = map[string]string{
 	"TCP_CORK": "TCP_CORK", "MSG_MORE": "MSG_MORE", "MSG_EOR": "MSG_EOR", "SO_MARK": "SO_MARK",
 	"IP_FREEBIND": "IP_FREEBIND", "TCP_REPAIR": "TCP_REPAIR", "TCP_ULP": "TCP ULP",
 }
+
+// featurePrefixes name features by a symbol's prefix.
+var featurePrefixes = map[string]string{
+	"SOF_TIMESTAMPING_": "SO_TIMESTAMPING", "SCM_TSTAMP_": "SO_TIMESTAMPING", "SCM_TIMESTAMPING": "SO_TIMESTAMPING",
+	"SO_EE_": "socket error queue", "CMSG_": "ancillary data (msg_control)",
+}

@@ -236,8 +236,13 @@ func (t *fdTable[T]) each(f func(fd int, v T)) {
 
 // errnoName names an errno as Linux does ("" for 0).
 func errnoName(e syscall.Errno) string {
-	if e == 0 {
+	switch e {
+	case 0:
 		return ""
+	case unix.EOPNOTSUPP:
+		return "EOPNOTSUPP" // the name the corpus uses for 95 (also ENOTSUP)
+	case unix.EAGAIN:
+		return "EAGAIN"
 	}
 	if n := unix.ErrnoName(e); n != "" {
 		return n

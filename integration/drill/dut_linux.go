@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -630,9 +631,16 @@ func (d *linuxDUT) Sysctl(key, value string) error {
 func (d *linuxDUT) Shell(dir, command string) (string, error) {
 	var out []byte
 	var err error
+	// A script run by path may be a symlink stored as text; run its target.
+	if w := strings.Fields(command); len(w) > 0 && strings.HasSuffix(w[0], ".sh") && dir != "" {
+		if p, err := resolveScript(dir, w[0]); err == nil {
+			command = p + command[strings.Index(command, w[0])+len(w[0]):]
+		}
+	}
 	d.ns.do(func() {
 		cmd := exec.Command("/bin/bash", "-c", command)
 		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), fmt.Sprintf("PACKETDRILL_PID=%d", os.Getpid()))
 		out, err = cmd.CombinedOutput()
 	})
 	return string(out), err

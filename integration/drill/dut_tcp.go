@@ -588,7 +588,9 @@ func (d *tcpDUT) GetSockopt(fd, level, name int) (OptVal, syscall.Errno) {
 	}
 	if v, ok := s.ints[optKey(level, name)]; ok {
 		if level == unix.SOL_SOCKET && (name == unix.SO_RCVBUF || name == unix.SO_SNDBUF) {
-			v = min(max(v, tcp.MinBufferSize), tcp.MaxBufferSize)
+			// Linux reports twice what was set (the kernel doubles it
+			// for bookkeeping overhead, socket(7)).
+			v = 2 * min(max(v, tcp.MinBufferSize), tcp.MaxBufferSize)
 		}
 		return OptVal{Int: v}, 0
 	}

@@ -349,7 +349,11 @@ func shellSysctls(dir, line string) (settings [][2]string, other []string, err e
 			}
 		case strings.HasPrefix(w, "/tmp/sysctl_restore_"):
 		case strings.HasSuffix(w, ".sh") && dir != "":
-			b, err := os.ReadFile(filepath.Join(dir, w))
+			path, err := resolveScript(dir, w)
+			if err != nil {
+				return nil, nil, err
+			}
+			b, err := os.ReadFile(path)
 			if err != nil {
 				return nil, nil, fmt.Errorf("shell script %s: %v", w, err)
 			}
@@ -358,7 +362,7 @@ func shellSysctls(dir, line string) (settings [][2]string, other []string, err e
 				if l == "" || strings.HasPrefix(l, "#") {
 					continue
 				}
-				s, o, err := shellSysctls(dir, l)
+				s, o, err := shellSysctls(filepath.Dir(path), l)
 				if err != nil {
 					return nil, nil, err
 				}
@@ -374,6 +378,7 @@ func shellSysctls(dir, line string) (settings [][2]string, other []string, err e
 // splitShell splits a command line at newlines, `;`, `&&` and `||`
 // outside quotes.
 func splitShell(s string) []string {
+	s = strings.ReplaceAll(s, "\\\n", " ")
 	var out []string
 	var cur strings.Builder
 	var quote byte
@@ -492,4 +497,27 @@ func shellWords(cmd string) ([]string, error) {
 		words = append(words, cur.String())
 	}
 	return words, nil
+}
+
+// resolveScript finds the file a script runs by path from dir, following
+// symbolic links stored as text (a checkout without symlink support leaves
+// a one-line file holding the target, relative to the file's directory).
+func resolveScript(dir, name string) (string, error) {
+	path := filepath.Join(dir, name)
+	for range 8 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("shell script %s: %v", name, err)
+		}
+		t := strings.TrimSpace(string(b))
+		if strings.ContainsAny(t, "\n \t") || !strings.HasSuffix(t, filepath.Ext(path)) {
+			return path, nil
+		}
+		next := filepath.Join(filepath.Dir(path), t)
+		if _, err := os.Stat(next); err != nil {
+			return path, nil
+		}
+		path = next
+	}
+	return "", fmt.Errorf("shell script %s: too many levels of links", name)
 }

@@ -122,6 +122,9 @@ type runner struct {
 	// one accepted or connected (else created).
 	infoFD int
 	vars   map[string]int64
+	// dutNxt is the end of the highest sequence the DUT has sent.
+	dutNxt    tcp.Seq
+	dutNxtSet bool
 	// peerMSS is the MSS the peer's last SYN announced (536 without the
 	// option, RFC 9293 §3.7.1).
 	peerMSS uint16
@@ -151,12 +154,12 @@ func Run(s *Script, dutName string, match Match, pcap io.Writer) Result {
 }
 
 // RunWith runs s on the named DUT with options.
-func RunWith(s *Script, dutName string, o RunOptions) Result {
+func RunWith(s *Script, dutName string, o RunOptions) (res Result) {
 	match, pcap := o.Match, o.Pcap
 	if match == 0 {
 		match = Strict
 	}
-	res := Result{Script: s.Name, DUT: dutName}
+	res = Result{Script: s.Name, DUT: dutName}
 	began := time.Now()
 	defer func() { res.Elapsed = time.Since(began) }()
 	exp, hasExp := s.Expect[dutName]
@@ -323,6 +326,13 @@ func (r *runner) collect() {
 		s := &e.Seg
 		if s.Flags&tcp.FlagSYN != 0 && !r.issKnown {
 			r.dutISN, r.issKnown = s.Seq, true
+		}
+		end := s.Seq + tcp.Seq(len(s.Payload))
+		if s.Flags&(tcp.FlagSYN|tcp.FlagFIN) != 0 {
+			end++
+		}
+		if !r.dutNxtSet || end-r.dutNxt < 1<<31 {
+			r.dutNxt, r.dutNxtSet = end, true
 		}
 		if s.Options.HasTimestamp {
 			r.lastTS, r.hasTS = s.Options.TSVal, true
@@ -651,6 +661,9 @@ func (r *runner) inject(ev *Event) error {
 			return r.unsupported(ev, "`ack` on an inbound packet before the DUT sent its SYN or SYN-ACK (its ISN is unknown)")
 		}
 		seg.Ack = r.dutISN + tcp.Seq(p.Ack)
+	} else if p.Flags&tcp.FlagACK != 0 {
+		// `.` without `ack N`: acknowledge everything the DUT sent.
+		seg.Ack = r.dutNxt
 	}
 	if p.Opts != nil {
 		seg.Options = *p.Opts

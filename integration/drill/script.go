@@ -335,15 +335,29 @@ func (s *Script) line(n int, l string) error {
 	if strings.HasPrefix(l, "`") {
 		return s.shell(n, Time{Kind: TimeRel}, l)
 	}
-	tok, rest, _ := strings.Cut(l, " ")
+	tok, rest := l, ""
+	if i := strings.IndexAny(l, " \t"); i >= 0 {
+		tok, rest = l[:i], l[i:]
+	}
 	if i := strings.IndexAny(tok, "%`"); i > 0 {
 		tok, rest = tok[:i], tok[i:]+" "+rest
+	}
+	rest = strings.TrimSpace(rest)
+	if strings.HasPrefix(rest, "...") && !strings.Contains(tok, "...") {
+		// `+0 ... 0.010 call()`: the end time written apart.
+		end := strings.TrimSpace(rest[3:])
+		e := end
+		if i := strings.IndexAny(end, " \t"); i >= 0 {
+			e, rest = end[:i], strings.TrimSpace(end[i:])
+		} else {
+			rest = ""
+		}
+		tok += "..." + e
 	}
 	t, err := parseTime(tok)
 	if err != nil {
 		return err
 	}
-	rest = strings.TrimSpace(rest)
 	ev := Event{Line: n, Time: t, Text: l}
 	switch {
 	case rest == "":
@@ -662,8 +676,8 @@ func parsePacket(s string) (*Packet, error) {
 			return nil, fmt.Errorf("unsupported packet field %q", f[i])
 		}
 	}
-	if p.HasAck != (p.Flags&tcp.FlagACK != 0) {
-		return nil, fmt.Errorf("`ack N` must be given exactly when the ACK flag `.` is set")
+	if p.HasAck && p.Flags&tcp.FlagACK == 0 {
+		return nil, fmt.Errorf("`ack N` needs the ACK flag `.`")
 	}
 	if strings.TrimSpace(optText) == "..." {
 		return p, nil
@@ -941,6 +955,10 @@ func parseCall(s string) (*Call, error) {
 	}
 	res = res[1:]
 	if len(res) > 0 && !strings.HasPrefix(res[0], "(") {
+		if i := strings.IndexByte(res[0], '('); i > 0 {
+			// `EHOSTUNREACH(No route to host)`: a note without a space.
+			res = append([]string{res[0][:i], res[0][i:]}, res[1:]...)
+		}
 		if errnoValue(res[0]) == 0 {
 			return nil, fmt.Errorf("%s: unsupported errno %q", name, res[0])
 		}
@@ -986,7 +1004,7 @@ func errnoValue(name string) syscall.Errno {
 	switch name {
 	case "EWOULDBLOCK":
 		return unix.EAGAIN
-	case "ENOTSUP":
+	case "ENOTSUP", "EOPNOTSUPP":
 		return unix.EOPNOTSUPP
 	}
 	return 0

@@ -56,7 +56,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ name, src, msg string }{
 		{"bad flags", "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < X 0:0(0) win 1", "t.pkt:2: bad TCP flags"},
 		{"len mismatch", "0 < . 1:11(5) ack 1", "t.pkt:1: sequence \"1:11(5)\""},
-		{"ack without flag", "0 < S 0:0(0) ack 1", "t.pkt:1: `ack N` must be given"},
+		{"ack without flag", "0 < S 0:0(0) ack 1", "t.pkt:1: `ack N` needs the ACK flag"},
 		{"unknown option", "0 < S 0:0(0) <foo 1>", "t.pkt:1: unsupported option \"foo\""},
 		{"unknown ip field", "0 < [tos] S 0:0(0)", "t.pkt:1: IP field \"tos\" needs one value"},
 		{"bad errno", "0 connect(3, ..., ...) = -1 EWHATEVER", "t.pkt:1: connect: unsupported errno"},
