@@ -88,9 +88,11 @@ func (t *nsThread) do(f func()) {
 func (t *nsThread) stop() { close(t.calls) }
 
 // linuxDUT is the running kernel as DUT, the way packetdrill drives it:
-// script packets are written into a TUN device (offloads off, so the kernel
-// sees and sends plain MTU-sized packets with full checksums; the runner
-// matches a TSO-sized `>` line against the burst of wire segments) and
+// script packets are written into a TUN device with offloads on (TSO and
+// checksum offload, as packetdrill's TUN), so the kernel sends TCP
+// super-packets as its TSO engine builds them, which a `>` line describes
+// as one segment (the runner splits one when a line expects MSS-sized
+// pieces), and
 // whatever TCP the kernel sends out of it is read back; socket calls are
 // real, non-blocking system calls on real sockets in the namespace; time
 // is real time.
@@ -131,7 +133,7 @@ func newLinuxDUT(o Options) (*linuxDUT, error) {
 	}
 	ns.do(func() {
 		d.dev, err = tun.Create(tun.Options{
-			Offload:   false,
+			Offload:   true,
 			MTU:       o.MTU,
 			HostAddrs: []netip.Prefix{netip.PrefixFrom(d.kernel, pfx)},
 		})
@@ -151,10 +153,10 @@ func newLinuxDUT(o Options) (*linuxDUT, error) {
 // makes on any new link and is counted only.
 func (d *linuxDUT) reader() {
 	defer close(d.done)
-	buf := make([]byte, tun.MaxPacketSize)
-	bufs, sizes := [][]byte{buf}, []int{0}
+	buf := make([]byte, tun.Headroom+tun.MaxPacketSize)
+	bufs, sizes, gso := [][]byte{buf}, []int{0}, []tun.GSO{{}}
 	for {
-		n, err := d.dev.Read(bufs, sizes, 0)
+		n, err := d.dev.ReadGSO(bufs, sizes, gso, tun.Headroom)
 		if err != nil {
 			if errors.Is(err, tun.ErrClosed) {
 				return
@@ -165,12 +167,15 @@ func (d *linuxDUT) reader() {
 			return
 		}
 		if n == 1 {
-			d.record(bytes.Clone(buf[:sizes[0]]))
+			d.record(bytes.Clone(buf[tun.Headroom:tun.Headroom+sizes[0]]), gso[0])
 		}
 	}
 }
 
-func (d *linuxDUT) record(b []byte) {
+// record takes one packet the kernel sent: with offloads on, a TSO
+// super-packet (one Emission with all its payload, Seg.GSOSize its MSS) or a
+// packet whose checksum the kernel left partial (it vouches for the data).
+func (d *linuxDUT) record(b []byte, g tun.GSO) {
 	at := d.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -209,7 +214,7 @@ func (d *linuxDUT) record(b []byte) {
 		d.bad = append(d.bad, fmt.Sprintf("IP version %d", header.IPVersion(b)))
 		return
 	}
-	if !tcp.VerifyChecksum(tcpBytes, src, dst) {
+	if !g.NeedsCsum && !tcp.VerifyChecksum(tcpBytes, src, dst) {
 		d.bad = append(d.bad, "bad TCP checksum")
 		return
 	}
@@ -226,6 +231,9 @@ func (d *linuxDUT) record(b []byte) {
 		return
 	}
 	seg.Payload = bytes.Clone(seg.Payload)
+	if g.IsGSO() {
+		seg.GSOSize = g.Size
+	}
 	d.emitted = append(d.emitted, integration.Emission{At: at, Seg: seg, IP: ip})
 	select {
 	case d.arrived <- struct{}{}:
@@ -348,7 +356,9 @@ func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, i
 // returns its answer is usually already queued for the reader.
 func (d *linuxDUT) Inject(p *Inbound) {
 	pkt := d.BuildPacket(false, &p.Seg, p.IP)
-	if _, err := d.dev.Write([][]byte{pkt}, 0); err != nil {
+	buf := make([]byte, tun.Headroom+len(pkt))
+	copy(buf[tun.Headroom:], pkt)
+	if _, err := d.dev.Write([][]byte{buf}, tun.Headroom); err != nil {
 		d.mu.Lock()
 		d.bad = append(d.bad, "writing to the TUN: "+err.Error())
 		d.mu.Unlock()
@@ -631,12 +641,20 @@ func (d *linuxDUT) Sysctl(key, value string) error {
 func (d *linuxDUT) Shell(dir, command string) (string, error) {
 	var out []byte
 	var err error
-	// A script run by path may be a symlink stored as text; run its target.
-	if w := strings.Fields(command); len(w) > 0 && strings.HasSuffix(w[0], ".sh") && dir != "" {
+	// A program run by a relative path may be a symlink stored as text
+	// (common/defaults.sh, common/set_sysctls.py); run its target.
+	lines := strings.Split(command, "\n")
+	for i, l := range lines {
+		w := strings.Fields(l)
+		if len(w) == 0 || dir == "" || !strings.HasPrefix(w[0], ".") {
+			continue
+		}
 		if p, err := resolveScript(dir, w[0]); err == nil {
-			command = p + command[strings.Index(command, w[0])+len(w[0]):]
+			at := strings.Index(l, w[0])
+			lines[i] = l[:at] + p + l[at+len(w[0]):]
 		}
 	}
+	command = strings.Join(lines, "\n")
 	d.ns.do(func() {
 		cmd := exec.Command("/bin/bash", "-c", command)
 		cmd.Dir = dir

@@ -163,6 +163,19 @@ func (r *runner) checkResult(ev *Event, res callResult) error {
 func (r *runner) takeSegment(p *Packet) integration.Emission {
 	e := r.pending[0]
 	r.pending = r.pending[1:]
+	if gs := int(e.Seg.GSOSize); gs > 0 && p.Len < len(e.Seg.Payload) && p.Len > 0 && p.Len%gs == 0 {
+		// A super-packet where the line expects fewer bytes: the line
+		// is its first pieces, as they would be on the wire (PSH and FIN
+		// stay on the last piece).
+		rest := e
+		rest.Seg.Seq += tcp.Seq(p.Len)
+		rest.Seg.Payload = e.Seg.Payload[p.Len:]
+		rest.Seg.Flags &^= tcp.FlagCWR
+		e.Seg.Payload = e.Seg.Payload[:p.Len]
+		e.Seg.Flags &^= tcp.FlagPSH | tcp.FlagFIN
+		r.pending = append([]integration.Emission{rest}, r.pending...)
+		return e
+	}
 	// Only a line longer than the MSS the peer announced describes a
 	// super-packet; a shorter one must match one wire segment.
 	if p.Len <= int(r.peerMSS) || p.Len <= len(e.Seg.Payload) || len(e.Seg.Payload) == 0 || e.Seg.Flags&(tcp.FlagSYN|tcp.FlagRST|tcp.FlagFIN) != 0 {
@@ -503,7 +516,10 @@ func shellWords(cmd string) ([]string, error) {
 // symbolic links stored as text (a checkout without symlink support leaves
 // a one-line file holding the target, relative to the file's directory).
 func resolveScript(dir, name string) (string, error) {
-	path := filepath.Join(dir, name)
+	path, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		return "", err
+	}
 	for range 8 {
 		b, err := os.ReadFile(path)
 		if err != nil {
