@@ -101,3 +101,64 @@ func TestDrillCorpusLinux(t *testing.T) {
 	}
 	t.Logf("linux corpus: %d scripts in %v", len(paths), time.Since(start).Round(time.Millisecond))
 }
+
+// externalCorpus is where the shared packetdrill corpus (google's Linux
+// scripts) is, when this checkout sits next to it; USTACK_PACKETDRILL_CORPUS
+// overrides it. It is read in place, never copied into the project.
+func externalCorpus() string {
+	if d := os.Getenv("USTACK_PACKETDRILL_CORPUS"); d != "" {
+		return d
+	}
+	return "../../shared/corpus/packetdrill/gtests/net/tcp"
+}
+
+// TestDrillExternalCorpus runs the external packetdrill corpus on the bare
+// engine and gVisor (virtual time: the 162 scripts take well under a
+// second): no script may end in a parse or harness error; the scripts the
+// engine passes today must keep passing; most TCP Fast Open scripts must
+// be reported as unsupported by the DUT with the feature's name. Skipped
+// when the corpus is not there.
+func TestDrillExternalCorpus(t *testing.T) {
+	tfo := map[string]int{}
+	root := externalCorpus()
+	if _, err := os.Stat(root); err != nil {
+		t.Skipf("external packetdrill corpus not found at %s (set USTACK_PACKETDRILL_CORPUS): %v", root, err)
+	}
+	paths, err := drill.Collect([]string{root})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(paths), 100)
+	mustPass := map[string]bool{}
+	for _, p := range []string{
+		"blocking/blocking-accept.pkt", "blocking/blocking-connect.pkt", "blocking/blocking-read.pkt",
+		"close/close-on-syn-sent.pkt", "close/close-remote-fin-then-close.pkt", "epoll/epoll_in_edge.pkt",
+		"fast_retransmit/fr-4pkt-sack.pkt", "ioctl/ioctl-siocinq-fin.pkt", "mss/mss-getsockopt-tcp_maxseg-server.pkt",
+		"shutdown/shutdown-rd-close.pkt", "shutdown/shutdown-rdwr-close.pkt", "shutdown/shutdown-wr-close.pkt",
+		"ts_recent/fin_tsval.pkt", "ts_recent/reset_tsval.pkt",
+	} {
+		mustPass[root+"/"+p] = true
+	}
+	deadline := time.Now().Add(50 * time.Second)
+	for _, p := range paths {
+		if time.Now().After(deadline) {
+			t.Fatalf("the corpus took over 50 s; stopped at %s", p)
+		}
+		s, err := drill.Load(p)
+		require.NoError(t, err, "parse error")
+		for _, dut := range []string{"tcp", "gvisor"} {
+			r := drill.Run(s, dut, drill.Strict, nil)
+			var b strings.Builder
+			drill.WriteResult(&b, r, false)
+			require.NotEqual(t, drill.Error, r.Status, b.String())
+			if dut == "tcp" && mustPass[p] {
+				require.Equal(t, drill.Pass, r.Status, b.String())
+			}
+			if r.Status == drill.Unsupported && strings.Contains(p, "/fastopen/") {
+				require.Equal(t, "TCP Fast Open", r.Feature, b.String())
+				tfo[dut]++
+			}
+		}
+	}
+	for _, dut := range []string{"tcp", "gvisor"} {
+		require.Greater(t, tfo[dut], 50, "%s: fastopen scripts reported as unsupported by the DUT: TCP Fast Open", dut)
+	}
+}
