@@ -320,6 +320,10 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		if fe := r.flagFeature(flags, unix.MSG_ZEROCOPY); fe != "" && r.name != "linux" {
 			return none, r.featureUnsupported(ev, fe)
 		}
+		if (c.Name == "write" || c.Name == "send" || c.Name == "sendto") && c.Vals[1].Kind == ValNull && n > 0 {
+			// A NULL buffer: the kernel's copy from user memory faults.
+			return callSpec{attempt: func() (callResult, error) { return errRes(unix.EFAULT), nil }}, nil
+		}
 		if c.Name == "sendto" && c.Vals[4].Kind != ValEllipsis && c.Vals[4].Kind != ValNull {
 			return none, r.unsupported(ev, "sendto: the destination must be `...`")
 		}

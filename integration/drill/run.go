@@ -104,6 +104,8 @@ type runner struct {
 	now      time.Duration // script time of the last event
 	dutISN   tcp.Seq
 	issKnown bool
+	// synMatched: a `>` SYN line has fixed dutISN.
+	synMatched bool
 	pending  []integration.Emission
 	// tsMap maps TS val values written on `>` lines to the DUT's actual
 	// ones, so `<` lines can echo them in TS ecr.
@@ -402,6 +404,12 @@ func (r *runner) expect(ev *Event) error {
 		return r.fail(ev, "the DUT sent nothing\n%s\n  actual:   (nothing by %s)", want, fmtTime(r.dut.Now()))
 	}
 	e := r.takeSegment(ev.Packet)
+	if e.Seg.Flags&tcp.FlagSYN != 0 && ev.Packet.Flags&tcp.FlagSYN != 0 && !r.synMatched {
+		// The script's SYN sequence number names the DUT's ISN (0 as a
+		// rule; packetdrill maps whatever the line says onto the live
+		// one).
+		r.dutISN, r.synMatched = e.Seg.Seq-tcp.Seq(ev.Packet.Seq), true
+	}
 	if r.badSums > 0 {
 		return r.fail(ev, "the DUT sent a packet with a bad checksum")
 	}
