@@ -106,7 +106,7 @@ type runner struct {
 	issKnown bool
 	// synMatched: a `>` SYN line has fixed dutISN.
 	synMatched bool
-	pending  []integration.Emission
+	pending    []integration.Emission
 	// tsMap maps TS val values written on `>` lines to the DUT's actual
 	// ones, so `<` lines can echo them in TS ecr.
 	tsMap    map[uint32]uint32
