@@ -133,6 +133,9 @@ func newLinuxDUT(o Options) (*linuxDUT, error) {
 	}
 	ns.do(func() {
 		d.dev, err = tun.Create(tun.Options{
+			// tun0, as packetdrill names it: scripts' tc and ip lines
+			// say `dev tun0` (the namespace is private, so the name is free).
+			Name:      "tun0",
 			Offload:   true,
 			MTU:       o.MTU,
 			HostAddrs: []netip.Prefix{netip.PrefixFrom(d.kernel, pfx)},

@@ -181,13 +181,18 @@ func (r *runner) takeSegment(p *Packet) integration.Emission {
 	if p.Len <= int(r.peerMSS) || p.Len <= len(e.Seg.Payload) || len(e.Seg.Payload) == 0 || e.Seg.Flags&(tcp.FlagSYN|tcp.FlagRST|tcp.FlagFIN) != 0 {
 		return e
 	}
-	if w, ok := r.dut.(emissionWaiter); ok {
-		// Real time: the rest of the burst may still be on its way.
-		w.WaitEmitted(r.dut.Now() + min(r.tol, time.Millisecond))
-		r.collect()
-	}
 	payload := append([]byte(nil), e.Seg.Payload...)
-	for len(payload) < p.Len && len(r.pending) > 0 {
+	for len(payload) < p.Len {
+		if w, ok := r.dut.(emissionWaiter); ok && len(r.pending) == 0 {
+			// Real time: the rest of the burst may still be on its way
+			// (the kernel queues the next TSO chunk as the device takes
+			// the previous one).
+			w.WaitEmitted(r.dut.Now() + min(r.tol, 2*time.Millisecond))
+			r.collect()
+		}
+		if len(r.pending) == 0 {
+			break
+		}
 		n := r.pending[0]
 		s := &n.Seg
 		if s.Seq != e.Seg.Seq+tcp.Seq(len(payload)) || s.Ack != e.Seg.Ack || s.Flags&(tcp.FlagSYN|tcp.FlagRST) != 0 ||
