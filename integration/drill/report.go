@@ -194,6 +194,24 @@ func WriteFolderSummary(w io.Writer, scripts []string, duts []string, results ma
 		fmt.Fprintln(w)
 	}
 	for _, d := range duts {
+		keys := map[string]bool{}
+		for _, sc := range scripts {
+			for _, kv := range results[sc][d].Unmapped {
+				k, _, _ := strings.Cut(kv, "=")
+				keys[k] = true
+			}
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		var names []string
+		for k := range keys {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		fmt.Fprintf(w, "sysctls with no equivalent on %s: %s\n", d, strings.Join(names, ", "))
+	}
+	for _, d := range duts {
 		if len(features[d]) == 0 {
 			continue
 		}
