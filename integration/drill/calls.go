@@ -372,6 +372,17 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		if err != nil {
 			return none, err
 		}
+		if (c.Name == "read" || c.Name == "recv" || c.Name == "recvfrom") && c.Vals[1].Kind == ValNull && n > 0 {
+			// A NULL buffer: the copy to user memory faults (once
+			// there is data to copy).
+			nb := blocking
+			return callSpec{blocking: nb, attempt: func() (callResult, error) {
+				if m, e := d.Ioctl(h, unix.SIOCINQ); e == 0 && m == 0 && d.Poll(h)&unix.POLLIN == 0 {
+					return errRes(unix.EAGAIN), nil
+				}
+				return errRes(unix.EFAULT), nil
+			}}, nil
+		}
 		if fe := r.flagFeature(flags, unix.MSG_ERRQUEUE, unix.MSG_ZEROCOPY); fe != "" && r.name != "linux" {
 			return none, r.featureUnsupported(ev, fe)
 		}

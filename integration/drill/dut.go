@@ -147,6 +147,11 @@ type Options struct {
 	IPv6 bool
 	// MTU is the link MTU (--mtu); 0 means 1500.
 	MTU int
+	// MSS is the segment size (--mss; 0: the MTU's) a DUT that takes
+	// inbound packets through a link with an MTU cuts a packet larger
+	// than the MTU into (linux: one GSO write, as packetdrill's GRO-style
+	// injection).
+	MSS int
 }
 
 // ErrNoEquivalent is wrapped by Sysctl for a setting the DUT has no

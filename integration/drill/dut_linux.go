@@ -361,7 +361,26 @@ func (d *linuxDUT) Inject(p *Inbound) {
 	pkt := d.BuildPacket(false, &p.Seg, p.IP)
 	buf := make([]byte, tun.Headroom+len(pkt))
 	copy(buf[tun.Headroom:], pkt)
-	if _, err := d.dev.Write([][]byte{buf}, tun.Headroom); err != nil {
+	var err error
+	if len(pkt) > d.o.MTU {
+		// Larger than the link: one GSO super-packet the kernel cuts
+		// into MSS-sized segments (GRO'd on the way in, as packetdrill
+		// injects them); the link fills in the checksums.
+		hdr := header.IPv4MinimumSize
+		mss := d.o.MTU - 40
+		if d.o.IPv6 {
+			hdr, mss = header.IPv6MinimumSize, d.o.MTU-60
+		}
+		if d.o.MSS > 0 {
+			mss = d.o.MSS
+		}
+		g := tun.TCPGSO(d.o.IPv6, hdr, mss)
+		g.NeedsCsum = false
+		_, err = d.dev.WriteGSO([][]byte{buf}, []tun.GSO{g}, tun.Headroom)
+	} else {
+		_, err = d.dev.Write([][]byte{buf}, tun.Headroom)
+	}
+	if err != nil {
 		d.mu.Lock()
 		d.bad = append(d.bad, "writing to the TUN: "+err.Error())
 		d.mu.Unlock()

@@ -169,7 +169,7 @@ func RunWith(s *Script, dutName string, o RunOptions) (res Result) {
 		res.Status, res.Detail = Skip, exp.Reason
 		return res
 	}
-	dut, err := NewDUT(dutName, Options{IPv6: s.IPv6, MTU: s.MTU})
+	dut, err := NewDUT(dutName, Options{IPv6: s.IPv6, MTU: s.MTU, MSS: s.MSS})
 	if err != nil {
 		res.Status, res.Detail = Error, err.Error()
 		return res

@@ -46,6 +46,8 @@ type Script struct {
 	IPv6 bool
 	// MTU is --mtu (0: the DUT's default, 1500).
 	MTU int
+	// MSS is --mss (0: unset).
+	MSS int
 	// Options are the command-line options as written, name (without
 	// `--`) to value ("" for a flag without one).
 	Options map[string]string
@@ -458,8 +460,12 @@ func (s *Script) option(l string) error {
 			}
 			s.MTU = m
 		case "mss", "tcp_ts_tick_usecs":
-			if _, err := strconv.Atoi(v); err != nil {
+			n, err := strconv.Atoi(v)
+			if err != nil {
 				return fmt.Errorf("--%s=%q: want a number", k, v)
+			}
+			if k == "mss" {
+				s.MSS = n
 			}
 		}
 	}
