@@ -386,7 +386,8 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		if fe := r.flagFeature(flags, unix.MSG_ERRQUEUE, unix.MSG_ZEROCOPY); fe != "" && r.name != "linux" {
 			return none, r.featureUnsupported(ev, fe)
 		}
-		if blocking && flags&unix.MSG_DONTWAIT != 0 {
+		if blocking && flags&(unix.MSG_DONTWAIT|unix.MSG_ERRQUEUE) != 0 {
+			// MSG_ERRQUEUE never blocks (ip(7)).
 			blocking = false
 		}
 		return callSpec{blocking: blocking, attempt: func() (callResult, error) {
