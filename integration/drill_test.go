@@ -37,10 +37,10 @@ func TestDrillCorpus(t *testing.T) {
 	}
 }
 
-// TestDrillDeterminism: two runs of a script on the bare engine produce
-// byte-identical output, trace included.
+// TestDrillDeterminism: two runs of a script on the bare engine, and on
+// gVisor, produce byte-identical output, trace included.
 func TestDrillDeterminism(t *testing.T) {
-	for _, p := range []string{"scripts/retransmission/rto-retransmit.pkt", "scripts/keepalive/exhaustion.pkt", "scripts/flow-control/zero-window-probe.pkt"} {
+	for _, p := range []string{"scripts/retransmission/rto-retransmit.pkt", "scripts/keepalive/exhaustion.pkt", "scripts/flow-control/zero-window-probe.pkt", "scripts/checksums/ipv6-active-open.pkt"} {
 		s, err := drill.Load(p)
 		require.NoError(t, err)
 		out := func() string {
@@ -52,6 +52,18 @@ func TestDrillDeterminism(t *testing.T) {
 		require.Equal(t, a, b)
 		require.Contains(t, a, "pass  tcp")
 		require.Contains(t, a, "trace (tcp)")
+		// gVisor too: its TS offsets are random per stack, and reports
+		// show TS vals relative to the DUT's first.
+		g := func() string {
+			var b strings.Builder
+			drill.WriteResult(&b, drill.Run(s, "gvisor", drill.Strict, nil), true)
+			return b.String()
+		}
+		ga, gb := g(), g()
+		require.Equal(t, ga, gb)
+		if strings.Contains(p, "active-open") {
+			require.Contains(t, ga, "TS val 0 ecr 0")
+		}
 	}
 }
 

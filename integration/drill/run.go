@@ -104,6 +104,9 @@ type runner struct {
 	now      time.Duration // script time of the last event
 	dutISN   tcp.Seq
 	issKnown bool
+	// tsBase is the DUT's first TS val, which reports count from.
+	tsBase    uint32
+	tsBaseSet bool
 	// synMatched: a `>` SYN line has fixed dutISN.
 	synMatched bool
 	pending    []integration.Emission
@@ -582,8 +585,18 @@ func (r *runner) render(s *tcp.Segment) string {
 		fmt.Fprintf(&b, " ack %d", uint32(s.Ack-PeerISN))
 	}
 	fmt.Fprintf(&b, " win %d", s.Window)
-	if o := fullOptText(&s.Options, PeerISN); o != "" {
-		fmt.Fprintf(&b, " <%s>", o)
+	o := s.Options
+	if o.HasTimestamp {
+		// The DUT's TS val relative to its first one: each DUT has its own
+		// clock (gVisor's offset is random per stack), and reports must
+		// be the same from run to run.
+		if !r.tsBaseSet {
+			r.tsBase, r.tsBaseSet = o.TSVal, true
+		}
+		o.TSVal -= r.tsBase
+	}
+	if t := fullOptText(&o, PeerISN); t != "" {
+		fmt.Fprintf(&b, " <%s>", t)
 	}
 	return b.String()
 }
