@@ -26,10 +26,12 @@ import (
 // for Accept), else it is answered as a closed port answers (RFC 9293
 // §3.10.7.1).
 //
-// File descriptors. fds are small integers assigned as a kernel assigns
-// them: the lowest number not in use, starting at 3 (0, 1 and 2 are the
-// standard streams). So a script's first socket() is 3, an accept() on it
-// returns 4, and a close frees the number for the next call. Use fdTable.
+// File descriptors. The fds a DUT returns are its own handles for its
+// sockets; the runner maps the script's fd numbers onto them (a script's
+// fd is the number its socket or accept line names as the result, as in
+// packetdrill, else the lowest free from 3; the runner's epoll fds share
+// that numbering). Handing them out as a kernel does, lowest free from 3
+// (fdTable), keeps traces readable.
 //
 // Calls never block. A call that would block returns EAGAIN (accept, read,
 // write), EINPROGRESS (the first connect) or EALREADY (a connect while one
