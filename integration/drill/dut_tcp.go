@@ -49,12 +49,14 @@ type tcpSock struct {
 	linger0    bool
 	shutRd     bool
 	tos        int
+	noDF       bool           // IP_PMTUDISC_DONT: DF clear
 	ints       map[[2]int]int // options kept for getsockopt only
 }
 
 type tcpConn struct {
 	c      *tcp.Conn
 	tos    int
+	noDF   bool
 	errRep bool // SO_ERROR has reported c.Err()
 	owner  *tcpSock
 }
@@ -77,18 +79,19 @@ func (d *tcpDUT) Now() time.Duration { return d.now.Sub(tcpDUTBase) }
 // emitter records one connection's segments with the IP fields its socket
 // would send them with.
 type tcpEmitter struct {
-	d   *tcpDUT
-	tos int
+	d    *tcpDUT
+	tos  int
+	noDF bool
 }
 
 func (e tcpEmitter) Emit(seg *tcp.Segment) {
 	s := *seg
 	s.Payload = bytes.Clone(seg.Payload)
-	ip := integration.IPFields{TOS: uint8(e.tos), TTL: 64, DF: !e.d.o.IPv6}
+	ip := integration.IPFields{TOS: uint8(e.tos), TTL: 64, DF: !e.d.o.IPv6 && !e.noDF}
 	e.d.emitted = append(e.d.emitted, integration.Emission{At: e.d.Now(), Seg: s, IP: ip})
 }
 
-func (d *tcpDUT) flush(c *tcpConn) { c.c.Output(d.now, tcpEmitter{d, c.tos}) }
+func (d *tcpDUT) flush(c *tcpConn) { c.c.Output(d.now, tcpEmitter{d, c.tos, c.noDF}) }
 
 func (d *tcpDUT) flushAll() {
 	for _, c := range d.conns {
@@ -172,7 +175,7 @@ func (d *tcpDUT) Inject(p *Inbound) {
 	}
 	if l := d.listener(); l != nil && seg.Flags&(tcp.FlagSYN|tcp.FlagACK|tcp.FlagRST) == tcp.FlagSYN {
 		if len(l.queue) <= l.backlog {
-			c := &tcpConn{c: tcp.AcceptSYN(d.now, l.cfg, 0xffffff00, seg), tos: l.tos}
+			c := &tcpConn{c: tcp.AcceptSYN(d.now, l.cfg, 0xffffff00, seg), tos: l.tos, noDF: l.noDF}
 			l.queue = append(l.queue, c)
 			d.conns = append(d.conns, c)
 			c.owner = l
@@ -182,7 +185,7 @@ func (d *tcpDUT) Inject(p *Inbound) {
 	}
 	// RFC 9293 §3.10.7.1: a closed port answers with a reset.
 	if rst, ok := tcp.ResetFor(seg); ok {
-		tcpEmitter{d, 0}.Emit(&rst)
+		tcpEmitter{d: d}.Emit(&rst)
 	}
 }
 
@@ -246,7 +249,7 @@ func (d *tcpDUT) Accept(fd int) (int, syscall.Errno) {
 			}
 		}
 		s.queue = append(s.queue[:i], s.queue[i+1:]...)
-		ns := &tcpSock{cfg: s.cfg, bound: true, c: c, linger0: s.linger0, tos: s.tos, ints: cloneInts(s.ints)}
+		ns := &tcpSock{cfg: s.cfg, bound: true, c: c, linger0: s.linger0, tos: s.tos, noDF: s.noDF, ints: cloneInts(s.ints)}
 		c.owner = ns
 		return d.fds.add(ns), 0
 	}
@@ -287,7 +290,7 @@ func (d *tcpDUT) Connect(fd int) syscall.Errno {
 	if d.owner() != nil {
 		return unix.EADDRINUSE
 	}
-	c := &tcpConn{c: tcp.Dial(d.now, s.cfg, 0xffffff00), tos: s.tos, owner: s}
+	c := &tcpConn{c: tcp.Dial(d.now, s.cfg, 0xffffff00), tos: s.tos, noDF: s.noDF, owner: s}
 	s.c, s.bound, s.connecting = c, true, true
 	d.conns = append(d.conns, c)
 	d.flushAll()
@@ -524,6 +527,17 @@ func (d *tcpDUT) SetSockopt(fd, level, name int, v OptVal) syscall.Errno {
 			s.tos = v.Int & 0xff
 			if s.c != nil {
 				s.c.tos = s.tos
+			}
+			keep()
+		case level == unix.IPPROTO_IP && name == unix.IP_MTU_DISCOVER:
+			// The engine does no path MTU discovery; DF follows the
+			// setting as Linux sets it (IP_PMTUDISC_DONT clears it).
+			if v.Int < unix.IP_PMTUDISC_DONT || v.Int > unix.IP_PMTUDISC_OMIT {
+				return unix.EINVAL
+			}
+			s.noDF = v.Int == unix.IP_PMTUDISC_DONT
+			if s.c != nil {
+				s.c.noDF = s.noDF
 			}
 			keep()
 		default:
