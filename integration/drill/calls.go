@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"syscall"
@@ -186,7 +187,9 @@ func (r *runner) msghdr(ev *Event, v Val) (n int, err error) {
 		return 0, r.unsupported(ev, "%s: msghdr without msg_iov", ev.Call.Name)
 	}
 	if c, ok := v.Get("msg_control"); ok && c.Kind != ValEllipsis && len(c.Elems) > 0 {
-		return 0, r.featureUnsupported(ev, "ancillary data (msg_control)")
+		if _, can := r.dut.(controlReceiver); !can || ev.Call.Name != "recvmsg" {
+			return 0, r.featureUnsupported(ev, "ancillary data (msg_control)")
+		}
 	}
 	return r.lenArg(ev, iov)
 }
@@ -389,6 +392,24 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		if blocking && flags&(unix.MSG_DONTWAIT|unix.MSG_ERRQUEUE) != 0 {
 			// MSG_ERRQUEUE never blocks (ip(7)).
 			blocking = false
+		}
+		var control []Val
+		if c.Name == "recvmsg" {
+			if cv, ok := c.Vals[1].Get("msg_control"); ok && cv.Kind == ValArray {
+				control = cv.Elems
+			}
+		}
+		if cr, ok := d.(controlReceiver); ok && len(control) > 0 {
+			return callSpec{blocking: blocking, attempt: func() (callResult, error) {
+				b, oob, e := cr.RecvMsg(h, n, int(flags)|unix.MSG_DONTWAIT)
+				if e != 0 {
+					return errRes(e), nil
+				}
+				if err := r.checkControl(ev, control, oob); err != nil {
+					return callResult{}, err
+				}
+				return callResult{ret: int64(len(b))}, nil
+			}}, nil
 		}
 		return callSpec{blocking: blocking, attempt: func() (callResult, error) {
 			b, e := d.Recv(h, n, int(flags)|unix.MSG_DONTWAIT)
@@ -875,3 +896,106 @@ func zeroIfEmpty(s string) string {
 	}
 	return s
 }
+
+// cmsgSymbol resolves the symbols packetdrill defines for control
+// messages, which depend on the address family.
+func (r *runner) cmsgSymbol(name string) (int64, bool) {
+	switch name {
+	case "CMSG_LEVEL_IP":
+		if r.s.IPv6 {
+			return unix.SOL_IPV6, true
+		}
+		return unix.SOL_IP, true
+	case "CMSG_TYPE_RECVERR":
+		if r.s.IPv6 {
+			return unix.IPV6_RECVERR, true
+		}
+		return unix.IP_RECVERR, true
+	case "SO_EE_ORIGIN_ZEROCOPY":
+		return unix.SO_EE_ORIGIN_ZEROCOPY, true
+	case "SO_EE_ORIGIN_TIMESTAMPING":
+		return unix.SO_EE_ORIGIN_TIMESTAMPING, true
+	case "SO_EE_CODE_ZEROCOPY_COPIED":
+		return 1, true
+	}
+	return 0, false
+}
+
+// cmsgInt evaluates a control-message field.
+func (r *runner) cmsgInt(ev *Event, v Val) (int64, error) {
+	if v.Kind == ValSym && len(v.Syms) == 1 {
+		if n, ok := r.cmsgSymbol(v.Syms[0]); ok {
+			return n | v.Int, nil
+		}
+	}
+	return r.evalInt(ev, v)
+}
+
+// checkControl compares the control messages a recvmsg returned with the
+// line's msg_control: {cmsg_level, cmsg_type, cmsg_data} where the data is
+// an integer (TCP_CM_INQ) or a sock_extended_err {ee_errno, ee_origin,
+// ee_type, ee_code, ee_info, ee_data}.
+func (r *runner) checkControl(ev *Event, want []Val, oob []byte) error {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return r.fail(ev, "recvmsg: control data: %v", err)
+	}
+	if len(msgs) != len(want) {
+		return r.fail(ev, "recvmsg: %d control messages, want %d", len(msgs), len(want))
+	}
+	for i, w := range want {
+		m := msgs[i]
+		lv, ok1 := w.Get("cmsg_level")
+		tv, ok2 := w.Get("cmsg_type")
+		dv, ok3 := w.Get("cmsg_data")
+		if !ok1 || !ok2 || !ok3 {
+			return r.unsupported(ev, "recvmsg: cmsg %q: want {cmsg_level=..., cmsg_type=..., cmsg_data=...}", w.Text)
+		}
+		level, err := r.cmsgInt(ev, lv)
+		if err != nil {
+			return err
+		}
+		typ, err := r.cmsgInt(ev, tv)
+		if err != nil {
+			return err
+		}
+		if int64(m.Header.Level) != level || int64(m.Header.Type) != typ {
+			return r.fail(ev, "recvmsg: cmsg level %d type %d, want %s %s", m.Header.Level, m.Header.Type, lv.Text, tv.Text)
+		}
+		if dv.Kind == ValStruct {
+			// struct sock_extended_err: u32 errno; u8 origin, type, code,
+			// pad; u32 info, data.
+			if len(m.Data) < 16 {
+				return r.fail(ev, "recvmsg: %d bytes of extended error, want 16", len(m.Data))
+			}
+			got := map[string]int64{
+				"ee_errno": int64(nativeU32(m.Data[0:])), "ee_origin": int64(m.Data[4]), "ee_type": int64(m.Data[5]),
+				"ee_code": int64(m.Data[6]), "ee_info": int64(nativeU32(m.Data[8:])), "ee_data": int64(nativeU32(m.Data[12:])),
+			}
+			for _, f := range dv.Fields {
+				g, known := got[f.Name]
+				if !known {
+					return r.unsupported(ev, "recvmsg: unknown extended error field %q", f.Name)
+				}
+				x, err := r.cmsgInt(ev, f.Val)
+				if err != nil {
+					return err
+				}
+				if g != x {
+					return r.fail(ev, "recvmsg: %s is %d, want %d", f.Name, g, x)
+				}
+			}
+			continue
+		}
+		x, err := r.cmsgInt(ev, dv)
+		if err != nil {
+			return err
+		}
+		if len(m.Data) < 4 || int64(int32(nativeU32(m.Data))) != x {
+			return r.fail(ev, "recvmsg: cmsg data %v, want %d", m.Data, x)
+		}
+	}
+	return nil
+}
+
+func nativeU32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }

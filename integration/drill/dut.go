@@ -197,6 +197,11 @@ type (
 	// malformer reports emitted packets the DUT adapter could not turn
 	// into the connection's segments (bad checksum, foreign ports).
 	malformer interface{ Malformed() []string }
+	// controlReceiver is recvmsg with control messages (linux): the data,
+	// the raw control buffer, and the errno.
+	controlReceiver interface {
+		RecvMsg(fd, n, flags int) (data, oob []byte, errno syscall.Errno)
+	}
 	// packetBuilder serializes segments with the DUT's own addresses, for
 	// captures.
 	packetBuilder interface {

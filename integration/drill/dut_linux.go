@@ -698,3 +698,22 @@ func (d *linuxDUT) Destroy() {
 	<-d.done
 	d.ns.stop()
 }
+
+// RecvMsg implements controlReceiver: recvmsg(2) with room for control
+// messages.
+func (d *linuxDUT) RecvMsg(fd, n, flags int) ([]byte, []byte, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return nil, nil, e
+	}
+	b, oob := make([]byte, n), make([]byte, 1024)
+	m, oobn, _, _, err := unix.Recvmsg(k, b, oob, flags|unix.MSG_DONTWAIT)
+	if err == unix.EAGAIN && flags&unix.MSG_ERRQUEUE == 0 {
+		settle(k, unix.POLLIN)
+		m, oobn, _, _, err = unix.Recvmsg(k, b, oob, flags|unix.MSG_DONTWAIT)
+	}
+	if err != nil {
+		return nil, nil, sysErrno(err)
+	}
+	return b[:min(m, n)], oob[:oobn], 0
+}
