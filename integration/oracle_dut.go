@@ -21,9 +21,38 @@ const (
 type Emission struct {
 	// At is the virtual time of the emission since the DUT was created.
 	At time.Duration
-	// Seg is the segment; its Payload is a private copy.
+	// Seg is the segment; its Payload is a private copy. A DUT that does
+	// segmentation offload may emit more than one MSS of payload in one
+	// Emission (Seg.GSOSize then says the wire segment size), as Linux's
+	// TSO/GSO hands the device a super-packet.
 	Seg tcp.Segment
+	// IP holds the IP header fields the segment was sent with. A DUT that
+	// does not see its IP headers (the bare engine) fills in what its IP
+	// layer would write.
+	IP IPFields
 }
+
+// IPFields are the IP header fields of a packet other than addresses,
+// lengths, protocol and checksum: what a script may write on a `<` line and
+// check on a `>` line.
+type IPFields struct {
+	// TOS is the IPv4 type-of-service byte or the IPv6 traffic class:
+	// DSCP in the upper six bits, ECN (RFC 3168 §5) in the lower two.
+	TOS uint8
+	// TTL is the IPv4 time to live or the IPv6 hop limit. On a packet to
+	// inject, 0 means 64.
+	TTL uint8
+	// FlowLabel is the IPv6 flow label (20 bits); 0 for IPv4.
+	FlowLabel uint32
+	// ID is the IPv4 identification field; 0 for IPv6.
+	ID uint16
+	// DF is the IPv4 don't-fragment flag; false for IPv6.
+	DF bool
+}
+
+// ECN returns the ECN codepoint (RFC 3168 §5): 0 Not-ECT, 1 ECT(1),
+// 2 ECT(0), 3 CE.
+func (f IPFields) ECN() uint8 { return f.TOS & 3 }
 
 // DUT is a TCP implementation under test driven in virtual time, holding at
 // most one connection (plus one listener) with the scripted peer. Calls are

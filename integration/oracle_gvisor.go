@@ -218,6 +218,7 @@ func (g *GVisorDUT) record(b []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var tcpBytes []byte
+	var ip IPFields
 	switch header.IPVersion(b) {
 	case header.IPv4Version:
 		h := header.IPv4(b)
@@ -225,6 +226,7 @@ func (g *GVisorDUT) record(b []byte) {
 			g.bad = append(g.bad, "invalid IPv4 header")
 			return
 		}
+		ip = IPFields{TOS: tos4(h), TTL: h.TTL(), ID: h.ID(), DF: h.Flags()&header.IPv4FlagDontFragment != 0}
 		if h.TransportProtocol() != header.TCPProtocolNumber {
 			g.nonTCP++
 			return
@@ -241,6 +243,8 @@ func (g *GVisorDUT) record(b []byte) {
 			g.bad = append(g.bad, "invalid IPv6 header")
 			return
 		}
+		tc, fl := h.TOS()
+		ip = IPFields{TOS: tc, TTL: h.HopLimit(), FlowLabel: fl}
 		if h.TransportProtocol() != header.TCPProtocolNumber {
 			g.nonTCP++
 			return
@@ -266,7 +270,7 @@ func (g *GVisorDUT) record(b []byte) {
 		return
 	}
 	seg.Payload = bytes.Clone(seg.Payload)
-	g.emitted = append(g.emitted, Emission{At: at, Seg: seg})
+	g.emitted = append(g.emitted, Emission{At: at, Seg: seg, IP: ip})
 }
 
 // TakeEmitted implements DUT.
@@ -320,7 +324,12 @@ func (g *GVisorDUT) Advance(d time.Duration) {
 // Inject implements DUT: seg goes in as an IPv4/IPv6 packet from the peer,
 // with a correct checksum.
 func (g *GVisorDUT) Inject(seg *tcp.Segment) {
-	pkt := BuildPacket(g.opts.IPv6, false, seg)
+	g.InjectIP(seg, IPFields{})
+}
+
+// InjectIP is Inject with the given IP header fields (TTL 0 means 64).
+func (g *GVisorDUT) InjectIP(seg *tcp.Segment, ip IPFields) {
+	pkt := BuildPacketIP(g.opts.IPv6, false, seg, ip)
 	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
 	g.link.InjectInbound(g.proto, pb)
 	pb.DecRef()
@@ -330,6 +339,15 @@ func (g *GVisorDUT) Inject(seg *tcp.Segment) {
 // BuildPacket serializes seg into an IP packet between the peer and the
 // DUT: toPeer=false means peer → DUT (what Inject sends), true the reverse.
 func BuildPacket(v6, toPeer bool, seg *tcp.Segment) []byte {
+	return BuildPacketIP(v6, toPeer, seg, IPFields{})
+}
+
+// BuildPacketIP is BuildPacket with the given IP header fields (TTL 0
+// means 64; ID and DF apply to IPv4, FlowLabel to IPv6).
+func BuildPacketIP(v6, toPeer bool, seg *tcp.Segment, ip IPFields) []byte {
+	if ip.TTL == 0 {
+		ip.TTL = 64
+	}
 	tcpLen := tcp.SegmentWireLen(seg)
 	var b []byte
 	var src, dst []byte
@@ -344,7 +362,9 @@ func BuildPacket(v6, toPeer bool, seg *tcp.Segment) []byte {
 		header.IPv6(b).Encode(&header.IPv6Fields{
 			PayloadLength:     uint16(tcpLen),
 			TransportProtocol: header.TCPProtocolNumber,
-			HopLimit:          64,
+			HopLimit:          ip.TTL,
+			TrafficClass:      ip.TOS,
+			FlowLabel:         ip.FlowLabel,
 			SrcAddr:           tcpip.AddrFrom16(s),
 			DstAddr:           tcpip.AddrFrom16(d),
 		})
@@ -357,9 +377,16 @@ func BuildPacket(v6, toPeer bool, seg *tcp.Segment) []byte {
 			s, d = d, s
 		}
 		ih := header.IPv4(b)
+		var flags uint8
+		if ip.DF {
+			flags = header.IPv4FlagDontFragment
+		}
 		ih.Encode(&header.IPv4Fields{
 			TotalLength: uint16(hdr + tcpLen),
-			TTL:         64,
+			TOS:         ip.TOS,
+			ID:          ip.ID,
+			Flags:       flags,
+			TTL:         ip.TTL,
 			Protocol:    uint8(header.TCPProtocolNumber),
 			SrcAddr:     tcpip.AddrFrom4(s),
 			DstAddr:     tcpip.AddrFrom4(d),
@@ -623,3 +650,8 @@ func (g *GVisorDUT) CloseListener() error {
 // Settle waits until gVisor has finished reacting to the last call made
 // directly on Endpoint or Listener.
 func (g *GVisorDUT) Settle() { g.settle() }
+
+func tos4(h header.IPv4) uint8 {
+	tos, _ := h.TOS()
+	return tos
+}

@@ -79,7 +79,7 @@ func (u *UstackDUT) Now() time.Duration { return u.now.Sub(ustackBase) }
 func (u *UstackDUT) Emit(seg *tcp.Segment) {
 	s := *seg
 	s.Payload = bytes.Clone(seg.Payload)
-	u.emitted = append(u.emitted, Emission{At: u.Now(), Seg: s})
+	u.emitted = append(u.emitted, Emission{At: u.Now(), Seg: s, IP: IPFields{TTL: 64}})
 }
 
 // TakeEmitted implements DUT.

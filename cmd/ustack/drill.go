@@ -20,13 +20,15 @@ import (
 func runDrill(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dutFlag := fs.String("dut", "all", "DUT to run on: ustack, gvisor, linux or all")
+	dutFlag := fs.String("dut", "all", "DUTs to run on: all, or a comma-separated list of "+strings.Join(drill.DUTNames, ", "))
 	matchFlag := fs.String("match", "strict", "packet matching: strict or semantic")
 	pcapDir := fs.String("pcap", "", "write a pcap per script and DUT into this directory")
 	verbose := fs.Bool("v", false, "print every run's trace, not only failures'")
 	tolScale := fs.Float64("tolerance_scale", 1, "multiply scripts' timing tolerance on the linux DUT (real time) by this factor")
+	junitFile := fs.String("junit", "", "also write the results as JUnit XML to this file")
+	jsonOut := fs.Bool("json", false, "print the results as JSON instead of text")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ustack drill [--dut ustack|gvisor|linux|all] [--match strict|semantic] [--pcap DIR] [--tolerance_scale F] [-v] FILE|DIR...\n")
+		fmt.Fprintf(stderr, "usage: ustack drill [--dut all|%s[,...]] [--match strict|semantic] [--pcap DIR] [--tolerance_scale F] [--junit FILE] [--json] [-v] FILE|DIR...\n", strings.Join(drill.DUTNames, "|"))
 		fs.PrintDefaults()
 	}
 	if st := parseFlags(fs, args); st >= 0 {
@@ -42,14 +44,20 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var duts []string
-	switch *dutFlag {
-	case "all":
-		duts = []string{"ustack", "gvisor", "linux"}
-	case "ustack", "gvisor", "linux":
-		duts = []string{*dutFlag}
-	default:
-		fmt.Fprintf(stderr, "ustack drill: unknown DUT %q\n", *dutFlag)
-		return exitUsage
+	if *dutFlag == "all" {
+		duts = drill.DUTNames
+	} else {
+		for _, d := range strings.Split(*dutFlag, ",") {
+			if !slices.Contains(drill.DUTNames, d) {
+				fmt.Fprintf(stderr, "ustack drill: unknown DUT %q (want all or a comma-separated list of %s)\n", d, strings.Join(drill.DUTNames, ", "))
+				return exitUsage
+			}
+			if slices.Contains(duts, d) {
+				fmt.Fprintf(stderr, "ustack drill: DUT %q given twice\n", d)
+				return exitUsage
+			}
+			duts = append(duts, d)
+		}
 	}
 	if *tolScale <= 0 {
 		fmt.Fprintf(stderr, "ustack drill: --tolerance_scale must be positive\n")
@@ -85,6 +93,10 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack drill: no scripts found\n")
 		return 1
 	}
+	text := stdout
+	if *jsonOut {
+		text = io.Discard
+	}
 	results := map[string]map[string]drill.Result{}
 	for _, p := range paths {
 		results[p] = map[string]drill.Result{}
@@ -103,10 +115,31 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 				r = runOne(s, d, drill.RunOptions{Match: match, ToleranceScale: *tolScale}, *pcapDir)
 			}
 			results[p][d] = r
-			drill.WriteResult(stdout, r, *verbose)
+			drill.WriteResult(text, r, *verbose)
 		}
 	}
-	if !drill.WriteSummary(stdout, paths, duts, results) {
+	ok := drill.WriteSummary(text, paths, duts, results)
+	drill.WriteFolderSummary(text, paths, duts, results)
+	if *jsonOut {
+		if err := drill.WriteJSON(stdout, paths, duts, results); err != nil {
+			fmt.Fprintf(stderr, "ustack drill: --json: %v\n", err)
+			return 1
+		}
+	}
+	if *junitFile != "" {
+		f, err := os.Create(*junitFile)
+		if err == nil {
+			err = drill.WriteJUnit(f, paths, duts, results)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "ustack drill: --junit: %v\n", err)
+			return 1
+		}
+	}
+	if !ok {
 		return 1
 	}
 	return 0

@@ -7,51 +7,177 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/ustack-net/ustack/integration"
 	"github.com/ustack-net/ustack/tcp"
 )
 
-// DUT is what the runner drives: the oracle's one-connection DUT plus the
-// socket-level knobs scripts reach through setsockopt, getsockopt and poll.
+// DUT is a TCP implementation under test behind a socket API, the way a
+// packetdrill script sees a kernel: system calls on file descriptors, and
+// packets to and from one peer.
+//
+// Addressing. Every socket of a script uses one 4-tuple, as packetdrill's
+// scripts do: the DUT's address and integration.DUTPort on its side, the
+// peer's address and integration.PeerPort on the other (bind and connect
+// take no addresses: the script's `...` means exactly that). A new socket
+// may reuse the tuple once the previous connection on it is gone or in
+// TIME-WAIT; an inbound segment goes to the connection that owns the tuple
+// (not Done), else to a listener (a SYN opens a new connection on it, queued
+// for Accept), else it is answered as a closed port answers (RFC 9293
+// §3.10.7.1).
+//
+// File descriptors. The fds a DUT returns are its own handles for its
+// sockets; the runner maps the script's fd numbers onto them (a script's
+// fd is the number its socket or accept line names as the result, as in
+// packetdrill, else the lowest free from 3; the runner's epoll fds share
+// that numbering). Handing them out as a kernel does, lowest free from 3
+// (fdTable), keeps traces readable.
+//
+// Calls never block. A call that would block returns EAGAIN (accept, read,
+// write), EINPROGRESS (the first connect) or EALREADY (a connect while one
+// is in progress); the runner implements blocking sockets (no O_NONBLOCK)
+// by letting time pass (Advance) and retrying until the call completes or
+// the line's time range ends. O_NONBLOCK is the runner's, not the DUT's.
+//
+// Errors are errno values (0 = success), named as Linux names them
+// (unix.ErrnoName). A socket option, ioctl or flag the DUT does not
+// implement returns ENOPROTOOPT (options) or EOPNOTSUPP (flags, ioctls);
+// the runner reports those as "unsupported by the DUT: NAME" rather than as
+// a script failure.
+//
+// Time. A virtual-time DUT's clock moves only in Advance, which fires every
+// timer due on the way at its exact time; every method returns once the DUT
+// is quiescent (everything it sends in response has been recorded). A
+// real-time DUT (linux) implements realTimer.
 type DUT interface {
-	integration.DUT
-	// SetNoDelay is TCP_NODELAY.
-	SetNoDelay(on bool) error
-	// SetRecvBuffer is SO_RCVBUF (bytes).
-	SetRecvBuffer(n int) error
-	// SetUserTimeout is TCP_USER_TIMEOUT.
-	SetUserTimeout(d time.Duration) error
-	// SoError returns and clears the pending error (SO_ERROR): "" or an
-	// errno name.
-	SoError() string
-	// Poll reports the connection's readiness (POLLIN, POLLOUT, POLLERR,
-	// POLLHUP), or the listener's when there is no connection.
-	Poll() (in, out, err, hup bool)
-	// CloseListener closes the listener only.
-	CloseListener() error
-	// Attached is called once the script's connection exists (after
-	// accept or connect) to apply options set before it did.
-	Attached()
+	// Name identifies the implementation ("tcp", "gvisor", "linux", ...).
+	Name() string
+	// Now is the DUT's clock: time since it was created.
+	Now() time.Duration
+	// Advance lets d pass (virtual time: fires the timers due on the way).
+	Advance(d time.Duration)
+	// Inject delivers a packet from the peer at the current time. The DUT
+	// builds the IP header from p.IP (TTL 0 means 64) and computes the
+	// checksums.
+	Inject(p *Inbound)
+	// TakeEmitted returns the segments the DUT sent since the previous
+	// call, in order, with their IP header fields.
+	TakeEmitted() []integration.Emission
+
+	// Socket creates a TCP stream socket (AF_INET or AF_INET6 as the DUT
+	// was created) and returns its fd.
+	Socket() (fd int, errno syscall.Errno)
+	// Bind binds fd to the DUT's address and DUTPort (EADDRINUSE if a
+	// listener or connection holds it, EINVAL if already bound).
+	Bind(fd int) syscall.Errno
+	// Listen makes fd a listener with the given backlog (of established
+	// connections not yet accepted).
+	Listen(fd, backlog int) syscall.Errno
+	// Accept takes the oldest established connection off listener fd and
+	// returns its new fd; EAGAIN when there is none.
+	Accept(fd int) (nfd int, errno syscall.Errno)
+	// Connect starts an active open to the peer. The first call returns
+	// EINPROGRESS once the SYN is out; while the handshake runs, EALREADY;
+	// once established, EISCONN; after a failure, the failure's errno once
+	// (ECONNREFUSED, ETIMEDOUT...), as a non-blocking Linux socket does.
+	Connect(fd int) syscall.Errno
+	// Send queues p on fd with send(2) flags (MSG_MORE, MSG_DONTWAIT,
+	// MSG_NOSIGNAL are the corpus's; others may return EOPNOTSUPP) and
+	// returns how much was accepted; EAGAIN when none fits, EPIPE after
+	// SHUT_WR or close by the peer's RST (no signal), ECONNRESET...
+	Send(fd int, p []byte, flags int) (int, syscall.Errno)
+	// Recv reads up to n bytes from fd with recv(2) flags (MSG_PEEK,
+	// MSG_TRUNC, MSG_DONTWAIT...): an empty slice and 0 at EOF, EAGAIN
+	// when nothing is readable.
+	Recv(fd int, n int, flags int) ([]byte, syscall.Errno)
+	// Shutdown is shutdown(2): how is unix.SHUT_RD, SHUT_WR or SHUT_RDWR.
+	Shutdown(fd, how int) syscall.Errno
+	// Close closes fd (a listener's queued connections are reset; a
+	// connection with SO_LINGER {1, 0} is aborted with a RST).
+	Close(fd int) syscall.Errno
+	// SetSockopt is setsockopt(2) at unix.SOL_SOCKET, IPPROTO_TCP, IPPROTO_IP
+	// or IPPROTO_IPV6 with Linux's option numbers. Options set on a
+	// listener are inherited by the connections it accepts, as on Linux.
+	SetSockopt(fd, level, name int, v OptVal) syscall.Errno
+	// GetSockopt is getsockopt(2): the value as Linux would return it
+	// (SO_ERROR returns and clears the pending error).
+	GetSockopt(fd, level, name int) (OptVal, syscall.Errno)
+	// TCPInfo is getsockopt(TCP_INFO) as a map of Linux's struct tcp_info
+	// field names ("tcpi_state", "tcpi_snd_cwnd" in packets, "tcpi_rtt" in
+	// µs, "tcpi_options" as TCPI_OPT_* bits...). A field the DUT cannot
+	// provide is absent; the runner reports it as unsupported.
+	TCPInfo(fd int) (map[string]int64, syscall.Errno)
+	// Poll returns fd's readiness as poll(2) revents: POLLIN, POLLOUT,
+	// POLLRDHUP, POLLERR, POLLHUP (level-triggered; epoll is built on it by
+	// the runner). EBADF-like misuse returns POLLNVAL.
+	Poll(fd int) int16
+	// Ioctl is ioctl(2) for unix.SIOCINQ (bytes readable), SIOCOUTQ
+	// (bytes not yet acknowledged, including unsent) and SIOCOUTQNSD
+	// (bytes not yet sent); others return EOPNOTSUPP.
+	Ioctl(fd, req int) (int, syscall.Errno)
+	// Sysctl sets a kernel setting by its sysctl name
+	// ("net.ipv4.tcp_sack") for sockets created from now on. A setting
+	// with no equivalent in the implementation returns an error wrapping
+	// ErrNoEquivalent; one whose value it cannot take, another error.
+	Sysctl(key, value string) error
+	// Destroy releases everything the DUT holds.
+	Destroy()
 }
 
-// NewDUT creates a DUT by name ("ustack" or "gvisor").
-func NewDUT(name string, ipv6 bool) (DUT, error) {
-	switch name {
-	case "ustack":
-		return &ustackDUT{UstackDUT: integration.NewUstackDUT(integration.UstackOptions{})}, nil
-	case "gvisor":
-		g, err := integration.NewGVisorDUT(integration.GVisorOptions{IPv6: ipv6})
-		if err != nil {
-			return nil, err
-		}
-		return &gvisorDUT{GVisorDUT: g}, nil
-	case "linux":
-		return newLinuxDUT(ipv6)
+// Inbound is a packet the scripted peer sends.
+type Inbound struct {
+	// Seg is the TCP segment, with absolute sequence numbers.
+	Seg tcp.Segment
+	// IP holds the IP header fields to send it with.
+	IP integration.IPFields
+}
+
+// OptVal is a socket option value. Which field is meaningful depends on the
+// option: Int for integer and boolean options (`[1]`, `[IP_PMTUDISC_DONT]`),
+// Linger for SO_LINGER (`{onoff=1, linger=0}`), Str for TCP_CONGESTION
+// (`"cubic"`).
+type OptVal struct {
+	Int    int
+	Linger unix.Linger
+	Str    string
+}
+
+// Options configure a DUT when it is created, from the script's
+// command-line options.
+type Options struct {
+	// IPv6 makes the sockets AF_INET6 (--ip_version=ipv6).
+	IPv6 bool
+	// MTU is the link MTU (--mtu); 0 means 1500.
+	MTU int
+	// MSS is the segment size (--mss; 0: the MTU's) a DUT that takes
+	// inbound packets through a link with an MTU cuts a packet larger
+	// than the MTU into (linux: one GSO write, as packetdrill's GRO-style
+	// injection).
+	MSS int
+}
+
+// ErrNoEquivalent is wrapped by Sysctl for a setting the DUT has no
+// equivalent for.
+var ErrNoEquivalent = errors.New("no equivalent setting")
+
+// DUTNames are the DUT names NewDUT takes, in the order `--dut all` runs
+// them.
+var DUTNames = []string{"tcp", "gvisor", "linux"}
+
+// NewDUT creates a DUT by name.
+func NewDUT(name string, o Options) (DUT, error) {
+	if o.MTU == 0 {
+		o.MTU = 1500
 	}
-	return nil, fmt.Errorf("unknown DUT %q", name)
+	switch name {
+	case "tcp":
+		return newTCPDUT(o), nil
+	case "gvisor":
+		return newGVisorDUT(o)
+	case "linux":
+		return newLinuxDUT(o)
+	}
+	return nil, fmt.Errorf("unknown DUT %q (want one of %v)", name, DUTNames)
 }
 
 // Optional DUT capabilities, found by type assertion.
@@ -62,198 +188,98 @@ type (
 	// emissionWaiter is a real-time DUT that can block until it emits
 	// something or its clock reaches deadline.
 	emissionWaiter interface{ WaitEmitted(deadline time.Duration) }
-	// sheller runs a script's backquoted shell line; DUTs without it
-	// skip those lines.
+	// sheller runs a script's backquoted shell line (in dir, the script's
+	// directory); DUTs without it get the line's sysctl settings through
+	// Sysctl instead.
 	sheller interface {
-		Shell(command string) (string, error)
+		Shell(dir, command string) (string, error)
 	}
 	// malformer reports emitted packets the DUT adapter could not turn
 	// into the connection's segments (bad checksum, foreign ports).
 	malformer interface{ Malformed() []string }
+	// controlReceiver is recvmsg with control messages (linux): the data,
+	// the raw control buffer, and the errno.
+	controlReceiver interface {
+		RecvMsg(fd, n, flags int) (data, oob []byte, errno syscall.Errno)
+	}
 	// packetBuilder serializes segments with the DUT's own addresses, for
 	// captures.
 	packetBuilder interface {
-		BuildPacket(toPeer bool, seg *tcp.Segment) []byte
+		BuildPacket(toPeer bool, seg *tcp.Segment, ip integration.IPFields) []byte
 	}
 )
 
-func errnoOf(err error) string {
+// fdTable hands out fds as a kernel does: the lowest free number from 3.
+type fdTable[T any] struct {
+	m map[int]T
+}
+
+func (t *fdTable[T]) add(v T) int {
+	if t.m == nil {
+		t.m = map[int]T{}
+	}
+	fd := 3
+	for {
+		if _, used := t.m[fd]; !used {
+			t.m[fd] = v
+			return fd
+		}
+		fd++
+	}
+}
+
+func (t *fdTable[T]) get(fd int) (T, bool) {
+	v, ok := t.m[fd]
+	return v, ok
+}
+
+func (t *fdTable[T]) del(fd int) { delete(t.m, fd) }
+
+// each calls f for every fd in increasing order.
+func (t *fdTable[T]) each(f func(fd int, v T)) {
+	n := 0
+	for fd := 3; n < len(t.m); fd++ {
+		if v, ok := t.m[fd]; ok {
+			f(fd, v)
+			n++
+		}
+	}
+}
+
+// errnoName names an errno as Linux does ("" for 0).
+func errnoName(e syscall.Errno) string {
+	switch e {
+	case 0:
+		return ""
+	case unix.EOPNOTSUPP:
+		return "EOPNOTSUPP" // the name the corpus uses for 95 (also ENOTSUP)
+	case unix.EAGAIN:
+		return "EAGAIN"
+	}
+	if n := unix.ErrnoName(e); n != "" {
+		return n
+	}
+	return fmt.Sprintf("errno %d", int(e))
+}
+
+// errnoOf maps an error from the oracle harness or a system call to errno.
+func errnoOf(err error) syscall.Errno {
+	var en syscall.Errno
 	switch {
 	case err == nil:
-		return ""
+		return 0
+	case errors.As(err, &en):
+		return en
 	case errors.Is(err, integration.ErrConnReset):
-		return "ECONNRESET"
+		return unix.ECONNRESET
 	case errors.Is(err, integration.ErrConnRefused):
-		return "ECONNREFUSED"
+		return unix.ECONNREFUSED
 	case errors.Is(err, integration.ErrConnTimedOut):
-		return "ETIMEDOUT"
+		return unix.ETIMEDOUT
 	case errors.Is(err, integration.ErrConnClosed):
-		return "EPIPE"
+		return unix.EPIPE
 	case errors.Is(err, integration.ErrNoConn):
-		return "ENOTCONN"
+		return unix.ENOTCONN
 	}
-	var en syscall.Errno
-	if errors.As(err, &en) {
-		if n := unix.ErrnoName(en); n != "" {
-			return n
-		}
-	}
-	return err.Error()
-}
-
-// ustackDUT adapts the oracle's bare-engine DUT.
-type ustackDUT struct {
-	*integration.UstackDUT
-	errTaken bool
-}
-
-func (u *ustackDUT) SetNoDelay(on bool) error {
-	if c := u.Conn(); c != nil {
-		c.SetNoDelay(on)
-		return nil
-	}
-	u.UpdateConfig(func(cfg *tcp.Config) { cfg.NoDelay = on })
-	return nil
-}
-
-func (u *ustackDUT) SetRecvBuffer(n int) error {
-	if c := u.Conn(); c != nil {
-		c.SetRecvBufferSize(n)
-		return nil
-	}
-	u.UpdateConfig(func(cfg *tcp.Config) { cfg.RecvBufferSize = n })
-	return nil
-}
-
-func (u *ustackDUT) SetUserTimeout(d time.Duration) error {
-	if c := u.Conn(); c != nil {
-		c.SetUserTimeout(d)
-		return nil
-	}
-	u.UpdateConfig(func(cfg *tcp.Config) { cfg.UserTimeout = d })
-	return nil
-}
-
-func (u *ustackDUT) SoError() string {
-	c := u.Conn()
-	if c == nil || c.Err() == nil || u.errTaken {
-		return ""
-	}
-	// SO_ERROR clears the pending error.
-	u.errTaken = true
-	var en syscall.Errno
-	if errors.As(c.Err(), &en) {
-		if n, ok := errnoNames[en]; ok {
-			return n
-		}
-	}
-	return "EIO"
-}
-
-var errnoNames = map[syscall.Errno]string{
-	syscall.ECONNRESET: "ECONNRESET", syscall.ECONNREFUSED: "ECONNREFUSED",
-	syscall.ETIMEDOUT: "ETIMEDOUT", syscall.EPIPE: "EPIPE",
-}
-
-func (u *ustackDUT) Poll() (in, out, perr, hup bool) {
-	c := u.Conn()
-	if c == nil || !u.Accepted() {
-		return false, false, false, false
-	}
-	in = c.Readable() > 0
-	switch c.State() {
-	case tcp.StateCloseWait, tcp.StateLastAck, tcp.StateClosing, tcp.StateTimeWait, tcp.StateClosed:
-		in = true
-	}
-	if c.Err() != nil {
-		in, perr = true, true
-	}
-	out = c.Writable() > 0 && (c.State() == tcp.StateEstablished || c.State() == tcp.StateCloseWait)
-	hup = c.State() == tcp.StateClosed || c.Done() && c.Err() != nil
-	return in, out, perr, hup
-}
-
-func (u *ustackDUT) Attached() {}
-
-// gvisorDUT adapts the oracle's gVisor DUT; options set before the
-// endpoint exists are applied when it does.
-type gvisorDUT struct {
-	*integration.GVisorDUT
-	pending []func(ep tcpip.Endpoint) error
-}
-
-func (g *gvisorDUT) apply(f func(ep tcpip.Endpoint) error) error {
-	if ep := g.Endpoint(); ep != nil {
-		err := f(ep)
-		g.Settle()
-		return err
-	}
-	if l := g.Listener(); l != nil {
-		if err := f(l); err != nil {
-			return err
-		}
-	}
-	g.pending = append(g.pending, f)
-	return nil
-}
-
-func (g *gvisorDUT) Attached() {
-	ep := g.Endpoint()
-	if ep == nil {
-		return
-	}
-	for _, f := range g.pending {
-		_ = f(ep) // each was accepted when set; the endpoint takes the same values
-	}
-	g.pending = nil
-	g.Settle()
-}
-
-func (g *gvisorDUT) SetNoDelay(on bool) error {
-	return g.apply(func(ep tcpip.Endpoint) error { ep.SocketOptions().SetDelayOption(!on); return nil })
-}
-
-func (g *gvisorDUT) SetRecvBuffer(n int) error {
-	return g.apply(func(ep tcpip.Endpoint) error {
-		ep.SocketOptions().SetReceiveBufferSize(int64(n), true)
-		return nil
-	})
-}
-
-func (g *gvisorDUT) SetUserTimeout(d time.Duration) error {
-	return g.apply(func(ep tcpip.Endpoint) error {
-		o := tcpip.TCPUserTimeoutOption(d)
-		if err := ep.SetSockOpt(&o); err != nil {
-			return fmt.Errorf("gvisor: TCP_USER_TIMEOUT: %s", err)
-		}
-		return nil
-	})
-}
-
-func (g *gvisorDUT) SoError() string {
-	ep := g.Endpoint()
-	if ep == nil {
-		return ""
-	}
-	switch ep.LastError().(type) {
-	case nil:
-		return ""
-	case *tcpip.ErrConnectionRefused:
-		return "ECONNREFUSED"
-	case *tcpip.ErrConnectionReset, *tcpip.ErrConnectionAborted:
-		return "ECONNRESET"
-	case *tcpip.ErrTimeout:
-		return "ETIMEDOUT"
-	default:
-		return "EIO"
-	}
-}
-
-func (g *gvisorDUT) Poll() (in, out, perr, hup bool) {
-	ep := g.Endpoint()
-	if ep == nil {
-		return false, false, false, false
-	}
-	m := ep.Readiness(waiter.ReadableEvents | waiter.WritableEvents | waiter.EventErr | waiter.EventHUp)
-	return m&waiter.ReadableEvents != 0, m&waiter.WritableEvents != 0, m&waiter.EventErr != 0, m&waiter.EventHUp != 0
+	return unix.EIO
 }

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -88,21 +88,24 @@ func (t *nsThread) do(f func()) {
 func (t *nsThread) stop() { close(t.calls) }
 
 // linuxDUT is the running kernel as DUT, the way packetdrill drives it:
-// script packets are written into a TUN device (offloads off, so the kernel
-// sees and sends plain MTU-sized packets with full checksums) and whatever
-// TCP the kernel sends out of it is read back; socket calls are real system
-// calls on real sockets; time is real time.
+// script packets are written into a TUN device with offloads on (TSO and
+// checksum offload, as packetdrill's TUN), so the kernel sends TCP
+// super-packets as its TSO engine builds them, which a `>` line describes
+// as one segment (the runner splits one when a line expects MSS-sized
+// pieces), and
+// whatever TCP the kernel sends out of it is read back; socket calls are
+// real, non-blocking system calls on real sockets in the namespace; time
+// is real time.
 type linuxDUT struct {
 	ns    *nsThread
 	dev   *tun.TUN
-	ipv6  bool
+	o     Options
 	start time.Time
 
 	kernel, peer netip.Addr
 
-	sock     int // the script's socket before listen/connect, or the listener
-	listener bool
-	conn     int // the accepted or connected socket; -1 before
+	// fds maps the script's fds to the kernel's.
+	fds fdTable[int]
 
 	mu      sync.Mutex
 	emitted []integration.Emission
@@ -114,7 +117,7 @@ type linuxDUT struct {
 	arrived chan struct{}
 }
 
-func newLinuxDUT(ipv6 bool) (*linuxDUT, error) {
+func newLinuxDUT(o Options) (*linuxDUT, error) {
 	if reason := LinuxUnavailable(); reason != "" {
 		return nil, errors.New("linux DUT: " + reason)
 	}
@@ -122,15 +125,19 @@ func newLinuxDUT(ipv6 bool) (*linuxDUT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("linux DUT: %w", err)
 	}
-	d := &linuxDUT{ns: ns, ipv6: ipv6, sock: -1, conn: -1, done: make(chan struct{}), arrived: make(chan struct{}, 1)}
+	d := &linuxDUT{ns: ns, o: o, done: make(chan struct{}), arrived: make(chan struct{}, 1)}
 	d.kernel, d.peer = LinuxKernelAddr4, LinuxPeerAddr4
 	pfx := 24
-	if ipv6 {
+	if o.IPv6 {
 		d.kernel, d.peer, pfx = LinuxKernelAddr6, LinuxPeerAddr6, 64
 	}
 	ns.do(func() {
 		d.dev, err = tun.Create(tun.Options{
-			Offload:   false,
+			// tun0, as packetdrill names it: scripts' tc and ip lines
+			// say `dev tun0` (the namespace is private, so the name is free).
+			Name:      "tun0",
+			Offload:   true,
+			MTU:       o.MTU,
 			HostAddrs: []netip.Prefix{netip.PrefixFrom(d.kernel, pfx)},
 		})
 	})
@@ -149,10 +156,10 @@ func newLinuxDUT(ipv6 bool) (*linuxDUT, error) {
 // makes on any new link and is counted only.
 func (d *linuxDUT) reader() {
 	defer close(d.done)
-	buf := make([]byte, tun.MaxPacketSize)
-	bufs, sizes := [][]byte{buf}, []int{0}
+	buf := make([]byte, tun.Headroom+tun.MaxPacketSize)
+	bufs, sizes, gso := [][]byte{buf}, []int{0}, []tun.GSO{{}}
 	for {
-		n, err := d.dev.Read(bufs, sizes, 0)
+		n, err := d.dev.ReadGSO(bufs, sizes, gso, tun.Headroom)
 		if err != nil {
 			if errors.Is(err, tun.ErrClosed) {
 				return
@@ -163,16 +170,20 @@ func (d *linuxDUT) reader() {
 			return
 		}
 		if n == 1 {
-			d.record(bytes.Clone(buf[:sizes[0]]))
+			d.record(bytes.Clone(buf[tun.Headroom:tun.Headroom+sizes[0]]), gso[0])
 		}
 	}
 }
 
-func (d *linuxDUT) record(b []byte) {
+// record takes one packet the kernel sent: with offloads on, a TSO
+// super-packet (one Emission with all its payload, Seg.GSOSize its MSS) or a
+// packet whose checksum the kernel left partial (it vouches for the data).
+func (d *linuxDUT) record(b []byte, g tun.GSO) {
 	at := d.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var tcpBytes, src, dst []byte
+	var ip integration.IPFields
 	switch header.IPVersion(b) {
 	case header.IPv4Version:
 		h := header.IPv4(b)
@@ -184,6 +195,8 @@ func (d *linuxDUT) record(b []byte) {
 			d.nonTCP++
 			return
 		}
+		tos, _ := h.TOS()
+		ip = integration.IPFields{TOS: tos, TTL: h.TTL(), ID: h.ID(), DF: h.Flags()&header.IPv4FlagDontFragment != 0}
 		s, t := h.SourceAddress().As4(), h.DestinationAddress().As4()
 		tcpBytes, src, dst = b[h.HeaderLength():h.TotalLength()], s[:], t[:]
 	case header.IPv6Version:
@@ -196,13 +209,15 @@ func (d *linuxDUT) record(b []byte) {
 			d.nonTCP++
 			return
 		}
+		tc, fl := h.TOS()
+		ip = integration.IPFields{TOS: tc, TTL: h.HopLimit(), FlowLabel: fl}
 		s, t := h.SourceAddress().As16(), h.DestinationAddress().As16()
 		tcpBytes, src, dst = h.Payload(), s[:], t[:]
 	default:
 		d.bad = append(d.bad, fmt.Sprintf("IP version %d", header.IPVersion(b)))
 		return
 	}
-	if !tcp.VerifyChecksum(tcpBytes, src, dst) {
+	if !g.NeedsCsum && !tcp.VerifyChecksum(tcpBytes, src, dst) {
 		d.bad = append(d.bad, "bad TCP checksum")
 		return
 	}
@@ -219,7 +234,10 @@ func (d *linuxDUT) record(b []byte) {
 		return
 	}
 	seg.Payload = bytes.Clone(seg.Payload)
-	d.emitted = append(d.emitted, integration.Emission{At: at, Seg: seg})
+	if g.IsGSO() {
+		seg.GSOSize = g.Size
+	}
+	d.emitted = append(d.emitted, integration.Emission{At: at, Seg: seg, IP: ip})
 	select {
 	case d.arrived <- struct{}{}:
 	default:
@@ -279,18 +297,23 @@ func (d *linuxDUT) Malformed() []string {
 
 // BuildPacket serializes seg between the peer and the kernel with the TUN's
 // addresses: toPeer=false is what Inject writes.
-func (d *linuxDUT) BuildPacket(toPeer bool, seg *tcp.Segment) []byte {
+// BuildPacket serializes seg between the peer and the kernel with the TUN's
+// addresses: toPeer=false is what Inject writes.
+func (d *linuxDUT) BuildPacket(toPeer bool, seg *tcp.Segment, ip integration.IPFields) []byte {
 	src, dst := d.peer, d.kernel
 	sport, dport := uint16(integration.PeerPort), uint16(integration.DUTPort)
 	if toPeer {
 		src, dst, sport, dport = dst, src, dport, sport
 	}
-	return buildIPPacket(src, dst, sport, dport, seg)
+	return buildIPPacket(src, dst, sport, dport, seg, ip)
 }
 
 // buildIPPacket serializes a TCP segment in an IPv4 or IPv6 packet with
-// correct checksums.
-func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment) []byte {
+// correct checksums and the given header fields (TTL 0 means 64).
+func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, ip integration.IPFields) []byte {
+	if ip.TTL == 0 {
+		ip.TTL = 64
+	}
 	tcpLen := tcp.SegmentWireLen(seg)
 	var b []byte
 	var hdr int
@@ -300,7 +323,9 @@ func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment) [
 		header.IPv6(b).Encode(&header.IPv6Fields{
 			PayloadLength:     uint16(tcpLen),
 			TransportProtocol: header.TCPProtocolNumber,
-			HopLimit:          64,
+			HopLimit:          ip.TTL,
+			TrafficClass:      ip.TOS,
+			FlowLabel:         ip.FlowLabel,
 			SrcAddr:           tcpip.AddrFrom16(src.As16()),
 			DstAddr:           tcpip.AddrFrom16(dst.As16()),
 		})
@@ -308,9 +333,16 @@ func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment) [
 		hdr = header.IPv4MinimumSize
 		b = make([]byte, hdr+tcpLen)
 		ih := header.IPv4(b)
+		var flags uint8
+		if ip.DF {
+			flags = header.IPv4FlagDontFragment
+		}
 		ih.Encode(&header.IPv4Fields{
 			TotalLength: uint16(hdr + tcpLen),
-			TTL:         64,
+			TOS:         ip.TOS,
+			ID:          ip.ID,
+			Flags:       flags,
+			TTL:         ip.TTL,
 			Protocol:    uint8(header.TCPProtocolNumber),
 			SrcAddr:     tcpip.AddrFrom4(src.As4()),
 			DstAddr:     tcpip.AddrFrom4(dst.As4()),
@@ -322,12 +354,33 @@ func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment) [
 	return b
 }
 
-// Inject writes the peer's segment into the TUN. The kernel processes a
+// Inject writes the peer's packet into the TUN. The kernel processes a
 // TUN write in the writing thread's softirq context, so by the time Write
 // returns its answer is usually already queued for the reader.
-func (d *linuxDUT) Inject(seg *tcp.Segment) {
-	pkt := d.BuildPacket(false, seg)
-	if _, err := d.dev.Write([][]byte{pkt}, 0); err != nil {
+func (d *linuxDUT) Inject(p *Inbound) {
+	pkt := d.BuildPacket(false, &p.Seg, p.IP)
+	buf := make([]byte, tun.Headroom+len(pkt))
+	copy(buf[tun.Headroom:], pkt)
+	var err error
+	if len(pkt) > d.o.MTU {
+		// Larger than the link: one GSO super-packet the kernel cuts
+		// into MSS-sized segments (GRO'd on the way in, as packetdrill
+		// injects them); the link fills in the checksums.
+		hdr := header.IPv4MinimumSize
+		mss := d.o.MTU - 40
+		if d.o.IPv6 {
+			hdr, mss = header.IPv6MinimumSize, d.o.MTU-60
+		}
+		if d.o.MSS > 0 {
+			mss = d.o.MSS
+		}
+		g := tun.TCPGSO(d.o.IPv6, hdr, mss)
+		g.NeedsCsum = false
+		_, err = d.dev.WriteGSO([][]byte{buf}, []tun.GSO{g}, tun.Headroom)
+	} else {
+		_, err = d.dev.Write([][]byte{buf}, tun.Headroom)
+	}
+	if err != nil {
 		d.mu.Lock()
 		d.bad = append(d.bad, "writing to the TUN: "+err.Error())
 		d.mu.Unlock()
@@ -341,272 +394,294 @@ func (d *linuxDUT) sockaddr(a netip.Addr, port int) unix.Sockaddr {
 	return &unix.SockaddrInet4{Port: port, Addr: a.As4()}
 }
 
-// socket returns the script's socket, creating it (in the namespace,
-// non-blocking: the runner decides what would block) on first use so that
-// options set before listen or connect reach it.
-func (d *linuxDUT) socket() (int, error) {
-	if d.sock >= 0 {
-		return d.sock, nil
+func sysErrno(err error) syscall.Errno {
+	if err == nil {
+		return 0
 	}
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en
+	}
+	return unix.EIO
+}
+
+// kfd returns the kernel fd behind a script fd.
+func (d *linuxDUT) kfd(fd int) (int, syscall.Errno) {
+	k, ok := d.fds.get(fd)
+	if !ok {
+		return -1, unix.EBADF
+	}
+	return k, 0
+}
+
+// Socket creates the socket in the namespace, non-blocking: the runner
+// decides what would block.
+func (d *linuxDUT) Socket() (int, syscall.Errno) {
 	fam := unix.AF_INET
-	if d.ipv6 {
+	if d.o.IPv6 {
 		fam = unix.AF_INET6
 	}
-	var fd int
+	var k int
 	var err error
 	d.ns.do(func() {
-		fd, err = unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+		k, err = unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	})
 	if err != nil {
-		return -1, err
+		return -1, sysErrno(err)
 	}
-	d.sock = fd
-	return fd, nil
+	return d.fds.add(k), 0
 }
 
-// target is the socket options and reads apply to: the connection, or the
-// script's socket before there is one.
-func (d *linuxDUT) target() (int, error) {
-	if d.conn >= 0 {
-		return d.conn, nil
+func (d *linuxDUT) Bind(fd int) syscall.Errno {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return e
 	}
-	return d.socket()
+	return sysErrno(unix.Bind(k, d.sockaddr(d.kernel, integration.DUTPort)))
 }
 
-func (d *linuxDUT) Listen() error {
-	fd, err := d.socket()
-	if err != nil {
-		return err
+func (d *linuxDUT) Listen(fd, backlog int) syscall.Errno {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return e
 	}
-	if err := unix.Bind(fd, d.sockaddr(d.kernel, integration.DUTPort)); err != nil {
-		return err
-	}
-	if err := unix.Listen(fd, 8); err != nil {
-		return err
-	}
-	d.listener = true
-	return nil
+	return sysErrno(unix.Listen(k, backlog))
 }
 
-// waitReadable gives the kernel a moment (well inside any tolerance) to
-// finish processing an injected packet before a call that would block.
-func waitReadable(fd int) {
-	_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 2)
+// settle gives the kernel a moment (well inside any tolerance) to finish
+// processing an injected packet before a call that would block.
+func settle(k int, ev int16) {
+	_, _ = unix.Poll([]unix.PollFd{{Fd: int32(k), Events: ev}}, 2)
 }
 
-func (d *linuxDUT) Accept() error {
-	if !d.listener {
-		return unix.EINVAL
+func (d *linuxDUT) Accept(fd int) (int, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return -1, e
 	}
-	nfd, _, err := unix.Accept4(d.sock, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	nk, _, err := unix.Accept4(k, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	if err == unix.EAGAIN {
-		waitReadable(d.sock)
-		nfd, _, err = unix.Accept4(d.sock, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		settle(k, unix.POLLIN)
+		nk, _, err = unix.Accept4(k, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	}
 	if err != nil {
-		return fmt.Errorf("accept: %w", err)
+		return -1, sysErrno(err)
 	}
-	d.conn = nfd
-	return nil
+	return d.fds.add(nk), 0
 }
 
-func (d *linuxDUT) Connect() error {
-	fd, err := d.socket()
-	if err != nil {
-		return err
+func (d *linuxDUT) Connect(fd int) syscall.Errno {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return e
 	}
-	if err := unix.Bind(fd, d.sockaddr(d.kernel, integration.DUTPort)); err != nil {
-		return err
+	if sa, err := unix.Getsockname(k); err == nil {
+		if port := sockPort(sa); port == 0 {
+			if err := unix.Bind(k, d.sockaddr(d.kernel, integration.DUTPort)); err != nil {
+				return sysErrno(err)
+			}
+		}
 	}
-	err = unix.Connect(fd, d.sockaddr(d.peer, integration.PeerPort))
-	if err != nil && err != unix.EINPROGRESS {
-		return err
-	}
-	d.conn = fd
-	return nil
+	return sysErrno(unix.Connect(k, d.sockaddr(d.peer, integration.PeerPort)))
 }
 
-func (d *linuxDUT) Write(p []byte) (int, error) {
-	fd, err := d.target()
-	if err != nil {
-		return 0, err
+func sockPort(sa unix.Sockaddr) int {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return a.Port
+	case *unix.SockaddrInet6:
+		return a.Port
+	}
+	return 0
+}
+
+func (d *linuxDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return -1, e
 	}
 	// MSG_NOSIGNAL: EPIPE, not SIGPIPE, as the script expects.
-	n, err := unix.SendmsgN(fd, p, nil, nil, unix.MSG_NOSIGNAL)
-	if err == unix.EAGAIN {
-		return 0, nil
+	n, err := unix.SendmsgN(k, p, nil, nil, flags|unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+	if err != nil {
+		return -1, sysErrno(err)
 	}
-	return n, err
+	return n, 0
 }
 
-func (d *linuxDUT) Read(n int) ([]byte, error) {
-	fd, err := d.target()
-	if err != nil {
-		return nil, err
+func (d *linuxDUT) Recv(fd int, n int, flags int) ([]byte, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return nil, e
 	}
 	b := make([]byte, n)
-	m, err := unix.Read(fd, b)
+	m, _, _, _, err := unix.Recvmsg(k, b, nil, flags|unix.MSG_DONTWAIT)
 	if err == unix.EAGAIN {
-		waitReadable(fd)
-		m, err = unix.Read(fd, b)
+		settle(k, unix.POLLIN)
+		m, _, _, _, err = unix.Recvmsg(k, b, nil, flags|unix.MSG_DONTWAIT)
+	}
+	if err != nil {
+		return nil, sysErrno(err)
+	}
+	return b[:min(m, n)], 0
+}
+
+func (d *linuxDUT) Shutdown(fd, how int) syscall.Errno {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return e
+	}
+	return sysErrno(unix.Shutdown(k, how))
+}
+
+func (d *linuxDUT) Close(fd int) syscall.Errno {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return e
+	}
+	d.fds.del(fd)
+	return sysErrno(unix.Close(k))
+}
+
+func (d *linuxDUT) SetSockopt(fd, level, name int, v OptVal) syscall.Errno {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return e
 	}
 	switch {
-	case err == unix.EAGAIN:
-		return nil, nil
-	case err != nil:
-		return nil, err
-	case m == 0:
-		return nil, io.EOF
+	case level == unix.SOL_SOCKET && name == unix.SO_LINGER:
+		l := v.Linger
+		return sysErrno(unix.SetsockoptLinger(k, level, name, &l))
+	case level == unix.IPPROTO_TCP && name == unix.TCP_CONGESTION:
+		return sysErrno(unix.SetsockoptString(k, level, name, v.Str))
 	}
-	return b[:m], nil
+	return sysErrno(unix.SetsockoptInt(k, level, name, v.Int))
 }
 
-func (d *linuxDUT) Shutdown() error {
-	fd, err := d.target()
-	if err != nil {
-		return err
+func (d *linuxDUT) GetSockopt(fd, level, name int) (OptVal, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return OptVal{}, e
 	}
-	return unix.Shutdown(fd, unix.SHUT_WR)
-}
-
-func (d *linuxDUT) closeFD(fd *int) error {
-	err := unix.Close(*fd)
-	*fd = -1
-	return err
-}
-
-func (d *linuxDUT) Close() error {
-	if d.conn >= 0 {
-		if d.conn == d.sock {
-			d.sock = -1
+	switch {
+	case level == unix.SOL_SOCKET && name == unix.SO_LINGER:
+		l, err := unix.GetsockoptLinger(k, level, name)
+		if err != nil {
+			return OptVal{}, sysErrno(err)
 		}
-		return d.closeFD(&d.conn)
+		return OptVal{Linger: *l}, 0
+	case level == unix.IPPROTO_TCP && name == unix.TCP_CONGESTION:
+		s, err := unix.GetsockoptString(k, level, name)
+		return OptVal{Str: s}, sysErrno(err)
 	}
-	if d.sock >= 0 {
-		return d.closeFD(&d.sock)
-	}
-	return integration.ErrNoConn
+	n, err := unix.GetsockoptInt(k, level, name)
+	return OptVal{Int: n}, sysErrno(err)
 }
 
-func (d *linuxDUT) Abort() error {
-	if d.conn < 0 {
-		return integration.ErrNoConn
+func (d *linuxDUT) TCPInfo(fd int) (map[string]int64, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return nil, e
 	}
-	if err := unix.SetsockoptLinger(d.conn, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
-		return err
-	}
-	return d.Close()
-}
-
-func (d *linuxDUT) CloseListener() error {
-	if !d.listener || d.sock < 0 {
-		return integration.ErrNoConn
-	}
-	d.listener = false
-	return d.closeFD(&d.sock)
-}
-
-func (d *linuxDUT) setInt(level, opt, v int) error {
-	fd, err := d.target()
+	i, err := unix.GetsockoptTCPInfo(k, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {
-		return err
+		return nil, sysErrno(err)
 	}
-	return unix.SetsockoptInt(fd, level, opt, v)
+	return linuxInfo(i), 0
 }
 
-func (d *linuxDUT) SetKeepAlive(idle, interval time.Duration, count int) error {
-	for _, o := range []struct{ level, opt, v int }{
-		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(idle / time.Second)},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(interval / time.Second)},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, count},
-	} {
-		if err := d.setInt(o.level, o.opt, o.v); err != nil {
-			return err
-		}
+// linuxInfo is struct tcp_info as field names.
+func linuxInfo(i *unix.TCPInfo) map[string]int64 {
+	return map[string]int64{
+		"tcpi_state": int64(i.State), "tcpi_ca_state": int64(i.Ca_state),
+		"tcpi_retransmits": int64(i.Retransmits), "tcpi_probes": int64(i.Probes),
+		"tcpi_backoff": int64(i.Backoff), "tcpi_options": int64(i.Options),
+		"tcpi_rto": int64(i.Rto), "tcpi_ato": int64(i.Ato),
+		"tcpi_snd_mss": int64(i.Snd_mss), "tcpi_rcv_mss": int64(i.Rcv_mss),
+		"tcpi_unacked": int64(i.Unacked), "tcpi_sacked": int64(i.Sacked),
+		"tcpi_lost": int64(i.Lost), "tcpi_retrans": int64(i.Retrans), "tcpi_fackets": int64(i.Fackets),
+		"tcpi_last_data_sent": int64(i.Last_data_sent), "tcpi_last_ack_sent": int64(i.Last_ack_sent),
+		"tcpi_last_data_recv": int64(i.Last_data_recv), "tcpi_last_ack_recv": int64(i.Last_ack_recv),
+		"tcpi_pmtu": int64(i.Pmtu), "tcpi_rcv_ssthresh": int64(i.Rcv_ssthresh),
+		"tcpi_rtt": int64(i.Rtt), "tcpi_rttvar": int64(i.Rttvar),
+		"tcpi_snd_ssthresh": int64(i.Snd_ssthresh), "tcpi_snd_cwnd": int64(i.Snd_cwnd),
+		"tcpi_advmss": int64(i.Advmss), "tcpi_reordering": int64(i.Reordering),
+		"tcpi_rcv_rtt": int64(i.Rcv_rtt), "tcpi_rcv_space": int64(i.Rcv_space),
+		"tcpi_total_retrans": int64(i.Total_retrans),
+		"tcpi_pacing_rate":   int64(i.Pacing_rate), "tcpi_max_pacing_rate": int64(i.Max_pacing_rate),
+		"tcpi_bytes_acked": int64(i.Bytes_acked), "tcpi_bytes_received": int64(i.Bytes_received),
+		"tcpi_segs_out": int64(i.Segs_out), "tcpi_segs_in": int64(i.Segs_in),
+		"tcpi_notsent_bytes": int64(i.Notsent_bytes), "tcpi_min_rtt": int64(i.Min_rtt),
+		"tcpi_data_segs_in": int64(i.Data_segs_in), "tcpi_data_segs_out": int64(i.Data_segs_out),
+		"tcpi_delivery_rate": int64(i.Delivery_rate),
+		"tcpi_busy_time":     int64(i.Busy_time), "tcpi_rwnd_limited": int64(i.Rwnd_limited),
+		"tcpi_sndbuf_limited": int64(i.Sndbuf_limited),
+		"tcpi_delivered":      int64(i.Delivered), "tcpi_delivered_ce": int64(i.Delivered_ce),
+		"tcpi_bytes_sent": int64(i.Bytes_sent), "tcpi_bytes_retrans": int64(i.Bytes_retrans),
+		"tcpi_dsack_dups": int64(i.Dsack_dups), "tcpi_reord_seen": int64(i.Reord_seen),
+		"tcpi_rcv_ooopack": int64(i.Rcv_ooopack), "tcpi_snd_wnd": int64(i.Snd_wnd),
 	}
-	return nil
 }
 
-func (d *linuxDUT) SetNoDelay(on bool) error {
-	v := 0
-	if on {
-		v = 1
+func (d *linuxDUT) Poll(fd int) int16 {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return unix.POLLNVAL
 	}
-	return d.setInt(unix.IPPROTO_TCP, unix.TCP_NODELAY, v)
-}
-
-func (d *linuxDUT) SetRecvBuffer(n int) error { return d.setInt(unix.SOL_SOCKET, unix.SO_RCVBUF, n) }
-
-func (d *linuxDUT) SetUserTimeout(t time.Duration) error {
-	return d.setInt(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(t/time.Millisecond))
-}
-
-func (d *linuxDUT) SoError() string {
-	fd, err := d.target()
-	if err != nil {
-		return errnoOf(err)
-	}
-	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return errnoOf(err)
-	}
-	if v == 0 {
-		return ""
-	}
-	return errnoOf(syscall.Errno(v))
-}
-
-func (d *linuxDUT) Poll() (in, out, perr, hup bool) {
-	fd := d.conn
-	if fd < 0 {
-		fd = d.sock
-	}
-	if fd < 0 {
-		return false, false, false, false
-	}
-	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLOUT}}
+	p := []unix.PollFd{{Fd: int32(k), Events: unix.POLLIN | unix.POLLOUT | unix.POLLRDHUP | unix.POLLPRI}}
 	if _, err := unix.Poll(p, 0); err != nil {
-		return false, false, true, false
+		return unix.POLLERR
 	}
-	r := p[0].Revents
-	return r&unix.POLLIN != 0, r&unix.POLLOUT != 0, r&unix.POLLERR != 0, r&unix.POLLHUP != 0
+	return p[0].Revents
 }
 
-func (d *linuxDUT) Attached() {}
-
-// linuxStates are tcpi_state values (include/net/tcp_states.h) as ss(8)
-// names them.
-var linuxStates = map[uint8]string{
-	1: "ESTAB", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
-	6: "TIME-WAIT", 7: "CLOSE", 8: "CLOSE-WAIT", 9: "LAST-ACK", 10: "LISTEN", 11: "CLOSING",
+func (d *linuxDUT) Ioctl(fd, req int) (int, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return -1, e
+	}
+	n, err := unix.IoctlGetInt(k, uint(req))
+	return n, sysErrno(err)
 }
 
-func (d *linuxDUT) State() string {
-	fd := d.conn
-	if fd < 0 {
-		fd = d.sock
-	}
-	if fd < 0 {
-		return "CLOSE"
-	}
-	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	if err != nil {
-		return "CLOSE"
-	}
-	if s, ok := linuxStates[info.State]; ok {
-		return s
-	}
-	return fmt.Sprintf("state-%d", info.State)
-}
-
-// Shell runs a backquoted script line with sh in the DUT's namespace, so
-// `sysctl -w net.ipv4...` changes only this run's kernel settings.
-func (d *linuxDUT) Shell(command string) (string, error) {
+// Sysctl writes /proc/sys in the DUT's namespace (per-namespace settings
+// only reach this run's kernel).
+func (d *linuxDUT) Sysctl(key, value string) error {
 	var out []byte
 	var err error
 	d.ns.do(func() {
-		out, err = exec.Command("/bin/sh", "-c", command).CombinedOutput()
+		out, err = exec.Command("sysctl", "-q", "-w", key+"="+value).CombinedOutput()
+	})
+	if err != nil {
+		return fmt.Errorf("sysctl %s=%s: %v: %s", key, value, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Shell runs a backquoted script line with sh in the DUT's namespace (in
+// the script's directory, so `../common/defaults.sh` resolves), so `sysctl
+// -w net.ipv4...` changes only this run's kernel settings.
+func (d *linuxDUT) Shell(dir, command string) (string, error) {
+	var out []byte
+	var err error
+	// A program run by a relative path may be a symlink stored as text
+	// (common/defaults.sh, common/set_sysctls.py); run its target.
+	lines := strings.Split(command, "\n")
+	for i, l := range lines {
+		w := strings.Fields(l)
+		if len(w) == 0 || dir == "" || !strings.HasPrefix(w[0], ".") {
+			continue
+		}
+		if p, err := resolveScript(dir, w[0]); err == nil {
+			at := strings.Index(l, w[0])
+			lines[i] = l[:at] + p + l[at+len(w[0]):]
+		}
+	}
+	command = strings.Join(lines, "\n")
+	d.ns.do(func() {
+		cmd := exec.Command("/bin/bash", "-c", command)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), fmt.Sprintf("PACKETDRILL_PID=%d", os.Getpid()))
+		out, err = cmd.CombinedOutput()
 	})
 	return string(out), err
 }
@@ -614,15 +689,31 @@ func (d *linuxDUT) Shell(command string) (string, error) {
 // Destroy aborts whatever the script left open (a RST rather than minutes
 // of orphaned retransmissions), removes the TUN and ends the namespace.
 func (d *linuxDUT) Destroy() {
-	if d.conn >= 0 {
-		_ = d.Abort()
-	}
-	for _, fd := range []*int{&d.conn, &d.sock} {
-		if *fd >= 0 {
-			_ = d.closeFD(fd)
-		}
-	}
+	d.fds.each(func(_ int, k int) {
+		_ = unix.SetsockoptLinger(k, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		_ = unix.Close(k)
+	})
+	d.fds = fdTable[int]{}
 	_ = d.dev.Close()
 	<-d.done
 	d.ns.stop()
+}
+
+// RecvMsg implements controlReceiver: recvmsg(2) with room for control
+// messages.
+func (d *linuxDUT) RecvMsg(fd, n, flags int) ([]byte, []byte, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return nil, nil, e
+	}
+	b, oob := make([]byte, n), make([]byte, 1024)
+	m, oobn, _, _, err := unix.Recvmsg(k, b, oob, flags|unix.MSG_DONTWAIT)
+	if err == unix.EAGAIN && flags&unix.MSG_ERRQUEUE == 0 {
+		settle(k, unix.POLLIN)
+		m, oobn, _, _, err = unix.Recvmsg(k, b, oob, flags|unix.MSG_DONTWAIT)
+	}
+	if err != nil {
+		return nil, nil, sysErrno(err)
+	}
+	return b[:min(m, n)], oob[:oobn], 0
 }

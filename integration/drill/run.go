@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -41,18 +40,21 @@ func ParseMatch(s string) (Match, error) {
 type Status string
 
 // The outcomes. Pass, XFail (failed exactly where the script says this DUT
-// must) and Skip are successes; Fail, XPass and Error are not.
+// must), Skip and Unsupported (the script needs a feature the DUT does not
+// have; Result.Feature names it) are successes; Fail, XPass and Error (the
+// harness could not run a line) are not.
 const (
-	Pass  Status = "pass"
-	Fail  Status = "FAIL"
-	XFail Status = "xfail"
-	XPass Status = "XPASS"
-	Skip  Status = "skip"
-	Error Status = "ERROR"
+	Pass        Status = "pass"
+	Fail        Status = "FAIL"
+	XFail       Status = "xfail"
+	XPass       Status = "XPASS"
+	Skip        Status = "skip"
+	Unsupported Status = "unsupported"
+	Error       Status = "ERROR"
 )
 
 // OK reports whether the status counts as success.
-func (s Status) OK() bool { return s == Pass || s == XFail || s == Skip }
+func (s Status) OK() bool { return s == Pass || s == XFail || s == Skip || s == Unsupported }
 
 // PeerISN is the scripted peer's initial sequence number: inbound sequence
 // numbers are written relative to it. Close to the wrap so that a script's
@@ -68,8 +70,15 @@ type Result struct {
 	Line int
 	// Detail explains a failure, error, expected failure or skip.
 	Detail string
-	// Notes are things the run did not do (skipped shell commands).
+	// Feature names what the DUT lacks, for Unsupported.
+	Feature string
+	// Notes are things the run did not do (shell commands not run,
+	// sysctl settings with no equivalent on the DUT).
 	Notes []string
+	// Unmapped are the sysctl settings the DUT had no equivalent for.
+	Unmapped []string
+	// Elapsed is how long the run took (wall clock).
+	Elapsed time.Duration
 	// Trace is every event in packetdrill notation with actual times.
 	Trace []string
 }
@@ -80,25 +89,11 @@ type runError struct {
 	line        int
 	msg         string
 	unsupported bool
+	// feature, when set, is what the DUT lacks (status Unsupported).
+	feature string
 }
 
 func (e *runError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
-
-type sock struct {
-	fd       int
-	nonblock bool
-	listener bool
-	conn     bool
-	linger0  bool
-	ka       keepalive
-}
-
-type keepalive struct {
-	on                bool
-	idle, intvl       time.Duration
-	cnt               int
-	idleSet, intvlSet bool
-}
 
 type runner struct {
 	s     *Script
@@ -109,16 +104,35 @@ type runner struct {
 	now      time.Duration // script time of the last event
 	dutISN   tcp.Seq
 	issKnown bool
-	pending  []integration.Emission
+	// tsBase is the DUT's first TS val, which reports count from.
+	tsBase    uint32
+	tsBaseSet bool
+	// synMatched: a `>` SYN line has fixed dutISN.
+	synMatched bool
+	pending    []integration.Emission
 	// tsMap maps TS val values written on `>` lines to the DUT's actual
 	// ones, so `<` lines can echo them in TS ecr.
-	tsMap   map[uint32]uint32
-	lastTS  uint32
-	hasTS   bool
-	fds     map[int]*sock
-	lsnKA   keepalive // keepalive set on the listener, inherited on accept
-	trace   []string
-	notes   []string
+	tsMap    map[uint32]uint32
+	lastTS   uint32
+	hasTS    bool
+	fds      map[int]*rfd
+	trace    []string
+	notes    []string
+	unmapped []string
+	// blocked is a blocking call that has not returned yet; blockStart
+	// is when it started (DUT time), -1 when none.
+	blocked    *blockedCall
+	blockStart time.Duration
+	// infoFD is the socket `%{ }%` blocks read tcp_info from: the last
+	// one accepted or connected (else created).
+	infoFD int
+	vars   map[string]int64
+	// dutNxt is the end of the highest sequence the DUT has sent.
+	dutNxt    tcp.Seq
+	dutNxtSet bool
+	// peerMSS is the MSS the peer's last SYN announced (536 without the
+	// option, RFC 9293 §3.7.1).
+	peerMSS uint16
 	pcap    *pcapWriter
 	badSums int
 	// tol is the script's tolerance, scaled for real-time DUTs.
@@ -145,24 +159,26 @@ func Run(s *Script, dutName string, match Match, pcap io.Writer) Result {
 }
 
 // RunWith runs s on the named DUT with options.
-func RunWith(s *Script, dutName string, o RunOptions) Result {
+func RunWith(s *Script, dutName string, o RunOptions) (res Result) {
 	match, pcap := o.Match, o.Pcap
 	if match == 0 {
 		match = Strict
 	}
-	res := Result{Script: s.Name, DUT: dutName}
+	res = Result{Script: s.Name, DUT: dutName}
+	began := time.Now()
+	defer func() { res.Elapsed = time.Since(began) }()
 	exp, hasExp := s.Expect[dutName]
 	if hasExp && !exp.Fail {
 		res.Status, res.Detail = Skip, exp.Reason
 		return res
 	}
-	dut, err := NewDUT(dutName, s.IPv6)
+	dut, err := NewDUT(dutName, Options{IPv6: s.IPv6, MTU: s.MTU, MSS: s.MSS})
 	if err != nil {
 		res.Status, res.Detail = Error, err.Error()
 		return res
 	}
 	defer dut.Destroy()
-	r := &runner{s: s, dut: dut, name: dutName, match: match, tsMap: map[uint32]uint32{}, fds: map[int]*sock{}, tol: s.Tolerance}
+	r := &runner{s: s, dut: dut, name: dutName, match: match, tsMap: map[uint32]uint32{}, fds: map[int]*rfd{}, tol: s.Tolerance, blockStart: -1, vars: map[string]int64{}}
 	if rt, ok := dut.(realTimer); ok && rt.RealTime() && o.ToleranceScale > 0 {
 		r.tol = time.Duration(float64(s.Tolerance) * o.ToleranceScale)
 	}
@@ -173,7 +189,7 @@ func RunWith(s *Script, dutName string, o RunOptions) Result {
 	if r.pcap != nil && r.pcap.err != nil && err == nil {
 		err = &runError{line: 0, msg: "writing pcap: " + r.pcap.err.Error(), unsupported: true}
 	}
-	res.Trace, res.Notes = r.trace, r.notes
+	res.Trace, res.Notes, res.Unmapped = r.trace, r.notes, r.unmapped
 	var re *runError
 	switch {
 	case err == nil:
@@ -183,6 +199,10 @@ func RunWith(s *Script, dutName string, o RunOptions) Result {
 		res.Status = Fail
 		if re.unsupported {
 			res.Status = Error
+		}
+		if re.feature != "" {
+			res.Status, res.Feature = Unsupported, re.feature
+			return res
 		}
 	default:
 		res.Status, res.Detail = Error, err.Error()
@@ -233,6 +253,9 @@ func (r *runner) run() error {
 			return err
 		}
 	}
+	if err := r.finishBlocked(nil); err != nil {
+		return err
+	}
 	r.collect()
 	last := r.s.Events[len(r.s.Events)-1]
 	if m := r.malformed(); len(m) > 0 {
@@ -263,20 +286,32 @@ func (r *runner) window(ev *Event) (lo, hi time.Duration) {
 	return r.now, r.now
 }
 
-func (r *runner) advanceTo(t time.Duration) {
+// advanceTo lets the DUT's clock reach t. While a blocking call is
+// pending it goes in steps of at most a millisecond (and the tolerance),
+// retrying the call at each, so it returns when it would have.
+func (r *runner) advanceTo(t time.Duration) error {
+	for r.blocked != nil && r.dut.Now() < t {
+		step := min(time.Millisecond, max(r.tol/4, 10*time.Microsecond), t-r.dut.Now())
+		r.dut.Advance(step)
+		r.collect()
+		if err := r.retryBlocked(); err != nil {
+			return err
+		}
+	}
 	if d := t - r.dut.Now(); d > 0 {
 		r.dut.Advance(d)
 	}
 	r.collect()
+	return r.retryBlocked()
 }
 
 // packet serializes a segment as it crossed the wire between the DUT and
 // the peer, with the DUT's addresses.
-func (r *runner) packet(toPeer bool, s *tcp.Segment) []byte {
+func (r *runner) packet(toPeer bool, s *tcp.Segment, ip integration.IPFields) []byte {
 	if b, ok := r.dut.(packetBuilder); ok {
-		return b.BuildPacket(toPeer, s)
+		return b.BuildPacket(toPeer, s, ip)
 	}
-	return integration.BuildPacket(r.s.IPv6, toPeer, s)
+	return integration.BuildPacketIP(r.s.IPv6, toPeer, s, ip)
 }
 
 // malformed returns what the DUT emitted that could not be parsed as the
@@ -297,10 +332,17 @@ func (r *runner) collect() {
 		if s.Flags&tcp.FlagSYN != 0 && !r.issKnown {
 			r.dutISN, r.issKnown = s.Seq, true
 		}
+		end := s.Seq + tcp.Seq(len(s.Payload))
+		if s.Flags&(tcp.FlagSYN|tcp.FlagFIN) != 0 {
+			end++
+		}
+		if !r.dutNxtSet || end-r.dutNxt < 1<<31 {
+			r.dutNxt, r.dutNxtSet = end, true
+		}
 		if s.Options.HasTimestamp {
 			r.lastTS, r.hasTS = s.Options.TSVal, true
 		}
-		pkt := r.packet(true, s)
+		pkt := r.packet(true, s, e.IP)
 		if !checksumOK(pkt, r.s.IPv6) {
 			r.badSums++
 		}
@@ -321,7 +363,9 @@ func (r *runner) expect(ev *Event) error {
 		if ev.Time.Kind == TimeAny {
 			deadline = r.dut.Now() + 10*time.Minute
 		}
-		w.WaitEmitted(deadline)
+		if r.blocked == nil {
+			w.WaitEmitted(deadline)
+		}
 		r.collect()
 	}
 	if len(r.pending) == 0 {
@@ -335,21 +379,40 @@ func (r *runner) expect(ev *Event) error {
 				if r.dut.Now() >= start+10*time.Second {
 					step = 100 * time.Millisecond
 				}
-				r.advanceTo(r.dut.Now() + step)
+				if err := r.advanceTo(r.dut.Now() + step); err != nil {
+					return err
+				}
 			}
 		} else {
-			r.advanceTo(hi)
-			if len(r.pending) == 0 {
-				r.advanceTo(hi + tol)
+			if err := r.advanceTo(hi); err != nil {
+				return err
+			}
+			for len(r.pending) == 0 && r.dut.Now() < hi+tol {
+				// Step through the tolerance so a blocked call or a
+				// real-time DUT is seen as soon as it sends.
+				if err := r.advanceTo(min(r.dut.Now()+max(tol/4, time.Microsecond), hi+tol)); err != nil {
+					return err
+				}
 			}
 		}
+	}
+	if ev.Packet.Feature != "" && r.name != "linux" {
+		return r.featureUnsupported(ev, ev.Packet.Feature)
+	}
+	if ev.Packet.Feature != "" {
+		return r.featureUnsupported(ev, ev.Packet.Feature+" (the harness cannot check them)")
 	}
 	want := "  expected: " + fmtTime(lo) + " > " + renderPacket(ev.Packet)
 	if len(r.pending) == 0 {
 		return r.fail(ev, "the DUT sent nothing\n%s\n  actual:   (nothing by %s)", want, fmtTime(r.dut.Now()))
 	}
-	e := r.pending[0]
-	r.pending = r.pending[1:]
+	e := r.takeSegment(ev.Packet)
+	if e.Seg.Flags&tcp.FlagSYN != 0 && ev.Packet.Flags&tcp.FlagSYN != 0 && !r.synMatched {
+		// The script's SYN sequence number names the DUT's ISN (0 as a
+		// rule; packetdrill maps whatever the line says onto the live
+		// one).
+		r.dutISN, r.synMatched = e.Seg.Seq-tcp.Seq(ev.Packet.Seq), true
+	}
 	if r.badSums > 0 {
 		return r.fail(ev, "the DUT sent a packet with a bad checksum")
 	}
@@ -361,6 +424,7 @@ func (r *runner) expect(ev *Event) error {
 		bad = append(bad, fmt.Sprintf("sent at %s, want %s", fmtTime(e.At), timeText(lo, hi, tol)))
 	}
 	bad = append(bad, r.compare(ev.Packet, &e.Seg)...)
+	bad = append(bad, compareIP(ev.Packet, e.IP, r.s.IPv6)...)
 	if len(bad) > 0 {
 		return r.fail(ev, "%s\n%s\n  actual:   %s > %s", strings.Join(bad, "; "), want, fmtTime(e.At), r.render(&e.Seg))
 	}
@@ -521,8 +585,18 @@ func (r *runner) render(s *tcp.Segment) string {
 		fmt.Fprintf(&b, " ack %d", uint32(s.Ack-PeerISN))
 	}
 	fmt.Fprintf(&b, " win %d", s.Window)
-	if o := fullOptText(&s.Options, PeerISN); o != "" {
-		fmt.Fprintf(&b, " <%s>", o)
+	o := s.Options
+	if o.HasTimestamp {
+		// The DUT's TS val relative to its first one: each DUT has its own
+		// clock (gVisor's offset is random per stack), and reports must
+		// be the same from run to run.
+		if !r.tsBaseSet {
+			r.tsBase, r.tsBaseSet = o.TSVal, true
+		}
+		o.TSVal -= r.tsBase
+	}
+	if t := fullOptText(&o, PeerISN); t != "" {
+		fmt.Fprintf(&b, " <%s>", t)
 	}
 	return b.String()
 }
@@ -531,7 +605,16 @@ func (r *runner) render(s *tcp.Segment) string {
 // that the DUT sent nothing the script did not expect before it.
 func (r *runner) step(ev *Event) error {
 	lo, _ := r.window(ev)
-	r.advanceTo(lo)
+	if ev.Kind == EvCall || ev.Kind == EvCode {
+		// A system call waits for the blocked one (packetdrill's one
+		// system call thread).
+		if err := r.finishBlocked(ev); err != nil {
+			return err
+		}
+	}
+	if err := r.advanceTo(lo); err != nil {
+		return err
+	}
 	if len(r.pending) > 0 {
 		return r.fail(ev, "the DUT sent a packet the script does not expect before this line:\n%s", r.listPending())
 	}
@@ -550,36 +633,46 @@ func (r *runner) step(ev *Event) error {
 	case EvCall:
 		r.logf(at, "%s", callText(ev.Call))
 		err = r.call(ev)
+	case EvCode:
+		r.logf(at, "%%{ %s }%%", codeText(ev.Code))
+		err = r.code(ev)
 	case EvShell:
-		sh, ok := r.dut.(sheller)
-		if !ok {
-			r.notes = append(r.notes, fmt.Sprintf("line %d: shell command skipped on %s: `%s`", ev.Line, r.name, ev.Shell))
-			r.logf(at, "`%s` (skipped)", ev.Shell)
-			break
-		}
-		r.logf(at, "`%s`", ev.Shell)
-		if out, err := sh.Shell(ev.Shell); err != nil {
-			err = r.fail(ev, "shell command `%s` failed: %v\n%s", ev.Shell, err, strings.TrimSpace(out))
-			return err
-		}
+		err = r.shell(ev, at)
 	}
 	if err != nil {
 		return err
 	}
 	r.collect()
-	return nil
+	return r.retryBlocked()
 }
 
 func callText(c *Call) string {
 	s := fmt.Sprintf("%s(%s) = %d", c.Name, strings.Join(c.Args, ", "), c.Ret)
-	if c.Errno != "" {
+	if c.RetAny {
+		s = fmt.Sprintf("%s(%s) = ...", c.Name, strings.Join(c.Args, ", "))
+	}
+	if c.Errno != "" && c.Errno != "*" {
 		s += " " + c.Errno
 	}
-	return s
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
+func codeText(c *Code) string {
+	var p []string
+	for _, s := range c.Stmts {
+		p = append(p, s.Text)
+	}
+	return strings.Join(p, "; ")
 }
 
 func (r *runner) inject(ev *Event) error {
 	p := ev.Packet
+	if p.Feature != "" {
+		if r.name == "linux" {
+			return r.featureUnsupported(ev, p.Feature+" (the harness cannot build them)")
+		}
+		return r.featureUnsupported(ev, p.Feature)
+	}
 	seg := tcp.Segment{Seq: PeerISN + tcp.Seq(p.Seq), Flags: p.Flags, Window: 65535}
 	if p.HasWin {
 		seg.Window = p.Win
@@ -589,6 +682,9 @@ func (r *runner) inject(ev *Event) error {
 			return r.unsupported(ev, "`ack` on an inbound packet before the DUT sent its SYN or SYN-ACK (its ISN is unknown)")
 		}
 		seg.Ack = r.dutISN + tcp.Seq(p.Ack)
+	} else if p.Flags&tcp.FlagACK != 0 {
+		// `.` without `ack N`: acknowledge everything the DUT sent.
+		seg.Ack = r.dutNxt
 	}
 	if p.Opts != nil {
 		seg.Options = *p.Opts
@@ -614,17 +710,20 @@ func (r *runner) inject(ev *Event) error {
 			seg.Payload[i] = byte(p.Seq+uint32(i)) | 0x40
 		}
 	}
+	if p.HasUrg {
+		seg.Urgent = p.Urg
+	}
+	if p.Flags&tcp.FlagSYN != 0 {
+		r.peerMSS = 536
+		if p.Opts != nil && p.Opts.HasMSS {
+			r.peerMSS = p.Opts.MSS
+		}
+	}
+	ip := integration.IPFields{TOS: p.IP.TOS, TTL: p.IP.TTL, FlowLabel: p.IP.FlowLabel}
 	if r.pcap != nil {
-		r.pcap.write(r.dut.Now(), r.packet(false, &seg))
+		r.pcap.write(r.dut.Now(), r.packet(false, &seg, ip))
 	}
 	r.logf(r.dut.Now(), "< %s", renderPacket(p))
-	r.dut.Inject(&seg)
+	r.dut.Inject(&Inbound{Seg: seg, IP: ip})
 	return nil
-}
-
-// intArg parses a call argument that must be an integer, or [integer].
-func intArg(s string) (int, bool) {
-	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
-	n, err := strconv.Atoi(s)
-	return n, err == nil
 }

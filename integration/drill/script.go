@@ -1,22 +1,32 @@
-// Package drill runs scripts written in a packetdrill-style language against
-// TCP implementations under test (ustack, gVisor) in virtual time and reports,
-// line by line, where the packets a stack sent differ from the script.
+// Package drill runs packetdrill scripts against TCP implementations under
+// test (the bare ustack engine, gVisor, the Linux kernel) and reports, line
+// by line, where what a stack did differs from the script.
 //
-// The dialect follows packetdrill's public syntax with these documented
-// limits: one connection per script; every call on one line; no blocking
-// call ranges (`a...b`); options are compared as a set (order, NOP and EOL
-// padding are not visible through the DUTs' parsed segments); an outbound
-// packet's TS val is not compared (each DUT has its own clock) while its TS
-// ecr is; `win` and `<options>` left out of an outbound line are not checked.
-// Anything else the parser does not know is an error naming the line.
+// The language is packetdrill's (its grammar and the scripts of the public
+// corpus): command-line option lines, backquoted shell lines (run on the
+// Linux DUT in its namespace; on the others their sysctl settings are
+// mapped to the DUT's configuration), `%{ }%` assertion blocks on tcp_info
+// fields, system calls with packetdrill's argument forms (including
+// blocking calls with `...end` times), and TCP packets with IP fields
+// (`[ect0]`, `(tos 0x10)`, `(ttl 64)`, `(flowlabel 0x1)`). Documented limits: options are compared as a set
+// (order, NOP and EOL padding are not visible through the DUTs' parsed
+// segments); an outbound packet's TS val is not compared (each DUT has its
+// own clock) while its TS ecr is; `win` and `<options>` left out of an
+// outbound line are not checked. A feature a DUT does not have is reported
+// as "unsupported by the DUT: FEATURE" when the line runs; a line the parser
+// cannot read is an error naming the line.
 package drill
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/ustack-net/ustack/integration"
 	"github.com/ustack-net/ustack/tcp"
 )
 
@@ -27,10 +37,20 @@ const DefaultTolerance = 4 * time.Millisecond
 type Script struct {
 	// Name identifies the script in reports (its path as given).
 	Name string
+	// Dir is the script's directory, where shell lines run (so
+	// `../common/defaults.sh` resolves); "" for a script not from a file.
+	Dir string
 	// Tolerance is how far an outbound packet may be from its line's time.
 	Tolerance time.Duration
 	// IPv6 runs the script over IPv6.
 	IPv6 bool
+	// MTU is --mtu (0: the DUT's default, 1500).
+	MTU int
+	// MSS is --mss (0: unset).
+	MSS int
+	// Options are the command-line options as written, name (without
+	// `--`) to value ("" for a flag without one).
+	Options map[string]string
 	// Expect holds per-DUT expected outcomes from `// expect` directives.
 	Expect map[string]Expectation
 	// Events are the timed lines, in order.
@@ -60,9 +80,12 @@ const (
 
 // Time is an event's time: [Lo, Hi] relative to the script start (TimeAbs)
 // or to the previous event (TimeRel); Lo == Hi unless a range was written.
+// A blocking call's `...END` is End, on the same base as Lo (HasEnd).
 type Time struct {
 	Kind   TimeKind
 	Lo, Hi time.Duration
+	HasEnd bool
+	End    time.Duration
 }
 
 // EventKind says what an event line is.
@@ -74,9 +97,11 @@ const (
 	EvExpect                      // `>` a packet the DUT must send
 	EvCall                        // a socket call
 	EvShell                       // a backquoted shell command
+	EvCode                        // a %{ }% assertion block
 )
 
-// Event is one timed script line.
+// Event is one timed script line (a call, shell command or code block may
+// span several lines; Line is the first).
 type Event struct {
 	Line   int
 	Time   Time
@@ -84,6 +109,7 @@ type Event struct {
 	Packet *Packet
 	Call   *Call
 	Shell  string
+	Code   *Code
 	// Text is the line as written (comments stripped), for reports.
 	Text string
 }
@@ -98,17 +124,45 @@ type Packet struct {
 	Ack    uint32
 	HasWin bool
 	Win    uint16
-	// Opts is nil when no `<...>` was written. NOP and EOL are accepted
-	// and dropped; SACK blocks hold relative numbers as written.
+	// Urg is the urgent pointer (`urg N`); HasUrg when written.
+	HasUrg bool
+	Urg    uint16
+	// Opts is nil when no `<...>` was written (or `<...>`: any options).
+	// NOP and EOL are accepted and dropped; SACK blocks hold relative
+	// numbers as written.
 	Opts *tcp.Options
+	// IP holds the IP fields written in `[...]` or `(...)`; Has says which.
+	IP    integration.IPFields
+	HasIP IPMask
+	// Feature, when not "", names a packet feature the harness cannot
+	// build or check (TCP Fast Open or MD5 options, ICMP, UDP): running
+	// the line reports it as unsupported.
+	Feature string
 }
 
-// Call is a socket call line: name(args) = Ret [Errno].
+// IPMask says which IP fields a packet line gives.
+type IPMask uint8
+
+// The IP fields a line may give.
+const (
+	HasECN IPMask = 1 << iota // [noecn] [ect0] [ect1] [ce] [ect01]: ECN bits only
+	HasTOS                    // (tos 0x..): the whole byte
+	HasTTL
+	HasFlowLabel
+	// ECT01 accepts ECT(0) or ECT(1) on a `>` line.
+	ECT01
+)
+
+// Call is a system call line: name(args) = Ret [Errno] [(note)].
 type Call struct {
-	Name  string
-	Args  []string
-	Ret   int64
-	Errno string
+	Name string
+	// Args are the arguments as written; Vals parsed.
+	Args []string
+	Vals []Val
+	Ret  int64
+	// RetAny is a `= ...` result: not checked.
+	RetAny bool
+	Errno  string
 }
 
 // ParseError is a script error at a line.
@@ -120,15 +174,15 @@ type ParseError struct {
 
 func (e *ParseError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
-// stripComments removes // and /* */ comments, keeping line numbers, and
-// returns the `// expect` directives with their lines.
+// stripComments removes // and /* */ comments (not inside backquotes or
+// %{ }% code, which keep their own), keeping line numbers, and returns the
+// `// expect` directives with their lines.
 func stripComments(src string) (lines []string, directives map[int]string) {
 	directives = map[int]string{}
 	raw := strings.Split(src, "\n")
-	inBlock := false
+	inBlock, inQuote, inCode := false, false, false
 	for i, l := range raw {
 		var b strings.Builder
-		inQuote := false
 		for j := 0; j < len(l); j++ {
 			if inBlock {
 				if strings.HasPrefix(l[j:], "*/") {
@@ -137,14 +191,20 @@ func stripComments(src string) (lines []string, directives map[int]string) {
 				}
 				continue
 			}
-			if l[j] == '`' {
+			switch {
+			case !inCode && l[j] == '`':
 				inQuote = !inQuote
+			case !inQuote && !inCode && strings.HasPrefix(l[j:], "%{"):
+				inCode = true
+			case inCode && strings.HasPrefix(l[j:], "}%"):
+				inCode = false
 			}
-			if !inQuote && strings.HasPrefix(l[j:], "/*") {
+			if !inQuote && !inCode && strings.HasPrefix(l[j:], "/*") {
 				inBlock = true
 				j++
 				continue
 			}
+			// packetdrill strips // comments inside code blocks too.
 			if !inQuote && strings.HasPrefix(l[j:], "//") {
 				c := strings.TrimSpace(l[j+2:])
 				if strings.HasPrefix(c, "expect ") {
@@ -159,21 +219,63 @@ func stripComments(src string) (lines []string, directives map[int]string) {
 	return lines, directives
 }
 
+// logicalLines joins a line with the next ones while a backquote, a %{
+// block or a bracket is open, and returns each with its first line number.
+func logicalLines(lines []string) (out []string, nums []int) {
+	var cur strings.Builder
+	first := 0
+	open := func(s string) bool {
+		if strings.Count(s, "`")%2 == 1 {
+			return true
+		}
+		if i := strings.Index(s, "%{"); i >= 0 {
+			return !strings.Contains(s[i:], "}%")
+		}
+		depth := 0
+		for _, c := range s {
+			switch c {
+			case '(', '[', '{':
+				depth++
+			case ')', ']', '}':
+				depth--
+			}
+		}
+		return depth > 0
+	}
+	for i, l := range lines {
+		if cur.Len() == 0 {
+			if l == "" {
+				continue
+			}
+			first = i + 1
+		} else {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(l)
+		if !open(cur.String()) {
+			out, nums = append(out, cur.String()), append(nums, first)
+			cur.Reset()
+		}
+	}
+	if cur.Len() > 0 {
+		out, nums = append(out, cur.String()), append(nums, first)
+	}
+	return out, nums
+}
+
 // Parse parses a script. name is used in errors and reports.
 func Parse(name, src string) (*Script, error) {
-	s := &Script{Name: name, Tolerance: DefaultTolerance, Expect: map[string]Expectation{}}
+	s := &Script{Name: name, Tolerance: DefaultTolerance, Expect: map[string]Expectation{}, Options: map[string]string{}}
 	lines, dirs := stripComments(src)
 	for ln, d := range dirs {
 		if err := s.directive(d); err != nil {
 			return nil, &ParseError{name, ln, err.Error()}
 		}
 	}
-	for i, l := range lines {
-		if l == "" {
-			continue
-		}
-		if err := s.line(i+1, l); err != nil {
-			return nil, &ParseError{name, i + 1, err.Error()}
+	ll, nums := logicalLines(lines)
+	for i, l := range ll {
+		if err := s.line(nums[i], l); err != nil {
+			return nil, &ParseError{name, nums[i], err.Error()}
 		}
 	}
 	if len(s.Events) == 0 {
@@ -183,7 +285,7 @@ func Parse(name, src string) (*Script, error) {
 }
 
 // KnownDUTs are the DUT names directives may name.
-var KnownDUTs = []string{"ustack", "gvisor", "linux"}
+var KnownDUTs = []string{"ustack", "tcp", "gvisor", "linux"}
 
 // directive parses `expect DUT: fail line N: reason` or `expect DUT: skip: reason`.
 func (s *Script) directive(d string) error {
@@ -227,23 +329,55 @@ func (s *Script) directive(d string) error {
 
 func (s *Script) line(n int, l string) error {
 	if strings.HasPrefix(l, "--") {
+		if len(s.Events) > 0 {
+			return fmt.Errorf("option %q after the first event", l)
+		}
 		return s.option(l)
 	}
 	if strings.HasPrefix(l, "`") {
 		return s.shell(n, Time{Kind: TimeRel}, l)
 	}
-	tok, rest, _ := strings.Cut(l, " ")
+	tok, rest := l, ""
+	if i := strings.IndexAny(l, " \t"); i >= 0 {
+		tok, rest = l[:i], l[i:]
+	}
+	if i := strings.IndexAny(tok, "%`"); i > 0 {
+		tok, rest = tok[:i], tok[i:]+" "+rest
+	}
+	rest = strings.TrimSpace(rest)
+	if strings.HasPrefix(rest, "...") && !strings.Contains(tok, "...") {
+		// `+0 ... 0.010 call()`: the end time written apart.
+		end := strings.TrimSpace(rest[3:])
+		e := end
+		if i := strings.IndexAny(end, " \t"); i >= 0 {
+			e, rest = end[:i], strings.TrimSpace(end[i:])
+		} else {
+			rest = ""
+		}
+		tok += "..." + e
+	}
 	t, err := parseTime(tok)
 	if err != nil {
 		return err
 	}
-	rest = strings.TrimSpace(rest)
 	ev := Event{Line: n, Time: t, Text: l}
 	switch {
 	case rest == "":
 		return fmt.Errorf("time %q with no event", tok)
 	case strings.HasPrefix(rest, "`"):
+		if t.HasEnd {
+			return fmt.Errorf("a shell command cannot block (`...` end time)")
+		}
 		return s.shell(n, t, rest)
+	case strings.HasPrefix(rest, "%{"):
+		if !strings.HasSuffix(rest, "}%") {
+			return fmt.Errorf("unterminated %%{ code block")
+		}
+		c, err := parseCode(rest[2 : len(rest)-2])
+		if err != nil {
+			return err
+		}
+		ev.Kind, ev.Code = EvCode, c
 	case rest[0] == '<' || rest[0] == '>':
 		p, err := parsePacket(rest[1:])
 		if err != nil {
@@ -263,6 +397,9 @@ func (s *Script) line(n int, l string) error {
 	if t.Kind == TimeAny && ev.Kind != EvExpect {
 		return fmt.Errorf("`*` time is only allowed on `>` lines")
 	}
+	if t.HasEnd && ev.Kind != EvCall {
+		return fmt.Errorf("only a system call can have a `...` end time")
+	}
 	s.Events = append(s.Events, ev)
 	return nil
 }
@@ -271,34 +408,65 @@ func (s *Script) shell(n int, t Time, l string) error {
 	if len(l) < 2 || !strings.HasSuffix(l, "`") {
 		return fmt.Errorf("unterminated backquoted shell command")
 	}
-	s.Events = append(s.Events, Event{Line: n, Time: t, Kind: EvShell, Shell: l[1 : len(l)-1], Text: l})
+	s.Events = append(s.Events, Event{Line: n, Time: t, Kind: EvShell, Shell: strings.TrimSpace(l[1 : len(l)-1]), Text: l})
 	return nil
+}
+
+// knownOptions are packetdrill's command-line options a script may set.
+// The harness owns the addresses (it uses only the benchmarking ranges),
+// so the address options are recorded but do not move the DUT.
+var knownOptions = map[string]bool{
+	"tolerance_usecs": true, "ip_version": true, "mtu": true, "mss": true,
+	"local_ip": true, "remote_ip": true, "gateway_ip": true, "netmask_ip": true,
+	"bind_port": true, "connect_port": true, "speaker": true, "init_scripts": true,
+	"strict_segments": true, "tcp_ts_ecr_scaled": true, "tcp_ts_tick_usecs": true,
+	"wire_client": true, "wire_server": true, "wire_server_ip": true, "wire_server_port": true,
+	"wire_client_dev": true, "wire_server_dev": true, "non_fatal": true, "dry_run": true,
+	"verbose": true, "debug": true, "send_omit_free": true, "so_filename": true,
+	"tolerance_percent": true, "persistent_tun_dev": true, "tun_dev": true, "defaults": true,
+	"local_linklocal_ip": true, "wire_protocol": true, "no_delay": true,
 }
 
 func (s *Script) option(l string) error {
 	for _, f := range strings.Fields(l) {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok {
-			return fmt.Errorf("option %q: want --name=value", f)
+		k, v, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+		if !knownOptions[k] {
+			return fmt.Errorf("unsupported option --%s", k)
 		}
+		s.Options[k] = v
 		switch k {
-		case "--tolerance_usecs":
+		case "tolerance_usecs":
 			u, err := strconv.ParseUint(v, 10, 32)
 			if err != nil {
 				return fmt.Errorf("--tolerance_usecs=%q: %v", v, err)
 			}
 			s.Tolerance = time.Duration(u) * time.Microsecond
-		case "--ip_version":
+		case "ip_version":
 			switch v {
 			case "ipv4":
 				s.IPv6 = false
 			case "ipv6":
 				s.IPv6 = true
+			case "ipv4-mapped-ipv6":
+				// An AF_INET6 socket speaking IPv4: the wire is IPv4.
+				s.IPv6 = false
 			default:
-				return fmt.Errorf("--ip_version=%s: only ipv4 and ipv6 are supported", v)
+				return fmt.Errorf("--ip_version=%s: want ipv4, ipv6 or ipv4-mapped-ipv6", v)
 			}
-		default:
-			return fmt.Errorf("unsupported option %s", k)
+		case "mtu":
+			m, err := strconv.Atoi(v)
+			if err != nil || m < 576 || m > 65535 {
+				return fmt.Errorf("--mtu=%q: want 576..65535", v)
+			}
+			s.MTU = m
+		case "mss", "tcp_ts_tick_usecs":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("--%s=%q: want a number", k, v)
+			}
+			if k == "mss" {
+				s.MSS = n
+			}
 		}
 	}
 	return nil
@@ -320,8 +488,23 @@ func parseTime(tok string) (Time, error) {
 	if tok == "*" {
 		return Time{Kind: TimeAny}, nil
 	}
-	if strings.Contains(tok, "...") {
-		return Time{}, fmt.Errorf("blocking call time %q is not supported", tok)
+	if start, end, ok := strings.Cut(tok, "..."); ok {
+		t, err := parseTime(start)
+		if err != nil {
+			return Time{}, err
+		}
+		if t.Kind == TimeAny || t.Lo != t.Hi {
+			return Time{}, fmt.Errorf("blocking call time %q: the start must be one time", tok)
+		}
+		e, err := parseSeconds(strings.TrimPrefix(end, "+"))
+		if err != nil {
+			return Time{}, err
+		}
+		if e < t.Lo {
+			return Time{}, fmt.Errorf("blocking call time %q ends before it starts", tok)
+		}
+		t.HasEnd, t.End = true, e
+		return t, nil
 	}
 	kind := TimeAbs
 	if strings.HasPrefix(tok, "+") {
@@ -395,6 +578,30 @@ func parseU32(s string) (uint32, error) {
 
 func parsePacket(s string) (*Packet, error) {
 	s = strings.TrimSpace(s)
+	p := &Packet{}
+	// IP information first: [ect0] or (tos 0x10, flowlabel 0x1) or (ttl 64).
+	if strings.HasPrefix(s, "[") || strings.HasPrefix(s, "(") {
+		close := "]"
+		if s[0] == '(' {
+			close = ")"
+		}
+		end := strings.Index(s, close)
+		if end < 0 {
+			return nil, fmt.Errorf("unterminated IP information %q", s)
+		}
+		if err := parseIPInfo(p, s[1:end]); err != nil {
+			return nil, err
+		}
+		s = strings.TrimSpace(s[end+1:])
+	}
+	if f := strings.Fields(s); len(f) > 0 {
+		switch f[0] {
+		case "icmp", "udp", "UDP", "ICMP", "ipv4", "ipv6", "gre", "mpls":
+			// Not TCP: the harness speaks TCP only.
+			p.Feature = strings.ToUpper(f[0]) + " packets"
+			return p, nil
+		}
+	}
 	var optText string
 	if i := strings.IndexByte(s, '<'); i >= 0 {
 		if !strings.HasSuffix(s, ">") {
@@ -407,13 +614,17 @@ func parsePacket(s string) (*Packet, error) {
 		}
 	}
 	f := strings.Fields(s)
+	if len(f) >= 3 && strings.Contains(f[0], ">") || len(f) >= 4 && f[1] == ">" {
+		return nil, fmt.Errorf("port information (`SRC>DST`) is not supported: every packet is the script's one connection")
+	}
 	if len(f) < 2 {
 		return nil, fmt.Errorf("packet line needs flags and start:end(len)")
 	}
-	p := &Packet{}
 	var err error
-	if p.Flags, err = parseFlags(f[0]); err != nil {
-		return nil, err
+	if f[0] != "-" {
+		if p.Flags, err = parseFlags(f[0]); err != nil {
+			return nil, err
+		}
 	}
 	start, rest, ok1 := strings.Cut(f[1], ":")
 	end, rest, ok2 := strings.Cut(rest, "(")
@@ -462,24 +673,115 @@ func parsePacket(s string) (*Packet, error) {
 				return nil, fmt.Errorf("win %d does not fit 16 bits", v)
 			}
 			p.HasWin, p.Win = true, uint16(v)
+		case "urg":
+			if v > 65535 {
+				return nil, fmt.Errorf("urg %d does not fit 16 bits", v)
+			}
+			p.HasUrg, p.Urg = true, uint16(v)
 		default:
 			return nil, fmt.Errorf("unsupported packet field %q", f[i])
 		}
 	}
-	if p.HasAck != (p.Flags&tcp.FlagACK != 0) {
-		return nil, fmt.Errorf("`ack N` must be given exactly when the ACK flag `.` is set")
+	if p.HasAck && p.Flags&tcp.FlagACK == 0 {
+		return nil, fmt.Errorf("`ack N` needs the ACK flag `.`")
+	}
+	if strings.TrimSpace(optText) == "..." {
+		return p, nil
 	}
 	if optText != "" || strings.Contains(s, "<") {
-		o, err := parseOptions(optText)
+		o, feature, err := parseOptions(optText)
 		if err != nil {
 			return nil, err
 		}
 		p.Opts = o
+		if feature != "" {
+			p.Feature = feature
+		}
 	}
 	return p, nil
 }
 
-func parseOptions(s string) (*tcp.Options, error) {
+// parseIPInfo parses `noecn`, `ect0`, `ect1`, `ce`, `ect01`, `tos 0x..`,
+// `flowlabel 0x..` and `ttl N`, comma-separated.
+func parseIPInfo(p *Packet, s string) error {
+	for _, item := range strings.Split(s, ",") {
+		f := strings.Fields(item)
+		if len(f) == 0 {
+			return fmt.Errorf("empty IP information in %q", s)
+		}
+		num := func() (uint64, error) {
+			if len(f) != 2 {
+				return 0, fmt.Errorf("IP field %q needs one value", item)
+			}
+			v, err := strconv.ParseUint(f[1], 0, 32)
+			if err != nil {
+				return 0, fmt.Errorf("IP field %q: bad number", item)
+			}
+			return v, nil
+		}
+		switch strings.ToLower(f[0]) {
+		case "noecn", "ect0", "ect1", "ce", "ect01":
+			if len(f) != 1 {
+				return fmt.Errorf("bad ECN field %q", item)
+			}
+			p.HasIP |= HasECN
+			switch strings.ToLower(f[0]) {
+			case "ect1":
+				p.IP.TOS |= 1
+			case "ect0":
+				p.IP.TOS |= 2
+			case "ce":
+				p.IP.TOS |= 3
+			case "ect01":
+				p.HasIP |= ECT01
+				p.IP.TOS |= 2
+			}
+		case "tos":
+			v, err := num()
+			if err != nil {
+				return err
+			}
+			if v > 255 {
+				return fmt.Errorf("tos %#x does not fit 8 bits", v)
+			}
+			p.HasIP |= HasTOS
+			p.IP.TOS = uint8(v)
+		case "ttl", "hlim":
+			v, err := num()
+			if err != nil {
+				return err
+			}
+			if v > 255 {
+				return fmt.Errorf("ttl %d does not fit 8 bits", v)
+			}
+			p.HasIP |= HasTTL
+			p.IP.TTL = uint8(v)
+		case "flowlabel":
+			v, err := num()
+			if err != nil {
+				return err
+			}
+			if v >= 1<<20 {
+				return fmt.Errorf("flowlabel %#x does not fit 20 bits", v)
+			}
+			p.HasIP |= HasFlowLabel
+			p.IP.FlowLabel = uint32(v)
+		default:
+			return fmt.Errorf("unknown IP field %q", item)
+		}
+	}
+	return nil
+}
+
+// parseOptions parses a TCP option list. Options the harness cannot
+// build (TCP Fast Open cookies, MD5 signatures) parse, and are returned as
+// a feature name.
+func parseOptions(s string) (o *tcp.Options, feature string, err error) {
+	o, err = parseOptions1(s, &feature)
+	return o, feature, err
+}
+
+func parseOptions1(s string, feature *string) (*tcp.Options, error) {
 	o := &tcp.Options{}
 	if strings.TrimSpace(s) == "" {
 		return o, nil
@@ -497,6 +799,16 @@ func parseOptions(s string) (*tcp.Options, error) {
 		}
 		want := 1
 		switch f[0] {
+		case "FO", "FOEXP":
+			if len(f) > 2 {
+				return nil, fmt.Errorf("bad Fast Open option %q", item)
+			}
+			*feature, want = "TCP Fast Open", len(f)
+		case "md5":
+			if len(f) != 2 {
+				return nil, fmt.Errorf("bad md5 option %q", item)
+			}
+			*feature, want = "TCP MD5 signatures", 2
 		case "nop", "eol":
 		case "sackOK":
 			o.SACKPermitted = true
@@ -587,21 +899,26 @@ func splitArgs(s string) ([]string, error) {
 
 func parseCall(s string) (*Call, error) {
 	open := strings.IndexByte(s, '(')
-	eq := strings.LastIndex(s, "=")
-	if open <= 0 || eq < 0 {
+	if open <= 0 {
 		return nil, fmt.Errorf("unrecognised line %q", s)
 	}
 	name := s[:open]
-	if _, ok := callArgs[name]; !ok {
-		return nil, fmt.Errorf("unsupported call %q", name)
+	for i := 0; i < len(name); i++ {
+		if !isIdent(name[i], i == 0) {
+			return nil, fmt.Errorf("unrecognised line %q", s)
+		}
 	}
 	// The argument list ends at the `)` matching the first `(`.
 	depth, close := 0, -1
+	inStr := false
 	for i := open; i < len(s) && close < 0; i++ {
-		switch s[i] {
-		case '(', '[', '{':
+		switch c := s[i]; {
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '(' || c == '[' || c == '{':
 			depth++
-		case ')', ']', '}':
+		case c == ')' || c == ']' || c == '}':
 			depth--
 			if depth == 0 {
 				close = i
@@ -615,8 +932,19 @@ func parseCall(s string) (*Call, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := callArgs[name]; len(args) != n {
-		return nil, fmt.Errorf("%s takes %d arguments, got %d", name, n, len(args))
+	if n, ok := callArgs[name]; ok && (len(args) < n[0] || len(args) > n[1]) {
+		if n[0] == n[1] {
+			return nil, fmt.Errorf("%s takes %d arguments, got %d", name, n[0], len(args))
+		}
+		return nil, fmt.Errorf("%s takes %d to %d arguments, got %d", name, n[0], n[1], len(args))
+	}
+	c := &Call{Name: name, Args: args}
+	for _, a := range args {
+		v, err := ParseVal(a)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", name, err)
+		}
+		c.Vals = append(c.Vals, v)
 	}
 	after := strings.TrimSpace(s[close+1:])
 	if !strings.HasPrefix(after, "=") {
@@ -626,21 +954,29 @@ func parseCall(s string) (*Call, error) {
 	if len(res) == 0 {
 		return nil, fmt.Errorf("%s: missing result", name)
 	}
-	c := &Call{Name: name, Args: args}
-	if c.Ret, err = strconv.ParseInt(res[0], 10, 64); err != nil {
+	if res[0] == "..." {
+		c.RetAny = true
+	} else if c.Ret, err = strconv.ParseInt(res[0], 0, 64); err != nil {
 		return nil, fmt.Errorf("%s: bad result %q", name, res[0])
 	}
-	if c.Ret == -1 {
-		if len(res) < 2 {
-			return nil, fmt.Errorf("%s: result -1 needs an errno name", name)
+	res = res[1:]
+	if len(res) > 0 && !strings.HasPrefix(res[0], "(") {
+		if i := strings.IndexByte(res[0], '('); i > 0 {
+			// `EHOSTUNREACH(No route to host)`: a note without a space.
+			res = append([]string{res[0][:i], res[0][i:]}, res[1:]...)
 		}
-		if _, ok := errnos[res[1]]; !ok {
-			return nil, fmt.Errorf("%s: unsupported errno %q", name, res[1])
+		if errnoValue(res[0]) == 0 {
+			return nil, fmt.Errorf("%s: unsupported errno %q", name, res[0])
 		}
-		c.Errno = res[1]
-		res = res[2:]
-	} else {
+		if c.Ret != -1 {
+			return nil, fmt.Errorf("%s: an errno (%s) needs the result -1", name, res[0])
+		}
+		c.Errno = res[0]
 		res = res[1:]
+	}
+	if c.Ret == -1 && c.Errno == "" && !c.RetAny {
+		// packetdrill allows `= -1` alone: any errno.
+		c.Errno = "*"
 	}
 	if len(res) > 0 {
 		// An optional (description) may follow.
@@ -652,16 +988,30 @@ func parseCall(s string) (*Call, error) {
 	return c, nil
 }
 
-// callArgs lists the supported calls and their argument counts.
-var callArgs = map[string]int{
-	"socket": 3, "bind": 3, "listen": 2, "accept": 3, "connect": 3,
-	"read": 3, "write": 3, "send": 4, "recv": 4, "close": 1, "shutdown": 2,
-	"setsockopt": 5, "getsockopt": 5, "fcntl": 3, "poll": 3,
+// callArgs lists the argument counts (min, max) of the calls whose
+// arguments the runner interprets. Other calls parse, and running them
+// reports the call as unsupported.
+var callArgs = map[string][2]int{
+	"socket": {3, 3}, "bind": {3, 3}, "listen": {2, 2}, "accept": {3, 3}, "accept4": {4, 4}, "connect": {3, 3},
+	"read": {3, 3}, "write": {3, 3}, "send": {4, 4}, "recv": {4, 4}, "sendto": {6, 6}, "recvfrom": {6, 6},
+	"sendmsg": {3, 3}, "recvmsg": {3, 3}, "readv": {3, 3}, "writev": {3, 3},
+	"close": {1, 1}, "shutdown": {2, 2}, "setsockopt": {5, 5}, "getsockopt": {5, 5},
+	"fcntl": {2, 3}, "poll": {3, 3}, "ioctl": {3, 3},
+	"epoll_create": {1, 1}, "epoll_create1": {1, 1}, "epoll_ctl": {4, 4}, "epoll_wait": {4, 4},
 }
 
-// errnos are the errno names a script may expect.
-var errnos = map[string]bool{
-	"EAGAIN": true, "EINPROGRESS": true, "ECONNREFUSED": true, "ECONNRESET": true,
-	"ETIMEDOUT": true, "EPIPE": true, "ENOTCONN": true, "EINVAL": true, "EBADF": true,
-	"EISCONN": true, "EALREADY": true,
+// errnoValue returns the errno named name (Linux's names), or 0.
+func errnoValue(name string) syscall.Errno {
+	for e := syscall.Errno(1); e < 200; e++ {
+		if unix.ErrnoName(e) == name {
+			return e
+		}
+	}
+	switch name {
+	case "EWOULDBLOCK":
+		return unix.EAGAIN
+	case "ENOTSUP", "EOPNOTSUPP":
+		return unix.EOPNOTSUPP
+	}
+	return 0
 }

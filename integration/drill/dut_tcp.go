@@ -1,0 +1,895 @@
+package drill
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ustack-net/ustack/integration"
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// tcpDUT is `--dut tcp`: the bare engine, tcp.Conn, with no stack around
+// it. It plays the part of the stack itself for one 4-tuple: demultiplexes
+// to the connection that owns it or to a listener, answers the rest with
+// tcp.ResetFor, keeps the sockets' fds, and runs every connection's timers
+// in virtual time. Delayed ACKs are off (every segment acknowledged at
+// once) unless a script turns them on, as the oracle has always run the
+// engine; connections get ISS 0xffffff00.
+type tcpDUT struct {
+	o   Options
+	cfg tcp.Config // from sysctls: the base of every new socket's config
+	now tcp.Time
+
+	fds fdTable[*tcpSock]
+	// conns are the connections that may still send or receive, oldest
+	// first; the last not Done owns the tuple.
+	conns   []*tcpConn
+	emitted []integration.Emission
+	stuck   []string
+}
+
+type tcpSock struct {
+	cfg       tcp.Config
+	bound     bool
+	listening bool
+	backlog   int
+	queue     []*tcpConn // a listener's connections not yet accepted
+	c         *tcpConn
+	// connecting: a connect is in progress or has finished but not yet
+	// been reported to a second connect call.
+	connecting bool
+	linger0    bool
+	shutRd     bool
+	tos        int
+	noDF       bool           // IP_PMTUDISC_DONT: DF clear
+	ints       map[[2]int]int // options kept for getsockopt only
+}
+
+type tcpConn struct {
+	c      *tcp.Conn
+	tos    int
+	noDF   bool
+	errRep bool // SO_ERROR has reported c.Err()
+	owner  *tcpSock
+}
+
+const tcpDUTBase = tcp.Time(time.Hour)
+
+func newTCPDUT(o Options) *tcpDUT {
+	d := &tcpDUT{o: o, now: tcpDUTBase}
+	d.cfg.DelayedACK = -1
+	d.cfg.MSS = uint16(o.MTU - 40)
+	if o.IPv6 {
+		d.cfg.MSS = uint16(o.MTU - 60)
+	}
+	return d
+}
+
+func (d *tcpDUT) Name() string       { return "tcp" }
+func (d *tcpDUT) Now() time.Duration { return d.now.Sub(tcpDUTBase) }
+
+// emitter records one connection's segments with the IP fields its socket
+// would send them with.
+type tcpEmitter struct {
+	d    *tcpDUT
+	tos  int
+	noDF bool
+}
+
+func (e tcpEmitter) Emit(seg *tcp.Segment) {
+	s := *seg
+	s.Payload = bytes.Clone(seg.Payload)
+	ip := integration.IPFields{TOS: uint8(e.tos), TTL: 64, DF: !e.d.o.IPv6 && !e.noDF}
+	e.d.emitted = append(e.d.emitted, integration.Emission{At: e.d.Now(), Seg: s, IP: ip})
+}
+
+func (d *tcpDUT) flush(c *tcpConn) { c.c.Output(d.now, tcpEmitter{d, c.tos, c.noDF}) }
+
+func (d *tcpDUT) flushAll() {
+	for _, c := range d.conns {
+		d.flush(c)
+	}
+	d.gc()
+}
+
+// gc forgets connections that are Done and no socket holds.
+func (d *tcpDUT) gc() {
+	out := d.conns[:0]
+	for _, c := range d.conns {
+		if !c.c.Done() || c.owner != nil {
+			out = append(out, c)
+		}
+	}
+	d.conns = out
+}
+
+func (d *tcpDUT) TakeEmitted() []integration.Emission {
+	e := d.emitted
+	d.emitted = nil
+	return e
+}
+
+// Malformed reports Advance loops in which a connection asked to be called
+// at a time it had already been called at without moving its deadline.
+func (d *tcpDUT) Malformed() []string { return d.stuck }
+
+func (d *tcpDUT) Advance(dt time.Duration) {
+	target := d.now.Add(dt)
+	for spins := 0; ; {
+		var next tcp.Time
+		var nc *tcpConn
+		for _, c := range d.conns {
+			if dl, ok := c.c.NextDeadline(); ok && !dl.After(target) && (nc == nil || dl.Before(next)) {
+				next, nc = dl, c
+			}
+		}
+		if nc == nil {
+			break
+		}
+		if next.After(d.now) {
+			d.now, spins = next, 0
+		} else if spins++; spins > 100 {
+			d.stuck = append(d.stuck, fmt.Sprintf("deadline %s stays due at %s", fmtTime(next.Sub(tcpDUTBase)), fmtTime(d.Now())))
+			break
+		}
+		d.flush(nc)
+	}
+	d.now = target
+	d.gc()
+}
+
+// owner is the connection that owns the tuple: the newest not Done.
+func (d *tcpDUT) owner() *tcpConn {
+	for i := len(d.conns) - 1; i >= 0; i-- {
+		if !d.conns[i].c.Done() {
+			return d.conns[i]
+		}
+	}
+	return nil
+}
+
+func (d *tcpDUT) listener() *tcpSock {
+	var l *tcpSock
+	d.fds.each(func(_ int, s *tcpSock) {
+		if s.listening && l == nil {
+			l = s
+		}
+	})
+	return l
+}
+
+func (d *tcpDUT) Inject(p *Inbound) {
+	seg := &p.Seg
+	if c := d.owner(); c != nil {
+		c.c.Input(d.now, seg)
+		d.flushAll()
+		return
+	}
+	if l := d.listener(); l != nil && seg.Flags&(tcp.FlagSYN|tcp.FlagACK|tcp.FlagRST) == tcp.FlagSYN {
+		if len(l.queue) <= l.backlog {
+			c := &tcpConn{c: tcp.AcceptSYN(d.now, l.cfg, 0xffffff00, seg), tos: l.tos, noDF: l.noDF}
+			l.queue = append(l.queue, c)
+			d.conns = append(d.conns, c)
+			c.owner = l
+			d.flushAll()
+		}
+		return
+	}
+	// RFC 9293 §3.10.7.1: a closed port answers with a reset.
+	if rst, ok := tcp.ResetFor(seg); ok {
+		tcpEmitter{d: d}.Emit(&rst)
+	}
+}
+
+func (d *tcpDUT) sock(fd int) (*tcpSock, syscall.Errno) {
+	s, ok := d.fds.get(fd)
+	if !ok {
+		return nil, unix.EBADF
+	}
+	return s, 0
+}
+
+func (d *tcpDUT) Socket() (int, syscall.Errno) {
+	return d.fds.add(&tcpSock{cfg: d.cfg}), 0
+}
+
+func (d *tcpDUT) Bind(fd int) syscall.Errno {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return e
+	}
+	if s.bound {
+		return unix.EINVAL
+	}
+	if d.listener() != nil {
+		return unix.EADDRINUSE
+	}
+	s.bound = true
+	return 0
+}
+
+func (d *tcpDUT) Listen(fd, backlog int) syscall.Errno {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return e
+	}
+	if s.c != nil {
+		return unix.EINVAL
+	}
+	if !s.listening && d.listener() != nil {
+		return unix.EADDRINUSE
+	}
+	s.bound, s.listening, s.backlog = true, true, max(backlog, 0)
+	return 0
+}
+
+func (d *tcpDUT) Accept(fd int) (int, syscall.Errno) {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return -1, e
+	}
+	if !s.listening {
+		return -1, unix.EINVAL
+	}
+	for i, c := range s.queue {
+		switch c.c.State() {
+		case tcp.StateSynReceived, tcp.StateListen:
+			continue
+		case tcp.StateClosed:
+			if c.c.Done() {
+				continue
+			}
+		}
+		s.queue = append(s.queue[:i], s.queue[i+1:]...)
+		ns := &tcpSock{cfg: s.cfg, bound: true, c: c, linger0: s.linger0, tos: s.tos, noDF: s.noDF, ints: cloneInts(s.ints)}
+		c.owner = ns
+		return d.fds.add(ns), 0
+	}
+	return -1, unix.EAGAIN
+}
+
+func cloneInts(m map[[2]int]int) map[[2]int]int {
+	out := make(map[[2]int]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (d *tcpDUT) Connect(fd int) syscall.Errno {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return e
+	}
+	if s.listening {
+		return unix.EINVAL
+	}
+	if s.c != nil {
+		if !s.connecting {
+			return unix.EISCONN
+		}
+		switch st := s.c.c.State(); {
+		case st == tcp.StateSynSent || st == tcp.StateSynReceived:
+			return unix.EALREADY
+		case st == tcp.StateClosed && s.c.c.Err() != nil:
+			s.connecting = false
+			s.c.errRep = true
+			return errnoOf(s.c.c.Err())
+		}
+		s.connecting = false
+		return 0
+	}
+	if d.owner() != nil {
+		return unix.EADDRINUSE
+	}
+	c := &tcpConn{c: tcp.Dial(d.now, s.cfg, 0xffffff00), tos: s.tos, noDF: s.noDF, owner: s}
+	s.c, s.bound, s.connecting = c, true, true
+	d.conns = append(d.conns, c)
+	d.flushAll()
+	return unix.EINPROGRESS
+}
+
+// connErrno maps an engine error to errno.
+func connErrno(err error) syscall.Errno {
+	if errors.Is(err, io.EOF) {
+		return 0
+	}
+	return errnoOf(err)
+}
+
+func (d *tcpDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return -1, e
+	}
+	if flags&^(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL) != 0 {
+		return -1, unix.EOPNOTSUPP
+	}
+	if s.c == nil {
+		if s.listening {
+			return -1, unix.ENOTCONN
+		}
+		return -1, unix.EPIPE
+	}
+	st := s.c.c.State()
+	if st == tcp.StateSynSent || st == tcp.StateSynReceived {
+		return -1, unix.EAGAIN
+	}
+	n, err := s.c.c.Write(p)
+	d.flushAll()
+	if err != nil {
+		if !s.c.errRep && s.c.c.Err() != nil {
+			s.c.errRep = true
+			return -1, errnoOf(s.c.c.Err())
+		}
+		return -1, unix.EPIPE
+	}
+	if n == 0 && len(p) > 0 {
+		return -1, unix.EAGAIN
+	}
+	return n, 0
+}
+
+func (d *tcpDUT) Recv(fd int, n int, flags int) ([]byte, syscall.Errno) {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return nil, e
+	}
+	if flags&^(unix.MSG_DONTWAIT) != 0 {
+		return nil, unix.EOPNOTSUPP
+	}
+	if s.c == nil {
+		return nil, unix.ENOTCONN
+	}
+	st := s.c.c.State()
+	if st == tcp.StateSynSent || st == tcp.StateSynReceived {
+		return nil, unix.EAGAIN
+	}
+	b := make([]byte, n)
+	m, err := s.c.c.Read(b)
+	d.flushAll()
+	switch {
+	case err != nil && errors.Is(err, io.EOF):
+		return b[:0], 0
+	case err != nil:
+		if s.c.errRep {
+			return b[:0], 0
+		}
+		s.c.errRep = true
+		return nil, connErrno(err)
+	case m == 0 && s.shutRd:
+		return b[:0], 0
+	case m == 0:
+		return nil, unix.EAGAIN
+	}
+	return b[:m], 0
+}
+
+func (d *tcpDUT) Shutdown(fd, how int) syscall.Errno {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return e
+	}
+	if how < unix.SHUT_RD || how > unix.SHUT_RDWR {
+		return unix.EINVAL
+	}
+	if s.c == nil {
+		return unix.ENOTCONN
+	}
+	if how != unix.SHUT_WR {
+		s.shutRd = true
+	}
+	if how != unix.SHUT_RD {
+		s.c.c.CloseWrite()
+	}
+	d.flushAll()
+	return 0
+}
+
+func (d *tcpDUT) Close(fd int) syscall.Errno {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return e
+	}
+	d.fds.del(fd)
+	for _, c := range s.queue {
+		c.c.Abort()
+		c.owner = nil
+	}
+	if s.c != nil {
+		if s.linger0 {
+			s.c.c.Abort()
+		} else {
+			s.c.c.Close()
+		}
+		s.c.owner = nil
+	}
+	d.flushAll()
+	return 0
+}
+
+func optKey(level, name int) [2]int { return [2]int{level, name} }
+
+func (d *tcpDUT) SetSockopt(fd, level, name int, v OptVal) syscall.Errno {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return e
+	}
+	var c *tcp.Conn
+	if s.c != nil {
+		c = s.c.c
+	}
+	keep := func() {
+		if s.ints == nil {
+			s.ints = map[[2]int]int{}
+		}
+		s.ints[optKey(level, name)] = v.Int
+	}
+	switch level {
+	case unix.SOL_SOCKET:
+		switch name {
+		case unix.SO_REUSEADDR, unix.SO_REUSEPORT:
+			keep()
+		case unix.SO_LINGER:
+			s.linger0 = v.Linger.Onoff != 0 && v.Linger.Linger == 0
+			if v.Linger.Onoff != 0 && v.Linger.Linger != 0 {
+				return unix.ENOPROTOOPT
+			}
+		case unix.SO_RCVBUF, unix.SO_SNDBUF:
+			if v.Int < 0 {
+				return unix.EINVAL
+			}
+			// Linux doubles the value for bookkeeping overhead; the
+			// engine's buffers hold payload only, so take it as given.
+			n := min(max(v.Int, tcp.MinBufferSize), tcp.MaxBufferSize)
+			if name == unix.SO_RCVBUF {
+				s.cfg.RecvBufferSize = n
+				if c != nil {
+					c.SetRecvBufferSize(n)
+				}
+			} else {
+				s.cfg.SendBufferSize = n
+				if c != nil {
+					c.SetSendBufferSize(n)
+				}
+			}
+			keep()
+		case unix.SO_KEEPALIVE:
+			s.cfg.KeepAlive = v.Int != 0
+			d.applyKA(s)
+			keep()
+		default:
+			return unix.ENOPROTOOPT
+		}
+	case unix.IPPROTO_TCP:
+		switch name {
+		case unix.TCP_NODELAY:
+			s.cfg.NoDelay = v.Int != 0
+			if c != nil {
+				c.SetNoDelay(v.Int != 0)
+			}
+			keep()
+		case unix.TCP_KEEPIDLE, unix.TCP_KEEPINTVL, unix.TCP_KEEPCNT:
+			if v.Int < 1 {
+				return unix.EINVAL
+			}
+			switch name {
+			case unix.TCP_KEEPIDLE:
+				s.cfg.KeepIdle = time.Duration(v.Int) * time.Second
+			case unix.TCP_KEEPINTVL:
+				s.cfg.KeepInterval = time.Duration(v.Int) * time.Second
+			default:
+				s.cfg.KeepCount = v.Int
+			}
+			d.applyKA(s)
+			keep()
+		case unix.TCP_USER_TIMEOUT:
+			if v.Int < 0 {
+				return unix.EINVAL
+			}
+			s.cfg.UserTimeout = time.Duration(v.Int) * time.Millisecond
+			if c != nil {
+				c.SetUserTimeout(s.cfg.UserTimeout)
+			}
+			keep()
+		case unix.TCP_MAXSEG:
+			if s.c != nil || v.Int < 88 || v.Int > 65535 {
+				return unix.EINVAL
+			}
+			s.cfg.MSS = uint16(v.Int)
+			keep()
+		case unix.TCP_CONGESTION:
+			if v.Str != "cubic" && v.Str != "newreno" && v.Str != "reno" {
+				return unix.ENOENT
+			}
+			if s.c != nil {
+				return unix.ENOPROTOOPT
+			}
+			s.cfg.CongestionControl = strings.Replace(v.Str, "reno", "newreno", 1)
+			if v.Str == "newreno" {
+				s.cfg.CongestionControl = "newreno"
+			}
+		default:
+			return unix.ENOPROTOOPT
+		}
+	case unix.IPPROTO_IP, unix.IPPROTO_IPV6:
+		switch {
+		case level == unix.IPPROTO_IP && name == unix.IP_TOS, level == unix.IPPROTO_IPV6 && name == unix.IPV6_TCLASS:
+			// The engine does no ECN: the ECN bits stay as written.
+			s.tos = v.Int & 0xff
+			if s.c != nil {
+				s.c.tos = s.tos
+			}
+			keep()
+		case level == unix.IPPROTO_IP && name == unix.IP_MTU_DISCOVER:
+			// The engine does no path MTU discovery; DF follows the
+			// setting as Linux sets it (IP_PMTUDISC_DONT clears it).
+			if v.Int < unix.IP_PMTUDISC_DONT || v.Int > unix.IP_PMTUDISC_OMIT {
+				return unix.EINVAL
+			}
+			s.noDF = v.Int == unix.IP_PMTUDISC_DONT
+			if s.c != nil {
+				s.c.noDF = s.noDF
+			}
+			keep()
+		default:
+			return unix.ENOPROTOOPT
+		}
+	default:
+		return unix.ENOPROTOOPT
+	}
+	d.flushAll()
+	return 0
+}
+
+func (d *tcpDUT) applyKA(s *tcpSock) {
+	if s.c == nil {
+		return
+	}
+	cfg := s.cfg
+	idle, intvl, cnt := cfg.KeepIdle, cfg.KeepInterval, cfg.KeepCount
+	if idle == 0 {
+		idle = 2 * time.Hour
+	}
+	if intvl == 0 {
+		intvl = 75 * time.Second
+	}
+	if cnt == 0 {
+		cnt = 9
+	}
+	s.c.c.SetKeepAlive(cfg.KeepAlive, idle, intvl, cnt)
+}
+
+func (d *tcpDUT) GetSockopt(fd, level, name int) (OptVal, syscall.Errno) {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return OptVal{}, e
+	}
+	switch {
+	case level == unix.SOL_SOCKET && name == unix.SO_ERROR:
+		if s.c == nil || s.c.errRep || s.c.c.Err() == nil {
+			return OptVal{}, 0
+		}
+		s.c.errRep = true
+		return OptVal{Int: int(errnoOf(s.c.c.Err()))}, 0
+	case level == unix.SOL_SOCKET && name == unix.SO_LINGER:
+		if s.linger0 {
+			return OptVal{Linger: unix.Linger{Onoff: 1}}, 0
+		}
+		return OptVal{}, 0
+	case level == unix.IPPROTO_TCP && name == unix.TCP_MAXSEG:
+		if s.c != nil {
+			return OptVal{Int: int(s.c.c.Info().MSS)}, 0
+		}
+		return OptVal{Int: int(s.cfg.MSS)}, 0
+	case level == unix.IPPROTO_TCP && name == unix.TCP_CONGESTION:
+		if s.c != nil {
+			return OptVal{Str: s.c.c.Info().CC}, 0
+		}
+		cc := s.cfg.CongestionControl
+		if cc == "" {
+			cc = "newreno"
+		}
+		return OptVal{Str: cc}, 0
+	}
+	if v, ok := s.ints[optKey(level, name)]; ok {
+		if level == unix.SOL_SOCKET && (name == unix.SO_RCVBUF || name == unix.SO_SNDBUF) {
+			// Linux reports twice what was set (the kernel doubles it
+			// for bookkeeping overhead, socket(7)).
+			v = 2 * min(max(v, tcp.MinBufferSize), tcp.MaxBufferSize)
+		}
+		return OptVal{Int: v}, 0
+	}
+	switch {
+	case level == unix.SOL_SOCKET && name == unix.SO_RCVBUF:
+		return OptVal{Int: cond2(s.cfg.RecvBufferSize, tcp.DefaultBufferSize)}, 0
+	case level == unix.SOL_SOCKET && name == unix.SO_SNDBUF:
+		return OptVal{Int: cond2(s.cfg.SendBufferSize, tcp.DefaultBufferSize)}, 0
+	case level == unix.SOL_SOCKET && (name == unix.SO_REUSEADDR || name == unix.SO_KEEPALIVE),
+		level == unix.IPPROTO_TCP && (name == unix.TCP_NODELAY || name == unix.TCP_USER_TIMEOUT),
+		level == unix.IPPROTO_IP && name == unix.IP_TOS:
+		return OptVal{}, 0
+	}
+	return OptVal{}, unix.ENOPROTOOPT
+}
+
+func cond2(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (d *tcpDUT) TCPInfo(fd int) (map[string]int64, syscall.Errno) {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return nil, e
+	}
+	if s.c == nil {
+		st := int64(7)
+		if s.listening {
+			st = 10
+		}
+		return map[string]int64{"tcpi_state": st}, 0
+	}
+	return engineInfo(s.c.c.Info()), 0
+}
+
+// linuxStateNumbers are tcpi_state values (include/net/tcp_states.h).
+var linuxStateNumbers = map[tcp.State]int64{
+	tcp.StateEstablished: 1, tcp.StateSynSent: 2, tcp.StateSynReceived: 3,
+	tcp.StateFinWait1: 4, tcp.StateFinWait2: 5, tcp.StateTimeWait: 6,
+	tcp.StateClosed: 7, tcp.StateCloseWait: 8, tcp.StateLastAck: 9,
+	tcp.StateListen: 10, tcp.StateClosing: 11,
+}
+
+// engineInfo expresses tcp.Info as Linux's tcp_info fields. Where Linux
+// counts packets (cwnd, ssthresh, unacked, sacked, lost) the engine's bytes
+// are divided by the MSS, rounding up.
+func engineInfo(in tcp.Info) map[string]int64 {
+	mss := int64(max(in.MSS, 1))
+	pk := func(b uint32) int64 { return (int64(b) + mss - 1) / mss }
+	opts := int64(0)
+	if in.Timestamps {
+		opts |= 1 // TCPI_OPT_TIMESTAMPS
+	}
+	if in.SACK {
+		opts |= 2 // TCPI_OPT_SACK
+	}
+	if in.SndWScale >= 0 {
+		opts |= 4 // TCPI_OPT_WSCALE
+	}
+	ca := int64(0) // TCP_CA_Open
+	switch {
+	case in.CurrentRetransmits > 0:
+		ca = 4 // TCP_CA_Loss
+	case in.InRecovery:
+		ca = 3 // TCP_CA_Recovery
+	}
+	m := map[string]int64{
+		"tcpi_state":          linuxStateNumbers[in.State],
+		"tcpi_ca_state":       ca,
+		"tcpi_retransmits":    int64(in.CurrentRetransmits),
+		"tcpi_probes":         int64(in.ZeroWindowProbes + in.KeepaliveProbes),
+		"tcpi_backoff":        int64(in.CurrentRetransmits),
+		"tcpi_options":        opts,
+		"tcpi_rto":            in.RTO.Microseconds(),
+		"tcpi_snd_mss":        int64(in.MSS),
+		"tcpi_rcv_mss":        int64(in.RcvMSS),
+		"tcpi_unacked":        pk(in.Unacked),
+		"tcpi_sacked":         pk(in.SACKed),
+		"tcpi_lost":           int64(in.Lost),
+		"tcpi_retrans":        0,
+		"tcpi_rtt":            in.RTT.Microseconds(),
+		"tcpi_rttvar":         in.RTTVar.Microseconds(),
+		"tcpi_snd_ssthresh":   pk(in.SSThresh),
+		"tcpi_snd_cwnd":       pk(in.CWnd),
+		"tcpi_reordering":     int64(in.Reordering),
+		"tcpi_total_retrans":  int64(in.Retransmits),
+		"tcpi_bytes_acked":    int64(in.BytesAcked),
+		"tcpi_bytes_received": int64(in.BytesReceived),
+		"tcpi_bytes_sent":     int64(in.BytesSent),
+		"tcpi_bytes_retrans":  int64(in.BytesRetrans),
+		"tcpi_segs_in":        int64(in.SegsIn),
+		"tcpi_segs_out":       int64(in.SegsOut),
+		"tcpi_data_segs_in":   int64(in.DataSegsIn),
+		"tcpi_data_segs_out":  int64(in.DataSegsOut),
+		"tcpi_notsent_bytes":  int64(in.NotSent),
+		"tcpi_snd_wnd":        int64(in.SndWnd),
+		"tcpi_rcv_wnd":        int64(in.RcvWnd),
+	}
+	if in.SndWScale >= 0 {
+		m["tcpi_snd_wscale"], m["tcpi_rcv_wscale"] = int64(in.SndWScale), int64(in.RcvWScale)
+	}
+	if in.SSThresh >= 1<<30 {
+		m["tcpi_snd_ssthresh"] = 0x7fffffff // TCP_INFINITE_SSTHRESH
+	}
+	return m
+}
+
+func (d *tcpDUT) Poll(fd int) int16 {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return unix.POLLNVAL
+	}
+	if s.listening {
+		for _, c := range s.queue {
+			if st := c.c.State(); st != tcp.StateSynReceived && !c.c.Done() {
+				return unix.POLLIN
+			}
+		}
+		return 0
+	}
+	if s.c == nil {
+		return unix.POLLOUT | unix.POLLHUP
+	}
+	c := s.c.c
+	st := c.State()
+	var rcvShut, sndShut bool
+	switch st {
+	case tcp.StateCloseWait, tcp.StateLastAck, tcp.StateClosing, tcp.StateTimeWait:
+		rcvShut = true
+	}
+	switch st {
+	case tcp.StateFinWait1, tcp.StateFinWait2, tcp.StateClosing, tcp.StateLastAck, tcp.StateTimeWait:
+		sndShut = true
+	}
+	rcvShut = rcvShut || s.shutRd
+	var m int16
+	if st == tcp.StateClosed {
+		if s.connecting && c.Err() == nil {
+			return 0
+		}
+		rcvShut, sndShut = true, true
+	}
+	if rcvShut && sndShut {
+		m |= unix.POLLHUP
+	}
+	if rcvShut {
+		m |= unix.POLLIN | unix.POLLRDHUP
+	}
+	if st != tcp.StateSynSent && st != tcp.StateSynReceived {
+		if c.Readable() > 0 {
+			m |= unix.POLLIN
+		}
+		if sndShut || c.Writable() > 0 {
+			m |= unix.POLLOUT
+		}
+	}
+	if c.Err() != nil && !s.c.errRep {
+		m |= unix.POLLERR
+	}
+	return m
+}
+
+func (d *tcpDUT) Ioctl(fd, req int) (int, syscall.Errno) {
+	s, e := d.sock(fd)
+	if e != 0 {
+		return -1, e
+	}
+	if s.listening {
+		return -1, unix.EINVAL
+	}
+	if s.c == nil {
+		return 0, 0
+	}
+	in := s.c.c.Info()
+	switch req {
+	case unix.SIOCINQ:
+		return in.Readable, 0
+	case unix.SIOCOUTQ:
+		return int(in.Unacked) + int(in.NotSent), 0
+	case unix.SIOCOUTQNSD:
+		return int(in.NotSent), 0
+	}
+	return -1, unix.EOPNOTSUPP
+}
+
+// Sysctl maps the settings the engine has an equivalent for onto the
+// configuration of sockets created from now on.
+func (d *tcpDUT) Sysctl(key, value string) error {
+	return engineSysctl(&d.cfg, key, value)
+}
+
+// engineSysctl applies a Linux sysctl to a tcp.Config.
+func engineSysctl(cfg *tcp.Config, key, value string) error {
+	num := func() (int, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(value))
+		if err != nil {
+			return 0, fmt.Errorf("%s=%q: want a number", key, value)
+		}
+		return n, nil
+	}
+	switch key {
+	case "net.ipv4.tcp_sack", "net.ipv4.tcp_timestamps", "net.ipv4.tcp_window_scaling":
+		n, err := num()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "net.ipv4.tcp_sack":
+			cfg.DisableSACK = n == 0
+		case "net.ipv4.tcp_timestamps":
+			cfg.DisableTimestamps = n == 0
+		default:
+			cfg.DisableWindowScale = n == 0
+		}
+	case "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem":
+		f := strings.Fields(value)
+		if len(f) != 3 {
+			return fmt.Errorf("%s=%q: want min default max", key, value)
+		}
+		def, err := strconv.Atoi(f[1])
+		if err != nil {
+			return fmt.Errorf("%s=%q: want numbers", key, value)
+		}
+		def = min(max(def, tcp.MinBufferSize), tcp.MaxBufferSize)
+		if key == "net.ipv4.tcp_rmem" {
+			cfg.RecvBufferSize = def
+		} else {
+			cfg.SendBufferSize = def
+		}
+	case "net.ipv4.tcp_congestion_control":
+		switch value {
+		case "cubic":
+			cfg.CongestionControl = "cubic"
+		case "reno":
+			cfg.CongestionControl = "newreno"
+		default:
+			return fmt.Errorf("%s=%s: %w (the engine has cubic and reno)", key, value, ErrNoEquivalent)
+		}
+	case "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_synack_retries", "net.ipv4.tcp_retries2":
+		n, err := num()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "net.ipv4.tcp_syn_retries":
+			cfg.SynRetries = n
+		case "net.ipv4.tcp_synack_retries":
+			cfg.SynAckRetries = n
+		default:
+			cfg.Retries2 = n
+		}
+	case "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes":
+		n, err := num()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "net.ipv4.tcp_keepalive_time":
+			cfg.KeepIdle = time.Duration(n) * time.Second
+		case "net.ipv4.tcp_keepalive_intvl":
+			cfg.KeepInterval = time.Duration(n) * time.Second
+		default:
+			cfg.KeepCount = n
+		}
+	case "net.ipv4.tcp_fin_timeout":
+		n, err := num()
+		if err != nil {
+			return err
+		}
+		cfg.FinWait2Timeout = time.Duration(n) * time.Second
+	case "net.ipv4.tcp_ecn":
+		n, err := num()
+		if err != nil {
+			return err
+		}
+		if n != 0 {
+			return fmt.Errorf("%s=%d: %w (the engine does no ECN)", key, n, ErrNoEquivalent)
+		}
+	default:
+		return fmt.Errorf("%s: %w", key, ErrNoEquivalent)
+	}
+	return nil
+}
+
+func (d *tcpDUT) Destroy() {}
