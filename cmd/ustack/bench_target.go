@@ -417,7 +417,9 @@ func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, e
 		if cfg.profileDir != "" {
 			admin = "--admin=" + benchAdminSocket(cfg)
 		}
-		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload, admin}
+		// The bench has read what it wanted by the time it stops the
+		// server: a short drain, well inside stop's 10 s.
+		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload, admin, "--drain-timeout=1s"}
 		if cfg.idle+benchMaxConnsSlack > stack.DefaultMaxConns {
 			args = append(args, "--max-conns="+strconv.Itoa(cfg.idle+benchMaxConnsSlack))
 		}

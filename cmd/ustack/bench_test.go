@@ -246,7 +246,7 @@ func TestBenchTargetArgsRoundTrip(t *testing.T) {
 		"--idle-conns", "500", "--mtu", "9000", "--offload=false"}, cfg.targetArgs("ustack"))
 	args, err := benchServerArgs("ustack", cfg, true)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"serve", "--tun", "ustack0", "--mtu", "9000", "--offload=false", "--admin=off"}, args)
+	assert.Equal(t, []string{"serve", "--tun", "ustack0", "--mtu", "9000", "--offload=false", "--admin=off", "--drain-timeout=1s"}, args)
 }
 
 func TestBenchKnobsPassThrough(t *testing.T) {
@@ -281,7 +281,7 @@ func TestBenchKnobsPassThrough(t *testing.T) {
 	assert.Equal(t, capture, tcfg.captureArgs)
 
 	// The serve command line: knobs always, the capture only when asked.
-	serveBase := []string{"serve", "--tun", "ustack0", "--mtu", "1500", "--offload=true", "--admin=off"}
+	serveBase := []string{"serve", "--tun", "ustack0", "--mtu", "1500", "--offload=true", "--admin=off", "--drain-timeout=1s"}
 	args, err := benchServerArgs("ustack", tcfg, true)
 	require.NoError(t, err)
 	assert.Equal(t, slices.Concat(serveBase, knobs, capture), args)
