@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -68,6 +69,9 @@ func (s *Stack) inputICMPv4(l *link, h ip.IPv4, now tcp.Time, b *rxBatch) {
 	case ip.ICMPv4Echo:
 		s.echoReply4(s.replyLink(l, h.Src()), h)
 		return
+	case ip.ICMPv4EchoReply:
+		s.inputEchoReply(h.Src(), h.Dst(), m.Ident(), m)
+		return
 	case ip.ICMPv4DestUnreach:
 		if int(m.Code()) >= len(icmp4Unreach) {
 			s.stats.ICMPIgnored.Add(1)
@@ -86,11 +90,36 @@ func (s *Stack) inputICMPv4(l *link, h ip.IPv4, now tcp.Time, b *rxBatch) {
 		return
 	}
 	inner, l4, err := ip.ParseInvokingIPv4(m.Invoking())
-	if err != nil || inner.Protocol() != protoTCP || len(l4) < 8 {
+	if err != nil || len(l4) < 8 {
 		s.stats.ICMPIgnored.Add(1)
 		return
 	}
-	s.icmpErrorFor(inner.Src(), inner.Dst(), l4, act, now, b)
+	s.icmpErrorProto(inner.Protocol(), inner.Src(), inner.Dst(), l4, act, now, b)
+}
+
+// icmpErrorProto applies an ICMP error quoting our packet from src to dst
+// of protocol proto, whose first 8 upper-layer bytes are l4.
+func (s *Stack) icmpErrorProto(proto uint8, src, dst netip.Addr, l4 []byte, act icmpAction, now tcp.Time, b *rxBatch) {
+	switch proto {
+	case protoTCP:
+		s.icmpErrorFor(src, dst, l4, act, now, b)
+	case protoUDP:
+		if act.pmtu {
+			// Our UDP fragments at the link MTU and never sets DF.
+			s.stats.ICMPIgnored.Add(1)
+			return
+		}
+		u := ip.UDP(l4)
+		s.udpICMPError(netip.AddrPortFrom(src, u.SourcePort()), netip.AddrPortFrom(dst, u.DestinationPort()), act)
+	case protoICMP, protoICMPv6:
+		if act.pmtu || (l4[0] != ip.ICMPv4Echo && l4[0] != ip.ICMPv6EchoRequest) {
+			s.stats.ICMPIgnored.Add(1)
+			return
+		}
+		s.pingICMPError(src, dst, ip.ICMPv4(l4).Ident(), act)
+	default:
+		s.stats.ICMPIgnored.Add(1)
+	}
 }
 
 func (s *Stack) inputICMPv6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time, b *rxBatch) {
@@ -103,6 +132,9 @@ func (s *Stack) inputICMPv6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time, 
 	switch t := m.Type(); t {
 	case ip.ICMPv6EchoRequest:
 		s.echoReply6(s.replyLink(l, h.Src()), h, info)
+		return
+	case ip.ICMPv6EchoReply:
+		s.inputEchoReply(h.Src(), h.Dst(), m.Ident(), m)
 		return
 	case ip.ICMPv6DestUnreach:
 		if int(m.Code()) >= len(icmp6Unreach) {
@@ -132,16 +164,24 @@ func (s *Stack) inputICMPv6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time, 
 		}
 		return
 	}
-	// The quoted packet is one of ours, which never carry extension
-	// headers: the TCP header follows the fixed header directly.
+	// The quoted packet is one of ours, which carry no extension headers
+	// but a Fragment header: the upper-layer header follows the fixed
+	// header, or the Fragment header of a first fragment.
 	inv := m.Invoking()
-	if len(inv) < ip.IPv6HeaderLen+8 || inv[6] != protoTCP {
+	if len(inv) < ip.IPv6HeaderLen+8 {
 		s.stats.ICMPIgnored.Add(1)
 		return
 	}
 	inner := ip.IPv6(inv)
-	l4 := inv[ip.IPv6HeaderLen:]
-	s.icmpErrorFor(inner.Src(), inner.Dst(), l4, act, now, b)
+	proto, l4 := inv[6], inv[ip.IPv6HeaderLen:]
+	if proto == ip.ProtocolFragment {
+		if len(l4) < ip.IPv6FragmentHeaderLen+8 || binary.BigEndian.Uint16(l4[2:])&^7 != 0 {
+			s.stats.ICMPIgnored.Add(1)
+			return
+		}
+		proto, l4 = l4[0], l4[ip.IPv6FragmentHeaderLen:]
+	}
+	s.icmpErrorProto(proto, inner.Src(), inner.Dst(), l4, act, now, b)
 }
 
 // icmpErrorFor applies an ICMP error that quotes a TCP segment we sent from
@@ -321,6 +361,33 @@ func (s *Stack) sendICMPv4Error(l *link, h ip.IPv4, typ, code uint8, now tcp.Tim
 		return
 	}
 	writeIPHeader(p, h.Dst(), h.Src(), protoICMP, total, l.nextID(), false)
+	pb.n = total
+	s.stats.ICMPUnreachSent.Add(1)
+	l.enqueue(pb)
+}
+
+// sendICMPv6Error sends an ICMPv6 error about the packet h, rate limited,
+// quoting as much of h as keeps the packet within the IPv6 minimum MTU
+// (RFC 4443 §2.4(c)); param is the pointer or MTU field.
+func (s *Stack) sendICMPv6Error(l *link, h ip.IPv6, typ, code uint8, param uint32, now tcp.Time) {
+	if !s.icmpTokens.allow(now) {
+		s.stats.ICMPRateLimited.Add(1)
+		return
+	}
+	l = s.replyLink(l, h.Src())
+	n := min(len(h), ip.IPv6MinMTU-ip.IPv6HeaderLen-ip.ICMPHeaderLen)
+	total := ip.IPv6HeaderLen + ip.ICMPHeaderLen + n
+	pb := s.txBuf(total)
+	if pb == nil {
+		s.stats.ICMPOutputNoBuffer.Add(1)
+		return
+	}
+	p := pb.b[headroom : headroom+total]
+	writeIPHeader(p, h.Dst(), h.Src(), protoICMPv6, total, 0, false)
+	if _, err := ip.BuildICMPv6Error(p[ip.IPv6HeaderLen:], typ, code, param, h[:n], p[8:24], p[24:40]); err != nil {
+		s.pool.put([]*pktBuf{pb})
+		return
+	}
 	pb.n = total
 	s.stats.ICMPUnreachSent.Add(1)
 	l.enqueue(pb)

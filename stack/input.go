@@ -79,6 +79,10 @@ func (s *Stack) inputIPv4(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 		s.inputTCP(l, src, dst, h.SrcSlice(), h.DstSlice(), h.Payload(), g, now, b)
 	case protoICMP:
 		s.inputICMPv4(l, h, now, b)
+	case protoUDP:
+		if s.inputUDP(src, dst, h.SrcSlice(), h.DstSlice(), h.Payload(), g) {
+			s.sendICMPv4Error(l, h, ip.ICMPv4DestUnreach, ip.ICMPv4PortUnreachable, now)
+		}
 	default:
 		s.stats.IPUnknownProtocol.Add(1)
 		// RFC 1122 §3.2.2.1: a host SHOULD answer an unknown protocol
@@ -109,6 +113,10 @@ func (s *Stack) inputIPv6(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 		s.inputTCP(l, src, dst, h.SrcSlice(), h.DstSlice(), h[info.Offset:], g, now, b)
 	case protoICMPv6:
 		s.inputICMPv6(l, h, info, now, b)
+	case protoUDP:
+		if s.inputUDP(src, dst, h.SrcSlice(), h.DstSlice(), h[info.Offset:], g) {
+			s.sendICMPv6Error(l, h, ip.ICMPv6DestUnreach, ip.ICMPv6PortUnreachable, 0, now)
+		}
 	default:
 		s.stats.IPUnknownProtocol.Add(1)
 	}

@@ -119,7 +119,7 @@ func TestMalformedCounted(t *testing.T) {
 		{"ipv6 short", func() []byte { return good6()[:39] }, func(s *Stats) *atomic.Uint64 { return &s.IP[ip.DropTooShort] }},
 		{"unknown protocol v6", func() []byte {
 			p := good6()
-			p[6] = 17
+			p[6] = 132 // SCTP
 			return p
 		}, func(s *Stats) *atomic.Uint64 { return &s.IPUnknownProtocol }},
 	} {
@@ -247,7 +247,7 @@ func TestICMPEchoFragmented(t *testing.T) {
 func TestProtocolUnreachable(t *testing.T) {
 	r := newRawPeer(t, nil)
 	p := make([]byte, 20+8)
-	writeIPHeader(p, addrA, addrB, 17, len(p), 5, false) // UDP
+	writeIPHeader(p, addrA, addrB, 132, len(p), 5, false) // SCTP
 	r.send(p)
 	rep := r.recv()
 	h, err := ip.ParseIPv4(rep)

@@ -113,6 +113,11 @@ type Options struct {
 	// other links, or if none came back, the segment is dropped and counted
 	// (tcp_output_no_buffer), and TCP retransmits it.
 	TxBuffers, TxBigBuffers int
+	// DatagramReceiveBuffer bounds each UDP and ping socket's receive
+	// queue in bytes (data plus a fixed overhead per datagram); 0 means
+	// DefaultDatagramReceiveBuffer. UDPConn.SetReadBuffer changes one
+	// socket's.
+	DatagramReceiveBuffer int
 	// Trace, when set, receives the event trace (see trace.go): one JSON
 	// line per segment in or out of a connection, state change and timer
 	// firing. Close flushes it, and closes it if it is an io.Closer.
@@ -152,6 +157,14 @@ type Stack struct {
 
 	icmpTokens icmpLimiter
 	frags      fragments
+
+	// Datagram sockets: copy-on-write tables read without a lock by the
+	// packet path (udp.go, ping.go).
+	udpMu   sync.Mutex
+	udp     atomic.Pointer[map[listenKey]*UDPConn]
+	pingMu  sync.Mutex
+	pings   atomic.Pointer[map[listenKey]*PingConn]
+	fragID6 atomic.Uint32 // IPv6 Fragment header identification
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -278,7 +291,7 @@ func New(opts Options) (*Stack, error) {
 	if r == nil {
 		r = rand.Reader
 	}
-	var seed [7 * 16]byte
+	var seed [7*16 + 4]byte
 	if _, err := io.ReadFull(r, seed[:]); err != nil {
 		return nil, fmt.Errorf("stack: reading secrets: %w", err)
 	}
@@ -292,6 +305,9 @@ func New(opts Options) (*Stack, error) {
 		s.opts.CookieSourceRate = DefaultCookieSourceRate
 	}
 	s.cookieSources.init(key(6), s.opts.CookieSourceRate)
+	// RFC 7739 §5: fragment identifications should not be predictable
+	// from outside; a secret start and a counter make them unique too.
+	s.fragID6.Store(binary.LittleEndian.Uint32(seed[7*16:]))
 	s.pool.init(s.opts.TxBuffers, s.opts.TxBigBuffers)
 	s.trace = newTracer(opts.Trace, s.clock.Now())
 	s.icmpTokens.init(s.clock.Now())
@@ -301,6 +317,10 @@ func New(opts Options) (*Stack, error) {
 	}
 	empty := map[listenKey]*Listener{}
 	s.listeners.Store(&empty)
+	noUDP := map[listenKey]*UDPConn{}
+	s.udp.Store(&noUDP)
+	noPing := map[listenKey]*PingConn{}
+	s.pings.Store(&noPing)
 	var none []*link
 	s.links.Store(&none)
 	for _, l := range opts.Links {
@@ -423,6 +443,7 @@ func (s *Stack) Close() error {
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
+		s.closeDatagramSockets()
 		now := s.clock.Now()
 		for _, sh := range s.shards {
 			sh.mu.Lock()

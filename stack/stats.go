@@ -42,11 +42,33 @@ type Stats struct {
 	ICMPFragNeeded     atomic.Uint64 `stat:"icmp_frag_needed"`      // path MTU reductions applied
 	ICMPFragNeededBad  atomic.Uint64 `stat:"icmp_frag_needed_bad"`  // PTB with an MTU we refuse (too small, not smaller)
 	ICMPRateLimited    atomic.Uint64 `stat:"icmp_rate_limited"`     // ICMP we did not send because of the rate limit
-	ICMPUnreachSent    atomic.Uint64 `stat:"icmp_unreach_sent"`     // protocol unreachable sent
+	ICMPUnreachSent    atomic.Uint64 `stat:"icmp_unreach_sent"`     // destination unreachable sent (protocol or port)
 	ICMPv6NDIgnored    atomic.Uint64 `stat:"icmpv6_nd_ignored"`     // neighbour discovery (a TUN has no link layer)
 	ICMPv6MLDIgnored   atomic.Uint64 `stat:"icmpv6_mld_ignored"`    // multicast listener messages
 	ICMPOutputNoBuffer atomic.Uint64 `stat:"icmp_output_no_buffer"` // replies not sent for lack of a packet buffer
-	IPFragmentsSent    atomic.Uint64 `stat:"ip_fragments_sent"`     // IPv4 fragments of echo replies bigger than the MTU
+	IPFragmentsSent    atomic.Uint64 `stat:"ip_fragments_sent"`     // fragments of datagrams bigger than the MTU (echo replies, UDP, ping)
+
+	// UDP (Linux's UDP MIB names where there is one).
+	UDPInDatagrams         atomic.Uint64 `stat:"udp_in_datagrams"`          // datagrams queued on a socket
+	UDPOutDatagrams        atomic.Uint64 `stat:"udp_out_datagrams"`         // datagrams sent
+	UDPNoPorts             atomic.Uint64 `stat:"udp_no_ports"`              // datagrams to a port no socket takes (answered by port unreachable)
+	UDPRcvBufErrors        atomic.Uint64 `stat:"udp_rcvbuf_errors"`         // datagrams dropped: the socket's receive queue was full
+	UDPTooShort            atomic.Uint64 `stat:"udp_too_short"`             // shorter than the UDP header
+	UDPBadLength           atomic.Uint64 `stat:"udp_bad_length"`            // length field below 8 or beyond the IP payload
+	UDPSurplusTrimmed      atomic.Uint64 `stat:"udp_surplus_trimmed"`       // IP payload longer than the UDP length: the surplus ignored (RFC 9868)
+	UDPBadChecksum         atomic.Uint64 `stat:"udp_bad_checksum"`          // wrong checksum
+	UDPZeroChecksum6       atomic.Uint64 `stat:"udp_zero_checksum6"`        // IPv6 datagram without a checksum (RFC 8200 §8.1)
+	UDPBadPort             atomic.Uint64 `stat:"udp_bad_port"`              // destination port 0
+	UDPICMPErrors          atomic.Uint64 `stat:"udp_icmp_errors"`           // ICMP errors reported to a connected socket (ECONNREFUSED...)
+	UDPPortsExhausted      atomic.Uint64 `stat:"udp_ports_exhausted"`       // binds to port 0 that found no free port
+	DatagramOutputNoBuffer atomic.Uint64 `stat:"datagram_output_no_buffer"` // UDP or ping sends refused (ENOBUFS) for lack of packet buffers
+
+	// Ping sockets.
+	PingOutRequests  atomic.Uint64 `stat:"ping_out_requests"`  // echo requests sent by ping sockets
+	PingInReplies    atomic.Uint64 `stat:"ping_in_replies"`    // echo replies queued on a ping socket
+	PingNoSocket     atomic.Uint64 `stat:"ping_no_socket"`     // echo replies no ping socket's identifier matched
+	PingRcvBufErrors atomic.Uint64 `stat:"ping_rcvbuf_errors"` // echo replies dropped: the socket's receive queue was full
+	PingICMPErrors   atomic.Uint64 `stat:"ping_icmp_errors"`   // ICMP errors reported to a connected ping socket
 
 	// TCP input drops and answers.
 	TCPBadChecksum      atomic.Uint64 `stat:"tcp_bad_checksum"`

@@ -1,0 +1,117 @@
+package stack
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestUDPPairExchange sends datagrams both ways between two stacks, both
+// families, small and bigger than the MTU (fragmented and reassembled).
+func TestUDPPairExchange(t *testing.T) {
+	for _, fam := range []struct {
+		name string
+		a, b netip.Addr
+	}{{"ipv4", addrA, addrB}, {"ipv6", addrA6, addrB6}} {
+		t.Run(fam.name, func(t *testing.T) {
+			p := newPair(t, nil)
+			srv, err := p.b.ListenUDP(netip.AddrPortFrom(netip.Addr{}, 5353))
+			require.NoError(t, err)
+			cli, err := p.a.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(fam.b, 5353))
+			require.NoError(t, err)
+			la := cli.LocalAddrPort()
+			require.Equal(t, fam.a, la.Addr())
+			require.GreaterOrEqual(t, la.Port(), uint16(DefaultEphemeralMin))
+			sizes := []int{0, 1, 1400, 1472, 20000, 65000}
+			if fam.a.Is6() {
+				sizes = sizes[:3]
+			}
+			for _, size := range sizes {
+				msg := bytes.Repeat([]byte{byte(size)}, size)
+				for i := range msg {
+					msg[i] = byte(i * 7)
+				}
+				n, err := cli.Write(msg)
+				require.NoError(t, err)
+				require.Equal(t, size, n)
+				buf := make([]byte, 70000)
+				require.NoError(t, srv.SetReadDeadline(time.Now().Add(5*time.Second)))
+				n, from, err := srv.ReadFromUDPAddrPort(buf)
+				require.NoError(t, err, "size %d", size)
+				require.Equal(t, la, from)
+				require.Equal(t, msg, buf[:n], "size %d", size)
+				// Echo it back.
+				_, err = srv.WriteToUDPAddrPort(buf[:n], from)
+				require.NoError(t, err)
+				require.NoError(t, cli.SetReadDeadline(time.Now().Add(5*time.Second)))
+				n, err = cli.Read(buf)
+				require.NoError(t, err)
+				require.Equal(t, msg, buf[:n])
+			}
+			require.NoError(t, cli.Close())
+			_, err = cli.Read(make([]byte, 1))
+			require.ErrorIs(t, err, net.ErrClosed)
+			var oe *net.OpError
+			require.True(t, errors.As(err, &oe))
+		})
+	}
+}
+
+// TestUDPPortUnreachable: a connected socket whose datagram hits a closed
+// port gets ECONNREFUSED on its next read, as on Linux.
+func TestUDPPortUnreachable(t *testing.T) {
+	for _, dst := range []netip.Addr{addrB, addrB6} {
+		p := newPair(t, nil)
+		cli, err := p.a.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(dst, 9))
+		require.NoError(t, err)
+		_, err = cli.Write([]byte("anyone?"))
+		require.NoError(t, err)
+		require.NoError(t, cli.SetReadDeadline(time.Now().Add(5*time.Second)))
+		_, err = cli.Read(make([]byte, 10))
+		require.ErrorIs(t, err, syscall.ECONNREFUSED, "%v", dst)
+		require.Equal(t, uint64(1), p.b.Stats().UDPNoPorts.Load())
+		require.Equal(t, uint64(1), p.a.Stats().UDPICMPErrors.Load())
+	}
+}
+
+func TestUDPReadDeadline(t *testing.T) {
+	p := newPair(t, nil)
+	c, err := p.a.ListenUDP(netip.AddrPort{})
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(-time.Second)))
+	_, _, err = c.ReadFrom(make([]byte, 10))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	var ne net.Error
+	require.True(t, errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestPingPair pings one stack from the other with a ping socket, both
+// families, and reads the replies with the socket's identifier.
+func TestPingPair(t *testing.T) {
+	for _, dst := range []netip.Addr{addrB, addrB6} {
+		p := newPair(t, nil)
+		c, err := p.a.DialPing(netip.Addr{}, dst)
+		require.NoError(t, err)
+		req := []byte{8, 0, 0, 0, 0, 0, 0, 1, 'h', 'i'}
+		if dst.Is6() {
+			req[0] = 128
+		}
+		_, err = c.Write(req)
+		require.NoError(t, err)
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+		buf := make([]byte, 100)
+		n, from, err := c.ReadFrom(buf)
+		require.NoError(t, err)
+		require.Equal(t, dst.String(), from.String())
+		require.Equal(t, 10, n)
+		require.Equal(t, c.Ident(), uint16(buf[4])<<8|uint16(buf[5]))
+		require.Equal(t, []byte{0, 1, 'h', 'i'}, buf[6:10])
+	}
+}
