@@ -55,12 +55,14 @@ type ReassemblyStats struct {
 	Evicted     uint64 // oldest datagrams evicted to respect MaxDatagrams
 }
 
-// fragKey identifies a datagram (RFC 791 §3.2: source, destination,
-// protocol and identification).
+// fragKey identifies a datagram: RFC 791 §3.2's source, destination,
+// protocol and identification for IPv4; RFC 8200 §4.5's source,
+// destination and identification for IPv6 (proto 0).
 type fragKey struct {
-	src, dst [4]byte
-	id       uint16
+	src, dst [16]byte
+	id       uint32
 	proto    uint8
+	v6       bool
 }
 
 // fragment is one piece of payload, [off, off+len(data)).
@@ -74,10 +76,14 @@ type datagram struct {
 	key      fragKey
 	deadline time.Duration
 	frags    []fragment // sorted by off, non-overlapping
-	header   []byte     // header of the offset-0 fragment, once seen
-	end      int        // payload length, known once the last fragment is seen; -1 before
-	have     int        // payload bytes held
-	mem      int        // bytes charged to the memory limit
+	// header is what precedes the fragment data in the offset-0 fragment,
+	// once seen: the IPv4 header, or the IPv6 unfragmentable part and the
+	// Fragment header (at fragHdr).
+	header  []byte
+	fragHdr int
+	end     int // payload length, known once the last fragment is seen; -1 before
+	have    int // payload bytes held
+	mem     int // bytes charged to the memory limit
 	// dead marks a datagram dropped for overlap or inconsistency: it is
 	// kept without data until its deadline so that its remaining fragments
 	// are discarded too, as RFC 5722 §4 requires.
@@ -85,19 +91,27 @@ type datagram struct {
 	prev, next *datagram // creation order, oldest first
 }
 
-// Reassembler reassembles IPv4 datagrams from fragments (RFC 791 §3.2,
-// using sorted ranges instead of RFC 815's hole list: the sort makes the
-// overlap check a neighbour comparison). Any overlap drops the whole
-// datagram, RFC 5722's IPv6 rule applied to IPv4 against overlap-based
-// evasion (RFC 1858). It is not safe for concurrent use.
+// Reassembler reassembles IPv4 (RFC 791 §3.2) and IPv6 (RFC 8200 §4.5)
+// datagrams from fragments, both families under the same limits, using
+// sorted ranges instead of RFC 815's hole list: the sort makes the overlap
+// check a neighbour comparison. Any overlap drops the whole datagram and
+// its later fragments (RFC 5722, applied to IPv4 too against overlap-based
+// evasion, RFC 1858). It is not safe for concurrent use.
 type Reassembler struct {
-	cfg   ReassemblyConfig
-	m     map[fragKey]*datagram
-	head  *datagram // oldest
-	tail  *datagram // newest
-	mem   int
-	stats ReassemblyStats
+	cfg       ReassemblyConfig
+	m         map[fragKey]*datagram
+	head      *datagram // oldest
+	tail      *datagram // newest
+	mem       int
+	stats     ReassemblyStats
+	onTimeout func(first []byte)
 }
+
+// OnTimeout sets f to be called, inside Expire (and so inside Reassemble),
+// for every datagram that times out after its first fragment came: first
+// is that fragment as received (IP header included), valid during the call
+// only, for an ICMP Time Exceeded (RFC 792, RFC 4443 §3.3, RFC 8200 §4.5).
+func (r *Reassembler) OnTimeout(f func(first []byte)) { r.onTimeout = f }
 
 // NewReassembler returns a Reassembler with cfg's limits.
 func NewReassembler(cfg ReassemblyConfig) *Reassembler {
@@ -136,6 +150,11 @@ func (r *Reassembler) Expire(now time.Duration) int {
 		if !d.dead {
 			n++
 			r.stats.Timeout++
+			if r.onTimeout != nil && d.header != nil && len(d.frags) > 0 && d.frags[0].off == 0 {
+				first := make([]byte, 0, len(d.header)+len(d.frags[0].data))
+				first = append(append(first, d.header...), d.frags[0].data...)
+				r.onTimeout(first)
+			}
 		}
 		r.remove(d)
 	}
@@ -170,37 +189,73 @@ func (r *Reassembler) Reassemble(now time.Duration, pkt IPv4) (whole []byte, don
 	if !pkt.IsFragment() {
 		return pkt, true, nil
 	}
+	var key fragKey
+	copy(key.src[:], pkt[ipv4Src:ipv4Src+4])
+	copy(key.dst[:], pkt[ipv4Dst:ipv4Dst+4])
+	key.id, key.proto = uint32(pkt.ID()), pkt.Protocol()
+	off := int(pkt.FragmentOffset())
+	var hdr []byte
+	if off == 0 {
+		hdr = pkt[:hl]
+	}
+	return r.add(now, key, hdr, 0, off, pkt[hl:], pkt.MoreFragments(), IPv4MaxTotalLen-IPv4MinHeaderLen)
+}
+
+// ReassembleIPv6 takes one packet at time now: pkt and info from
+// ParseIPv6, with a Fragment header that is not an atomic fragment (RFC
+// 6946: atomic fragments are whole packets and never enter reassembly).
+// Results are those of Reassemble; the reassembled packet is the first
+// fragment's unfragmentable part followed by the data, the Fragment header
+// removed and its Next Header moved into the header before it (RFC 8200
+// §4.5), in a buffer the caller owns.
+func (r *Reassembler) ReassembleIPv6(now time.Duration, pkt IPv6, info IPv6Info) (whole []byte, done bool, err error) {
+	if !info.HasFragment || info.IsAtomicFragment() {
+		return pkt, true, nil
+	}
+	fho := info.FragmentHeaderOffset
+	if fho < IPv6HeaderLen || fho+IPv6FragmentHeaderLen > len(pkt) {
+		return nil, false, DropExtHeaderTruncated
+	}
+	var key fragKey
+	copy(key.src[:], pkt[ipv6Src:ipv6Src+16])
+	copy(key.dst[:], pkt[ipv6Dst:ipv6Dst+16])
+	key.id, key.v6 = info.FragmentID, true
+	off := int(info.FragmentOffset)
+	dataStart := fho + IPv6FragmentHeaderLen
+	var hdr []byte
+	if off == 0 {
+		hdr = pkt[:dataStart]
+	}
+	// The payload length counts the unfragmentable part after the fixed
+	// header too.
+	return r.add(now, key, hdr, fho, off, pkt[dataStart:], info.MoreFragments, 0xffff-(fho-IPv6HeaderLen))
+}
+
+// add stores one fragment: data at offset off (more: not the last), hdr
+// what precedes it when off is 0 (fragHdr: where an IPv6 Fragment header
+// starts in it), maxEnd the largest payload the header allows.
+func (r *Reassembler) add(now time.Duration, key fragKey, hdr []byte, fragHdr, off int, payload []byte, more bool, maxEnd int) (whole []byte, done bool, err error) {
 	r.stats.Fragments++
 	r.Expire(now)
-
-	payload := pkt[hl:]
-	off := int(pkt.FragmentOffset())
 	end := off + len(payload)
-	more := pkt.MoreFragments()
-	key := fragKey{
-		src:   [4]byte(pkt[ipv4Src : ipv4Src+4]),
-		dst:   [4]byte(pkt[ipv4Dst : ipv4Dst+4]),
-		id:    pkt.ID(),
-		proto: pkt.Protocol(),
-	}
+	hl := len(hdr)
 	d := r.m[key]
 	if d != nil && d.dead {
 		r.stats.Discarded++
 		return nil, false, DropFragDiscarded
 	}
 
-	// Per-fragment checks that condemn the datagram (RFC 791 §3.2): every
-	// fragment but the last carries a non-zero multiple of 8 bytes, and
-	// the datagram cannot grow beyond 65535 bytes with the smallest header.
+	// Per-fragment checks that condemn the datagram (RFC 791 §3.2, RFC
+	// 8200 §4.5): every fragment but the last carries a non-zero multiple
+	// of 8 bytes, and the datagram cannot grow beyond 65535 bytes. Any
+	// legal size down to 8 bytes is taken (RFC 1122 §3.3.2): RFC 1858's
+	// tiny-fragment rule is for packet filters, and a host reassembles
+	// before it looks at transport headers.
 	switch {
 	case more && (len(payload) == 0 || len(payload)%8 != 0):
 		return nil, false, r.condemn(d, now, key, &r.stats.Bad, DropFragBad)
-	case end > IPv4MaxTotalLen-IPv4MinHeaderLen:
+	case end > maxEnd:
 		return nil, false, r.condemn(d, now, key, &r.stats.TooBig, DropFragTooBig)
-	case off == 0 && pkt.Protocol() == ProtocolTCP && len(payload) < 20:
-		// RFC 1858 §3.1: a first fragment too short for the TCP header
-		// is a tiny-fragment attack on port/flag filtering.
-		return nil, false, r.condemn(d, now, key, &r.stats.Bad, DropFragBad)
 	}
 
 	cost := len(payload) + fragOverhead
@@ -266,7 +321,8 @@ func (r *Reassembler) Reassemble(now time.Duration, pkt IPv4) (whole []byte, don
 		return nil, false, r.condemn(d, now, key, &r.stats.TooMany, DropFragTooMany)
 	}
 	if off == 0 {
-		d.header = append([]byte(nil), pkt[:hl]...)
+		d.header = append([]byte(nil), hdr...)
+		d.fragHdr = fragHdr
 	}
 	d.frags = append(d.frags, fragment{})
 	copy(d.frags[i+1:], d.frags[i:])
@@ -279,10 +335,26 @@ func (r *Reassembler) Reassemble(now time.Duration, pkt IPv4) (whole []byte, don
 		return nil, false, nil
 	}
 	// Non-overlapping pieces inside [0, end) that add up to end cover it.
+	var out []byte
+	if key.v6 {
+		out, err = d.assemble6()
+	} else {
+		out, err = d.assemble4()
+	}
+	if err != nil {
+		return nil, false, r.condemn(d, now, key, &r.stats.TooBig, DropFragTooBig)
+	}
+	r.remove(d)
+	r.stats.Reassembled++
+	return out, true, nil
+}
+
+// assemble4 builds the reassembled IPv4 datagram.
+func (d *datagram) assemble4() ([]byte, error) {
 	total := len(d.header) + d.end
 	if total > IPv4MaxTotalLen {
 		// Only now is the first fragment's header length known for sure.
-		return nil, false, r.condemn(d, now, key, &r.stats.TooBig, DropFragTooBig)
+		return nil, DropFragTooBig
 	}
 	out := make([]byte, total)
 	copy(out, d.header)
@@ -294,9 +366,39 @@ func (r *Reassembler) Reassemble(now time.Duration, pkt IPv4) (whole []byte, don
 	// Keep DF, clear MF (bit 13) and the offset (bits 0-12).
 	binary.BigEndian.PutUint16(h[ipv4FlagsFrag:], binary.BigEndian.Uint16(h[ipv4FlagsFrag:])&^0x3fff)
 	h.UpdateChecksum()
-	r.remove(d)
-	r.stats.Reassembled++
-	return out, true, nil
+	return out, nil
+}
+
+// assemble6 builds the reassembled IPv6 packet: the unfragmentable part,
+// whose last Next Header becomes the Fragment header's, then the data.
+func (d *datagram) assemble6() ([]byte, error) {
+	unfrag := d.header[:d.fragHdr]
+	total := len(unfrag) + d.end
+	if total-IPv6HeaderLen > 0xffff {
+		return nil, DropFragTooBig
+	}
+	out := make([]byte, total)
+	copy(out, unfrag)
+	for _, f := range d.frags {
+		copy(out[len(unfrag)+f.off:], f.data)
+	}
+	// Find the Next Header field that names the Fragment header: the
+	// fixed header's, or that of the last extension header before it
+	// (ParseIPv6 walked this chain already).
+	nh := ipv6NextHeader
+	for off := IPv6HeaderLen; off < d.fragHdr; {
+		var n int
+		if out[nh] == ProtocolAH {
+			n = (int(out[off+1]) + 2) * 4
+		} else {
+			n = (int(out[off+1]) + 1) * 8
+		}
+		nh = off
+		off += n
+	}
+	out[nh] = d.header[d.fragHdr] // the Fragment header's Next Header
+	IPv6(out).SetPayloadLength(uint16(total - IPv6HeaderLen))
+	return out, nil
 }
 
 // condemn counts reason in ctr and replaces the datagram (if any) by a

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ustack-net/ustack/ip"
-	"github.com/ustack-net/ustack/tcp"
 )
 
 // DefaultDatagramReceiveBuffer bounds the receive queue of a UDP or ping
@@ -261,6 +260,11 @@ func (s *Stack) sendDatagram(src, dst netip.Addr, proto uint8, l4len int, fill f
 	if err != nil {
 		return err
 	}
+	return s.sendDatagramOn(l, src, dst, proto, l4len, fill)
+}
+
+// sendDatagramOn is sendDatagram by link l.
+func (s *Stack) sendDatagramOn(l *link, src, dst netip.Addr, proto uint8, l4len int, fill func(b []byte)) error {
 	v6 := !dst.Is4()
 	iphl := ip.IPv4MinHeaderLen
 	maxL4 := maxL4Len4
@@ -347,6 +351,3 @@ func sockErr(op, syscallName, network string, src, dst net.Addr, err error) erro
 	}
 	return &net.OpError{Op: op, Net: network, Source: src, Addr: dst, Err: err}
 }
-
-// nowTime is the stack clock as the reassembler's time.
-func nowTime(now tcp.Time) time.Duration { return time.Duration(now) }

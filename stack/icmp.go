@@ -331,6 +331,20 @@ func (s *Stack) echoReply6(l *link, h ip.IPv6, info ip.IPv6Info) {
 		s.stats.ICMPIgnored.Add(1)
 		return
 	}
+	if len(p) > l.mtu {
+		// A reassembled request's reply is as big: it leaves in
+		// fragments (without the request's extension headers).
+		msg := []byte(p[info.Offset:])
+		src, dst := p.Src(), p.Dst()
+		err := s.sendDatagramOn(l, src, dst, protoICMPv6, len(msg), func(b []byte) { copy(b, msg) })
+		s.pool.put([]*pktBuf{pb})
+		if err != nil {
+			s.stats.ICMPOutputNoBuffer.Add(1)
+			return
+		}
+		s.stats.ICMPEchoReplies.Add(1)
+		return
+	}
 	pb.n = len(p)
 	s.stats.ICMPEchoReplies.Add(1)
 	l.enqueue(pb)
@@ -362,7 +376,7 @@ func (s *Stack) sendICMPv4Error(l *link, h ip.IPv4, typ, code uint8, now tcp.Tim
 	}
 	writeIPHeader(p, h.Dst(), h.Src(), protoICMP, total, l.nextID(), false)
 	pb.n = total
-	s.stats.ICMPUnreachSent.Add(1)
+	s.countICMPError(typ)
 	l.enqueue(pb)
 }
 
@@ -389,8 +403,17 @@ func (s *Stack) sendICMPv6Error(l *link, h ip.IPv6, typ, code uint8, param uint3
 		return
 	}
 	pb.n = total
-	s.stats.ICMPUnreachSent.Add(1)
+	s.countICMPError(typ)
 	l.enqueue(pb)
+}
+
+// countICMPError counts an ICMP error we send by its kind.
+func (s *Stack) countICMPError(typ uint8) {
+	if typ == ip.ICMPv4TimeExceeded || typ == ip.ICMPv6TimeExceeded {
+		s.stats.ICMPTimeExceededSent.Add(1)
+		return
+	}
+	s.stats.ICMPUnreachSent.Add(1)
 }
 
 // icmpLimiter is a token bucket for the ICMP errors we send, Linux's

@@ -102,11 +102,20 @@ func (s *Stack) inputIPv6(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 		return
 	}
 	if info.HasFragment && !info.IsAtomicFragment() {
-		// Only IPv4 is reassembled: our TCP never sends IPv6 segments
-		// bigger than the path MTU, so a fragmented IPv6 TCP segment is a
-		// misbehaving peer.
-		s.stats.IPv6FragmentDrops.Add(1)
-		return
+		// RFC 8200 §4.5. An atomic fragment (offset 0, M clear) is a
+		// whole packet and skips reassembly (RFC 6946 §4).
+		whole := s.reassemble6(h, info, now)
+		if whole == nil {
+			return
+		}
+		if h, info, err = ip.ParseIPv6(whole); err != nil {
+			s.stats.IP[ip.ReasonOf(err)].Add(1)
+			return
+		}
+		if info.HasFragment && !info.IsAtomicFragment() {
+			s.stats.IPv6FragmentDrops.Add(1)
+			return
+		}
 	}
 	switch info.Protocol {
 	case protoTCP:

@@ -460,6 +460,11 @@ func (s *Stack) Close() error {
 			sh.mu.Unlock()
 		}
 		s.closed.Store(true)
+		s.frags.mu.Lock()
+		if s.frags.timer != nil {
+			s.frags.timer.Stop()
+		}
+		s.frags.mu.Unlock()
 		for _, sh := range s.shards {
 			sh.mu.Lock()
 			if sh.clockTimer != nil {

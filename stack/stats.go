@@ -28,25 +28,28 @@ type Stats struct {
 	IPUnknownProtocol  atomic.Uint64 `stat:"ip_unknown_protocol"`   // neither TCP nor ICMP
 	IPFragments        atomic.Uint64 `stat:"ip_fragments"`          // fragments handed to reassembly
 	IPReassembled      atomic.Uint64 `stat:"ip_reassembled"`        // datagrams completed by reassembly
-	IPv6FragmentDrops  atomic.Uint64 `stat:"ipv6_fragment_dropped"` // IPv6 fragments (not reassembled)
+	IPv6FragmentDrops  atomic.Uint64 `stat:"ipv6_fragment_dropped"` // reassembled IPv6 packets that were fragments again (nested fragmentation)
+	IPv6Fragments      atomic.Uint64 `stat:"ipv6_fragments"`        // IPv6 fragments handed to reassembly (also in ip_fragments)
 	IPv6ExtHeaderDrops atomic.Uint64 `stat:"ipv6_ext_header_drops"` // unsupported or malformed extension headers
 
 	// ICMP.
-	ICMPMalformed      atomic.Uint64 `stat:"icmp_malformed"`        // truncated or bad checksum
-	ICMPEchoReplies    atomic.Uint64 `stat:"icmp_echo_replies"`     // echo requests answered
-	ICMPIgnored        atomic.Uint64 `stat:"icmp_ignored"`          // types we do not act on
-	ICMPErrorsNoConn   atomic.Uint64 `stat:"icmp_errors_no_conn"`   // error quoting no connection we have
-	ICMPErrorsBadSeq   atomic.Uint64 `stat:"icmp_errors_bad_seq"`   // error quoting a sequence number outside SND.UNA..SND.NXT
-	ICMPErrorsHard     atomic.Uint64 `stat:"icmp_errors_hard"`      // errors that aborted a connection
-	ICMPErrorsSoft     atomic.Uint64 `stat:"icmp_errors_soft"`      // errors recorded as soft errors
-	ICMPFragNeeded     atomic.Uint64 `stat:"icmp_frag_needed"`      // path MTU reductions applied
-	ICMPFragNeededBad  atomic.Uint64 `stat:"icmp_frag_needed_bad"`  // PTB with an MTU we refuse (too small, not smaller)
-	ICMPRateLimited    atomic.Uint64 `stat:"icmp_rate_limited"`     // ICMP we did not send because of the rate limit
-	ICMPUnreachSent    atomic.Uint64 `stat:"icmp_unreach_sent"`     // destination unreachable sent (protocol or port)
-	ICMPv6NDIgnored    atomic.Uint64 `stat:"icmpv6_nd_ignored"`     // neighbour discovery (a TUN has no link layer)
-	ICMPv6MLDIgnored   atomic.Uint64 `stat:"icmpv6_mld_ignored"`    // multicast listener messages
-	ICMPOutputNoBuffer atomic.Uint64 `stat:"icmp_output_no_buffer"` // replies not sent for lack of a packet buffer
-	IPFragmentsSent    atomic.Uint64 `stat:"ip_fragments_sent"`     // fragments of datagrams bigger than the MTU (echo replies, UDP, ping)
+	ICMPMalformed        atomic.Uint64 `stat:"icmp_malformed"`          // truncated or bad checksum
+	ICMPEchoReplies      atomic.Uint64 `stat:"icmp_echo_replies"`       // echo requests answered
+	ICMPIgnored          atomic.Uint64 `stat:"icmp_ignored"`            // types we do not act on
+	ICMPErrorsNoConn     atomic.Uint64 `stat:"icmp_errors_no_conn"`     // error quoting no connection we have
+	ICMPErrorsBadSeq     atomic.Uint64 `stat:"icmp_errors_bad_seq"`     // error quoting a sequence number outside SND.UNA..SND.NXT
+	ICMPErrorsHard       atomic.Uint64 `stat:"icmp_errors_hard"`        // errors that aborted a connection
+	ICMPErrorsSoft       atomic.Uint64 `stat:"icmp_errors_soft"`        // errors recorded as soft errors
+	ICMPFragNeeded       atomic.Uint64 `stat:"icmp_frag_needed"`        // path MTU reductions applied
+	ICMPFragNeededBad    atomic.Uint64 `stat:"icmp_frag_needed_bad"`    // PTB with an MTU we refuse (too small, not smaller)
+	ICMPRateLimited      atomic.Uint64 `stat:"icmp_rate_limited"`       // ICMP we did not send because of the rate limit
+	ICMPUnreachSent      atomic.Uint64 `stat:"icmp_unreach_sent"`       // destination unreachable sent (protocol or port)
+	ICMPTimeExceededSent atomic.Uint64 `stat:"icmp_time_exceeded_sent"` // reassembly timeouts reported to the sender
+	ICMPNoRoute          atomic.Uint64 `stat:"icmp_no_route"`           // ICMP errors not sent: no route back to the source
+	ICMPv6NDIgnored      atomic.Uint64 `stat:"icmpv6_nd_ignored"`       // neighbour discovery (a TUN has no link layer)
+	ICMPv6MLDIgnored     atomic.Uint64 `stat:"icmpv6_mld_ignored"`      // multicast listener messages
+	ICMPOutputNoBuffer   atomic.Uint64 `stat:"icmp_output_no_buffer"`   // replies not sent for lack of a packet buffer
+	IPFragmentsSent      atomic.Uint64 `stat:"ip_fragments_sent"`       // fragments of datagrams bigger than the MTU (echo replies, UDP, ping)
 
 	// UDP (Linux's UDP MIB names where there is one).
 	UDPInDatagrams         atomic.Uint64 `stat:"udp_in_datagrams"`          // datagrams queued on a socket
