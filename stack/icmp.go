@@ -376,7 +376,7 @@ func (s *Stack) sendICMPv4Error(l *link, h ip.IPv4, typ, code uint8, now tcp.Tim
 	}
 	writeIPHeader(p, h.Dst(), h.Src(), protoICMP, total, l.nextID(), false)
 	pb.n = total
-	s.countICMPError(typ)
+	s.countICMPError(typ == ip.ICMPv4TimeExceeded)
 	l.enqueue(pb)
 }
 
@@ -403,13 +403,13 @@ func (s *Stack) sendICMPv6Error(l *link, h ip.IPv6, typ, code uint8, param uint3
 		return
 	}
 	pb.n = total
-	s.countICMPError(typ)
+	s.countICMPError(typ == ip.ICMPv6TimeExceeded)
 	l.enqueue(pb)
 }
 
 // countICMPError counts an ICMP error we send by its kind.
-func (s *Stack) countICMPError(typ uint8) {
-	if typ == ip.ICMPv4TimeExceeded || typ == ip.ICMPv6TimeExceeded {
+func (s *Stack) countICMPError(timeExceeded bool) {
+	if timeExceeded {
 		s.stats.ICMPTimeExceededSent.Add(1)
 		return
 	}
