@@ -82,55 +82,10 @@ func (s *Stack) DialAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn,
 		}
 		return &net.OpError{Op: "dial", Net: "tcp", Source: laddr, Addr: raddr, Err: err}
 	}
-	if s.closed.Load() {
-		return nil, fail(nil, net.ErrClosed)
-	}
-	if !remote.Addr().IsValid() || remote.Addr().IsUnspecified() || remote.Addr().IsMulticast() || remote.Port() == 0 {
-		return nil, fail(nil, syscall.EINVAL)
-	}
-	local, ok := s.localAddrFor(remote.Addr())
-	if !ok {
-		return nil, fail(nil, syscall.ENETUNREACH)
-	}
-	l, _, err := s.route(remote.Addr())
+	ep, err := s.startDial(remote, nil)
 	if err != nil {
 		return nil, fail(nil, err)
 	}
-	if s.nconns.Load() >= int64(s.opts.MaxConns) {
-		s.stats.TCPMaxConns.Add(1)
-		return nil, fail(nil, syscall.EAGAIN)
-	}
-
-	// Pick the port and insert the connection under the shard lock in one
-	// step, so two Dials cannot take the same 4-tuple.
-	var ep *endpoint
-	now := s.clock.Now()
-	_, ok = s.ports.pick(local, remote, func(port uint16) bool {
-		id := tuple{local: netip.AddrPortFrom(local, port), remote: remote}
-		if s.findListener(id.local) != nil {
-			return true
-		}
-		sh := s.shardFor(id)
-		sh.mu.Lock()
-		defer sh.mu.Unlock()
-		if sh.conns[id.key()] != nil {
-			return true
-		}
-		cfg := s.connConfig(l, id)
-		tc := tcp.Dial(now, cfg, s.isn.isn(now, id.local, id.remote))
-		ep = newEndpoint(s, sh, id, l, tc)
-		waitCh(&ep.wrWake) // Dial waits on it for the handshake
-		s.insert(ep)
-		s.stats.TCPActiveOpens.Add(1)
-		tc.Output(now, ep)
-		s.afterOp(ep, now)
-		return false
-	})
-	if !ok {
-		s.stats.TCPPortsExhausted.Add(1)
-		return nil, fail(nil, syscall.EADDRNOTAVAIL)
-	}
-	s.kickLinks()
 	c := newConn(ep)
 
 	for {
@@ -164,6 +119,80 @@ func (s *Stack) DialAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn,
 			return nil, fail(tcpAddr(ep.id.local), ctx.Err())
 		}
 	}
+}
+
+// StartDial begins an active open to remote and returns at once, as
+// connect(2) on a non-blocking socket does: the SYN is queued, and State
+// and Err tell how the handshake goes (Read and Write wait for it, or
+// return at once under a passed deadline). cfg, when not nil, replaces the
+// stack's TCP configuration for this connection, as socket options set
+// before connect do (the stack still bounds the MSS by the link, sizes GSO
+// and sets the timestamp offset; Memory is the stack's budget).
+func (s *Stack) StartDial(remote netip.AddrPort, cfg *tcp.Config) (*Conn, error) {
+	ep, err := s.startDial(remote, cfg)
+	if err != nil {
+		raddr := &net.TCPAddr{IP: addrIP(remote.Addr()), Port: int(remote.Port())}
+		if errno, ok := err.(syscall.Errno); ok {
+			err = os.NewSyscallError("connect", errno)
+		}
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err}
+	}
+	return newConn(ep), nil
+}
+
+// startDial picks a local port, inserts a SYN-SENT connection to remote
+// and sends its SYN; the error is an errno or net.ErrClosed.
+func (s *Stack) startDial(remote netip.AddrPort, base *tcp.Config) (*endpoint, error) {
+	if s.closed.Load() {
+		return nil, net.ErrClosed
+	}
+	if !remote.Addr().IsValid() || remote.Addr().IsUnspecified() || remote.Addr().IsMulticast() || remote.Port() == 0 {
+		return nil, syscall.EINVAL
+	}
+	local, ok := s.localAddrFor(remote.Addr())
+	if !ok {
+		return nil, syscall.ENETUNREACH
+	}
+	l, _, err := s.route(remote.Addr())
+	if err != nil {
+		return nil, err
+	}
+	if s.nconns.Load() >= int64(s.opts.MaxConns) {
+		s.stats.TCPMaxConns.Add(1)
+		return nil, syscall.EAGAIN
+	}
+
+	// Pick the port and insert the connection under the shard lock in one
+	// step, so two Dials cannot take the same 4-tuple.
+	var ep *endpoint
+	now := s.clock.Now()
+	_, ok = s.ports.pick(local, remote, func(port uint16) bool {
+		id := tuple{local: netip.AddrPortFrom(local, port), remote: remote}
+		if s.findListener(id.local) != nil {
+			return true
+		}
+		sh := s.shardFor(id)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if sh.conns[id.key()] != nil {
+			return true
+		}
+		cfg := s.connConfigFrom(base, l, id)
+		tc := tcp.Dial(now, cfg, s.isn.isn(now, id.local, id.remote))
+		ep = newEndpoint(s, sh, id, l, tc, &cfg)
+		waitCh(&ep.wrWake) // Dial waits on it for the handshake
+		s.insert(ep)
+		s.stats.TCPActiveOpens.Add(1)
+		tc.Output(now, ep)
+		s.afterOp(ep, now)
+		return false
+	})
+	if !ok {
+		s.stats.TCPPortsExhausted.Add(1)
+		return nil, syscall.EADDRNOTAVAIL
+	}
+	s.kickLinks()
+	return ep, nil
 }
 
 // familyFits reports whether address a may be used with network: "tcp4"

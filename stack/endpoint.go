@@ -65,17 +65,39 @@ const (
 	phaseAccepted                   // handed to the application (or dropped)
 )
 
-func newEndpoint(s *Stack, sh *shard, id tuple, l *link, tc *tcp.Conn) *endpoint {
+// newEndpoint wraps tc, made with cfg, for the table.
+func newEndpoint(s *Stack, sh *shard, id tuple, l *link, tc *tcp.Conn, cfg *tcp.Config) *endpoint {
 	tc.ShareScratch(&sh.scratch)
-	return &endpoint{
+	ep := &endpoint{
 		sh: sh, id: id, link: l, tc: tc,
 		timer:   timerSlot{idx: -1},
 		state:   tcp.StateClosed,
-		kaOn:    s.tcpCfg.KeepAlive,
+		kaOn:    cfg.KeepAlive,
 		kaIdle:  s.tcpCfg.KeepIdle,
 		kaIntvl: s.tcpCfg.KeepInterval,
 		kaCount: int32(min(s.tcpCfg.KeepCount, maxKeepCount)),
 	}
+	// A socket's own settings; zero ones are the stack's (made whole in New).
+	if cfg.KeepIdle > 0 {
+		ep.kaIdle = cfg.KeepIdle
+	}
+	if cfg.KeepInterval > 0 {
+		ep.kaIntvl = cfg.KeepInterval
+	}
+	if cfg.KeepCount > 0 {
+		ep.kaCount = int32(min(cfg.KeepCount, maxKeepCount))
+	}
+	return ep
+}
+
+// Err returns the connection's pending error, as getsockopt(SO_ERROR)
+// reads it: the reset, refusal or timeout that ended it (nil while it is
+// alive or after a clean close), without consuming it.
+func (c *Conn) Err() error {
+	ep := c.ep
+	ep.sh.mu.Lock()
+	defer ep.sh.mu.Unlock()
+	return ep.err()
 }
 
 // Emit serializes one outgoing segment of the Conn into a packet (tcp.Emitter).

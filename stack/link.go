@@ -400,15 +400,7 @@ func (l *link) readLoop() {
 		} else {
 			errs = 0
 		}
-		now := s.clock.Now()
-		for i := range k {
-			g := tun.GSO{}
-			if l.gsoMax > 0 {
-				g = gso[i]
-			}
-			s.input(l, bufs[i][headroom:headroom+sizes[i]], g, now, &batch)
-		}
-		s.finishBatch(l, &batch, now)
+		s.inputBatch(l, bufs[:k], sizes, gso, s.clock.Now(), &batch)
 	}
 }
 

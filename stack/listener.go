@@ -42,6 +42,27 @@ type Listener struct {
 	wake chan struct{} // capacity 1
 	done chan struct{} // closed by Close
 	dl   deadline
+	// cfg, when not nil, is the TCP configuration of the connections the
+	// listener makes (SetConfig); guarded by mu.
+	cfg *tcp.Config
+}
+
+// SetConfig makes cfg the TCP configuration of the connections the
+// listener accepts from now on, in place of the stack's (socket options set
+// on a listening socket, which Linux copies into the sockets it accepts).
+// The stack still bounds the MSS by the link, sizes GSO and sets the
+// timestamp offset; Memory is ignored (the stack's budget applies).
+func (ln *Listener) SetConfig(cfg tcp.Config) {
+	ln.mu.Lock()
+	ln.cfg = &cfg
+	ln.mu.Unlock()
+}
+
+// lnConfig returns the listener's configuration (nil: the stack's).
+func (ln *Listener) lnConfig() *tcp.Config {
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	return ln.cfg
 }
 
 // Listen announces on the local address: network is "tcp", "tcp4" or
@@ -262,12 +283,12 @@ func (s *Stack) listenInput(ln *Listener, in *link, sh *shard, id tuple, seg *tc
 			}
 			return
 		}
-		s.sendCookie(l, id, seg, now)
+		s.sendCookie(ln, l, id, seg, now)
 		return
 	}
-	cfg := s.connConfig(l, id)
+	cfg := s.connConfigFrom(ln.cfg, l, id)
 	tc := tcp.AcceptSYN(now, cfg, s.isn.isn(now, id.local, id.remote), seg)
-	ep := newEndpoint(s, sh, id, l, tc)
+	ep := newEndpoint(s, sh, id, l, tc, &cfg)
 	ep.ln = ln
 	ep.lnPhase = phaseSynQueue
 	ln.synq[ep] = struct{}{}
@@ -280,7 +301,18 @@ func (s *Stack) listenInput(ln *Listener, in *link, sh *shard, id tuple, seg *tc
 // with the MSS bounded by the link MTU, GSO sized for the link, and the
 // timestamp offset of the address pair.
 func (s *Stack) connConfig(l *link, id tuple) tcp.Config {
+	return s.connConfigFrom(nil, l, id)
+}
+
+// connConfigFrom is connConfig starting from base (a socket's own
+// configuration: StartDial, Listener.SetConfig) instead of the stack
+// default when base is not nil. The memory budget is always the stack's.
+func (s *Stack) connConfigFrom(base *tcp.Config, l *link, id tuple) tcp.Config {
 	cfg := s.tcpCfg
+	if base != nil {
+		cfg = *base
+		cfg.Memory = s.tcpCfg.Memory
+	}
 	iphl := 20
 	if !id.local.Addr().Is4() {
 		iphl = 40
@@ -301,9 +333,9 @@ func (s *Stack) connConfig(l *link, id tuple) tcp.Config {
 
 // sendCookie answers a SYN with a SYN-ACK whose ISS is a SYN cookie and
 // keeps no state (RFC 4987 §3.6).
-func (s *Stack) sendCookie(l *link, id tuple, syn *tcp.Segment, now tcp.Time) {
+func (s *Stack) sendCookie(ln *Listener, l *link, id tuple, syn *tcp.Segment, now tcp.Time) {
 	v6 := !id.local.Addr().Is4()
-	cfg := s.connConfig(l, id)
+	cfg := s.connConfigFrom(ln.lnConfig(), l, id)
 	idx := mssIndex(v6, syn.Options.MSS, syn.Options.HasMSS)
 	iss := s.cookies.make(id.local, id.remote, syn.Seq, idx, cookieCounter(now))
 	out := tcp.Segment{Seq: iss, Ack: syn.Seq + 1, Flags: tcp.FlagSYN | tcp.FlagACK, Window: 65535}
@@ -357,7 +389,7 @@ func (s *Stack) cookieACK(ln *Listener, l *link, sh *shard, id tuple, seg *tcp.S
 		return false
 	}
 	s.cookieSources.refund(id.remote.Addr())
-	cfg := s.connConfig(l, id)
+	cfg := s.connConfigFrom(ln.lnConfig(), l, id)
 	n := tcp.Negotiated{ISS: cookie, IRS: irs, MSS: cookieMSSValue(v6, idx), SndWScale: -1, RcvWScale: -1}
 	if seg.Options.HasTimestamp && !cfg.DisableTimestamps {
 		ws, sack := cookieTSDecode(seg.Options.TSEcr)
@@ -376,7 +408,7 @@ func (s *Stack) cookieACK(ln *Listener, l *link, sh *shard, id tuple, seg *tcp.S
 		return true
 	}
 	tc := tcp.AcceptCookie(now, cfg, n, seg)
-	ep := newEndpoint(s, sh, id, l, tc)
+	ep := newEndpoint(s, sh, id, l, tc, &cfg)
 	ep.ln = ln
 	ln.mu.Lock()
 	if ln.closed {

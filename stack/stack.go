@@ -122,6 +122,15 @@ type Options struct {
 	// line per segment in or out of a connection, state change and timer
 	// firing. Close flushes it, and closes it if it is an io.Closer.
 	Trace io.Writer
+	// Driven makes the caller the stack's only mover, in the manner of
+	// smoltcp's iface.poll(now): New and AddLink start no goroutines and
+	// the shards arm no clock timers. Packets go in with Input, the
+	// connections' timers run with RunTimers, and what the stack sends is
+	// written to its links by Flush (Poll does the last two); NextTimer
+	// says when to call again. Application calls (Read, Write, Accept,
+	// Dial...) work as usual, except that nothing moves while they block:
+	// a driver calls them with deadlines already passed (see poll.go).
+	Driven bool
 }
 
 // Stack is a userspace TCP/IP endpoint: one or more links, a set of
@@ -165,6 +174,10 @@ type Stack struct {
 	pingMu  sync.Mutex
 	pings   atomic.Pointer[map[listenKey]*PingConn]
 	fragID6 atomic.Uint32 // IPv6 Fragment header identification
+
+	// driveMu and drive serve Input (poll.go), for a Driven stack.
+	driveMu sync.Mutex
+	drive   driveState
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -342,6 +355,9 @@ func (s *Stack) AddLink(l tun.Link) {
 		_ = l.Close()
 		return
 	}
+	if s.opts.Driven {
+		return
+	}
 	s.wg.Add(2)
 	go lk.readLoop()
 	go lk.writeLoop()
@@ -477,6 +493,13 @@ func (s *Stack) Close() error {
 		s.linksMu.Unlock()
 		for _, l := range links {
 			l.stop()
+		}
+		if s.opts.Driven {
+			// No writer goroutines: write the final RSTs, close the links.
+			s.Flush()
+			for _, l := range links {
+				_ = l.l.Close()
+			}
 		}
 		s.wg.Wait()
 		err = s.trace.close()

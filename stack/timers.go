@@ -123,6 +123,9 @@ func (h *timerHeap) down(i int) {
 // early costs one empty pass, re-arming on every change would cost a Reset
 // per ACK. sh.mu must be held.
 func (sh *shard) armTimer(now tcp.Time) {
+	if sh.s.opts.Driven {
+		return // the driver asks NextTimer and calls RunTimers
+	}
 	at, ok := sh.timers.min()
 	if !ok {
 		return
@@ -163,6 +166,16 @@ func (sh *shard) onTimer() {
 	now := s.clock.Now()
 	sh.timerPending.Store(false)
 	sh.timerArmed = false
+	sh.runDue(now)
+	sh.armTimer(now)
+	sh.mu.Unlock()
+	s.kickLinks()
+}
+
+// runDue runs the Conns of the shard whose timer keys are due by now.
+// sh.mu must be held.
+func (sh *shard) runDue(now tcp.Time) {
+	s := sh.s
 	// Collect first: Output may re-key an endpoint to a time that is
 	// already due (a Conn reporting a past deadline), which must wait for
 	// the next pass rather than spin here.
@@ -181,9 +194,6 @@ func (sh *shard) onTimer() {
 		}
 	}
 	sh.due = due[:0]
-	sh.armTimer(now)
-	sh.mu.Unlock()
-	s.kickLinks()
 }
 
 // minTimerStep keeps a Conn that reports a deadline at or before now from

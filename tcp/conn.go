@@ -258,8 +258,10 @@ func (t *connTimer) due(now Time) bool {
 //     synchronized state including TIME-WAIT, gets a challenge ACK
 //     (RFC 5961 §4.2); reusing a TIME-WAIT 4-tuple for a new SYN (RFC 6191)
 //     is the stack's decision before it calls Input.
-//   - An exact RST in TIME-WAIT closes it (RFC 9293; RFC 1337 is not applied,
-//     like Linux's default).
+//   - An exact RST in TIME-WAIT closes the Conn (RFC 9293 §3.10.7.4), like
+//     Linux's default (tcp_rfc1337 = 0). The stack does not let it get that
+//     far: stack/input.go drops every RST in TIME-WAIT before Input (RFC 1337
+//     §3, TIME-WAIT assassination), so `ustack serve` keeps its TIME-WAITs.
 //   - Segments without timestamps are accepted on a timestamp connection
 //     (RFC 7323 §3.2 says SHOULD drop; Linux accepts).
 //   - Zero-window probes carry one byte of new data (RFC 9293 §3.8.6.1).

@@ -50,7 +50,7 @@ import (
 // is quiescent (everything it sends in response has been recorded). A
 // real-time DUT (linux) implements realTimer.
 type DUT interface {
-	// Name identifies the implementation ("tcp", "gvisor", "linux", ...).
+	// Name identifies the implementation ("tcp", "ustack", "gvisor", "linux").
 	Name() string
 	// Now is the DUT's clock: time since it was created.
 	Now() time.Duration
@@ -162,7 +162,7 @@ var ErrNoEquivalent = errors.New("no equivalent setting")
 
 // DUTNames are the DUT names NewDUT takes, in the order `--dut all` runs
 // them.
-var DUTNames = []string{"tcp", "gvisor", "linux"}
+var DUTNames = []string{"tcp", "ustack", "gvisor", "linux"}
 
 // NewDUT creates a DUT by name.
 func NewDUT(name string, o Options) (DUT, error) {
@@ -172,6 +172,8 @@ func NewDUT(name string, o Options) (DUT, error) {
 	switch name {
 	case "tcp":
 		return newTCPDUT(o), nil
+	case "ustack":
+		return newUstackDUT(o), nil
 	case "gvisor":
 		return newGVisorDUT(o)
 	case "linux":
