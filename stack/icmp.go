@@ -376,7 +376,11 @@ func (s *Stack) sendICMPv4Error(l *link, h ip.IPv4, typ, code uint8, now tcp.Tim
 	}
 	writeIPHeader(p, h.Dst(), h.Src(), protoICMP, total, l.nextID(), false)
 	pb.n = total
-	s.countICMPError(typ == ip.ICMPv4TimeExceeded)
+	if typ == ip.ICMPv4TimeExceeded {
+		s.stats.ICMPTimeExceededSent.Add(1)
+	} else {
+		s.stats.ICMPUnreachSent.Add(1)
+	}
 	l.enqueue(pb)
 }
 
@@ -403,17 +407,15 @@ func (s *Stack) sendICMPv6Error(l *link, h ip.IPv6, typ, code uint8, param uint3
 		return
 	}
 	pb.n = total
-	s.countICMPError(typ == ip.ICMPv6TimeExceeded)
-	l.enqueue(pb)
-}
-
-// countICMPError counts an ICMP error we send by its kind.
-func (s *Stack) countICMPError(timeExceeded bool) {
-	if timeExceeded {
+	switch typ {
+	case ip.ICMPv6TimeExceeded:
 		s.stats.ICMPTimeExceededSent.Add(1)
-		return
+	case ip.ICMPv6ParamProblem:
+		s.stats.ICMPParamProblemSent.Add(1)
+	default:
+		s.stats.ICMPUnreachSent.Add(1)
 	}
-	s.stats.ICMPUnreachSent.Add(1)
+	l.enqueue(pb)
 }
 
 // icmpLimiter is a token bucket for the ICMP errors we send, Linux's

@@ -104,7 +104,7 @@ func (s *Stack) inputIPv6(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 	if info.HasFragment && !info.IsAtomicFragment() {
 		// RFC 8200 §4.5. An atomic fragment (offset 0, M clear) is a
 		// whole packet and skips reassembly (RFC 6946 §4).
-		whole := s.reassemble6(h, info, now)
+		whole := s.reassemble6(l, h, info, now)
 		if whole == nil {
 			return
 		}

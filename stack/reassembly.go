@@ -58,12 +58,16 @@ func (s *Stack) reassemble4(h ip.IPv4, now tcp.Time) ip.IPv4 {
 
 // reassemble6 is reassemble4 for an IPv6 fragment (RFC 8200 §4.5); the
 // result is the reassembled packet, to be parsed again.
-func (s *Stack) reassemble6(h ip.IPv6, info ip.IPv6Info, now tcp.Time) []byte {
+func (s *Stack) reassemble6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time) []byte {
 	s.stats.IPFragments.Add(1)
 	s.stats.IPv6Fragments.Add(1)
 	f := &s.frags
 	f.mu.Lock()
 	whole, done, err := s.reassembler().ReassembleIPv6(time.Duration(now), h, info)
+	if ip.ReasonOf(err) == ip.DropFragHeaderChain {
+		// RFC 8200 §4.5: Parameter Problem, code 3, pointer 0.
+		defer s.sendICMPv6Error(l, h, ip.ICMPv6ParamProblem, ip.ICMPv6IncompleteHeaderChain, 0, now)
+	}
 	return s.afterReassembly(now, whole, done, err)
 }
 

@@ -459,3 +459,25 @@ func TestPingExact(t *testing.T) {
 	_, err = c.Write([]byte{13, 0, 0, 0, 0, 0, 0, 0})
 	require.Error(t, err)
 }
+
+// TestIPv6FirstFragmentHeaderChain: a first fragment cut inside the TCP
+// header is dropped and answered with Parameter Problem, code 3, pointer 0
+// (RFC 8200 §4.5).
+func TestIPv6FirstFragmentHeaderChain(t *testing.T) {
+	r := newRawPeer(t, nil)
+	peer, us := netip.AddrPortFrom(addrA6, 40000), netip.AddrPortFrom(addrB6, 80)
+	syn := tcpPacket(peer, us, &tcp.Segment{Seq: 1, Flags: tcp.FlagSYN, Window: 65535})
+	fs := fragments6(t, syn, 16, 4)
+	r.send(fs[0])
+	p := r.recv()
+	h, info, err := ip.ParseIPv6(p)
+	require.NoError(t, err)
+	m, err := ip.ParseICMPv6(h[info.Offset:], h.SrcSlice(), h.DstSlice())
+	require.NoError(t, err)
+	require.Equal(t, ip.ICMPv6ParamProblem, m.Type())
+	require.Equal(t, ip.ICMPv6IncompleteHeaderChain, m.Code())
+	require.Zero(t, m.Pointer())
+	require.Equal(t, fs[0], []byte(m.Invoking()))
+	require.Equal(t, uint64(1), r.s.Stats().IP[ip.DropFragHeaderChain].Load())
+	require.Equal(t, uint64(1), r.s.Stats().ICMPParamProblemSent.Load())
+}
