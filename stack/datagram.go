@@ -26,6 +26,24 @@ type datagram struct {
 	from netip.AddrPort // the sender (port 0 for ping sockets)
 	to   netip.Addr     // our address it was sent to
 	data []byte
+	pool *[]byte // data's buffer, from datagramBufs; nil for a big datagram
+}
+
+// datagramBufSize is the size of the pooled receive buffers: a datagram of
+// a 1500-byte (or 2 KiB) MTU link fits; bigger (reassembled) ones get a
+// buffer of their own.
+const datagramBufSize = 2048
+
+// datagramBufs recycles the buffers of queued datagrams, so that receiving
+// does not allocate per datagram. Only what the queues hold at once (their
+// byte bound) is live.
+var datagramBufs = sync.Pool{New: func() any { b := make([]byte, datagramBufSize); return &b }}
+
+// release returns dg's buffer to the pool.
+func (dg *datagram) release() {
+	if dg.pool != nil {
+		datagramBufs.Put(dg.pool)
+	}
 }
 
 // datagramSocket is what UDP and ping sockets share: the bound address, the
@@ -78,7 +96,14 @@ func (d *datagramSocket) push(from netip.AddrPort, to netip.Addr, data []byte) b
 		return false
 	}
 	d.bytes += cost
-	d.q = append(d.q, datagram{from: from, to: to, data: append([]byte(nil), data...)})
+	dg := datagram{from: from, to: to}
+	if len(data) <= datagramBufSize {
+		dg.pool = datagramBufs.Get().(*[]byte)
+		dg.data = (*dg.pool)[:copy(*dg.pool, data)]
+	} else {
+		dg.data = append([]byte(nil), data...)
+	}
+	d.q = append(d.q, dg)
 	d.mu.Unlock()
 	wake(d.wake)
 	return true
@@ -130,7 +155,9 @@ func (d *datagramSocket) pop(b []byte) (n, full int, from netip.AddrPort, to net
 			}
 			d.bytes -= len(dg.data) + datagramOverhead
 			d.mu.Unlock()
-			return copy(b, dg.data), len(dg.data), dg.from, dg.to, nil
+			n = copy(b, dg.data)
+			dg.release()
+			return n, len(dg.data), dg.from, dg.to, nil
 		}
 		d.mu.Unlock()
 		if d.rdl.expired() {
@@ -152,6 +179,9 @@ func (d *datagramSocket) close() bool {
 		return false
 	}
 	d.closed.Store(true)
+	for i := d.head; i < len(d.q); i++ {
+		d.q[i].release()
+	}
 	d.q, d.head, d.bytes = nil, 0, 0
 	d.mu.Unlock()
 	close(d.done)
