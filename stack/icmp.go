@@ -70,7 +70,7 @@ func (s *Stack) inputICMPv4(l *link, h ip.IPv4, now tcp.Time, b *rxBatch) {
 		s.echoReply4(s.replyLink(l, h.Src()), h)
 		return
 	case ip.ICMPv4EchoReply:
-		s.inputEchoReply(h.Src(), h.Dst(), m.Ident(), m)
+		s.inputEchoReply(l, h.Src(), h.Dst(), m.Ident(), m)
 		return
 	case ip.ICMPv4DestUnreach:
 		if int(m.Code()) >= len(icmp4Unreach) {
@@ -134,7 +134,7 @@ func (s *Stack) inputICMPv6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time, 
 		s.echoReply6(s.replyLink(l, h.Src()), h, info)
 		return
 	case ip.ICMPv6EchoReply:
-		s.inputEchoReply(h.Src(), h.Dst(), m.Ident(), m)
+		s.inputEchoReply(l, h.Src(), h.Dst(), m.Ident(), m)
 		return
 	case ip.ICMPv6DestUnreach:
 		if int(m.Code()) >= len(icmp6Unreach) {

@@ -342,7 +342,7 @@ func (c *UDPConn) send(b []byte, to netip.AddrPort) error {
 	}
 	n := ip.UDPHeaderLen + len(b)
 	sport := c.d.key.port
-	err = s.sendDatagram(src, dst, protoUDP, n, func(p []byte) {
+	err = s.sendDatagram(c.d.replyHint(to), src, dst, protoUDP, n, func(p []byte) {
 		copy(p[ip.UDPHeaderLen:], b)
 		ip.PutUDPHeader(p[:n], sport, to.Port(), src.AsSlice(), dst.AsSlice())
 	})

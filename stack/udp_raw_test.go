@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -480,4 +481,32 @@ func TestIPv6FirstFragmentHeaderChain(t *testing.T) {
 	require.Equal(t, fs[0], []byte(m.Invoking()))
 	require.Equal(t, uint64(1), r.s.Stats().IP[ip.DropFragHeaderChain].Load())
 	require.Equal(t, uint64(1), r.s.Stats().ICMPParamProblemSent.Load())
+}
+
+// TestUDPReplyRoute: a UDP reply follows the stack's routes, and to a
+// peer no route covers it leaves by the link the peer's datagram came in
+// on, as TCP's replies do.
+func TestUDPReplyRoute(t *testing.T) {
+	routed := netip.MustParseAddr("198.18.5.9")
+	s, peers := newTwoLinkStack(t, []Route{{Prefix: netip.MustParsePrefix("198.18.5.0/24"), Link: 0}})
+	srv, err := s.ListenUDP(netip.AddrPortFrom(addrB, 53))
+	require.NoError(t, err)
+	us := netip.AddrPortFrom(addrB, 53)
+	buf := make([]byte, 100)
+	for _, tc := range []struct {
+		peer     netip.Addr
+		in, out  int
+		describe string
+	}{{addrA, 1, 1, "no route: back by the incoming link"}, {routed, 1, 0, "the route's link"}} {
+		peer := netip.AddrPortFrom(tc.peer, 40000)
+		peers[tc.in].send(udpPacket(peer, us, []byte("q")))
+		_, from, err := srv.ReadFromUDPAddrPort(buf)
+		require.NoError(t, err)
+		_, err = srv.WriteToUDPAddrPort([]byte("a"), from)
+		require.NoError(t, err, tc.describe)
+		require.Equal(t, []byte("a"), parseUDP(t, peers[tc.out].recv(), us, peer), tc.describe)
+	}
+	// A peer never heard from, covered by no route: ENETUNREACH.
+	_, err = srv.WriteToUDPAddrPort([]byte("a"), netip.MustParseAddrPort("198.18.9.9:1"))
+	require.ErrorIs(t, err, syscall.ENETUNREACH)
 }
