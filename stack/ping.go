@@ -29,8 +29,12 @@ var (
 
 // DialPing opens a ping socket connected to raddr: Write sends to it and
 // only its replies are read. laddr may be the zero Addr (our address
-// towards raddr).
+// towards raddr). Without a raddr it is ListenPing(laddr), as in
+// wireguard's netstack.
 func (s *Stack) DialPing(laddr, raddr netip.Addr) (*PingConn, error) {
+	if !raddr.IsValid() {
+		return s.ListenPing(laddr)
+	}
 	raddr = raddr.Unmap()
 	if !raddr.IsValid() || raddr.IsUnspecified() || raddr.IsMulticast() {
 		return nil, sockErr("dial", "connect", pingNet(raddr.Is6()), nil, ipAddr(raddr), syscall.EINVAL)

@@ -178,3 +178,29 @@ func TestUDPErrors(t *testing.T) {
 	_, err = un.WriteToUDPAddrPort(make([]byte, 65528), netip.AddrPortFrom(addrB6, 53))
 	require.ErrorIs(t, err, syscall.EMSGSIZE)
 }
+
+// TestUnconnectedPingAndDialWithoutPeer: DialUDP and DialPing without a
+// peer are listens; an unconnected ping socket sends anywhere with
+// WriteTo and reads every reply with its identifier.
+func TestUnconnectedPingAndDialWithoutPeer(t *testing.T) {
+	p := newPair(t, nil)
+	u, err := p.a.DialUDP(netip.AddrPortFrom(addrA, 0), netip.AddrPort{})
+	require.NoError(t, err)
+	require.Nil(t, u.RemoteAddr())
+	_, err = p.a.DialPing(netip.Addr{}, netip.Addr{})
+	require.Error(t, err)
+	pc, err := p.a.DialPing(netip.IPv6Unspecified(), netip.Addr{})
+	require.NoError(t, err)
+	req := []byte{128, 0, 0, 0, 0, 0, 0, 3, 'x'}
+	_, err = pc.WriteTo(req, &net.IPAddr{IP: addrB6.AsSlice()})
+	require.NoError(t, err)
+	_, err = pc.WriteTo([]byte{8, 0, 0, 0, 0, 0, 0, 3}, &net.IPAddr{IP: addrB.AsSlice()})
+	require.ErrorIs(t, err, syscall.EINVAL, "an IPv6 ping socket sends no ICMPv4")
+	require.NoError(t, pc.SetReadDeadline(time.Now().Add(5*time.Second)))
+	buf := make([]byte, 64)
+	n, from, err := pc.ReadFrom(buf)
+	require.NoError(t, err)
+	require.Equal(t, addrB6.String(), from.String())
+	require.Equal(t, byte(129), buf[0])
+	require.Equal(t, "x", string(buf[8:n]))
+}
