@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -509,4 +510,58 @@ func TestUDPReplyRoute(t *testing.T) {
 	// A peer never heard from, covered by no route: ENETUNREACH.
 	_, err = srv.WriteToUDPAddrPort([]byte("a"), netip.MustParseAddrPort("198.18.9.9:1"))
 	require.ErrorIs(t, err, syscall.ENETUNREACH)
+}
+
+// TestICMPErrorsToDatagramSockets: a hard ICMP error quoting what a
+// connected socket sent fails its next read (ECONNREFUSED for port
+// unreachable, EHOSTUNREACH for administratively prohibited), IPv6 errors
+// quoting a first fragment included; a soft one (host unreachable) does
+// nothing, as on Linux without IP_RECVERR.
+func TestICMPErrorsToDatagramSockets(t *testing.T) {
+	r := newRawPeer(t, nil)
+	// IPv6 UDP: the socket's 3000-byte datagram leaves in fragments; the
+	// peer's port unreachable quotes the first.
+	c6, err := r.s.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(addrA6, 53))
+	require.NoError(t, err)
+	_, err = c6.Write(make([]byte, 3000))
+	require.NoError(t, err)
+	first := r.recv()
+	r.recv()
+	r.recv()
+	icmp6 := func(typ, code uint8, quoted []byte) []byte {
+		n := min(len(quoted), 1232)
+		p := make([]byte, 48+n)
+		writeIPHeader(p, addrA6, addrB6, protoICMPv6, len(p), 0, false)
+		_, err := ip.BuildICMPv6Error(p[40:], typ, code, 0, quoted[:n], p[8:24], p[24:40])
+		require.NoError(t, err)
+		return p
+	}
+	r.send(icmp6(ip.ICMPv6DestUnreach, ip.ICMPv6AddressUnreach, first)) // soft: ignored
+	r.send(icmp6(ip.ICMPv6DestUnreach, ip.ICMPv6PortUnreachable, first))
+	_, err = c6.Read(make([]byte, 10))
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	require.Equal(t, uint64(1), r.s.Stats().UDPICMPErrors.Load())
+	require.Equal(t, uint64(1), r.s.Stats().ICMPErrorsSoft.Load())
+	// The error is reported once.
+	require.NoError(t, c6.SetReadDeadline(time.Now().Add(-time.Second)))
+	_, err = c6.Read(make([]byte, 10))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+
+	// IPv4 ping: communication administratively prohibited.
+	pc, err := r.s.DialPing(netip.Addr{}, addrA)
+	require.NoError(t, err)
+	_, err = pc.Write([]byte{8, 0, 0, 0, 0, 0, 0, 1})
+	require.NoError(t, err)
+	req := r.recv()
+	e := make([]byte, 20+8+len(req))
+	_, err = ip.BuildICMPv4Error(e[20:], ip.ICMPv4DestUnreach, ip.ICMPv4AdminProhibited, 0, req)
+	require.NoError(t, err)
+	writeIPHeader(e, addrA, addrB, protoICMP, len(e), 1, false)
+	r.send(e)
+	_, err = pc.Read(make([]byte, 10))
+	require.ErrorIs(t, err, syscall.EHOSTUNREACH)
+	require.Equal(t, uint64(1), r.s.Stats().PingICMPErrors.Load())
+	// A write after the error works again.
+	_, err = pc.Write([]byte{8, 0, 0, 0, 0, 0, 0, 2})
+	require.NoError(t, err)
 }
