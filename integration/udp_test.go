@@ -72,6 +72,36 @@ func kernelUDP(t *testing.T, st *stack.Stack, kernel, us netip.Addr) {
 		require.True(t, bytes.Equal(msg, buf[:k]), "ustack got the %d bytes back", n)
 	}
 
+	// Round-trip time of a 64-byte datagram through the TUN and the
+	// kernel's echo (reported, not asserted).
+	const rounds = 2000
+	start := time.Now()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+	require.NoError(t, ks.SetReadDeadline(time.Now().Add(30*time.Second)))
+	echoDone := make(chan error, 1)
+	go func() {
+		for range rounds {
+			k, from, err := ks.ReadFromUDPAddrPort(kbuf)
+			if err == nil {
+				_, err = ks.WriteToUDPAddrPort(kbuf[:k], from)
+			}
+			if err != nil {
+				echoDone <- err
+				return
+			}
+		}
+		echoDone <- nil
+	}()
+	small := make([]byte, 64)
+	for range rounds {
+		_, err := c.Write(small)
+		require.NoError(t, err)
+		_, err = c.Read(buf)
+		require.NoError(t, err)
+	}
+	require.NoError(t, <-echoDone)
+	t.Logf("UDP echo round trip, ustack to the kernel through the TUN, 64 bytes: %v", (time.Since(start) / rounds).Round(100*time.Nanosecond))
+
 	// A kernel socket dials an unconnected ustack socket (ListenPacket).
 	pc, err := st.ListenPacket("udp", net.JoinHostPort(us.String(), "0"))
 	require.NoError(t, err)
