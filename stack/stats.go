@@ -109,7 +109,7 @@ type Stats struct {
 	TCPSynQueuePruned       atomic.Uint64 `stat:"tcp_syn_queue_pruned"`        // SYN-RECEIVED embryos dropped from an overflowing SYN queue
 	TCPSynBlocks            atomic.Uint64 `stat:"tcp_syn_blocks"`              // sources whose SYNs the device was asked to drop for a while (SYNBlocker)
 
-	// Incomplete datagrams IPv4 reassembly gave up on: timed out, or
+	// Incomplete datagrams reassembly (both families) gave up on: timed out, or
 	// evicted (oldest first) to respect Options.Reassembly.MaxDatagrams.
 	IPReassemblyTimeouts atomic.Uint64 `stat:"ip_reassembly_timeouts"`
 	IPReassemblyEvicted  atomic.Uint64 `stat:"ip_reassembly_evicted"`

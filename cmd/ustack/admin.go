@@ -189,7 +189,7 @@ func newStatsCollector(st *stack.Stack) *statsCollector {
 		st:       st,
 		counters: map[string]*prometheus.Desc{},
 		conns:    prometheus.NewDesc("ustack_connections", "TCP connections in the table, by state.", []string{"state"}, nil),
-		reasm: prometheus.NewDesc("ustack_ip_reassembly_bytes", "Memory IPv4 reassembly holds: now, the peak, and its limit.",
+		reasm: prometheus.NewDesc("ustack_ip_reassembly_bytes", "Memory fragment reassembly (IPv4 and IPv6) holds: now, the peak, and its limit.",
 			[]string{"kind"}, nil),
 		mem: [3]*prometheus.Desc{
 			prometheus.NewDesc("ustack_memory_budget_bytes", "Buffer memory budget of all connections (--mem-budget; 0: none).", nil, nil),
