@@ -112,7 +112,8 @@ func (s *Stack) icmpErrorProto(proto uint8, src, dst netip.Addr, l4 []byte, act 
 		u := ip.UDP(l4)
 		s.udpICMPError(netip.AddrPortFrom(src, u.SourcePort()), netip.AddrPortFrom(dst, u.DestinationPort()), act)
 	case protoICMP, protoICMPv6:
-		if act.pmtu || (l4[0] != ip.ICMPv4Echo && l4[0] != ip.ICMPv6EchoRequest) {
+		echo := proto == protoICMP && l4[0] == ip.ICMPv4Echo || proto == protoICMPv6 && l4[0] == ip.ICMPv6EchoRequest
+		if act.pmtu || !echo {
 			s.stats.ICMPIgnored.Add(1)
 			return
 		}
