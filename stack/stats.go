@@ -45,7 +45,7 @@ type Stats struct {
 	ICMPRateLimited      atomic.Uint64 `stat:"icmp_rate_limited"`       // ICMP we did not send because of the rate limit
 	ICMPUnreachSent      atomic.Uint64 `stat:"icmp_unreach_sent"`       // destination unreachable sent (protocol or port)
 	ICMPTimeExceededSent atomic.Uint64 `stat:"icmp_time_exceeded_sent"` // reassembly timeouts reported to the sender
-	ICMPParamProblemSent atomic.Uint64 `stat:"icmp_param_problem_sent"` // IPv6 first fragments without their header chain reported (RFC 8200 §4.5)
+	ICMPParamProblemSent atomic.Uint64 `stat:"icmp_param_problem_sent"` // bad IPv6 fragments reported (RFC 8200 §4.5: header chain, length, size)
 	ICMPNoRoute          atomic.Uint64 `stat:"icmp_no_route"`           // ICMP errors not sent: no route back to the source
 	ICMPv6NDIgnored      atomic.Uint64 `stat:"icmpv6_nd_ignored"`       // neighbour discovery (a TUN has no link layer)
 	ICMPv6MLDIgnored     atomic.Uint64 `stat:"icmpv6_mld_ignored"`      // multicast listener messages

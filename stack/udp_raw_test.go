@@ -565,3 +565,38 @@ func TestICMPErrorsToDatagramSockets(t *testing.T) {
 	_, err = pc.Write([]byte{8, 0, 0, 0, 0, 0, 0, 2})
 	require.NoError(t, err)
 }
+
+// TestIPv6BadFragmentParamProblem: a non-last fragment whose length is not
+// a multiple of 8, and one that would make the packet exceed 65535 bytes,
+// are answered with Parameter Problem pointing at Payload Length and at
+// Fragment Offset (RFC 8200 §4.5).
+func TestIPv6BadFragmentParamProblem(t *testing.T) {
+	r := newRawPeer(t, nil)
+	frag := func(off, n int, more bool, id uint32) []byte {
+		f := make([]byte, 48+n)
+		_, err := ip.BuildIPv6(f, &ip.IPv6Fields{NextHeader: ip.ProtocolFragment, HopLimit: 64, Src: addrA6, Dst: addrB6})
+		require.NoError(t, err)
+		require.NoError(t, ip.PutIPv6FragmentHeader(f[40:], protoUDP, uint16(off), more, id))
+		return f
+	}
+	for _, tc := range []struct {
+		pkt     []byte
+		pointer uint32
+		reason  ip.DropReason
+	}{
+		{frag(1000, 1001, true, 1), 4, ip.DropFragBad},
+		{frag(65528, 16, false, 2), 42, ip.DropFragTooBig},
+	} {
+		r.send(tc.pkt)
+		p := r.recv()
+		h, info, err := ip.ParseIPv6(p)
+		require.NoError(t, err)
+		m, err := ip.ParseICMPv6(h[info.Offset:], h.SrcSlice(), h.DstSlice())
+		require.NoError(t, err)
+		require.Equal(t, ip.ICMPv6ParamProblem, m.Type())
+		require.Equal(t, ip.ICMPv6ErroneousHeader, m.Code())
+		require.Equal(t, tc.pointer, m.Pointer())
+		require.Equal(t, uint64(1), r.s.Stats().IP[tc.reason].Load())
+	}
+	require.Equal(t, uint64(2), r.s.Stats().ICMPParamProblemSent.Load())
+}
