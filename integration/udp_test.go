@@ -9,9 +9,12 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -173,5 +176,65 @@ func kernelUDP(t *testing.T, st *stack.Stack, kernel, us netip.Addr) {
 		require.Equal(t, wantType, buf[0], "reply type")
 		require.Equal(t, p.Ident(), uint16(buf[4])<<8|uint16(buf[5]))
 		require.Equal(t, req[6:], buf[6:k])
+	}
+}
+
+// TestKernelDialUDP runs `ustack dial -u` against a kernel UDP socket:
+// stdin goes out as a datagram, the kernel's two replies reach stdout, and
+// the exit status is 0; to a closed port it is 1, with the reason.
+func TestKernelDialUDP(t *testing.T) {
+	if !netnstest.Enter(t) {
+		return
+	}
+	for _, f := range kernelFamilies {
+		t.Run(f.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			// The kernel's address appears only once `ustack dial` has made
+			// the device: listen on the wildcard address.
+			network, any := "udp4", netip.IPv4Unspecified()
+			if f.kernel.Is6() {
+				network, any = "udp6", netip.IPv6Unspecified()
+			}
+			ks, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(any, 0)))
+			require.NoError(t, err)
+			defer ks.Close()
+			port := ks.LocalAddr().(*net.UDPAddr).Port
+			got := make(chan string, 1)
+			go func() {
+				buf := make([]byte, 2048)
+				ks.SetDeadline(time.Now().Add(20 * time.Second))
+				n, from, err := ks.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					got <- err.Error()
+					return
+				}
+				got <- string(buf[:n])
+				ks.WriteToUDPAddrPort([]byte("one\n"), from)
+				ks.WriteToUDPAddrPort([]byte("two\n"), from)
+			}()
+			var stdout bytes.Buffer
+			stderr := newProcOutput()
+			cmd := exec.CommandContext(ctx, ustackBinary(t), append(ustackDialArgs(false), "-u", "--wait", "2s", joinAddrPort(f.kernel, port))...)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader("question\n"), &stdout, stderr
+			require.NoError(t, cmd.Run(), "stderr:\n%s", stderr)
+			require.Equal(t, "question\n", <-got)
+			require.Equal(t, "one\ntwo\n", stdout.String())
+			require.Empty(t, stderr.String())
+
+			// A closed port: port unreachable, exit status 1.
+			closed, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(any, 0)))
+			require.NoError(t, err)
+			cport := closed.LocalAddr().(*net.UDPAddr).Port
+			closed.Close()
+			stdout.Reset()
+			stderr = newProcOutput()
+			cmd = exec.CommandContext(ctx, ustackBinary(t), append(ustackDialArgs(false), "-u", "--wait", "5s", joinAddrPort(f.kernel, cport))...)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader("anyone?\n"), &stdout, stderr
+			err = cmd.Run()
+			require.Error(t, err)
+			require.Equal(t, 1, cmd.ProcessState.ExitCode())
+			require.Contains(t, stderr.String(), "connection refused")
+		})
 	}
 }
