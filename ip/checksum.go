@@ -1,5 +1,5 @@
-// Package ip holds byte-slice views and builders for IPv4, IPv6, ICMPv4 and
-// ICMPv6, the Internet checksum, and IPv4 fragment reassembly.
+// Package ip holds byte-slice views and builders for IPv4, IPv6, ICMPv4,
+// ICMPv6 and UDP, the Internet checksum, and IPv4 and IPv6 fragment reassembly.
 package ip
 
 import (

@@ -46,6 +46,9 @@ const (
 	DropFragTooMany
 	// DropFragDiscarded: fragment of a datagram already discarded.
 	DropFragDiscarded
+	// DropFragHeaderChain: an IPv6 first fragment without the whole
+	// header chain through the upper-layer header (RFC 8200 §4.5, RFC 7112).
+	DropFragHeaderChain
 	// NumDropReasons is the number of reasons, for sizing counter arrays.
 	NumDropReasons
 )
@@ -69,6 +72,7 @@ var dropReasonNames = [NumDropReasons]string{
 	DropFragMemory:            "reassembly memory limit",
 	DropFragTooMany:           "too many fragments",
 	DropFragDiscarded:         "fragment of discarded datagram",
+	DropFragHeaderChain:       "first fragment without header chain",
 }
 
 // String returns a short lower-case name of the reason.

@@ -138,13 +138,16 @@ func FuzzICMP(f *testing.F) {
 	})
 }
 
-// FuzzReassembly reads b as a script of fragments (4 bytes each: id bit and
-// MF, offset in 8-byte units, length) of datagrams whose payload byte i is
-// always datagramPayload(65536)[i], so a completed datagram has known contents.
+// FuzzReassembly reads b as a script of fragments (4 bytes each: family,
+// id bit and MF, offset in 8-byte units, length) of IPv4 and IPv6 datagrams
+// whose payload byte i is always datagramPayload(65536)[i], so a completed
+// datagram has known contents, into one reassembler.
 func FuzzReassembly(f *testing.F) {
 	f.Add([]byte{0x01, 0x00, 0x00, 0x10, 0x00, 0x00, 0x02, 0x05})
 	payload := datagramPayload(65536)
+	f.Add([]byte{0x09, 0x00, 0x00, 0x10, 0x08, 0x00, 0x02, 0x05})
 	pkt := make([]byte, IPv4MaxTotalLen)
+	pkt6 := make([]byte, 48+65536)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg := ReassemblyConfig{Timeout: time.Second, MemoryLimit: 64 << 10, MaxDatagrams: 2, MaxFragments: 16}
 		r := NewReassembler(cfg)
@@ -162,6 +165,38 @@ func FuzzReassembly(f *testing.F) {
 			now += time.Duration(ctl&0x4) * 100 * time.Millisecond
 			if off+n > len(payload) {
 				n = len(payload) - off
+			}
+			if ctl&0x8 != 0 {
+				if n > 0xffff-IPv6FragmentHeaderLen {
+					continue
+				}
+				p := pkt6[:48+n]
+				if _, err := BuildIPv6(p, &IPv6Fields{NextHeader: ProtocolFragment, HopLimit: 1, Src: testSrc6, Dst: testDst6}); err != nil {
+					t.Fatal(err)
+				}
+				PutIPv6FragmentHeader(p[40:], ProtocolUDP, uint16(off), ctl&1 != 0, uint32(ctl&0x2))
+				copy(p[48:], payload[off:off+n])
+				h, info, err := ParseIPv6(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				whole, done, err := r.ReassembleIPv6(now, h, info)
+				if err != nil && ReasonOf(err) == DropNone {
+					t.Fatal(err)
+				}
+				if done && info.HasFragment && !info.IsAtomicFragment() {
+					w, winfo, err := ParseIPv6(whole)
+					if err != nil {
+						t.Fatalf("reassembled packet invalid: %v", err)
+					}
+					if winfo.HasFragment || winfo.Protocol != ProtocolUDP || !bytes.Equal(w[40:], payload[:len(w)-40]) {
+						t.Fatalf("reassembled packet content wrong")
+					}
+				}
+				if r.MemoryUsed() > cfg.MemoryLimit || r.InFlight() > cfg.MaxDatagrams || r.MemoryUsed() < 0 {
+					t.Fatalf("limits broken: mem %d, in flight %d", r.MemoryUsed(), r.InFlight())
+				}
+				continue
 			}
 			if 20+n > IPv4MaxTotalLen {
 				continue

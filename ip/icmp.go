@@ -58,6 +58,14 @@ const (
 	ICMPv6RejectRoute     uint8 = 6
 )
 
+// ICMPv6 Parameter Problem codes (RFC 4443 §3.4, RFC 7112 §5).
+const (
+	ICMPv6ErroneousHeader       uint8 = 0
+	ICMPv6UnknownNextHeader     uint8 = 1
+	ICMPv6UnknownOption         uint8 = 2
+	ICMPv6IncompleteHeaderChain uint8 = 3
+)
+
 // ICMPv6 Time Exceeded codes (RFC 4443 §3.3).
 const (
 	ICMPv6HopLimitExceeded  uint8 = 0

@@ -224,11 +224,52 @@ func (r *Reassembler) ReassembleIPv6(now time.Duration, pkt IPv6, info IPv6Info)
 	dataStart := fho + IPv6FragmentHeaderLen
 	var hdr []byte
 	if off == 0 {
+		if !headerChainComplete(pkt[dataStart:], pkt[fho]) {
+			r.stats.Bad++
+			return nil, false, DropFragHeaderChain
+		}
 		hdr = pkt[:dataStart]
 	}
 	// The payload length counts the unfragmentable part after the fixed
 	// header too.
 	return r.add(now, key, hdr, fho, off, pkt[dataStart:], info.MoreFragments, 0xffff-(fho-IPv6HeaderLen))
+}
+
+// headerChainComplete reports whether b, the data of a first fragment whose
+// Fragment header names next, holds the rest of the extension header chain
+// and the upper-layer header (RFC 8200 §4.5, RFC 7112 §5): TCP's 20 bytes,
+// UDP's and ICMPv6's 8, as Linux's ipv6frag_thdr_truncated checks.
+func headerChainComplete(b []byte, next uint8) bool {
+	off := 0
+	for n := 0; n <= IPv6MaxExtHeaders; n++ {
+		var hlen int
+		switch next {
+		case ProtocolRouting, ProtocolDstOpts, ProtocolMobility, ProtocolHIP, ProtocolShim6, ProtocolExp1, ProtocolExp2:
+			if off+2 > len(b) {
+				return false
+			}
+			hlen = (int(b[off+1]) + 1) * 8
+		case ProtocolAH:
+			if off+2 > len(b) {
+				return false
+			}
+			hlen = (int(b[off+1]) + 2) * 4
+		case ProtocolTCP:
+			return off+20 <= len(b)
+		case ProtocolUDP, ProtocolICMPv6:
+			return off+8 <= len(b)
+		default:
+			// No Next Header, ESP, or a protocol whose header we do not
+			// know: nothing more to require.
+			return true
+		}
+		if off+hlen > len(b) {
+			return false
+		}
+		next = b[off]
+		off += hlen
+	}
+	return false
 }
 
 // add stores one fragment: data at offset off (more: not the last), hdr

@@ -188,3 +188,38 @@ func TestReassembleTCPInEightByteFragments(t *testing.T) {
 	}
 	require.Equal(t, payload, []byte(IPv4(whole).Payload()))
 }
+
+// TestReassembleIPv6HeaderChain: a first fragment must hold the whole
+// header chain through the upper-layer header (RFC 8200 §4.5, RFC 7112);
+// later fragments may be as small as 8 bytes.
+func TestReassembleIPv6HeaderChain(t *testing.T) {
+	r := NewReassembler(ReassemblyConfig{})
+	b := make([]byte, 48+8)
+	_, err := BuildIPv6(b, &IPv6Fields{NextHeader: ProtocolFragment, HopLimit: 64, Src: testSrc6, Dst: testDst6})
+	require.NoError(t, err)
+	require.NoError(t, PutIPv6FragmentHeader(b[40:], ProtocolDstOpts, 0, true, 1))
+	b[48], b[49] = ProtocolUDP, 1 // a 16-byte Destination Options header, cut at 8
+	p, info, err := ParseIPv6(b)
+	require.NoError(t, err)
+	_, _, err = r.ReassembleIPv6(0, p, info)
+	require.Equal(t, DropFragHeaderChain, ReasonOf(err))
+	// TCP's header must be whole: 16 of its 20 bytes are not enough.
+	b = make([]byte, 48+16)
+	_, err = BuildIPv6(b, &IPv6Fields{NextHeader: ProtocolFragment, HopLimit: 64, Src: testSrc6, Dst: testDst6})
+	require.NoError(t, err)
+	require.NoError(t, PutIPv6FragmentHeader(b[40:], ProtocolTCP, 0, true, 2))
+	p, info, err = ParseIPv6(b)
+	require.NoError(t, err)
+	_, _, err = r.ReassembleIPv6(0, p, info)
+	require.Equal(t, DropFragHeaderChain, ReasonOf(err))
+	// UDP's 8 bytes are.
+	b = make([]byte, 48+8)
+	_, err = BuildIPv6(b, &IPv6Fields{NextHeader: ProtocolFragment, HopLimit: 64, Src: testSrc6, Dst: testDst6})
+	require.NoError(t, err)
+	require.NoError(t, PutIPv6FragmentHeader(b[40:], ProtocolUDP, 0, true, 3))
+	p, info, err = ParseIPv6(b)
+	require.NoError(t, err)
+	_, _, err = r.ReassembleIPv6(0, p, info)
+	require.NoError(t, err)
+	require.Equal(t, 1, r.InFlight())
+}

@@ -26,6 +26,25 @@ type datagram struct {
 	from netip.AddrPort // the sender (port 0 for ping sockets)
 	to   netip.Addr     // our address it was sent to
 	data []byte
+	pool *[]byte // data's buffer, from datagramBufs; nil for a big datagram
+	link *link   // the link it came in on
+}
+
+// datagramBufSize is the size of the pooled receive buffers: a datagram of
+// a 1500-byte (or 2 KiB) MTU link fits; bigger (reassembled) ones get a
+// buffer of their own.
+const datagramBufSize = 2048
+
+// datagramBufs recycles the buffers of queued datagrams, so that receiving
+// does not allocate per datagram. Only what the queues hold at once (their
+// byte bound) is live.
+var datagramBufs = sync.Pool{New: func() any { b := make([]byte, datagramBufSize); return &b }}
+
+// release returns dg's buffer to the pool.
+func (dg *datagram) release() {
+	if dg.pool != nil {
+		datagramBufs.Put(dg.pool)
+	}
 }
 
 // datagramSocket is what UDP and ping sockets share: the bound address, the
@@ -45,6 +64,11 @@ type datagramSocket struct {
 	// err is an ICMP error for a connected socket (Linux sk_err): the next
 	// read or write returns it, once.
 	err error
+	// lastFrom and lastLink are the sender of the datagram read last and
+	// the link it came in on: a reply to it that no route covers leaves by
+	// that link, as the stack's TCP replies do (replyLink).
+	lastFrom netip.AddrPort
+	lastLink *link
 
 	wake   chan struct{} // capacity 1: something was queued, or a deadline changed
 	done   chan struct{} // closed by Close
@@ -70,7 +94,7 @@ func (d *datagramSocket) connected() bool { return d.remote.Addr().IsValid() }
 
 // push queues a copy of data from from to to; false when the queue is full
 // (the caller counts the drop).
-func (d *datagramSocket) push(from netip.AddrPort, to netip.Addr, data []byte) bool {
+func (d *datagramSocket) push(l *link, from netip.AddrPort, to netip.Addr, data []byte) bool {
 	cost := len(data) + datagramOverhead
 	d.mu.Lock()
 	if d.bytes+cost > d.limit || d.closed.Load() {
@@ -78,7 +102,14 @@ func (d *datagramSocket) push(from netip.AddrPort, to netip.Addr, data []byte) b
 		return false
 	}
 	d.bytes += cost
-	d.q = append(d.q, datagram{from: from, to: to, data: append([]byte(nil), data...)})
+	dg := datagram{from: from, to: to, link: l}
+	if len(data) <= datagramBufSize {
+		dg.pool = datagramBufs.Get().(*[]byte)
+		dg.data = (*dg.pool)[:copy(*dg.pool, data)]
+	} else {
+		dg.data = append([]byte(nil), data...)
+	}
+	d.q = append(d.q, dg)
 	d.mu.Unlock()
 	wake(d.wake)
 	return true
@@ -129,8 +160,11 @@ func (d *datagramSocket) pop(b []byte) (n, full int, from netip.AddrPort, to net
 				d.q, d.head = d.q[:k], 0
 			}
 			d.bytes -= len(dg.data) + datagramOverhead
+			d.lastFrom, d.lastLink = dg.from, dg.link
 			d.mu.Unlock()
-			return copy(b, dg.data), len(dg.data), dg.from, dg.to, nil
+			n = copy(b, dg.data)
+			dg.release()
+			return n, len(dg.data), dg.from, dg.to, nil
 		}
 		d.mu.Unlock()
 		if d.rdl.expired() {
@@ -152,12 +186,25 @@ func (d *datagramSocket) close() bool {
 		return false
 	}
 	d.closed.Store(true)
+	for i := d.head; i < len(d.q); i++ {
+		d.q[i].release()
+	}
 	d.q, d.head, d.bytes = nil, 0, 0
 	d.mu.Unlock()
 	close(d.done)
 	d.rdl.stop()
 	d.wdl.stop()
 	return true
+}
+
+// replyHint returns the link of the datagram last read if it came from to.
+func (d *datagramSocket) replyHint(to netip.AddrPort) *link {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lastFrom == to {
+		return d.lastLink
+	}
+	return nil
 }
 
 // writeCheck is what every send checks first: closed, write deadline,
@@ -247,18 +294,23 @@ const (
 )
 
 // sendDatagram sends one upper-layer message of l4len bytes with protocol
-// proto from src to dst by the route to dst. fill writes the message into
+// proto from src to dst by the route to dst, or, when no route covers dst,
+// by hint (the link a datagram from dst came in on), if any. fill writes
+// the message into
 // the buffer it is given (exactly l4len bytes). A datagram bigger than the
 // link's MTU leaves as fragments (RFC 791 §3.2, RFC 8200 §4.5): all of
 // them or, short of packet buffers, none (ENOBUFS). It returns the link
 // the packets were queued on; the caller kicks the links.
-func (s *Stack) sendDatagram(src, dst netip.Addr, proto uint8, l4len int, fill func(b []byte)) error {
+func (s *Stack) sendDatagram(hint *link, src, dst netip.Addr, proto uint8, l4len int, fill func(b []byte)) error {
 	if s.closed.Load() {
 		return net.ErrClosed
 	}
 	l, _, err := s.route(dst)
 	if err != nil {
-		return err
+		if hint == nil {
+			return err
+		}
+		l = hint
 	}
 	return s.sendDatagramOn(l, src, dst, proto, l4len, fill)
 }

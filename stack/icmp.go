@@ -70,7 +70,7 @@ func (s *Stack) inputICMPv4(l *link, h ip.IPv4, now tcp.Time, b *rxBatch) {
 		s.echoReply4(s.replyLink(l, h.Src()), h)
 		return
 	case ip.ICMPv4EchoReply:
-		s.inputEchoReply(h.Src(), h.Dst(), m.Ident(), m)
+		s.inputEchoReply(l, h.Src(), h.Dst(), m.Ident(), m)
 		return
 	case ip.ICMPv4DestUnreach:
 		if int(m.Code()) >= len(icmp4Unreach) {
@@ -112,7 +112,8 @@ func (s *Stack) icmpErrorProto(proto uint8, src, dst netip.Addr, l4 []byte, act 
 		u := ip.UDP(l4)
 		s.udpICMPError(netip.AddrPortFrom(src, u.SourcePort()), netip.AddrPortFrom(dst, u.DestinationPort()), act)
 	case protoICMP, protoICMPv6:
-		if act.pmtu || (l4[0] != ip.ICMPv4Echo && l4[0] != ip.ICMPv6EchoRequest) {
+		echo := proto == protoICMP && l4[0] == ip.ICMPv4Echo || proto == protoICMPv6 && l4[0] == ip.ICMPv6EchoRequest
+		if act.pmtu || !echo {
 			s.stats.ICMPIgnored.Add(1)
 			return
 		}
@@ -134,7 +135,7 @@ func (s *Stack) inputICMPv6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time, 
 		s.echoReply6(s.replyLink(l, h.Src()), h, info)
 		return
 	case ip.ICMPv6EchoReply:
-		s.inputEchoReply(h.Src(), h.Dst(), m.Ident(), m)
+		s.inputEchoReply(l, h.Src(), h.Dst(), m.Ident(), m)
 		return
 	case ip.ICMPv6DestUnreach:
 		if int(m.Code()) >= len(icmp6Unreach) {
@@ -376,7 +377,11 @@ func (s *Stack) sendICMPv4Error(l *link, h ip.IPv4, typ, code uint8, now tcp.Tim
 	}
 	writeIPHeader(p, h.Dst(), h.Src(), protoICMP, total, l.nextID(), false)
 	pb.n = total
-	s.countICMPError(typ == ip.ICMPv4TimeExceeded)
+	if typ == ip.ICMPv4TimeExceeded {
+		s.stats.ICMPTimeExceededSent.Add(1)
+	} else {
+		s.stats.ICMPUnreachSent.Add(1)
+	}
 	l.enqueue(pb)
 }
 
@@ -403,17 +408,15 @@ func (s *Stack) sendICMPv6Error(l *link, h ip.IPv6, typ, code uint8, param uint3
 		return
 	}
 	pb.n = total
-	s.countICMPError(typ == ip.ICMPv6TimeExceeded)
-	l.enqueue(pb)
-}
-
-// countICMPError counts an ICMP error we send by its kind.
-func (s *Stack) countICMPError(timeExceeded bool) {
-	if timeExceeded {
+	switch typ {
+	case ip.ICMPv6TimeExceeded:
 		s.stats.ICMPTimeExceededSent.Add(1)
-		return
+	case ip.ICMPv6ParamProblem:
+		s.stats.ICMPParamProblemSent.Add(1)
+	default:
+		s.stats.ICMPUnreachSent.Add(1)
 	}
-	s.stats.ICMPUnreachSent.Add(1)
+	l.enqueue(pb)
 }
 
 // icmpLimiter is a token bucket for the ICMP errors we send, Linux's

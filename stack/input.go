@@ -80,7 +80,7 @@ func (s *Stack) inputIPv4(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 	case protoICMP:
 		s.inputICMPv4(l, h, now, b)
 	case protoUDP:
-		if s.inputUDP(src, dst, h.SrcSlice(), h.DstSlice(), h.Payload(), g) {
+		if s.inputUDP(l, src, dst, h.SrcSlice(), h.DstSlice(), h.Payload(), g) {
 			s.sendICMPv4Error(l, h, ip.ICMPv4DestUnreach, ip.ICMPv4PortUnreachable, now)
 		}
 	default:
@@ -104,7 +104,7 @@ func (s *Stack) inputIPv6(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 	if info.HasFragment && !info.IsAtomicFragment() {
 		// RFC 8200 §4.5. An atomic fragment (offset 0, M clear) is a
 		// whole packet and skips reassembly (RFC 6946 §4).
-		whole := s.reassemble6(h, info, now)
+		whole := s.reassemble6(l, h, info, now)
 		if whole == nil {
 			return
 		}
@@ -123,7 +123,7 @@ func (s *Stack) inputIPv6(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 	case protoICMPv6:
 		s.inputICMPv6(l, h, info, now, b)
 	case protoUDP:
-		if s.inputUDP(src, dst, h.SrcSlice(), h.DstSlice(), h[info.Offset:], g) {
+		if s.inputUDP(l, src, dst, h.SrcSlice(), h.DstSlice(), h[info.Offset:], g) {
 			s.sendICMPv6Error(l, h, ip.ICMPv6DestUnreach, ip.ICMPv6PortUnreachable, 0, now)
 		}
 	default:

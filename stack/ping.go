@@ -29,8 +29,12 @@ var (
 
 // DialPing opens a ping socket connected to raddr: Write sends to it and
 // only its replies are read. laddr may be the zero Addr (our address
-// towards raddr).
+// towards raddr). Without a raddr it is ListenPing(laddr), as in
+// wireguard's netstack.
 func (s *Stack) DialPing(laddr, raddr netip.Addr) (*PingConn, error) {
+	if !raddr.IsValid() {
+		return s.ListenPing(laddr)
+	}
 	raddr = raddr.Unmap()
 	if !raddr.IsValid() || raddr.IsUnspecified() || raddr.IsMulticast() {
 		return nil, sockErr("dial", "connect", pingNet(raddr.Is6()), nil, ipAddr(raddr), syscall.EINVAL)
@@ -232,7 +236,7 @@ func (c *PingConn) send(b []byte, dst netip.Addr) error {
 		return err
 	}
 	ident := c.d.key.port
-	err = s.sendDatagram(src, dst, proto, len(b), func(p []byte) {
+	err = s.sendDatagram(c.d.replyHint(netip.AddrPortFrom(dst, 0)), src, dst, proto, len(b), func(p []byte) {
 		copy(p, b)
 		binary.BigEndian.PutUint16(p[4:], ident)
 		p[2], p[3] = 0, 0
@@ -308,13 +312,13 @@ func (c *PingConn) SetReadBuffer(bytes int) error {
 
 // inputEchoReply delivers an echo reply msg from src to dst to the ping
 // socket of its identifier.
-func (s *Stack) inputEchoReply(src, dst netip.Addr, ident uint16, msg []byte) {
+func (s *Stack) inputEchoReply(l *link, src, dst netip.Addr, ident uint16, msg []byte) {
 	c, ok := findBound(*s.pings.Load(), netip.AddrPortFrom(dst, ident))
 	if !ok || (c.d.connected() && c.d.remote.Addr() != src) {
 		s.stats.PingNoSocket.Add(1)
 		return
 	}
-	if !c.d.push(netip.AddrPortFrom(src, 0), dst, msg) {
+	if !c.d.push(l, netip.AddrPortFrom(src, 0), dst, msg) {
 		s.stats.PingRcvBufErrors.Add(1)
 		return
 	}

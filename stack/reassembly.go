@@ -58,12 +58,28 @@ func (s *Stack) reassemble4(h ip.IPv4, now tcp.Time) ip.IPv4 {
 
 // reassemble6 is reassemble4 for an IPv6 fragment (RFC 8200 §4.5); the
 // result is the reassembled packet, to be parsed again.
-func (s *Stack) reassemble6(h ip.IPv6, info ip.IPv6Info, now tcp.Time) []byte {
+func (s *Stack) reassemble6(l *link, h ip.IPv6, info ip.IPv6Info, now tcp.Time) []byte {
 	s.stats.IPFragments.Add(1)
 	s.stats.IPv6Fragments.Add(1)
 	f := &s.frags
 	f.mu.Lock()
 	whole, done, err := s.reassembler().ReassembleIPv6(time.Duration(now), h, info)
+	// RFC 8200 §4.5: the fragments the sender must hear about, with
+	// Parameter Problem pointing at the field at fault (as Linux's
+	// ipv6_frag_rcv does).
+	data := len(h) - info.Offset
+	switch ip.ReasonOf(err) {
+	case ip.DropFragHeaderChain:
+		defer s.sendICMPv6Error(l, h, ip.ICMPv6ParamProblem, ip.ICMPv6IncompleteHeaderChain, 0, now)
+	case ip.DropFragBad:
+		if info.MoreFragments && data%8 != 0 {
+			defer s.sendICMPv6Error(l, h, ip.ICMPv6ParamProblem, ip.ICMPv6ErroneousHeader, 4, now) // Payload Length
+		}
+	case ip.DropFragTooBig:
+		if int(info.FragmentOffset)+data > 0xffff-(info.FragmentHeaderOffset-ip.IPv6HeaderLen) {
+			defer s.sendICMPv6Error(l, h, ip.ICMPv6ParamProblem, ip.ICMPv6ErroneousHeader, uint32(info.FragmentHeaderOffset+2), now) // Fragment Offset
+		}
+	}
 	return s.afterReassembly(now, whole, done, err)
 }
 

@@ -103,7 +103,7 @@ type Options struct {
 	// Rand seeds the secrets of ISNs, ports, cookies and timestamp offsets;
 	// nil means crypto/rand. Tests pass a fixed reader for repeatable runs.
 	Rand io.Reader
-	// Reassembly bounds IPv4 fragment reassembly (memory, datagrams in
+	// Reassembly bounds IPv4 and IPv6 fragment reassembly (memory, datagrams in
 	// flight, fragments per datagram, timeout); zero fields take the ip
 	// package's defaults.
 	Reassembly ip.ReassemblyConfig

@@ -45,6 +45,7 @@ type Stats struct {
 	ICMPRateLimited      atomic.Uint64 `stat:"icmp_rate_limited"`       // ICMP we did not send because of the rate limit
 	ICMPUnreachSent      atomic.Uint64 `stat:"icmp_unreach_sent"`       // destination unreachable sent (protocol or port)
 	ICMPTimeExceededSent atomic.Uint64 `stat:"icmp_time_exceeded_sent"` // reassembly timeouts reported to the sender
+	ICMPParamProblemSent atomic.Uint64 `stat:"icmp_param_problem_sent"` // bad IPv6 fragments reported (RFC 8200 §4.5: header chain, length, size)
 	ICMPNoRoute          atomic.Uint64 `stat:"icmp_no_route"`           // ICMP errors not sent: no route back to the source
 	ICMPv6NDIgnored      atomic.Uint64 `stat:"icmpv6_nd_ignored"`       // neighbour discovery (a TUN has no link layer)
 	ICMPv6MLDIgnored     atomic.Uint64 `stat:"icmpv6_mld_ignored"`      // multicast listener messages
@@ -108,7 +109,7 @@ type Stats struct {
 	TCPSynQueuePruned       atomic.Uint64 `stat:"tcp_syn_queue_pruned"`        // SYN-RECEIVED embryos dropped from an overflowing SYN queue
 	TCPSynBlocks            atomic.Uint64 `stat:"tcp_syn_blocks"`              // sources whose SYNs the device was asked to drop for a while (SYNBlocker)
 
-	// Incomplete datagrams IPv4 reassembly gave up on: timed out, or
+	// Incomplete datagrams reassembly (both families) gave up on: timed out, or
 	// evicted (oldest first) to respect Options.Reassembly.MaxDatagrams.
 	IPReassemblyTimeouts atomic.Uint64 `stat:"ip_reassembly_timeouts"`
 	IPReassemblyEvicted  atomic.Uint64 `stat:"ip_reassembly_evicted"`

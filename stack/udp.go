@@ -54,8 +54,12 @@ func (s *Stack) ListenUDP(laddr netip.AddrPort) (*UDPConn, error) {
 
 // DialUDP opens a UDP socket connected to raddr: Write sends to it, Read
 // returns only its datagrams. laddr may be zero (our address towards raddr
-// and an ephemeral port) or name the local address and port.
+// and an ephemeral port) or name the local address and port. Without a
+// raddr it is ListenUDP(laddr), as in wireguard's netstack.
 func (s *Stack) DialUDP(laddr, raddr netip.AddrPort) (*UDPConn, error) {
+	if !raddr.Addr().IsValid() {
+		return s.ListenUDP(laddr)
+	}
 	network := "udp4"
 	if !raddr.Addr().Unmap().Is4() {
 		network = "udp6"
@@ -342,7 +346,7 @@ func (c *UDPConn) send(b []byte, to netip.AddrPort) error {
 	}
 	n := ip.UDPHeaderLen + len(b)
 	sport := c.d.key.port
-	err = s.sendDatagram(src, dst, protoUDP, n, func(p []byte) {
+	err = s.sendDatagram(c.d.replyHint(to), src, dst, protoUDP, n, func(p []byte) {
 		copy(p[ip.UDPHeaderLen:], b)
 		ip.PutUDPHeader(p[:n], sport, to.Port(), src.AsSlice(), dst.AsSlice())
 	})

@@ -11,7 +11,7 @@ import (
 // header's address bytes) and queues it on its socket. It reports whether
 // no socket took the port, for the caller to answer with ICMP port
 // unreachable (RFC 1122 §4.1.3.1).
-func (s *Stack) inputUDP(src, dst netip.Addr, srcb, dstb, seg []byte, g tun.GSO) (noPort bool) {
+func (s *Stack) inputUDP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, g tun.GSO) (noPort bool) {
 	if len(seg) < ip.UDPHeaderLen {
 		s.stats.UDPTooShort.Add(1)
 		return false
@@ -57,7 +57,7 @@ func (s *Stack) inputUDP(src, dst netip.Addr, srcb, dstb, seg []byte, g tun.GSO)
 		s.stats.UDPNoPorts.Add(1)
 		return true
 	}
-	if !c.d.push(from, dst, u.Payload()) {
+	if !c.d.push(l, from, dst, u.Payload()) {
 		s.stats.UDPRcvBufErrors.Add(1)
 		return false
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -458,4 +460,143 @@ func TestPingExact(t *testing.T) {
 	// Anything but an echo request is refused.
 	_, err = c.Write([]byte{13, 0, 0, 0, 0, 0, 0, 0})
 	require.Error(t, err)
+}
+
+// TestIPv6FirstFragmentHeaderChain: a first fragment cut inside the TCP
+// header is dropped and answered with Parameter Problem, code 3, pointer 0
+// (RFC 8200 §4.5).
+func TestIPv6FirstFragmentHeaderChain(t *testing.T) {
+	r := newRawPeer(t, nil)
+	peer, us := netip.AddrPortFrom(addrA6, 40000), netip.AddrPortFrom(addrB6, 80)
+	syn := tcpPacket(peer, us, &tcp.Segment{Seq: 1, Flags: tcp.FlagSYN, Window: 65535})
+	fs := fragments6(t, syn, 16, 4)
+	r.send(fs[0])
+	p := r.recv()
+	h, info, err := ip.ParseIPv6(p)
+	require.NoError(t, err)
+	m, err := ip.ParseICMPv6(h[info.Offset:], h.SrcSlice(), h.DstSlice())
+	require.NoError(t, err)
+	require.Equal(t, ip.ICMPv6ParamProblem, m.Type())
+	require.Equal(t, ip.ICMPv6IncompleteHeaderChain, m.Code())
+	require.Zero(t, m.Pointer())
+	require.Equal(t, fs[0], []byte(m.Invoking()))
+	require.Equal(t, uint64(1), r.s.Stats().IP[ip.DropFragHeaderChain].Load())
+	require.Equal(t, uint64(1), r.s.Stats().ICMPParamProblemSent.Load())
+}
+
+// TestUDPReplyRoute: a UDP reply follows the stack's routes, and to a
+// peer no route covers it leaves by the link the peer's datagram came in
+// on, as TCP's replies do.
+func TestUDPReplyRoute(t *testing.T) {
+	routed := netip.MustParseAddr("198.18.5.9")
+	s, peers := newTwoLinkStack(t, []Route{{Prefix: netip.MustParsePrefix("198.18.5.0/24"), Link: 0}})
+	srv, err := s.ListenUDP(netip.AddrPortFrom(addrB, 53))
+	require.NoError(t, err)
+	us := netip.AddrPortFrom(addrB, 53)
+	buf := make([]byte, 100)
+	for _, tc := range []struct {
+		peer     netip.Addr
+		in, out  int
+		describe string
+	}{{addrA, 1, 1, "no route: back by the incoming link"}, {routed, 1, 0, "the route's link"}} {
+		peer := netip.AddrPortFrom(tc.peer, 40000)
+		peers[tc.in].send(udpPacket(peer, us, []byte("q")))
+		_, from, err := srv.ReadFromUDPAddrPort(buf)
+		require.NoError(t, err)
+		_, err = srv.WriteToUDPAddrPort([]byte("a"), from)
+		require.NoError(t, err, tc.describe)
+		require.Equal(t, []byte("a"), parseUDP(t, peers[tc.out].recv(), us, peer), tc.describe)
+	}
+	// A peer never heard from, covered by no route: ENETUNREACH.
+	_, err = srv.WriteToUDPAddrPort([]byte("a"), netip.MustParseAddrPort("198.18.9.9:1"))
+	require.ErrorIs(t, err, syscall.ENETUNREACH)
+}
+
+// TestICMPErrorsToDatagramSockets: a hard ICMP error quoting what a
+// connected socket sent fails its next read (ECONNREFUSED for port
+// unreachable, EHOSTUNREACH for administratively prohibited), IPv6 errors
+// quoting a first fragment included; a soft one (host unreachable) does
+// nothing, as on Linux without IP_RECVERR.
+func TestICMPErrorsToDatagramSockets(t *testing.T) {
+	r := newRawPeer(t, nil)
+	// IPv6 UDP: the socket's 3000-byte datagram leaves in fragments; the
+	// peer's port unreachable quotes the first.
+	c6, err := r.s.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(addrA6, 53))
+	require.NoError(t, err)
+	_, err = c6.Write(make([]byte, 3000))
+	require.NoError(t, err)
+	first := r.recv()
+	r.recv()
+	r.recv()
+	icmp6 := func(typ, code uint8, quoted []byte) []byte {
+		n := min(len(quoted), 1232)
+		p := make([]byte, 48+n)
+		writeIPHeader(p, addrA6, addrB6, protoICMPv6, len(p), 0, false)
+		_, err := ip.BuildICMPv6Error(p[40:], typ, code, 0, quoted[:n], p[8:24], p[24:40])
+		require.NoError(t, err)
+		return p
+	}
+	r.send(icmp6(ip.ICMPv6DestUnreach, ip.ICMPv6AddressUnreach, first)) // soft: ignored
+	r.send(icmp6(ip.ICMPv6DestUnreach, ip.ICMPv6PortUnreachable, first))
+	_, err = c6.Read(make([]byte, 10))
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	require.Equal(t, uint64(1), r.s.Stats().UDPICMPErrors.Load())
+	require.Equal(t, uint64(1), r.s.Stats().ICMPErrorsSoft.Load())
+	// The error is reported once.
+	require.NoError(t, c6.SetReadDeadline(time.Now().Add(-time.Second)))
+	_, err = c6.Read(make([]byte, 10))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+
+	// IPv4 ping: communication administratively prohibited.
+	pc, err := r.s.DialPing(netip.Addr{}, addrA)
+	require.NoError(t, err)
+	_, err = pc.Write([]byte{8, 0, 0, 0, 0, 0, 0, 1})
+	require.NoError(t, err)
+	req := r.recv()
+	e := make([]byte, 20+8+len(req))
+	_, err = ip.BuildICMPv4Error(e[20:], ip.ICMPv4DestUnreach, ip.ICMPv4AdminProhibited, 0, req)
+	require.NoError(t, err)
+	writeIPHeader(e, addrA, addrB, protoICMP, len(e), 1, false)
+	r.send(e)
+	_, err = pc.Read(make([]byte, 10))
+	require.ErrorIs(t, err, syscall.EHOSTUNREACH)
+	require.Equal(t, uint64(1), r.s.Stats().PingICMPErrors.Load())
+	// A write after the error works again.
+	_, err = pc.Write([]byte{8, 0, 0, 0, 0, 0, 0, 2})
+	require.NoError(t, err)
+}
+
+// TestIPv6BadFragmentParamProblem: a non-last fragment whose length is not
+// a multiple of 8, and one that would make the packet exceed 65535 bytes,
+// are answered with Parameter Problem pointing at Payload Length and at
+// Fragment Offset (RFC 8200 §4.5).
+func TestIPv6BadFragmentParamProblem(t *testing.T) {
+	r := newRawPeer(t, nil)
+	frag := func(off, n int, more bool, id uint32) []byte {
+		f := make([]byte, 48+n)
+		_, err := ip.BuildIPv6(f, &ip.IPv6Fields{NextHeader: ip.ProtocolFragment, HopLimit: 64, Src: addrA6, Dst: addrB6})
+		require.NoError(t, err)
+		require.NoError(t, ip.PutIPv6FragmentHeader(f[40:], protoUDP, uint16(off), more, id))
+		return f
+	}
+	for _, tc := range []struct {
+		pkt     []byte
+		pointer uint32
+		reason  ip.DropReason
+	}{
+		{frag(1000, 1001, true, 1), 4, ip.DropFragBad},
+		{frag(65528, 16, false, 2), 42, ip.DropFragTooBig},
+	} {
+		r.send(tc.pkt)
+		p := r.recv()
+		h, info, err := ip.ParseIPv6(p)
+		require.NoError(t, err)
+		m, err := ip.ParseICMPv6(h[info.Offset:], h.SrcSlice(), h.DstSlice())
+		require.NoError(t, err)
+		require.Equal(t, ip.ICMPv6ParamProblem, m.Type())
+		require.Equal(t, ip.ICMPv6ErroneousHeader, m.Code())
+		require.Equal(t, tc.pointer, m.Pointer())
+		require.Equal(t, uint64(1), r.s.Stats().IP[tc.reason].Load())
+	}
+	require.Equal(t, uint64(2), r.s.Stats().ICMPParamProblemSent.Load())
 }

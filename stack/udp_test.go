@@ -111,3 +111,96 @@ func TestPingPair(t *testing.T) {
 		require.Equal(t, []byte{0, 1, 'h', 'i'}, buf[6:10])
 	}
 }
+
+// TestUDPCloseUnblocks: a Read blocked on a socket returns net.ErrClosed
+// when the socket closes, and when the stack does; a second Close is an
+// error, and nothing is sent after Close.
+func TestUDPCloseUnblocks(t *testing.T) {
+	p := newPair(t, nil)
+	c, err := p.a.ListenUDP(netip.AddrPort{})
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() { _, _, err := c.ReadFromUDPAddrPort(make([]byte, 10)); errc <- err }()
+	require.NoError(t, c.Close())
+	require.ErrorIs(t, <-errc, net.ErrClosed)
+	require.ErrorIs(t, c.Close(), net.ErrClosed)
+	_, err = c.WriteToUDPAddrPort([]byte("x"), netip.AddrPortFrom(addrB, 9))
+	require.ErrorIs(t, err, net.ErrClosed)
+	// The port is free again.
+	port := c.LocalAddrPort().Port()
+	c2, err := p.a.ListenUDP(netip.AddrPortFrom(netip.Addr{}, port))
+	require.NoError(t, err)
+	_, err = p.a.ListenUDP(netip.AddrPortFrom(addrA, port))
+	require.ErrorIs(t, err, syscall.EADDRINUSE)
+
+	pc, err := p.a.ListenPing(netip.IPv4Unspecified())
+	require.NoError(t, err)
+	go func() { _, err := c2.Read(make([]byte, 10)); errc <- err }()
+	go func() { _, err := pc.Read(make([]byte, 10)); errc <- err }()
+	require.NoError(t, p.a.Close())
+	require.ErrorIs(t, <-errc, net.ErrClosed)
+	require.ErrorIs(t, <-errc, net.ErrClosed)
+	_, err = p.a.ListenUDP(netip.AddrPort{})
+	require.ErrorIs(t, err, net.ErrClosed)
+}
+
+// TestUDPErrors: the net package's errors for misuse.
+func TestUDPErrors(t *testing.T) {
+	p := newPair(t, nil)
+	un, err := p.a.ListenUDP(netip.AddrPort{})
+	require.NoError(t, err)
+	_, err = un.Write([]byte("x"))
+	require.ErrorIs(t, err, syscall.EDESTADDRREQ)
+	c, err := p.a.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(addrB, 53))
+	require.NoError(t, err)
+	_, err = c.WriteToUDPAddrPort([]byte("x"), netip.AddrPortFrom(addrB, 53))
+	require.ErrorIs(t, err, net.ErrWriteToConnected)
+	_, err = un.WriteToUDPAddrPort(make([]byte, 70000), netip.AddrPortFrom(addrB, 53))
+	require.ErrorIs(t, err, syscall.EMSGSIZE)
+	_, err = p.a.ListenUDP(netip.AddrPortFrom(netip.MustParseAddr("198.18.0.99"), 0))
+	require.ErrorIs(t, err, syscall.EADDRNOTAVAIL)
+	v4, err := p.a.ListenPacket("udp4", ":0")
+	require.NoError(t, err)
+	_, err = v4.WriteTo([]byte("x"), &net.UDPAddr{IP: net.ParseIP("2001:2::2"), Port: 53})
+	require.ErrorIs(t, err, syscall.EAFNOSUPPORT)
+	_, err = p.a.ListenPacket("udp7", ":0")
+	var oe *net.OpError
+	require.ErrorAs(t, err, &oe)
+	require.Equal(t, "listen", oe.Op)
+	// Linux caps a datagram at 65507 bytes of data over IPv4 and 65527
+	// over IPv6 (the IPv6 payload length counts the UDP header only).
+	_, err = un.WriteToUDPAddrPort(make([]byte, 65508), netip.AddrPortFrom(addrB, 53))
+	require.ErrorIs(t, err, syscall.EMSGSIZE)
+	_, err = un.WriteToUDPAddrPort(make([]byte, 65507), netip.AddrPortFrom(addrB, 53))
+	require.NoError(t, err)
+	_, err = un.WriteToUDPAddrPort(make([]byte, 65527), netip.AddrPortFrom(addrB6, 53))
+	require.NoError(t, err)
+	_, err = un.WriteToUDPAddrPort(make([]byte, 65528), netip.AddrPortFrom(addrB6, 53))
+	require.ErrorIs(t, err, syscall.EMSGSIZE)
+}
+
+// TestUnconnectedPingAndDialWithoutPeer: DialUDP and DialPing without a
+// peer are listens; an unconnected ping socket sends anywhere with
+// WriteTo and reads every reply with its identifier.
+func TestUnconnectedPingAndDialWithoutPeer(t *testing.T) {
+	p := newPair(t, nil)
+	u, err := p.a.DialUDP(netip.AddrPortFrom(addrA, 0), netip.AddrPort{})
+	require.NoError(t, err)
+	require.Nil(t, u.RemoteAddr())
+	_, err = p.a.DialPing(netip.Addr{}, netip.Addr{})
+	require.Error(t, err)
+	pc, err := p.a.DialPing(netip.IPv6Unspecified(), netip.Addr{})
+	require.NoError(t, err)
+	req := []byte{128, 0, 0, 0, 0, 0, 0, 3, 'x'}
+	_, err = pc.WriteTo(req, &net.IPAddr{IP: addrB6.AsSlice()})
+	require.NoError(t, err)
+	_, err = pc.WriteTo([]byte{8, 0, 0, 0, 0, 0, 0, 3}, &net.IPAddr{IP: addrB.AsSlice()})
+	require.ErrorIs(t, err, syscall.EINVAL, "an IPv6 ping socket sends no ICMPv4")
+	require.NoError(t, pc.SetReadDeadline(time.Now().Add(5*time.Second)))
+	buf := make([]byte, 64)
+	n, from, err := pc.ReadFrom(buf)
+	require.NoError(t, err)
+	require.Equal(t, addrB6.String(), from.String())
+	require.Equal(t, byte(129), buf[0])
+	require.Equal(t, "x", string(buf[8:n]))
+}

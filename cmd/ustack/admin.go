@@ -66,10 +66,42 @@ type adminListener struct {
 	CookiesActive bool   `json:"cookies_active"`
 }
 
-// adminConns is the body of GET /conns: connections and listeners.
+// adminUDP is one UDP socket of GET /conns: ESTAB when connected to a
+// peer, UNCONN otherwise (as ss -u), and its receive queue.
+type adminUDP struct {
+	Addr      string         `json:"addr"` // bound address; "*" for any of both families
+	Port      uint16         `json:"port"`
+	Remote    netip.AddrPort `json:"remote"`
+	State     string         `json:"State"`
+	RecvQueue int            `json:"recv_queue"` // bytes charged to the queue
+	Datagrams int            `json:"datagrams"`  // datagrams waiting
+}
+
+// adminConns is the body of GET /conns: connections, listeners, UDP sockets.
 type adminConns struct {
 	Conns     []adminConn     `json:"conns"`
 	Listeners []adminListener `json:"listeners,omitempty"`
+	UDP       []adminUDP      `json:"udp,omitempty"`
+}
+
+// snapshotUDP returns the UDP sockets sorted by local, then remote address.
+func snapshotUDP(st *stack.Stack) []adminUDP {
+	var out []adminUDP
+	for _, u := range st.UDPSockets() {
+		state := "UNCONN"
+		if u.Remote.IsValid() {
+			state = "ESTAB"
+		}
+		addr := "*"
+		if u.Local.Addr().IsValid() {
+			addr = u.Local.Addr().String()
+		}
+		out = append(out, adminUDP{Addr: addr, Port: u.Local.Port(), Remote: u.Remote, State: state, RecvQueue: u.RecvQueue, Datagrams: u.Datagrams})
+	}
+	slices.SortFunc(out, func(a, b adminUDP) int {
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Addr, b.Addr), a.Remote.Compare(b.Remote))
+	})
+	return out
 }
 
 // snapshotListeners returns the listeners sorted by port, then address.
@@ -112,7 +144,7 @@ func newAdminHandler(st *stack.Stack, log *slog.Logger, h *health) http.Handler 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /conns", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if err := json.NewEncoder(w).Encode(adminConns{Conns: snapshotConns(st), Listeners: snapshotListeners(st)}); err != nil {
+		if err := json.NewEncoder(w).Encode(adminConns{Conns: snapshotConns(st), Listeners: snapshotListeners(st), UDP: snapshotUDP(st)}); err != nil {
 			log.Debug("admin: writing /conns", "err", err)
 		}
 	})
@@ -157,7 +189,7 @@ func newStatsCollector(st *stack.Stack) *statsCollector {
 		st:       st,
 		counters: map[string]*prometheus.Desc{},
 		conns:    prometheus.NewDesc("ustack_connections", "TCP connections in the table, by state.", []string{"state"}, nil),
-		reasm: prometheus.NewDesc("ustack_ip_reassembly_bytes", "Memory IPv4 reassembly holds: now, the peak, and its limit.",
+		reasm: prometheus.NewDesc("ustack_ip_reassembly_bytes", "Memory fragment reassembly (IPv4 and IPv6) holds: now, the peak, and its limit.",
 			[]string{"kind"}, nil),
 		mem: [3]*prometheus.Desc{
 			prometheus.NewDesc("ustack_memory_budget_bytes", "Buffer memory budget of all connections (--mem-budget; 0: none).", nil, nil),

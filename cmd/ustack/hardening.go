@@ -16,7 +16,7 @@ import (
 // hardeningFlags are serve's knobs for hostile traffic: the per-source
 // budget of SYN-cookie answers during a SYN flood and the kernel-side filter
 // that enforces it, the length of the kernel's queue toward ustack, and the
-// caps of IPv4 reassembly.
+// caps of IPv4 and IPv6 reassembly.
 type hardeningFlags struct {
 	cookieRate int
 	txQueueLen int
@@ -45,7 +45,7 @@ func (h *hardeningFlags) register(fs *flag.FlagSet) {
 			"eBPF filter on the TUN (TUNSETFILTEREBPF; needs CAP_BPF), so a flood costs the flooder's CPU instead\n"+
 			"of ours; without BPF, serve warns and drops them itself")
 	fs.StringVar(&h.reassembly, "reassembly", "mem=4M,datagrams=1024,fragments=256,timeout=30s",
-		"caps of IPv4 fragment reassembly: the memory it may hold (K/M suffixes, 64K-64M), datagrams in\n"+
+		"caps of IPv4 and IPv6 fragment reassembly: the memory it may hold (K/M suffixes, 64K-64M), datagrams in\n"+
 			"flight, fragments of one datagram, and how long a datagram may take; fragments beyond are dropped and\n"+
 			"counted by reason (ip_reassembly_memory_limit, ip_too_many_fragments, ip_reassembly_evicted, ...)")
 }

@@ -26,7 +26,7 @@ func init() {
 	commands = []command{
 		{"serve", "run echo, discard, chargen and HTTP services on a userspace address behind a TUN", runServe},
 		{"dial", "connect through ustack to HOST:PORT and relay stdin/stdout (a netcat)", runDial},
-		{"ss", "list a running serve's TCP connections like ss -tni (from its --admin socket)", runSS},
+		{"ss", "list a running serve's TCP connections like ss -tni, or its UDP sockets with -u (from its --admin socket)", runSS},
 		{"drill", "run packetdrill-dialect scripts against ustack, gVisor and Linux", runDrill},
 		{"bench", "measure ustack against gVisor's netstack and the kernel, each in its own namespace", runBench},
 		{"path", "run an emulated WAN path (delay, rate, queue, loss) between two network namespaces", runPath},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,6 +30,7 @@ const defaultDrainTimeout = 30 * time.Second
 type serveFlags struct {
 	dev       deviceFlags
 	echo      int
+	udpEcho   int
 	discard   int
 	chargen   int
 	http      int
@@ -48,6 +50,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	f.dev.register(fs)
 	f.hardening.register(fs)
 	fs.IntVar(&f.echo, "echo", 7, "port of the echo service, RFC 862 (0 disables)")
+	fs.IntVar(&f.udpEcho, "udp-echo", 7, "port of the UDP echo service, RFC 862: each datagram is sent back to its sender\n(0 disables)")
 	fs.IntVar(&f.discard, "discard", 9, "port of the discard service, RFC 863 (0 disables)")
 	fs.IntVar(&f.chargen, "chargen", 0, "port of the character generator service, RFC 864, usually 19: sends until the client\ngoes away (0, the default, disables it)")
 	fs.IntVar(&f.http, "http", 80, "port of the HTTP/1.1 service: GET /, GET /bytes/N, POST /upload (0 disables)")
@@ -119,6 +122,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		seen[s.port] = s.name
 	}
 
+	if f.udpEcho < 0 || f.udpEcho > 65535 {
+		fmt.Fprintf(stderr, "ustack serve: --udp-echo %d: want a port from 1 to 65535, or 0 to disable\n", f.udpEcho)
+		return exitUsage
+	}
+
 	var opts stack.Options
 	if err := f.limits.apply(&opts, &dev.tcp); err != nil {
 		fmt.Fprintf(stderr, "ustack serve: %v\n", err)
@@ -185,6 +193,21 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	udpDone := make(chan struct{})
+	close(udpDone)
+	if f.udpEcho != 0 {
+		uc, err := st.ListenUDP(netip.AddrPortFrom(netip.Addr{}, uint16(f.udpEcho)))
+		if err != nil {
+			fmt.Fprintf(stderr, "ustack serve: UDP port %d (--udp-echo): %v\n", f.udpEcho, err)
+			return 1
+		}
+		log.Info("listening", "service", "udp-echo", "port", f.udpEcho)
+		udpDone = make(chan struct{})
+		go func() {
+			defer close(udpDone)
+			serveUDPEcho(uc, log)
+		}()
+	}
 	fmt.Fprintf(stdout, "ready %s %s\n", dev.name, addr)
 	if f, ok := stdout.(*os.File); ok {
 		f.Sync()
@@ -210,6 +233,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err := st.Close(); err != nil {
 		log.Error("closing the stack", "err", err)
 	}
+	<-udpDone // st.Close closed its socket
 	if !set.wait(5 * time.Second) {
 		log.Warn("service goroutines still running 5s after the stack closed")
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/ustack-net/ustack/stack"
 )
 
 // patternModulus is the period of the /bytes/N content: byte i is i mod 251.
@@ -473,4 +475,22 @@ func (set *serviceSet) drain(timeout time.Duration, abort <-chan struct{}, close
 	shutdowns.Wait()
 	_, added := set.conns.counts()
 	return open0 + added - added0 - aborted, aborted
+}
+
+// serveUDPEcho sends every datagram back to its sender (RFC 862, UDP)
+// until the socket closes.
+func serveUDPEcho(c *stack.UDPConn, log *slog.Logger) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				log.Warn("udp-echo: read", "err", err)
+			}
+			return
+		}
+		if _, err := c.WriteToUDPAddrPort(buf[:n], from); err != nil {
+			log.Debug("udp-echo: write", "to", from, "err", err)
+		}
+	}
 }

@@ -26,7 +26,7 @@ type ssOptions struct {
 
 func runSS(args []string, stdout, stderr io.Writer) int {
 	var o ssOptions
-	var listening, all, summary, asJSON bool
+	var listening, all, summary, asJSON, udp bool
 	var admin, tunName string
 	fs := flag.NewFlagSet("ss", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -35,12 +35,13 @@ func runSS(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.mem, "m", false, "show socket memory as ss -m's skmem:(r,rb,t,tb,f,w): bytes received and held, receive buffer,\nbytes in flight, send buffer, storage held but empty, bytes queued to send")
 	fs.BoolVar(&listening, "l", false, "show only listeners (Recv-Q: accept queue, Send-Q: backlog)")
 	fs.BoolVar(&all, "a", false, "show listeners and connections")
+	fs.BoolVar(&udp, "u", false, "show UDP sockets instead of TCP, like ss -un: connected ones (ESTAB); with -a also\nunconnected ones (UNCONN), with -l only those. Recv-Q is bytes queued to be read")
 	fs.BoolVar(&summary, "s", false, "print a summary by state and family instead of the list")
 	fs.BoolVar(&asJSON, "json", false, "print the matching connections and listeners as JSON (every tcp.Info field; durations in ns)")
 	fs.StringVar(&admin, "admin", "", "admin socket of the 'ustack serve' to ask (default "+adminDir+"/TUN.sock for the --tun name)")
 	fs.StringVar(&tunName, "tun", "ustack0", "TUN device name of the 'ustack serve' to ask (picks the default --admin)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: ustack ss [-l|-a] [-i] [-e] [-m] [-s] [--json] [--admin PATH|--tun NAME] [FILTER]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: ustack ss [-u] [-l|-a] [-i] [-e] [-m] [-s] [--json] [--admin PATH|--tun NAME] [FILTER]\n\n"+
 			"Lists the TCP connections of a running 'ustack serve' (read from its admin socket),\n"+
 			"like 'ss -tn': State Recv-Q Send-Q Local:Port Peer:Port. Recv-Q is bytes received\n"+
 			"and not yet read, Send-Q bytes written and not yet acknowledged. Listeners (-l, -a, or\n"+
@@ -73,6 +74,13 @@ func runSS(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "ustack ss: %v\n", err)
 		return 1
+	}
+	if udp {
+		if summary || o.info || o.ext || o.mem {
+			fmt.Fprintf(stderr, "ustack ss: -u lists UDP sockets, which have no -s, -i, -e or -m view\n")
+			return exitUsage
+		}
+		return showUDP(table.UDP, match, listening, all || hasState, asJSON, stdout, stderr)
 	}
 	// Like ss: connections by default, listeners with -l, both with -a or
 	// a state filter (which then picks), everything for -s.
@@ -113,6 +121,60 @@ func runSS(args []string, stdout, stderr io.Writer) int {
 		io.WriteString(stdout, formatSS(shown.Conns, shown.Listeners, o))
 	}
 	return 0
+}
+
+// showUDP prints the UDP sockets that match: connected ones, or with all
+// unconnected ones too, or with listening only unconnected ones (ss -u,
+// -ua, -ul).
+func showUDP(socks []adminUDP, match func(adminConn) bool, listening, all bool, asJSON bool, stdout, stderr io.Writer) int {
+	shown := []adminUDP{}
+	for _, u := range socks {
+		unconn := u.State == "UNCONN"
+		if listening && !unconn || !listening && !all && unconn {
+			continue
+		}
+		l := adminListener{Addr: u.Addr, Port: u.Port}
+		if match(adminConn{Local: netip.AddrPortFrom(l.listenAddr(), u.Port), Remote: u.Remote, State: u.State}) {
+			shown = append(shown, u)
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(shown); err != nil {
+			fmt.Fprintf(stderr, "ustack ss: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	io.WriteString(stdout, formatSSUDP(shown))
+	return 0
+}
+
+// formatSSUDP lays UDP sockets out as ss -un does; an unconnected
+// socket's peer is *:* (or 0.0.0.0:* / [::]:*), a socket bound to any
+// address of both families shows *:PORT.
+func formatSSUDP(socks []adminUDP) string {
+	rows := [][4]string{{"State", "Recv-Q", "Local Address:Port", "Peer Address:Port"}}
+	for _, u := range socks {
+		l := adminListener{Addr: u.Addr, Port: u.Port}
+		peer := l.peer()
+		if u.Remote.IsValid() {
+			peer = u.Remote.String()
+		}
+		rows = append(rows, [4]string{u.State, strconv.Itoa(u.RecvQueue), l.local(), peer})
+	}
+	var w [3]int
+	for _, r := range rows {
+		for i := range w {
+			w[i] = max(w[i], len(r[i]))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-*s %*s %-*s %s\n", w[0], r[0], w[1], r[1], w[2], r[2], r[3])
+	}
+	return b.String()
 }
 
 // listenAddr parses an adminListener's Addr ("*": the zero Addr).
@@ -193,6 +255,8 @@ var ssStateAliases = map[string]string{
 	"syn-sent":    "SYN-SENT",
 	"closed":      "CLOSE",
 	"listening":   "LISTEN",
+	"unconnected": "UNCONN", // ss -u's state of an unconnected socket
+	"unconn":      "UNCONN",
 }
 
 // parseSSState accepts a tcp.State name in any case, or an ss long name.
