@@ -453,15 +453,22 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	// it would escape, and the ACK path allocates nothing.
 	rs := &c.sc.rs
 	*rs = RateSample{InRecovery: c.inRecovery, PriorInFlight: c.inFlight()}
+	pureDup := isDup && seg.Options.NumSACK == 0
+	advanced := ack.GreaterThan(c.sndUna)
 	var newlySACKed uint32
-	if ack.GreaterThan(c.sndUna) {
+	if advanced {
 		rs.Acked = c.sndUna.Size(ack)
 		c.ackNewData(now, seg, ack)
 	}
 	var blocks []SACKBlock
+	var dsack *SACKBlock
 	if c.sackOK && outstanding {
 		blocks = c.sackBlocksOf(seg)
-		newlySACKed, _ = c.board.UpdateSACK(c.sndUna, c.sndMax, blocks)
+		var ds bool
+		newlySACKed, ds = c.board.UpdateSACK(c.sndUna, c.sndMax, blocks)
+		if ds {
+			dsack = &blocks[0]
+		}
 		if ack == c.sndUna && newlySACKed > 0 && len(seg.Payload) == 0 {
 			isDup = true // RFC 6675 §2: an ACK carrying new SACK information
 		}
@@ -475,6 +482,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	if isDup {
 		c.stats.dupAcksIn++
 	}
+	c.tlpOnAck(now, ack, dsack, pureDup)
 	c.lossDetection(now, isDup, ack)
 
 	// Update the send window (§3.10.7.4, SND.WL1/SND.WL2 rule).
@@ -490,6 +498,9 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 				c.rs.probing = false
 			}
 		}
+	}
+	if advanced {
+		c.tlpSchedule(now) // RFC 8985 §7.2: restart the PTO on an ACK of new data
 	}
 	return true
 }
@@ -606,7 +617,7 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	if isDup {
 		c.dupAcks++
 	}
-	lost := c.dupAcks >= 3 || (c.sackOK && c.dupAcks > 0 && c.board.IsLost(c.sndUna))
+	lost := c.dupAcks >= 3 || (c.sackLoss() && c.dupAcks > 0 && c.board.IsLost(c.sndUna))
 	if !lost || c.sndUna.LessThan(c.recover) {
 		return
 	}
@@ -619,7 +630,7 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	c.rttTimer.Cancel()
 	c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryStart, InFlight: flight})
 	c.rateMarkLost(c.sndUna, c.sndUna+Seq(c.sndMSS))
-	if c.sackOK {
+	if c.sackLoss() {
 		c.sackRecovery = true
 	} else {
 		c.cc.SetCWnd(ccSaturatingAdd(c.cc.SSThresh(), 3*uint32(c.sndMSS)))

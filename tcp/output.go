@@ -281,6 +281,9 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 // cwnd - FlightSize, plus RFC 3042 limited transmit allowance on the first
 // two duplicate ACKs, or cwnd - pipe during SACK recovery (RFC 6675).
 func (c *Conn) cwndAvail() uint32 {
+	if r := c.rate; r != nil && r.rack.tlpSending {
+		return uint32(c.sndMSS) // a loss probe goes whatever cwnd says (RFC 8985 §7.3)
+	}
 	cwnd := c.cc.CWnd()
 	if c.sackRecovery {
 		pipe := c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
@@ -312,6 +315,11 @@ func (c *Conn) inFlight() uint32 {
 
 // sendData emits retransmissions and new data as the windows allow.
 func (c *Conn) sendData(now Time, e Emitter) {
+	if r := c.rate; r != nil && r.rack.tlpPending {
+		if !c.sendLossProbe(now, e) {
+			return
+		}
+	}
 	if c.rtxPending {
 		if c.paceBlocked(now) {
 			return // the retransmission leaves first, when pacing lets it
@@ -474,6 +482,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	c.persistTimer.stop()
 	if !c.rtxTimer.armed() {
 		c.rtxTimer.set(now.Add(c.rto.RTO())) // RFC 6298 §5.1
+	}
+	if !retrans {
+		c.tlpSchedule(now) // RFC 8985 §7.2: restart the PTO after new data
 	}
 	return true
 }

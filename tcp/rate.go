@@ -79,6 +79,7 @@ type rateState struct {
 	n    int
 
 	pace pacer
+	rack rackState
 }
 
 // rateState returns the connection's rate estimator, making it on first use.
