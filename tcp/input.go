@@ -462,7 +462,9 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	}
 	var blocks []SACKBlock
 	var dsack *SACKBlock
-	if c.sackOK && outstanding {
+	if c.sackOK && (outstanding || seg.Options.NumSACK > 0) {
+		// (With nothing outstanding, a D-SACK still tells of a
+		// spurious retransmission.)
 		blocks = c.sackBlocksOf(seg)
 		var ds bool
 		newlySACKed, ds = c.board.UpdateSACK(c.sndUna, c.sndMax, blocks)
@@ -475,6 +477,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	}
 	rs.NewlySACKed = newlySACKed
 	if c.rate != nil {
+		c.rate.rack.dsackSeen = dsack != nil
 		c.rateOnAck(now, blocks, rs)
 	}
 	rs.InFlight, rs.SRTT, rs.MSS = c.inFlight(), c.rto.SRTT(), uint32(c.sndMSS)
@@ -563,6 +566,7 @@ func (c *Conn) ackNewData(now Time, seg *Segment, ack Seq) {
 			// Full acknowledgment (RFC 6582 §3.2 step 3, RFC 6675 §5).
 			c.inRecovery = false
 			c.sackRecovery = false
+			c.rackRecoveryEnded()
 			c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryEnd, InFlight: flight})
 		} else if !c.sackRecovery {
 			// Partial acknowledgment (RFC 6582 §3.2 step 4): retransmit
@@ -607,6 +611,10 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 		c.dupAcks = 0
 		return
 	}
+	rack := c.rackActive() && c.rate != nil
+	if rack {
+		c.rackArmReorderTimer(now)
+	}
 	if c.inRecovery {
 		if isDup && !c.sackRecovery {
 			// RFC 6582 §3.2 step 4 (RFC 5681 §3.2 step 4): inflate.
@@ -617,11 +625,22 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	if isDup {
 		c.dupAcks++
 	}
-	lost := c.dupAcks >= 3 || (c.sackLoss() && c.dupAcks > 0 && c.board.IsLost(c.sndUna))
+	var lost bool
+	if rack {
+		// RFC 8985 §6: RACK's marks alone start recovery.
+		lost = c.rackLost()
+	} else {
+		lost = c.dupAcks >= 3 || (c.sackLoss() && c.dupAcks > 0 && c.board.IsLost(c.sndUna))
+	}
 	if !lost || c.sndUna.LessThan(c.recover) {
 		return
 	}
-	// Enter fast recovery.
+	c.enterRecovery(now)
+}
+
+// enterRecovery starts fast retransmit and fast recovery (RFC 5681 §3.2,
+// RFC 6582, RFC 6675 §5, RFC 8985 §6.3).
+func (c *Conn) enterRecovery(now Time) {
 	flight := c.sndUna.Size(c.sndMax)
 	c.inRecovery = true
 	c.recover = c.sndMax

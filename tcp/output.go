@@ -286,7 +286,7 @@ func (c *Conn) cwndAvail() uint32 {
 	}
 	cwnd := c.cc.CWnd()
 	if c.sackRecovery {
-		pipe := c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
+		pipe := c.pipe()
 		if pipe >= cwnd {
 			return 0
 		}
@@ -308,9 +308,17 @@ func (c *Conn) cwndAvail() uint32 {
 // FlightSize (SND.NXT - SND.UNA) otherwise.
 func (c *Conn) inFlight() uint32 {
 	if c.sackRecovery {
-		return c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
+		return c.pipe()
 	}
 	return c.sndUna.Size(c.sndNxt)
+}
+
+// pipe is the RFC 6675 pipe with the recovery's notion of lost.
+func (c *Conn) pipe() uint32 {
+	if c.rackActive() && c.rate != nil {
+		return c.rackPipe()
+	}
+	return c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
 }
 
 // sendData emits retransmissions and new data as the windows allow.
@@ -328,7 +336,7 @@ func (c *Conn) sendData(now Time, e Emitter) {
 		mss := uint32(c.sndMSS)
 		start := c.sndUna
 		if c.sackRecovery {
-			if s, n, ok := c.board.NextSegToRetransmit(c.sndUna, c.sndMax, mss, c.highRxt); ok {
+			if s, n, ok := c.nextLostSeg(mss); ok {
 				start, mss = s, n
 			}
 		}
@@ -343,13 +351,16 @@ func (c *Conn) sendData(now Time, e Emitter) {
 			if c.paceBlocked(now) {
 				break
 			}
-			if s, n, ok := c.board.NextSegToRetransmit(c.sndUna, c.sndMax, mss, c.highRxt); ok {
+			if s, n, ok := c.nextLostSeg(mss); ok {
 				c.retransmit(now, e, s, n)
 				c.highRxt = c.highRxt.Max(s + Seq(n))
 				continue
 			}
 			if c.sendNewSegment(now, e, mss) {
 				continue
+			}
+			if c.rackActive() {
+				break // RACK retransmits only what it deems lost (RFC 8985 §6.3)
 			}
 			if s, n, ok := c.board.NextSegRule3(c.sndUna, c.sndMax, mss, c.highRxt); ok {
 				c.retransmit(now, e, s, n)

@@ -144,3 +144,125 @@ func TestParseRecovery(t *testing.T) {
 	require.Error(t, err)
 	require.Error(t, Config{Recovery: 7}.Validate())
 }
+
+// rackWarm is sackEstablished after one segment was acknowledged 100 ms
+// after it left: SRTT and RACK.min_RTT 100 ms, RTO 250 ms, SND.NXT 2001.
+func rackWarm(t *testing.T, cfg Config) *harness {
+	h := sackEstablished(t, cfg)
+	sendSegs(t, h, 1)
+	h.now += 100 * ms
+	h.expect(h.in(sackSeg(2001)))
+	require.Equal(t, 100*time.Millisecond, h.c.Info().MinRTT)
+	return h
+}
+
+func TestRACKMarksLostAfterRTTPlusReoWnd(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4) // [2001,6001); the first is lost
+	h.now = t0 + 100*ms
+	// One segment SACKed (fewer than DupThresh): the window is
+	// min_RTT/4 = 25 ms, so [2001,3001), sent with the SACKed one, is
+	// lost at its send time + RACK.rtt (100 ms) + 25 ms.
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 4001})))
+	require.Equal(t, 25*time.Millisecond, h.c.rackReoWnd())
+	d, _ := h.c.NextDeadline()
+	require.Equal(t, t0+125*ms, d, "the reordering timer")
+	h.expect(h.advance(t0 + 124*ms))
+	require.False(t, h.c.Info().InRecovery)
+	h.expect(h.advance(t0+125*ms), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	in := h.c.Info()
+	require.True(t, in.InRecovery)
+	require.Equal(t, uint64(1), in.FastRecoveries)
+	// The segments sent after the SACKed one are not lost: nothing else.
+	h.expect(h.advance(t0 + 200*ms))
+	h.now = t0 + 230*ms
+	h.expect(h.in(sackSeg(6001)))
+	in = h.c.Info()
+	require.False(t, in.InRecovery)
+	require.Zero(t, in.RTOExpirations)
+	require.Equal(t, uint32(1), in.Retransmits)
+}
+
+func TestRACKReorderedWithinWindowNotLost(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4)
+	h.now = t0 + 100*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 4001})))
+	// [2001,3001) arrives 10 ms late, inside the 25 ms window.
+	h.now = t0 + 110*ms
+	h.expect(h.in(sackSeg(4001)))
+	require.True(t, h.c.rate.rack.reordSeen, "delivered below RACK.fack: reordering")
+	h.expect(h.advance(t0 + 150*ms))
+	h.now = t0 + 160*ms
+	h.expect(h.in(sackSeg(6001)))
+	in := h.c.Info()
+	require.Zero(t, in.FastRecoveries)
+	require.Zero(t, in.Retransmits)
+	// With reordering seen, DupThresh SACKed segments no longer close the
+	// window (RFC 8985 §6.2): it stays min_RTT/4.
+	require.Equal(t, 25*time.Millisecond, h.c.rackReoWnd())
+}
+
+func TestRACKDupThreshSACKedNoWindow(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4)
+	h.now = t0 + 100*ms
+	// Three segments SACKed above the hole, no reordering seen yet: the
+	// window is 0 and the hole is lost at once, as RFC 6675 would have it.
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	require.True(t, h.c.Info().InRecovery)
+}
+
+func TestRACKReoWndGrowsOnDSACK(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4)
+	h.now = t0 + 100*ms
+	h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 4001}))
+	h.expect(h.advance(t0+125*ms), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	// The original was only 30 ms late; the retransmission is then
+	// reported as a duplicate (D-SACK): the window doubles for the next
+	// 16 recoveries.
+	h.now = t0 + 130*ms
+	h.expect(h.in(sackSeg(6001)))
+	h.now = t0 + 225*ms
+	h.expect(h.in(sackSeg(6001, SACKBlock{Start: 2001, End: 3001})))
+	k := &h.c.rate.rack
+	require.Equal(t, uint32(2), k.reoWndMult)
+	require.Equal(t, int32(rackReoWndPersist), k.reoWndPersist)
+	// Next loss: marked after RACK.rtt + 50 ms.
+	t1 := h.now
+	sendSegs(t, h, 2) // [6001,8001)
+	h.now = t1 + 100*ms
+	h.expect(h.in(sackSeg(6001, SACKBlock{Start: 7001, End: 8001})))
+	require.Equal(t, 50*time.Millisecond, h.c.rackReoWnd())
+	h.expect(h.advance(t1 + 149*ms))
+	h.expect(h.advance(t1+150*ms), "[.] seq 6001 ack 5001 win 4096 len 1000")
+}
+
+func TestRACKDetectsLostRetransmission(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4)
+	h.now = t0 + 100*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	// New data leaves after the retransmission (cwnd 2000 - pipe 1000).
+	h.c.Write(data(2000, 0))
+	h.expect(h.output(), "[.] seq 6001 ack 5001 win 4096 len 1000")
+	// The new segment is SACKed a round trip later, the retransmission
+	// sent before it is not: lost again, resent with no RTO; the SACKed
+	// segment left room for the last new one.
+	h.now = t0 + 200*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 7001})),
+		"[.] seq 2001 ack 5001 win 4096 len 1000",
+		"[P.] seq 7001 ack 5001 win 4096 len 1000")
+	in := h.c.Info()
+	require.Zero(t, in.RTOExpirations)
+	require.Equal(t, uint32(2), in.Retransmits)
+	h.now = t0 + 300*ms
+	h.in(sackSeg(8001))
+	require.Equal(t, uint64(1), h.c.Info().FastRecoveries)
+}

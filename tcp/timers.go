@@ -150,6 +150,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	// RFC 2018 §8: after a timeout, SACK information is not trusted.
 	c.board.Reset()
 	c.highRxt = c.sndUna
+	c.rackResetMarks()
 	c.rttTimer.Cancel()
 	c.stats.lost++
 	// Go back N: resend from SND.UNA as the (now one-segment) window allows.
