@@ -346,7 +346,10 @@ func TestPathMTUFromICMP(t *testing.T) {
 		{"v4_not_smaller_ignored", false, 9000, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRawPeer(t, nil)
+			// RFC 6675 recovery: the test waits for silence after the
+			// flight, which RACK-TLP would break with a tail-loss probe
+			// 2 ms later (the peer never acknowledges).
+			r := newRawPeer(t, func(o *Options) { o.TCP.Recovery = tcp.RecoverySACK })
 			ln, err := r.s.ListenBacklog("tcp", ":80", 8)
 			require.NoError(t, err)
 			cliAddr, srv := addrA, srvB

@@ -64,8 +64,8 @@ func TestBulkTransfer(t *testing.T) {
 					require.LessOrEqual(t, rcv.SegsOut*100, rcv.DataSegsIn*60,
 						"receiver sent %d segments for %d data segments", rcv.SegsOut, rcv.DataSegsIn)
 				}
-				t.Logf("%s: %v virtual, retrans %d, rto %d, fastrec %d, cwnd %d, link %+v", tc.name,
-					time.Duration(n.now), in.Retransmits, in.RTOExpirations, in.FastRecoveries, in.CWnd, la.stats)
+				t.Logf("%s: %v virtual, retrans %d, rto %d, fastrec %d, tlp %d/%d, cwnd %d, link %+v", tc.name,
+					time.Duration(n.now), in.Retransmits, in.RTOExpirations, in.FastRecoveries, in.TLPProbes, in.TLPRecoveries, in.CWnd, la.stats)
 			})
 		}
 	}

@@ -43,6 +43,10 @@ type Config struct {
 	// (at least 2 segments), not GSOMaxSize. Off by default: segments go
 	// out as fast as the windows allow.
 	Pacing bool
+	// Recovery selects loss detection and recovery: RecoveryRACK (the
+	// default, RFC 8985 RACK-TLP), RecoverySACK (RFC 6675) or
+	// RecoveryNewReno (RFC 6582, duplicate ACKs only).
+	Recovery Recovery
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with
 	// RegisterCongestionControl.
@@ -212,6 +216,9 @@ func (c Config) Validate() error {
 	}
 	if c.SendBufferSize > MaxBufferSize || c.RecvBufferSize > MaxBufferSize {
 		return fmt.Errorf("tcp: buffer size above %d", MaxBufferSize)
+	}
+	if c.Recovery > RecoveryNewReno {
+		return fmt.Errorf("tcp: unknown recovery %d", c.Recovery)
 	}
 	return nil
 }

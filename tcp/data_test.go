@@ -223,8 +223,15 @@ func sackSeg(ack Seq, blocks ...SACKBlock) Segment {
 }
 
 func TestSACKRecoveryRepairsSeveralLossesInOneRTT(t *testing.T) {
+	for _, rec := range []Recovery{RecoveryRACK, RecoverySACK} {
+		t.Run(rec.String(), func(t *testing.T) { testSACKRecoveryRepairsSeveralLossesInOneRTT(t, rec) })
+	}
+}
+
+func testSACKRecoveryRepairsSeveralLossesInOneRTT(t *testing.T, rec Recovery) {
 	cfg := plainConfig()
 	cfg.DisableSACK = false
+	cfg.Recovery = rec
 	synack := Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 65535,
 		Options: Options{HasMSS: true, MSS: 1000, SACKPermitted: true}}
 	h := establishRTT(t, cfg, 100*ms, synack)

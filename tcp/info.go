@@ -65,6 +65,13 @@ type Info struct {
 	OutOfWindow        uint64
 	OOWACKSuppress     uint64 // answers to bare out-of-window segments withheld (Config.OutOfWindowACKInterval)
 	InRecovery         bool
+	// Recovery is the loss recovery in use ("rack", "sack", "newreno";
+	// "newreno" when RACK or SACK was asked for but SACK was not agreed).
+	Recovery string
+	// TLPProbes counts tail-loss probes sent (RFC 8985 §7.3, Linux
+	// TCPLossProbes), TLPRecoveries those that repaired a loss (Linux
+	// TCPLossProbeRecovery).
+	TLPProbes, TLPRecoveries uint64
 	// DeliveryRate is the latest valid delivery-rate sample in bytes per
 	// second (0 before the first), DeliveryAppLimited whether it was
 	// application-limited, MinRTT the smallest RTT sample of the rate
@@ -136,10 +143,12 @@ func (c *Conn) Info() Info {
 		OutOfWindow:        rs.outOfWindow,
 		OOWACKSuppress:     rs.oowACKSuppressed,
 		InRecovery:         c.inRecovery,
+		Recovery:           c.recoveryInUse().String(),
 	}
 	if r := c.rate; r != nil {
 		in.DeliveryRate, in.DeliveryAppLimited = rateOf(r.lastDelivered, r.lastInterval), r.lastAppLimited
 		in.MinRTT, in.Delivered = r.minRTT, r.delivered
+		in.TLPProbes, in.TLPRecoveries = r.rack.tlpProbes, r.rack.tlpRecoveries
 	}
 	in.PacingRate = c.pacingRate()
 	if c.wsOK {

@@ -453,21 +453,31 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	// it would escape, and the ACK path allocates nothing.
 	rs := &c.sc.rs
 	*rs = RateSample{InRecovery: c.inRecovery, PriorInFlight: c.inFlight()}
+	pureDup := isDup && seg.Options.NumSACK == 0
+	advanced := ack.GreaterThan(c.sndUna)
 	var newlySACKed uint32
-	if ack.GreaterThan(c.sndUna) {
+	if advanced {
 		rs.Acked = c.sndUna.Size(ack)
 		c.ackNewData(now, seg, ack)
 	}
 	var blocks []SACKBlock
-	if c.sackOK && outstanding {
+	var dsack *SACKBlock
+	if c.sackOK && (outstanding || seg.Options.NumSACK > 0) {
+		// (With nothing outstanding, a D-SACK still tells of a
+		// spurious retransmission.)
 		blocks = c.sackBlocksOf(seg)
-		newlySACKed, _ = c.board.UpdateSACK(c.sndUna, c.sndMax, blocks)
+		var ds bool
+		newlySACKed, ds = c.board.UpdateSACK(c.sndUna, c.sndMax, blocks)
+		if ds {
+			dsack = &blocks[0]
+		}
 		if ack == c.sndUna && newlySACKed > 0 && len(seg.Payload) == 0 {
 			isDup = true // RFC 6675 §2: an ACK carrying new SACK information
 		}
 	}
 	rs.NewlySACKed = newlySACKed
 	if c.rate != nil {
+		c.rate.rack.dsackSeen = dsack != nil
 		c.rateOnAck(now, blocks, rs)
 	}
 	rs.InFlight, rs.SRTT, rs.MSS = c.inFlight(), c.rto.SRTT(), uint32(c.sndMSS)
@@ -475,6 +485,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	if isDup {
 		c.stats.dupAcksIn++
 	}
+	c.tlpOnAck(now, ack, dsack, pureDup)
 	c.lossDetection(now, isDup, ack)
 
 	// Update the send window (§3.10.7.4, SND.WL1/SND.WL2 rule).
@@ -490,6 +501,9 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 				c.rs.probing = false
 			}
 		}
+	}
+	if advanced {
+		c.tlpSchedule(now) // RFC 8985 §7.2: restart the PTO on an ACK of new data
 	}
 	return true
 }
@@ -552,6 +566,7 @@ func (c *Conn) ackNewData(now Time, seg *Segment, ack Seq) {
 			// Full acknowledgment (RFC 6582 §3.2 step 3, RFC 6675 §5).
 			c.inRecovery = false
 			c.sackRecovery = false
+			c.rackRecoveryEnded()
 			c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryEnd, InFlight: flight})
 		} else if !c.sackRecovery {
 			// Partial acknowledgment (RFC 6582 §3.2 step 4): retransmit
@@ -596,6 +611,10 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 		c.dupAcks = 0
 		return
 	}
+	rack := c.rackActive() && c.rate != nil
+	if rack {
+		c.rackArmReorderTimer(now)
+	}
 	if c.inRecovery {
 		if isDup && !c.sackRecovery {
 			// RFC 6582 §3.2 step 4 (RFC 5681 §3.2 step 4): inflate.
@@ -606,11 +625,22 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	if isDup {
 		c.dupAcks++
 	}
-	lost := c.dupAcks >= 3 || (c.sackOK && c.dupAcks > 0 && c.board.IsLost(c.sndUna))
+	var lost bool
+	if rack {
+		// RFC 8985 §6: RACK's marks alone start recovery.
+		lost = c.rackLost()
+	} else {
+		lost = c.dupAcks >= 3 || (c.sackLoss() && c.dupAcks > 0 && c.board.IsLost(c.sndUna))
+	}
 	if !lost || c.sndUna.LessThan(c.recover) {
 		return
 	}
-	// Enter fast recovery.
+	c.enterRecovery(now)
+}
+
+// enterRecovery starts fast retransmit and fast recovery (RFC 5681 §3.2,
+// RFC 6582, RFC 6675 §5, RFC 8985 §6.3).
+func (c *Conn) enterRecovery(now Time) {
 	flight := c.sndUna.Size(c.sndMax)
 	c.inRecovery = true
 	c.recover = c.sndMax
@@ -619,7 +649,7 @@ func (c *Conn) lossDetection(now Time, isDup bool, ack Seq) {
 	c.rttTimer.Cancel()
 	c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryStart, InFlight: flight})
 	c.rateMarkLost(c.sndUna, c.sndUna+Seq(c.sndMSS))
-	if c.sackOK {
+	if c.sackLoss() {
 		c.sackRecovery = true
 	} else {
 		c.cc.SetCWnd(ccSaturatingAdd(c.cc.SSThresh(), 3*uint32(c.sndMSS)))

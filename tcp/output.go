@@ -281,9 +281,12 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 // cwnd - FlightSize, plus RFC 3042 limited transmit allowance on the first
 // two duplicate ACKs, or cwnd - pipe during SACK recovery (RFC 6675).
 func (c *Conn) cwndAvail() uint32 {
+	if r := c.rate; r != nil && r.rack.tlpSending {
+		return uint32(c.sndMSS) // a loss probe goes whatever cwnd says (RFC 8985 §7.3)
+	}
 	cwnd := c.cc.CWnd()
 	if c.sackRecovery {
-		pipe := c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
+		pipe := c.pipe()
 		if pipe >= cwnd {
 			return 0
 		}
@@ -305,13 +308,26 @@ func (c *Conn) cwndAvail() uint32 {
 // FlightSize (SND.NXT - SND.UNA) otherwise.
 func (c *Conn) inFlight() uint32 {
 	if c.sackRecovery {
-		return c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
+		return c.pipe()
 	}
 	return c.sndUna.Size(c.sndNxt)
 }
 
+// pipe is the RFC 6675 pipe with the recovery's notion of lost.
+func (c *Conn) pipe() uint32 {
+	if c.rackActive() && c.rate != nil {
+		return c.rackPipe()
+	}
+	return c.board.Pipe(c.sndUna, c.sndMax, c.highRxt)
+}
+
 // sendData emits retransmissions and new data as the windows allow.
 func (c *Conn) sendData(now Time, e Emitter) {
+	if r := c.rate; r != nil && r.rack.tlpPending {
+		if !c.sendLossProbe(now, e) {
+			return
+		}
+	}
 	if c.rtxPending {
 		if c.paceBlocked(now) {
 			return // the retransmission leaves first, when pacing lets it
@@ -320,7 +336,7 @@ func (c *Conn) sendData(now Time, e Emitter) {
 		mss := uint32(c.sndMSS)
 		start := c.sndUna
 		if c.sackRecovery {
-			if s, n, ok := c.board.NextSegToRetransmit(c.sndUna, c.sndMax, mss, c.highRxt); ok {
+			if s, n, ok := c.nextLostSeg(mss); ok {
 				start, mss = s, n
 			}
 		}
@@ -335,13 +351,16 @@ func (c *Conn) sendData(now Time, e Emitter) {
 			if c.paceBlocked(now) {
 				break
 			}
-			if s, n, ok := c.board.NextSegToRetransmit(c.sndUna, c.sndMax, mss, c.highRxt); ok {
+			if s, n, ok := c.nextLostSeg(mss); ok {
 				c.retransmit(now, e, s, n)
 				c.highRxt = c.highRxt.Max(s + Seq(n))
 				continue
 			}
 			if c.sendNewSegment(now, e, mss) {
 				continue
+			}
+			if c.rackActive() {
+				break // RACK retransmits only what it deems lost (RFC 8985 §6.3)
 			}
 			if s, n, ok := c.board.NextSegRule3(c.sndUna, c.sndMax, mss, c.highRxt); ok {
 				c.retransmit(now, e, s, n)
@@ -474,6 +493,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	c.persistTimer.stop()
 	if !c.rtxTimer.armed() {
 		c.rtxTimer.set(now.Add(c.rto.RTO())) // RFC 6298 §5.1
+	}
+	if !retrans {
+		c.tlpSchedule(now) // RFC 8985 §7.2: restart the PTO after new data
 	}
 	return true
 }

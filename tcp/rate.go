@@ -37,6 +37,7 @@ const (
 	srRetrans                      // (partly) retransmitted: no RTT sample (Karn)
 	srDelivered                    // entirely SACKed: counted as delivered
 	srLost                         // marked lost (counted in C.lost)
+	srRelost                       // a retransmission RACK deems lost again, to be resent
 )
 
 func (r *sentRecord) end() Seq { return r.start + Seq(r.len) }
@@ -79,6 +80,7 @@ type rateState struct {
 	n    int
 
 	pace pacer
+	rack rackState
 }
 
 // rateState returns the connection's rate estimator, making it on first use.
@@ -88,6 +90,7 @@ func (c *Conn) rateState() *rateState {
 		// write queue empty, the first flight is application-limited
 		// until something has been delivered.
 		c.rate = &rateState{lostScan: c.sndUna, appLimited: 1}
+		c.rate.rack.lostEnd, c.rate.rack.reoWndMult = c.sndUna, 1
 	}
 	return c.rate
 }
@@ -240,6 +243,7 @@ func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
 		if rec.end().LessThanEq(una) {
 			if rec.flags&srDelivered == 0 {
 				r.deliver(now, rec, rec.len, &s)
+				r.rackAdvance(now, rec, rec.end())
 			}
 			r.head = (r.head + 1) & (len(r.recs) - 1)
 			r.n--
@@ -250,6 +254,7 @@ func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
 		k := rec.start.Size(una)
 		if rec.flags&srDelivered == 0 {
 			r.deliver(now, rec, k, &s)
+			r.rackAdvance(now, rec, una)
 		}
 		rec.start, rec.len = una, rec.len-k
 		break
@@ -268,14 +273,25 @@ func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
 				if !rec.start.LessThan(b.End) {
 					break
 				}
-				if rec.flags&srDelivered == 0 && c.board.covers(rec.start, rec.end()) {
+				if rec.flags&srDelivered != 0 {
+					continue
+				}
+				if c.board.covers(rec.start, rec.end()) {
 					rec.flags |= srDelivered
 					r.deliver(now, rec, rec.len, &s)
+					r.rackAdvance(now, rec, rec.end())
+				} else if b.Start.LessThan(rec.end()) && rec.start.LessThan(b.End) {
+					// Part of a super-segment's record: RACK learns
+					// of its delivery all the same.
+					r.rackAdvance(now, rec, rec.end().Min(b.End))
 				}
 			}
 		}
 	}
-	if c.sackOK && c.board.Len() > 0 {
+	if c.rackActive() {
+		c.rackUpdateReoWnd()
+		c.rackDetectLoss(now)
+	} else if c.sackOK && c.board.Len() > 0 {
 		c.rateMarkSACKLost()
 	}
 	if r.appLimited != 0 && r.delivered > r.appLimited {

@@ -118,6 +118,7 @@ func TestRateSampleAppLimited(t *testing.T) {
 func TestRateSampleSACKAndLoss(t *testing.T) {
 	cfg := plainConfig()
 	cfg.DisableSACK = false
+	cfg.Recovery = RecoverySACK // losses by RFC 6675 IsLost (see TestRACKRateSampleLoss)
 	synack := Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 65535,
 		Options: Options{HasMSS: true, MSS: 1000, SACKPermitted: true}}
 	h, f := fixedHarness(t, cfg, synack, 10000)

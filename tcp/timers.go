@@ -20,6 +20,9 @@ func (c *Conn) NextDeadline() (t Time, ok bool) {
 	if r := c.rate; r != nil && r.pace.timer.armed() && (!ok || r.pace.timer.at.Before(t)) {
 		t, ok = r.pace.timer.at, true
 	}
+	if r := c.rate; r != nil && r.rack.timer.armed() && (!ok || r.rack.timer.at.Before(t)) {
+		t, ok = r.rack.timer.at, true
+	}
 	return t, ok
 }
 
@@ -51,6 +54,7 @@ func (c *Conn) fireTimers(now Time) {
 			return
 		}
 	}
+	c.fireRACKTimer(now)
 	if c.rtxTimer.due(now) {
 		c.rtxTimer.stop()
 		c.onRetransmitTimeout(now)
@@ -127,6 +131,12 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	}
 	c.retries++
 	c.rto.Backoff()
+	if r := c.rate; r != nil {
+		// The RTO ends any probe (Linux clears tlp_high_seq).
+		k := &r.rack
+		k.timer.stop()
+		k.timerKind, k.tlpOut, k.tlpPending = 0, false, false
+	}
 	flight := c.sndUna.Size(c.sndMax)
 	c.cc.OnEvent(now, CCEvent{Kind: CCTimeout, InFlight: flight})
 	c.rateMarkLost(c.sndUna, c.sndMax)
@@ -140,6 +150,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	// RFC 2018 §8: after a timeout, SACK information is not trusted.
 	c.board.Reset()
 	c.highRxt = c.sndUna
+	c.rackResetMarks()
 	c.rttTimer.Cancel()
 	c.stats.lost++
 	// Go back N: resend from SND.UNA as the (now one-segment) window allows.

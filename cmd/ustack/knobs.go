@@ -23,6 +23,7 @@ type knobFlags struct {
 	timestamps bool
 	wscale     bool
 	pacing     bool
+	recovery   string
 }
 
 // maxDelayedACK bounds --delayed-ack: RFC 1122 §4.2.3.2 says the delay
@@ -41,6 +42,9 @@ func (k *knobFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&k.sack, "sack", true, "offer and use selective acknowledgments (RFC 2018); --sack=false turns them off")
 	fs.BoolVar(&k.timestamps, "timestamps", true, "offer and use the timestamps option (RFC 7323 3); --timestamps=false turns it off")
 	fs.BoolVar(&k.wscale, "wscale", true, "offer and use window scaling (RFC 7323 2); --wscale=false caps windows at 64 KiB")
+	fs.StringVar(&k.recovery, "recovery", "rack", "loss recovery: rack (RFC 8985 RACK-TLP: time-based loss detection and tail-loss\n"+
+		"probes, Linux's default), sack (RFC 6675 duplicate-threshold) or newreno (RFC 6582, duplicate\n"+
+		"ACKs only); rack and sack need SACK and fall back to newreno without it")
 	fs.BoolVar(&k.pacing, "pacing", false, "pace data segments even when the congestion control sets no rate: Linux's default of\n"+
 		"2x cwnd/srtt in slow start, 1.2x after; with --offload, super-segments carry about 1 ms at that rate")
 }
@@ -111,6 +115,9 @@ func (k *knobFlags) apply(cfg *tcp.Config) (tun.Impairment, error) {
 	cfg.DisableTimestamps = !k.timestamps
 	cfg.DisableWindowScale = !k.wscale
 	cfg.Pacing = k.pacing
+	if cfg.Recovery, err = tcp.ParseRecovery(k.recovery); err != nil {
+		return imp, fmt.Errorf("--recovery %q: want %s", k.recovery, strings.Join(tcp.RecoveryNames(), ", "))
+	}
 	return imp, nil
 }
 

@@ -44,6 +44,7 @@ func TestKnobFlagErrors(t *testing.T) {
 		{[]string{"--delayed-ack", "soon"}, `--delayed-ack "soon": want a duration such as 40ms, or 0/off to disable`},
 		{[]string{"--delayed-ack", "-5ms"}, `--delayed-ack -5ms: want more than 0 and less than 500ms (RFC 1122 4.2.3.2), or 0/off to disable`},
 		{[]string{"--delayed-ack", "500ms"}, `--delayed-ack 500ms: want more than 0 and less than 500ms (RFC 1122 4.2.3.2), or 0/off to disable`},
+		{[]string{"--recovery", "fack"}, `--recovery "fack": want rack, sack, newreno`},
 		{[]string{"--impair", "loss=2"}, `--impair: impairment "loss=2": probability 2 out of [0, 1]; write 2% for a percentage`},
 		{[]string{"--impair", "drop=1%"}, `--impair: impairment "drop=1%": unknown key "drop" (known: loss, dup, reorder, depth, delay, jitter, corrupt, limit, seed)`},
 		{[]string{"--impair", "delay=fast"}, `--impair: impairment "delay=fast": want a duration such as 20ms`},
@@ -76,6 +77,9 @@ func TestKnobFlagValues(t *testing.T) {
 		{[]string{"--timestamps=false"}, func(c *tcp.Config) { c.DisableTimestamps = true }},
 		{[]string{"--wscale=false"}, func(c *tcp.Config) { c.DisableWindowScale = true }},
 		{[]string{"--pacing"}, func(c *tcp.Config) { c.Pacing = true }},
+		{[]string{"--recovery", "rack"}, func(c *tcp.Config) {}},
+		{[]string{"--recovery", "sack"}, func(c *tcp.Config) { c.Recovery = tcp.RecoverySACK }},
+		{[]string{"--recovery=newreno"}, func(c *tcp.Config) { c.Recovery = tcp.RecoveryNewReno }},
 		{[]string{"--cc", "newreno"}, func(c *tcp.Config) {}},
 		{[]string{"--cc", "cubic", "--nodelay=true", "--sack=true"}, func(c *tcp.Config) { c.CongestionControl, c.NoDelay = "cubic", true }},
 	} {

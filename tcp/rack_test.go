@@ -1,0 +1,268 @@
+package tcp
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// sackEstablished is an established SACK connection (MSS 1000, no
+// timestamps) whose handshake took 100 ms: SRTT 100 ms, RTTVAR 50 ms,
+// RTO 300 ms.
+func sackEstablished(t *testing.T, cfg Config) *harness {
+	cfg.DisableSACK = false
+	synack := Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 65535,
+		Options: Options{HasMSS: true, MSS: 1000, SACKPermitted: true}}
+	h := establishRTT(t, cfg, 100*ms, synack)
+	require.True(t, h.c.Info().SACK)
+	return h
+}
+
+func TestTLPProbesLostTailAt2SRTT(t *testing.T) {
+	h := sackEstablished(t, plainConfig())
+	require.Equal(t, "rack", h.c.Info().Recovery)
+	sendSegs(t, h, 4) // [1001,5001); the last two segments are lost
+	h.now += 100 * ms
+	h.expect(h.in(sackSeg(3001)))
+	in := h.c.Info()
+	require.Equal(t, 100*time.Millisecond, in.RTT)
+	require.Equal(t, 250*time.Millisecond, in.RTO) // 100 + 4*37.5
+	// The PTO (2·SRTT = 200 ms) comes before the RTO (250 ms); the probe
+	// is the highest-sequence segment, there being no new data.
+	at := h.now
+	d, ok := h.c.NextDeadline()
+	require.True(t, ok)
+	require.Equal(t, at+200*ms, d)
+	h.expect(h.advance(at + 199*ms))
+	h.expect(h.advance(at+200*ms), "[P.] seq 4001 ack 5001 win 4096 len 1000")
+	in = h.c.Info()
+	require.Equal(t, uint64(1), in.TLPProbes)
+	require.Zero(t, in.RTOExpirations)
+	require.Equal(t, 250*time.Millisecond, in.Retransmit.Left) // the RTO restarts at the probe
+}
+
+func TestTLPOneSegmentWaitsForDelayedACKCappedByRTO(t *testing.T) {
+	h := sackEstablished(t, plainConfig())
+	sendSegs(t, h, 1)
+	// PTO = 2·SRTT + WCDelAckT = 400 ms, capped by the RTO (300 ms): the
+	// probe takes the RTO's place.
+	at := h.now
+	d, _ := h.c.NextDeadline()
+	require.Equal(t, at+300*ms, d)
+	h.expect(h.advance(at+300*ms), "[P.] seq 1001 ack 5001 win 4096 len 1000")
+	in := h.c.Info()
+	require.Equal(t, uint64(1), in.TLPProbes)
+	require.Zero(t, in.RTOExpirations)
+	require.Equal(t, 300*time.Millisecond, in.Retransmit.Left)
+	require.Zero(t, in.CurrentRetransmits) // no backoff: it was a probe
+	cwnd := in.CWnd
+	// The probe's ACK reaches TLP.end_seq: whether the original was lost
+	// is not known yet (a D-SACK may follow).
+	h.now += 100 * ms
+	h.expect(h.in(sackSeg(2001)))
+	require.Zero(t, h.c.Info().TLPRecoveries)
+	// An ACK beyond TLP.end_seq with no D-SACK: the probe repaired a loss,
+	// and the window is reduced once (NewReno: ssthresh = cwnd/2).
+	h.c.Write(data(1000, 0))
+	h.expect(h.output(), "[P.] seq 2001 ack 5001 win 4096 len 1000")
+	h.now += 100 * ms
+	h.expect(h.in(sackSeg(3001)))
+	in = h.c.Info()
+	require.Equal(t, uint64(1), in.TLPRecoveries)
+	require.False(t, in.InRecovery)
+	require.Equal(t, cwnd/2, in.SSThresh)
+	require.Equal(t, cwnd/2, in.CWnd)
+	require.Zero(t, in.RTOExpirations)
+}
+
+func TestTLPSpuriousProbeDSACKed(t *testing.T) {
+	h := sackEstablished(t, plainConfig())
+	sendSegs(t, h, 1)
+	h.expect(h.advance(h.now+300*ms), "[P.] seq 1001 ack 5001 win 4096 len 1000")
+	cwnd := h.c.Info().CWnd
+	// The original was only late: the receiver reports the probe as a
+	// duplicate (D-SACK, RFC 2883). No loss, no reduction.
+	h.now += 50 * ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 1001, End: 2001})))
+	h.c.Write(data(1000, 0))
+	h.output()
+	h.now += 100 * ms
+	h.in(sackSeg(3001))
+	in := h.c.Info()
+	require.Zero(t, in.TLPRecoveries)
+	require.GreaterOrEqual(t, in.CWnd, cwnd)
+}
+
+func TestTLPSendsNewDataWhenCWndIsFull(t *testing.T) {
+	h := sackEstablished(t, plainConfig())
+	h.c.Write(data(12000, 0))
+	require.Len(t, h.output(), 10) // IW = 10 segments; two wait for cwnd
+	// The whole flight is lost. 2·SRTT after the last send the probe sends
+	// the next new segment, past cwnd (RFC 8985 §7.3).
+	at := h.now
+	h.expect(h.advance(at+200*ms), "[.] seq 11001 ack 5001 win 4096 len 1000")
+	require.Equal(t, uint64(1), h.c.Info().TLPProbes)
+	// No second probe: the RTO (re-armed at the probe) fires next and
+	// goes back to SND.UNA.
+	h.expect(h.advance(at + 499*ms))
+	h.expect(h.advance(at+500*ms), "[.] seq 1001 ack 5001 win 4096 len 1000")
+	in := h.c.Info()
+	require.Equal(t, uint64(1), in.RTOExpirations)
+	require.Equal(t, uint64(1), in.TLPProbes)
+}
+
+func TestNoTLPWithOtherRecovery(t *testing.T) {
+	for _, rec := range []Recovery{RecoverySACK, RecoveryNewReno} {
+		cfg := plainConfig()
+		cfg.Recovery = rec
+		h := sackEstablished(t, cfg)
+		require.Equal(t, rec.String(), h.c.Info().Recovery)
+		sendSegs(t, h, 4)
+		h.now += 100 * ms
+		h.in(sackSeg(4001))
+		// Nothing until the RTO, which retransmits the tail.
+		at := h.now
+		h.expect(h.advance(at + 249*ms))
+		h.expect(h.advance(at+250*ms), "[P.] seq 4001 ack 5001 win 4096 len 1000")
+		in := h.c.Info()
+		require.Zero(t, in.TLPProbes)
+		require.Equal(t, uint64(1), in.RTOExpirations)
+	}
+	// Without SACK, RACK-TLP is not available.
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	require.Equal(t, "newreno", h.c.Info().Recovery)
+}
+
+func TestParseRecovery(t *testing.T) {
+	for _, n := range RecoveryNames() {
+		r, err := ParseRecovery(n)
+		require.NoError(t, err)
+		require.Equal(t, n, r.String())
+	}
+	_, err := ParseRecovery("fack")
+	require.Error(t, err)
+	require.Error(t, Config{Recovery: 7}.Validate())
+}
+
+// rackWarm is sackEstablished after one segment was acknowledged 100 ms
+// after it left: SRTT and RACK.min_RTT 100 ms, RTO 250 ms, SND.NXT 2001.
+func rackWarm(t *testing.T, cfg Config) *harness {
+	h := sackEstablished(t, cfg)
+	sendSegs(t, h, 1)
+	h.now += 100 * ms
+	h.expect(h.in(sackSeg(2001)))
+	require.Equal(t, 100*time.Millisecond, h.c.Info().MinRTT)
+	return h
+}
+
+func TestRACKMarksLostAfterRTTPlusReoWnd(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4) // [2001,6001); the first is lost
+	h.now = t0 + 100*ms
+	// One segment SACKed (fewer than DupThresh): the window is
+	// min_RTT/4 = 25 ms, so [2001,3001), sent with the SACKed one, is
+	// lost at its send time + RACK.rtt (100 ms) + 25 ms.
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 4001})))
+	require.Equal(t, 25*time.Millisecond, h.c.rackReoWnd())
+	d, _ := h.c.NextDeadline()
+	require.Equal(t, t0+125*ms, d, "the reordering timer")
+	h.expect(h.advance(t0 + 124*ms))
+	require.False(t, h.c.Info().InRecovery)
+	h.expect(h.advance(t0+125*ms), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	in := h.c.Info()
+	require.True(t, in.InRecovery)
+	require.Equal(t, uint64(1), in.FastRecoveries)
+	// The segments sent after the SACKed one are not lost: nothing else.
+	h.expect(h.advance(t0 + 200*ms))
+	h.now = t0 + 230*ms
+	h.expect(h.in(sackSeg(6001)))
+	in = h.c.Info()
+	require.False(t, in.InRecovery)
+	require.Zero(t, in.RTOExpirations)
+	require.Equal(t, uint32(1), in.Retransmits)
+}
+
+func TestRACKReorderedWithinWindowNotLost(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4)
+	h.now = t0 + 100*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 4001})))
+	// [2001,3001) arrives 10 ms late, inside the 25 ms window.
+	h.now = t0 + 110*ms
+	h.expect(h.in(sackSeg(4001)))
+	require.True(t, h.c.rate.rack.reordSeen, "delivered below RACK.fack: reordering")
+	h.expect(h.advance(t0 + 150*ms))
+	h.now = t0 + 160*ms
+	h.expect(h.in(sackSeg(6001)))
+	in := h.c.Info()
+	require.Zero(t, in.FastRecoveries)
+	require.Zero(t, in.Retransmits)
+	// With reordering seen, DupThresh SACKed segments no longer close the
+	// window (RFC 8985 §6.2): it stays min_RTT/4.
+	require.Equal(t, 25*time.Millisecond, h.c.rackReoWnd())
+}
+
+func TestRACKDupThreshSACKedNoWindow(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4)
+	h.now = t0 + 100*ms
+	// Three segments SACKed above the hole, no reordering seen yet: the
+	// window is 0 and the hole is lost at once, as RFC 6675 would have it.
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	require.True(t, h.c.Info().InRecovery)
+}
+
+func TestRACKReoWndGrowsOnDSACK(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4)
+	h.now = t0 + 100*ms
+	h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 4001}))
+	h.expect(h.advance(t0+125*ms), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	// The original was only 30 ms late; the retransmission is then
+	// reported as a duplicate (D-SACK): the window doubles for the next
+	// 16 recoveries.
+	h.now = t0 + 130*ms
+	h.expect(h.in(sackSeg(6001)))
+	h.now = t0 + 225*ms
+	h.expect(h.in(sackSeg(6001, SACKBlock{Start: 2001, End: 3001})))
+	k := &h.c.rate.rack
+	require.Equal(t, uint32(2), k.reoWndMult)
+	require.Equal(t, int32(rackReoWndPersist), k.reoWndPersist)
+	// Next loss: marked after RACK.rtt + 50 ms.
+	t1 := h.now
+	sendSegs(t, h, 2) // [6001,8001)
+	h.now = t1 + 100*ms
+	h.expect(h.in(sackSeg(6001, SACKBlock{Start: 7001, End: 8001})))
+	require.Equal(t, 50*time.Millisecond, h.c.rackReoWnd())
+	h.expect(h.advance(t1 + 149*ms))
+	h.expect(h.advance(t1+150*ms), "[.] seq 6001 ack 5001 win 4096 len 1000")
+}
+
+func TestRACKDetectsLostRetransmission(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 4)
+	h.now = t0 + 100*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	// New data leaves after the retransmission (cwnd 2000 - pipe 1000).
+	h.c.Write(data(2000, 0))
+	h.expect(h.output(), "[.] seq 6001 ack 5001 win 4096 len 1000")
+	// The new segment is SACKed a round trip later, the retransmission
+	// sent before it is not: lost again, resent with no RTO; the SACKed
+	// segment left room for the last new one.
+	h.now = t0 + 200*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 7001})),
+		"[.] seq 2001 ack 5001 win 4096 len 1000",
+		"[P.] seq 7001 ack 5001 win 4096 len 1000")
+	in := h.c.Info()
+	require.Zero(t, in.RTOExpirations)
+	require.Equal(t, uint32(2), in.Retransmits)
+	h.now = t0 + 300*ms
+	h.in(sackSeg(8001))
+	require.Equal(t, uint64(1), h.c.Info().FastRecoveries)
+}
