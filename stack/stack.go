@@ -272,6 +272,9 @@ func New(opts Options) (*Stack, error) {
 		OOOLimitDrops:  &s.stats.TCPOOOLimitDrops,
 		OOOBudgetDrops: &s.stats.TCPMemOOODrops,
 		Overcommit:     &s.stats.TCPMemOvercommit,
+		RcvBufGrown:    &s.stats.TCPRcvBufGrown,
+		SndBufGrown:    &s.stats.TCPSndBufGrown,
+		BufShrunk:      &s.stats.TCPBufShrunk,
 	})
 	s.tcpCfg.Memory.SetRelief(s.memRelief)
 	r := opts.Rand

@@ -453,6 +453,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	// it would escape, and the ACK path allocates nothing.
 	rs := &c.sc.rs
 	*rs = RateSample{InRecovery: c.inRecovery, PriorInFlight: c.inFlight()}
+	sbFull := c.sb.Free() < int(c.sndMSS) // the application keeps it full
 	var newlySACKed uint32
 	if ack.GreaterThan(c.sndUna) {
 		rs.Acked = c.sndUna.Size(ack)
@@ -491,6 +492,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 			}
 		}
 	}
+	c.sndBufTune(sbFull)
 	return true
 }
 
@@ -638,11 +640,17 @@ func (c *Conn) processText(now Time, seg *Segment) {
 	if seg.Seq == c.rcvNxt {
 		// The payload is inside the window (trimToWindow): what the
 		// waiting reader's buffer takes, the receive buffer need not.
-		n := c.directCopy(seg.Payload)
-		n += c.rb.Write(seg.Payload[n:])
+		direct := c.directCopy(seg.Payload)
+		n := direct + c.rb.Write(seg.Payload[direct:])
 		c.stats.bytesReceived += uint64(n)
 		c.rcvNxt += Seq(n)
 		c.rcvUnacked += uint32(n)
+		if c.tune != nil {
+			c.rcvRTTMeasure(now, seg)
+		}
+		if direct > 0 {
+			c.rcvSpaceAdjust(now) // the application has read them
+		}
 		if c.oooRanges() > 0 {
 			before := c.rcvNxt
 			c.rcvNxt = c.rq.Pop(c.rcvNxt, c.deliverInOrder)

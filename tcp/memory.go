@@ -44,6 +44,10 @@ type MemoryCounters struct {
 	// Overcommit counts bytes stored beyond the budget because they were
 	// inside a window already advertised.
 	Overcommit *atomic.Uint64
+	// RcvBufGrown and SndBufGrown count the times auto-tuning grew a
+	// receive or send buffer; BufShrunk the times memory pressure took one
+	// back toward its initial size.
+	RcvBufGrown, SndBufGrown, BufShrunk *atomic.Uint64
 }
 
 // NewMemoryBudget returns a budget of limit bytes (limit <= 0: unlimited,
@@ -91,6 +95,25 @@ func (m *MemoryBudget) Peak() int64 {
 // Spent reports whether a charge has been refused since usage was last
 // under the low-water mark.
 func (m *MemoryBudget) Spent() bool { return m != nil && m.spent.Load() }
+
+// pressure reports that auto-tuned buffers should give memory back: a
+// charge was refused since usage was last under the low-water mark, or
+// usage is above it (7/8 of the limit).
+func (m *MemoryBudget) pressure() bool {
+	if m == nil || m.limit == 0 {
+		return false
+	}
+	return m.spent.Load() || m.used.Load() > m.limit-m.limit/8
+}
+
+// mayGrow reports that auto-tuning may grow buffers: usage is under 3/4 of
+// the limit (between that and 7/8, sizes hold), and no charge was refused.
+func (m *MemoryBudget) mayGrow() bool {
+	if m == nil || m.limit == 0 {
+		return true
+	}
+	return !m.spent.Load() && m.used.Load() < m.limit-m.limit/4
+}
 
 // room returns the bytes that may still be charged (a large number when
 // unlimited).
@@ -194,5 +217,22 @@ func (m *MemoryBudget) countOOO(budget bool) {
 		count(m.c.OOOBudgetDrops, 1)
 	} else {
 		count(m.c.OOOLimitDrops, 1)
+	}
+}
+
+func (m *MemoryBudget) countGrow(send bool) {
+	if m == nil {
+		return
+	}
+	if send {
+		count(m.c.SndBufGrown, 1)
+	} else {
+		count(m.c.RcvBufGrown, 1)
+	}
+}
+
+func (m *MemoryBudget) countShrink() {
+	if m != nil {
+		count(m.c.BufShrunk, 1)
 	}
 }
