@@ -77,11 +77,11 @@ func (c *Conn) rcvSpaceAdjust(now Time) {
 		return
 	}
 	m := c.cfg.Memory
+	copied := c.copiedSeq()
 	if m.pressure() {
-		c.rcvShrink()
+		c.rcvShrink(now, copied)
 		return
 	}
-	copied := c.copiedSeq()
 	t := c.tune
 	if t == nil {
 		init := c.rcvSpaceInit()
@@ -121,14 +121,14 @@ func (c *Conn) rcvSpaceAdjust(now Time) {
 // memory pressure, never below the bytes it holds plus the window already
 // advertised (those bytes must still fit), and restarts the measure of the
 // bytes read per RTT from the beginning.
-func (c *Conn) rcvShrink() {
+func (c *Conn) rcvShrink(now Time, copied Seq) {
 	want := max(c.cfg.RecvBufferSize, c.rb.Len()+int(c.rcvWindow()))
 	if want < c.rb.Cap() {
 		c.rb.SetCap(want)
 		c.cfg.Memory.countShrink()
 	}
-	if c.tune != nil {
-		c.tune.space = c.rcvSpaceInit()
+	if t := c.tune; t != nil {
+		t.space, t.seq, t.time = c.rcvSpaceInit(), copied, now
 	}
 }
 
