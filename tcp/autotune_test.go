@@ -39,9 +39,9 @@ func newTuneConn(t *testing.T, cfg Config) *harness {
 
 // tunePeer scripts the sending peer.
 type tunePeer struct {
-	h   *harness
-	seq Seq
-	buf []byte
+	h       *harness
+	seq     Seq
+	buf     []byte
 	lastWnd uint32 // the last window we advertised, in bytes
 	rightEd Seq    // the right edge we advertised (RCV.NXT + window), never moving left
 }
@@ -78,7 +78,7 @@ func (p *tunePeer) check(segs []Segment) {
 		wnd := uint32(s.Window) << tuneWS
 		edge := s.Ack + Seq(wnd)
 		// Less only what the scaled field cannot express.
-		require.False(p.h.t, (edge+1<<tuneWS-1).LessThan(p.rightEd), "right edge moved left: %s", fmtSeg(s))
+		require.False(p.h.t, (edge + 1<<tuneWS - 1).LessThan(p.rightEd), "right edge moved left: %s", fmtSeg(s))
 		p.rightEd, p.lastWnd = p.rightEd.Max(edge), wnd
 	}
 	require.False(p.h.t, p.seq.GreaterThan(p.rightEd), "the script sent beyond the window")
