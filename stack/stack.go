@@ -149,6 +149,8 @@ type Stack struct {
 
 	memMu      sync.Mutex
 	memWaiters list.List // of *memWaiter: writers waiting for budget memory, FIFO (memory.go)
+	// memSweeping is set while a sweep for idle memory runs (memPressure).
+	memSweeping atomic.Bool
 
 	icmpTokens icmpLimiter
 	frags      fragments
@@ -277,6 +279,7 @@ func New(opts Options) (*Stack, error) {
 		BufShrunk:      &s.stats.TCPBufShrunk,
 	})
 	s.tcpCfg.Memory.SetRelief(s.memRelief)
+	s.tcpCfg.Memory.SetPressure(s.memPressure)
 	r := opts.Rand
 	if r == nil {
 		r = rand.Reader

@@ -78,7 +78,7 @@ func (c *Conn) rcvSpaceAdjust(now Time) {
 	}
 	m := c.cfg.Memory
 	copied := c.copiedSeq()
-	if m.pressure() {
+	if m.underPressure() {
 		c.rcvShrink(now, copied)
 		return
 	}
@@ -172,14 +172,14 @@ func (c *Conn) rcvRTTMeasure(now Time, seg *Segment) {
 // sndBufTune runs after an ACK: it grows the send buffer to twice cwnd
 // (tcp_sndbuf_expand) when the application kept it full (full: it had less
 // than a segment free before the ACK) and cwnd and the peer's window, not
-// the buffer, have room (tcp_should_expand_sndbuf); under memory pressure it shrinks it toward its
-// initial size as the ACKs drain it.
+// the buffer, have room (tcp_should_expand_sndbuf); under memory pressure
+// it shrinks it toward its initial size as the ACKs drain it.
 func (c *Conn) sndBufTune(full bool) {
 	if c.cfg.SendBufferMax <= c.cfg.SendBufferSize {
 		return
 	}
 	m := c.cfg.Memory
-	if m.pressure() {
+	if m.underPressure() {
 		if want := max(c.cfg.SendBufferSize, c.sb.Len()); want < c.sb.Cap() {
 			c.sb.SetCap(want)
 			m.countShrink()
@@ -198,4 +198,25 @@ func (c *Conn) sndBufTune(full bool) {
 		m.countGrow(true)
 		c.events |= EventWritable
 	}
+}
+
+// ReleaseIdleMemory gives back what the connection holds without using it,
+// for the stack to call on every connection when the memory budget comes
+// under pressure (MemoryBudget.SetPressure): auto-tuned buffers go back to
+// their initial sizes (never below what they hold or an advertised window
+// lets in), and the storage of empty buffers is freed (the next bytes
+// allocate again). An idle connection that once moved megabytes then costs
+// what a fresh one does.
+func (c *Conn) ReleaseIdleMemory() {
+	if c.rcvTuned() {
+		c.rcvShrink(c.clock, c.copiedSeq())
+	}
+	if c.cfg.SendBufferMax > c.cfg.SendBufferSize {
+		if want := max(c.cfg.SendBufferSize, c.sb.Len()); want < c.sb.Cap() {
+			c.sb.SetCap(want)
+			c.cfg.Memory.countShrink()
+		}
+	}
+	c.sb.Release()
+	c.rb.Release()
 }

@@ -190,7 +190,7 @@ func TestRcvTuneShrinksUnderPressure(t *testing.T) {
 
 	// Someone else takes the memory: 7 MiB of the 8 are in use.
 	cfg.Memory.force(7 << 20)
-	require.True(t, cfg.Memory.pressure())
+	require.True(t, cfg.Memory.underPressure())
 	// The peer keeps sending into the window it has (the script checks
 	// it stays inside and the edge never moves left); each read takes the
 	// buffer down to what is still offered.
@@ -308,4 +308,59 @@ func TestWindowScaleCoversRecvBufferMax(t *testing.T) {
 	require.Equal(t, DefaultSendBufferMax, cfg.SendBufferMax)
 	require.Equal(t, 6<<20, cfg.RecvBufferMax)
 	require.Equal(t, 4<<20, cfg.SendBufferMax)
+}
+
+// An idle connection that grew its buffers gives their memory back when
+// asked (the stack asks every connection when the budget refuses a charge):
+// no storage, sizes down as far as the window offered allows, the tuning
+// measure restarted.
+func TestReleaseIdleMemory(t *testing.T) {
+	cfg := tuneConfig()
+	cfg.Memory = NewMemoryBudget(0, MemoryCounters{})
+	h := newTuneConn(t, cfg)
+	p := newTunePeer(h)
+	for _, segs := range []int{10, 20, 40, 80} {
+		h.now += tuneRTT
+		p.round(segs, 64<<10)
+	}
+	_, err := h.c.Write(make([]byte, 8000))
+	require.NoError(t, err)
+	sent := h.output()
+	h.in(Segment{Flags: FlagACK, Seq: p.seq, Ack: sent[len(sent)-1].Seq + Seq(len(sent[len(sent)-1].Payload)), Window: 65535})
+	in := h.c.Info()
+	require.Equal(t, 417024, in.RcvBuf)
+	require.Positive(t, in.RcvAlloc)
+	require.Positive(t, in.SndAlloc)
+	require.Positive(t, cfg.Memory.Used())
+
+	h.c.ReleaseIdleMemory()
+	in = h.c.Info()
+	// The window already offered must still fit: the buffer's size goes
+	// no lower than that (the pressure test shows it going down as the
+	// peer uses the window), but its storage is gone.
+	require.Equal(t, int(h.c.rcvWindow()), in.RcvBuf)
+	require.Zero(t, in.RcvAlloc)
+	require.Zero(t, in.SndAlloc)
+	require.Zero(t, cfg.Memory.Used())
+	require.Equal(t, 10*tuneSeg, in.RcvSpace)
+}
+
+// The budget calls its pressure hook once per refusal episode: at the first
+// refused charge, not again until usage fell under the low-water mark.
+func TestMemoryBudgetPressureHook(t *testing.T) {
+	m := NewMemoryBudget(100<<10, MemoryCounters{})
+	calls := 0
+	m.SetPressure(func() { calls++ })
+	require.True(t, m.tryCharge(90<<10))
+	require.False(t, m.tryCharge(20<<10))
+	require.False(t, m.tryCharge(20<<10))
+	require.Equal(t, 1, calls)
+	require.True(t, m.underPressure())
+	require.False(t, m.mayGrow())
+	m.uncharge(60 << 10) // 30 KiB: under 7/8 and 3/4
+	require.False(t, m.underPressure())
+	require.True(t, m.mayGrow())
+	require.True(t, m.tryCharge(60<<10))
+	require.False(t, m.tryCharge(20<<10))
+	require.Equal(t, 2, calls)
 }

@@ -23,9 +23,10 @@ type MemoryBudget struct {
 
 	// spent is set when a charge was refused; relief runs once usage is
 	// back under the low-water mark (so blocked writers retry).
-	spent  atomic.Bool
-	mu     sync.Mutex
-	relief func()
+	spent    atomic.Bool
+	mu       sync.Mutex
+	relief   func()
+	pressure func()
 
 	c MemoryCounters
 }
@@ -68,6 +69,16 @@ func (m *MemoryBudget) SetRelief(f func()) {
 	m.mu.Unlock()
 }
 
+// SetPressure sets f to run (on the goroutine whose charge was refused,
+// possibly holding the caller's locks: f must not block) when a charge is
+// refused with the budget not spent before: the moment to ask idle
+// connections for their memory (Conn.ReleaseIdleMemory).
+func (m *MemoryBudget) SetPressure(f func()) {
+	m.mu.Lock()
+	m.pressure = f
+	m.mu.Unlock()
+}
+
 // Limit returns the budget in bytes (0: unlimited).
 func (m *MemoryBudget) Limit() int64 {
 	if m == nil {
@@ -96,10 +107,10 @@ func (m *MemoryBudget) Peak() int64 {
 // under the low-water mark.
 func (m *MemoryBudget) Spent() bool { return m != nil && m.spent.Load() }
 
-// pressure reports that auto-tuned buffers should give memory back: a
+// underPressure reports that auto-tuned buffers should give memory back: a
 // charge was refused since usage was last under the low-water mark, or
 // usage is above it (7/8 of the limit).
-func (m *MemoryBudget) pressure() bool {
+func (m *MemoryBudget) underPressure() bool {
 	if m == nil || m.limit == 0 {
 		return false
 	}
@@ -149,7 +160,14 @@ func (m *MemoryBudget) tryCharge(n int) bool {
 	for {
 		u := m.used.Load()
 		if u+int64(n) > m.limit {
-			m.spent.Store(true)
+			if m.spent.CompareAndSwap(false, true) {
+				m.mu.Lock()
+				f := m.pressure
+				m.mu.Unlock()
+				if f != nil {
+					f()
+				}
+			}
 			return false
 		}
 		if m.used.CompareAndSwap(u, u+int64(n)) {
