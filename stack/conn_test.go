@@ -275,3 +275,67 @@ func TestSynTimeoutVirtualTime(t *testing.T) {
 func netKeepAlive(idle, interval time.Duration, count int) net.KeepAliveConfig {
 	return net.KeepAliveConfig{Enable: true, Idle: idle, Interval: interval, Count: count}
 }
+
+// Options.TCP carries the auto-tuning ceilings to every connection, and
+// SetReadBuffer/SetWriteBuffer lock a size as SO_RCVBUF/SO_SNDBUF do: a
+// transfer through the locked receiver leaves its buffer where it was set.
+func TestBufferAutoTuneOptionsAndLock(t *testing.T) {
+	p := newPair(t, func(o *Options) {
+		o.TCP.RecvBufferMax = 2 << 20
+		o.TCP.SendBufferMax = 1 << 20
+	})
+	cli, srv := connPair(t, p)
+	in := srv.Info()
+	require.Equal(t, 2<<20, in.RcvBufMax)
+	require.Equal(t, 1<<20, in.SndBufMax)
+	require.Equal(t, tcp.DefaultBufferSize, in.RcvBuf)
+	require.Equal(t, int8(8), in.RcvWScale, "the window scale covers 8 MiB")
+
+	require.NoError(t, srv.SetReadBuffer(100000))
+	require.NoError(t, cli.SetWriteBuffer(50000))
+	in = srv.Info()
+	require.Equal(t, 100000, in.RcvBuf)
+	require.Equal(t, 100000, in.RcvBufMax)
+	require.Equal(t, 50000, cli.Info().SndBufMax)
+
+	payload := make([]byte, 4<<20)
+	for i := range payload {
+		payload[i] = byte(i * 31)
+	}
+	go func() {
+		cli.Write(payload)
+		cli.CloseWrite()
+	}()
+	got, err := io.ReadAll(srv)
+	require.NoError(t, err)
+	require.Equal(t, sha256.Sum256(payload), sha256.Sum256(got))
+	require.Equal(t, 100000, srv.Info().RcvBuf)
+	require.Equal(t, 50000, cli.Info().SndBuf)
+	require.Zero(t, srv.Info().RcvSpace, "no tuning on a locked buffer")
+}
+
+// The memory sweep (run when the budget refuses a charge) takes the storage
+// of idle connections that grew their buffers in a transfer.
+func TestMemorySweepFreesIdleBuffers(t *testing.T) {
+	p := newPair(t, nil)
+	cli, srv := connPair(t, p)
+	payload := make([]byte, 8<<20)
+	go func() {
+		cli.Write(payload)
+	}()
+	_, err := io.ReadFull(srv, make([]byte, len(payload)))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return cli.Info().Unacked == 0 }, 5*time.Second, time.Millisecond)
+	_, used, _ := p.b.Memory()
+	_, cliUsed, _ := p.a.Memory()
+	require.Positive(t, used+cliUsed, "storage held after the transfer")
+	p.a.memSweep()
+	p.b.memSweep()
+	_, used, _ = p.b.Memory()
+	_, cliUsed, _ = p.a.Memory()
+	require.Zero(t, used, "receiver")
+	require.Zero(t, cliUsed, "sender")
+	require.Zero(t, srv.Info().RcvAlloc)
+	require.Zero(t, cli.Info().SndAlloc)
+	require.Equal(t, uint64(1), p.b.stats.TCPMemSweeps.Load())
+}

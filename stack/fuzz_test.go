@@ -414,7 +414,10 @@ func parseOut(p []byte) (src, dst netip.AddrPort, seg tcp.Segment, ok bool) {
 func (h *fuzzHarness) check() {
 	t, s := h.t, h.s
 	t.Helper()
-	maxConns, sndBuf, rcvBuf := s.opts.MaxConns, bufLimit(s.opts.TCP.SendBufferSize), bufLimit(s.opts.TCP.RecvBufferSize)
+	maxConns := s.opts.MaxConns
+	def := s.opts.TCP
+	def.Memory = nil
+	def = def.WithDefaults()
 	n := s.NumConns()
 	if n > maxConns {
 		t.Fatalf("%d connections, limit %d", n, maxConns)
@@ -430,6 +433,15 @@ func (h *fuzzHarness) check() {
 	for _, c := range snap {
 		byState[c.State]++
 		in := c.Info
+		// Auto-tuning moves each buffer between its initial size and
+		// its maximum; what a connection holds stays within its
+		// current size.
+		if in.SndBuf > def.SendBufferMax || in.RcvBuf > def.RecvBufferMax ||
+			in.SndBufMax > def.SendBufferMax || in.RcvBufMax > def.RecvBufferMax {
+			t.Fatalf("%v-%v buffers %d/%d (max %d/%d), configured max %d/%d", c.Local, c.Remote,
+				in.SndBuf, in.RcvBuf, in.SndBufMax, in.RcvBufMax, def.SendBufferMax, def.RecvBufferMax)
+		}
+		sndBuf, rcvBuf := in.SndBuf, in.RcvBuf
 		if in.Readable+in.OOOBytes > rcvBuf {
 			t.Fatalf("%v-%v holds %d readable + %d out-of-order bytes, buffer %d", c.Local, c.Remote, in.Readable, in.OOOBytes, rcvBuf)
 		}
@@ -538,14 +550,6 @@ func (h *fuzzHarness) check() {
 	if p, limit := h.clk.Pending(), len(s.shards)+2*(nc+maxConns)+len(h.lns); p > limit {
 		t.Fatalf("%d clock timers pending, at most %d expected", p, limit)
 	}
-}
-
-// bufLimit is the buffer size a Config field stands for.
-func bufLimit(n int) int {
-	if n == 0 {
-		return tcp.DefaultBufferSize
-	}
-	return n
 }
 
 // close ends the run: Close must return promptly, every Dial return, and

@@ -86,3 +86,28 @@ func (s *Stack) memLeave(w *memWaiter) {
 // (tcp.MemoryBudget.SetRelief), on whichever goroutine freed the memory,
 // possibly under a shard lock: it wakes the first writers of the queue.
 func (s *Stack) memRelief() { s.memWake(memReliefBatch) }
+
+// memPressure runs when the budget refuses a charge (tcp.MemoryBudget's
+// pressure hook), on the goroutine that asked, possibly under a shard
+// lock: it starts one sweep, unless one is running, in which every
+// connection gives back the memory it holds without using it
+// (tcp.Conn.ReleaseIdleMemory): connections that are busy shrink their
+// auto-tuned buffers as they run, but idle ones would keep what they grew.
+func (s *Stack) memPressure() {
+	if s.memSweeping.CompareAndSwap(false, true) {
+		go s.memSweep()
+	}
+}
+
+// memSweep is the sweep of memPressure, one shard at a time.
+func (s *Stack) memSweep() {
+	defer s.memSweeping.Store(false)
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		for _, ep := range sh.conns {
+			ep.tc.ReleaseIdleMemory()
+		}
+		sh.mu.Unlock()
+	}
+	s.stats.TCPMemSweeps.Add(1)
+}

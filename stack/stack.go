@@ -163,6 +163,8 @@ type Stack struct {
 
 	memMu      sync.Mutex
 	memWaiters list.List // of *memWaiter: writers waiting for budget memory, FIFO (memory.go)
+	// memSweeping is set while a sweep for idle memory runs (memPressure).
+	memSweeping atomic.Bool
 
 	icmpTokens icmpLimiter
 	frags      fragments
@@ -298,8 +300,12 @@ func New(opts Options) (*Stack, error) {
 		OOOLimitDrops:  &s.stats.TCPOOOLimitDrops,
 		OOOBudgetDrops: &s.stats.TCPMemOOODrops,
 		Overcommit:     &s.stats.TCPMemOvercommit,
+		RcvBufGrown:    &s.stats.TCPRcvBufGrown,
+		SndBufGrown:    &s.stats.TCPSndBufGrown,
+		BufShrunk:      &s.stats.TCPBufShrunk,
 	})
 	s.tcpCfg.Memory.SetRelief(s.memRelief)
+	s.tcpCfg.Memory.SetPressure(s.memPressure)
 	r := opts.Rand
 	if r == nil {
 		r = rand.Reader

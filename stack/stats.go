@@ -122,6 +122,10 @@ type Stats struct {
 	TCPMemOvercommit    atomic.Uint64 `stat:"tcp_mem_overcommit"`     // bytes stored beyond the budget (inside a window already advertised)
 	TCPMemWakeups       atomic.Uint64 `stat:"tcp_mem_wakeups"`        // writers woken because budget memory was freed
 	TCPOOOLimitDrops    atomic.Uint64 `stat:"tcp_ooo_limit_drops"`    // out-of-order segments dropped by the per-connection limit
+	TCPRcvBufGrown      atomic.Uint64 `stat:"tcp_rcvbuf_grown"`       // receive buffers grown by auto-tuning (tcp.Config.RecvBufferMax)
+	TCPSndBufGrown      atomic.Uint64 `stat:"tcp_sndbuf_grown"`       // send buffers grown by auto-tuning (tcp.Config.SendBufferMax)
+	TCPBufShrunk        atomic.Uint64 `stat:"tcp_buf_shrunk"`         // auto-tuned buffers taken back toward their initial size under memory pressure
+	TCPMemSweeps        atomic.Uint64 `stat:"tcp_mem_sweeps"`         // sweeps asking every connection for memory it holds unused (the budget refused a charge)
 	TCPTimedOut         atomic.Uint64 `stat:"tcp_timed_out"`          // connections failed with ETIMEDOUT (retransmissions, user timeout, zero window)
 
 	// How connections ended other than by a close: Linux's TCP MIB

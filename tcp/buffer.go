@@ -130,11 +130,31 @@ func (r *bufRing) grow(need int) bool {
 			return false
 		}
 	}
+	r.relocate(s, m)
+	return true
+}
+
+// relocate moves the contents into new storage of ring size s with a mirror
+// of m bytes (already charged or credited by the caller), starting at index 0.
+func (r *bufRing) relocate(s, m int) {
 	mem := make([]byte, s+m)
 	r.readAt(mem[:r.n], 0)
 	copy(mem[s:], mem[:r.n]) // mirror of the prefix [0, min(n, M))
 	r.mem, r.head = mem[:s+m], 0
-	return true
+}
+
+// compact moves the contents into storage of the capacity's size once the
+// storage is at least twice that (a capacity lowered under memory pressure,
+// see autotune.go): the memory goes back without waiting for the ring to
+// empty, which a busy one seldom does.
+func (r *bufRing) compact() {
+	s := max(r.capacity, bufMinAlloc)
+	if r.sz() < 2*s || r.n > s {
+		return
+	}
+	m := r.mirrorFor(s)
+	r.budget.uncharge(len(r.mem) - (s + m))
+	r.relocate(s, m)
 }
 
 // sz returns S, the ring size within mem (len(mem) = S + M; the ring keeps
@@ -267,6 +287,9 @@ func (r *bufRing) discard(n int) {
 		r.head -= r.sz()
 	}
 	r.n -= n
+	if r.sz() > 2*r.capacity {
+		r.compact()
+	}
 }
 
 // sendBuffer holds the bytes from SND.UNA onwards: sent-but-unacknowledged

@@ -18,11 +18,26 @@ type Config struct {
 	// multiple of the MSS) tagged with Segment.GSOSize for segmentation
 	// offload. 0 emits one wire segment per Segment.
 	GSOMaxSize int
-	// SendBufferSize bounds unacknowledged plus unsent bytes. Default 256 KiB.
+	// SendBufferSize bounds unacknowledged plus unsent bytes: the size the
+	// send buffer starts at. Default 256 KiB.
 	SendBufferSize int
+	// SendBufferMax is how far the send buffer may grow with the
+	// congestion window (auto-tuning, Linux's tcp_sndbuf_expand up to
+	// tcp_wmem[2]): while the application keeps it full, it is kept at
+	// twice cwnd. Default 4 MiB like Linux; a value at or below
+	// SendBufferSize (negative: off) fixes the size at SendBufferSize.
+	SendBufferMax int
 	// RecvBufferSize bounds received bytes not yet read; the advertised
-	// window comes from its free space. Default 256 KiB, up to MaxBufferSize.
+	// window comes from its free space. It is the size the receive buffer
+	// starts at. Default 256 KiB, up to MaxBufferSize.
 	RecvBufferSize int
+	// RecvBufferMax is how far the receive buffer may grow toward what the
+	// application reads per round trip (auto-tuning, Linux's dynamic
+	// right-sizing, tcp_rcv_space_adjust, up to tcp_rmem[2]). Default
+	// 6 MiB like Linux; a value at or below RecvBufferSize (negative: off)
+	// fixes the size at RecvBufferSize. The window scale offered on the
+	// SYN covers it.
+	RecvBufferMax int
 	// NoDelay disables Nagle's algorithm (RFC 896).
 	NoDelay bool
 	// DelayedACK is the delayed-ACK timeout (RFC 1122 §4.2.3.2). Default
@@ -90,7 +105,9 @@ type Config struct {
 	TSOffset uint32
 	// OOOLimit bounds the out-of-order bytes held for reassembly; segments
 	// beyond it are dropped and counted. Default (0): the receive buffer
-	// size; never more than that.
+	// size (out-of-order data lies inside the window, so the buffer's
+	// current size bounds it whatever the limit says; auto-tuning grows
+	// it up to RecvBufferMax, the largest limit).
 	OOOLimit int
 	// Memory, when set, is the budget the connection's buffer storage is
 	// charged to (shared by the connections of a stack, see MemoryBudget).
@@ -101,6 +118,8 @@ type Config struct {
 const (
 	DefaultMSS            = 1460
 	DefaultBufferSize     = 256 << 10
+	DefaultSendBufferMax  = 4 << 20
+	DefaultRecvBufferMax  = 6 << 20
 	MinBufferSize         = 4 << 10
 	MaxBufferSize         = 64 << 20
 	defaultDelayedACK     = 40 * time.Millisecond
@@ -134,6 +153,13 @@ func DefaultConfig() Config {
 	return c
 }
 
+// WithDefaults returns c with every zero field set to its default and every
+// field clamped as a connection would (the configuration it runs with).
+func (c Config) WithDefaults() Config {
+	c.fillDefaults()
+	return c
+}
+
 func (c *Config) fillDefaults() {
 	if c.MSS == 0 {
 		c.MSS = DefaultMSS
@@ -149,6 +175,8 @@ func (c *Config) fillDefaults() {
 	}
 	c.SendBufferSize = clampBufferSize(c.SendBufferSize)
 	c.RecvBufferSize = clampBufferSize(c.RecvBufferSize)
+	c.SendBufferMax = bufferMax(c.SendBufferMax, DefaultSendBufferMax, c.SendBufferSize)
+	c.RecvBufferMax = bufferMax(c.RecvBufferMax, DefaultRecvBufferMax, c.RecvBufferSize)
 	if c.DelayedACK == 0 {
 		c.DelayedACK = defaultDelayedACK
 	}
@@ -203,9 +231,23 @@ func (c *Config) fillDefaults() {
 	if c.GSOMaxSize > 65535 {
 		c.GSOMaxSize = 65535
 	}
-	if c.OOOLimit <= 0 || c.OOOLimit > c.RecvBufferSize {
-		c.OOOLimit = c.RecvBufferSize
+	if c.OOOLimit <= 0 || c.OOOLimit > c.RecvBufferMax {
+		// Out-of-order data lies inside the window, so the current
+		// receive buffer size bounds it too.
+		c.OOOLimit = c.RecvBufferMax
 	}
+}
+
+// bufferMax fills in an auto-tuning ceiling: def when unset, size when
+// negative (off) or below size, never above MaxBufferSize.
+func bufferMax(n, def, size int) int {
+	switch {
+	case n == 0:
+		n = def
+	case n < 0:
+		n = size
+	}
+	return min(max(n, size), MaxBufferSize)
 }
 
 // Validate reports a configuration the constructors would have to correct,
@@ -214,7 +256,8 @@ func (c Config) Validate() error {
 	if c.CongestionControl != "" && !ccRegistered(c.CongestionControl) {
 		return fmt.Errorf("tcp: unknown congestion control %q (registered: %s)", c.CongestionControl, strings.Join(CongestionControls(), ", "))
 	}
-	if c.SendBufferSize > MaxBufferSize || c.RecvBufferSize > MaxBufferSize {
+	if c.SendBufferSize > MaxBufferSize || c.RecvBufferSize > MaxBufferSize ||
+		c.SendBufferMax > MaxBufferSize || c.RecvBufferMax > MaxBufferSize {
 		return fmt.Errorf("tcp: buffer size above %d", MaxBufferSize)
 	}
 	if c.Recovery > RecoveryNewReno {
@@ -359,7 +402,8 @@ type Conn struct {
 	rcvUnacked   uint32 // in-order bytes received since our last ACK
 	rstSeq       Seq
 	rstAck       Seq
-	clock        Time // the latest time seen by Input or Output
+	probesOut    int32 // unanswered zero-window probes
+	clock        Time  // the latest time seen by Input or Output
 
 	// Timers.
 	rtxTimer     connTimer
@@ -372,7 +416,6 @@ type Conn struct {
 
 	retries        int32 // consecutive RTO expirations for the current SND.UNA
 	persistBackoff int32
-	probesOut      int   // unanswered zero-window probes
 	kaProbes       int32 // unanswered keepalive probes (int32: pairs with synRetransmits)
 	synRetransmits int32
 	lastRecv       Time // last segment received (keepalive idle)
@@ -388,6 +431,7 @@ type Conn struct {
 	stats connStats
 	rs    *rareState // nil until something unusual happens (rare)
 	rate  *rateState // nil until the connection sends data (rateState)
+	tune  *rcvTuning // nil until the application has read enough to tune (rcvSpaceAdjust)
 
 	sc *Scratch // Output's working space, possibly shared (ShareScratch)
 }
@@ -476,12 +520,13 @@ func newConn(now Time, cfg Config, iss Seq) *Conn {
 func (c *Conn) chooseWScale() uint8 { return WindowScaleFor(c.cfg) }
 
 // WindowScaleFor is the window scale a connection with cfg offers: the
-// smallest shift whose 16-bit window covers max(receive buffer, 8 MiB), so the
-// window can grow with the buffer later (RFC 7323 §2.3). SYN cookies use it
-// to rebuild the offer their SYN-ACK made.
+// smallest shift whose 16-bit window covers max(largest receive buffer,
+// 8 MiB), so the window can grow with the buffer later, by auto-tuning or
+// SetRecvBufferSize (RFC 7323 §2.3). SYN cookies use it to rebuild the offer
+// their SYN-ACK made.
 func WindowScaleFor(cfg Config) uint8 {
 	cfg.fillDefaults()
-	limit := max(cfg.RecvBufferSize, 8<<20)
+	limit := max(cfg.RecvBufferMax, 8<<20)
 	var s uint8
 	for s < MaxWindowShift && (65535<<s) < limit {
 		s++
@@ -645,6 +690,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 func (c *Conn) Read(p []byte) (int, error) {
 	if c.rb.Len() > 0 && len(p) > 0 {
 		n := c.rb.Read(p)
+		c.rcvSpaceAdjust(c.clock)
 		c.afterRead()
 		return n, nil
 	}
@@ -885,13 +931,15 @@ func (c *Conn) SetUserTimeout(d time.Duration) {
 }
 
 // SetRecvBufferSize resizes the receive buffer (clamped to
-// [MinBufferSize, MaxBufferSize]); the advertised window never shrinks
+// [MinBufferSize, MaxBufferSize]) and locks it at that size, as SO_RCVBUF
+// does on Linux: auto-tuning stops. The advertised window never shrinks
 // below what was already offered.
 func (c *Conn) SetRecvBufferSize(n int) {
 	n = clampBufferSize(max(n, c.rb.Len()))
-	c.cfg.RecvBufferSize = n
+	c.cfg.RecvBufferSize, c.cfg.RecvBufferMax = n, n
 	c.cfg.OOOLimit = 0
 	c.cfg.fillDefaults()
+	c.tune = nil
 	c.rb.SetCap(n)
 	if c.rq != nil {
 		c.rq.SetLimit(c.cfg.OOOLimit)
@@ -900,10 +948,11 @@ func (c *Conn) SetRecvBufferSize(n int) {
 }
 
 // SetSendBufferSize resizes the send buffer (clamped; never below the bytes
-// it holds).
+// it holds) and locks it at that size, as SO_SNDBUF does on Linux:
+// auto-tuning stops.
 func (c *Conn) SetSendBufferSize(n int) {
 	n = clampBufferSize(max(n, c.sb.Len()))
-	c.cfg.SendBufferSize = n
+	c.cfg.SendBufferSize, c.cfg.SendBufferMax = n, n
 	c.sb.SetCap(n)
 }
 

@@ -37,6 +37,15 @@ type Info struct {
 	// when a buffer empties): what the connection costs the memory budget
 	// besides OOOBytes.
 	SndAlloc, RcvAlloc int
+	// SndBufMax and RcvBufMax are how far auto-tuning may grow the buffers
+	// (equal to SndBuf/RcvBuf's initial size when locked or off).
+	SndBufMax, RcvBufMax int
+	// RcvSpace is receive auto-tuning's measure, the most bytes the
+	// application read in one round trip (Linux's rcv_space; 0 until the
+	// application has read more than ten segments), and RcvRTT the
+	// receiver's RTT estimate it measures over (rcv_rtt; 0 before a sample).
+	RcvSpace int
+	RcvRTT   time.Duration
 
 	BytesSent     uint64 // new data bytes sent
 	BytesRetrans  uint64
@@ -135,7 +144,7 @@ func (c *Conn) Info() Info {
 		DupAcksIn:          c.stats.dupAcksIn,
 		DSACKsSent:         rs.dsacksSent,
 		ProbesSent:         rs.probesSent,
-		ZeroWindowProbes:   c.probesOut,
+		ZeroWindowProbes:   int(c.probesOut),
 		KeepaliveProbes:    int(c.kaProbes),
 		ChallengeACKs:      rs.challengeACKs,
 		ChallengeSuppress:  rs.challengeSuppressed,
@@ -144,6 +153,10 @@ func (c *Conn) Info() Info {
 		OOWACKSuppress:     rs.oowACKSuppressed,
 		InRecovery:         c.inRecovery,
 		Recovery:           c.recoveryInUse().String(),
+	}
+	in.SndBufMax, in.RcvBufMax = c.cfg.SendBufferMax, c.cfg.RecvBufferMax
+	if t := c.tune; t != nil {
+		in.RcvSpace, in.RcvRTT = t.space, t.rtt
 	}
 	if r := c.rate; r != nil {
 		in.DeliveryRate, in.DeliveryAppLimited = rateOf(r.lastDelivered, r.lastInterval), r.lastAppLimited

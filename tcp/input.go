@@ -455,6 +455,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	*rs = RateSample{InRecovery: c.inRecovery, PriorInFlight: c.inFlight()}
 	pureDup := isDup && seg.Options.NumSACK == 0
 	advanced := ack.GreaterThan(c.sndUna)
+	sbFull := c.sb.Free() < int(c.sndMSS) // the application keeps it full
 	var newlySACKed uint32
 	if advanced {
 		rs.Acked = c.sndUna.Size(ack)
@@ -505,6 +506,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	if advanced {
 		c.tlpSchedule(now) // RFC 8985 §7.2: restart the PTO on an ACK of new data
 	}
+	c.sndBufTune(sbFull)
 	return true
 }
 
@@ -668,11 +670,17 @@ func (c *Conn) processText(now Time, seg *Segment) {
 	if seg.Seq == c.rcvNxt {
 		// The payload is inside the window (trimToWindow): what the
 		// waiting reader's buffer takes, the receive buffer need not.
-		n := c.directCopy(seg.Payload)
-		n += c.rb.Write(seg.Payload[n:])
+		direct := c.directCopy(seg.Payload)
+		n := direct + c.rb.Write(seg.Payload[direct:])
 		c.stats.bytesReceived += uint64(n)
 		c.rcvNxt += Seq(n)
 		c.rcvUnacked += uint32(n)
+		if c.tune != nil {
+			c.rcvRTTMeasure(now, seg)
+		}
+		if direct > 0 {
+			c.rcvSpaceAdjust(now) // the application has read them
+		}
 		if c.oooRanges() > 0 {
 			before := c.rcvNxt
 			c.rcvNxt = c.rq.Pop(c.rcvNxt, c.deliverInOrder)

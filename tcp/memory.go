@@ -23,9 +23,10 @@ type MemoryBudget struct {
 
 	// spent is set when a charge was refused; relief runs once usage is
 	// back under the low-water mark (so blocked writers retry).
-	spent  atomic.Bool
-	mu     sync.Mutex
-	relief func()
+	spent    atomic.Bool
+	mu       sync.Mutex
+	relief   func()
+	pressure func()
 
 	c MemoryCounters
 }
@@ -44,6 +45,10 @@ type MemoryCounters struct {
 	// Overcommit counts bytes stored beyond the budget because they were
 	// inside a window already advertised.
 	Overcommit *atomic.Uint64
+	// RcvBufGrown and SndBufGrown count the times auto-tuning grew a
+	// receive or send buffer; BufShrunk the times memory pressure took one
+	// back toward its initial size.
+	RcvBufGrown, SndBufGrown, BufShrunk *atomic.Uint64
 }
 
 // NewMemoryBudget returns a budget of limit bytes (limit <= 0: unlimited,
@@ -61,6 +66,16 @@ func NewMemoryBudget(limit int64, c MemoryCounters) *MemoryBudget {
 func (m *MemoryBudget) SetRelief(f func()) {
 	m.mu.Lock()
 	m.relief = f
+	m.mu.Unlock()
+}
+
+// SetPressure sets f to run (on the goroutine whose charge was refused,
+// possibly holding the caller's locks: f must not block) when a charge is
+// refused with the budget not spent before: the moment to ask idle
+// connections for their memory (Conn.ReleaseIdleMemory).
+func (m *MemoryBudget) SetPressure(f func()) {
+	m.mu.Lock()
+	m.pressure = f
 	m.mu.Unlock()
 }
 
@@ -91,6 +106,25 @@ func (m *MemoryBudget) Peak() int64 {
 // Spent reports whether a charge has been refused since usage was last
 // under the low-water mark.
 func (m *MemoryBudget) Spent() bool { return m != nil && m.spent.Load() }
+
+// underPressure reports that auto-tuned buffers should give memory back: a
+// charge was refused since usage was last under the low-water mark, or
+// usage is above it (7/8 of the limit).
+func (m *MemoryBudget) underPressure() bool {
+	if m == nil || m.limit == 0 {
+		return false
+	}
+	return m.spent.Load() || m.used.Load() > m.limit-m.limit/8
+}
+
+// mayGrow reports that auto-tuning may grow buffers: usage is under 3/4 of
+// the limit (between that and 7/8, sizes hold), and no charge was refused.
+func (m *MemoryBudget) mayGrow() bool {
+	if m == nil || m.limit == 0 {
+		return true
+	}
+	return !m.spent.Load() && m.used.Load() < m.limit-m.limit/4
+}
 
 // room returns the bytes that may still be charged (a large number when
 // unlimited).
@@ -126,7 +160,14 @@ func (m *MemoryBudget) tryCharge(n int) bool {
 	for {
 		u := m.used.Load()
 		if u+int64(n) > m.limit {
-			m.spent.Store(true)
+			if m.spent.CompareAndSwap(false, true) {
+				m.mu.Lock()
+				f := m.pressure
+				m.mu.Unlock()
+				if f != nil {
+					f()
+				}
+			}
 			return false
 		}
 		if m.used.CompareAndSwap(u, u+int64(n)) {
@@ -194,5 +235,22 @@ func (m *MemoryBudget) countOOO(budget bool) {
 		count(m.c.OOOBudgetDrops, 1)
 	} else {
 		count(m.c.OOOLimitDrops, 1)
+	}
+}
+
+func (m *MemoryBudget) countGrow(send bool) {
+	if m == nil {
+		return
+	}
+	if send {
+		count(m.c.SndBufGrown, 1)
+	} else {
+		count(m.c.RcvBufGrown, 1)
+	}
+}
+
+func (m *MemoryBudget) countShrink() {
+	if m != nil {
+		count(m.c.BufShrunk, 1)
 	}
 }

@@ -31,7 +31,7 @@ type rtoEstimator struct {
 	base         time.Duration // RTO from the estimator, before backoff
 	min, max     time.Duration
 	g            time.Duration // clock granularity G
-	backoff      uint          // number of doublings applied since the last sample/reset
+	backoff      uint32        // number of doublings applied since the last sample/reset
 	hasSample    bool
 }
 
@@ -118,7 +118,7 @@ func (r *rtoEstimator) Sample(rtt time.Duration) {
 // since the last sample or ResetBackoff, capped at max (RFC 6298 §5.5, §2.5).
 func (r *rtoEstimator) RTO() time.Duration {
 	d := r.base
-	for i := uint(0); i < r.backoff; i++ {
+	for i := uint32(0); i < r.backoff; i++ {
 		if d >= r.max/2 {
 			return r.max
 		}
@@ -177,9 +177,9 @@ func (r *rtoEstimator) Max() time.Duration { return r.max }
 // yields a sample when an ACK covers end, unless that data was retransmitted
 // meanwhile. The zero value is idle.
 type rtoSegmentTimer struct {
-	end     Seq  // the timed segment's end (exclusive): an ACK >= end covers it
-	sent    Time // when it was first transmitted
+	end     Seq // the timed segment's end (exclusive): an ACK >= end covers it
 	running bool
+	sent    Time // when it was first transmitted
 }
 
 // Start times a new transmission ending at end, sent at now, unless a

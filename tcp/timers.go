@@ -231,7 +231,7 @@ func (c *Conn) onPersistTimeout(now Time) {
 		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}
-	if c.probesOut >= c.cfg.Retries2 {
+	if int(c.probesOut) >= c.cfg.Retries2 {
 		c.fail(syscall.ETIMEDOUT, EventTimedOut)
 		return
 	}

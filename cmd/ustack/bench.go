@@ -359,7 +359,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			"server RSS with idle connections; CPU seconds per GB. Progress goes to stderr, the\n"+
 			"table (or --json) to stdout. Needs root. A full run takes about 2 minutes with the\n"+
 			"defaults.\n\n"+
-			"--pcap, --trace, --cc and the TCP knobs (--impair, --sndbuf, --rcvbuf, --delayed-ack,\n"+
+			"--pcap, --trace, --cc and the TCP knobs (--impair, --sndbuf, --rcvbuf, --sndbuf-max, --rcvbuf-max, --delayed-ack,\n"+
 			"--nodelay, --sack, --timestamps, --wscale) are passed to `ustack serve`, the ustack\n"+
 			"server only: gVisor and the kernel keep their defaults.\n\n"+
 			"Internal modes, run by the bench itself: `ustack bench target` (one server and the\n"+

@@ -329,6 +329,8 @@ func TestBenchKnobErrors(t *testing.T) {
 		{[]string{"--cc", "bbr"}, `ustack bench: --cc "bbr": want newreno or cubic` + "\n"},
 		{[]string{"--sndbuf", "1K"}, "ustack bench: --sndbuf 1K: want 4K to 64M (4096 to 67108864 bytes)\n"},
 		{[]string{"--rcvbuf", "1.5M"}, `ustack bench: --rcvbuf "1.5M": want a byte count such as 262144, 256K or 4M` + "\n"},
+		{[]string{"--rcvbuf-max", "100M"}, "ustack bench: --rcvbuf-max 100M: want 4K to 64M (4096 to 67108864 bytes), or off\n"},
+		{[]string{"--sndbuf-max", "x"}, `ustack bench: --sndbuf-max "x": want a byte count such as 4194304, 4M or 6M, or off` + "\n"},
 		{[]string{"--delayed-ack", "500ms"}, "ustack bench: --delayed-ack 500ms: want more than 0 and less than 500ms (RFC 1122 4.2.3.2), or 0/off to disable\n"},
 		{[]string{"--impair", "drop=1%"}, `ustack bench: --impair: impairment "drop=1%": unknown key "drop" (known: loss, dup, reorder, depth, delay, jitter, corrupt, limit, seed)` + "\n"},
 	} {
@@ -348,10 +350,10 @@ func TestBenchHelpKnobs(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	require.Equal(t, 0, run([]string{"bench", "--help"}, &stdout, &stderr))
 	help := stderr.String()
-	for _, name := range []string{"pcap", "trace", "cc", "impair", "sndbuf", "rcvbuf", "delayed-ack", "nodelay", "sack", "timestamps", "wscale", "pacing", "recovery"} {
+	for _, name := range []string{"pcap", "trace", "cc", "impair", "sndbuf", "rcvbuf", "sndbuf-max", "rcvbuf-max", "delayed-ack", "nodelay", "sack", "timestamps", "wscale", "pacing", "recovery"} {
 		assert.Regexp(t, "\n  -"+name+"[ \n]", help, name)
 	}
-	assert.Equal(t, 13, strings.Count(help, "(ustack server only: gVisor and the kernel keep their defaults)"))
+	assert.Equal(t, 15, strings.Count(help, "(ustack server only: gVisor and the kernel keep their defaults)"))
 	assert.Contains(t, help, "server only: gVisor and the kernel keep their defaults.\n")
 }
 

@@ -17,6 +17,8 @@ type knobFlags struct {
 	impair     string
 	sndbuf     string
 	rcvbuf     string
+	sndbufMax  string
+	rcvbufMax  string
 	delayedACK string
 	nodelay    bool
 	sack       bool
@@ -36,7 +38,9 @@ func (k *knobFlags) register(fs *flag.FlagSet) {
 		"(also depth=N, limit=N), in real time. With --offload a super-segment counts as one packet;\n"+
 		"add --offload=false for per-segment loss (\"\" for none)")
 	fs.StringVar(&k.sndbuf, "sndbuf", "256K", "send buffer of each connection in bytes, K/M suffixes allowed (4K-64M)")
-	fs.StringVar(&k.rcvbuf, "rcvbuf", "256K", "receive buffer of each connection in bytes, K/M suffixes allowed (4K-64M);\nthe advertised window comes from its free space")
+	fs.StringVar(&k.rcvbuf, "rcvbuf", "256K", "receive buffer of each connection in bytes, K/M suffixes allowed (4K-64M);\nthe advertised window comes from its free space. Auto-tuning starts from it")
+	fs.StringVar(&k.sndbufMax, "sndbuf-max", "4M", "send buffer auto-tuning: how far a send buffer may grow with the congestion\nwindow (twice cwnd while the application keeps it full), like Linux tcp_wmem[2];\noff (or at most --sndbuf) keeps it at --sndbuf")
+	fs.StringVar(&k.rcvbufMax, "rcvbuf-max", "6M", "receive buffer auto-tuning: how far a receive buffer may grow toward what the\napplication reads per round trip, like Linux tcp_rmem[2] (tcp_rcv_space_adjust);\noff (or at most --rcvbuf) keeps it at --rcvbuf. The window scale covers it")
 	fs.StringVar(&k.delayedACK, "delayed-ack", "40ms", "delayed-ACK timeout, below 500ms (RFC 1122 4.2.3.2); 0 or off acknowledges every segment at once")
 	fs.BoolVar(&k.nodelay, "nodelay", false, "disable Nagle's algorithm (RFC 896): send small segments while data is unacknowledged")
 	fs.BoolVar(&k.sack, "sack", true, "offer and use selective acknowledgments (RFC 2018); --sack=false turns them off")
@@ -76,6 +80,22 @@ func bufferFlag(name, s string) (int, error) {
 	return n, nil
 }
 
+// bufferMaxFlag validates one of --sndbuf-max/--rcvbuf-max: a size as for
+// bufferFlag, or off (-1: auto-tuning off, see tcp.Config.SendBufferMax).
+func bufferMaxFlag(name, s string) (int, error) {
+	if s == "off" || s == "0" {
+		return -1, nil
+	}
+	n, ok := parseByteSize(s)
+	if !ok {
+		return 0, fmt.Errorf("--%s %q: want a byte count such as 4194304, 4M or 6M, or off", name, s)
+	}
+	if n < tcp.MinBufferSize || n > tcp.MaxBufferSize {
+		return 0, fmt.Errorf("--%s %s: want 4K to 64M (%d to %d bytes), or off", name, s, tcp.MinBufferSize, tcp.MaxBufferSize)
+	}
+	return n, nil
+}
+
 // parseDelayedACK turns --delayed-ack into tcp.Config.DelayedACK, where a
 // negative value disables delayed ACKs.
 func parseDelayedACK(s string) (time.Duration, error) {
@@ -105,6 +125,12 @@ func (k *knobFlags) apply(cfg *tcp.Config) (tun.Impairment, error) {
 		return imp, err
 	}
 	if cfg.RecvBufferSize, err = bufferFlag("rcvbuf", k.rcvbuf); err != nil {
+		return imp, err
+	}
+	if cfg.SendBufferMax, err = bufferMaxFlag("sndbuf-max", k.sndbufMax); err != nil {
+		return imp, err
+	}
+	if cfg.RecvBufferMax, err = bufferMaxFlag("rcvbuf-max", k.rcvbufMax); err != nil {
 		return imp, err
 	}
 	if cfg.DelayedACK, err = parseDelayedACK(k.delayedACK); err != nil {

@@ -39,7 +39,7 @@ func (l *limitFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&l.synCookies, "syn-cookies", true, "answer SYNs with SYN cookies (RFC 4987) when the SYN queue is full; false drops them")
 	fs.IntVar(&l.timeWaitLimit, "timewait-limit", stack.DefaultTimeWaitLimit, "most connections in TIME-WAIT; one entering it beyond is freed at once\n(tcp_timewait_overflow), like Linux tcp_max_tw_buckets")
 	fs.StringVar(&l.memBudget, "mem-budget", "off", "buffer memory of all connections together (send and receive buffers,\nout-of-order data), like Linux tcp_mem: K/M/G suffixes, or off. When it is spent,\nwriters block, windows stop growing and out-of-order data is dropped; nothing already\naccepted is lost (tcp_mem_* counters)")
-	fs.StringVar(&l.oooLimit, "ooo-limit", "", "out-of-order bytes held per connection for reassembly (K/M suffixes, at most\n--rcvbuf; default --rcvbuf); segments beyond are dropped (tcp_ooo_limit_drops)")
+	fs.StringVar(&l.oooLimit, "ooo-limit", "", "out-of-order bytes held per connection for reassembly (K/M suffixes, at most\n--rcvbuf-max; default: the receive buffer); segments beyond are dropped (tcp_ooo_limit_drops)")
 	fs.StringVar(&l.userTimeout, "user-timeout", "off", "TCP_USER_TIMEOUT of every connection (RFC 5482): how long sent data may stay\nunacknowledged, or a zero window stay shut, before the connection fails with ETIMEDOUT\n(tcp_timed_out); a duration such as 30s, or off")
 }
 
@@ -94,17 +94,14 @@ func (l *limitFlags) apply(opts *stack.Options, cfg *tcp.Config) error {
 		opts.MemoryBudget = n
 	}
 
-	rcvbuf := cfg.RecvBufferSize
-	if rcvbuf == 0 {
-		rcvbuf = tcp.DefaultBufferSize
-	}
+	rcvbuf := cfg.WithDefaults().RecvBufferMax
 	if l.oooLimit != "" {
 		n, ok := parseByteSize(l.oooLimit)
 		if !ok {
 			return fmt.Errorf("--ooo-limit %q: want a byte count such as 65536 or 64K", l.oooLimit)
 		}
 		if n < tcp.MinBufferSize || n > rcvbuf {
-			return fmt.Errorf("--ooo-limit %s: want 4K up to the receive buffer (--rcvbuf, %d bytes)", l.oooLimit, rcvbuf)
+			return fmt.Errorf("--ooo-limit %s: want 4K up to the largest receive buffer (--rcvbuf-max or --rcvbuf, %d bytes)", l.oooLimit, rcvbuf)
 		}
 		cfg.OOOLimit = n
 	}

@@ -576,6 +576,14 @@ func ssInfoLine(c *tcp.Info) string {
 	if c.InRecovery {
 		add("in_recovery")
 	}
+	if c.RcvRTT > 0 {
+		add("rcv_rtt:%s", ms(c.RcvRTT))
+	}
+	if c.RcvSpace > 0 {
+		// Receive auto-tuning's measure: the most bytes read in a
+		// round trip (the buffer it sized is rb of -m's skmem).
+		add("rcv_space:%d", c.RcvSpace)
+	}
 	if c.NotSent > 0 {
 		add("notsent:%d", c.NotSent)
 	}

@@ -258,3 +258,12 @@ func TestSSInfoShowsRates(t *testing.T) {
 	assert.Contains(t, line, "send 8.0Mbps pacing_rate 20.0Mbps delivery_rate 10.0Mbps delivered:5000 app_limited ")
 	assert.Contains(t, line, " minrtt:8")
 }
+
+// Receive auto-tuning shows as Linux's ss -ti shows it: rcv_rtt and
+// rcv_space, before notsent and minrtt.
+func TestSSInfoShowsRcvSpace(t *testing.T) {
+	in := tcp.Info{CC: "cubic", SndWScale: -1, MSS: 1000, CWnd: 10000, SSThresh: math.MaxUint32,
+		RcvRTT: 40 * time.Millisecond, RcvSpace: 524288, NotSent: 7, MinRTT: 8 * time.Millisecond}
+	assert.Contains(t, ssInfoLine(&in), " rcv_rtt:40 rcv_space:524288 notsent:7 minrtt:8")
+	assert.NotContains(t, ssInfoLine(&tcp.Info{CC: "cubic"}), "rcv_")
+}
