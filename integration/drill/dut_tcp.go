@@ -66,6 +66,10 @@ const tcpDUTBase = tcp.Time(time.Hour)
 func newTCPDUT(o Options) *tcpDUT {
 	d := &tcpDUT{o: o, now: tcpDUTBase}
 	d.cfg.DelayedACK = -1
+	// The scripts expect RFC 6675 recovery with no tail-loss probes
+	// (docs/divergences.md: linux-tail-loss-probe); RACK-TLP, the
+	// engine's default, has its own exact-segment tests in tcp/.
+	d.cfg.Recovery = tcp.RecoverySACK
 	d.cfg.MSS = uint16(o.MTU - 40)
 	if o.IPv6 {
 		d.cfg.MSS = uint16(o.MTU - 60)

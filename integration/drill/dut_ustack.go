@@ -74,6 +74,10 @@ func newUstackDUT(o Options) *ustackDUT {
 	d.cfg = tcp.DefaultConfig()
 	d.cfg.CongestionControl = "newreno" // serve's --cc default
 	d.cfg.DelayedACK = -1               // serve --delayed-ack off
+	// The scripts expect RFC 6675 recovery with no tail-loss probes
+	// (docs/divergences.md: linux-tail-loss-probe); RACK-TLP, the
+	// engine's default, has its own exact-segment tests in tcp/.
+	d.cfg.Recovery = tcp.RecoverySACK
 	d.opts = stack.Options{
 		// serve's limit defaults (cmd/ustack/limits.go)
 		MaxConns:      stack.DefaultMaxConns,
