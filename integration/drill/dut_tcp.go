@@ -785,7 +785,12 @@ func (d *tcpDUT) Ioctl(fd, req int) (int, syscall.Errno) {
 	if s.c == nil {
 		return 0, 0
 	}
-	in := s.c.c.Info()
+	return infoIoctl(s.c.c.Info(), req)
+}
+
+// infoIoctl answers SIOCINQ, SIOCOUTQ and SIOCOUTQNSD from an engine's
+// Info, as Linux answers them from the socket's queues.
+func infoIoctl(in tcp.Info, req int) (int, syscall.Errno) {
 	switch req {
 	case unix.SIOCINQ:
 		return in.Readable, 0

@@ -747,16 +747,7 @@ func (d *ustackDUT) Ioctl(fd, req int) (int, syscall.Errno) {
 	if s.c == nil {
 		return 0, 0
 	}
-	in := s.c.Info()
-	switch req {
-	case unix.SIOCINQ:
-		return in.Readable, 0
-	case unix.SIOCOUTQ:
-		return int(in.Unacked) + int(in.NotSent), 0
-	case unix.SIOCOUTQNSD:
-		return int(in.NotSent), 0
-	}
-	return -1, unix.EOPNOTSUPP
+	return infoIoctl(s.c.Info(), req)
 }
 
 // Sysctl maps the settings the stack has an equivalent for: the engine's
