@@ -507,10 +507,11 @@ func (n *Net) roundTrip(ctx context.Context, server netip.AddrPort, id uint16, q
 	return p, h, nil
 }
 
-// waitErr turns the error of a wait that its context ended into a
-// timeout, counting it.
+// waitErr turns the error of a wait whose deadline passed into a timeout,
+// counting it. (A cancel is the caller's to report: tryOneName sees it in
+// its own ctx.)
 func (n *Net) waitErr(ectx context.Context, err error) error {
-	if ectx.Err() != nil {
+	if errors.Is(ectx.Err(), context.DeadlineExceeded) {
 		n.dns.timeouts.Add(1)
 		return timeoutError{}
 	}

@@ -590,6 +590,7 @@ func TestLookupHostCancel(t *testing.T) {
 	require.Equal(t, "operation was canceled", de.Err)
 	require.False(t, de.IsTimeout)
 	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, DNSStats{QueriesUDP: 1}, e.n.DNSStats())
 }
 
 // TestLookupHostSearch: the search list and ndots decide the names asked
