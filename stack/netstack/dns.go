@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/ustack-net/ustack/stack"
 )
 
 // The stub resolver behind LookupHost: RFC 1035 queries for A and AAAA
@@ -474,6 +476,7 @@ func (n *Net) roundTrip(ctx context.Context, server netip.AddrPort, id uint16, q
 	ectx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var c net.Conn
+	var uc *stack.UDPConn
 	if useTCP {
 		tc, err := n.stack.DialAddrPort(ectx, server)
 		if err != nil {
@@ -481,7 +484,8 @@ func (n *Net) roundTrip(ctx context.Context, server netip.AddrPort, id uint16, q
 		}
 		c = tc
 	} else {
-		uc, err := n.stack.DialUDP(netip.AddrPort{}, server)
+		var err error
+		uc, err = n.stack.DialUDP(netip.AddrPort{}, server)
 		if err != nil {
 			return dnsmessage.Parser{}, dnsmessage.Header{}, err
 		}
@@ -499,7 +503,7 @@ func (n *Net) roundTrip(ctx context.Context, server netip.AddrPort, id uint16, q
 		p, h, err = n.streamRoundTrip(c, id, q, req)
 	} else {
 		n.dns.queriesUDP.Add(1)
-		p, h, err = n.packetRoundTrip(c.(udpConn), id, q, req)
+		p, h, err = n.packetRoundTrip(uc, id, q, req)
 	}
 	if err != nil {
 		return dnsmessage.Parser{}, dnsmessage.Header{}, n.waitErr(ectx, err)
@@ -518,16 +522,10 @@ func (n *Net) waitErr(ectx context.Context, err error) error {
 	return err
 }
 
-// udpConn is what packetRoundTrip needs of a connected UDP socket.
-type udpConn interface {
-	Write(b []byte) (int, error)
-	ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error)
-}
-
 // packetRoundTrip writes the query and reads datagrams until one is the
 // answer; the others are counted and ignored (RFC 5452 §9.1: a forgery
 // must not end the wait for the real answer).
-func (n *Net) packetRoundTrip(c udpConn, id uint16, q dnsmessage.Question, req []byte) (dnsmessage.Parser, dnsmessage.Header, error) {
+func (n *Net) packetRoundTrip(c *stack.UDPConn, id uint16, q dnsmessage.Question, req []byte) (dnsmessage.Parser, dnsmessage.Header, error) {
 	if _, err := c.Write(req); err != nil {
 		return dnsmessage.Parser{}, dnsmessage.Header{}, err
 	}

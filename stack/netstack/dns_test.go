@@ -49,10 +49,11 @@ type dnsServer struct {
 	tcp        net.Listener
 	handle     dnsHandler
 
-	mu    sync.Mutex
-	log   []string
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	log    []string
+	conns  map[net.Conn]bool
+	closed bool
+	wg     sync.WaitGroup
 }
 
 func startDNSServer(udp, spoof net.PacketConn, tcp net.Listener, h dnsHandler) *dnsServer {
@@ -76,6 +77,7 @@ func (s *dnsServer) Close() {
 		s.tcp.Close()
 	}
 	s.mu.Lock()
+	s.closed = true
 	for c := range s.conns {
 		c.Close()
 	}
@@ -135,6 +137,12 @@ func (s *dnsServer) serveTCP() {
 			return
 		}
 		s.mu.Lock()
+		if s.closed {
+			// Accepted just before Close swept the connections.
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
 		s.conns[c] = true
 		s.mu.Unlock()
 		s.wg.Add(1)
