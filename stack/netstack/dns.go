@@ -646,7 +646,8 @@ func equalFoldName(a, b dnsmessage.Name) bool {
 // NXDOMAIN, or success without a record of the type (NODATA), is
 // errNoSuchHost; SERVFAIL is temporary; a success that is neither
 // authoritative nor recursive and has no records is a lame referral; any
-// other code is a misbehaving server; records that do not parse are
+// other code is a misbehaving server; records that do not parse, or an
+// address record whose RDATA is not exactly one address, are
 // errCannotUnmarshalDNSMessage. Records of other types (the CNAMEs
 // before the addresses) are skipped: we asked for recursion, so the
 // addresses are those of the name (RFC 1034 §4.3.1).
@@ -683,6 +684,10 @@ func readAnswer(p dnsmessage.Parser, h dnsmessage.Header, qtype dnsmessage.Type)
 		switch {
 		case rh.Class != dnsmessage.ClassINET || rh.Type != qtype:
 			err = p.SkipAnswer()
+		case qtype == dnsmessage.TypeA && rh.Length != 4, qtype == dnsmessage.TypeAAAA && rh.Length != 16:
+			// dnsmessage reads the 4 or 16 bytes whatever RDLENGTH
+			// says (RFC 1035 §3.4.1, RFC 3596 §2.2: exactly that).
+			return nil, errCannotUnmarshalDNSMessage
 		case qtype == dnsmessage.TypeA:
 			var r dnsmessage.AResource
 			r, err = p.AResource()

@@ -848,3 +848,79 @@ func TestDialContextDeadline(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.True(t, errors.As(err, &oe))
 }
+
+// withRDLength rewrites the RDLENGTH of msg's last record (an A record
+// built by dnsAnswer, the last in the message) to l, cutting or padding
+// its RDATA to match.
+func withRDLength(msg []byte, l int) []byte {
+	body := len(msg) - 4
+	out := slices.Clone(msg[:body])
+	binary.BigEndian.PutUint16(out[body-2:], uint16(l))
+	rdata := append(slices.Clone(msg[body:]), 0, 0, 0, 0)
+	return append(out, rdata[:l]...)
+}
+
+// TestLookupHostBadAnswers: an answer the resolver accepted but cannot
+// read (an A record whose RDATA is not 4 bytes), a TCP answer that is not
+// the query's, and a lame referral each fail that server, are counted,
+// and the next server is asked.
+func TestLookupHostBadAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler dnsHandler
+		err     string
+		stats   DNSStats
+	}{
+		{"rdlength-3", func(q dnsQuery) []dnsSend {
+			return []dnsSend{{b: withRDLength(zoneAnswer(testZone, q), 3)}}
+		}, "cannot unmarshal DNS message", DNSStats{QueriesUDP: 2, BadAnswerRecords: 1}},
+		{"rdlength-5", func(q dnsQuery) []dnsSend {
+			return []dnsSend{{b: withRDLength(zoneAnswer(testZone, q), 5)}}
+		}, "cannot unmarshal DNS message", DNSStats{QueriesUDP: 2, BadAnswerRecords: 1}},
+		{"tcp-wrong-id", func(q dnsQuery) []dnsSend {
+			if !q.tcp {
+				return []dnsSend{{b: dnsAnswer(q.msg, dnsmessage.RCodeSuccess, nil, true)}}
+			}
+			m := q.msg
+			m.ID++
+			return []dnsSend{{b: zoneAnswer(testZone, dnsQuery{msg: m, tcp: true})}}
+		}, "invalid DNS response", DNSStats{QueriesUDP: 2, QueriesTCP: 1, Truncated: 1, BadTCPAnswers: 1}},
+		{"tcp-garbage", func(q dnsQuery) []dnsSend {
+			if !q.tcp {
+				return []dnsSend{{b: dnsAnswer(q.msg, dnsmessage.RCodeSuccess, nil, true)}}
+			}
+			return []dnsSend{{b: []byte{0xde, 0xad}}}
+		}, "cannot unmarshal DNS message", DNSStats{QueriesUDP: 2, QueriesTCP: 1, Truncated: 1, BadTCPAnswers: 1}},
+		{"lame-referral", func(q dnsQuery) []dnsSend {
+			m := dnsmessage.Message{Header: dnsmessage.Header{ID: q.msg.ID, Response: true}, Questions: q.msg.Questions}
+			b, err := m.Pack()
+			if err != nil {
+				panic(err)
+			}
+			return []dnsSend{{b: b}}
+		}, "lame referral", DNSStats{QueriesUDP: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newResolverEnv(t, v4Only, []netip.Addr{addrB4, addrB4b})
+			cfg := DefaultResolverConfig()
+			cfg.Attempts = 1
+			require.NoError(t, e.n.SetResolverConfig(cfg))
+			e.serveDNS(t, addrB4, tc.handler)
+			good := e.serveDNS(t, addrB4b, zoneHandler(testZone))
+			got, err := e.n.LookupContextHost(shortCtx(t, 10*time.Second), "host.test")
+			require.NoError(t, err)
+			require.Equal(t, []string{"198.18.5.1", "198.18.5.2"}, got)
+			require.Equal(t, []string{"udp A host.test."}, good.Log())
+			require.Equal(t, tc.stats, e.n.DNSStats())
+
+			// The bad server alone: its fault is the lookup's error.
+			e = newResolverEnv(t, v4Only, []netip.Addr{addrB4})
+			require.NoError(t, e.n.SetResolverConfig(cfg))
+			e.serveDNS(t, addrB4, tc.handler)
+			_, err = e.n.LookupContextHost(shortCtx(t, 10*time.Second), "host.test")
+			var de *net.DNSError
+			require.ErrorAs(t, err, &de)
+			require.Equal(t, net.DNSError{Err: tc.err, Name: "host.test", Server: "198.18.0.1:53"}, *de)
+		})
+	}
+}
