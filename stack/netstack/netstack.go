@@ -24,6 +24,7 @@ type Net struct {
 	dev          *netTUN
 	dnsServers   []netip.Addr
 	hasV4, hasV6 bool
+	dns          resolver // LookupHost's configuration and counters
 }
 
 // CreateNetTUN makes a userspace network endpoint with the given addresses
