@@ -336,6 +336,7 @@ func (b *bbr) advanceMaxBwFilter() {
 		return // no samples in this cycle: keep the older one
 	}
 	b.bwHi[0], b.bwHi[1] = b.bwHi[1], 0
+	b.maxBw = b.bwHi[0]
 }
 
 // updateLatestDeliverySignals is BBRUpdateLatestDeliverySignals.
