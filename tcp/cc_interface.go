@@ -225,14 +225,14 @@ func RegisterCongestionControl(name string, factory CongestionControlFactory) {
 }
 
 // CongestionControls returns the names of the registered algorithms, the
-// built-in ones ("newreno", "cubic") first, then the others sorted.
+// built-in ones ("newreno", "cubic", "bbr") first, then the others sorted.
 func CongestionControls() []string {
 	r := &ccRegistry
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	names := append([]string(nil), r.names...)
-	if len(names) > len(ccNames) {
-		sort.Strings(names[len(ccNames):])
+	if builtin := len(ccNames) + 1; len(names) > builtin { // + bbr
+		sort.Strings(names[builtin:])
 	}
 	return names
 }
@@ -268,6 +268,7 @@ func init() {
 	RegisterCongestionControl(ccNameCubic, func(cfg CCConfig) CongestionControl {
 		return &cubicCC{cubic: *newCubic(cfg.MSS, cfg.Now)}
 	})
+	RegisterCongestionControl(ccNameBBR, newBBRCC)
 }
 
 // ccRegistered reports whether name is a registered algorithm.

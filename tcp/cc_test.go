@@ -25,9 +25,9 @@ func TestNewCongestionControlNames(t *testing.T) {
 		assert.Equal(t, uint32(14600), cc.CWnd())
 		assert.Equal(t, uint32(math.MaxUint32), cc.SSThresh())
 	}
-	_, err := newCongestionControl("bbr", 1460, 0)
+	_, err := newCongestionControl("vegas", 1460, 0)
 	require.Error(t, err)
-	assert.Equal(t, `tcp: unknown congestion control "bbr" (valid: newreno, cubic)`, err.Error())
+	assert.Equal(t, `tcp: unknown congestion control "vegas" (valid: newreno, cubic)`, err.Error())
 	_, err = newCongestionControl("NewReno", 1460, 0)
 	assert.Error(t, err, "names are case-sensitive like Linux's")
 }

@@ -92,6 +92,8 @@ type Info struct {
 	DeliveryAppLimited bool
 	MinRTT             time.Duration
 	Delivered          uint64
+	// BBR is the state of BBR (--cc bbr), nil for other algorithms.
+	BBR *BBRInfo
 
 	Retransmit, Persist, DelayedACK, Keepalive, FinWait2, TimeWait, UserTimeout TimerInfo
 }
@@ -164,6 +166,10 @@ func (c *Conn) Info() Info {
 		in.TLPProbes, in.TLPRecoveries = r.rack.tlpProbes, r.rack.tlpRecoveries
 	}
 	in.PacingRate = c.pacingRate()
+	if b, ok := c.cc.(bbrInfoer); ok {
+		bi := b.BBRInfo()
+		in.BBR = &bi
+	}
 	if c.wsOK {
 		in.SndWScale, in.RcvWScale = int8(c.sndWScale), int8(c.rcvWScale)
 	}

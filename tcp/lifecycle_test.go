@@ -348,9 +348,9 @@ func TestShrunkWindowStopsSending(t *testing.T) {
 
 func TestSettersAndValidate(t *testing.T) {
 	require.NoError(t, DefaultConfig().Validate())
-	require.Error(t, Config{CongestionControl: "bbr"}.Validate())
+	require.Error(t, Config{CongestionControl: "vegas"}.Validate())
 	require.Error(t, Config{SendBufferSize: MaxBufferSize + 1}.Validate())
-	c := Dial(0, Config{CongestionControl: "bbr", RecvBufferSize: 1}, 1)
+	c := Dial(0, Config{CongestionControl: "vegas", RecvBufferSize: 1}, 1)
 	require.Equal(t, "newreno", c.Info().CC)
 	require.Equal(t, MinBufferSize, c.Info().RcvBuf)
 	c.SetRecvBufferSize(1 << 30)

@@ -159,7 +159,7 @@ func (dev *device) impairLink(log *slog.Logger, l tun.Link) (tun.Link, *tun.Impa
 }
 
 // ccChoices lists the registered congestion control algorithms as prose:
-// "newreno or cubic", "newreno, cubic or vegas".
+// "newreno, cubic or bbr", "newreno, cubic, bbr or vegas".
 func ccChoices() string {
 	names := tcp.CongestionControls()
 	if len(names) == 1 {

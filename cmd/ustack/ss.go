@@ -536,6 +536,11 @@ func ssInfoLine(c *tcp.Info) string {
 	add("segs_in:%d", c.SegsIn)
 	add("data_segs_out:%d", c.DataSegsOut)
 	add("data_segs_in:%d", c.DataSegsIn)
+	if b := c.BBR; b != nil {
+		// Linux ss's bbr:(bw,mrtt,pacing_gain,cwnd_gain), plus the phase.
+		add("bbr:(bw:%s,mrtt:%s,pacing_gain:%g,cwnd_gain:%g,phase:%s)",
+			rate(float64(b.BW)*8), ms(b.MinRTT), b.PacingGain, b.CWndGain, b.Phase)
+	}
 	if c.RTT > 0 {
 		// ss's "send": what cwnd allows per RTT.
 		add("send %s", rate(float64(c.CWnd)*8/c.RTT.Seconds()))

@@ -267,3 +267,14 @@ func TestSSInfoShowsRcvSpace(t *testing.T) {
 	assert.Contains(t, ssInfoLine(&in), " rcv_rtt:40 rcv_space:524288 notsent:7 minrtt:8")
 	assert.NotContains(t, ssInfoLine(&tcp.Info{CC: "cubic"}), "rcv_")
 }
+
+// A BBR connection shows its model as Linux's ss -ti does for bbr, with the
+// draft's phase name added, between data_segs_in and send.
+func TestSSInfoShowsBBR(t *testing.T) {
+	in := tcp.Info{CC: "bbr", SndWScale: -1, MSS: 1000, CWnd: 10000, SSThresh: math.MaxUint32,
+		RTT: 41 * time.Millisecond, DataSegsIn: 3,
+		BBR: &tcp.BBRInfo{Phase: "ProbeBW_UP", BW: 10400000, MinRTT: 40100 * time.Microsecond, PacingGain: 1.25, CWndGain: 2.25}}
+	line := ssInfoLine(&in)
+	assert.Contains(t, line, " data_segs_in:3 bbr:(bw:83.2Mbps,mrtt:40.1,pacing_gain:1.25,cwnd_gain:2.25,phase:ProbeBW_UP) send ")
+	assert.NotContains(t, ssInfoLine(&tcp.Info{CC: "cubic"}), "bbr:")
+}
