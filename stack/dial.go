@@ -163,8 +163,11 @@ func (s *Stack) startDial(remote netip.AddrPort, base *tcp.Config) (*endpoint, e
 	}
 
 	// Pick the port and insert the connection under the shard lock in one
-	// step, so two Dials cannot take the same 4-tuple.
+	// step, so two Dials cannot take the same 4-tuple. The allocator's
+	// lock is not held meanwhile (see pick): only the shard's is, as for
+	// any other call into a Conn.
 	var ep *endpoint
+	closed := false
 	now := s.clock.Now()
 	_, ok = s.ports.pick(local, remote, func(port uint16) bool {
 		id := tuple{local: netip.AddrPortFrom(local, port), remote: remote}
@@ -174,6 +177,12 @@ func (s *Stack) startDial(remote netip.AddrPort, base *tcp.Config) (*endpoint, e
 		sh := s.shardFor(id)
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
+		if s.closed.Load() {
+			// Stack.Close set closed before it swept this shard: a
+			// connection inserted now would never be swept.
+			closed = true
+			return false
+		}
 		if sh.conns[id.key()] != nil {
 			return true
 		}
@@ -187,6 +196,9 @@ func (s *Stack) startDial(remote netip.AddrPort, base *tcp.Config) (*endpoint, e
 		s.afterOp(ep, now)
 		return false
 	})
+	if closed {
+		return nil, net.ErrClosed
+	}
 	if !ok {
 		s.stats.TCPPortsExhausted.Add(1)
 		return nil, syscall.EADDRNOTAVAIL

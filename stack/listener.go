@@ -131,6 +131,11 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 
 	s.lnMu.Lock()
 	defer s.lnMu.Unlock()
+	if s.closed.Load() {
+		// Stack.Close sets closed before it takes the listeners under
+		// lnMu: one added now would never be closed.
+		return nil, opErr(net.ErrClosed)
+	}
 	old := *s.listeners.Load()
 	if port == 0 {
 		p, ok := s.freeListenPort(old, addr)
@@ -253,7 +258,7 @@ func (s *Stack) listenInput(ln *Listener, in *link, sh *shard, id tuple, seg *tc
 		return
 	}
 	ln.mu.Lock()
-	if ln.closed {
+	if ln.closed || s.closed.Load() {
 		ln.mu.Unlock()
 		s.stats.TCPNoSocket.Add(1)
 		s.sendReset(l, id, seg)
@@ -411,7 +416,7 @@ func (s *Stack) cookieACK(ln *Listener, l *link, sh *shard, id tuple, seg *tcp.S
 	ep := newEndpoint(s, sh, id, l, tc, &cfg)
 	ep.ln = ln
 	ln.mu.Lock()
-	if ln.closed {
+	if ln.closed || s.closed.Load() {
 		ln.mu.Unlock()
 		ep.lnPhase = phaseAccepted
 		s.insert(ep)

@@ -97,6 +97,9 @@ func (s *Stack) openPing(op string, laddr, raddr netip.Addr) (*PingConn, error) 
 	c := &PingConn{v6: v6}
 	s.pingMu.Lock()
 	defer s.pingMu.Unlock()
+	if s.closed.Load() {
+		return nil, sockErr(op, "bind", network, nil, ipAddr(raddr), net.ErrClosed)
+	}
 	old := *s.pings.Load()
 	// Identifiers come from the ephemeral port allocator, in a table of
 	// their own (Linux ping_get_port).

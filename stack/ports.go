@@ -31,8 +31,12 @@ type portAllocator struct {
 }
 
 // pick returns a port in [min, max] for a connection from local to remote for
-// which inUse reports false, or false when every port is taken. inUse is
-// called without p's lock held being relevant to it; it must not call pick.
+// which inUse reports false, or false when every port is taken. p's lock
+// guards only the table: it is held to take a slot's next value, never while
+// inUse runs. inUse is the caller's insert under its own table's lock (a
+// Dial runs the engine and emits the SYN in it), so Dials to any
+// destination proceed in parallel; two picks for the same slot still get
+// different ports, and the caller's table lock settles any remaining clash.
 func (p *portAllocator) pick(local netip.Addr, remote netip.AddrPort, inUse func(port uint16) bool) (uint16, bool) {
 	n := uint32(p.max) - uint32(p.min) + 1
 	hf := newSipHasher(p.keyF)
@@ -44,11 +48,12 @@ func (p *portAllocator) pick(local netip.Addr, remote netip.AddrPort, inUse func
 	writeAddrPort(&hg, remote)
 	index := uint32(hg.sum64() % portTableLen)
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for count := n; count > 0; count-- {
-		port := uint16(uint32(p.min) + (offset+uint32(p.table[index]))%n)
+		p.mu.Lock()
+		next := p.table[index]
 		p.table[index]++
+		p.mu.Unlock()
+		port := uint16(uint32(p.min) + (offset+uint32(next))%n)
 		if !inUse(port) {
 			return port, true
 		}

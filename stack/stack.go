@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -456,6 +457,12 @@ func (s *Stack) Connections() []ConnSnapshot {
 func (s *Stack) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		// closed is set first: every path that adds to a table (Listen,
+		// Dial, a listener's SYN, a datagram socket) checks it again under
+		// the table's lock, so anything added is either swept below or
+		// refused, and nothing is left waiting on a timer that no longer
+		// fires.
+		s.closed.Store(true)
 		s.lnMu.Lock()
 		var lns []*Listener
 		for _, ln := range *s.listeners.Load() {
@@ -481,7 +488,6 @@ func (s *Stack) Close() error {
 			}
 			sh.mu.Unlock()
 		}
-		s.closed.Store(true)
 		s.frags.mu.Lock()
 		if s.frags.timer != nil {
 			s.frags.timer.Stop()
@@ -513,6 +519,17 @@ func (s *Stack) Close() error {
 	return err
 }
 
-// errStackClosed is the error of connections reset by Stack.Close: the
-// kernel reports ECONNABORTED for a connection it tears down itself.
-var errStackClosed error = syscall.ECONNABORTED
+// errStackClosed is the error of connections reset by Stack.Close. It is
+// both net.ErrClosed (the network the socket lived on is gone, as for a
+// closed socket: servers' Accept loops and io.Copy treat it as the end) and
+// ECONNABORTED (what the kernel reports for a connection it tears down
+// itself), so errors.Is finds either.
+var errStackClosed error = stackClosedError{}
+
+type stackClosedError struct{}
+
+func (stackClosedError) Error() string { return "stack closed: connection aborted" }
+
+func (stackClosedError) Is(target error) bool {
+	return target == net.ErrClosed || target == syscall.ECONNABORTED
+}

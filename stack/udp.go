@@ -151,6 +151,9 @@ func (s *Stack) openUDP(op, network string, laddr, raddr netip.AddrPort) (*UDPCo
 	c := &UDPConn{network: network}
 	s.udpMu.Lock()
 	defer s.udpMu.Unlock()
+	if s.closed.Load() {
+		return nil, fail(net.ErrClosed)
+	}
 	old := *s.udp.Load()
 	port := laddr.Port()
 	if port == 0 {
@@ -437,10 +440,19 @@ func (s *Stack) UDPSockets() []UDPSnapshot {
 
 // closeDatagramSockets closes every UDP and ping socket (Stack.Close).
 func (s *Stack) closeDatagramSockets() {
-	for _, c := range *s.udp.Load() {
+	// The tables are read under their locks, after Close set closed:
+	// openUDP and openPing check closed again under the same locks, so a
+	// socket is either in the snapshot or refused.
+	s.udpMu.Lock()
+	udp := *s.udp.Load()
+	s.udpMu.Unlock()
+	for _, c := range udp {
 		_ = c.Close()
 	}
-	for _, c := range *s.pings.Load() {
+	s.pingMu.Lock()
+	pings := *s.pings.Load()
+	s.pingMu.Unlock()
+	for _, c := range pings {
 		_ = c.Close()
 	}
 }
