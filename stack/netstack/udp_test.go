@@ -32,7 +32,7 @@ func wantErrno(t *testing.T, what string, err error, errno syscall.Errno) {
 }
 
 var (
-	ap  = netip.MustParseAddrPort
+	ap     = netip.MustParseAddrPort
 	noAddr = netip.AddrPort{}
 )
 
@@ -84,7 +84,9 @@ func TestUDPArguments(t *testing.T) {
 		{"dial multicast", func() (*stack.UDPConn, error) { return n.DialUDPAddrPort(noAddr, ap("224.0.0.251:5353")) }, "", "", syscall.EINVAL},
 		{"dial v6 without v6", func() (*stack.UDPConn, error) { return v4only.DialUDPAddrPort(noAddr, ap("[2001:2::1]:53")) }, "", "", syscall.ENETUNREACH},
 		{"port out of range", func() (*stack.UDPConn, error) { return n.ListenUDP(&net.UDPAddr{Port: 70000}) }, "", "", syscall.EINVAL},
-		{"negative port", func() (*stack.UDPConn, error) { return n.DialUDP(nil, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: -1}) }, "", "", syscall.EINVAL},
+		{"negative port", func() (*stack.UDPConn, error) {
+			return n.DialUDP(nil, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: -1})
+		}, "", "", syscall.EINVAL},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := tc.open()
