@@ -180,6 +180,9 @@ func (b IPv4) SetTotalLength(n uint16) { binary.BigEndian.PutUint16(b[ipv4TotalL
 // SetID stores the identification field; the checksum is not touched.
 func (b IPv4) SetID(v uint16) { binary.BigEndian.PutUint16(b[ipv4ID:], v) }
 
+// ClearDontFragment clears DF; the checksum is not touched.
+func (b IPv4) ClearDontFragment() { b[ipv4FlagsFrag] &^= IPv4FlagDontFragment << 5 }
+
 // SetTTL stores the TTL and updates the checksum incrementally (RFC 1624).
 func (b IPv4) SetTTL(ttl uint8) {
 	old := binary.BigEndian.Uint16(b[ipv4TTL:])

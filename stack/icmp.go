@@ -276,14 +276,17 @@ func (s *Stack) echoReply4(l *link, h ip.IPv4) {
 		return
 	}
 	p.SetID(l.nextID())
-	p.UpdateChecksum()
 	if len(p) > l.mtu {
 		// A reassembled request's reply is as big: fragment it, as
-		// Linux does (its ICMP replies go without DF).
+		// Linux does (its ICMP replies go without DF). The request's DF
+		// goes: gVisor, for one, sets DF on the fragments it sends.
+		p.ClearDontFragment()
+		p.UpdateChecksum()
 		s.sendFragments4(l, p)
 		s.pool.put([]*pktBuf{pb})
 		return
 	}
+	p.UpdateChecksum()
 	pb.n = len(p)
 	s.stats.ICMPEchoReplies.Add(1)
 	l.enqueue(pb)

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -192,8 +193,15 @@ func TestICMPEcho(t *testing.T) {
 // TestICMPEchoFragmented: a 3000-byte echo request arrives in fragments
 // (ping -s 3000 over a 1500-byte MTU), is reassembled and answered; its
 // reply, as big, leaves in fragments of at most the MTU, without DF, which
-// reassemble into the reply.
+// reassemble into the reply. The request's fragments carry DF or not
+// (gVisor sets DF on the fragments it sends).
 func TestICMPEchoFragmented(t *testing.T) {
+	for _, df := range []bool{false, true} {
+		t.Run(fmt.Sprintf("DF=%v", df), func(t *testing.T) { testICMPEchoFragmented(t, df) })
+	}
+}
+
+func testICMPEchoFragmented(t *testing.T, df bool) {
 	r := newRawPeer(t, nil)
 	data := make([]byte, 3000)
 	for i := range data {
@@ -212,6 +220,10 @@ func TestICMPEchoFragmented(t *testing.T) {
 	})
 	require.NoError(t, err)
 	for _, f := range frags {
+		if df {
+			f[6] |= ip.IPv4FlagDontFragment << 5
+			ip.IPv4(f).UpdateChecksum()
+		}
 		r.send(f)
 	}
 
