@@ -81,6 +81,16 @@ var features = map[string]string{
 	"IP_FREEBIND": "IP_FREEBIND", "TCP_REPAIR": "TCP_REPAIR", "TCP_ULP": "TCP ULP",
 }
 
+// Features named by a setting or a shell line rather than a symbol.
+const (
+	featureECN = "ECN (RFC 3168)"
+	// A local qdisc that drops every packet (`tc qdisc ... limit 0`):
+	// the script tests how the stack treats its own device refusing
+	// packets (Linux retries every TCP_RESOURCE_PROBE_INTERVAL and
+	// counts tcpi_probes); the virtual-time DUTs have no qdisc.
+	featureQdiscDrops = "local qdisc drops (tc qdisc ... limit 0)"
+)
+
 // featurePrefixes name features by a symbol's prefix.
 var featurePrefixes = map[string]string{
 	"SOF_TIMESTAMPING_": "SO_TIMESTAMPING", "SCM_TSTAMP_": "SO_TIMESTAMPING", "SCM_TIMESTAMPING": "SO_TIMESTAMPING",

@@ -160,6 +160,19 @@ type Options struct {
 // equivalent for.
 var ErrNoEquivalent = errors.New("no equivalent setting")
 
+// MissingFeature is returned by Sysctl for a setting that turns on a
+// feature the DUT does not have (net.ipv4.tcp_ecn=1: ECN): the script
+// tests that feature, so it is reported unsupported by the DUT with the
+// feature's name rather than run without it.
+type MissingFeature struct {
+	Feature string // as the report names it: "ECN (RFC 3168)"
+	Setting string // the sysctl assignment that asked for it
+}
+
+func (m *MissingFeature) Error() string {
+	return m.Setting + ": the DUT has no " + m.Feature
+}
+
 // DUTNames are the DUT names NewDUT takes, in the order `--dut all` runs
 // them.
 var DUTNames = []string{"tcp", "ustack", "gvisor", "linux"}

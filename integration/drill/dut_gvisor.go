@@ -538,6 +538,9 @@ func (g *gvisorDUT) Sysctl(key, value string) error {
 		if (key == "net.ipv4.tcp_ecn") == (n == 0) {
 			return nil
 		}
+		if key == "net.ipv4.tcp_ecn" {
+			return &MissingFeature{Feature: featureECN, Setting: fmt.Sprintf("%s=%d", key, n)}
+		}
 		return fmt.Errorf("%s=%d: %w in gVisor", key, n, ErrNoEquivalent)
 	}
 	return fmt.Errorf("%s: %w in gVisor", key, ErrNoEquivalent)

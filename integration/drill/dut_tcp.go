@@ -893,7 +893,7 @@ func engineSysctl(cfg *tcp.Config, key, value string) error {
 			return err
 		}
 		if n != 0 {
-			return fmt.Errorf("%s=%d: %w (the engine does no ECN)", key, n, ErrNoEquivalent)
+			return &MissingFeature{Feature: featureECN, Setting: fmt.Sprintf("%s=%d", key, n)}
 		}
 	default:
 		return fmt.Errorf("%s: %w", key, ErrNoEquivalent)

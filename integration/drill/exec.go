@@ -315,10 +315,17 @@ func (r *runner) shell(ev *Event, at time.Duration) error {
 		return r.unsupported(ev, "%v", err)
 	}
 	for _, o := range other {
+		if f := shellFeature(o); f != "" {
+			return r.featureUnsupported(ev, f)
+		}
 		r.notes = append(r.notes, fmt.Sprintf("line %d: not run on %s: `%s`", ev.Line, r.name, o))
 	}
 	for _, kv := range settings {
 		if err := r.dut.Sysctl(kv[0], kv[1]); err != nil {
+			var mf *MissingFeature
+			if errors.As(err, &mf) {
+				return r.featureUnsupported(ev, mf.Feature)
+			}
 			if errors.Is(err, ErrNoEquivalent) {
 				r.unmapped = append(r.unmapped, kv[0]+"="+kv[1])
 				continue
@@ -327,6 +334,23 @@ func (r *runner) shell(ev *Event, at time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// shellFeature names the feature a shell command that is not run needs,
+// when the script's outcome depends on it: a qdisc that drops every
+// packet. Other commands (tcp_metrics flush, a plain pfifo qdisc) change
+// nothing a virtual-time DUT has and are only noted.
+func shellFeature(cmd string) string {
+	words, err := shellWords(cmd)
+	if err != nil || len(words) < 2 || words[0] != "tc" || words[1] != "qdisc" {
+		return ""
+	}
+	for i := 2; i+1 < len(words); i++ {
+		if words[i] == "limit" && words[i+1] == "0" {
+			return featureQdiscDrops
+		}
+	}
+	return ""
 }
 
 // shellSysctls extracts sysctl settings from a shell line: `sysctl [-q]

@@ -250,7 +250,9 @@ func TestEngineSysctl(t *testing.T) {
 	require.NoError(t, engineSysctl(&cfg, "net.ipv4.tcp_congestion_control", "cubic"))
 	require.Equal(t, "cubic", cfg.CongestionControl)
 	require.ErrorIs(t, engineSysctl(&cfg, "net.ipv4.tcp_min_tso_segs", "10"), ErrNoEquivalent)
-	require.ErrorIs(t, engineSysctl(&cfg, "net.ipv4.tcp_ecn", "1"), ErrNoEquivalent)
+	var mf *MissingFeature
+	require.ErrorAs(t, engineSysctl(&cfg, "net.ipv4.tcp_ecn", "1"), &mf)
+	require.Equal(t, featureECN, mf.Feature)
 	require.NoError(t, engineSysctl(&cfg, "net.ipv4.tcp_ecn", "0"))
 	require.ErrorContains(t, engineSysctl(&cfg, "net.ipv4.tcp_sack", "x"), "want a number")
 }
