@@ -188,8 +188,9 @@ func TestRcvTuneShrinksUnderPressure(t *testing.T) {
 	require.Equal(t, 764544, h.c.Info().RcvBuf)
 	require.Equal(t, uint64(3), grown.Load())
 
-	// Someone else takes the memory: 7 MiB of the 8 are in use.
-	cfg.Memory.force(7 << 20)
+	// Someone else takes the memory: more than 7 MiB of the 8 are in
+	// use (the connection's own rings, emptied by each read, hold none).
+	cfg.Memory.force(7<<20 + 1)
 	require.True(t, cfg.Memory.underPressure())
 	// The peer keeps sending into the window it has (the script checks
 	// it stays inside and the edge never moves left); each read takes the
@@ -323,14 +324,24 @@ func TestReleaseIdleMemory(t *testing.T) {
 		h.now += tuneRTT
 		p.round(segs, 64<<10)
 	}
+	// Forty segments left unread grow the receive storage past the
+	// sizes empty rings give back to the pool by themselves; then they
+	// are read.
+	h.now += tuneRTT
+	p.round(40, 0)
+	for h.c.Info().Readable > 0 {
+		_, err := h.c.Read(p.buf)
+		require.NoError(t, err)
+	}
+	h.output()
 	_, err := h.c.Write(make([]byte, 8000))
 	require.NoError(t, err)
 	sent := h.output()
 	h.in(Segment{Flags: FlagACK, Seq: p.seq, Ack: sent[len(sent)-1].Seq + Seq(len(sent[len(sent)-1].Payload)), Window: 65535})
 	in := h.c.Info()
-	require.Equal(t, 417024, in.RcvBuf)
+	require.Equal(t, 1<<20, in.RcvBuf, "the unread round grew it again")
 	require.Positive(t, in.RcvAlloc)
-	require.Positive(t, in.SndAlloc)
+	require.Zero(t, in.SndAlloc, "8 KiB of storage, back in the pool once acknowledged")
 	require.Positive(t, cfg.Memory.Used())
 
 	h.c.ReleaseIdleMemory()

@@ -1,5 +1,7 @@
 package tcp
 
+import "sync"
+
 const (
 	// bufMinAlloc is the first storage allocation of a ring; storage then
 	// doubles on demand up to the capacity, so a connection that only ever
@@ -65,6 +67,7 @@ func (r *bufRing) Release() bool {
 		return false
 	}
 	r.budget.uncharge(len(r.mem))
+	putStorage(r.mem)
 	r.mem, r.head = nil, 0
 	return true
 }
@@ -136,11 +139,66 @@ func (r *bufRing) grow(need int) bool {
 
 // relocate moves the contents into new storage of ring size s with a mirror
 // of m bytes (already charged or credited by the caller), starting at index 0.
+// Storage of a pooled size comes from the pool, and the old storage goes back
+// to it.
 func (r *bufRing) relocate(s, m int) {
-	mem := make([]byte, s+m)
+	mem := getStorage(s + m)
+	if mem == nil {
+		mem = make([]byte, s+m)
+	}
 	r.readAt(mem[:r.n], 0)
 	copy(mem[s:], mem[:r.n]) // mirror of the prefix [0, min(n, M))
+	putStorage(r.mem)
 	r.mem, r.head = mem[:s+m], 0
+}
+
+// Ring storage of 4, 8, 16 and 32 KiB (the sizes a small ring doubles
+// through; none has a mirror) lives in shared pools while its ring is empty:
+// an idle connection holds no buffer memory, and a request-response
+// connection, whose rings empty at every exchange, takes its storage back
+// from the pool without allocating. Storage of other sizes (capped at an
+// odd capacity, or large and mirrored) stays with its ring, as before.
+var (
+	storagePool4K  = sync.Pool{New: func() any { return new([4 << 10]byte) }}
+	storagePool8K  = sync.Pool{New: func() any { return new([8 << 10]byte) }}
+	storagePool16K = sync.Pool{New: func() any { return new([16 << 10]byte) }}
+	storagePool32K = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+)
+
+// pooledSize reports whether storage of n bytes lives in a pool.
+func pooledSize(n int) bool {
+	return n == 4<<10 || n == 8<<10 || n == 16<<10 || n == 32<<10
+}
+
+// getStorage returns pooled storage of n bytes, or nil if n is not a pooled
+// size. Its contents are arbitrary.
+func getStorage(n int) []byte {
+	switch n {
+	case 4 << 10:
+		return storagePool4K.Get().(*[4 << 10]byte)[:]
+	case 8 << 10:
+		return storagePool8K.Get().(*[8 << 10]byte)[:]
+	case 16 << 10:
+		return storagePool16K.Get().(*[16 << 10]byte)[:]
+	case 32 << 10:
+		return storagePool32K.Get().(*[32 << 10]byte)[:]
+	}
+	return nil
+}
+
+// putStorage gives storage of a pooled size back to its pool; other storage
+// is left to the collector. The caller must hold no slice of it.
+func putStorage(mem []byte) {
+	switch len(mem) {
+	case 4 << 10:
+		storagePool4K.Put((*[4 << 10]byte)(mem))
+	case 8 << 10:
+		storagePool8K.Put((*[8 << 10]byte)(mem))
+	case 16 << 10:
+		storagePool16K.Put((*[16 << 10]byte)(mem))
+	case 32 << 10:
+		storagePool32K.Put((*[32 << 10]byte)(mem))
+	}
 }
 
 // compact moves the contents into storage of the capacity's size once the
@@ -275,9 +333,11 @@ func (r *bufRing) discard(n int) {
 	}
 	if n >= r.n {
 		r.head, r.n = 0, 0
-		if r.sz() > r.capacity {
+		if r.sz() > r.capacity || pooledSize(len(r.mem)) {
 			// Storage sized for a capacity that SetCap has since
-			// lowered: give it back now that nothing it holds is needed.
+			// lowered, or small storage the pool keeps better than an
+			// idle ring: give it back now that nothing it holds is
+			// needed.
 			r.Release()
 		}
 		return

@@ -214,3 +214,50 @@ func TestBuffersAgainstModel(t *testing.T) {
 		}
 	}
 }
+
+// An empty ring of a pooled size (4 to 32 KiB) holds no storage: an idle
+// connection costs nothing, the next write takes storage from the pool, and
+// growing gives the old storage back. Other sizes stay with their ring.
+func TestBufRingPooledRelease(t *testing.T) {
+	var b sendBuffer
+	b.SetCap(256 << 10)
+	require.Equal(t, 100, b.Write(bufPattern(0, 100)))
+	require.Equal(t, 4<<10, b.Allocated())
+	b.Ack(100)
+	assert.Equal(t, 0, b.Allocated(), "empty 4 KiB ring: storage pooled")
+
+	require.Equal(t, 20000, b.Write(bufPattern(100, 20000)))
+	assert.Equal(t, 32<<10, b.Allocated())
+	assert.Equal(t, bufPattern(100, 20000), b.Peek(0, 20000))
+	b.Ack(20000)
+	assert.Equal(t, 0, b.Allocated(), "empty 32 KiB ring: storage pooled")
+
+	var r recvBuffer
+	r.SetCap(10000)
+	require.Equal(t, 10000, r.Write(bufPattern(0, 10000)))
+	require.Equal(t, 10000, r.Allocated(), "capped at an odd capacity")
+	require.Equal(t, 10000, r.Read(make([]byte, 10000)))
+	assert.Equal(t, 10000, r.Allocated(), "not a pooled size: kept")
+
+	budget := NewMemoryBudget(0, MemoryCounters{})
+	r2 := recvBuffer{r: bufRing{budget: budget}}
+	r2.SetCap(64 << 10)
+	require.Equal(t, 3000, r2.Write(bufPattern(0, 3000)))
+	assert.Equal(t, int64(4<<10), budget.Used())
+	got := make([]byte, 3000)
+	require.Equal(t, 3000, r2.Read(got))
+	assert.Equal(t, bufPattern(0, 3000), got)
+	assert.Equal(t, int64(0), budget.Used(), "pooled storage is not charged")
+}
+
+// A request-response exchange through pooled rings allocates nothing.
+func TestBufRingPooledNoAlloc(t *testing.T) {
+	var b sendBuffer
+	b.SetCap(64 << 10)
+	msg := bufPattern(0, 512)
+	allocs := testing.AllocsPerRun(1000, func() {
+		b.Write(msg)
+		b.Ack(len(msg))
+	})
+	assert.Zero(t, allocs)
+}
