@@ -42,8 +42,9 @@ type cubic struct {
 	k          float64 // K in seconds
 	wEst       float64 // Reno-friendly estimate W_est, bytes
 
-	afterRTO bool // §4.8: next epoch uses K = 0, W_max = cwnd_epoch
-	rtoHeld  bool // ssthresh held across back-to-back timeouts (RFC 5681 §3.1)
+	afterRTO bool   // §4.8: next epoch uses K = 0, W_max = cwnd_epoch
+	rtoHeld  bool   // ssthresh held across back-to-back timeouts (RFC 5681 §3.1)
+	ssDiv    uint32 // HyStart++ CSS divisor of the slow-start increase (0/1: none)
 }
 
 func newCubic(mss uint32, now Time) *cubic {
@@ -102,6 +103,9 @@ func (c *cubic) OnAck(now Time, acked uint32, rtt time.Duration, inflight uint32
 	if c.cwnd < float64(c.ssthresh) {
 		// Slow start (RFC 9438 §4.10 defers to RFC 5681; ABC with L = 2).
 		inc := float64(ccSlowStartIncrease(acked, c.mssU))
+		if c.ssDiv > 1 {
+			inc /= float64(c.ssDiv)
+		}
 		room := float64(c.ssthresh) - c.cwnd
 		if inc <= room {
 			c.cwnd = cubicClamp(c.cwnd+inc, c.mss)
@@ -225,15 +229,31 @@ func (c *cubic) OnIdleRestart(now Time) {
 
 // cubicCC is CUBIC behind the public CongestionControl interface (see
 // renoCC).
-type cubicCC struct{ cubic }
+type cubicCC struct {
+	cubic
+	hy hystart
+}
 
 // OnAck implements CongestionControl.
 func (c *cubicCC) OnAck(now Time, rs *RateSample) {
 	if rs.InRecovery {
 		return
 	}
+	if c.cwnd < float64(c.ssthresh) && rs.Acked > 0 {
+		div, exit := c.hy.onAck(rs, c.ssthresh)
+		if exit {
+			// HyStart++ §4.2: after CSS_ROUNDS, ssthresh = cwnd and
+			// congestion avoidance.
+			c.ssthresh = c.CWnd()
+		}
+		c.ssDiv = div
+	}
 	c.cubic.OnAck(now, rs.Acked, rs.SRTT, rs.InFlight)
 }
+
+// HyStartCSS reports whether the initial slow start is in HyStart++'s
+// Conservative Slow Start.
+func (c *cubicCC) HyStartCSS() bool { return c.hy.inCSS() }
 
 // PacingRate implements CongestionControl: CUBIC does not pace (see
 // Config.Pacing).

@@ -191,6 +191,9 @@ type CCConfig struct {
 	InitialWindow uint32
 	// Now is the current time.
 	Now Time
+	// HyStart turns HyStart++ (RFC 9406) on in the built-in NewReno and
+	// CUBIC (Config.HyStart); other algorithms may ignore it.
+	HyStart bool
 }
 
 // CongestionControlFactory makes an algorithm's instance for one
@@ -241,6 +244,13 @@ func CongestionControls() []string {
 // name ("" means "newreno") for a connection with sender MSS mss (0 means
 // 536) at now. An unknown name is an error that lists the registered ones.
 func NewCongestionControl(name string, mss uint32, now Time) (CongestionControl, error) {
+	return newCCWithConfig(name, CCConfig{MSS: mss, Now: now})
+}
+
+// newCCWithConfig is NewCongestionControl with the whole CCConfig
+// (InitialWindow is filled in here).
+func newCCWithConfig(name string, cfg CCConfig) (CongestionControl, error) {
+	mss, now := cfg.MSS, cfg.Now
 	if name == "" {
 		name = ccNameNewReno
 	}
@@ -254,7 +264,7 @@ func NewCongestionControl(name string, mss uint32, now Time) (CongestionControl,
 	if f == nil {
 		return nil, fmt.Errorf("tcp: unknown congestion control %q (registered: %s)", name, strings.Join(CongestionControls(), ", "))
 	}
-	return f(CCConfig{MSS: mss, InitialWindow: ccInitialWindow(mss), Now: now}), nil
+	return f(CCConfig{MSS: mss, InitialWindow: ccInitialWindow(mss), Now: now, HyStart: cfg.HyStart}), nil
 }
 
 // InitialWindow returns RFC 6928's initial window for mss:
@@ -263,10 +273,10 @@ func InitialWindow(mss uint32) uint32 { return ccInitialWindow(mss) }
 
 func init() {
 	RegisterCongestionControl(ccNameNewReno, func(cfg CCConfig) CongestionControl {
-		return &renoCC{newReno: *newNewReno(cfg.MSS)}
+		return &renoCC{newReno: *newNewReno(cfg.MSS), hy: newHyStart(cfg.HyStart)}
 	})
 	RegisterCongestionControl(ccNameCubic, func(cfg CCConfig) CongestionControl {
-		return &cubicCC{cubic: *newCubic(cfg.MSS, cfg.Now)}
+		return &cubicCC{cubic: *newCubic(cfg.MSS, cfg.Now), hy: newHyStart(cfg.HyStart)}
 	})
 	RegisterCongestionControl(ccNameBBR, newBBRCC)
 }

@@ -21,6 +21,9 @@ type newReno struct {
 	// set, further timeouts keep ssthresh (RFC 5681 §3.1: when the segment
 	// has already been retransmitted by the timer, ssthresh is held).
 	rtoHeld bool
+	// ssDiv divides the slow-start increase (HyStart++ CSS sets it to
+	// CSS_GROWTH_DIVISOR; 0 or 1 is plain slow start).
+	ssDiv uint32
 }
 
 func newNewReno(mss uint32) *newReno {
@@ -48,6 +51,9 @@ func (r *newReno) OnAck(now Time, acked uint32, rtt time.Duration, inflight uint
 		// ssthresh; the remainder of this ACK counts towards congestion
 		// avoidance, so crossing the threshold is exact.
 		inc := ccSlowStartIncrease(acked, r.mss)
+		if r.ssDiv > 1 {
+			inc /= uint64(r.ssDiv)
+		}
 		room := uint64(r.ssthresh - r.cwnd)
 		if inc <= room {
 			r.cwnd = ccSaturate(uint64(r.cwnd) + inc)
@@ -110,15 +116,31 @@ func (r *newReno) OnIdleRestart(now Time) {
 // renoCC is NewReno behind the public CongestionControl interface: it grows
 // on the cumulatively acked bytes of ACKs that arrive outside recovery, as
 // RFC 5681 does.
-type renoCC struct{ newReno }
+type renoCC struct {
+	newReno
+	hy hystart
+}
 
 // OnAck implements CongestionControl.
 func (r *renoCC) OnAck(now Time, rs *RateSample) {
 	if rs.InRecovery {
 		return
 	}
+	if r.cwnd < r.ssthresh && rs.Acked > 0 {
+		div, exit := r.hy.onAck(rs, r.ssthresh)
+		if exit {
+			// HyStart++ §4.2: after CSS_ROUNDS, ssthresh = cwnd and
+			// congestion avoidance.
+			r.ssthresh = r.cwnd
+		}
+		r.ssDiv = div
+	}
 	r.newReno.OnAck(now, rs.Acked, rs.SRTT, rs.InFlight)
 }
+
+// HyStartCSS reports whether the initial slow start is in HyStart++'s
+// Conservative Slow Start.
+func (r *renoCC) HyStartCSS() bool { return r.hy.inCSS() }
 
 // PacingRate implements CongestionControl: NewReno does not pace (see
 // Config.Pacing).

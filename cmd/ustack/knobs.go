@@ -25,6 +25,7 @@ type knobFlags struct {
 	timestamps bool
 	wscale     bool
 	pacing     bool
+	hystart    bool
 	recovery   string
 }
 
@@ -49,6 +50,8 @@ func (k *knobFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.recovery, "recovery", "rack", "loss recovery: rack (RFC 8985 RACK-TLP: time-based loss detection and tail-loss\n"+
 		"probes, Linux's default), sack (RFC 6675 duplicate-threshold) or newreno (RFC 6582, duplicate\n"+
 		"ACKs only); rack and sack need SACK and fall back to newreno without it")
+	fs.BoolVar(&k.hystart, "hystart", false, "HyStart++ (RFC 9406) in the initial slow start of newreno and cubic: after an RTT\n"+
+		"rise of max(4ms, min(minRTT/8, 16ms)) growth slows to a quarter for 5 rounds, then slow start ends")
 	fs.BoolVar(&k.pacing, "pacing", false, "pace data segments even when the congestion control sets no rate: Linux's default of\n"+
 		"2x cwnd/srtt in slow start, 1.2x after; with --offload, super-segments carry about 1 ms at that rate")
 }
@@ -141,6 +144,7 @@ func (k *knobFlags) apply(cfg *tcp.Config) (tun.Impairment, error) {
 	cfg.DisableTimestamps = !k.timestamps
 	cfg.DisableWindowScale = !k.wscale
 	cfg.Pacing = k.pacing
+	cfg.HyStart = k.hystart
 	if cfg.Recovery, err = tcp.ParseRecovery(k.recovery); err != nil {
 		return imp, fmt.Errorf("--recovery %q: want %s", k.recovery, strings.Join(tcp.RecoveryNames(), ", "))
 	}

@@ -77,6 +77,7 @@ func TestKnobFlagValues(t *testing.T) {
 		{[]string{"--timestamps=false"}, func(c *tcp.Config) { c.DisableTimestamps = true }},
 		{[]string{"--wscale=false"}, func(c *tcp.Config) { c.DisableWindowScale = true }},
 		{[]string{"--pacing"}, func(c *tcp.Config) { c.Pacing = true }},
+		{[]string{"--hystart"}, func(c *tcp.Config) { c.HyStart = true }},
 		{[]string{"--recovery", "rack"}, func(c *tcp.Config) {}},
 		{[]string{"--recovery", "sack"}, func(c *tcp.Config) { c.Recovery = tcp.RecoverySACK }},
 		{[]string{"--recovery=newreno"}, func(c *tcp.Config) { c.Recovery = tcp.RecoveryNewReno }},
