@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ustack-net/ustack/tcp"
 )
 
 // Benchmark parameters.
@@ -211,6 +213,17 @@ func benchStreams(b *testing.B, tn *tunnel, to netip.AddrPort, ln net.Listener, 
 			b.Fatalf("%s to %s: %v", tn.a.name, tn.b.name, err)
 		}
 	}
+	// A ustack sender also reports the share of its bytes it sent again:
+	// the tunnel loses nothing, so every retransmission is spurious.
+	var retrans uint64
+	for _, c := range client {
+		sc, ok := c.(interface{ Info() tcp.Info })
+		if !ok {
+			return
+		}
+		retrans += sc.Info().BytesRetrans
+	}
+	b.ReportMetric(100*float64(retrans)/float64(total*int64(streams)), "%retrans")
 }
 
 // sendPattern writes n bytes of stream's pattern to c, then waits for the
