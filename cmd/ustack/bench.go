@@ -29,7 +29,11 @@ import (
 // kernel). The parent prints one table, or JSON with --json.
 
 // benchServers are the servers the bench compares, in table order.
-var benchServers = []string{"ustack", "gvisor", "kernel"}
+var benchServers = []string{"ustack", "gvisor", "kernel-veth", "kernel", "tun-floor"}
+
+// benchRatioServers are the servers ustack's figures are divided by, in
+// table order.
+var benchRatioServers = []string{"gvisor", "kernel-veth", "kernel", "tun-floor"}
 
 // benchWorkloads are the workloads, in the order a target runs them.
 var benchWorkloads = []string{"idle", "echo", "connrate", "up1", "down1", "up8", "down8"}
@@ -203,7 +207,13 @@ func (f *benchFlags) validate() (*benchConfig, error) {
 		if len(c.paths) > 1 && (f.pcap != "" || f.trace != "" || f.profile != "") {
 			return nil, errors.New("--pcap, --trace and --cpuprofile record one run: give --path a single loss rate")
 		}
-		if c.servers, err = pathServers(f.only); err != nil {
+		only := f.only
+		if only == strings.Join(benchServers, ",") {
+			// --only's default is the local bench's; a path has its own
+			// (its kernel is behind a veth already, and no TUN floor).
+			only = "ustack,gvisor,kernel"
+		}
+		if c.servers, err = pathServers(only); err != nil {
 			return nil, err
 		}
 		if c.workloads, err = parseList("workloads", f.workloads, benchPathWorkloads); err != nil {
@@ -339,6 +349,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			return runBenchHold(args[1:], stdout, stderr)
 		case "router":
 			return runBenchRouter(args[1:], stdout, stderr)
+		case "reflect":
+			return runBenchReflect(args[1:], stdout, stderr)
 		}
 	}
 	var f benchFlags
@@ -351,7 +363,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "usage: ustack bench [flags]\n\n"+
 			"Measures ustack against gVisor's netstack and the kernel's TCP. Each server runs in\n"+
 			"its own private network namespace: `ustack serve` and gVisor behind a TUN with the\n"+
-			"same MTU, the kernel on 127.0.0.1. gVisor runs twice, the two ways Go programs put it\n"+
+			"same MTU; the kernel twice, in a namespace of its own behind a veth of that MTU\n"+
+			"(kernel-veth, the fair ceiling) and on 127.0.0.1 (kernel, the loose one); and the TUN\n"+
+			"floor (tun-floor): a reflector answering UDP on the TUN with no TCP, whose 64-byte\n"+
+			"round trip is the TUN's own cost. gVisor runs twice, the two ways Go programs put it\n"+
 			"on a TUN (--gvisor), and each figure is the better of the two (the JSON's \"chosen\"\n"+
 			"says which, a note under the table too). The same client code drives each from the\n"+
 			"kernel side: uploads to discard, downloads of GET /bytes/N, 1 and 8 streams; 64-byte\n"+
@@ -364,8 +379,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			"server only: gVisor and the kernel keep their defaults.\n\n"+
 			"Internal modes, run by the bench itself: `ustack bench target` (one server and the\n"+
 			"client, in a private namespace), `ustack bench server` (the gVisor and kernel servers),\n"+
-			"`ustack bench hold` (a client process holding idle connections) and `ustack bench router`\n"+
-			"(the emulated path of --path).\n\n"+
+			"`ustack bench reflect` (the TUN floor), `ustack bench hold` (a client process holding\n"+
+			"idle connections) and `ustack bench router` (the emulated path of --path).\n\n"+
 			"With --path the servers are measured over an emulated WAN path instead (see README,\n"+
 			"\"Measuring: ustack bench\"): download and upload goodput and 20 fetches of 256 KiB, per\n"+
 			"loss rate, the kernel with CUBIC and with BBR, one table.\n\nflags:\n")
@@ -479,7 +494,7 @@ func benchRatios(results map[string]*benchResult) map[string]map[string]float64 
 	if !ok {
 		return out
 	}
-	for _, other := range []string{"gvisor", "kernel"} {
+	for _, other := range benchRatioServers {
 		o, ok := results[other]
 		if !ok {
 			continue
@@ -520,8 +535,8 @@ func writeBenchTable(w io.Writer, rep *benchReport) {
 	header := []string{"metric", "unit", "better"}
 	header = append(header, rep.Servers...)
 	var ratioKeys []string
-	for _, k := range []string{"ustack/gvisor", "ustack/kernel"} {
-		if _, ok := rep.Ratios[k]; ok {
+	for _, o := range benchRatioServers {
+		if k := "ustack/" + o; len(rep.Ratios[k]) > 0 {
 			ratioKeys = append(ratioKeys, k)
 			header = append(header, k)
 		}
@@ -591,7 +606,10 @@ func writeBenchTable(w io.Writer, rep *benchReport) {
 			fmt.Fprintf(w, "error: %s %s: %s\n", s, k, rep.Results[s].Errors[k])
 		}
 	}
-	fmt.Fprint(w, "\nCPU is utime+stime from /proc/PID/stat. For ustack and gVisor the server process does all\n"+
+	fmt.Fprint(w, "\nkernel-veth is the kernel's TCP in a namespace of its own behind a veth with the TUN's MTU\n"+
+		"(the fair ceiling for a TUN); kernel is the kernel on loopback (the loose one). tun-floor\n"+
+		"is a reflector answering 64-byte UDP on the TUN with no TCP: the TUN's own round trip.\n"+
+		"\nCPU is utime+stime from /proc/PID/stat. For ustack and gVisor the server process does all\n"+
 		"of its stack's work; the kernel's TCP runs partly in softirq context charged to whichever\n"+
 		"task is running, so compare the kernel on server+client CPU (the client is the bench process).\n"+
 		"Idle connections are to the echo port, silent; the kernel's RSS per connection is the Go\n"+

@@ -74,7 +74,7 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	need := min(cfg.idle, benchIdleInProcess)
-	if server == "kernel" {
+	if server == "kernel" || server == "kernel-veth" {
 		need = cfg.idle // its server holds a socket per connection
 	}
 	if err := raiseFileLimit(need + 1024); err != nil {
@@ -323,9 +323,17 @@ func (t *benchTarget) fail(workload string, err error) {
 }
 
 func (t *benchTarget) run() {
-	has := func(w string) bool { return slices.Contains(t.cfg.workloads, w) }
+	workloads := t.cfg.workloads
+	if t.server == "tun-floor" {
+		// The reflector has no TCP: echo, over UDP, is its one workload.
+		workloads = nil
+		if slices.Contains(t.cfg.workloads, "echo") {
+			workloads = []string{"echo"}
+		}
+	}
+	has := func(w string) bool { return slices.Contains(workloads, w) }
 	var rest []string
-	for _, w := range t.cfg.workloads {
+	for _, w := range workloads {
 		if w != "idle" {
 			rest = append(rest, w)
 		}
@@ -365,18 +373,20 @@ func (t *benchTarget) run() {
 	for _, w := range rest {
 		prof := t.startProfile(w)
 		var err error
-		switch w {
-		case "echo":
+		switch {
+		case w == "echo" && t.server == "tun-floor":
+			err = t.udpEcho(srv)
+		case w == "echo":
 			err = t.echo(srv)
-		case "connrate":
+		case w == "connrate":
 			err = t.connRate(srv)
-		case "up1":
+		case w == "up1":
 			err = t.throughput(srv, w, 1, true)
-		case "down1":
+		case w == "down1":
 			err = t.throughput(srv, w, 1, false)
-		case "up8":
+		case w == "up8":
 			err = t.throughput(srv, w, 8, true)
-		case "down8":
+		case w == "down8":
 			err = t.throughput(srv, w, 8, false)
 		}
 		if err != nil {
@@ -436,6 +446,10 @@ func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, e
 		return []string{"bench", "server", "--stack", "gvisor", "--link", link, "--tun", "ustack0", "--mtu", mtu, offload}, nil
 	case "kernel":
 		return []string{"bench", "server", "--stack", "kernel"}, nil
+	case "kernel-veth":
+		return []string{"bench", "server", "--stack", "kernel", "--listen", benchVethServer.Addr().String()}, nil
+	case "tun-floor":
+		return []string{"bench", "reflect", "--tun", "ustack0", "--mtu", mtu, offload}, nil
 	case "kernel-cubic", "kernel-bbr":
 		// Behind an emulated path: in a namespace of its own, on the veth.
 		return []string{"bench", "server", "--stack", "kernel", "--listen", pathVethServer.Addr().String(),
@@ -501,6 +515,12 @@ type benchServer struct {
 	done   chan struct{}
 	err    error
 	stderr *tailBuffer
+	// hostDev is the client side's device towards the server, where the
+	// idle workload adds client addresses ("": the TUN, ustack0).
+	hostDev string
+	// cleanup, if set, removes what the server was started in (its
+	// namespace and veth) once it has exited.
+	cleanup func() error
 }
 
 // startBenchServer starts the server of target in this namespace and waits
@@ -509,6 +529,9 @@ func startBenchServer(exe, target string, cfg *benchConfig, capture bool) (*benc
 	args, err := benchServerArgs(target, cfg, capture)
 	if err != nil {
 		return nil, err
+	}
+	if target == "kernel-veth" {
+		return startKernelVethServer(exe, args, cfg.mtu)
 	}
 	return startBenchServerWith(exe, args, (*exec.Cmd).Start)
 }
@@ -576,20 +599,31 @@ func (s *benchServer) alive() bool {
 func (s *benchServer) kill() {
 	s.cmd.Process.Kill()
 	<-s.done
+	s.clean()
+}
+
+// clean runs cleanup once, after the server has exited.
+func (s *benchServer) clean() error {
+	f := s.cleanup
+	s.cleanup = nil
+	if f == nil {
+		return nil
+	}
+	return f()
 }
 
 // stop asks the server to stop and kills it if it takes over 10 seconds.
 func (s *benchServer) stop() error {
 	if !s.alive() {
-		return fmt.Errorf("server had exited: %v", s.err)
+		return errors.Join(fmt.Errorf("server had exited: %v", s.err), s.clean())
 	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
 		if s.err != nil {
-			return fmt.Errorf("server exited: %v", s.err)
+			return errors.Join(fmt.Errorf("server exited: %v", s.err), s.clean())
 		}
-		return nil
+		return s.clean()
 	case <-time.After(10 * time.Second):
 		s.kill()
 		return errors.New("server did not stop within 10s of SIGTERM; killed")
@@ -871,45 +905,79 @@ func (t *benchTarget) echo(srv *benchServer) error {
 	if err != nil {
 		return err
 	}
-	end := time.Now().Add(t.cfg.duration)
-	c.SetDeadline(end.Add(5 * time.Second))
-	msg, got := make([]byte, 64), make([]byte, 64)
-	for i := range msg {
-		msg[i] = byte(i)
-	}
-	const warmup = 100
-	var samples []time.Duration
-	for i := 0; time.Now().Before(end); i++ {
-		t0 := time.Now()
+	c.SetDeadline(time.Now().Add(t.cfg.duration + 5*time.Second))
+	msg, got := benchEchoMessage(), make([]byte, 64)
+	samples, err := echoSamples(t.cfg.duration, func() error {
 		if _, err := c.Write(msg); err != nil {
 			return err
 		}
 		if _, err := io.ReadFull(c, got); err != nil {
 			return err
 		}
-		rtt := time.Since(t0)
 		if !bytes.Equal(got, msg) {
 			return fmt.Errorf("echo: got % x, sent % x", got, msg)
 		}
-		if i >= warmup {
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	after, err := readCPU(srv)
+	if err != nil {
+		t.recordEcho(samples, nil)
+	} else {
+		t.recordEcho(samples, &[2]cpuMeter{before, after})
+	}
+	return nil
+}
+
+// benchEchoMessage is what the echo workloads send: 64 bytes, 0 to 63.
+func benchEchoMessage() []byte {
+	msg := make([]byte, 64)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	return msg
+}
+
+// echoWarmup round trips come before the samples of an echo workload.
+const echoWarmup = 100
+
+// echoSamples runs roundTrip for d after echoWarmup of them and returns the
+// times of those after the warm-up, sorted.
+func echoSamples(d time.Duration, roundTrip func() error) ([]time.Duration, error) {
+	end := time.Now().Add(d)
+	var samples []time.Duration
+	for i := 0; time.Now().Before(end); i++ {
+		t0 := time.Now()
+		if err := roundTrip(); err != nil {
+			return nil, err
+		}
+		rtt := time.Since(t0)
+		if i >= echoWarmup {
 			samples = append(samples, rtt)
 		}
 	}
 	if len(samples) == 0 {
-		return errors.New("echo: no round trip after the warm-up")
+		return nil, errors.New("echo: no round trip after the warm-up")
 	}
 	slices.Sort(samples)
+	return samples, nil
+}
+
+// recordEcho stores an echo workload's figures, and the server's CPU per
+// round trip when cpu holds its readings before and after.
+func (t *benchTarget) recordEcho(samples []time.Duration, cpu *[2]cpuMeter) {
 	p50, p99 := percentile(samples, 50), percentile(samples, 99)
 	m := t.res.Metrics
 	m["echo_p50_us"] = float64(p50) / float64(time.Microsecond)
 	m["echo_p99_us"] = float64(p99) / float64(time.Microsecond)
 	m["echo_samples"] = float64(len(samples))
-	if after, err := readCPU(srv); err == nil {
+	if cpu != nil {
 		// JSON only: server CPU per round trip (warm-up included).
-		m["echo_server_cpu_us"] = float64(after.server-before.server) / float64(time.Microsecond) / float64(len(samples)+warmup)
+		m["echo_server_cpu_us"] = float64(cpu[1].server-cpu[0].server) / float64(time.Microsecond) / float64(len(samples)+echoWarmup)
 	}
 	t.logf("echo: p50 %v, p99 %v over %d round trips", p50, p99, len(samples))
-	return nil
 }
 
 // benchConnWorkers is how many clients open connections at once in the
@@ -1005,9 +1073,13 @@ func idleSources(srv *benchServer, n, per int) ([]netip.Addr, error) {
 	if k == 1 {
 		return out, nil
 	}
-	link, err := netlink.LinkByName("ustack0")
+	dev := srv.hostDev
+	if dev == "" {
+		dev = "ustack0"
+	}
+	link, err := netlink.LinkByName(dev)
 	if err != nil {
-		return nil, fmt.Errorf("idle: finding the TUN device: %v", err)
+		return nil, fmt.Errorf("idle: finding the device %s towards the server: %v", dev, err)
 	}
 	for i := 1; i < k; i++ {
 		// 198.18.0.101, .102, ...: on the kernel side, never the server's.

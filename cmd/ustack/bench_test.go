@@ -23,7 +23,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "--help"}, 0, "usage: ustack bench [flags]"},
 		{[]string{"bench", "--nope"}, exitUsage, "flag provided but not defined: -nope"},
 		{[]string{"bench", "extra"}, exitUsage, `unexpected argument "extra"`},
-		{[]string{"bench", "--only", "bsd"}, exitUsage, `--only: unknown "bsd"; want a comma-separated list of ustack,gvisor,kernel`},
+		{[]string{"bench", "--only", "bsd"}, exitUsage, `--only: unknown "bsd"; want a comma-separated list of ustack,gvisor,kernel-veth,kernel,tun-floor`},
 		{[]string{"bench", "--only", "ustack,ustack"}, exitUsage, `--only: "ustack" given twice`},
 		{[]string{"bench", "--only", ","}, exitUsage, "--only: empty"},
 		{[]string{"bench", "--workloads", "up1,up3"}, exitUsage, `--workloads: unknown "up3"`},
@@ -34,7 +34,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "--gvisor", "tap"}, exitUsage, `--gvisor: unknown "tap"; want a comma-separated list of wgnetstack,fdbased`},
 		{[]string{"bench", "server", "--stack", "gvisor", "--link", "tap"}, exitUsage, `--link "tap": want one of wgnetstack,fdbased`},
 		{[]string{"bench", "target", "--help"}, 0, "usage: ustack bench target"},
-		{[]string{"bench", "target"}, exitUsage, `--server "": want one of ustack,gvisor,kernel`},
+		{[]string{"bench", "target"}, exitUsage, `--server "": want one of ustack,gvisor,kernel-veth,kernel,tun-floor`},
 		{[]string{"bench", "target", "--server", "kernel", "--duration", "0s"}, exitUsage, "--duration 0s"},
 		{[]string{"bench", "server", "--help"}, 0, "usage: ustack bench server --stack gvisor|kernel"},
 		{[]string{"bench", "server"}, exitUsage, "--stack is required: gvisor or kernel"},
@@ -42,6 +42,10 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "server", "--stack", "gvisor", "--mtu", "576"}, exitUsage, "--mtu 576: want a value from 1280 to 65535"},
 		{[]string{"bench", "server", "--stack", "gvisor", "--tun", "much-too-long-name"}, exitUsage, `--tun "much-too-long-name"`},
 		{[]string{"bench", "server", "--stack", "kernel", "x"}, exitUsage, `unexpected argument "x"`},
+		{[]string{"bench", "reflect", "--help"}, 0, "usage: ustack bench reflect"},
+		{[]string{"bench", "reflect", "--mtu", "576"}, exitUsage, "--mtu 576: want a value from 1280 to 65535"},
+		{[]string{"bench", "reflect", "--tun", ""}, exitUsage, `--tun "": want an interface name of 1-15 characters`},
+		{[]string{"bench", "reflect", "x"}, exitUsage, `unexpected argument "x"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -156,11 +160,14 @@ func TestFormatFigure(t *testing.T) {
 func sampleReport() *benchReport {
 	rep := &benchReport{
 		DurationSeconds: 3, MTU: 1500, Offload: true, IdleConns: 10000,
-		Workloads: []string{"up1", "idle"}, Servers: []string{"ustack", "gvisor", "kernel"},
+		Workloads: []string{"up1", "idle", "echo"}, Servers: []string{"ustack", "gvisor", "kernel-veth", "kernel", "tun-floor"},
 		Results: map[string]*benchResult{
-			"ustack": {Server: "ustack", Metrics: map[string]float64{"up1_gbps": 4, "idle_conn_kib": 5, "rss_100k_mib": 512, "idle_conns": 10000}},
-			"gvisor": {Server: "gvisor", Metrics: map[string]float64{"up1_gbps": 2, "idle_conn_kib": 20, "rss_100k_mib": 2000, "idle_conns": 10000}},
-			"kernel": {Server: "kernel", Metrics: map[string]float64{"up1_gbps": 16}, Errors: map[string]string{"idle": "boom"}},
+			"ustack": {Server: "ustack", Metrics: map[string]float64{"up1_gbps": 4, "idle_conn_kib": 5, "rss_100k_mib": 512, "idle_conns": 10000,
+				"echo_p50_us": 60}},
+			"gvisor":      {Server: "gvisor", Metrics: map[string]float64{"up1_gbps": 2, "idle_conn_kib": 20, "rss_100k_mib": 2000, "idle_conns": 10000}},
+			"kernel-veth": {Server: "kernel-veth", Metrics: map[string]float64{"up1_gbps": 8, "echo_p50_us": 30}},
+			"kernel":      {Server: "kernel", Metrics: map[string]float64{"up1_gbps": 16}, Errors: map[string]string{"idle": "boom"}},
+			"tun-floor":   {Server: "tun-floor", Metrics: map[string]float64{"echo_p50_us": 20}},
 		},
 		ElapsedSeconds: 61,
 	}
@@ -171,8 +178,10 @@ func sampleReport() *benchReport {
 func TestBenchRatios(t *testing.T) {
 	rep := sampleReport()
 	assert.Equal(t, map[string]map[string]float64{
-		"ustack/gvisor": {"up1_gbps": 2, "idle_conn_kib": 0.25, "rss_100k_mib": 0.256},
-		"ustack/kernel": {"up1_gbps": 0.25},
+		"ustack/gvisor":      {"up1_gbps": 2, "idle_conn_kib": 0.25, "rss_100k_mib": 0.256},
+		"ustack/kernel-veth": {"up1_gbps": 0.5, "echo_p50_us": 2},
+		"ustack/kernel":      {"up1_gbps": 0.25},
+		"ustack/tun-floor":   {"echo_p50_us": 3},
 	}, rep.Ratios)
 	assert.Empty(t, benchRatios(map[string]*benchResult{"kernel": rep.Results["kernel"]}))
 }
@@ -184,7 +193,8 @@ func TestBenchTable(t *testing.T) {
 	lines := strings.Split(got, "\n")
 	require.GreaterOrEqual(t, len(lines), 6)
 	assert.Equal(t, "ustack bench: 3s per workload, MTU 1500, offloads on, 10000 idle connections, 61s in all", lines[0])
-	assert.Equal(t, []string{"metric", "unit", "better", "ustack", "gvisor", "kernel", "ustack/gvisor", "ustack/kernel"}, strings.Fields(lines[2]))
+	assert.Equal(t, []string{"metric", "unit", "better", "ustack", "gvisor", "kernel-veth", "kernel", "tun-floor",
+		"ustack/gvisor", "ustack/kernel-veth", "ustack/kernel", "ustack/tun-floor"}, strings.Fields(lines[2]))
 	row := func(label string) []string {
 		for _, l := range lines {
 			if strings.HasPrefix(strings.TrimSpace(l), label) {
@@ -194,8 +204,11 @@ func TestBenchTable(t *testing.T) {
 		t.Fatalf("no row %q in:\n%s", label, got)
 		return nil
 	}
-	assert.Equal(t, []string{"Gbit/s", "higher", "4.00", "2.00", "16.0", "2.00x", "0.250x"}, row("upload, 1 stream (discard)"))
-	assert.Equal(t, []string{"KiB", "lower", "5.00", "20.0", "-", "0.250x", "-"}, row("RSS per idle connection"))
+	assert.Equal(t, []string{"Gbit/s", "higher", "4.00", "2.00", "8.00", "16.0", "-", "2.00x", "0.500x", "0.250x", "-"},
+		row("upload, 1 stream (discard)"))
+	assert.Equal(t, []string{"KiB", "lower", "5.00", "20.0", "-", "-", "-", "0.250x", "-", "-", "-"}, row("RSS per idle connection"))
+	assert.Equal(t, []string{"(64", "B)", "µs", "lower", "60.0", "-", "30.0", "-", "20.0", "-", "2.00x", "-", "3.00x"},
+		row("echo round trip p50"), "the TUN floor next to ustack's echo")
 	assert.NotContains(t, got, "download, 1 stream", "rows nobody measured are left out")
 	assert.Contains(t, got, "ustack: 100,000 idle connections would fit in 1 GiB (extrapolated from 10000: 512 MiB)")
 	assert.Contains(t, got, "gvisor: 100,000 idle connections would not fit in 1 GiB (extrapolated from 10000: 2000 MiB)")
@@ -214,7 +227,7 @@ func TestBenchJSONShape(t *testing.T) {
 	assert.ElementsMatch(t, []string{"duration_s", "mtu", "offload", "idle_conns", "workloads", "servers", "results", "ratios", "elapsed_s"}, keys)
 	results := m["results"].(map[string]any)
 	assert.Equal(t, map[string]any{"server": "ustack", "metrics": map[string]any{
-		"up1_gbps": 4.0, "idle_conn_kib": 5.0, "rss_100k_mib": 512.0, "idle_conns": 10000.0}}, results["ustack"])
+		"up1_gbps": 4.0, "idle_conn_kib": 5.0, "rss_100k_mib": 512.0, "idle_conns": 10000.0, "echo_p50_us": 60.0}}, results["ustack"])
 	assert.Equal(t, map[string]any{"idle": "boom"}, results["kernel"].(map[string]any)["errors"])
 	assert.Equal(t, 2.0, m["ratios"].(map[string]any)["ustack/gvisor"].(map[string]any)["up1_gbps"])
 }
@@ -300,6 +313,12 @@ func TestBenchKnobsPassThrough(t *testing.T) {
 	args, err = benchServerArgs("kernel", tcfg, true)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"bench", "server", "--stack", "kernel"}, args)
+	args, err = benchServerArgs("kernel-veth", tcfg, true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"bench", "server", "--stack", "kernel", "--listen", "198.18.0.2"}, args)
+	args, err = benchServerArgs("tun-floor", tcfg, true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"bench", "reflect", "--tun", "ustack0", "--mtu", "1500", "--offload=true"}, args)
 	_, err = benchServerArgs("bsd", tcfg, true)
 	assert.EqualError(t, err, `unknown server "bsd"`)
 
