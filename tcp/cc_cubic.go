@@ -17,7 +17,7 @@ const (
 	cubicBetaDen = 10
 )
 
-// cubic is CUBIC congestion control (RFC 9438) without HyStart: slow start as
+// cubic is CUBIC congestion control (RFC 9438); HyStart++ lives in cubicCC: slow start as
 // in RFC 5681/3465, then W_cubic(t) = C*(t-K)^3 + W_max in congestion
 // avoidance, with the Reno-friendly region (§4.3), fast convergence (§4.7)
 // and the timeout rule of §4.8. Time comes only from the now arguments.
