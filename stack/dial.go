@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/ustack-net/ustack/tcp"
@@ -211,10 +212,44 @@ func (s *Stack) startDial(remote netip.AddrPort, base *tcp.Config) (*endpoint, e
 // takes only IPv4, "tcp6" only IPv6, "tcp" either.
 func familyFits(network string, a netip.Addr) bool {
 	switch network {
-	case "tcp4":
+	case "tcp4", "udp4":
 		return a.Is4()
-	case "tcp6":
+	case "tcp6", "udp6":
 		return !a.Is4()
 	}
 	return true
+}
+
+// parseBindAddr parses the "host:port" of a Listen or ListenPacket on
+// network ("tcp"/"udp" with an optional 4 or 6), as net.Listen reads it: an
+// empty host is the unspecified address of a 4 or 6 network (none for the
+// dual-stack one), a literal must fit the family, and port 0 is kept for the
+// caller to pick. The error is the one net.Listen puts in its *net.OpError.
+func parseBindAddr(network, address string) (netip.AddrPort, error) {
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, &net.AddrError{Err: "invalid port", Addr: address}
+	}
+	var addr netip.Addr
+	switch {
+	case host == "" && strings.HasSuffix(network, "4"):
+		addr = netip.IPv4Unspecified()
+	case host == "" && strings.HasSuffix(network, "6"):
+		addr = netip.IPv6Unspecified()
+	case host == "":
+	default:
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			return netip.AddrPort{}, &net.AddrError{Err: "not an IP address", Addr: host}
+		}
+		addr = a.Unmap()
+		if !familyFits(network, addr) {
+			return netip.AddrPort{}, &net.AddrError{Err: "address family mismatch", Addr: host}
+		}
+	}
+	return netip.AddrPortFrom(addr, uint16(port)), nil
 }

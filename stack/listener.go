@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -88,33 +87,13 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 	default:
 		return nil, opErr(net.UnknownNetworkError(network))
 	}
-	host, portStr, err := net.SplitHostPort(address)
+	bind, err := parseBindAddr(network, address)
 	if err != nil {
 		return nil, opErr(err)
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, opErr(&net.AddrError{Err: "invalid port", Addr: address})
-	}
-	var addr netip.Addr
-	switch {
-	case host == "" && network == "tcp4":
-		addr = netip.IPv4Unspecified()
-	case host == "" && network == "tcp6":
-		addr = netip.IPv6Unspecified()
-	case host == "":
-	default:
-		a, err := netip.ParseAddr(host)
-		if err != nil {
-			return nil, opErr(&net.AddrError{Err: "not an IP address", Addr: host})
-		}
-		addr = a.Unmap()
-		if !familyFits(network, addr) {
-			return nil, opErr(&net.AddrError{Err: "address family mismatch", Addr: host})
-		}
-		if !addr.IsUnspecified() && !s.isLocal(addr) {
-			return nil, opErr(os.NewSyscallError("bind", syscall.EADDRNOTAVAIL))
-		}
+	addr, port := bind.Addr(), bind.Port()
+	if addr.IsValid() && !addr.IsUnspecified() && !s.isLocal(addr) {
+		return nil, opErr(os.NewSyscallError("bind", syscall.EADDRNOTAVAIL))
 	}
 	if backlog <= 0 {
 		backlog = DefaultAcceptBacklog
@@ -142,9 +121,9 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 		if !ok {
 			return nil, opErr(os.NewSyscallError("bind", syscall.EADDRINUSE))
 		}
-		port = uint64(p)
+		port = p
 	}
-	ln.key = listenKey{addr: addr, port: uint16(port)}
+	ln.key = listenKey{addr: addr, port: port}
 	ln.addr = &net.TCPAddr{IP: addrIP(addr), Port: int(port)}
 	if listenConflict(old, ln.key) {
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: ln.addr, Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}

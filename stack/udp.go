@@ -3,7 +3,6 @@ package stack
 import (
 	"net"
 	"net/netip"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -77,32 +76,11 @@ func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
 	default:
 		return nil, opErr(net.UnknownNetworkError(network))
 	}
-	host, portStr, err := net.SplitHostPort(address)
+	bind, err := parseBindAddr(network, address)
 	if err != nil {
 		return nil, opErr(err)
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, opErr(&net.AddrError{Err: "invalid port", Addr: address})
-	}
-	var addr netip.Addr
-	switch {
-	case host == "" && network == "udp4":
-		addr = netip.IPv4Unspecified()
-	case host == "" && network == "udp6":
-		addr = netip.IPv6Unspecified()
-	case host == "":
-	default:
-		a, err := netip.ParseAddr(host)
-		if err != nil {
-			return nil, opErr(&net.AddrError{Err: "not an IP address", Addr: host})
-		}
-		addr = a.Unmap()
-		if network == "udp4" && !addr.Is4() || network == "udp6" && addr.Is4() {
-			return nil, opErr(&net.AddrError{Err: "address family mismatch", Addr: host})
-		}
-	}
-	c, err := s.openUDP("listen", network, netip.AddrPortFrom(addr, uint16(port)), netip.AddrPort{})
+	c, err := s.openUDP("listen", network, bind, netip.AddrPort{})
 	if err != nil {
 		return nil, err
 	}
