@@ -265,9 +265,9 @@ func TestBenchTargetArgsRoundTrip(t *testing.T) {
 func TestBenchKnobsPassThrough(t *testing.T) {
 	cfg, err := parseBenchFlags(t, "--workloads", "idle,down1", "--pcap", "/tmp/b.pcap", "--trace", "/tmp/b.trace",
 		"--cc", "cubic", "--impair", "loss=1%,seed=3", "--sndbuf", "1M", "--rcvbuf", "64K", "--delayed-ack", "off",
-		"--nodelay", "--sack=false", "--timestamps=false", "--wscale=false")
+		"--nodelay", "--sack=false", "--timestamps=false", "--wscale=false", "--busy-poll", "50us")
 	require.NoError(t, err)
-	knobs := []string{"--cc=cubic", "--delayed-ack=off", "--impair=loss=1%,seed=3", "--nodelay=true",
+	knobs := []string{"--busy-poll=50µs", "--cc=cubic", "--delayed-ack=off", "--impair=loss=1%,seed=3", "--nodelay=true",
 		"--rcvbuf=64K", "--sack=false", "--sndbuf=1M", "--timestamps=false", "--wscale=false"}
 	capture := []string{"--pcap=/tmp/b.pcap", "--trace=/tmp/b.trace"}
 	base := []string{"bench", "target", "--server", "ustack", "--duration", "3s", "--workloads", "idle,down1",
@@ -372,7 +372,7 @@ func TestBenchHelpKnobs(t *testing.T) {
 	for _, name := range []string{"pcap", "trace", "cc", "impair", "sndbuf", "rcvbuf", "sndbuf-max", "rcvbuf-max", "delayed-ack", "nodelay", "sack", "timestamps", "wscale", "pacing", "recovery"} {
 		assert.Regexp(t, "\n  -"+name+"[ \n]", help, name)
 	}
-	assert.Equal(t, 15, strings.Count(help, "(ustack server only: gVisor and the kernel keep their defaults)"))
+	assert.Equal(t, 16, strings.Count(help, "(ustack server only: gVisor and the kernel keep their defaults)"))
 	assert.Contains(t, help, "server only: gVisor and the kernel keep their defaults.\n")
 }
 
