@@ -22,7 +22,8 @@ type nullLink struct {
 	mu        sync.Mutex
 	last      []byte
 	written   atomic.Uint64
-	gsoMax    int // what GSOMaxSize reports: 0, or super-packets pass whole
+	gsoMax    int                         // what GSOMaxSize reports: 0, or super-packets pass whole
+	onWrite   atomic.Pointer[func(n int)] // called with each write's packet count
 }
 
 func newNullLink() *nullLink { return &nullLink{closed: make(chan struct{})} }
@@ -45,6 +46,9 @@ func (l *nullLink) WriteGSO(bufs [][]byte, gso []tun.GSO, offset int) (int, erro
 		l.mu.Lock()
 		l.last = append(l.last[:0], bufs[len(bufs)-1][offset:]...)
 		l.mu.Unlock()
+	}
+	if f := l.onWrite.Load(); f != nil {
+		(*f)(len(bufs))
 	}
 	l.written.Add(uint64(len(bufs)))
 	return len(bufs), nil

@@ -74,7 +74,7 @@ func (c *Conn) locked(f func(tc *tcp.Conn)) {
 		s.afterOp(ep, now)
 	}
 	ep.sh.mu.Unlock()
-	s.kickLinks()
+	s.sendNow(ep.link)
 }
 
 // Read reads data received on the connection. It blocks until data, EOF,
@@ -242,7 +242,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			s.memLeave(mw)
 		}
 		if n > 0 {
-			s.kickLinks()
+			s.sendNow(ep.link)
 		}
 		if closed && err == nil && total < len(p) {
 			return total, c.opErr("write", net.ErrClosed)

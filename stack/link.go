@@ -115,6 +115,7 @@ type link struct {
 	txq     []*pktBuf
 	flushMu sync.Mutex // one flush at a time: packets leave in queue order
 	relief  txScratch  // for flushes by a sender that found the pool spent (txBuf); flushMu held
+	app     txScratch  // for flushes by an application's goroutine (sendNow); flushMu held
 	pending atomic.Bool
 	wakeCh  chan struct{}
 	stopCh  chan struct{}
@@ -247,6 +248,20 @@ func (l *link) flushInline(sc *txScratch) {
 	if l.pending.Load() {
 		wake(l.wakeCh) // more came meanwhile
 	}
+}
+
+// sendNow transmits what an application's call (Write, Close) queued on l
+// from the caller's goroutine, run to completion, when l's writes never
+// block: a request/response exchange then costs no hand-off to the writer
+// goroutine. flushInline decides: a few small packets and no flush running
+// are written here; a bigger queue (bulk, whose batches the writer keeps)
+// or a flush in progress (the writer, whose loop takes the packets along)
+// wakes the writer instead. Other links' queues go to their writers.
+func (s *Stack) sendNow(l *link) {
+	if l.inlineOK {
+		l.flushInline(&l.app)
+	}
+	s.kickLinks()
 }
 
 // flushOnce writes what is queued now and returns how many packets that was.

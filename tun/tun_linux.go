@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,7 +37,17 @@ type Options struct {
 	HostAddrs []netip.Prefix
 	// Routes are further prefixes the kernel routes into the device.
 	Routes []netip.Prefix
+	// BusyPoll, when positive, makes a read that finds no packet keep
+	// trying without blocking for up to this long before it waits (the idea
+	// of Linux SO_BUSY_POLL): a packet arriving meanwhile is taken without
+	// the wake-up of a blocked reader, at the cost of a core spinning.
+	// 0 (the default) blocks at once; at most MaxBusyPoll.
+	BusyPoll time.Duration
 }
+
+// MaxBusyPoll bounds Options.BusyPoll: a spin longer than this is a core
+// burnt, not a latency saved.
+const MaxBusyPoll = 10 * time.Millisecond
 
 // DefaultMTU is the MTU of a TUN link whose Options leave it 0.
 const DefaultMTU = 1500
@@ -94,13 +105,18 @@ type TUN struct {
 	raw  syscall.RawConn // file's, for reads that must not wait
 	// Read-side state of ReadGSO (one reader at a time): whether its last
 	// look for queued packets found some, and reads since it last looked.
-	rdMore  bool
-	rdSkip  int
-	name    string
-	index   int
-	mtu     int
-	offload bool
-	closed  atomic.Bool
+	rdMore bool
+	rdSkip int
+	// busyPoll is Options.BusyPoll; busyHits counts reads whose packet a
+	// spin found, busyBlocks spins that ended with nothing and blocked.
+	busyPoll   time.Duration
+	busyHits   atomic.Uint64
+	busyBlocks atomic.Uint64
+	name       string
+	index      int
+	mtu        int
+	offload    bool
+	closed     atomic.Bool
 
 	synFilter *synFilter // nil until EnableSYNFilter
 
@@ -118,6 +134,9 @@ func Create(opts Options) (*TUN, error) {
 	}
 	if opts.MTU < 68 || opts.MTU > MaxPacketSize {
 		return nil, fmt.Errorf("tun: MTU %d out of [68, %d]", opts.MTU, MaxPacketSize)
+	}
+	if opts.BusyPoll < 0 || opts.BusyPoll > MaxBusyPoll {
+		return nil, fmt.Errorf("tun: busy poll %v out of [0, %v]", opts.BusyPoll, MaxBusyPoll)
 	}
 	if len(opts.Name) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("tun: name %q longer than %d bytes", opts.Name, unix.IFNAMSIZ-1)
@@ -174,7 +193,8 @@ func Create(opts Options) (*TUN, error) {
 		dev.Close()
 		return nil, err
 	}
-	t := &TUN{dev: dev, file: file, raw: raw, rdMore: true, name: name, mtu: opts.MTU, offload: opts.Offload}
+	t := &TUN{dev: dev, file: file, raw: raw, rdMore: true, name: name, mtu: opts.MTU, offload: opts.Offload,
+		busyPoll: opts.BusyPoll}
 	if err := t.configure(opts); err != nil {
 		dev.Close()
 		return nil, err
@@ -284,6 +304,36 @@ func (t *TUN) RawFD() (int, error) {
 	return fd, nil
 }
 
+// BusyPoll returns how long a read spins before it blocks (Options.BusyPoll).
+func (t *TUN) BusyPoll() time.Duration { return t.busyPoll }
+
+// BusyPollStats returns how many reads got their packet while spinning
+// (hits) and how many spins found none and blocked (blocks).
+func (t *TUN) BusyPollStats() (hits, blocks uint64) { return t.busyHits.Load(), t.busyBlocks.Load() }
+
+// spin reads one packet into buf without blocking, retrying until one comes
+// or busyPoll has passed; ok is false when none came (the caller blocks).
+// Between tries it yields, so goroutines made runnable by the last packet
+// (an application woken by the stack) run on this thread meanwhile.
+func (t *TUN) spin(buf []byte) (n int, ok bool, err error) {
+	deadline := time.Now().Add(t.busyPoll)
+	for {
+		n, err := t.readNow(buf)
+		if err == nil && n > 0 {
+			t.busyHits.Add(1)
+			return n, true, nil
+		}
+		if err != nil && !errors.Is(err, unix.EAGAIN) {
+			return 0, true, t.readErr(err)
+		}
+		if !time.Now().Before(deadline) {
+			t.busyBlocks.Add(1)
+			return 0, false, nil
+		}
+		runtime.Gosched()
+	}
+}
+
 // Offload reports whether the device uses virtio-net headers.
 func (t *TUN) Offload() bool { return t.offload }
 
@@ -323,6 +373,17 @@ func (t *TUN) readErr(err error) error {
 // segments of a super-packet that do not fit are lost (TCP resends them).
 // Errors other than ErrClosed concern one read; the link stays usable.
 func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if t.busyPoll > 0 && !t.offload && len(bufs) > 0 {
+		// Without a virtio-net header a read is one plain packet.
+		n, ok, err := t.spin(bufs[0][offset:])
+		if ok {
+			if err != nil {
+				return 0, err
+			}
+			sizes[0] = n
+			return 1, nil
+		}
+	}
 	n, err := t.dev.Read(bufs, sizes, offset)
 	if errors.Is(err, wgtun.ErrTooManySegments) {
 		return max(n, 0), nil
@@ -341,7 +402,15 @@ func (t *TUN) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, e
 		return n, err
 	}
 	buf := bufs[0][offset-Headroom : offset+MaxPacketSize]
-	n, err := t.file.Read(buf)
+	var n int
+	var err error
+	spun := false
+	if t.busyPoll > 0 {
+		n, spun, err = t.spin(buf)
+	}
+	if !spun {
+		n, err = t.file.Read(buf)
+	}
 	if err != nil {
 		return 0, t.readErr(err)
 	}

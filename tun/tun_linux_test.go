@@ -490,3 +490,58 @@ func TestTUNReadGSOBatch(t *testing.T) {
 	}
 	assert.Equal(t, []byte{10, 11}, got)
 }
+
+// TestTUNBusyPoll: with Options.BusyPoll a read takes a queued packet by
+// spinning (a hit), and one that finds nothing spins, then blocks until a
+// packet comes (a block); without it nothing is counted. Out-of-range
+// values are refused.
+func TestTUNBusyPoll(t *testing.T) {
+	for _, m := range offloadModes {
+		t.Run(m.name, func(t *testing.T) {
+			if !netnstest.Enter(t) {
+				return
+			}
+			l, err := Create(Options{Name: "ust0", Offload: m.offload, HostAddrs: hostAddrs[:1], BusyPoll: time.Millisecond})
+			require.NoError(t, err)
+			defer l.Close()
+			assert.Equal(t, time.Millisecond, l.BusyPoll())
+			c, err := net.Dial("udp", "198.18.0.2:9")
+			require.NoError(t, err)
+			defer c.Close()
+			bufs, sizes, gso := newBufs(1, Headroom+MaxPacketSize), make([]int, 1), make([]GSO, 1)
+			// readUDP reads until the datagram with payload b (the kernel
+			// may send other packets, IPv6 router solicitations, first).
+			readUDP := func(b byte) {
+				for {
+					n, err := l.ReadGSO(bufs, sizes, gso, Headroom)
+					require.NoError(t, err)
+					p := bufs[0][Headroom : Headroom+sizes[0]]
+					if n == 1 && len(p) == ip.IPv4MinHeaderLen+9 && p[9] == syscall.IPPROTO_UDP && p[len(p)-1] == b {
+						return
+					}
+				}
+			}
+			_, err = c.Write([]byte{1})
+			require.NoError(t, err)
+			readUDP(1)
+			hits, blocks := l.BusyPollStats()
+			assert.GreaterOrEqual(t, hits, uint64(1), "the queued datagram was taken by the spin")
+			assert.Equal(t, uint64(0), blocks)
+
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				readUDP(2)
+			}()
+			require.Eventually(t, func() bool { _, b := l.BusyPollStats(); return b >= 1 }, 5*time.Second, time.Millisecond,
+				"an idle read spins for 1ms, then blocks")
+			_, err = c.Write([]byte{2})
+			require.NoError(t, err)
+			<-done
+		})
+	}
+	for _, d := range []time.Duration{-time.Microsecond, MaxBusyPoll + 1} {
+		_, err := Create(Options{Name: "ust1", BusyPoll: d})
+		assert.ErrorContains(t, err, "busy poll", "%v", d)
+	}
+}

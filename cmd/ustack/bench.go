@@ -106,11 +106,12 @@ type benchFlags struct {
 	// cc, pcap, trace and knobs are `ustack serve` flags passed through to
 	// the ustack server; serve holds them alone so they can be listed back
 	// as arguments (see serveArgs).
-	cc    string
-	pcap  string
-	trace string
-	knobs knobFlags
-	serve *flag.FlagSet
+	cc       string
+	pcap     string
+	trace    string
+	busyPoll time.Duration
+	knobs    knobFlags
+	serve    *flag.FlagSet
 }
 
 // benchConfig is benchFlags validated.
@@ -237,6 +238,9 @@ func (f *benchFlags) validate() (*benchConfig, error) {
 	if err := checkCC(f.cc); err != nil {
 		return nil, err
 	}
+	if err := checkBusyPoll(f.busyPoll); err != nil {
+		return nil, err
+	}
 	tc.CongestionControl = f.cc
 	if _, err := f.knobs.apply(&tc); err != nil {
 		return nil, err
@@ -293,6 +297,7 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 		"own server only when idle runs alone)")
 	f.serve.StringVar(&f.trace, "trace", "", "write the ustack server's event trace (JSON lines, see ustack serve --help) to\n"+
 		"this file; the same server as --pcap")
+	f.serve.DurationVar(&f.busyPoll, "busy-poll", 0, busyPollHelp)
 	f.knobs.register(f.serve)
 	f.serve.VisitAll(func(fl *flag.Flag) {
 		fs.Var(fl.Value, fl.Name, fl.Usage+"\n(ustack server only: gVisor and the kernel keep their defaults)")
@@ -374,7 +379,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			"server RSS with idle connections; CPU seconds per GB. Progress goes to stderr, the\n"+
 			"table (or --json) to stdout. Needs root. A full run takes about 2 minutes with the\n"+
 			"defaults.\n\n"+
-			"--pcap, --trace, --cc and the TCP knobs (--impair, --sndbuf, --rcvbuf, --sndbuf-max, --rcvbuf-max, --delayed-ack,\n"+
+			"--pcap, --trace, --cc, --busy-poll and the TCP knobs (--impair, --sndbuf, --rcvbuf, --sndbuf-max, --rcvbuf-max, --delayed-ack,\n"+
 			"--nodelay, --sack, --timestamps, --wscale) are passed to `ustack serve`, the ustack\n"+
 			"server only: gVisor and the kernel keep their defaults.\n\n"+
 			"Internal modes, run by the bench itself: `ustack bench target` (one server and the\n"+

@@ -265,9 +265,9 @@ func TestBenchTargetArgsRoundTrip(t *testing.T) {
 func TestBenchKnobsPassThrough(t *testing.T) {
 	cfg, err := parseBenchFlags(t, "--workloads", "idle,down1", "--pcap", "/tmp/b.pcap", "--trace", "/tmp/b.trace",
 		"--cc", "cubic", "--impair", "loss=1%,seed=3", "--sndbuf", "1M", "--rcvbuf", "64K", "--delayed-ack", "off",
-		"--nodelay", "--sack=false", "--timestamps=false", "--wscale=false")
+		"--nodelay", "--sack=false", "--timestamps=false", "--wscale=false", "--busy-poll", "50us")
 	require.NoError(t, err)
-	knobs := []string{"--cc=cubic", "--delayed-ack=off", "--impair=loss=1%,seed=3", "--nodelay=true",
+	knobs := []string{"--busy-poll=50µs", "--cc=cubic", "--delayed-ack=off", "--impair=loss=1%,seed=3", "--nodelay=true",
 		"--rcvbuf=64K", "--sack=false", "--sndbuf=1M", "--timestamps=false", "--wscale=false"}
 	capture := []string{"--pcap=/tmp/b.pcap", "--trace=/tmp/b.trace"}
 	base := []string{"bench", "target", "--server", "ustack", "--duration", "3s", "--workloads", "idle,down1",

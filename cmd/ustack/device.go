@@ -29,6 +29,7 @@ type deviceFlags struct {
 	cc        string
 	pcap      string
 	trace     string
+	busyPoll  time.Duration
 	knobs     knobFlags
 	links     repeatedFlag // --link: more TUN devices
 	routes    repeatedFlag // --route
@@ -47,6 +48,7 @@ func (d *deviceFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.trace, "trace", "", "write an event trace to this file: one JSON line per TCP segment in or out (with the\nconnection's state, SND.UNA/NXT, RCV.NXT, windows, cwnd, ssthresh, srtt), state change and\ntimer firing; draw it with ustack plot")
 	fs.Var(&d.links, "link", "another TUN device, NAME,host-addr=PREFIX[,host-addr6=PREFIX] (repeatable): created like --tun,\nwith those kernel-side addresses; ustack's addresses are the same on every device")
 	fs.Var(&d.routes, "route", "a route of ustack's own, PREFIX[,via=GATEWAY][,link=NAME|N] (repeatable): Dial and the replies to\npeers in PREFIX leave by that device (default link 0, --tun; 1, 2... are the --link devices), the\nlongest prefix winning. Without routes one device takes everything; with routes, a Dial matching\nnone fails (network unreachable) and a reply goes back by the device its peer came in on")
+	fs.DurationVar(&d.busyPoll, "busy-poll", 0, busyPollHelp)
 	d.knobs.register(fs)
 }
 
@@ -66,6 +68,9 @@ type device struct {
 	txQueueLen int
 	// synFilter attaches the TUN's eBPF SYN filter (serve --syn-filter).
 	synFilter bool
+	// busyPoll is how long the TUN readers spin before they block
+	// (--busy-poll; 0: they block at once).
+	busyPoll time.Duration
 	// extra are the --link devices; routes the --route entries.
 	extra  []extraLink
 	routes []stack.Route
@@ -112,7 +117,10 @@ func (d *deviceFlags) validate() (*device, error) {
 	if d.mtu < 576 || d.mtu > 65535 {
 		return nil, fmt.Errorf("--mtu %d: want a value from 576 to 65535", d.mtu)
 	}
-	dev := &device{name: d.tun, mtu: d.mtu, offload: d.offload, pcap: d.pcap, trace: d.trace}
+	if err := checkBusyPoll(d.busyPoll); err != nil {
+		return nil, err
+	}
+	dev := &device{name: d.tun, mtu: d.mtu, offload: d.offload, pcap: d.pcap, trace: d.trace, busyPoll: d.busyPoll}
 	p4, a4, err := parseHostPair("host-addr", "addr", d.hostAddr, d.addr, true)
 	if err != nil {
 		return nil, err
@@ -213,6 +221,9 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 		return nil, err
 	}
 	log.Info("device up", "tun", dev.name, "mtu", dev.mtu, "offload", dev.offload, "addrs", dev.addrs, "host", dev.hostAddrs)
+	if dev.busyPoll > 0 {
+		log.Info("busy polling: the TUN readers spin before they block, a core each while traffic waits", "busy_poll", dev.busyPoll)
+	}
 	for _, r := range dev.routes {
 		log.Info("route", "route", r.String())
 	}
@@ -222,7 +233,8 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 // createTUN makes one TUN device with the kernel side's addresses, its
 // txqueuelen and, with --syn-filter, its SYN filter.
 func (dev *device) createTUN(log *slog.Logger, name string, hostAddrs []netip.Prefix) (*tun.TUN, error) {
-	link, err := tun.Create(tun.Options{Name: name, MTU: dev.mtu, Offload: dev.offload, HostAddrs: hostAddrs})
+	link, err := tun.Create(tun.Options{Name: name, MTU: dev.mtu, Offload: dev.offload, HostAddrs: hostAddrs,
+		BusyPoll: dev.busyPoll})
 	if err != nil {
 		return nil, err
 	}
