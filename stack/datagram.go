@@ -299,8 +299,10 @@ const (
 // the message into
 // the buffer it is given (exactly l4len bytes). A datagram bigger than the
 // link's MTU leaves as fragments (RFC 791 §3.2, RFC 8200 §4.5): all of
-// them or, short of packet buffers, none (ENOBUFS). It returns the link
-// the packets were queued on; the caller kicks the links.
+// them or, short of packet buffers, none (ENOBUFS). It is the send of an
+// application's socket: the packets leave from the caller's goroutine when
+// the link allows it (sendNow), as TCP's Write does, without a hand-off to
+// the link's writer on the round trip of a request and its answer.
 func (s *Stack) sendDatagram(hint *link, src, dst netip.Addr, proto uint8, l4len int, fill func(b []byte)) error {
 	if s.closed.Load() {
 		return net.ErrClosed
@@ -312,10 +314,15 @@ func (s *Stack) sendDatagram(hint *link, src, dst netip.Addr, proto uint8, l4len
 		}
 		l = hint
 	}
-	return s.sendDatagramOn(l, src, dst, proto, l4len, fill)
+	if err := s.sendDatagramOn(l, src, dst, proto, l4len, fill); err != nil {
+		return err
+	}
+	s.sendNow(l)
+	return nil
 }
 
-// sendDatagramOn is sendDatagram by link l.
+// sendDatagramOn is sendDatagram by link l, leaving the packets queued on
+// it: the caller sends them (sendNow, or the end of its read batch).
 func (s *Stack) sendDatagramOn(l *link, src, dst netip.Addr, proto uint8, l4len int, fill func(b []byte)) error {
 	v6 := !dst.Is4()
 	iphl := ip.IPv4MinHeaderLen
@@ -338,7 +345,6 @@ func (s *Stack) sendDatagramOn(l *link, src, dst netip.Addr, proto uint8, l4len 
 		fill(p[iphl:])
 		pb.n = total
 		l.enqueue(pb)
-		s.kickLinks()
 		return nil
 	}
 	// Fragments: the message is built once in a scratch buffer and cut.
@@ -391,7 +397,6 @@ func (s *Stack) sendDatagramOn(l *link, src, dst netip.Addr, proto uint8, l4len 
 		l.enqueue(pb)
 	}
 	s.stats.IPFragmentsSent.Add(uint64(len(frags)))
-	s.kickLinks()
 	return nil
 }
 

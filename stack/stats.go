@@ -65,6 +65,8 @@ type Stats struct {
 	UDPBadPort             atomic.Uint64 `stat:"udp_bad_port"`              // destination port 0
 	UDPICMPErrors          atomic.Uint64 `stat:"udp_icmp_errors"`           // ICMP errors reported to a connected socket (ECONNREFUSED...)
 	UDPPortsExhausted      atomic.Uint64 `stat:"udp_ports_exhausted"`       // binds to port 0 that found no free port
+	UDPGSOIn               atomic.Uint64 `stat:"udp_gso_in"`                // UDP super-datagrams from the link (USO) split into their datagrams
+	UDPBadGSO              atomic.Uint64 `stat:"udp_bad_gso"`               // UDP packets with a TCP GSO type, or a super-datagram without a partial checksum
 	DatagramOutputNoBuffer atomic.Uint64 `stat:"datagram_output_no_buffer"` // UDP or ping sends refused (ENOBUFS) for lack of packet buffers
 
 	// Ping sockets.

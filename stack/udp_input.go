@@ -16,6 +16,9 @@ func (s *Stack) inputUDP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, g
 		s.stats.UDPTooShort.Add(1)
 		return false
 	}
+	if g.IsGSO() {
+		return s.inputUDPGSO(l, src, dst, seg, g)
+	}
 	u := ip.UDP(seg)
 	ulen := int(u.Length())
 	if ulen < ip.UDPHeaderLen || ulen > len(seg) {
@@ -81,4 +84,43 @@ func (s *Stack) udpICMPError(local, remote netip.AddrPort, act icmpAction) {
 	}
 	s.stats.UDPICMPErrors.Add(1)
 	c.d.setErr(act.err)
+}
+
+// inputUDPGSO queues the datagrams of a UDP super-datagram (tun.GSOUDP:
+// payloads of g.Size bytes, the last maybe shorter) on their socket, as
+// the kernel's __udp_gso_segment would have cut them. Its checksum is
+// partial (the link refuses a UDP super-datagram without one), so, like the
+// kernel's CHECKSUM_PARTIAL, it is trusted; its UDP length field is the
+// super-datagram's and is not checked. One lookup serves every datagram:
+// they share the 5-tuple.
+func (s *Stack) inputUDPGSO(l *link, src, dst netip.Addr, seg []byte, g tun.GSO) (noPort bool) {
+	if g.Type != tun.GSOUDP || !g.NeedsCsum || g.Size == 0 {
+		s.stats.UDPBadGSO.Add(1)
+		return false
+	}
+	u := ip.UDP(seg)
+	dp := u.DestinationPort()
+	if dp == 0 {
+		s.stats.UDPBadPort.Add(1)
+		return false
+	}
+	from := netip.AddrPortFrom(src, u.SourcePort())
+	c, ok := findBound(*s.udp.Load(), netip.AddrPortFrom(dst, dp))
+	if !ok || (c.d.connected() && c.d.remote != from) {
+		s.stats.UDPNoPorts.Add(1)
+		return true
+	}
+	s.stats.UDPGSOIn.Add(1)
+	payload, size := seg[ip.UDPHeaderLen:], int(g.Size)
+	for off := 0; ; off += size {
+		end := min(off+size, len(payload))
+		if c.d.push(l, from, dst, payload[off:end]) {
+			s.stats.UDPInDatagrams.Add(1)
+		} else {
+			s.stats.UDPRcvBufErrors.Add(1)
+		}
+		if end == len(payload) {
+			return false
+		}
+	}
 }

@@ -28,8 +28,15 @@ type Options struct {
 	MTU int
 	// Offload opens the device with a virtio-net header (IFF_VNET_HDR) and
 	// turns on checksum and TCP segmentation offload (TSO4/TSO6), so TCP
-	// super-packets of up to 64 KiB cross in both directions.
+	// super-packets of up to 64 KiB cross in both directions, and UDP
+	// segmentation offload (USO4/USO6) where the kernel has it (Linux 6.2
+	// on): a kernel socket's UDP_SEGMENT super-datagram then reaches
+	// ReadGSO whole (GSOUDP), and UDPOffload reports it. An older kernel
+	// segments those itself and the link reads plain datagrams.
 	Offload bool
+	// NoUDPOffload keeps UDP segmentation offload off even where the
+	// kernel has it (Offload still turns on the TCP ones).
+	NoUDPOffload bool
 	// HostAddrs are the kernel side's addresses on the device, e.g.
 	// 198.18.0.1/24 and 2001:2::1/64; IPv6 ones skip duplicate address
 	// detection so they are usable at once. Their prefixes are routed into
@@ -116,7 +123,11 @@ type TUN struct {
 	index      int
 	mtu        int
 	offload    bool
+	uso        bool // the kernel took TUN_F_USO4|TUN_F_USO6
 	closed     atomic.Bool
+	// gsoDrops counts packets from the kernel whose virtio-net header
+	// ReadGSO refused, by reason.
+	gsoDrops [NumGSODropReasons]atomic.Uint64
 
 	synFilter *synFilter // nil until EnableSYNFilter
 
@@ -202,14 +213,15 @@ func Create(opts Options) (*TUN, error) {
 	return t, nil
 }
 
-// configure restricts offloads to TCP and sets up the kernel side.
+// configure sets the offloads and sets up the kernel side.
 func (t *TUN) configure(opts Options) error {
 	if t.offload {
-		// wireguard also enables UDP segmentation offload, which would make
-		// the kernel send us UDP super-packets ustack has no use for; keep
-		// to checksum offload and TSO. ECN-marked super-packets are then
-		// segmented by the kernel (no TUN_F_TSO_ECN).
+		// Checksum offload and TSO, plus USO where the kernel has it
+		// (Linux 6.2; older kernels refuse the unknown bits with EINVAL,
+		// and then segment UDP super-datagrams before the TUN). ECN-marked
+		// TCP super-packets are segmented by the kernel (no TUN_F_TSO_ECN).
 		const tcpOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+		const udpOffloads = unix.TUN_F_USO4 | unix.TUN_F_USO6
 		// Not t.file.Fd(): that would switch the descriptor to blocking
 		// mode and Close could no longer interrupt a Read.
 		sc, err := t.file.SyscallConn()
@@ -217,6 +229,10 @@ func (t *TUN) configure(opts Options) error {
 			return err
 		}
 		if cerr := sc.Control(func(fd uintptr) {
+			if !opts.NoUDPOffload && unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, tcpOffloads|udpOffloads) == nil {
+				t.uso = true
+				return
+			}
 			err = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, tcpOffloads)
 		}); cerr != nil {
 			return cerr
@@ -337,6 +353,23 @@ func (t *TUN) spin(buf []byte) (n int, ok bool, err error) {
 // Offload reports whether the device uses virtio-net headers.
 func (t *TUN) Offload() bool { return t.offload }
 
+// UDPOffload reports whether UDP segmentation offload is on: the kernel
+// took TUN_F_USO4|TUN_F_USO6, so ReadGSO may return UDP super-datagrams.
+// False without Offload, with NoUDPOffload, or on a kernel before 6.2.
+func (t *TUN) UDPOffload() bool { return t.uso }
+
+// GSODrops returns how many packets from the kernel ReadGSO refused for
+// their virtio-net header, by reason (GSODropReason's names), zeros left out.
+func (t *TUN) GSODrops() map[string]uint64 {
+	m := map[string]uint64{}
+	for r := range NumGSODropReasons {
+		if v := t.gsoDrops[r].Load(); v > 0 {
+			m[r.String()] = v
+		}
+	}
+	return m
+}
+
 // MTU implements Link.
 func (t *TUN) MTU() int { return t.mtu }
 
@@ -414,7 +447,7 @@ func (t *TUN) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, e
 	if err != nil {
 		return 0, t.readErr(err)
 	}
-	if err := decodeGSORead(buf, n, &sizes[0], &gso[0]); err != nil {
+	if err := t.decodeGSORead(buf, n, &sizes[0], &gso[0]); err != nil {
 		return 0, err
 	}
 	// Then whatever else the kernel has queued, without waiting, so the
@@ -441,7 +474,7 @@ func (t *TUN) ReadGSO(bufs [][]byte, sizes []int, gso []GSO, offset int) (int, e
 			}
 			return k, t.readErr(err)
 		}
-		if err := decodeGSORead(buf, n, &sizes[k], &gso[k]); err != nil {
+		if err := t.decodeGSORead(buf, n, &sizes[k], &gso[k]); err != nil {
 			return k, err
 		}
 		k++
@@ -471,16 +504,28 @@ func (t *TUN) readNow(buf []byte) (int, error) {
 }
 
 // decodeGSORead checks one read of n bytes (virtio-net header first) and
-// fills in its size and GSO description.
-func decodeGSORead(buf []byte, n int, size *int, gso *GSO) error {
+// fills in its size and GSO description. A header it refuses is counted by
+// reason (GSODrops) and its packet dropped.
+func (t *TUN) decodeGSORead(buf []byte, n int, size *int, gso *GSO) error {
 	if n < Headroom {
-		return fmt.Errorf("tun: %d-byte read shorter than the virtio-net header", n)
+		t.gsoDrops[GSOShort].Add(1)
+		return badGSO(GSOShort, "%d-byte read shorter than the virtio-net header", n)
 	}
-	g, err := decodeVirtioHdr(buf[:Headroom])
+	err := decodeGSOPacket(buf[:n], size, gso)
+	if r, ok := GSOReasonOf(err); ok {
+		t.gsoDrops[r].Add(1)
+	}
+	return err
+}
+
+// decodeGSOPacket decodes the virtio-net header at the start of b and
+// checks the packet after it against it.
+func decodeGSOPacket(b []byte, size *int, gso *GSO) error {
+	g, err := decodeVirtioHdr(b[:Headroom])
 	if err != nil {
 		return err
 	}
-	pkt := buf[Headroom:n]
+	pkt := b[Headroom:]
 	if _, err := g.check(pkt); err != nil {
 		return err
 	}
@@ -495,6 +540,7 @@ const (
 	virtioGSONone       = 0
 	virtioGSOTCPv4      = 1
 	virtioGSOTCPv6      = 4
+	virtioGSOUDPL4      = 5
 )
 
 func decodeVirtioHdr(h []byte) (GSO, error) {
@@ -511,8 +557,15 @@ func decodeVirtioHdr(h []byte) (GSO, error) {
 		g.Type = GSOTCPv4
 	case virtioGSOTCPv6:
 		g.Type = GSOTCPv6
+	case virtioGSOUDPL4:
+		g.Type = GSOUDP
+		if !g.NeedsCsum {
+			// The segments' checksums can only be computed, not checked:
+			// virtio allows UDP_L4 only with NEEDS_CSUM.
+			return GSO{}, badGSO(GSONoCsum, "virtio-net UDP_L4 packet without NEEDS_CSUM")
+		}
 	default:
-		return GSO{}, fmt.Errorf("tun: unsupported virtio-net GSO type %#x", h[1])
+		return GSO{}, badGSO(GSOBadType, "unsupported virtio-net GSO type %#x", h[1])
 	}
 	if !g.NeedsCsum {
 		g.CsumStart, g.CsumOffset = 0, 0
@@ -532,6 +585,8 @@ func encodeVirtioHdr(h []byte, g GSO, hdrLen int) {
 		h[1] = virtioGSOTCPv4
 	case GSOTCPv6:
 		h[1] = virtioGSOTCPv6
+	case GSOUDP:
+		h[1] = virtioGSOUDPL4
 	}
 	if g.IsGSO() {
 		binary.NativeEndian.PutUint16(h[2:], uint16(hdrLen))
@@ -601,6 +656,12 @@ func (t *TUN) WriteGSO(bufs [][]byte, gso []GSO, offset int) (int, error) {
 			return i, ErrPacketTooBig
 		}
 		if t.offload {
+			if g.Type == GSOUDP {
+				// The kernel derives each datagram's checksum from the
+				// super-datagram's by the change of this length
+				// (__udp_gso_segment), so it must be the whole one's.
+				binary.BigEndian.PutUint16(pkt[int(g.CsumStart)+4:], uint16(len(pkt)-int(g.CsumStart)))
+			}
 			if g.IsGSO() && !g.NeedsCsum {
 				// The kernel wants the pseudo-header sum in the field.
 				fillPseudoSum(pkt, g)
@@ -636,15 +697,20 @@ func (t *TUN) WriteGSO(bufs [][]byte, gso []GSO, offset int) (int, error) {
 	return len(bufs), nil
 }
 
-// fillPseudoSum puts the pseudo-header sum of a TCP packet into its checksum
-// field, the form a partial checksum takes (RFC 9293 §3.1 pseudo-header).
+// fillPseudoSum puts the pseudo-header sum of a TCP or UDP super-packet
+// into its checksum field, the form a partial checksum takes (RFC 9293
+// §3.1, RFC 768 pseudo-header).
 func fillPseudoSum(pkt []byte, g GSO) {
 	var src, dst []byte
-	if g.Type == GSOTCPv6 {
+	if pkt[0]>>4 == 6 {
 		src, dst = pkt[8:24], pkt[24:40]
 	} else {
 		src, dst = pkt[12:16], pkt[16:20]
 	}
-	sum := ip.PseudoHeaderChecksum(syscall.IPPROTO_TCP, src, dst, uint16(len(pkt)-int(g.CsumStart)))
+	proto := uint8(syscall.IPPROTO_TCP)
+	if g.Type == GSOUDP {
+		proto = syscall.IPPROTO_UDP
+	}
+	sum := ip.PseudoHeaderChecksum(proto, src, dst, uint16(len(pkt)-int(g.CsumStart)))
 	binary.BigEndian.PutUint16(pkt[int(g.CsumStart)+int(g.CsumOffset):], sum)
 }
