@@ -545,3 +545,49 @@ func TestTUNBusyPoll(t *testing.T) {
 		assert.ErrorContains(t, err, "busy poll", "%v", d)
 	}
 }
+
+// TestTUNWriteGSOUDP writes UDP super-datagrams with WriteGSO to a kernel
+// UDP socket: with offloads the kernel cuts them (virtio GSO_UDP_L4, the
+// checksum partial), without them the link does; either way the socket
+// receives every datagram, of the segment size but the last, in order.
+func TestTUNWriteGSOUDP(t *testing.T) {
+	for _, m := range offloadModes {
+		for _, v6 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/v6=%v", m.name, v6), func(t *testing.T) {
+				if !netnstest.Enter(t) {
+					return
+				}
+				l, err := Create(Options{Name: "ust0", Offload: m.offload, HostAddrs: hostAddrs})
+				require.NoError(t, err)
+				defer l.Close()
+				us, them := stackV4, hostV4
+				if v6 {
+					us, them = stackV6, hostV6
+				}
+				ks, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(them, 7)))
+				require.NoError(t, err)
+				defer ks.Close()
+				const size = 1000
+				payload := patterned(5*size+123, 11)
+				pkt, iphLen := udpSuper(us, them, 0x1234, payload, false)
+				// A wrong length in the super-datagram's UDP header is the
+				// link's to fix (GSO's doc: it is not used).
+				binary.BigEndian.PutUint16(pkt[iphLen+4:], 9)
+				n, err := l.WriteGSO([][]byte{append(make([]byte, Headroom), pkt...)}, []GSO{UDPGSO(iphLen, size)}, Headroom)
+				require.NoError(t, err)
+				require.Equal(t, 1, n)
+				buf := make([]byte, 2000)
+				var got []byte
+				for off := 0; off < len(payload); off += size {
+					require.NoError(t, ks.SetReadDeadline(time.Now().Add(5*time.Second)))
+					k, from, err := ks.ReadFromUDPAddrPort(buf)
+					require.NoError(t, err, "datagram at %d", off)
+					require.Equal(t, min(size, len(payload)-off), k)
+					require.Equal(t, netip.AddrPortFrom(us, 40000), netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+					got = append(got, buf[:k]...)
+				}
+				require.Equal(t, payload, got)
+			})
+		}
+	}
+}
