@@ -36,7 +36,7 @@ var benchServers = []string{"ustack", "gvisor", "kernel-veth", "kernel", "tun-fl
 var benchRatioServers = []string{"gvisor", "kernel-veth", "kernel", "tun-floor"}
 
 // benchWorkloads are the workloads, in the order a target runs them.
-var benchWorkloads = []string{"idle", "echo", "connrate", "up1", "down1", "up8", "down8"}
+var benchWorkloads = []string{"idle", "echo", "udpecho", "connrate", "up1", "down1", "up8", "down8"}
 
 // benchMetric is one row of the table.
 type benchMetric struct {
@@ -55,6 +55,8 @@ var benchMetrics = []benchMetric{
 	{"down8_gbps", "download, 8 streams", "Gbit/s", true},
 	{"echo_p50_us", "echo round trip p50 (64 B)", "µs", false},
 	{"echo_p99_us", "echo round trip p99 (64 B)", "µs", false},
+	{"udpecho_p50_us", "UDP echo round trip p50 (64 B)", "µs", false},
+	{"udpecho_p99_us", "UDP echo round trip p99 (64 B)", "µs", false},
 	{"connrate_per_s", "connections (connect, 1 B echo, close)", "conn/s", true},
 	{"rss_base_mib", "server RSS, no connection", "MiB", false},
 	{"rss_idle_mib", "server RSS with the idle connections", "MiB", false},
@@ -375,7 +377,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			"on a TUN (--gvisor), and each figure is the better of the two (the JSON's \"chosen\"\n"+
 			"says which, a note under the table too). The same client code drives each from the\n"+
 			"kernel side: uploads to discard, downloads of GET /bytes/N, 1 and 8 streams; 64-byte\n"+
-			"echo round trips; connection rate (4 clients at once: connect, 1 byte echoed, close);\n"+
+			"echo round trips, over TCP and UDP; connection rate (4 clients at once: connect, 1 byte echoed, close);\n"+
 			"server RSS with idle connections; CPU seconds per GB. Progress goes to stderr, the\n"+
 			"table (or --json) to stdout. Needs root. A full run takes about 2 minutes with the\n"+
 			"defaults.\n\n"+

@@ -97,7 +97,7 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 			"Internal to `ustack bench`, which runs it in a private network namespace. With\n"+
 			"--stack gvisor it creates a TUN (kernel side %s and %s), runs gVisor's netstack\n"+
 			"(see --link) on %s and %s behind it; with --stack kernel it listens\n"+
-			"on %s. Either way it serves echo (%d), discard (%d) and HTTP (%d) with the handlers\n"+
+			"on %s. Either way it serves echo (%d, TCP and UDP), discard (%d) and HTTP (%d) with the handlers\n"+
 			"of `ustack serve` and prints 'ready DEVICE ADDR'. SIGINT/SIGTERM stop it.\n\nflags:\n",
 			benchHostAddrs[0], benchHostAddrs[1], benchAddrs[0], benchAddrs[1], benchLoopback,
 			benchEchoPort, benchDiscardPort, benchHTTPPort)
@@ -137,6 +137,7 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	var listen func(port int) (net.Listener, error)
+	var listenUDP func(port int) (net.PacketConn, error)
 	var device, addr string
 	var cleanup func()
 	switch f.stack {
@@ -168,6 +169,9 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 		listen = func(port int) (net.Listener, error) {
 			return lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(la, uint16(port)).String())
 		}
+		listenUDP = func(port int) (net.PacketConn, error) {
+			return net.ListenPacket("udp", netip.AddrPortFrom(la, uint16(port)).String())
+		}
 		cleanup = func() {}
 	case "gvisor":
 		var name string
@@ -176,7 +180,7 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 			var g *gvisorFdbased
 			g, err = startGvisorFdbased(f, log)
 			if err == nil {
-				name, listen, cleanup = g.link.Name(), g.listen, g.close
+				name, listen, listenUDP, cleanup = g.link.Name(), g.listen, g.listenUDP, g.close
 			}
 		} else {
 			var g *gvisorServer
@@ -185,6 +189,9 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 				name, cleanup = g.link.Name(), g.close
 				listen = func(port int) (net.Listener, error) {
 					return g.net.ListenTCPAddrPort(netip.AddrPortFrom(benchAddrs[0], uint16(port)))
+				}
+				listenUDP = func(port int) (net.PacketConn, error) {
+					return g.net.ListenUDPAddrPort(netip.AddrPortFrom(benchAddrs[0], uint16(port)))
 				}
 			}
 		}
@@ -202,6 +209,22 @@ func runBenchServer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack bench server: %v\n", err)
 		return 1
 	}
+	// The UDP echo, as `ustack serve --udp-echo` runs it.
+	uc, err := listenUDP(benchEchoPort)
+	if err != nil {
+		set.stop(time.Second)
+		fmt.Fprintf(stderr, "ustack bench server: UDP echo: %v\n", err)
+		return 1
+	}
+	udpDone := make(chan struct{})
+	go func() {
+		defer close(udpDone)
+		servePacketEcho(uc, log)
+	}()
+	defer func() {
+		uc.Close()
+		<-udpDone
+	}()
 	fmt.Fprintf(stdout, "ready %s %s\n", device, addr)
 	if f, ok := stdout.(*os.File); ok {
 		f.Sync()
@@ -426,6 +449,30 @@ func startGvisorFdbased(f benchServerFlags, log *slog.Logger) (*gvisorFdbased, e
 func (g *gvisorFdbased) listen(port int) (net.Listener, error) {
 	a := benchAddrs[0]
 	return gonet.ListenTCP(g.st, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: uint16(port)}, ipv4.ProtocolNumber)
+}
+
+func (g *gvisorFdbased) listenUDP(port int) (net.PacketConn, error) {
+	a := benchAddrs[0]
+	return gonet.DialUDP(g.st, &tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: uint16(port)}, nil, ipv4.ProtocolNumber)
+}
+
+// servePacketEcho sends every datagram c receives back to its sender until
+// c is closed: the UDP echo of the gVisor and kernel bench servers, with
+// each one's own socket API (net.PacketConn, as a Go program uses them).
+func servePacketEcho(c net.PacketConn, log *slog.Logger) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				log.Warn("udp-echo: read", "err", err)
+			}
+			return
+		}
+		if _, err := c.WriteTo(buf[:n], from); err != nil {
+			log.Debug("udp-echo: write", "to", from, "err", err)
+		}
+	}
 }
 
 // close stops netstack (which stops the endpoint's readers) and removes the

@@ -239,15 +239,18 @@ func runBenchReflect(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// udpEcho measures 64-byte UDP round trips through the reflector for the
-// duration: the TUN floor under the TCP echo's figures. A datagram lost
-// (none should be: nothing else runs on the TUN) is counted and resent.
-func (t *benchTarget) udpEcho(srv *benchServer) error {
+// udpEcho measures 64-byte UDP round trips for the duration, from a kernel
+// socket to the server's UDP echo (port 7), and records them as workload
+// w: through the reflector, the TUN floor under the echo figures; through
+// a stack, its UDP path. A datagram lost (none should be: nothing else
+// runs on the TUN) is counted and resent.
+func (t *benchTarget) udpEcho(srv *benchServer, w string) error {
 	c, err := net.Dial("udp", srv.hostPort(benchEchoPort))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	before, cpuErr := readCPU(srv)
 	msg, got := benchEchoMessage(), make([]byte, 128)
 	lost := 0
 	samples, err := echoSamples(t.cfg.duration, func() error {
@@ -275,7 +278,11 @@ func (t *benchTarget) udpEcho(srv *benchServer) error {
 	if err != nil {
 		return err
 	}
-	t.recordEcho(samples, nil)
-	t.res.Metrics["echo_lost"] = float64(lost)
+	var cpu *[2]cpuMeter
+	if after, err := readCPU(srv); err == nil && cpuErr == nil {
+		cpu = &[2]cpuMeter{before, after}
+	}
+	t.recordEcho(w, samples, cpu)
+	t.res.Metrics[w+"_lost"] = float64(lost)
 	return nil
 }

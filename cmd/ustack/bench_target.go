@@ -139,7 +139,8 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 // merged result never pairs, say, one variant's p50 with another's p99.
 // Metrics in no group are chosen on their own.
 var benchMetricGroups = [][]string{
-	{"echo_p50_us", "echo_p99_us", "echo_samples", "echo_server_cpu_us"},
+	{"echo_p50_us", "echo_p99_us", "echo_samples", "echo_server_cpu_us", "echo_lost"},
+	{"udpecho_p50_us", "udpecho_p99_us", "udpecho_samples", "udpecho_server_cpu_us", "udpecho_lost"},
 	{"connrate_per_s", "connrate_failed", "connrate_server_cpu_us"},
 	{"idle_conn_kib", "rss_base_mib", "rss_idle_mib", "rss_100k_mib", "idle_conns"},
 	{"cpu_server_up_s_per_gb", "cpu_total_up_s_per_gb"},
@@ -325,10 +326,13 @@ func (t *benchTarget) fail(workload string, err error) {
 func (t *benchTarget) run() {
 	workloads := t.cfg.workloads
 	if t.server == "tun-floor" {
-		// The reflector has no TCP: echo, over UDP, is its one workload.
+		// The reflector has no TCP: echo, over UDP, is its one workload
+		// (under both names).
 		workloads = nil
-		if slices.Contains(t.cfg.workloads, "echo") {
-			workloads = []string{"echo"}
+		for _, w := range []string{"echo", "udpecho"} {
+			if slices.Contains(t.cfg.workloads, w) {
+				workloads = append(workloads, w)
+			}
 		}
 	}
 	has := func(w string) bool { return slices.Contains(workloads, w) }
@@ -375,7 +379,9 @@ func (t *benchTarget) run() {
 		var err error
 		switch {
 		case w == "echo" && t.server == "tun-floor":
-			err = t.udpEcho(srv)
+			err = t.udpEcho(srv, "echo")
+		case w == "udpecho":
+			err = t.udpEcho(srv, "udpecho")
 		case w == "echo":
 			err = t.echo(srv)
 		case w == "connrate":
@@ -924,9 +930,9 @@ func (t *benchTarget) echo(srv *benchServer) error {
 	}
 	after, err := readCPU(srv)
 	if err != nil {
-		t.recordEcho(samples, nil)
+		t.recordEcho("echo", samples, nil)
 	} else {
-		t.recordEcho(samples, &[2]cpuMeter{before, after})
+		t.recordEcho("echo", samples, &[2]cpuMeter{before, after})
 	}
 	return nil
 }
@@ -965,19 +971,20 @@ func echoSamples(d time.Duration, roundTrip func() error) ([]time.Duration, erro
 	return samples, nil
 }
 
-// recordEcho stores an echo workload's figures, and the server's CPU per
-// round trip when cpu holds its readings before and after.
-func (t *benchTarget) recordEcho(samples []time.Duration, cpu *[2]cpuMeter) {
+// recordEcho stores the figures of echo workload w (its metrics are named
+// w_p50_us...), and the server's CPU per round trip when cpu holds its
+// readings before and after.
+func (t *benchTarget) recordEcho(w string, samples []time.Duration, cpu *[2]cpuMeter) {
 	p50, p99 := percentile(samples, 50), percentile(samples, 99)
 	m := t.res.Metrics
-	m["echo_p50_us"] = float64(p50) / float64(time.Microsecond)
-	m["echo_p99_us"] = float64(p99) / float64(time.Microsecond)
-	m["echo_samples"] = float64(len(samples))
+	m[w+"_p50_us"] = float64(p50) / float64(time.Microsecond)
+	m[w+"_p99_us"] = float64(p99) / float64(time.Microsecond)
+	m[w+"_samples"] = float64(len(samples))
 	if cpu != nil {
 		// JSON only: server CPU per round trip (warm-up included).
-		m["echo_server_cpu_us"] = float64(cpu[1].server-cpu[0].server) / float64(time.Microsecond) / float64(len(samples)+echoWarmup)
+		m[w+"_server_cpu_us"] = float64(cpu[1].server-cpu[0].server) / float64(time.Microsecond) / float64(len(samples)+echoWarmup)
 	}
-	t.logf("echo: p50 %v, p99 %v over %d round trips", p50, p99, len(samples))
+	t.logf("%s: p50 %v, p99 %v over %d round trips", w, p50, p99, len(samples))
 }
 
 // benchConnWorkers is how many clients open connections at once in the

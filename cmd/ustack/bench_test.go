@@ -417,3 +417,31 @@ func TestBenchBestOfVariants(t *testing.T) {
 	assert.Contains(t, out.String(), "gvisor: each row is the better of fdbased and wgnetstack: wgnetstack for up1, down1,")
 	assert.Contains(t, out.String(), "fdbased for echo_p50_us, echo_p99_us;")
 }
+
+// TestBenchUDPEchoMetrics: the UDP echo workload's figures are a group of
+// their own (a variant's p50 brings its p99 and loss count), apart from the
+// TCP echo's, and a failed udpecho voids only them.
+func TestBenchUDPEchoMetrics(t *testing.T) {
+	assert.Equal(t, "udpecho", workloadOfMetric("udpecho_p50_us"))
+	assert.Equal(t, "udpecho", workloadOfMetric("udpecho_lost"))
+	assert.Equal(t, "echo", workloadOfMetric("echo_p99_us"))
+	variants := map[string]*benchResult{
+		"wgnetstack": {Server: "gvisor", Metrics: map[string]float64{
+			"echo_p50_us": 80, "echo_p99_us": 150, "udpecho_p50_us": 60, "udpecho_p99_us": 300, "udpecho_lost": 1}},
+		"fdbased": {Server: "gvisor", Metrics: map[string]float64{
+			"echo_p50_us": 70, "echo_p99_us": 190}, Errors: map[string]string{"udpecho": "timeout"}},
+	}
+	got := bestOfVariants("gvisor", gvisorLinks, variants)
+	assert.Equal(t, map[string]float64{"echo_p50_us": 70, "echo_p99_us": 190,
+		"udpecho_p50_us": 60, "udpecho_p99_us": 300, "udpecho_lost": 1}, got.Metrics)
+	assert.Equal(t, "wgnetstack", got.Chosen["udpecho_p99_us"])
+	assert.Empty(t, got.Errors, "udpecho failed in one variant only")
+	var rows []string
+	for _, m := range benchMetrics {
+		if strings.HasPrefix(m.key, "udpecho_") {
+			rows = append(rows, m.label)
+		}
+	}
+	assert.Equal(t, []string{"UDP echo round trip p50 (64 B)", "UDP echo round trip p99 (64 B)"}, rows)
+	assert.Contains(t, benchWorkloads, "udpecho")
+}
