@@ -403,6 +403,15 @@ func (l *link) readLoop() {
 			if errors.Is(err, tun.ErrClosed) || s.closed.Load() {
 				return
 			}
+			if r, ok := tun.GSOReasonOf(err); ok {
+				// One packet with bad offload metadata, dropped by the
+				// link: not a failing link.
+				s.stats.LinkBadGSO[r].Add(1)
+				if k > 0 {
+					s.inputBatch(l, bufs[:k], sizes, gso, s.clock.Now(), &batch)
+				}
+				continue
+			}
 			s.stats.LinkReadErrors.Add(1)
 			errs++
 			if errs > 8 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ustack-net/ustack/ip"
 	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
 )
 
 // Stats are the stack-wide counters: one for every reason a packet is
@@ -146,6 +147,9 @@ type Stats struct {
 	IP [ip.NumDropReasons]atomic.Uint64
 	// TCPParse counts malformed TCP headers by reason (index tcp.ParseError).
 	TCPParse [tcp.NumParseErrors]atomic.Uint64
+	// LinkBadGSO counts packets a link refused for their offload metadata
+	// (a TUN's virtio-net header), by reason (index tun.GSODropReason).
+	LinkBadGSO [tun.NumGSODropReasons]atomic.Uint64
 }
 
 // statField is one named counter of Stats, found once by reflection.
@@ -168,7 +172,9 @@ var statFields = func() []statField {
 // Each calls f with the name and current value of every counter, in a fixed
 // order; IP drops appear once per ip.DropReason as "ip_<reason>" (e.g.
 // "ip_bad_checksum") and malformed TCP headers once per reason as
-// tcp.ParseError.Reason() (e.g. "tcp_header_truncated").
+// tcp.ParseError.Reason() (e.g. "tcp_header_truncated"), and packets links
+// refused for their offload metadata as "link_bad_gso_<reason>" (e.g.
+// "link_bad_gso_no_partial_csum").
 func (s *Stats) Each(f func(name string, value uint64)) {
 	v := reflect.ValueOf(s).Elem()
 	for _, sf := range statFields {
@@ -180,11 +186,14 @@ func (s *Stats) Each(f func(name string, value uint64)) {
 	for i := 1; i < tcp.NumParseErrors; i++ {
 		f(tcp.ParseError(i).Reason(), s.TCPParse[i].Load())
 	}
+	for r := range tun.NumGSODropReasons {
+		f("link_bad_gso_"+r.String(), s.LinkBadGSO[r].Load())
+	}
 }
 
 // Map returns the counters as a map from name to value (see Each).
 func (s *Stats) Map() map[string]uint64 {
-	m := make(map[string]uint64, len(statFields)+int(ip.NumDropReasons)+tcp.NumParseErrors)
+	m := make(map[string]uint64, len(statFields)+int(ip.NumDropReasons)+tcp.NumParseErrors+int(tun.NumGSODropReasons))
 	s.Each(func(name string, v uint64) { m[name] = v })
 	return m
 }

@@ -3,6 +3,7 @@ package stack
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -79,4 +80,44 @@ func TestUDPGSOInput(t *testing.T) {
 		require.Equal(t, uint64(2), st.UDPGSOIn.Load())
 		require.Equal(t, uint64(6), st.UDPInDatagrams.Load())
 	}
+}
+
+// badGSOLink is a pipe end whose first ReadGSO refuses a packet for its
+// offload metadata, as a TUN refuses a bad virtio-net header.
+type badGSOLink struct {
+	*tun.PipeEnd
+	refused atomic.Bool
+}
+
+func (l *badGSOLink) ReadGSO(bufs [][]byte, sizes []int, gso []tun.GSO, offset int) (int, error) {
+	if !l.refused.Swap(true) {
+		// The link's own error for a UDP super-datagram with segment size 0.
+		pkt := make([]byte, 28)
+		pkt[0], pkt[9] = 0x45, protoUDP
+		_, err := tun.Segment(pkt, tun.GSO{Type: tun.GSOUDP, NeedsCsum: true, CsumStart: 20, CsumOffset: 6}, nil, nil, 0)
+		return 0, err
+	}
+	return l.PipeEnd.ReadGSO(bufs, sizes, gso, offset)
+}
+
+// TestLinkBadGSOCounted: a packet the link refuses for its GSO metadata is
+// counted by reason (link_bad_gso_bad_size), not as a link read error, and
+// the link keeps delivering.
+func TestLinkBadGSOCounted(t *testing.T) {
+	mine, theirs := tun.NewPipe(1500)
+	s, err := New(Options{Links: []tun.Link{&badGSOLink{PipeEnd: theirs}}, Addrs: []netip.Addr{addrB}})
+	require.NoError(t, err)
+	defer s.Close()
+	defer mine.Close()
+	srv, err := s.ListenUDP(netip.AddrPortFrom(addrB, 53))
+	require.NoError(t, err)
+	_, err = mine.Write([][]byte{append(make([]byte, headroom), udpPacket(netip.AddrPortFrom(addrA, 1), netip.AddrPortFrom(addrB, 53), []byte("after"))...)}, headroom)
+	require.NoError(t, err)
+	buf := make([]byte, 100)
+	n, _, err := srv.ReadFromUDPAddrPort(buf)
+	require.NoError(t, err)
+	require.Equal(t, "after", string(buf[:n]))
+	m := s.Stats().Map()
+	require.Equal(t, uint64(1), m["link_bad_gso_bad_size"])
+	require.Zero(t, m["link_read_errors"])
 }

@@ -244,6 +244,11 @@ func (dev *device) createTUN(log *slog.Logger, name string, hostAddrs []netip.Pr
 			return nil, err
 		}
 	}
+	if dev.offload {
+		// USO needs Linux 6.2: without it the kernel cuts a UDP_SEGMENT
+		// sender's super-datagrams before the TUN (udp_gso_in stays 0).
+		log.Info("UDP segmentation offload", "tun", name, "udp_offload", link.UDPOffload())
+	}
 	if dev.synFilter {
 		if err := link.EnableSYNFilter(); err != nil {
 			log.Warn("no kernel-side SYN filter; SYN floods are dropped by ustack itself", "tun", name, "err", err)
