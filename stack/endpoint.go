@@ -34,12 +34,12 @@ type endpoint struct {
 	kaOn            bool
 
 	// The small fields sit together: an endpoint is kept per connection.
-	dirty    bool      // queued for Output at the end of an input batch
-	state    tcp.State // last state seen by afterOp (for the per-state gauges)
-	removed  bool      // no longer in the table
-	lnPhase  lnPhase
-	linger0  bool // SetLinger(0): Close sends RST
-	appOpen  bool // handed to the application, which has not closed it
+	dirty   bool      // queued for Output at the end of an input batch
+	state   tcp.State // last state seen by afterOp (for the per-state gauges)
+	removed bool      // no longer in the table
+	lnPhase lnPhase
+	linger0 bool // SetLinger(0): Close sends RST
+	appOpen bool // handed to the application, which has not closed it
 
 	// rdWake and wrWake (capacity 1: "something changed") are made by the
 	// first Read or Write that has to wait, so a connection nobody waits
