@@ -94,9 +94,6 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if c.closed.Load() {
 			return 0, c.opErr("read", net.ErrClosed)
 		}
-		if c.readShutdown.Load() {
-			return 0, io.EOF
-		}
 		ep.sh.mu.Lock()
 		n, err := ep.tc.Read(p)
 		if n > 0 {
@@ -307,25 +304,19 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// CloseRead shuts down the receiving side: Read returns io.EOF from now on
-// and data that arrives is discarded (still acknowledged, so the peer is
-// not stalled by a window that never opens).
+// CloseRead shuts down the receiving side as Linux's shutdown(SHUT_RD)
+// does: Read returns what is already queued and then io.EOF instead of
+// blocking. Data that arrives later is still acknowledged and queued, and
+// Read still returns it (Linux never discards it: the corpus's
+// shutdown-rd-wr-close.pkt reads it back); a Close with data unread
+// resets the connection (RFC 9293 §3.10.4, as for any unread data).
 func (c *Conn) CloseRead() error {
 	if c.closed.Load() {
 		return c.opErr("close", net.ErrClosed)
 	}
 	c.readShutdown.Store(true)
-	ep := c.ep
-	c.locked(func(tc *tcp.Conn) {
-		ep.readShut = true
-		tc.EndDirectRead() // what a blocked Read got is discarded too
-		for {
-			n, _ := tc.Read(ep.sh.discardBuf())
-			if n == 0 {
-				break
-			}
-		}
-	})
+	// A Read blocked with its buffer lent keeps what was delivered into
+	// it: it wakes, takes that, and sees the shutdown on its next call.
 	c.wakeReader()
 	return nil
 }

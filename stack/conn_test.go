@@ -105,13 +105,23 @@ func TestCloseOrdersAndErrors(t *testing.T) {
 		srv.Close()
 		cli.Close()
 	})
-	t.Run("CloseRead gives EOF locally", func(t *testing.T) {
+	t.Run("CloseRead reads what is queued, then EOF", func(t *testing.T) {
+		// Linux's SHUT_RD: queued data stays readable, then Read gives
+		// EOF instead of blocking (data arriving later is kept too: the
+		// drill's shutdown-rd-wr-close.pkt on the stack DUT).
 		p := newPair(t, nil)
 		cli, srv := connPair(t, p)
-		require.NoError(t, cli.CloseRead())
-		_, err := srv.Write([]byte("discarded"))
+		_, err := srv.Write([]byte("kept"))
 		require.NoError(t, err)
-		_, err = cli.Read(make([]byte, 1))
+		buf := make([]byte, 2)
+		_, err = io.ReadFull(cli, buf) // one segment: "pt" is queued now
+		require.NoError(t, err)
+		require.NoError(t, cli.CloseRead())
+		buf = make([]byte, 8)
+		n, err := cli.Read(buf)
+		require.NoError(t, err)
+		require.Equal(t, "pt", string(buf[:n]))
+		_, err = cli.Read(buf)
 		require.Equal(t, io.EOF, err)
 		srv.Close()
 		cli.Close()

@@ -34,13 +34,12 @@ type endpoint struct {
 	kaOn            bool
 
 	// The small fields sit together: an endpoint is kept per connection.
-	dirty    bool      // queued for Output at the end of an input batch
-	state    tcp.State // last state seen by afterOp (for the per-state gauges)
-	removed  bool      // no longer in the table
-	lnPhase  lnPhase
-	readShut bool // CloseRead: incoming data is discarded
-	linger0  bool // SetLinger(0): Close sends RST
-	appOpen  bool // handed to the application, which has not closed it
+	dirty   bool      // queued for Output at the end of an input batch
+	state   tcp.State // last state seen by afterOp (for the per-state gauges)
+	removed bool      // no longer in the table
+	lnPhase lnPhase
+	linger0 bool // SetLinger(0): Close sends RST
+	appOpen bool // handed to the application, which has not closed it
 
 	// rdWake and wrWake (capacity 1: "something changed") are made by the
 	// first Read or Write that has to wait, so a connection nobody waits
@@ -182,14 +181,6 @@ func (s *Stack) afterOp(ep *endpoint, now tcp.Time) {
 			ep.softErr = nil
 		}
 		if ev&(tcp.EventReadable|tcp.EventEOF|tcp.EventReset|tcp.EventRefused|tcp.EventTimedOut|tcp.EventClosed) != 0 {
-			if ep.readShut {
-				for {
-					n, _ := tc.Read(ep.sh.discardBuf())
-					if n == 0 {
-						break
-					}
-				}
-			}
 			wake(ep.rdWake)
 		}
 		if ev&(tcp.EventWritable|tcp.EventEstablished|tcp.EventReset|tcp.EventRefused|tcp.EventTimedOut|tcp.EventClosed) != 0 {

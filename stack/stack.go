@@ -220,19 +220,9 @@ type shard struct {
 	// timerPending is set while an onTimer goroutine waits for mu.
 	timerPending atomic.Bool
 	due          []*endpoint
-	discard      []byte // scratch for reads that throw data away (CloseRead)
 	// scratch is the Output working space of every Conn of the shard
 	// (their Output runs under mu): one per shard, not one per connection.
 	scratch tcp.Scratch
-}
-
-// discardBuf returns the shard's scratch buffer for discarded reads. sh.mu
-// must be held.
-func (sh *shard) discardBuf() []byte {
-	if sh.discard == nil {
-		sh.discard = make([]byte, 4096)
-	}
-	return sh.discard
 }
 
 // New makes a Stack and starts its links.

@@ -67,6 +67,10 @@ type Config struct {
 	// default, RFC 8985 RACK-TLP), RecoverySACK (RFC 6675) or
 	// RecoveryNewReno (RFC 6582, duplicate ACKs only).
 	Recovery Recovery
+	// DisableTLP turns off RACK-TLP's tail-loss probes (RFC 8985 §7),
+	// keeping RACK's time-based loss detection: Linux's tcp_early_retrans
+	// below 3. Meaningful with RecoveryRACK only.
+	DisableTLP bool
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with
 	// RegisterCongestionControl.

@@ -623,7 +623,7 @@ func TestGSOSuperSegments(t *testing.T) {
 	h := establishRTT(t, cfg, 100*ms, Segment{})
 	h.c.Write(data(12500, 0))
 	// IW = 10 segments of 1000 → one super-segment of 10000 bytes.
-	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 10000 gso 1000")
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 10000 gso 1000")
 	h.c.SetNoDelay(true)
 	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+10001, 65535)), "[P.] seq 11001 ack 5001 win 4096 len 2500 gso 1000")
 }

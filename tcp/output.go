@@ -241,6 +241,15 @@ func (c *Conn) emitData(now Time, e Emitter, seq Seq, n uint32, fin bool) {
 		}
 		if seg := c.segPayloadMax(); n > seg {
 			c.sc.seg.GSOSize = uint16(seg)
+			// A super-segment of new data carries PSH, as Linux's TSO
+			// skbs do (tcp_sendmsg marks each full skb it pushes, and
+			// GSO keeps PSH on the last wire piece). A retransmitted
+			// one does not: Linux's tcp_fragment leaves PSH only on the
+			// tail of the original skb, which the rule above covers.
+			// RFC 9293 §3.9.1 leaves PSH placement to the sender.
+			if (seq + Seq(n)).GreaterThan(c.sndMax) {
+				c.sc.seg.Flags |= FlagPSH
+			}
 		}
 	}
 	if fin {

@@ -141,8 +141,8 @@ func TestPacingSizesSuperSegments(t *testing.T) {
 	h.c.Write(data(20000, 0))
 	times, segs := pacedRun(t, h, t0, 100)
 	assert.Equal(t, []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond}, times)
-	assert.Equal(t, "[.] seq 1001 ack 5001 win 4096 len 5000 gso 1000\n[.] seq 6001 ack 5001 win 4096 len 5000 gso 1000\n"+
-		"[.] seq 11001 ack 5001 win 4096 len 5000 gso 1000\n[P.] seq 16001 ack 5001 win 4096 len 5000 gso 1000", fmtSegs(segs))
+	assert.Equal(t, "[P.] seq 1001 ack 5001 win 4096 len 5000 gso 1000\n[P.] seq 6001 ack 5001 win 4096 len 5000 gso 1000\n"+
+		"[P.] seq 11001 ack 5001 win 4096 len 5000 gso 1000\n[P.] seq 16001 ack 5001 win 4096 len 5000 gso 1000", fmtSegs(segs))
 
 	// A slow rate still sends two segments at a time: 100 kB/s, 2000
 	// bytes every 20 ms.

@@ -425,7 +425,9 @@ func (c *Conn) sackLoss() bool { return c.recoveryInUse() != RecoveryNewReno }
 
 // tlpEnabled reports whether the connection sends tail-loss probes:
 // RACK-TLP with SACK (RFC 8985 §7.2; Linux also requires SACK).
-func (c *Conn) tlpEnabled() bool { return c.cfg.Recovery == RecoveryRACK && c.sackOK }
+func (c *Conn) tlpEnabled() bool {
+	return c.cfg.Recovery == RecoveryRACK && c.sackOK && !c.cfg.DisableTLP
+}
 
 // tlpPTO is RFC 8985 §7.2 TLP_calc_PTO without the RTO cap: 2·SRTT, plus
 // WCDelAckT when one segment is in flight, 1 s before any RTT sample.

@@ -266,3 +266,73 @@ func TestRACKDetectsLostRetransmission(t *testing.T) {
 	h.in(sackSeg(8001))
 	require.Equal(t, uint64(1), h.c.Info().FastRecoveries)
 }
+
+// TestRACKLossInsideSuperSegment: with offloads the first flight leaves as
+// one super-segment, one rate record until a SACK block cuts it (as a
+// SACK cuts Linux's TSO skb): the unSACKed head is then a segment sent
+// before the SACKed ones, lost at RACK.rtt + reo_wnd; the handshake's RTT
+// is the first RACK.min_RTT, so the window is 25 ms from the start.
+func TestRACKLossInsideSuperSegment(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	h := sackEstablished(t, cfg)
+	t0 := h.now
+	h.c.Write(data(4000, 0))
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 4000 gso 1000")
+	h.now = t0 + 100*ms
+	h.expect(h.in(sackSeg(1001, SACKBlock{Start: 2001, End: 3001})))
+	require.Equal(t, 3, h.c.rate.n, "the record is cut at the SACK block's edges")
+	require.Equal(t, 25*time.Millisecond, h.c.rackReoWnd())
+	d, _ := h.c.NextDeadline()
+	require.Equal(t, t0+125*ms, d, "the reordering timer")
+	h.expect(h.advance(t0+125*ms), "[.] seq 1001 ack 5001 win 4096 len 1000")
+}
+
+// TestRACKDupThreshInsideSuperSegment: three segments of the super-segment
+// SACKed, the head is lost at once (RFC 8985 §6.2: no window before
+// reordering is seen), as Linux retransmits in fr-4pkt-sack.pkt.
+func TestRACKDupThreshInsideSuperSegment(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	h := sackEstablished(t, cfg)
+	h.c.Write(data(4000, 0))
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 4000 gso 1000")
+	h.now += 100 * ms
+	h.expect(h.in(sackSeg(1001, SACKBlock{Start: 2001, End: 3001})))
+	h.expect(h.in(sackSeg(1001, SACKBlock{Start: 2001, End: 4001})))
+	h.expect(h.in(sackSeg(1001, SACKBlock{Start: 2001, End: 5001})), "[.] seq 1001 ack 5001 win 4096 len 1000")
+}
+
+// TestTLPOffKeepsRACK: Config.DisableTLP (Linux tcp_early_retrans=0) sends
+// no probe; the lost tail waits for the RTO, while RACK stays the
+// recovery.
+func TestTLPOffKeepsRACK(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableTLP = true
+	h := sackEstablished(t, cfg)
+	require.Equal(t, "rack", h.c.Info().Recovery)
+	sendSegs(t, h, 4)
+	h.now += 100 * ms
+	h.expect(h.in(sackSeg(3001)))
+	at := h.now
+	h.expect(h.advance(at + 249*ms))
+	h.expect(h.advance(at+250*ms), "[.] seq 3001 ack 5001 win 4096 len 1000")
+	in := h.c.Info()
+	require.Zero(t, in.TLPProbes)
+	require.Equal(t, uint64(1), in.RTOExpirations)
+}
+
+// TestRetransmittedSuperSegmentNoPSH: a super-segment of new data carries
+// PSH (as Linux's TSO packets do), one retransmitted after an RTO does not
+// (Linux's tcp_fragment keeps PSH on the tail of the original skb only).
+func TestRetransmittedSuperSegmentNoPSH(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.c.Write(data(10000, 0))
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 10000 gso 1000")
+	at := h.now
+	h.expect(h.advance(at+300*ms), "[.] seq 1001 ack 5001 win 4096 len 1000")
+	h.now = at + 400*ms
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1001, 65535)), "[.] seq 2001 ack 5001 win 4096 len 2000 gso 1000")
+}

@@ -91,6 +91,11 @@ func (c *Conn) rateState() *rateState {
 		// until something has been delivered.
 		c.rate = &rateState{lostScan: c.sndUna, appLimited: 1}
 		c.rate.rack.lostEnd, c.rate.rack.reoWndMult = c.sndUna, 1
+		// Before the first data the only RTT samples are the
+		// handshake's: Linux's min_rtt counts the SYN-ACK's RTT, and
+		// RACK's reordering window is RACK.min_RTT/4 from the first
+		// loss on (RFC 8985 §6.2).
+		c.rate.minRTT = c.rto.SRTT()
 	}
 	return c.rate
 }
@@ -101,21 +106,54 @@ func (r *rateState) at(i int) *sentRecord { return &r.recs[(r.head+i)&(len(r.rec
 // push appends a record, growing the ring or, at rateMaxRecords, merging
 // into the newest record. It reports false when it merged.
 func (r *rateState) push(rec sentRecord) bool {
-	if r.n == len(r.recs) {
-		if r.n >= rateMaxRecords {
-			last := r.at(r.n - 1)
-			if last.end() == rec.start {
-				last.len += rec.len
-			}
-			return false
+	if !r.room() {
+		last := r.at(r.n - 1)
+		if last.end() == rec.start {
+			last.len += rec.len
 		}
-		nr := make([]sentRecord, max(rateMinRecords, 2*len(r.recs)))
-		for i := 0; i < r.n; i++ {
-			nr[i] = *r.at(i)
-		}
-		r.recs, r.head = nr, 0
+		return false
 	}
 	*r.at(r.n) = rec
+	r.n++
+	return true
+}
+
+// room makes space for one more record, growing the ring; false when it is
+// full at rateMaxRecords.
+func (r *rateState) room() bool {
+	if r.n < len(r.recs) {
+		return true
+	}
+	if r.n >= rateMaxRecords {
+		return false
+	}
+	nr := make([]sentRecord, max(rateMinRecords, 2*len(r.recs)))
+	for i := 0; i < r.n; i++ {
+		nr[i] = *r.at(i)
+	}
+	r.recs, r.head = nr, 0
+	return true
+}
+
+// split cuts record i at seq, strictly inside it, into two records with
+// the same snapshot, as Linux's tcp_fragment cuts a TSO skb that a SACK
+// block starts or ends inside: each part of a super-segment is then
+// delivered, marked lost and retransmitted on its own (RFC 8985 §6.2
+// compares the send times of segments, not of the bursts they left in).
+// It reports false, leaving the record whole, when the ring is full.
+func (r *rateState) split(i int, seq Seq) bool {
+	if !r.room() {
+		return false
+	}
+	for j := r.n; j > i+1; j-- {
+		*r.at(j) = *r.at(j - 1)
+	}
+	front := r.at(i)
+	back := *front
+	k := front.start.Size(seq)
+	front.len = k
+	back.start, back.len = seq, back.len-k
+	*r.at(i + 1) = back
 	r.n++
 	return true
 }
@@ -275,6 +313,12 @@ func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
 				}
 				if rec.flags&srDelivered != 0 {
 					continue
+				}
+				if rec.start.LessThan(b.Start) && b.Start.LessThan(rec.end()) && r.split(i, b.Start) {
+					continue // the next record starts at b.Start
+				}
+				if b.End.LessThan(rec.end()) && r.split(i, b.End) {
+					rec = r.at(i)
 				}
 				if c.board.covers(rec.start, rec.end()) {
 					rec.flags |= srDelivered

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ustack-net/ustack/integration"
 	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
 )
 
 // tcpDUT is `--dut tcp`: the bare engine, tcp.Conn, with no stack around
@@ -71,9 +72,14 @@ func newTCPDUT(o Options) *tcpDUT {
 	// engine's default, has its own exact-segment tests in tcp/.
 	d.cfg.Recovery = tcp.RecoverySACK
 	d.cfg.MSS = uint16(o.MTU - 40)
+	iphl := 20
 	if o.IPv6 {
 		d.cfg.MSS = uint16(o.MTU - 60)
+		iphl = 40
 	}
+	// Super-segments, as a TUN with offloads on takes them (and as the
+	// stack makes them for --dut ustack): what Linux's packetdrill expects.
+	d.cfg.GSOMaxSize = tun.MaxPacketSize - iphl - tcp.HeaderMaxLen
 	return d
 }
 
@@ -887,6 +893,36 @@ func engineSysctl(cfg *tcp.Config, key, value string) error {
 			return err
 		}
 		cfg.FinWait2Timeout = time.Duration(n) * time.Second
+	case "net.ipv4.tcp_recovery":
+		// A bit mask (Documentation/networking/ip-sysctl.rst): 0x1 is
+		// RACK loss detection (RFC 8985); without it Linux counts
+		// duplicate ACKs and SACKed segments (RFC 6675). 0x2 (a static
+		// reordering window) and 0x4 (no DupThresh fallback) have no
+		// equivalent.
+		n, err := num()
+		if err != nil {
+			return err
+		}
+		if n&^1 != 0 {
+			return fmt.Errorf("%s=%d: %w (bits 0x2 and 0x4)", key, n, ErrNoEquivalent)
+		}
+		if n&1 != 0 {
+			cfg.Recovery = tcp.RecoveryRACK
+		} else {
+			cfg.Recovery = tcp.RecoverySACK
+		}
+	case "net.ipv4.tcp_early_retrans":
+		// 3 and 4 turn on tail-loss probes (RFC 8985 §7), the rest
+		// leave them off; the early retransmit of RFC 5827 that 1 and 2
+		// once chose is gone from Linux (RACK replaced it).
+		n, err := num()
+		if err != nil {
+			return err
+		}
+		if n < 0 || n > 4 {
+			return fmt.Errorf("%s=%d: want 0 to 4", key, n)
+		}
+		cfg.DisableTLP = n < 3
 	case "net.ipv4.tcp_ecn":
 		n, err := num()
 		if err != nil {

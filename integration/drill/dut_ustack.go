@@ -829,20 +829,39 @@ func (l *drillLink) Write(bufs [][]byte, offset int) (int, error) {
 	return l.WriteGSO(bufs, nil, offset)
 }
 
-func (l *drillLink) WriteGSO(bufs [][]byte, _ []tun.GSO, offset int) (int, error) {
-	for _, b := range bufs {
-		l.record(b[offset:])
+func (l *drillLink) WriteGSO(bufs [][]byte, gso []tun.GSO, offset int) (int, error) {
+	for i, b := range bufs {
+		var g tun.GSO
+		if i < len(gso) {
+			g = gso[i]
+		}
+		// The link is the device: it completes a partial checksum (of a
+		// super-packet, over all of it: one Emission is recorded, as the
+		// linux DUT records a TSO super-packet, and its checksum is
+		// verified whole).
+		p := b[offset:]
+		plain := g
+		plain.Type = tun.GSONone
+		if err := tun.CompleteChecksum(p, plain); err != nil {
+			l.bad = append(l.bad, "GSO: "+err.Error())
+			continue
+		}
+		l.record(p, g)
 	}
 	return len(bufs), nil
 }
 
-func (l *drillLink) GSOMaxSize() int { return 0 } // MSS-sized packets, as --offload=false
+// GSOMaxSize is that of a TUN with offloads on: the stack writes TCP
+// super-packets, which a `>` line describes as Linux's packetdrill does
+// (TSO/GSO-sized segments).
+func (l *drillLink) GSOMaxSize() int { return tun.MaxPacketSize }
 func (l *drillLink) MTU() int        { return l.mtu }
 func (l *drillLink) BatchSize() int  { return 1 }
 func (l *drillLink) Close() error    { return nil }
 
-// record parses one packet the stack wrote into an Emission.
-func (l *drillLink) record(p []byte) {
+// record parses one packet the stack wrote into an Emission (a GSO
+// super-packet is one Emission with Seg.GSOSize its MSS).
+func (l *drillLink) record(p []byte, g tun.GSO) {
 	var f integration.IPFields
 	var seg, src, dst []byte
 	switch {
@@ -889,5 +908,8 @@ func (l *drillLink) record(p []byte) {
 		return
 	}
 	s.Payload = bytes.Clone(s.Payload)
+	if g.IsGSO() {
+		s.GSOSize = g.Size
+	}
 	l.emitted = append(l.emitted, integration.Emission{At: l.d.Now(), Seg: s, IP: f})
 }
