@@ -646,7 +646,15 @@ func (c *Conn) enterRecovery(now Time) {
 	flight := c.sndUna.Size(c.sndMax)
 	c.inRecovery = true
 	c.recover = c.sndMax
-	c.highRxt = c.sndUna
+	if c.rackActive() && c.rate != nil {
+		// Retransmissions of the previous recovery above its recovery
+		// point may still be in flight: RACK resends them only once it
+		// deems them lost again (srRelost), not because a new episode
+		// began, as Linux keeps an skb's RETRANS mark across episodes.
+		c.highRxt = c.highRxt.Max(c.sndUna)
+	} else {
+		c.highRxt = c.sndUna
+	}
 	c.rare().fastRecoveries++
 	c.rttTimer.Cancel()
 	c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryStart, InFlight: flight})

@@ -120,6 +120,29 @@ func (r *rateState) push(rec sentRecord) bool {
 	return true
 }
 
+// split cuts record i in two at seq (inside it), both halves keeping its
+// snapshot, by shifting the records after it one place. It reports false,
+// changing nothing, when the ring is at rateMaxRecords.
+func (r *rateState) split(i int, seq Seq) bool {
+	if r.n == len(r.recs) {
+		if r.n >= rateMaxRecords {
+			return false
+		}
+		r.push(*r.at(r.n - 1)) // grows the ring; overwritten by the shift
+		r.n--
+	}
+	for j := r.n; j > i+1; j-- {
+		*r.at(j) = *r.at(j - 1)
+	}
+	r.n++
+	rec, back := r.at(i), r.at(i+1)
+	*back = *rec
+	k := rec.start.Size(seq)
+	rec.len = k
+	back.start, back.len = seq, back.len-k
+	return true
+}
+
 // search returns the index of the first record whose end is after seq.
 func (r *rateState) search(seq Seq) int {
 	lo, hi := 0, r.n
@@ -167,6 +190,13 @@ func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
 	flight := c.sndUna.Size(c.sndMax.Max(end))
 	if seq.LessThan(tail) {
 		// A retransmission: the records it touches get a new snapshot.
+		// A record (a super-segment) that the retransmission covers only
+		// in part is split first, so that the rest keeps the time it was
+		// sent: stamped with the retransmission's time, its original
+		// bytes SACKed later would move RACK.xmit_ts ahead of segments
+		// still queued in the path, and RACK would mark those lost
+		// (Linux likewise fragments the skb it retransmits,
+		// tcp_retransmit_skb).
 		for i := r.search(seq); i < r.n; i++ {
 			rec := r.at(i)
 			if !rec.start.LessThan(end) {
@@ -174,6 +204,13 @@ func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
 			}
 			if rec.flags&srDelivered != 0 {
 				continue
+			}
+			if rec.start.LessThan(seq) && r.split(i, seq) {
+				continue // the next iteration re-stamps the back part
+			}
+			if end.LessThan(rec.end()) {
+				r.split(i, end)
+				rec = r.at(i)
 			}
 			keep := rec.flags & srLost
 			s, l := rec.start, rec.len
