@@ -731,3 +731,43 @@ func TestWindowUpdateOnReadDeferred(t *testing.T) {
 		})
 	}
 }
+
+// On a SACK connection an ACK that SACKs nothing new is not a duplicate
+// ACK (RFC 6675 §2, §5): four identical ACKs, as a receiver sends when
+// several wakeups each acknowledge, neither release limited-transmit
+// segments nor start a recovery, with either SACK-based recovery; ACKs
+// that SACK new data still do.
+func TestSACKRepeatedACKsAreNotDuplicates(t *testing.T) {
+	for _, rec := range []Recovery{RecoveryRACK, RecoverySACK} {
+		t.Run(rec.String(), func(t *testing.T) {
+			cfg := plainConfig()
+			cfg.Recovery = rec
+			h := rackWarm(t, cfg) // SND.NXT 2001, min RTT 100 ms
+			t0 := h.now
+			h.c.Write(data(14000, 0))
+			require.Equal(t, 11, len(h.output())) // [2001,13001) fills cwnd
+			h.now = t0 + 100*ms
+			for i := 0; i < 4; i++ {
+				h.expect(h.in(sackSeg(2001)))
+			}
+			in := h.c.Info()
+			require.False(t, in.InRecovery)
+			require.Zero(t, in.Retransmits)
+			require.Equal(t, uint64(0), in.DupAcksIn)
+			if rec == RecoverySACK {
+				// ACKs that SACK new data: RFC 3042 limited transmit on
+				// the first two, fast retransmit on the third.
+				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 4001})), "[.] seq 13001 ack 5001 win 4096 len 1000")
+				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 5001})), "[.] seq 14001 ack 5001 win 4096 len 1000")
+				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+			} else {
+				// Three segments SACKed: RACK's window is zero, and the
+				// segment sent before them is lost.
+				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+			}
+			in = h.c.Info()
+			require.True(t, in.InRecovery)
+			require.Equal(t, uint32(1), in.Retransmits)
+		})
+	}
+}

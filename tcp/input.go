@@ -472,8 +472,14 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 		if ds {
 			dsack = &blocks[0]
 		}
-		if ack == c.sndUna && newlySACKed > 0 && len(seg.Payload) == 0 {
-			isDup = true // RFC 6675 §2: an ACK carrying new SACK information
+		if c.sackLoss() {
+			// RFC 6675 §2 and §5: with SACK a duplicate ACK is one that
+			// SACKs new data. An ACK that only repeats what the sender
+			// already knows (a receiver's window update or a repeated
+			// ACK; the timestamps differ) says nothing of a loss, and
+			// three of them must not start a recovery, as Linux counts
+			// duplicates by sacked_out.
+			isDup = ack == c.sndUna && outstanding && newlySACKed > 0 && len(seg.Payload) == 0
 		}
 	}
 	rs.NewlySACKed = newlySACKed
