@@ -771,3 +771,33 @@ func TestSACKRepeatedACKsAreNotDuplicates(t *testing.T) {
 		})
 	}
 }
+
+// The stack's goroutines read the clock before they take a connection's
+// lock, so an entry point can be handed a time earlier than one the
+// connection has already seen (a reader's batch time after an application
+// Write's). The connection's clock never goes back: a TSval lower than one
+// already sent would make the peer discard the segment (PAWS, RFC 7323
+// §5), a loss on a lossless path.
+func TestTimeNeverGoesBack(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableTimestamps = false
+	cfg.NoDelay = true
+	h := newDialed(t, cfg)
+	sa := Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 8192,
+		Options: Options{HasMSS: true, MSS: 1460, HasTimestamp: true, TSVal: 1000, TSEcr: h.c.tsNow(h.now)}}
+	h.in(sa)
+	t0 := h.now
+	h.now = t0 + 5*ms
+	h.c.Write(data(10, 0))
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 10 <TS val 10005 ecr 1000>")
+	// A goroutine that read the clock 1.5 ms earlier runs next.
+	h.now = t0 + 3500*Time(time.Microsecond)
+	h.c.Write(data(10, 0))
+	h.expect(h.output(), "[P.] seq 1011 ack 5001 win 4096 len 10 <TS val 10005 ecr 1000>")
+	require.Equal(t, t0+5*ms+Time(h.c.Info().RTO), h.c.rtxTimer.at, "the RTO runs from the later time")
+	// So does an arriving segment.
+	ack := seg(FlagACK, tPeer+1, tISS+21, 8192)
+	ack.Options.HasTimestamp, ack.Options.TSVal, ack.Options.TSEcr = true, 1010, 10005
+	h.expect(h.in(ack))
+	require.Equal(t, uint64(0), h.c.Info().PAWSDrops)
+}

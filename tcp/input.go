@@ -7,7 +7,7 @@ import "syscall"
 // (PAWS). The payload may be of any length up to 64 KiB (a GRO
 // super-segment); it is copied before Input returns.
 func (c *Conn) Input(now Time, seg *Segment) {
-	c.clock = now
+	now = c.advanceClock(now)
 	c.stats.segsIn++
 	if len(seg.Payload) > 0 {
 		c.stats.dataSegsIn++

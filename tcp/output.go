@@ -8,6 +8,7 @@ import "time"
 // avoidance), probes, and a pure ACK if one is owed and nothing else carried
 // it. Each segment is handed to e.Emit and is valid only during that call.
 func (c *Conn) Output(now Time, e Emitter) {
+	now = c.advanceClock(now)
 	if c.sc == nil {
 		c.sc = new(Scratch)
 	}
