@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/ustack-net/ustack/tcp"
 )
 
 // patternReader yields n bytes where byte i is i mod 251.
@@ -47,9 +48,10 @@ func TestBulkTransferSHA256(t *testing.T) {
 			ln, err := p.b.Listen(tc.network, ":9")
 			require.NoError(t, err)
 			type result struct {
-				n   int64
-				sum [32]byte
-				err error
+				n    int64
+				sum  [32]byte
+				err  error
+				info tcp.Info
 			}
 			res := make(chan result, 1)
 			go func() {
@@ -63,7 +65,7 @@ func TestBulkTransferSHA256(t *testing.T) {
 				k, err := io.Copy(h, c)
 				var s [32]byte
 				copy(s[:], h.Sum(nil))
-				res <- result{k, s, err}
+				res <- result{k, s, err, c.(*Conn).Info()}
 			}()
 			c, err := p.a.Dial("tcp", tc.addr)
 			require.NoError(t, err)
@@ -77,6 +79,9 @@ func TestBulkTransferSHA256(t *testing.T) {
 			require.NoError(t, r.err)
 			require.EqualValues(t, n, r.n)
 			require.Equal(t, patternSum(n), r.sum)
+			// The pipe neither loses nor reorders: no segment may be
+			// discarded as old (PAWS) because a sender's time went back.
+			require.Zero(t, r.info.PAWSDrops)
 			t.Logf("%d MiB in %v: %.0f MB/s", n>>20, el, float64(n)/el.Seconds()/1e6)
 			ln.Close()
 		})

@@ -75,6 +75,11 @@ func TestBulkTransfer(t *testing.T) {
 					rcv := n.conns[1].Info()
 					require.LessOrEqual(t, rcv.SegsOut*100, rcv.DataSegsIn*62,
 						"receiver sent %d segments for %d data segments", rcv.SegsOut, rcv.DataSegsIn)
+					// The queue's drops are the only losses: each is
+					// retransmitted once, and nothing that arrived is
+					// sent again (no D-SACK).
+					require.Equal(t, la.stats.queueDrops, int(in.Retransmits), "retransmissions for %d drops", la.stats.queueDrops)
+					require.Zero(t, rcv.DSACKsSent)
 				}
 				t.Logf("%s: %v virtual, retrans %d, rto %d, fastrec %d, tlp %d/%d, cwnd %d, link %+v", tc.name,
 					time.Duration(n.now), in.Retransmits, in.RTOExpirations, in.FastRecoveries, in.TLPProbes, in.TLPRecoveries, in.CWnd, la.stats)

@@ -68,6 +68,9 @@ func TestBBRGoodputAtOnePercentLoss(t *testing.T) {
 		goodput[cc] = float64(size) * 8 / secs / 1e6
 		t.Logf("%s: %.1f Mbit/s (%v virtual), retrans %d, rto %d, link %+v, bbr %+v", cc, goodput[cc],
 			time.Duration(n.now), in.Retransmits, in.RTOExpirations, la.stats, in.BBR)
+		// No spurious retransmission: one per segment lost or dropped.
+		require.LessOrEqual(t, int(in.Retransmits), la.stats.lost+la.stats.queueDrops)
+		require.Zero(t, n.conns[1].Info().DSACKsSent)
 	}
 	assert.Greater(t, goodput["bbr"], 3*goodput["cubic"])
 }

@@ -731,3 +731,73 @@ func TestWindowUpdateOnReadDeferred(t *testing.T) {
 		})
 	}
 }
+
+// On a SACK connection an ACK that SACKs nothing new is not a duplicate
+// ACK (RFC 6675 §2, §5): four identical ACKs, as a receiver sends when
+// several wakeups each acknowledge, neither release limited-transmit
+// segments nor start a recovery, with either SACK-based recovery; ACKs
+// that SACK new data still do.
+func TestSACKRepeatedACKsAreNotDuplicates(t *testing.T) {
+	for _, rec := range []Recovery{RecoveryRACK, RecoverySACK} {
+		t.Run(rec.String(), func(t *testing.T) {
+			cfg := plainConfig()
+			cfg.Recovery = rec
+			h := rackWarm(t, cfg) // SND.NXT 2001, min RTT 100 ms
+			t0 := h.now
+			h.c.Write(data(14000, 0))
+			require.Equal(t, 11, len(h.output())) // [2001,13001) fills cwnd
+			h.now = t0 + 100*ms
+			for i := 0; i < 4; i++ {
+				h.expect(h.in(sackSeg(2001)))
+			}
+			in := h.c.Info()
+			require.False(t, in.InRecovery)
+			require.Zero(t, in.Retransmits)
+			require.Equal(t, uint64(0), in.DupAcksIn)
+			if rec == RecoverySACK {
+				// ACKs that SACK new data: RFC 3042 limited transmit on
+				// the first two, fast retransmit on the third.
+				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 4001})), "[.] seq 13001 ack 5001 win 4096 len 1000")
+				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 5001})), "[.] seq 14001 ack 5001 win 4096 len 1000")
+				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+			} else {
+				// Three segments SACKed: RACK's window is zero, and the
+				// segment sent before them is lost.
+				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+			}
+			in = h.c.Info()
+			require.True(t, in.InRecovery)
+			require.Equal(t, uint32(1), in.Retransmits)
+		})
+	}
+}
+
+// The stack's goroutines read the clock before they take a connection's
+// lock, so an entry point can be handed a time earlier than one the
+// connection has already seen (a reader's batch time after an application
+// Write's). The connection's clock never goes back: a TSval lower than one
+// already sent would make the peer discard the segment (PAWS, RFC 7323
+// §5), a loss on a lossless path.
+func TestTimeNeverGoesBack(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableTimestamps = false
+	cfg.NoDelay = true
+	h := newDialed(t, cfg)
+	sa := Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 8192,
+		Options: Options{HasMSS: true, MSS: 1460, HasTimestamp: true, TSVal: 1000, TSEcr: h.c.tsNow(h.now)}}
+	h.in(sa)
+	t0 := h.now
+	h.now = t0 + 5*ms
+	h.c.Write(data(10, 0))
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 10 <TS val 10005 ecr 1000>")
+	// A goroutine that read the clock 1.5 ms earlier runs next.
+	h.now = t0 + 3500*Time(time.Microsecond)
+	h.c.Write(data(10, 0))
+	h.expect(h.output(), "[P.] seq 1011 ack 5001 win 4096 len 10 <TS val 10005 ecr 1000>")
+	require.Equal(t, t0+5*ms+Time(h.c.Info().RTO), h.c.rtxTimer.at, "the RTO runs from the later time")
+	// So does an arriving segment.
+	ack := seg(FlagACK, tPeer+1, tISS+21, 8192)
+	ack.Options.HasTimestamp, ack.Options.TSVal, ack.Options.TSEcr = true, 1010, 10005
+	h.expect(h.in(ack))
+	require.Equal(t, uint64(0), h.c.Info().PAWSDrops)
+}

@@ -221,7 +221,7 @@ func (c *Conn) SetPathMSS(now Time, mss uint16) bool {
 	if mss >= c.sndMSS {
 		return false
 	}
-	c.clock = now
+	now = c.advanceClock(now)
 	c.sndMSS = mss
 	c.board.SetMSS(uint32(mss))
 	if c.state.canSendData() && c.sndNxt != c.sndUna {

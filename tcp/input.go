@@ -7,7 +7,7 @@ import "syscall"
 // (PAWS). The payload may be of any length up to 64 KiB (a GRO
 // super-segment); it is copied before Input returns.
 func (c *Conn) Input(now Time, seg *Segment) {
-	c.clock = now
+	now = c.advanceClock(now)
 	c.stats.segsIn++
 	if len(seg.Payload) > 0 {
 		c.stats.dataSegsIn++
@@ -472,8 +472,14 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 		if ds {
 			dsack = &blocks[0]
 		}
-		if ack == c.sndUna && newlySACKed > 0 && len(seg.Payload) == 0 {
-			isDup = true // RFC 6675 §2: an ACK carrying new SACK information
+		if c.sackLoss() {
+			// RFC 6675 §2 and §5: with SACK a duplicate ACK is one that
+			// SACKs new data. An ACK that only repeats what the sender
+			// already knows (a receiver's window update or a repeated
+			// ACK; the timestamps differ) says nothing of a loss, and
+			// three of them must not start a recovery, as Linux counts
+			// duplicates by sacked_out.
+			isDup = ack == c.sndUna && outstanding && newlySACKed > 0 && len(seg.Payload) == 0
 		}
 	}
 	rs.NewlySACKed = newlySACKed
@@ -646,7 +652,15 @@ func (c *Conn) enterRecovery(now Time) {
 	flight := c.sndUna.Size(c.sndMax)
 	c.inRecovery = true
 	c.recover = c.sndMax
-	c.highRxt = c.sndUna
+	if c.rackActive() && c.rate != nil {
+		// Retransmissions of the previous recovery above its recovery
+		// point may still be in flight: RACK resends them only once it
+		// deems them lost again (srRelost), not because a new episode
+		// began, as Linux keeps an skb's RETRANS mark across episodes.
+		c.highRxt = c.highRxt.Max(c.sndUna)
+	} else {
+		c.highRxt = c.sndUna
+	}
 	c.rare().fastRecoveries++
 	c.rttTimer.Cancel()
 	c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryStart, InFlight: flight})

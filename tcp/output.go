@@ -8,6 +8,7 @@ import "time"
 // avoidance), probes, and a pure ACK if one is owed and nothing else carried
 // it. Each segment is handed to e.Emit and is valid only during that call.
 func (c *Conn) Output(now Time, e Emitter) {
+	now = c.advanceClock(now)
 	if c.sc == nil {
 		c.sc = new(Scratch)
 	}
@@ -343,13 +344,18 @@ func (c *Conn) sendData(now Time, e Emitter) {
 		}
 		c.rtxPending = false
 		mss := uint32(c.sndMSS)
-		start := c.sndUna
+		start, send := c.sndUna, true
 		if c.sackRecovery {
 			if s, n, ok := c.nextLostSeg(mss); ok {
 				start, mss = s, n
+			} else if c.rackActive() && c.highRxt.GreaterThan(c.sndUna) {
+				// What RACK deems lost is already retransmitted
+				// and in flight (see enterRecovery).
+				send = false
 			}
 		}
-		if n := c.retransmit(now, e, start, mss); n > 0 && c.sackRecovery {
+		if !send {
+		} else if n := c.retransmit(now, e, start, mss); n > 0 && c.sackRecovery {
 			c.highRxt = c.highRxt.Max(start + Seq(n))
 		}
 	}

@@ -336,3 +336,74 @@ func TestRetransmittedSuperSegmentNoPSH(t *testing.T) {
 	h.now = at + 400*ms
 	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1001, 65535)), "[.] seq 2001 ack 5001 win 4096 len 2000 gso 1000")
 }
+
+// A retransmission of part of a super-segment re-stamps only that part:
+// the rest keeps its send time, so an ACK that repeats the SACK block of
+// the rest a round trip later does not move RACK.xmit_ts to the
+// retransmission and mark segments still in the path lost.
+func TestRACKPartRetransmissionOfSuperSegmentKeepsSendTimes(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65000
+	h := rackWarm(t, cfg)
+	t0 := h.now
+	h.c.Write(data(4000, 0))
+	h.expect(h.output(), "[P.] seq 2001 ack 5001 win 4096 len 4000 gso 1000")
+	h.now = t0 + 10*ms
+	h.c.Write(data(1000, 0))
+	h.expect(h.output(), "[P.] seq 6001 ack 5001 win 4096 len 1000")
+	h.now = t0 + 50*ms
+	h.c.Write(data(1000, 0))
+	h.expect(h.output(), "[P.] seq 7001 ack 5001 win 4096 len 1000")
+	// [2001,3001) is lost; the rest of the super-segment arrives. The SACK
+	// block cuts the record, three segments above the hole are SACKed, and
+	// with no reordering seen RACK deems [2001,3001) lost at once (RFC 8985
+	// §6.2, as Linux does in fr-4pkt-sack.pkt).
+	h.now = t0 + 100*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	// [6001,7001), sent after it, is SACKed: nothing more is lost.
+	h.now = t0 + 110*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 7001})))
+	// A round trip after the retransmission the same ACK comes again (the
+	// ACK of [7001,8001) is still queued in the path): nothing is lost.
+	h.now = t0 + 210*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 7001})))
+	in := h.c.Info()
+	require.Equal(t, uint32(1), in.Retransmits)
+	h.now = t0 + 220*ms
+	h.expect(h.in(sackSeg(8001)))
+	require.Equal(t, uint32(1), h.c.Info().Retransmits)
+}
+
+// A segment above the recovery point, lost and retransmitted during one
+// recovery, is not sent a third time when the next recovery begins while
+// its retransmission is still in flight: HighRxt carries over.
+func TestRACKNewRecoveryKeepsRetransmissionsInFlight(t *testing.T) {
+	h := rackWarm(t, plainConfig())
+	t0 := h.now
+	sendSegs(t, h, 10) // [2001,12001); [2001,3001) is lost
+	h.now = t0 + 100*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 12001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	h.now = t0 + 105*ms
+	h.c.Write(data(4000, 0))
+	h.expect(h.output(), // above the recovery point; [12001,13001) is lost
+		"[.] seq 12001 ack 5001 win 4096 len 1000",
+		"[.] seq 13001 ack 5001 win 4096 len 1000",
+		"[.] seq 14001 ack 5001 win 4096 len 1000",
+		"[P.] seq 15001 ack 5001 win 4096 len 1000")
+	// The segments after [12001,13001) are SACKed, the retransmission of
+	// [2001,3001) is not yet: both are resent.
+	h.now = t0 + 205*ms
+	h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 12001}, SACKBlock{Start: 13001, End: 16001})),
+		"[.] seq 2001 ack 5001 win 4096 len 1000",
+		"[.] seq 12001 ack 5001 win 4096 len 1000")
+	// The first recovery ends; [12001,13001) is still deemed lost, so a
+	// second one begins, but its retransmission left only 95 ms ago.
+	h.now = t0 + 300*ms
+	h.expect(h.in(sackSeg(12001, SACKBlock{Start: 13001, End: 16001})))
+	in := h.c.Info()
+	require.Equal(t, uint64(2), in.FastRecoveries)
+	require.Equal(t, uint32(3), in.Retransmits)
+	h.now = t0 + 310*ms
+	h.expect(h.in(sackSeg(16001)))
+	require.False(t, h.c.Info().InRecovery)
+}

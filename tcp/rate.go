@@ -205,6 +205,13 @@ func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
 	flight := c.sndUna.Size(c.sndMax.Max(end))
 	if seq.LessThan(tail) {
 		// A retransmission: the records it touches get a new snapshot.
+		// A record (a super-segment) that the retransmission covers only
+		// in part is split first, so that the rest keeps the time it was
+		// sent: stamped with the retransmission's time, its original
+		// bytes SACKed later would move RACK.xmit_ts ahead of segments
+		// still queued in the path, and RACK would mark those lost
+		// (Linux likewise fragments the skb it retransmits,
+		// tcp_retransmit_skb).
 		for i := r.search(seq); i < r.n; i++ {
 			rec := r.at(i)
 			if !rec.start.LessThan(end) {
@@ -212,6 +219,13 @@ func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
 			}
 			if rec.flags&srDelivered != 0 {
 				continue
+			}
+			if rec.start.LessThan(seq) && r.split(i, seq) {
+				continue // the next iteration re-stamps the back part
+			}
+			if end.LessThan(rec.end()) {
+				r.split(i, end)
+				rec = r.at(i)
 			}
 			keep := rec.flags & srLost
 			s, l := rec.start, rec.len

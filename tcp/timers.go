@@ -26,9 +26,24 @@ func (c *Conn) NextDeadline() (t Time, ok bool) {
 	return t, ok
 }
 
+// advanceClock returns the time an entry point runs at: now, or the latest
+// time the connection has seen if now is earlier. The stack's goroutines
+// read the clock before they take the connection's lock (a reader's whole
+// batch runs at the time it was read), so an application's Write can run
+// at a later time than the reader's Output that follows it. Time going
+// back would send a TSval lower than one already sent, and the peer's
+// PAWS check (RFC 7323 §5) would discard that segment: a loss on a
+// lossless path, answered by a duplicate ACK.
+func (c *Conn) advanceClock(now Time) Time {
+	if now.Before(c.clock) {
+		return c.clock
+	}
+	c.clock = now
+	return now
+}
+
 // fireTimers runs every timer that is due at now.
 func (c *Conn) fireTimers(now Time) {
-	c.clock = now
 	if c.twTimer.due(now) {
 		c.twTimer.stop()
 		c.toClosed() // TIME-WAIT over: delete the TCB
