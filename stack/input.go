@@ -184,6 +184,9 @@ func (s *Stack) inputTCP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, g
 		s.noConn(l, sh, id, sg, now, b)
 	}
 	sh.mu.Unlock()
+	if s.txLow.Load() {
+		s.relieve()
+	}
 	*sg = tcp.Segment{}
 }
 

@@ -51,33 +51,42 @@ func (p *bufPool) init(maxSmall, maxBig int) { p.maxSmall, p.maxBig = maxSmall, 
 
 // get returns a buffer for a packet of n bytes, nil when the pool is spent.
 func (p *bufPool) get(n int) *pktBuf {
+	pb, _ := p.take(n)
+	return pb
+}
+
+// take is get that also reports whether the pool runs low: at most a
+// quarter of the buffers of that size are left (none, when it returns nil).
+func (p *bufPool) take(n int) (*pktBuf, bool) {
 	big := n > smallBufSize
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if big {
+		low := len(p.big)+p.maxBig-p.nBig <= 1+p.maxBig/4
 		if k := len(p.big); k > 0 {
 			b := p.big[k-1]
 			p.big[k-1] = nil
 			p.big = p.big[:k-1]
-			return b
+			return b, low
 		}
 		if p.nBig >= p.maxBig {
-			return nil
+			return nil, true
 		}
 		p.nBig++
-		return &pktBuf{b: make([]byte, headroom+tun.MaxPacketSize), big: true}
+		return &pktBuf{b: make([]byte, headroom+tun.MaxPacketSize), big: true}, low
 	}
+	low := len(p.small)+p.maxSmall-p.nSmall <= 1+p.maxSmall/4
 	if k := len(p.small); k > 0 {
 		b := p.small[k-1]
 		p.small[k-1] = nil
 		p.small = p.small[:k-1]
-		return b
+		return b, low
 	}
 	if p.nSmall >= p.maxSmall {
-		return nil
+		return nil, true
 	}
 	p.nSmall++
-	return &pktBuf{b: make([]byte, headroom+smallBufSize)}
+	return &pktBuf{b: make([]byte, headroom+smallBufSize)}, low
 }
 
 // put returns buffers to the pool.
@@ -114,7 +123,7 @@ type link struct {
 	txMu    sync.Mutex
 	txq     []*pktBuf
 	flushMu sync.Mutex // one flush at a time: packets leave in queue order
-	relief  txScratch  // for flushes by a sender that found the pool spent (txBuf); flushMu held
+	relief  txScratch  // for flushes of a pool running low (relieve); flushMu held
 	app     txScratch  // for flushes by an application's goroutine (sendNow); flushMu held
 	pending atomic.Bool
 	wakeCh  chan struct{}
@@ -165,6 +174,9 @@ func (l *link) enqueue(pb *pktBuf) {
 // invoke it once after a batch of work, so one write carries everything that
 // batch produced (ACK coalescing across connections).
 func (s *Stack) kickLinks() {
+	if s.txLow.Load() {
+		s.relieve()
+	}
 	for _, l := range *s.links.Load() {
 		if l.pending.Load() {
 			wake(l.wakeCh)
@@ -306,17 +318,47 @@ func (l *link) flushOnce(q []*pktBuf, bufs [][]byte, gso []tun.GSO) ([]*pktBuf, 
 	return q, bufs, gso, len(bufs)
 }
 
-// txBuf returns a packet buffer for n bytes, nil if there is none. When the
-// pool is spent, the packets waiting in the queues of links whose writes
-// never block hold its buffers: the sender writes them itself and takes one
-// of the buffers that come back. A burst bigger than the pool (a timer pass
-// over 100,000 connections, each sending a probe) is paced by the link's
-// writes instead of losing the packets beyond the pool's size. On a link
-// whose writes can block, it could wait forever: there the packet is
-// dropped (and counted) as before.
+// txBuf returns a packet buffer for n bytes, nil if there is none, to a
+// sender that holds no shard lock (datagrams, ICMP). When the pool is
+// spent, the packets waiting in the queues of links whose writes never
+// block hold its buffers: the sender writes them itself (relieve) and takes
+// one of the buffers that come back. On a link whose writes can block, it
+// could wait forever: there the packet is dropped (and counted).
 func (s *Stack) txBuf(n int) *pktBuf {
 	if pb := s.pool.get(n); pb != nil {
 		return pb
+	}
+	s.txLow.Store(true)
+	s.relieve()
+	return s.pool.get(n)
+}
+
+// txBufLocked is txBuf for a sender under a shard lock (emitTCP), which
+// must not do link I/O there: a link's write can take microseconds (on a
+// TUN it runs the peer kernel's receive) and would stall every connection
+// of the shard, and the reader with them. When the pool runs low it only
+// sets txLow, and whoever next lets go of a shard lock (the loops of
+// finishBatch, runDue, Close; kickLinks) writes the queues out, so the
+// buffers are back before the pool is spent: a burst bigger than the pool
+// (a timer pass over 100,000 connections, each sending a probe) is paced
+// by the link's writes, one unit of work at a time, instead of losing the
+// packets beyond the pool's size. A unit that alone takes the last quarter
+// of the pool finds it spent: that segment is dropped (and counted), and
+// TCP retransmits it.
+func (s *Stack) txBufLocked(n int) *pktBuf {
+	pb, low := s.pool.take(n)
+	if low {
+		s.txLow.Store(true)
+	}
+	return pb
+}
+
+// relieve writes out the queues of the links whose writes never block, if
+// a sender found the pool running low (txLow); the others' writers are
+// woken by kickLinks. The caller holds no shard lock.
+func (s *Stack) relieve() {
+	if !s.txLow.CompareAndSwap(true, false) {
+		return
 	}
 	for _, l := range *s.links.Load() {
 		if !l.inlineOK || !l.pending.Load() {
@@ -326,11 +368,7 @@ func (s *Stack) txBuf(n int) *pktBuf {
 		sc := &l.relief
 		sc.q, sc.bufs, sc.gso = l.flush(sc.q, sc.bufs, sc.gso)
 		l.flushMu.Unlock()
-		if pb := s.pool.get(n); pb != nil {
-			return pb
-		}
 	}
-	return nil
 }
 
 // rxBatch collects the endpoints that received segments during one read
@@ -363,6 +401,9 @@ func (s *Stack) finishBatch(l *link, b *rxBatch, now tcp.Time) {
 		}
 		sh.mu.Unlock()
 		b.eps[i] = nil
+		if s.txLow.Load() {
+			s.relieve()
+		}
 	}
 	b.eps = b.eps[:0]
 	if l != nil && l.inlineOK {
@@ -467,7 +508,7 @@ func (s *Stack) emitTCP(l *link, local, remote netip.AddrPort, seg *tcp.Segment)
 		s.stats.TCPOutputTooBig.Add(1)
 		return
 	}
-	pb := s.txBuf(total)
+	pb := s.txBufLocked(total)
 	if pb == nil {
 		s.stats.TCPOutputNoBuffer.Add(1)
 		return

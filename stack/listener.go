@@ -34,6 +34,7 @@ type Listener struct {
 	mu           sync.Mutex
 	synq         map[*endpoint]struct{}
 	acceptq      []*endpoint
+	claimed      int // places in acceptq taken by handshakes in the engine (handshakeACK)
 	closed       bool
 	overflowed   bool     // the SYN queue has been full at some point...
 	lastOverflow tcp.Time // ...most recently then: cookies may be coming back
@@ -243,7 +244,7 @@ func (s *Stack) listenInput(ln *Listener, in *link, sh *shard, id tuple, seg *tc
 		s.sendReset(l, id, seg)
 		return
 	}
-	if len(ln.acceptq) >= ln.backlog {
+	if ln.acceptFull() {
 		// Linux tcp_conn_request drops a SYN while the accept queue is
 		// full, cookies or not: the connection could not be handed over.
 		ln.mu.Unlock()
@@ -358,7 +359,6 @@ func (s *Stack) cookieACK(ln *Listener, l *link, sh *shard, id tuple, seg *tcp.S
 	}
 	ln.mu.Lock()
 	recent := ln.overflowed && now.Sub(ln.lastOverflow) < cookieMaxAge*cookiePeriod
-	full := len(ln.acceptq) >= ln.backlog
 	ln.mu.Unlock()
 	if !recent {
 		// Linux tcp_synq_no_recent_overflow: no cookie was sent lately,
@@ -383,18 +383,25 @@ func (s *Stack) cookieACK(ln *Listener, l *link, sh *shard, id tuple, seg *tcp.S
 			n.SndWScale, n.RcvWScale = ws, int8(tcp.WindowScaleFor(cfg))
 		}
 	}
-	if full {
-		s.stats.TCPListenOverflows.Add(1)
-		return true
-	}
 	if s.nconns.Load() >= int64(s.opts.MaxConns) {
 		s.stats.TCPMaxConns.Add(1)
 		return true
 	}
+	// Claim the place in the accept queue first, as handshakeACK does:
+	// cookie ACKs on other shards check the queue meanwhile.
+	ln.mu.Lock()
+	if ln.acceptFull() {
+		ln.mu.Unlock()
+		s.stats.TCPListenOverflows.Add(1)
+		return true
+	}
+	ln.claimed++
+	ln.mu.Unlock()
 	tc := tcp.AcceptCookie(now, cfg, n, seg)
 	ep := newEndpoint(s, sh, id, l, tc, &cfg)
 	ep.ln = ln
 	ln.mu.Lock()
+	ln.claimed--
 	if ln.closed || s.closed.Load() {
 		ln.mu.Unlock()
 		ep.lnPhase = phaseAccepted
@@ -450,30 +457,55 @@ func (ln *Listener) forget(ep *endpoint) {
 }
 
 // handshakeACK feeds a SYN-RECEIVED connection of ln the ACK seg, unless
-// the accept queue is full (false: drop it). A connection the ACK makes
-// synchronized moves to the accept queue at once, under the same lock as
-// the check, so that a batch of ACKs cannot overfill the queue before
-// afterOp sees any of them established. sh.mu is held.
+// the accept queue is full (false: drop it). The engine runs under sh.mu
+// only, so that the handshakes of one listener proceed in parallel across
+// shards: ln.mu covers the bookkeeping before and after. Before, the ACK
+// claims a place in the accept queue (ln.claimed), so that the ACKs of a
+// batch, or of several shards at once, cannot overfill the queue before any
+// of them is established; after, a connection the ACK made synchronized
+// takes its place at once and a blocked Accept is woken, and one it did not
+// gives the place back. sh.mu is held.
 func (ln *Listener) handshakeACK(ep *endpoint, seg *tcp.Segment, now tcp.Time) bool {
 	ln.mu.Lock()
-	defer ln.mu.Unlock()
 	if ep.lnPhase != phaseSynQueue || ln.closed {
+		ln.mu.Unlock()
 		ep.tc.Input(now, seg)
 		return true
 	}
-	if len(ln.acceptq) >= ln.backlog {
+	if ln.acceptFull() {
+		ln.mu.Unlock()
 		return false
 	}
+	ln.claimed++
+	ln.mu.Unlock()
+
+	if h := ln.s.handshakeHook; h != nil {
+		h(ep)
+	}
 	ep.tc.Input(now, seg)
-	if st := ep.tc.State(); st == tcp.StateSynReceived || st == tcp.StateClosed {
+	st := ep.tc.State()
+
+	ln.mu.Lock()
+	ln.claimed--
+	// Listener.Close, while the engine ran, may have taken ep out of the
+	// SYN queue (phaseAccepted): it resets ep once it gets sh.mu.
+	if ep.lnPhase != phaseSynQueue || st == tcp.StateSynReceived || st == tcp.StateClosed {
+		ln.mu.Unlock()
 		return true
 	}
 	delete(ln.synq, ep)
 	ep.lnPhase = phaseAcceptQueue
 	ln.acceptq = append(ln.acceptq, ep)
+	ln.mu.Unlock()
 	ln.s.stats.TCPPassiveOpens.Add(1)
 	wake(ln.wake)
 	return true
+}
+
+// acceptFull reports whether the accept queue, with the places claimed by
+// handshakes in progress (handshakeACK), is at the backlog. ln.mu is held.
+func (ln *Listener) acceptFull() bool {
+	return len(ln.acceptq)+ln.claimed >= ln.backlog
 }
 
 // Accept waits for and returns the next connection (net.Listener).
@@ -585,6 +617,9 @@ func (ln *Listener) Close() error {
 			s.afterOp(ep, now)
 		}
 		ep.sh.mu.Unlock()
+		if s.txLow.Load() {
+			s.relieve()
+		}
 	}
 	s.kickLinks()
 	return nil

@@ -150,7 +150,10 @@ type Stack struct {
 	// cookieSources rate-limits cookie SYN-ACKs per source (synflood.go).
 	cookieSources sourceLimiter
 	pool          bufPool
-	trace         *tracer // nil: tracing off
+	// txLow: a sender under a shard lock found pool running low; the
+	// next to let go of a shard lock writes the links' queues (relieve).
+	txLow atomic.Bool
+	trace *tracer // nil: tracing off
 
 	linksMu sync.Mutex
 	links   atomic.Pointer[[]*link]
@@ -185,6 +188,10 @@ type Stack struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	// handshakeHook, set only by tests before traffic starts, runs in
+	// handshakeACK just before the engine, with sh.mu held and ln.mu not.
+	handshakeHook func(ep *endpoint)
 }
 
 // tuple identifies a connection: our address and port, the peer's.
@@ -475,6 +482,13 @@ func (s *Stack) Close() error {
 					s.removeEP(ep)
 				}
 				ep.wakeAll()
+				if s.txLow.Load() {
+					// Write the RSTs so far without the lock (relieve);
+					// the sweep goes on where it was.
+					sh.mu.Unlock()
+					s.relieve()
+					sh.mu.Lock()
+				}
 			}
 			sh.mu.Unlock()
 		}

@@ -180,6 +180,7 @@ func (sh *shard) runDue(now tcp.Time) {
 	// already due (a Conn reporting a past deadline), which must wait for
 	// the next pass rather than spin here.
 	due := sh.due[:0]
+	sh.due = nil // another pass may run while this one lets go of sh.mu (below)
 	for ep := sh.timers.popDue(now); ep != nil; ep = sh.timers.popDue(now) {
 		due = append(due, ep)
 	}
@@ -191,6 +192,14 @@ func (sh *shard) runDue(now tcp.Time) {
 			}
 			ep.tc.Output(now, ep)
 			s.afterOp(ep, now)
+		}
+		if s.txLow.Load() && i+1 < len(due) {
+			// The packet pool runs low: write the links' queues out
+			// without the shard's lock (relieve), then go on. The rest
+			// of due may change meanwhile; each is checked again.
+			sh.mu.Unlock()
+			s.relieve()
+			sh.mu.Lock()
 		}
 	}
 	sh.due = due[:0]
