@@ -3,6 +3,7 @@ package tun
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"testing"
 
@@ -254,4 +255,48 @@ func TestEncodeVirtioUDP(t *testing.T) {
 	h := make([]byte, Headroom)
 	encodeVirtioHdr(h, UDPGSO(40, 1400), 48)
 	assert.Equal(t, virtioHdr(1, 5, 48, 1400, 40, 6), h)
+}
+
+// FuzzSegment cuts fuzzed packets with fuzzed GSO metadata: it must never
+// panic, refuse with ErrBadGSO (with a reason), ErrShortBuffer or
+// ErrPacketTooBig, or return segments whose payloads, in order, are the
+// packet's, each with a valid transport checksum.
+func FuzzSegment(f *testing.F) {
+	u4, _ := udpSuper(hostV4, stackV4, 1, patterned(3000, 0), false)
+	u6, _ := udpSuper(hostV6, stackV6, 1, patterned(2000, 0), true)
+	t4 := tcpPkt{src: stackV4, dst: hostV4, flags: flagACK, payload: patterned(3000, 0)}.build(0)
+	f.Add(u4, uint8(GSOUDP), uint16(1000), true, uint16(20), uint16(6))
+	f.Add(u6, uint8(GSOUDP), uint16(700), true, uint16(48), uint16(6))
+	f.Add(t4, uint8(GSOTCPv4), uint16(1460), true, uint16(20), uint16(16))
+	f.Add(u4[:30], uint8(GSONone), uint16(0), true, uint16(20), uint16(6))
+	bufs, sizes := newBufs(80, 1600), make([]int, 80)
+	f.Fuzz(func(t *testing.T, pkt []byte, typ uint8, size uint16, csum bool, start, off uint16) {
+		g := GSO{Type: GSOType(typ), Size: size, NeedsCsum: csum, CsumStart: start, CsumOffset: off}
+		orig := bytes.Clone(pkt)
+		n, err := Segment(pkt, g, bufs, sizes, 0)
+		if err != nil {
+			if _, ok := GSOReasonOf(err); !ok && !errors.Is(err, ErrShortBuffer) && !errors.Is(err, ErrPacketTooBig) {
+				t.Fatalf("error without a reason: %v", err)
+			}
+			return
+		}
+		if !g.IsGSO() {
+			return
+		}
+		hdrLen, _ := g.check(orig)
+		var got []byte
+		for i := range n {
+			seg := bufs[i][:sizes[i]]
+			if g.Type == GSOUDP && !udpChecksumOK(seg, int(g.CsumStart)) {
+				t.Fatalf("datagram %d: bad checksum", i)
+			}
+			if g.Type != GSOUDP && !tcpChecksumOK(seg) && seg[0]>>4 == 4 {
+				t.Fatalf("segment %d: bad checksum", i)
+			}
+			got = append(got, seg[hdrLen:]...)
+		}
+		if !bytes.Equal(got, orig[hdrLen:]) {
+			t.Fatalf("payloads do not reassemble the packet's")
+		}
+	})
 }

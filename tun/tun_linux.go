@@ -95,13 +95,14 @@ func classify(what, name string, err error) error {
 // TUN is a Link over a Linux TUN device (golang.zx2c4.com/wireguard/tun).
 //
 // With offloads, wireguard's tun does two things behind our back. Its Read
-// takes one packet from the kernel and, if it is a TCP super-packet, cuts it
-// into MSS-sized packets with full checksums (gsoSplit) and completes
+// takes one packet from the kernel and, if it is a TCP or UDP super-packet,
+// cuts it into MSS-sized (gso_size) packets with full checksums (gsoSplit) and completes
 // partial checksums of plain packets, so Read only ever returns plain
 // packets (up to BatchSize of them for one kernel packet). Its Write looks
 // for runs of TCP packets of one flow (same ACK, adjacent sequence numbers,
 // only ACK/PSH set, valid checksums) within the batch and coalesces them
-// into super-packets (GRO) before writing, appending payload into the
+// into super-packets (GRO) before writing, and on a kernel with USO does the
+// same for runs of same-flow UDP datagrams (GSO_UDP_L4), appending payload into the
 // capacity of the first packet's buffer and permuting bufs; the kernel then
 // receives fewer, bigger packets. Our ReadGSO bypasses the split to hand
 // super-packets up whole, and WriteGSO writes the caller's own virtio-net
