@@ -19,6 +19,20 @@ const (
 	ECNCE     ECN = 3 // congestion experienced (set by a router)
 )
 
+// String returns the codepoint's name as tcpdump prints it: not-ect,
+// ect1, ect0, ce.
+func (e ECN) String() string {
+	switch e & 3 {
+	case ECNECT1:
+		return "ect1"
+	case ECNECT0:
+		return "ect0"
+	case ECNCE:
+		return "ce"
+	}
+	return "not-ect"
+}
+
 // ECNMode is Config.ECN: whether a connection negotiates RFC 3168 ECN.
 // The modes are Linux's net.ipv4.tcp_ecn values (by name, not by number).
 type ECNMode uint8
