@@ -120,13 +120,16 @@ func (j *cookieJar) check(local, remote netip.AddrPort, irs, cookie tcp.Seq, cou
 // bits replaced by the options (Linux cookie_init_timestamp), stepped back by
 // one period if that would put it ahead of tsNow, so our timestamps stay
 // monotonic when the connection continues with the normal timestamp clock.
-func cookieTSVal(tsNow uint32, sndWScale int8, sack bool) uint32 {
+func cookieTSVal(tsNow uint32, sndWScale int8, sack, ecn bool) uint32 {
 	opts := uint32(cookieTSNoWScale)
 	if sndWScale >= 0 {
 		opts = uint32(sndWScale)
 	}
 	if sack {
 		opts |= cookieTSSACK
+	}
+	if ecn {
+		opts |= cookieTSECN
 	}
 	ts := tsNow&^cookieTSMask | opts
 	if int32(ts-tsNow) > 0 {
@@ -145,3 +148,7 @@ func cookieTSDecode(tsEcr uint32) (sndWScale int8, sack bool) {
 	}
 	return sndWScale, opts&cookieTSSACK != 0
 }
+
+// cookieTSECNOK reports whether the cookie SYN-ACK whose TSval the final
+// ACK echoes as tsEcr accepted ECN (Linux cookie_ecn_ok).
+func cookieTSECNOK(tsEcr uint32) bool { return tsEcr&cookieTSECN != 0 }

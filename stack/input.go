@@ -76,7 +76,7 @@ func (s *Stack) inputIPv4(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 	}
 	switch h.Protocol() {
 	case protoTCP:
-		s.inputTCP(l, src, dst, h.SrcSlice(), h.DstSlice(), h.Payload(), g, now, b)
+		s.inputTCP(l, src, dst, h.SrcSlice(), h.DstSlice(), h.Payload(), tcp.ECN(h.TOS()&3), g, now, b)
 	case protoICMP:
 		s.inputICMPv4(l, h, now, b)
 	case protoUDP:
@@ -119,7 +119,7 @@ func (s *Stack) inputIPv6(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 	}
 	switch info.Protocol {
 	case protoTCP:
-		s.inputTCP(l, src, dst, h.SrcSlice(), h.DstSlice(), h[info.Offset:], g, now, b)
+		s.inputTCP(l, src, dst, h.SrcSlice(), h.DstSlice(), h[info.Offset:], tcp.ECN(h.TrafficClass()&3), g, now, b)
 	case protoICMPv6:
 		s.inputICMPv6(l, h, info, now, b)
 	case protoUDP:
@@ -132,8 +132,8 @@ func (s *Stack) inputIPv6(l *link, pkt []byte, g tun.GSO, now tcp.Time, b *rxBat
 }
 
 // inputTCP verifies and parses a TCP segment and hands it to its connection
-// or listener.
-func (s *Stack) inputTCP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, g tun.GSO, now tcp.Time, b *rxBatch) {
+// or listener; ecn is the IP header's ECN field (RFC 3168 §5).
+func (s *Stack) inputTCP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, ecn tcp.ECN, g tun.GSO, now tcp.Time, b *rxBatch) {
 	if len(seg) < tcp.HeaderMinLen {
 		// Too short to be TCP at all: a malformation, not corruption.
 		s.stats.TCPParse[tcp.ErrHeaderTruncated].Add(1)
@@ -157,6 +157,7 @@ func (s *Stack) inputTCP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, g
 	if notes != 0 {
 		s.stats.TCPOptionNotes.Add(1)
 	}
+	sg.ECN = ecn
 	h := tcp.Header(seg)
 	sp, dp := h.SourcePort(), h.DestinationPort()
 	if sp == 0 || dp == 0 {

@@ -122,7 +122,7 @@ func TestCookieTimestampBits(t *testing.T) {
 		sack bool
 	}{{-1, false}, {-1, true}, {0, false}, {7, true}, {14, true}} {
 		for _, now := range []uint32{0, 63, 64, 1000, 0xffffffff} {
-			ts := cookieTSVal(now, tc.ws, tc.sack)
+			ts := cookieTSVal(now, tc.ws, tc.sack, false)
 			require.LessOrEqual(t, int32(ts-now), int32(0), "TSval must not be ahead of the clock")
 			require.Less(t, now-ts, uint32(64))
 			ws, sack := cookieTSDecode(ts)

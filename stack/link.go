@@ -478,17 +478,23 @@ func (l *link) nextID() uint16 { return uint16(l.ipID.Add(1)) }
 // bytes) header for a packet of total bytes carrying proto from src to dst,
 // and returns the header length.
 func writeIPHeader(p []byte, src, dst netip.Addr, proto uint8, total int, id uint16, df bool) int {
+	return writeIPHeaderECN(p, src, dst, proto, total, id, df, tcp.ECNNotECT)
+}
+
+// writeIPHeaderECN is writeIPHeader with ecn in the ECN field (the low two
+// bits of the IPv4 TOS or IPv6 traffic class, RFC 3168 §5); the DSCP is 0.
+func writeIPHeaderECN(p []byte, src, dst netip.Addr, proto uint8, total int, id uint16, df bool, ecn tcp.ECN) int {
 	// The addresses are ours and a peer's of the same family, and total
 	// fits the buffer, so the builders cannot refuse.
 	if src.Is4() {
-		f := ip.IPv4Fields{TotalLength: uint16(total), ID: id, TTL: defaultTTL, Protocol: proto, Src: src, Dst: dst}
+		f := ip.IPv4Fields{TOS: uint8(ecn & 3), TotalLength: uint16(total), ID: id, TTL: defaultTTL, Protocol: proto, Src: src, Dst: dst}
 		if df {
 			f.Flags = ip.IPv4FlagDontFragment
 		}
 		ip.BuildIPv4(p, &f)
 		return ip.IPv4MinHeaderLen
 	}
-	f := ip.IPv6Fields{PayloadLength: uint16(total - ip.IPv6HeaderLen), NextHeader: proto, HopLimit: defaultTTL, Src: src, Dst: dst}
+	f := ip.IPv6Fields{TrafficClass: uint8(ecn & 3), PayloadLength: uint16(total - ip.IPv6HeaderLen), NextHeader: proto, HopLimit: defaultTTL, Src: src, Dst: dst}
 	ip.BuildIPv6(p, &f)
 	return ip.IPv6HeaderLen
 }
@@ -514,7 +520,7 @@ func (s *Stack) emitTCP(l *link, local, remote netip.AddrPort, seg *tcp.Segment)
 		return
 	}
 	p := pb.b[headroom : headroom+total]
-	writeIPHeader(p, local.Addr(), remote.Addr(), protoTCP, total, l.nextID(), true)
+	writeIPHeaderECN(p, local.Addr(), remote.Addr(), protoTCP, total, l.nextID(), true, seg.ECN)
 	t := p[iphl:]
 	tcp.EncodeSegment(t, local.Port(), remote.Port(), seg)
 	var src, dst []byte

@@ -341,8 +341,13 @@ func (s *Stack) sendCookie(ln *Listener, l *link, id tuple, syn *tcp.Segment, no
 		}
 		sack := syn.Options.SACKPermitted && !cfg.DisableSACK
 		out.Options.SACKPermitted = sack
+		// ECN too rides in the TSval (RFC 3168 §6.1.1: ECE on the SYN-ACK).
+		ecn := tcp.ECNAcceptsSYN(cfg.ECN, syn)
+		if ecn {
+			out.Flags |= tcp.FlagECE
+		}
 		out.Options.HasTimestamp = true
-		out.Options.TSVal = cookieTSVal(tcp.TSClock(now, cfg.TSOffset), ws, sack)
+		out.Options.TSVal = cookieTSVal(tcp.TSClock(now, cfg.TSOffset), ws, sack, ecn)
 		out.Options.TSEcr = syn.Options.TSVal
 	}
 	s.stats.TCPCookiesSent.Add(1)
@@ -379,6 +384,7 @@ func (s *Stack) cookieACK(ln *Listener, l *link, sh *shard, id tuple, seg *tcp.S
 		ws, sack := cookieTSDecode(seg.Options.TSEcr)
 		n.Timestamps, n.TSRecent = true, seg.Options.TSVal
 		n.SACK = sack && !cfg.DisableSACK
+		n.ECN = cookieTSECNOK(seg.Options.TSEcr)
 		if ws >= 0 && !cfg.DisableWindowScale {
 			n.SndWScale, n.RcvWScale = ws, int8(tcp.WindowScaleFor(cfg))
 		}

@@ -117,7 +117,7 @@ func tcpPacket(src, dst netip.AddrPort, seg *tcp.Segment) []byte {
 	}
 	total := iphl + tcp.SegmentWireLen(seg)
 	p := make([]byte, total)
-	writeIPHeader(p, src.Addr(), dst.Addr(), protoTCP, total, 1, true)
+	writeIPHeaderECN(p, src.Addr(), dst.Addr(), protoTCP, total, 1, true, seg.ECN)
 	tcp.EncodeSegment(p[iphl:], src.Port(), dst.Port(), seg)
 	s, d := src.Addr().AsSlice(), dst.Addr().AsSlice()
 	tcp.SetChecksumFull(p[iphl:], s, d)
@@ -130,23 +130,27 @@ func parseTCP(t testing.TB, p []byte) (src, dst netip.AddrPort, seg tcp.Segment)
 	t.Helper()
 	var payload, sb, db []byte
 	var sa, da netip.Addr
+	var ecn tcp.ECN
 	switch p[0] >> 4 {
 	case 4:
 		h, err := ip.ParseIPv4(p)
 		require.NoError(t, err)
 		require.Equal(t, uint8(protoTCP), h.Protocol())
 		payload, sb, db, sa, da = h.Payload(), h.SrcSlice(), h.DstSlice(), h.Src(), h.Dst()
+		ecn = tcp.ECN(h.TOS() & 3)
 	case 6:
 		h, info, err := ip.ParseIPv6(p)
 		require.NoError(t, err)
 		require.Equal(t, uint8(protoTCP), info.Protocol)
 		payload, sb, db, sa, da = h[info.Offset:], h.SrcSlice(), h.DstSlice(), h.Src(), h.Dst()
+		ecn = tcp.ECN(h.TrafficClass() & 3)
 	default:
 		t.Fatalf("not IP: % x", p)
 	}
 	require.True(t, tcp.VerifyChecksum(payload, sb, db), "TCP checksum")
 	sp, dp, err := tcp.ParseSegment(payload, &seg)
 	require.NoError(t, err)
+	seg.ECN = ecn
 	return netip.AddrPortFrom(sa, sp), netip.AddrPortFrom(da, dp), seg
 }
 

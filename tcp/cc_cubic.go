@@ -236,7 +236,7 @@ type cubicCC struct {
 
 // OnAck implements CongestionControl.
 func (c *cubicCC) OnAck(now Time, rs *RateSample) {
-	if rs.InRecovery {
+	if rs.InRecovery || rs.InCWR {
 		return
 	}
 	if c.cwnd < float64(c.ssthresh) && rs.Acked > 0 {
@@ -262,7 +262,7 @@ func (c *cubicCC) PacingRate() uint64 { return 0 }
 // OnEvent implements CongestionControl.
 func (c *cubicCC) OnEvent(now Time, ev CCEvent) {
 	switch ev.Kind {
-	case CCRecoveryStart:
+	case CCRecoveryStart, CCECNEcho:
 		c.OnEnterRecovery(now, ev.InFlight)
 	case CCRecoveryEnd:
 		c.OnExitRecovery(now)

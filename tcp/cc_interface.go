@@ -78,6 +78,14 @@ const (
 	// (Linux CA_EVENT_TX_START; BBR restarts its pacing from it after an
 	// application-limited pause). It follows CCIdleRestart.
 	CCTxStart
+	// CCECNEcho: an ACK carried ECN-Echo (RFC 3168 §6.1.2), the first
+	// one outside a window already reduced: a router marked a packet
+	// instead of dropping it. NewReno and CUBIC react as to a loss
+	// (ssthresh and cwnd as on CCRecoveryStart), without a
+	// retransmission; the ACKs until everything sent before the event
+	// is acknowledged carry RateSample.InCWR. CCEvent.InFlight is
+	// FlightSize.
+	CCECNEcho
 )
 
 // String returns the event's name.
@@ -93,6 +101,8 @@ func (k CCEventKind) String() string {
 		return "idle-restart"
 	case CCTxStart:
 		return "tx-start"
+	case CCECNEcho:
+		return "ecn-echo"
 	}
 	return fmt.Sprintf("CCEventKind(%d)", uint8(k))
 }
@@ -166,6 +176,10 @@ type RateSample struct {
 	// InRecovery reports that the ACK arrived during loss recovery (it
 	// may have ended it: then OnEvent(CCRecoveryEnd) came first).
 	InRecovery bool
+	// InCWR reports that the ACK arrived during the congestion window
+	// reduction an ECN-Echo started (CCECNEcho; Linux's TCP_CA_CWR): the
+	// built-in NewReno and CUBIC do not grow cwnd on it.
+	InCWR bool
 	// PriorInFlight and InFlight are the bytes in flight before and
 	// after the ACK, as the connection compares them with CWnd: SND.NXT -
 	// SND.UNA, or the RFC 6675 pipe during SACK recovery.

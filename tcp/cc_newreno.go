@@ -123,7 +123,7 @@ type renoCC struct {
 
 // OnAck implements CongestionControl.
 func (r *renoCC) OnAck(now Time, rs *RateSample) {
-	if rs.InRecovery {
+	if rs.InRecovery || rs.InCWR {
 		return
 	}
 	if r.cwnd < r.ssthresh && rs.Acked > 0 {
@@ -149,7 +149,7 @@ func (r *renoCC) PacingRate() uint64 { return 0 }
 // OnEvent implements CongestionControl.
 func (r *renoCC) OnEvent(now Time, ev CCEvent) {
 	switch ev.Kind {
-	case CCRecoveryStart:
+	case CCRecoveryStart, CCECNEcho:
 		r.OnEnterRecovery(now, ev.InFlight)
 	case CCRecoveryEnd:
 		r.OnExitRecovery(now)

@@ -71,6 +71,11 @@ type Config struct {
 	// keeping RACK's time-based loss detection: Linux's tcp_early_retrans
 	// below 3. Meaningful with RecoveryRACK only.
 	DisableTLP bool
+	// ECN selects RFC 3168 Explicit Congestion Notification: ECNAccept
+	// (the default, like Linux's tcp_ecn=2) negotiates it only when the
+	// peer's SYN asks for it, ECNOn asks for it on active opens too
+	// (tcp_ecn=1), ECNOff never (tcp_ecn=0).
+	ECN ECNMode
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with
 	// RegisterCongestionControl.
@@ -269,6 +274,9 @@ func (c Config) Validate() error {
 		c.SendBufferMax > MaxBufferSize || c.RecvBufferMax > MaxBufferSize {
 		return fmt.Errorf("tcp: buffer size above %d", MaxBufferSize)
 	}
+	if c.ECN > ECNOff {
+		return fmt.Errorf("tcp: unknown ECN mode %d", c.ECN)
+	}
 	if c.Recovery > RecoveryNewReno {
 		return fmt.Errorf("tcp: unknown recovery %d", c.Recovery)
 	}
@@ -399,15 +407,16 @@ type Conn struct {
 	rstPending   bool
 	rstTS        bool // the pending RST is our own (abort), so it carries TSopt
 	rstFlags     Flags
-	synPending   bool   // SYN or SYN-ACK to (re)transmit
-	dsackPending bool   // a D-SACK block (rs.dsack) goes on the next ACK
-	rtxPending   bool   // a fast retransmission of SND.UNA's segment is due
-	probePending bool   // a zero-window or keepalive probe is due
-	probeData    bool   // the probe carries one byte of data at probeSeq
-	zwpOut       bool   // a one-byte zero-window probe beyond SND.MAX is unacknowledged
-	forceSend    bool   // the persist timer overrides sender SWS avoidance once
-	inRecovery   bool   // loss recovery (RFC 6582 / RFC 6675) is under way
-	sackRecovery bool   // ... driven by SACK (RFC 6675)
+	synPending   bool // SYN or SYN-ACK to (re)transmit
+	dsackPending bool // a D-SACK block (rs.dsack) goes on the next ACK
+	rtxPending   bool // a fast retransmission of SND.UNA's segment is due
+	probePending bool // a zero-window or keepalive probe is due
+	probeData    bool // the probe carries one byte of data at probeSeq
+	zwpOut       bool // a one-byte zero-window probe beyond SND.MAX is unacknowledged
+	forceSend    bool // the persist timer overrides sender SWS avoidance once
+	inRecovery   bool // loss recovery (RFC 6582 / RFC 6675) is under way
+	sackRecovery bool // ... driven by SACK (RFC 6675)
+	ecn          ecnFlags
 	rcvUnacked   uint32 // in-order bytes received since our last ACK
 	rstSeq       Seq
 	rstAck       Seq
@@ -496,6 +505,11 @@ type rareState struct {
 	pawsDrops, outOfWindow, rstIgnored         uint64
 	fastRecoveries, rtoExpirations, probesSent uint64
 	dsacksSent                                 uint64
+
+	// ECN (ecn.go): ecnHigh is SND.MAX at the last window reduction
+	// (valid with ecnHold); the counters are Info's.
+	ecnHigh                                 Seq
+	eceRcvd, ceRcvd, cwrSent, ecnReductions uint64
 }
 
 // rare returns the connection's rareState, making it on first use.
@@ -575,6 +589,7 @@ func AcceptSYN(now Time, cfg Config, iss Seq, syn *Segment) *Conn {
 	c.rcvNxt = syn.Seq + 1
 	c.lastAckSent = c.rcvNxt
 	c.negotiate(&syn.Options, true)
+	c.ecnAcceptSYN(syn)
 	c.sndWnd = uint32(syn.Window) // never scaled in a SYN (RFC 7323 §2.2)
 	c.maxSndWnd = c.sndWnd
 	c.sndWl1, c.sndWl2 = syn.Seq, iss
@@ -597,6 +612,9 @@ type Negotiated struct {
 	// peer's TSval to echo.
 	Timestamps bool
 	TSRecent   uint32
+	// ECN reports that the SYN was an ECN-setup SYN the SYN-ACK accepted
+	// (RFC 3168 §6.1.1).
+	ECN bool
 }
 
 // AcceptCookie builds an ESTABLISHED connection from a validated SYN cookie
@@ -617,6 +635,9 @@ func AcceptCookie(now Time, cfg Config, n Negotiated, ack *Segment) *Conn {
 	c.sackOK = n.SACK && !c.cfg.DisableSACK
 	c.tsOK = n.Timestamps && !c.cfg.DisableTimestamps
 	c.tsRecent, c.tsRecentAt = n.TSRecent, now
+	if n.ECN && c.cfg.ECN != ECNOff {
+		c.ecn |= ecnOK
+	}
 	c.computeMSS()
 	// The window we advertised in the SYN-ACK was unscaled; accept what
 	// fits in it until our first window update.

@@ -61,6 +61,9 @@ func fmtSeg(s *Segment) string {
 	if len(opts) > 0 {
 		b.WriteString(" <" + strings.Join(opts, ",") + ">")
 	}
+	if s.ECN != ECNNotECT {
+		b.WriteString(" " + s.ECN.String())
+	}
 	return b.String()
 }
 

@@ -24,14 +24,17 @@ type Info struct {
 	RcvWScale  int8
 	SACK       bool
 	Timestamps bool
-	SndWnd     uint32 // peer's window, scaled
-	RcvWnd     uint32 // our advertised window, scaled
-	Unacked    uint32 // sequence space in flight (SND.MAX - SND.UNA)
-	NotSent    uint32 // bytes in the send buffer not yet sent
-	SndBuf     int    // send buffer capacity
-	RcvBuf     int    // receive buffer capacity
-	Readable   int
-	OOOBytes   int // bytes in the reassembly queue
+	// ECN reports that RFC 3168 ECN was negotiated, ECNSeen that an ECT
+	// or CE marked data segment has arrived (ss's ecn and ecnseen).
+	ECN, ECNSeen bool
+	SndWnd       uint32 // peer's window, scaled
+	RcvWnd       uint32 // our advertised window, scaled
+	Unacked      uint32 // sequence space in flight (SND.MAX - SND.UNA)
+	NotSent      uint32 // bytes in the send buffer not yet sent
+	SndBuf       int    // send buffer capacity
+	RcvBuf       int    // receive buffer capacity
+	Readable     int
+	OOOBytes     int // bytes in the reassembly queue
 	// SndAlloc and RcvAlloc are the storage the send and receive buffers
 	// hold now (it grows on demand up to SndBuf/RcvBuf, and is released
 	// when a buffer empties): what the connection costs the memory budget
@@ -74,6 +77,11 @@ type Info struct {
 	OutOfWindow        uint64
 	OOWACKSuppress     uint64 // answers to bare out-of-window segments withheld (Config.OutOfWindowACKInterval)
 	InRecovery         bool
+	// ECERcvd counts the ACKs that arrived with ECN-Echo, ECNReductions
+	// the window reductions they caused (at most one per window of
+	// data), CERcvd the CE-marked data segments received and CWRSent the
+	// segments sent with CWR (RFC 3168 §6.1).
+	ECERcvd, ECNReductions, CERcvd, CWRSent uint64
 	// Recovery is the loss recovery in use ("rack", "sack", "newreno";
 	// "newreno" when RACK or SACK was asked for but SACK was not agreed).
 	Recovery string
@@ -154,6 +162,12 @@ func (c *Conn) Info() Info {
 		OutOfWindow:        rs.outOfWindow,
 		OOWACKSuppress:     rs.oowACKSuppressed,
 		InRecovery:         c.inRecovery,
+		ECN:                c.ecn&ecnOK != 0,
+		ECNSeen:            c.ecn&ecnSeen != 0,
+		ECERcvd:            rs.eceRcvd,
+		ECNReductions:      rs.ecnReductions,
+		CERcvd:             rs.ceRcvd,
+		CWRSent:            rs.cwrSent,
 		Recovery:           c.recoveryInUse().String(),
 	}
 	in.SndBufMax, in.RcvBufMax = c.cfg.SendBufferMax, c.cfg.RecvBufferMax

@@ -94,6 +94,7 @@ func (c *Conn) inputSynSent(now Time, seg *Segment) {
 		return
 	}
 	c.sampleRTT(now, seg, seg.Ack)
+	c.ecnOnSYNACK(seg)
 	c.sndUna = seg.Ack
 	c.sndWl2 = seg.Ack
 	c.rtxTimer.stop()
@@ -278,6 +279,9 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 		}
 		c.toClosed()
 		return
+	}
+	if c.ecn&ecnOK != 0 && seg.Len() > 0 {
+		c.ecnInput(seg, len(seg.Payload) > 0)
 	}
 	c.processText(now, seg)
 	c.processFIN(now, seg)
@@ -487,6 +491,8 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 		c.rate.rack.dsackSeen = dsack != nil
 		c.rateOnAck(now, blocks, rs)
 	}
+	c.ecnOnAck(now, seg)
+	rs.InCWR = c.ecn&ecnInCWR != 0
 	rs.InFlight, rs.SRTT, rs.MSS = c.inFlight(), c.rto.SRTT(), uint32(c.sndMSS)
 	c.cc.OnAck(now, rs)
 	if isDup {
@@ -664,6 +670,7 @@ func (c *Conn) enterRecovery(now Time) {
 	c.rare().fastRecoveries++
 	c.rttTimer.Cancel()
 	c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryStart, InFlight: flight})
+	c.ecnReduced()
 	c.rateMarkLost(c.sndUna, c.sndUna+Seq(c.sndMSS))
 	if c.sackLoss() {
 		c.sackRecovery = true

@@ -63,6 +63,7 @@ func (c *Conn) Output(now Time, e Emitter) {
 func (c *Conn) sendSYN(now Time, e Emitter) {
 	seg := &c.sc.seg
 	*seg = Segment{Seq: c.iss, Flags: FlagSYN}
+	seg.Flags |= c.ecnSYNFlags()
 	o := &seg.Options
 	o.HasMSS, o.MSS = true, c.cfg.MSS
 	wnd := uint16(min(c.rb.Free(), 65535))
@@ -194,6 +195,7 @@ func (c *Conn) finishAndEmit(now Time, e Emitter) {
 	c.ackNow = false
 	c.rcvUnacked = 0
 	c.delackTimer.stop()
+	c.ecnOutput(seg)
 	c.stats.segsOut++
 	if len(seg.Payload) > 0 {
 		c.stats.dataSegsOut++
@@ -423,6 +425,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	}
 	if limit > 0 {
 		chunk = min(chunk, limit)
+	}
+	if c.ecnCWRSegment() {
+		chunk = min(chunk, seg)
 	}
 	n := min(avail, usable)
 	// Nagle (RFC 896, RFC 1122 §4.2.3.4) as refined by Minshall and used by

@@ -63,6 +63,10 @@ type Segment struct {
 	// must be cut into wire segments (by the kernel via virtio-net GSO, or by
 	// the link). Zero means the payload is one wire segment.
 	GSOSize uint16
+
+	// ECN is the IP header's ECN field (RFC 3168 §5): as received on
+	// input, to be sent on output.
+	ECN ECN
 }
 
 // Len is the segment's length in sequence space: payload plus one for each

@@ -154,6 +154,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	}
 	flight := c.sndUna.Size(c.sndMax)
 	c.cc.OnEvent(now, CCEvent{Kind: CCTimeout, InFlight: flight})
+	c.ecnReduced()
 	c.rateMarkLost(c.sndUna, c.sndMax)
 	// RFC 6582 §3.2 step 1 / RFC 6675 §5.1: no new recovery until all data
 	// outstanding now is acknowledged.

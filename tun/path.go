@@ -1,6 +1,7 @@
 package tun
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ustack-net/ustack/ip"
 )
 
 // A path emulator: the packets of one direction of a WAN path go through a
@@ -19,7 +22,11 @@ import (
 //     (Impairment's knobs, drawn as Impaired draws them);
 //  2. the bottleneck: packets queue in front of a link of Rate bit/s, a
 //     byte-limited tail-drop queue of Queue bytes (the packet in service
-//     included); a packet leaves when its last bit is serialised;
+//     included); a packet leaves when its last bit is serialised. With an
+//     ECN threshold, an ECN-capable packet (ECT(0), ECT(1)) that will wait
+//     longer than it before its serialisation starts (its sojourn time) is
+//     marked CE (RFC 3168 §5) instead; packets that are not ECN-capable
+//     are only ever tail-dropped;
 //  3. the propagation delay, Delay plus a uniform jitter, keeping order
 //     (a reordered packet is held back behind ReorderDepth later ones).
 //
@@ -40,6 +47,10 @@ type LaneConfig struct {
 	// being serialised included; a packet that does not fit is dropped
 	// (tail drop). Needed when Rate is set; at least one MTU.
 	Queue int
+	// ECN, when > 0, is the sojourn time above which the bottleneck marks
+	// ECN-capable packets CE (a step marker, like DCTCP's K threshold or
+	// CoDel's target without its control law); 0 marks nothing.
+	ECN time.Duration
 }
 
 // DefaultLaneLimit is how many packets a lane's wire holds when the
@@ -60,6 +71,23 @@ type LaneStats struct {
 	DelivBytes uint64 // their bytes
 	// MaxQueue is the most bytes the bottleneck queue held.
 	MaxQueue int
+	// Marked counts the packets the bottleneck marked CE (LaneConfig.ECN).
+	Marked uint64
+	// Queued counts the packets that entered the bottleneck; SojournSum
+	// and SojournMax are their waits before serialisation (the queueing
+	// delay the bottleneck added).
+	Queued     uint64
+	SojournSum time.Duration
+	SojournMax time.Duration
+}
+
+// MeanSojourn is the mean queueing delay of the packets the bottleneck
+// took.
+func (s LaneStats) MeanSojourn() time.Duration {
+	if s.Queued == 0 {
+		return 0
+	}
+	return s.SojournSum / time.Duration(s.Queued)
 }
 
 // PathLane is one direction of an emulated path as a state machine driven
@@ -90,8 +118,11 @@ type queuedPacket struct {
 // NewPathLane returns a lane doing what cfg says, or an error if cfg is
 // inconsistent (a Rate without a Queue, negative values).
 func NewPathLane(cfg LaneConfig) (*PathLane, error) {
-	if cfg.Rate < 0 || cfg.Queue < 0 || cfg.Delay < 0 || cfg.Jitter < 0 {
-		return nil, errors.New("tun: path lane: negative rate, queue, delay or jitter")
+	if cfg.Rate < 0 || cfg.Queue < 0 || cfg.Delay < 0 || cfg.Jitter < 0 || cfg.ECN < 0 {
+		return nil, errors.New("tun: path lane: negative rate, queue, delay, jitter or ECN threshold")
+	}
+	if cfg.ECN > 0 && cfg.Rate == 0 {
+		return nil, errors.New("tun: path lane: an ECN threshold needs a rate (it marks the bottleneck's queue)")
 	}
 	if cfg.Rate > 0 && cfg.Queue < 576 {
 		return nil, fmt.Errorf("tun: path lane: a %d-byte bottleneck queue holds no packet; want at least an MTU", cfg.Queue)
@@ -135,13 +166,23 @@ func (l *PathLane) Input(now time.Duration, pkt []byte) {
 		return
 	}
 	leave := now
+	mark := false
 	if m.Rate > 0 {
 		l.drain(now)
 		if l.queued+len(pkt) > m.Queue {
 			l.stats.QueueDrops++
 			return
 		}
-		leave = max(now, l.busyUntil) + l.serialisation(len(pkt))
+		start := max(now, l.busyUntil)
+		sojourn := start - now
+		l.stats.Queued++
+		l.stats.SojournSum += sojourn
+		l.stats.SojournMax = max(l.stats.SojournMax, sojourn)
+		if m.ECN > 0 && sojourn > m.ECN && ecnCapable(pkt) {
+			mark = true
+			l.stats.Marked++
+		}
+		leave = start + l.serialisation(len(pkt))
 		l.busyUntil = leave
 		l.backlog = append(l.backlog, queuedPacket{done: leave, size: len(pkt)})
 		l.queued += len(pkt)
@@ -165,6 +206,9 @@ func (l *PathLane) Input(now time.Duration, pkt []byte) {
 			continue
 		}
 		h := heldPacket{buf: l.copyIn(pkt), release: release}
+		if mark {
+			markCE(h.buf[Headroom:])
+		}
 		if corrupt && len(pkt) > 0 {
 			h.buf[Headroom+flip] ^= 0xff
 		}
@@ -177,6 +221,35 @@ func (l *PathLane) Input(now time.Duration, pkt []byte) {
 		}
 		l.wire = append(l.wire, h)
 	}
+}
+
+// ecnCapable reports whether an IP packet's ECN field is ECT(0) or ECT(1)
+// (RFC 3168 §5: a router marks only those; CE stays CE).
+func ecnCapable(pkt []byte) bool {
+	switch {
+	case len(pkt) >= ip.IPv4MinHeaderLen && pkt[0]>>4 == 4:
+		e := pkt[1] & 3
+		return e == 1 || e == 2
+	case len(pkt) >= ip.IPv6HeaderLen && pkt[0]>>4 == 6:
+		e := pkt[1] >> 4 & 3
+		return e == 1 || e == 2
+	}
+	return false
+}
+
+// markCE sets an ECN-capable packet's ECN field to CE, updating the IPv4
+// header checksum (RFC 1624).
+func markCE(pkt []byte) {
+	if pkt[0]>>4 == 4 {
+		old := binary.BigEndian.Uint16(pkt[0:2])
+		pkt[1] |= 3
+		sum := binary.BigEndian.Uint16(pkt[10:12])
+		binary.BigEndian.PutUint16(pkt[10:12], ip.ChecksumUpdate16(sum, old, binary.BigEndian.Uint16(pkt[0:2])))
+		return
+	}
+	// The traffic class spans bytes 0 and 1; its ECN bits are bits 5 and
+	// 4 of byte 1.
+	pkt[1] |= 3 << 4
 }
 
 // drain forgets the packets the bottleneck finished sending by now.
@@ -292,7 +365,7 @@ type PathConfig struct {
 }
 
 // pathKeys are the keys ParsePath accepts, alone or after "up." or "down.".
-var pathKeys = []string{"rtt", "delay", "rate", "queue", "loss", "jitter", "reorder", "depth", "dup", "corrupt", "limit", "seed"}
+var pathKeys = []string{"rtt", "delay", "rate", "queue", "ecn", "loss", "jitter", "reorder", "depth", "dup", "corrupt", "limit", "seed"}
 
 // ParsePath parses the command-line form of an emulated path:
 //
@@ -311,6 +384,7 @@ func ParsePath(s string) (PathConfig, error) {
 	var pc PathConfig
 	var queues [2]string
 	var queueBare [2]bool // the queue came from the unprefixed key
+	var ecnBare [2]bool   // so did the ECN threshold
 	cfg := [2]*LaneConfig{&pc.Up, &pc.Down}
 	pc.Down.Seed = 1 // seed+1 for the default seed 0 too
 	s = strings.TrimSpace(s)
@@ -370,6 +444,12 @@ func ParsePath(s string) (PathConfig, error) {
 					}
 				case "delay":
 					c.Delay, err = parseDuration(st.val)
+				case "ecn":
+					ecnBare[d] = slot == 0
+					c.ECN, err = parseDuration(st.val)
+					if err == nil && c.ECN <= 0 {
+						err = errors.New("want a positive sojourn time such as 5ms")
+					}
 				case "rate":
 					c.Rate, err = parseRate(st.val)
 				case "queue":
@@ -409,7 +489,16 @@ func ParsePath(s string) (PathConfig, error) {
 	if pc.Up.Rate == 0 && pc.Down.Rate == 0 && queues[0] != "" {
 		return PathConfig{}, fmt.Errorf("path: a queue needs a rate (the queue is the bottleneck's)")
 	}
+	if pc.Up.Rate == 0 && pc.Down.Rate == 0 && pc.Up.ECN > 0 {
+		return PathConfig{}, fmt.Errorf("path: ecn needs a rate (it marks the bottleneck's queue)")
+	}
 	for d, c := range cfg {
+		if c.Rate == 0 && c.ECN > 0 {
+			if !ecnBare[d] {
+				return PathConfig{}, fmt.Errorf("path: %s.ecn needs a %s.rate (it marks the bottleneck's queue)", []string{"up", "down"}[d], []string{"up", "down"}[d])
+			}
+			c.ECN = 0 // the bare key covers the direction that has a bottleneck
+		}
 		if c.Rate == 0 {
 			if queues[d] != "" && !queueBare[d] {
 				return PathConfig{}, fmt.Errorf("path: %s.queue needs a %s.rate (the queue is the bottleneck's)", []string{"up", "down"}[d], []string{"up", "down"}[d])
@@ -512,6 +601,7 @@ func (pc PathConfig) String() string {
 			}
 			return strconv.Itoa(c.Queue)
 		})
+		put("ecn", func(c LaneConfig) string { return durStr(c.ECN) })
 		put("loss", func(c LaneConfig) string { return pctStr(c.Loss) })
 		put("jitter", func(c LaneConfig) string { return durStr(c.Jitter) })
 		put("reorder", func(c LaneConfig) string { return pctStr(c.Reorder) })
@@ -533,6 +623,9 @@ func (pc PathConfig) String() string {
 	}
 	if up.Loss == down.Loss {
 		common.Loss = up.Loss
+	}
+	if up.ECN == down.ECN {
+		common.ECN = up.ECN
 	}
 	if up.Jitter == down.Jitter {
 		common.Jitter = up.Jitter

@@ -48,6 +48,11 @@ var benchPathMetrics = []benchMetric{
 	{"up_mbps", "upload goodput (server receives CUBIC)", "Mbit/s", true},
 	{"fetch_p50_ms", "20 x 256 KiB fetch, completion p50", "ms", false},
 	{"fetch_p90_ms", "20 x 256 KiB fetch, completion p90", "ms", false},
+	// The router's figures cover the whole run (every workload); run
+	// --workloads down alone for the download's.
+	{"path_down_queue_delay_ms", "bottleneck queueing delay to the client, mean (run)", "ms", false},
+	{"path_down_ce_marks", "CE marks to the client (ecn=, run)", "packets", false},
+	{"path_down_queue_drops", "tail drops to the client (run)", "packets", false},
 }
 
 // Defaults of a --path run, replacing the local bench's when not given.
@@ -369,6 +374,24 @@ func (t *benchTarget) runPath() {
 		}
 		defer srvNS.Close()
 	}
+	ecn := p.cfg.Up.ECN > 0 || p.cfg.Down.ECN > 0
+	if ecn {
+		// A CE-marking path is measured with ECN: the kernel client
+		// asks for it (Linux tcp_ecn=1; its default 2 only accepts), and
+		// so does a kernel server. The ustack server accepts it by
+		// default; --ecn makes it ask too.
+		nss := []netnsFD{client}
+		if strings.HasPrefix(t.server, "kernel") {
+			nss = append(nss, srvNS)
+		}
+		for _, ns := range nss {
+			if err := ns.do(func() error { return setSysctls("net/ipv4/tcp_ecn", "1") }); err != nil {
+				fail(err)
+				return
+			}
+		}
+		t.logf("ECN: net.ipv4.tcp_ecn=1 in the client's namespace%s", map[bool]string{true: " and the kernel server's", false: ""}[len(nss) > 1])
+	}
 	router, err := startRouterProcess(t.exe, p.Spec, t.cfg.mtu, client, hop, t.progress)
 	if err != nil {
 		fail(err)
@@ -399,8 +422,17 @@ func (t *benchTarget) runPath() {
 		m["path_down_loss_drops"] = float64(st.Down.Dropped)
 		m["path_up_queue_drops"] = float64(st.Up.QueueDrops)
 		m["path_down_queue_drops"] = float64(st.Down.QueueDrops)
+		m["path_up_queue_delay_ms"] = float64(st.Up.MeanSojourn()) / 1e6
+		m["path_down_queue_delay_ms"] = float64(st.Down.MeanSojourn()) / 1e6
+		m["path_down_queue_delay_max_ms"] = float64(st.Down.SojournMax) / 1e6
+		if ecn {
+			m["path_up_ce_marks"] = float64(st.Up.Marked)
+			m["path_down_ce_marks"] = float64(st.Down.Marked)
+		}
 		t.logf("router: %d packets, mean %v late, worst %v; drops up %d loss + %d queue, down %d + %d",
 			both.Count, both.Mean(), both.Max, st.Up.Dropped, st.Up.QueueDrops, st.Down.Dropped, st.Down.QueueDrops)
+		t.logf("router: queueing delay to the client mean %v, worst %v; CE marks up %d, down %d",
+			st.Down.MeanSojourn().Round(time.Microsecond), st.Down.SojournMax.Round(time.Microsecond), st.Up.Marked, st.Down.Marked)
 	}()
 	if rtts, err := pathPing(pathHopAddr.Addr(), 5, 2*time.Second); err == nil && len(rtts) > 0 {
 		slices.Sort(rtts)

@@ -27,6 +27,22 @@ type knobFlags struct {
 	pacing     bool
 	hystart    bool
 	recovery   string
+	ecn        ecnFlag
+}
+
+// ecnFlag is --ecn: a boolean flag (--ecn alone means on) that also takes
+// accept, the default.
+type ecnFlag struct{ mode tcp.ECNMode }
+
+func (f *ecnFlag) String() string   { return f.mode.String() }
+func (f *ecnFlag) IsBoolFlag() bool { return true }
+func (f *ecnFlag) Set(s string) error {
+	m, err := tcp.ParseECNMode(s)
+	if err != nil {
+		return fmt.Errorf("want on (or true), accept or off (or false)")
+	}
+	f.mode = m
+	return nil
 }
 
 // maxDelayedACK bounds --delayed-ack: RFC 1122 §4.2.3.2 says the delay
@@ -52,6 +68,9 @@ func (k *knobFlags) register(fs *flag.FlagSet) {
 		"ACKs only); rack and sack need SACK and fall back to newreno without it")
 	fs.BoolVar(&k.hystart, "hystart", false, "HyStart++ (RFC 9406) in the initial slow start of newreno and cubic: after an RTT\n"+
 		"rise of max(4ms, min(minRTT/8, 16ms)) growth slows to a quarter for 5 rounds, then slow start ends")
+	fs.Var(&k.ecn, "ecn", "RFC 3168 ECN, as Linux's net.ipv4.tcp_ecn: --ecn (on, tcp_ecn=1) asks for it on the connections\n"+
+		"ustack opens and accepts it on those it accepts; accept (the default, tcp_ecn=2) only accepts it;\n"+
+		"off (tcp_ecn=0) never. With it, data goes ECT(0) and CE marks cut cwnd once per window, as a loss would")
 	fs.BoolVar(&k.pacing, "pacing", false, "pace data segments even when the congestion control sets no rate: Linux's default of\n"+
 		"2x cwnd/srtt in slow start, 1.2x after; with --offload, super-segments carry about 1 ms at that rate")
 }
@@ -145,6 +164,7 @@ func (k *knobFlags) apply(cfg *tcp.Config) (tun.Impairment, error) {
 	cfg.DisableWindowScale = !k.wscale
 	cfg.Pacing = k.pacing
 	cfg.HyStart = k.hystart
+	cfg.ECN = k.ecn.mode
 	if cfg.Recovery, err = tcp.ParseRecovery(k.recovery); err != nil {
 		return imp, fmt.Errorf("--recovery %q: want %s", k.recovery, strings.Join(tcp.RecoveryNames(), ", "))
 	}

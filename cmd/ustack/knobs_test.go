@@ -78,6 +78,11 @@ func TestKnobFlagValues(t *testing.T) {
 		{[]string{"--wscale=false"}, func(c *tcp.Config) { c.DisableWindowScale = true }},
 		{[]string{"--pacing"}, func(c *tcp.Config) { c.Pacing = true }},
 		{[]string{"--hystart"}, func(c *tcp.Config) { c.HyStart = true }},
+		{[]string{"--ecn"}, func(c *tcp.Config) { c.ECN = tcp.ECNOn }},
+		{[]string{"--ecn=on"}, func(c *tcp.Config) { c.ECN = tcp.ECNOn }},
+		{[]string{"--ecn=accept"}, func(c *tcp.Config) {}},
+		{[]string{"--ecn=false"}, func(c *tcp.Config) { c.ECN = tcp.ECNOff }},
+		{[]string{"--ecn=off"}, func(c *tcp.Config) { c.ECN = tcp.ECNOff }},
 		{[]string{"--recovery", "rack"}, func(c *tcp.Config) {}},
 		{[]string{"--recovery", "sack"}, func(c *tcp.Config) { c.Recovery = tcp.RecoverySACK }},
 		{[]string{"--recovery=newreno"}, func(c *tcp.Config) { c.Recovery = tcp.RecoveryNewReno }},
@@ -95,6 +100,21 @@ func TestKnobFlagValues(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, tun.Impairment{Loss: 0.01, Dup: 0.001, Reorder: 0.01, Delay: 20 * time.Millisecond,
 		Jitter: 5 * time.Millisecond, Corrupt: 0.0001, Seed: 7}, dev.impair)
+}
+
+// TestKnobECNRefusesOtherValues: --ecn takes on/true, accept, off/false
+// (and Linux's tcp_ecn numbers), nothing else.
+func TestKnobECNRefusesOtherValues(t *testing.T) {
+	var d deviceFlags
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	d.register(fs)
+	err := fs.Parse([]string{"--ecn=maybe"})
+	require.ErrorContains(t, err, `"maybe" for -ecn: want on (or true), accept or off (or false)`)
+	require.NoError(t, fs.Parse([]string{"--ecn=1"}))
+	dev, err := d.validate()
+	require.NoError(t, err)
+	require.Equal(t, tcp.ECNOn, dev.tcp.ECN)
 }
 
 func TestServeHelpListsKnobs(t *testing.T) {

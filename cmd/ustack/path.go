@@ -58,7 +58,9 @@ func runPath(args []string, stdout, stderr io.Writer) int {
 			"Path keys (each for both directions, or as up.KEY for client to server only and\n"+
 			"down.KEY for server to client): rtt (split into the two one-way delays; up.delay and\n"+
 			"down.delay instead), rate (100mbit, 1gbit, 500kbit: bits/s of IP packets), queue (bytes,\n"+
-			"64KiB, or 1bdp, the default; needs a rate), loss, jitter (uniform, order kept), reorder\n"+
+			"64KiB, or 1bdp, the default; needs a rate), ecn (a sojourn time such as 5ms: ECT packets\n"+
+			"that would wait longer in the queue are marked CE, the others still only tail-dropped;\n"+
+			"needs a rate), loss, jitter (uniform, order kept), reorder\n"+
 			"and depth, dup, corrupt, limit (packets on the wire), seed (losses replay with a seed).\n"+
 			"Needs root. See README, \"An emulated path\", for its precision and limits.\n\nflags:\n",
 			pathClientTUN, pathClientAddr, pathHopTUN, pathHopAddr, pathClientNet, pathServerNet)
@@ -176,6 +178,10 @@ func writePathStats(w io.Writer, st tun.PathStats) {
 	dir := func(name string, s tun.LaneStats, l tun.Lateness) {
 		fmt.Fprintf(w, "  %s: %d packets (%d bytes) in, %d delivered (%d bytes); dropped: %d lost, %d by the full queue (peak %d bytes), %d wire overflow\n",
 			name, s.Packets, s.Bytes, s.Delivered, s.DelivBytes, s.Dropped, s.QueueDrops, s.MaxQueue, s.Overflow)
+		if s.Queued > 0 {
+			fmt.Fprintf(w, "      queueing delay mean %v, worst %v; %d marked CE\n",
+				s.MeanSojourn().Round(time.Microsecond), s.SojournMax.Round(time.Microsecond), s.Marked)
+		}
 		if s.Duplicated+s.Reordered+s.Corrupted > 0 {
 			fmt.Fprintf(w, "      %d duplicated, %d reordered, %d corrupted\n", s.Duplicated, s.Reordered, s.Corrupted)
 		}

@@ -511,6 +511,14 @@ func rate(bps float64) string {
 func ssInfoLine(c *tcp.Info) string {
 	var f []string
 	add := func(format string, a ...any) { f = append(f, fmt.Sprintf(format, a...)) }
+	// Linux prints the option flags before the algorithm (ts and sack are
+	// in -e here).
+	if c.ECN {
+		add("ecn")
+	}
+	if c.ECNSeen {
+		add("ecnseen")
+	}
 	add("%s", c.CC)
 	if c.SndWScale >= 0 {
 		add("wscale:%d,%d", c.SndWScale, c.RcvWScale)
@@ -580,6 +588,19 @@ func ssInfoLine(c *tcp.Info) string {
 	}
 	if c.InRecovery {
 		add("in_recovery")
+	}
+	// RFC 3168 ECN's counters (ustack's own; Linux has them only as MIBs).
+	if c.ECERcvd > 0 {
+		add("ece_rcvd:%d", c.ECERcvd)
+	}
+	if c.ECNReductions > 0 {
+		add("ecn_reductions:%d", c.ECNReductions)
+	}
+	if c.CERcvd > 0 {
+		add("ce_rcvd:%d", c.CERcvd)
+	}
+	if c.CWRSent > 0 {
+		add("cwr_sent:%d", c.CWRSent)
 	}
 	if c.RcvRTT > 0 {
 		add("rcv_rtt:%s", ms(c.RcvRTT))

@@ -278,3 +278,16 @@ func TestSSInfoShowsBBR(t *testing.T) {
 	assert.Contains(t, line, " data_segs_in:3 bbr:(bw:83.2Mbps,mrtt:40.1,pacing_gain:1.25,cwnd_gain:2.25,phase:ProbeBW_UP) send ")
 	assert.NotContains(t, ssInfoLine(&tcp.Info{CC: "cubic"}), "bbr:")
 }
+
+// ECN shows as Linux's ss -ti shows it, ecn and ecnseen before the
+// algorithm, and its counters after in_recovery.
+func TestSSInfoShowsECN(t *testing.T) {
+	in := tcp.Info{CC: "cubic", SndWScale: -1, MSS: 1000, CWnd: 10000, SSThresh: math.MaxUint32,
+		ECN: true, ECNSeen: true, ECERcvd: 7, ECNReductions: 2, CERcvd: 3, CWRSent: 2}
+	line := ssInfoLine(&in)
+	assert.True(t, strings.HasPrefix(line, "ecn ecnseen cubic rto:"), line)
+	assert.Contains(t, line, " ece_rcvd:7 ecn_reductions:2 ce_rcvd:3 cwr_sent:2")
+	in = tcp.Info{CC: "cubic", SndWScale: -1, MSS: 1000, ECN: true}
+	assert.True(t, strings.HasPrefix(ssInfoLine(&in), "ecn cubic "), ssInfoLine(&in))
+	assert.NotContains(t, ssInfoLine(&tcp.Info{CC: "cubic"}), "ecn")
+}
