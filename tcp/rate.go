@@ -38,6 +38,7 @@ const (
 	srDelivered                    // entirely SACKed: counted as delivered
 	srLost                         // marked lost (counted in C.lost)
 	srRelost                       // a retransmission RACK deems lost again, to be resent
+	srRtxOut                       // its latest retransmission is in flight, not marked lost (Linux TCPCB_SACKED_RETRANS)
 )
 
 func (r *sentRecord) end() Seq { return r.start + Seq(r.len) }
@@ -179,7 +180,7 @@ func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
 			s, l := rec.start, rec.len
 			*rec = snap
 			rec.start, rec.len, rec.inFlight = s, l, flight
-			rec.flags |= keep | srRetrans
+			rec.flags |= keep | srRetrans | srRtxOut
 		}
 		seq = tail
 	}
@@ -326,7 +327,19 @@ func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
 		return
 	}
 	rs.Delivered, rs.Interval = delivered, interval
-	r.lastDelivered, r.lastInterval, r.lastAppLimited = delivered, interval, s.appLimited
+	// Info's delivery rate, as Linux tcp_rate_gen keeps tcpi_delivery_rate:
+	// an application-limited sample replaces the last only if it is not
+	// lower (it shows at least that much capacity).
+	if !s.appLimited || !rateLess(delivered, interval, r.lastDelivered, r.lastInterval) {
+		r.lastDelivered, r.lastInterval, r.lastAppLimited = delivered, interval, s.appLimited
+	}
+}
+
+// rateLess reports whether b1/d1 < b2/d2, exactly (b1·d2 < b2·d1 in 128 bits).
+func rateLess(b1 uint64, d1 time.Duration, b2 uint64, d2 time.Duration) bool {
+	h1, l1 := bits.Mul64(b1, uint64(d2))
+	h2, l2 := bits.Mul64(b2, uint64(d1))
+	return h1 < h2 || h1 == h2 && l1 < l2
 }
 
 // rateOf is bytes/d in bytes per second, saturating.
@@ -390,6 +403,9 @@ func (c *Conn) rateMarkLost(from, to Seq) {
 		if !rec.start.LessThan(to) {
 			break
 		}
+		// Marking lost ends a retransmission's flight too (Linux
+		// tcp_mark_skb_lost clears TCPCB_SACKED_RETRANS).
+		rec.flags &^= srRtxOut
 		if rec.flags&(srDelivered|srLost) == 0 {
 			rec.flags |= srLost
 			r.lost += uint64(rec.len)

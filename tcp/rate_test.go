@@ -197,3 +197,29 @@ func TestRateRingBounded(t *testing.T) {
 	require.Equal(t, 0, h.c.rate.n)
 	require.Equal(t, uint64(2*rateMaxRecords), h.c.rate.delivered)
 }
+
+func TestInfoDeliveryRateKeepsHigherThanAppLimited(t *testing.T) {
+	h, f := fixedHarness(t, plainConfig(), Segment{}, 5000)
+	t0 := h.now
+	h.c.Write(data(3000, 0))
+	require.Len(t, h.output(), 3)
+	h.now = t0 + 100*ms
+	h.in(seg(FlagACK, tPeer+1, tISS+3001, 65535))
+	in := h.c.Info()
+	require.Equal(t, uint64(30000), in.DeliveryRate)
+	require.True(t, in.DeliveryAppLimited)
+	// One segment, application-limited: a 10000 B/s sample, lower, does
+	// not replace it (Linux tcp_rate_gen).
+	h.c.Write(data(1000, 0))
+	require.Len(t, h.output(), 1)
+	h.now = t0 + 200*ms
+	h.in(seg(FlagACK, tPeer+1, tISS+4001, 65535))
+	require.Equal(t, uint64(10000), f.acks[len(f.acks)-1].DeliveryRate())
+	require.Equal(t, uint64(30000), h.c.Info().DeliveryRate)
+	// A higher application-limited one does: 2000 bytes in 50 ms.
+	h.c.Write(data(2000, 0))
+	require.Len(t, h.output(), 2)
+	h.now = t0 + 250*ms
+	h.in(seg(FlagACK, tPeer+1, tISS+6001, 65535))
+	require.Equal(t, uint64(40000), h.c.Info().DeliveryRate)
+}

@@ -105,6 +105,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 		c.synRetransmits++
 		c.stats.retransSegs++
 		c.stats.totalRetrans++
+		c.stats.retransPkts++
 		c.rto.Backoff()
 		c.synPending = true
 		return
@@ -152,7 +153,6 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	c.highRxt = c.sndUna
 	c.rackResetMarks()
 	c.rttTimer.Cancel()
-	c.stats.lost++
 	// Go back N: resend from SND.UNA as the (now one-segment) window allows.
 	c.sndNxt = c.sndUna
 	c.rtxPending = zeroWnd // the window allows nothing: SND.UNA's segment is the probe
