@@ -245,7 +245,7 @@ func (c *Conn) rackDetectLoss(now Time) {
 				rec.flags |= srRelost
 				rec.flags &^= srRtxOut
 				k.relost = true
-				r.lost += uint64(rec.len)
+				r.lost += c.unsackedIn(rec)
 			}
 		}
 	}
@@ -261,7 +261,7 @@ func (c *Conn) rackDetectLoss(now Time) {
 		lost = rec.end()
 		if rec.flags&srLost == 0 {
 			rec.flags |= srLost
-			r.lost += uint64(rec.len)
+			r.lost += c.unsackedIn(rec)
 		}
 	}
 	k.lostEnd = lost

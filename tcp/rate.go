@@ -384,7 +384,7 @@ func (c *Conn) rateMarkSACKLost() {
 		}
 		if rec.flags&(srDelivered|srLost) == 0 {
 			rec.flags |= srLost
-			r.lost += uint64(rec.len)
+			r.lost += c.unsackedIn(rec)
 		}
 	}
 	r.lostScan = lostEnd
@@ -408,7 +408,7 @@ func (c *Conn) rateMarkLost(from, to Seq) {
 		rec.flags &^= srRtxOut
 		if rec.flags&(srDelivered|srLost) == 0 {
 			rec.flags |= srLost
-			r.lost += uint64(rec.len)
+			r.lost += c.unsackedIn(rec)
 		}
 	}
 	r.lostScan = r.lostScan.Max(to)
@@ -433,6 +433,17 @@ func (c *Conn) rateCheckAppLimited() {
 		return
 	}
 	r.appLimited = max(r.delivered+uint64(inflight), 1)
+}
+
+// unsackedIn is how many bytes of rec at or above SND.UNA the peer has not
+// SACKed: what is lost when rec is marked lost. A super-segment's record
+// partly SACKed lost only its holes, and counting all of it would make
+// BBR's loss rate (lost / tx_in_flight) as many times too high as the
+// record has segments.
+func (c *Conn) unsackedIn(rec *sentRecord) uint64 {
+	var n uint64
+	c.board.holes(rec.start.Max(c.sndUna), rec.end(), func(s, e Seq) { n += uint64(s.Size(e)) })
+	return n
 }
 
 // covers reports whether [start, end) lies entirely inside one SACKed range.
