@@ -28,7 +28,11 @@ type sentRecord struct {
 	firstSentTime Time   // C.first_sent_time when sent
 	lost          uint64 // C.lost when sent
 	inFlight      uint32 // bytes in flight just after it was sent
-	flags         uint8
+	// sacked is how many of its bytes were SACKed at the last look: a
+	// super-segment's record partly SACKed tells RACK of a delivery only
+	// when this grows, not on every ACK that repeats an older block.
+	sacked uint32
+	flags  uint8
 }
 
 // sentRecord flags.
@@ -177,9 +181,9 @@ func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
 				continue
 			}
 			keep := rec.flags & srLost
-			s, l := rec.start, rec.len
+			s, l, sacked := rec.start, rec.len, rec.sacked
 			*rec = snap
-			rec.start, rec.len, rec.inFlight = s, l, flight
+			rec.start, rec.len, rec.inFlight, rec.sacked = s, l, flight, sacked
 			rec.flags |= keep | srRetrans | srRtxOut
 		}
 		seq = tail
@@ -283,8 +287,14 @@ func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
 					r.rackAdvance(now, rec, rec.end())
 				} else if b.Start.LessThan(rec.end()) && rec.start.LessThan(b.End) {
 					// Part of a super-segment's record: RACK learns
-					// of its delivery all the same.
-					r.rackAdvance(now, rec, rec.end().Min(b.End))
+					// of its delivery all the same, once (later ACKs
+					// repeat the block; RFC 8985 §6.2 takes newly
+					// delivered segments only).
+					covered := ccSaturate(uint64(rec.len) - c.unsackedIn(rec))
+					if covered > rec.sacked {
+						r.rackAdvance(now, rec, rec.end().Min(b.End))
+					}
+					rec.sacked = covered
 				}
 			}
 		}
