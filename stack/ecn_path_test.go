@@ -152,7 +152,7 @@ func TestECNThroughMarkingPath(t *testing.T) {
 	const spec = "rtt=40ms,rate=100mbit,ecn=5ms"
 	ecn := runPathDownload(t, spec, tcp.ECNAccept, tcp.ECNOn, 20*time.Second)
 	t.Logf("ECN: %.1f Mbit/s after 1 s, %d CE marks, %d queue drops, mean queueing delay %v (worst %v), %d reductions, %d retransmits",
-		ecn.steadyMbps(), ecn.down.Marked, ecn.down.QueueDrops, ecn.down.MeanSojourn(), ecn.down.SojournMax,
+		ecn.steadyMbps(), ecn.down.Marked, ecn.down.QueueDrops, ecn.down.Delay.Mean(), ecn.down.Delay.Max,
 		ecn.srv.ECNReductions, ecn.srv.Retransmits)
 	require.True(t, ecn.srv.ECN && ecn.cli.ECN, "negotiated on both ends")
 	require.True(t, ecn.cli.ECNSeen)
@@ -164,15 +164,15 @@ func TestECNThroughMarkingPath(t *testing.T) {
 	require.Equal(t, ecn.srv.ECNReductions, ecn.srv.CWRSent, "one CWR per reduction")
 	require.Equal(t, ecn.down.Marked, ecn.cli.CERcvd)
 	require.Zero(t, ecn.up.Marked, "ACKs are not ECT")
-	require.Less(t, ecn.down.MeanSojourn(), 5*time.Millisecond)
+	require.Less(t, ecn.down.Delay.Mean(), 5*time.Millisecond)
 	require.Greater(t, ecn.steadyMbps(), 80.0)
 
 	plain := runPathDownload(t, spec, tcp.ECNAccept, tcp.ECNAccept, 5*time.Second)
 	t.Logf("no ECN: %.1f Mbit/s after 1 s, %d CE marks, %d queue drops, mean queueing delay %v (worst %v), %d retransmits",
-		plain.steadyMbps(), plain.down.Marked, plain.down.QueueDrops, plain.down.MeanSojourn(), plain.down.SojournMax, plain.srv.Retransmits)
+		plain.steadyMbps(), plain.down.Marked, plain.down.QueueDrops, plain.down.Delay.Mean(), plain.down.Delay.Max, plain.srv.Retransmits)
 	require.False(t, plain.srv.ECN)
 	require.Zero(t, plain.down.Marked, "Not-ECT packets are never marked")
 	require.NotZero(t, plain.down.QueueDrops, "they are tail-dropped")
-	require.Greater(t, plain.down.MeanSojourn(), 4*ecn.down.MeanSojourn())
+	require.Greater(t, plain.down.Delay.Mean(), 4*ecn.down.Delay.Mean())
 	require.GreaterOrEqual(t, ecn.steadyMbps(), plain.steadyMbps())
 }

@@ -84,7 +84,7 @@ func appendConn(b []byte, tc *tcp.Conn, in *tcp.Info) []byte {
 	b = appendU(b, `,"srtt_ns":`, uint64(in.RTT))
 	b = appendU(b, `,"rto_ns":`, uint64(in.RTO))
 	b = appendU(b, `,"retrans":`, uint64(in.Retransmits))
-	return appendU(b, `,"sacked":`, uint64(in.SACKed))
+	return appendU(b, `,"sacked":`, uint64(in.SACKedBytes))
 }
 
 func appendU(b []byte, key string, v uint64) []byte {

@@ -477,7 +477,7 @@ type connStats struct {
 	dataSegsIn, dataSegsOut                            uint64
 	dupAcksIn                                          uint64
 	totalRetrans                                       uint32
-	lost                                               uint32
+	retransPkts                                        uint32 // segments of MSS retransmitted (Info.TotalRetrans)
 	reordering                                         uint32
 }
 

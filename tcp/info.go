@@ -63,9 +63,8 @@ type Info struct {
 	CurrentRetransmits int    // consecutive RTO expirations (backoffs)
 	RTOExpirations     uint64
 	FastRecoveries     uint64
-	Lost               uint32 // loss episodes ended by an RTO
-	SACKed             uint32 // bytes currently SACKed by the peer
-	Reordering         uint32 // out-of-order segments received
+	SACKedBytes        uint32 // bytes currently SACKed by the peer
+	RcvOOOPack         uint32 // out-of-order segments received (Linux tcpi_rcv_ooopack)
 	DupAcksIn          uint64
 	DSACKsSent         uint64
 	ProbesSent         uint64
@@ -102,6 +101,21 @@ type Info struct {
 	Delivered          uint64
 	// BBR is the state of BBR (--cc bbr), nil for other algorithms.
 	BBR *BBRInfo
+
+	// Linux's loss-recovery counters, with tcp_info's meanings: in
+	// segments of MSS (a super-segment counts as many as it carries).
+	// Lost is tcpi_lost (lost_out): segments marked lost by RACK, RFC 6675
+	// IsLost, a fast retransmit or an RTO, not yet acknowledged or SACKed,
+	// retransmitted or not. SACKed is tcpi_sacked (sacked_out): segments
+	// SACKed above SND.UNA. Retrans is tcpi_retrans (retrans_out):
+	// retransmissions in flight, neither acknowledged, SACKed nor marked
+	// lost again (an RTO marks them all lost). TotalRetrans is
+	// tcpi_total_retrans: segments ever retransmitted (SYNs included).
+	// Reordering is tcpi_reordering: the reordering degree seen, how many
+	// segments a first transmission was delivered behind a higher one
+	// (Linux tcp_check_sack_reordering), 3 until more is seen, at most
+	// 300 (net.ipv4.tcp_max_reordering).
+	Lost, SACKed, Retrans, TotalRetrans, Reordering uint32
 
 	Retransmit, Persist, DelayedACK, Keepalive, FinWait2, TimeWait, UserTimeout TimerInfo
 }
@@ -148,9 +162,9 @@ func (c *Conn) Info() Info {
 		CurrentRetransmits: c.rto.Backoffs(),
 		RTOExpirations:     rs.rtoExpirations,
 		FastRecoveries:     rs.fastRecoveries,
-		Lost:               c.stats.lost,
-		SACKed:             c.board.SACKedBytes(),
-		Reordering:         c.stats.reordering,
+		SACKedBytes:        c.board.SACKedBytes(),
+		RcvOOOPack:         c.stats.reordering,
+		TotalRetrans:       c.stats.retransPkts,
 		DupAcksIn:          c.stats.dupAcksIn,
 		DSACKsSent:         rs.dsacksSent,
 		ProbesSent:         rs.probesSent,
@@ -180,6 +194,7 @@ func (c *Conn) Info() Info {
 		in.TLPProbes, in.TLPRecoveries = r.rack.tlpProbes, r.rack.tlpRecoveries
 	}
 	in.PacingRate = c.pacingRate()
+	c.lossCounters(&in)
 	if b, ok := c.cc.(bbrInfoer); ok {
 		bi := b.BBRInfo()
 		in.BBR = &bi
@@ -244,4 +259,48 @@ func (c *Conn) SetPathMSS(now Time, mss uint16) bool {
 		c.rtxPending = false
 	}
 	return true
+}
+
+// Linux's default and largest reordering degree (net.ipv4.tcp_reordering,
+// net.ipv4.tcp_max_reordering), in segments.
+const (
+	linuxReordering    = 3
+	linuxMaxReordering = 300
+)
+
+// lossCounters fills in's Linux loss-recovery counters (Lost, SACKed,
+// Retrans, Reordering) from the scoreboard and the sent records: each
+// record's bytes not SACKed count in segments of the MSS, rounded up, as
+// Linux counts a partly SACKed skb's remainder once split.
+func (c *Conn) lossCounters(in *Info) {
+	mss := uint64(max(c.sndMSS, 1))
+	segs := func(n uint64) uint32 { return ccSaturate((n + mss - 1) / mss) }
+	for _, r := range c.board.Ranges() {
+		in.SACKed += segs(uint64(r.Start.Size(r.End)))
+	}
+	in.Reordering = linuxReordering
+	r := c.rate
+	if r == nil {
+		return
+	}
+	if d := uint64(r.rack.reordDist); d > 0 {
+		in.Reordering = uint32(min(max(uint64(linuxReordering), (d+mss-1)/mss), linuxMaxReordering))
+	}
+	for i := r.search(c.sndUna); i < r.n; i++ {
+		rec := r.at(i)
+		if rec.flags&srDelivered != 0 || rec.flags&(srLost|srRtxOut) == 0 {
+			continue
+		}
+		var left uint64
+		c.board.holes(rec.start.Max(c.sndUna), rec.end(), func(s, e Seq) { left += uint64(s.Size(e)) })
+		if left == 0 {
+			continue
+		}
+		if rec.flags&srLost != 0 {
+			in.Lost += segs(left)
+		}
+		if rec.flags&srRtxOut != 0 {
+			in.Retrans += segs(left)
+		}
+	}
 }

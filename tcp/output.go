@@ -279,6 +279,7 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 	c.rttTimer.Cancel() // Karn's algorithm
 	c.stats.retransSegs++
 	c.stats.totalRetrans++
+	c.stats.retransPkts += c.segsOf(n)
 	c.stats.bytesRetrans += uint64(n)
 	if !c.rtxTimer.armed() {
 		c.rtxTimer.set(now.Add(c.rto.RTO()))
@@ -485,6 +486,7 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	if retrans {
 		c.stats.retransSegs++
 		c.stats.totalRetrans++
+		c.stats.retransPkts += c.segsOf(n)
 		c.stats.bytesRetrans += uint64(n)
 		c.rttTimer.Cancel()
 	} else {
@@ -567,4 +569,11 @@ func (c *Conn) sendProbe(now Time, e Emitter) {
 	}
 	c.sc.seg = Segment{Seq: c.probeSeq}
 	c.finishAndEmit(now, e)
+}
+
+// segsOf is how many segments of the MSS n payload bytes make, at least one
+// (a FIN alone counts one), as Linux's tcp_skb_pcount.
+func (c *Conn) segsOf(n uint32) uint32 {
+	mss := uint32(max(c.sndMSS, 1))
+	return max((n+mss-1)/mss, 1)
 }

@@ -22,6 +22,9 @@ import (
 type pacer struct {
 	next  Time      // earliest departure of the next data segment
 	timer connTimer // armed at next while data waits for it
+	// waited: the next data segment was held back for next, so leaving
+	// after it is the timer's lateness (jitter), which paceSent credits.
+	waited bool
 }
 
 // Linux's default pacing ratios (tcp_pacing_ss_ratio, tcp_pacing_ca_ratio)
@@ -65,17 +68,28 @@ func (c *Conn) paceBlocked(now Time) bool {
 		return false
 	}
 	r.pace.timer.set(r.pace.next)
+	r.pace.waited = true
 	return true
 }
 
 // paceSent advances the departure clock after n payload bytes left at now.
+// A segment that waited for the pacer and left late (the timer woke after
+// its departure time) has the next one's gap shortened by the lateness, at
+// most by half (Linux tcp_update_skb_after_send's "take into account OS
+// jitter"), so timer jitter does not hold the rate achieved below the rate
+// asked for; a sender that had nothing to send gets no such credit.
 func (c *Conn) paceSent(now Time, n uint32) {
 	rate := c.pacingRate()
 	if rate == 0 || n == 0 {
 		return
 	}
 	p := &c.rateState().pace
-	p.next = max(p.next, now).Add(pacingDelay(n, rate))
+	d := pacingDelay(n, rate)
+	if late := now.Sub(p.next); p.waited && late > 0 {
+		d -= min(d/2, late)
+	}
+	p.waited = false
+	p.next = max(p.next, now).Add(d)
 }
 
 // tsoMinSegs is the fewest segments a paced super-segment carries (Linux

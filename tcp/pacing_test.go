@@ -205,3 +205,28 @@ func TestPacedSendAndAckAllocateNothing(t *testing.T) {
 }
 
 var data1000 = data(1000, 0)
+
+// A pacing timer that wakes late shortens the next gap by its lateness, at
+// most by half a gap (Linux's credit for OS jitter), so the rate achieved
+// keeps to the rate asked for.
+func TestPacingCreditsTimerLateness(t *testing.T) {
+	cfg := plainConfig()
+	cfg.SendBufferSize = 64 << 10
+	h, f := fixedHarness(t, cfg, Segment{}, 100000)
+	f.rate = 100000 // a 1000-byte segment every 10 ms
+	t0 := h.now
+	h.c.Write(data(5000, 0))
+	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 1000")
+	// The timer for t0+10ms wakes 4 ms late: the next gap is 6 ms.
+	h.now = t0 + 14*ms
+	h.expect(h.output(), "[.] seq 2001 ack 5001 win 4096 len 1000")
+	require.Equal(t, t0+20*ms, h.c.rate.pace.next)
+	// On time: a full gap.
+	h.now = t0 + 20*ms
+	h.expect(h.output(), "[.] seq 3001 ack 5001 win 4096 len 1000")
+	require.Equal(t, t0+30*ms, h.c.rate.pace.next)
+	// 8 ms late: the gap shrinks by half of it at most, to 5 ms.
+	h.now = t0 + 38*ms
+	h.expect(h.output(), "[.] seq 4001 ack 5001 win 4096 len 1000")
+	require.Equal(t, t0+43*ms, h.c.rate.pace.next)
+}

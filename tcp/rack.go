@@ -99,8 +99,9 @@ type rackState struct {
 	reoWndPersist int32
 	dsackRound    Seq
 	dsackRoundOn  bool
-	dsackSeen     bool // the ACK being processed carries a D-SACK
-	relost        bool // some records are marked srRelost
+	dsackSeen     bool   // the ACK being processed carries a D-SACK
+	relost        bool   // some records are marked srRelost
+	reordDist     uint32 // the largest reordering seen, bytes (Info.Reordering)
 	// lostEnd: every byte of [SND.UNA, lostEnd) not SACKed is deemed lost
 	// (first transmissions are sent in sequence order, so the lost ones
 	// form a prefix); retransmissions found lost again are marked
@@ -142,6 +143,9 @@ func (r *rateState) rackAdvance(now Time, rec *sentRecord, end Seq) {
 		k.fack = end
 	} else if end.LessThan(k.fack) && !retrans {
 		k.reordSeen = true
+		// Linux tcp_check_sack_reordering's metric: how far below the
+		// highest delivered byte this first transmission started.
+		k.reordDist = max(k.reordDist, ccSaturate(uint64(rec.start.Size(k.fack))))
 	}
 	k.rtt, k.has = rtt, true
 }
@@ -239,8 +243,9 @@ func (c *Conn) rackDetectLoss(now Time) {
 			}
 			if gone, _ := expired(rec); gone {
 				rec.flags |= srRelost
+				rec.flags &^= srRtxOut
 				k.relost = true
-				r.lost += uint64(rec.len)
+				r.lost += c.unsackedIn(rec)
 			}
 		}
 	}
@@ -256,7 +261,7 @@ func (c *Conn) rackDetectLoss(now Time) {
 		lost = rec.end()
 		if rec.flags&srLost == 0 {
 			rec.flags |= srLost
-			r.lost += uint64(rec.len)
+			r.lost += c.unsackedIn(rec)
 		}
 	}
 	k.lostEnd = lost

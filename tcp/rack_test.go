@@ -407,3 +407,32 @@ func TestRACKNewRecoveryKeepsRetransmissionsInFlight(t *testing.T) {
 	h.expect(h.in(sackSeg(16001)))
 	require.False(t, h.c.Info().InRecovery)
 }
+
+// An ACK that repeats the SACK block of a partly SACKed super-segment is
+// no news for RACK: it neither takes that super-segment's old send time
+// as RACK.rtt nor sees it as delivered below RACK.fack (reordering).
+func TestRACKPartlySACKedSuperSegmentAdvancesOnce(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableSACK = false
+	cfg.GSOMaxSize = 8000
+	synack := Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 65535,
+		Options: Options{HasMSS: true, MSS: 1000, SACKPermitted: true}}
+	h, _ := fixedHarness(t, cfg, synack, 10000)
+	t0 := h.now
+	h.c.Write(data(5000, 0))
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 5000 gso 1000")
+	h.now = t0 + 50*ms
+	h.c.Write(data(1000, 0))
+	h.expect(h.output(), "[P.] seq 6001 ack 5001 win 4096 len 1000")
+	h.now = t0 + 100*ms
+	h.in(sackSeg(1001, SACKBlock{Start: 3001, End: 4001}))
+	k := &h.c.rate.rack
+	require.Equal(t, 100*time.Millisecond, k.rtt)
+	require.Equal(t, Seq(4001), k.fack)
+	// The later segment is SACKed; the first block repeats.
+	h.now = t0 + 150*ms
+	h.in(sackSeg(1001, SACKBlock{Start: 6001, End: 7001}, SACKBlock{Start: 3001, End: 4001}))
+	require.Equal(t, 100*time.Millisecond, k.rtt, "RACK.rtt of the segment just delivered")
+	require.False(t, k.reordSeen)
+	require.Equal(t, uint32(3), h.c.Info().Reordering)
+}

@@ -28,7 +28,11 @@ type sentRecord struct {
 	firstSentTime Time   // C.first_sent_time when sent
 	lost          uint64 // C.lost when sent
 	inFlight      uint32 // bytes in flight just after it was sent
-	flags         uint8
+	// sacked is how many of its bytes were SACKed at the last look: a
+	// super-segment's record partly SACKed tells RACK of a delivery only
+	// when this grows, not on every ACK that repeats an older block.
+	sacked uint32
+	flags  uint8
 }
 
 // sentRecord flags.
@@ -38,6 +42,7 @@ const (
 	srDelivered                    // entirely SACKed: counted as delivered
 	srLost                         // marked lost (counted in C.lost)
 	srRelost                       // a retransmission RACK deems lost again, to be resent
+	srRtxOut                       // its latest retransmission is in flight, not marked lost (Linux TCPCB_SACKED_RETRANS)
 )
 
 func (r *sentRecord) end() Seq { return r.start + Seq(r.len) }
@@ -228,10 +233,10 @@ func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
 				rec = r.at(i)
 			}
 			keep := rec.flags & srLost
-			s, l := rec.start, rec.len
+			s, l, sacked := rec.start, rec.len, rec.sacked
 			*rec = snap
-			rec.start, rec.len, rec.inFlight = s, l, flight
-			rec.flags |= keep | srRetrans
+			rec.start, rec.len, rec.inFlight, rec.sacked = s, l, flight, sacked
+			rec.flags |= keep | srRetrans | srRtxOut
 		}
 		seq = tail
 	}
@@ -340,8 +345,14 @@ func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
 					r.rackAdvance(now, rec, rec.end())
 				} else if b.Start.LessThan(rec.end()) && rec.start.LessThan(b.End) {
 					// Part of a super-segment's record: RACK learns
-					// of its delivery all the same.
-					r.rackAdvance(now, rec, rec.end().Min(b.End))
+					// of its delivery all the same, once (later ACKs
+					// repeat the block; RFC 8985 §6.2 takes newly
+					// delivered segments only).
+					covered := ccSaturate(uint64(rec.len) - c.unsackedIn(rec))
+					if covered > rec.sacked {
+						r.rackAdvance(now, rec, rec.end().Min(b.End))
+					}
+					rec.sacked = covered
 				}
 			}
 		}
@@ -384,7 +395,19 @@ func (c *Conn) rateOnAck(now Time, blocks []SACKBlock, rs *RateSample) {
 		return
 	}
 	rs.Delivered, rs.Interval = delivered, interval
-	r.lastDelivered, r.lastInterval, r.lastAppLimited = delivered, interval, s.appLimited
+	// Info's delivery rate, as Linux tcp_rate_gen keeps tcpi_delivery_rate:
+	// an application-limited sample replaces the last only if it is not
+	// lower (it shows at least that much capacity).
+	if !s.appLimited || !rateLess(delivered, interval, r.lastDelivered, r.lastInterval) {
+		r.lastDelivered, r.lastInterval, r.lastAppLimited = delivered, interval, s.appLimited
+	}
+}
+
+// rateLess reports whether b1/d1 < b2/d2, exactly (b1·d2 < b2·d1 in 128 bits).
+func rateLess(b1 uint64, d1 time.Duration, b2 uint64, d2 time.Duration) bool {
+	h1, l1 := bits.Mul64(b1, uint64(d2))
+	h2, l2 := bits.Mul64(b2, uint64(d1))
+	return h1 < h2 || h1 == h2 && l1 < l2
 }
 
 // rateOf is bytes/d in bytes per second, saturating.
@@ -429,7 +452,7 @@ func (c *Conn) rateMarkSACKLost() {
 		}
 		if rec.flags&(srDelivered|srLost) == 0 {
 			rec.flags |= srLost
-			r.lost += uint64(rec.len)
+			r.lost += c.unsackedIn(rec)
 		}
 	}
 	r.lostScan = lostEnd
@@ -448,9 +471,12 @@ func (c *Conn) rateMarkLost(from, to Seq) {
 		if !rec.start.LessThan(to) {
 			break
 		}
+		// Marking lost ends a retransmission's flight too (Linux
+		// tcp_mark_skb_lost clears TCPCB_SACKED_RETRANS).
+		rec.flags &^= srRtxOut
 		if rec.flags&(srDelivered|srLost) == 0 {
 			rec.flags |= srLost
-			r.lost += uint64(rec.len)
+			r.lost += c.unsackedIn(rec)
 		}
 	}
 	r.lostScan = r.lostScan.Max(to)
@@ -475,6 +501,17 @@ func (c *Conn) rateCheckAppLimited() {
 		return
 	}
 	r.appLimited = max(r.delivered+uint64(inflight), 1)
+}
+
+// unsackedIn is how many bytes of rec at or above SND.UNA the peer has not
+// SACKed: what is lost when rec is marked lost. A super-segment's record
+// partly SACKed lost only its holes, and counting all of it would make
+// BBR's loss rate (lost / tx_in_flight) as many times too high as the
+// record has segments.
+func (c *Conn) unsackedIn(rec *sentRecord) uint64 {
+	var n uint64
+	c.board.holes(rec.start.Max(c.sndUna), rec.end(), func(s, e Seq) { n += uint64(s.Size(e)) })
+	return n
 }
 
 // covers reports whether [start, end) lies entirely inside one SACKed range.

@@ -197,3 +197,57 @@ func TestRateRingBounded(t *testing.T) {
 	require.Equal(t, 0, h.c.rate.n)
 	require.Equal(t, uint64(2*rateMaxRecords), h.c.rate.delivered)
 }
+
+func TestInfoDeliveryRateKeepsHigherThanAppLimited(t *testing.T) {
+	h, f := fixedHarness(t, plainConfig(), Segment{}, 5000)
+	t0 := h.now
+	h.c.Write(data(3000, 0))
+	require.Len(t, h.output(), 3)
+	h.now = t0 + 100*ms
+	h.in(seg(FlagACK, tPeer+1, tISS+3001, 65535))
+	in := h.c.Info()
+	require.Equal(t, uint64(30000), in.DeliveryRate)
+	require.True(t, in.DeliveryAppLimited)
+	// One segment, application-limited: a 10000 B/s sample, lower, does
+	// not replace it (Linux tcp_rate_gen).
+	h.c.Write(data(1000, 0))
+	require.Len(t, h.output(), 1)
+	h.now = t0 + 200*ms
+	h.in(seg(FlagACK, tPeer+1, tISS+4001, 65535))
+	require.Equal(t, uint64(10000), f.acks[len(f.acks)-1].DeliveryRate())
+	require.Equal(t, uint64(30000), h.c.Info().DeliveryRate)
+	// A higher application-limited one does: 2000 bytes in 50 ms.
+	h.c.Write(data(2000, 0))
+	require.Len(t, h.output(), 2)
+	h.now = t0 + 250*ms
+	h.in(seg(FlagACK, tPeer+1, tISS+6001, 65535))
+	require.Equal(t, uint64(40000), h.c.Info().DeliveryRate)
+}
+
+// A super-segment partly SACKed loses only its holes: C.lost (the
+// RateSample's TotalLost and NewlyLost, BBR's loss rate) counts them, not
+// the whole super-segment.
+func TestRateLostCountsOnlyHolesOfASuperSegment(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableSACK = false
+	cfg.GSOMaxSize = 8000
+	synack := Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 65535,
+		Options: Options{HasMSS: true, MSS: 1000, SACKPermitted: true}}
+	h, f := fixedHarness(t, cfg, synack, 10000)
+	t0 := h.now
+	h.c.Write(data(5000, 0))
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 5000 gso 1000")
+	require.Equal(t, 1, h.c.rate.n, "one record for the super-segment")
+	h.c.Write(data(1000, 0))
+	h.expect(h.output(), "[P.] seq 6001 ack 5001 win 4096 len 1000")
+	// [1001,2001) is lost, the rest SACKed: the later segment delivered,
+	// RACK marks the hole lost at once (DupThresh segments above it).
+	h.now = t0 + 100*ms
+	h.in(sackSeg(1001, SACKBlock{Start: 2001, End: 7001}))
+	rs := f.acks[len(f.acks)-1]
+	assert.Equal(t, uint64(1000), rs.TotalLost)
+	assert.Equal(t, uint32(1000), rs.NewlyLost)
+	in := h.c.Info()
+	assert.Equal(t, uint32(1), in.Lost)
+	assert.Equal(t, uint32(5), in.SACKed)
+}

@@ -120,6 +120,7 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 		c.synRetransmits++
 		c.stats.retransSegs++
 		c.stats.totalRetrans++
+		c.stats.retransPkts++
 		c.rto.Backoff()
 		c.synPending = true
 		return
@@ -168,7 +169,6 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 	c.highRxt = c.sndUna
 	c.rackResetMarks()
 	c.rttTimer.Cancel()
-	c.stats.lost++
 	// Go back N: resend from SND.UNA as the (now one-segment) window allows.
 	c.sndNxt = c.sndUna
 	c.rtxPending = zeroWnd // the window allows nothing: SND.UNA's segment is the probe

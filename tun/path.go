@@ -73,21 +73,68 @@ type LaneStats struct {
 	MaxQueue int
 	// Marked counts the packets the bottleneck marked CE (LaneConfig.ECN).
 	Marked uint64
-	// Queued counts the packets that entered the bottleneck; SojournSum
-	// and SojournMax are their waits before serialisation (the queueing
-	// delay the bottleneck added).
-	Queued     uint64
-	SojournSum time.Duration
-	SojournMax time.Duration
+	// Delay is the queueing delay of the packets the bottleneck took,
+	// since the lane began or since the last ResetQueueDelay.
+	Delay QueueDelay
 }
 
-// MeanSojourn is the mean queueing delay of the packets the bottleneck
-// took.
-func (s LaneStats) MeanSojourn() time.Duration {
-	if s.Queued == 0 {
+// QueueDelay is how long the packets a bottleneck accepted waited in its
+// queue before their serialisation began (the sojourn time less their own
+// serialisation, which the bottleneck's rate sets): Count packets, their
+// Sum and Max, and percentiles to queueDelayStep, each the upper bound
+// of its histogram bucket (at most Max).
+type QueueDelay struct {
+	Count         uint64
+	Sum, Max      time.Duration
+	P50, P90, P99 time.Duration
+}
+
+// Mean is the mean queueing delay.
+func (q QueueDelay) Mean() time.Duration {
+	if q.Count == 0 {
 		return 0
 	}
-	return s.SojournSum / time.Duration(s.Queued)
+	return q.Sum / time.Duration(q.Count)
+}
+
+// The queueing-delay histogram: queueDelayBuckets of queueDelayStep, the
+// last one open-ended.
+const (
+	queueDelayStep    = 100 * time.Microsecond
+	queueDelayBuckets = 4096
+)
+
+// queueDelayHist accumulates QueueDelay.
+type queueDelayHist struct {
+	q QueueDelay
+	n [queueDelayBuckets]uint64
+}
+
+func (h *queueDelayHist) add(d time.Duration) {
+	h.q.Count++
+	h.q.Sum += d
+	h.q.Max = max(h.q.Max, d)
+	h.n[min(int(d/queueDelayStep), queueDelayBuckets-1)]++
+}
+
+// stats is the QueueDelay with its percentiles.
+func (h *queueDelayHist) stats() QueueDelay {
+	q := h.q
+	if q.Count == 0 {
+		return q
+	}
+	pct := func(p uint64) time.Duration {
+		rank := (q.Count*p + 99) / 100 // the rank-th smallest, 1-based
+		var seen uint64
+		for i, n := range h.n {
+			if seen += n; seen >= rank {
+				return min(time.Duration(i+1)*queueDelayStep, q.Max)
+			}
+		}
+		return q.Max
+	}
+	q.P50, q.P90, q.P99 = pct(50), pct(90), pct(99)
+	return q
 }
 
 // PathLane is one direction of an emulated path as a state machine driven
@@ -108,6 +155,7 @@ type PathLane struct {
 	last  time.Duration
 	stats LaneStats
 	free  [][]byte
+	delay queueDelayHist
 }
 
 type queuedPacket struct {
@@ -140,7 +188,19 @@ func NewPathLane(cfg LaneConfig) (*PathLane, error) {
 func (l *PathLane) Config() LaneConfig { return l.cfg }
 
 // Stats returns the counters.
-func (l *PathLane) Stats() LaneStats { return l.stats }
+func (l *PathLane) Stats() LaneStats {
+	s := l.stats
+	s.Delay = l.delay.stats()
+	return s
+}
+
+// ResetQueueDelay starts the queueing-delay statistics afresh (to measure
+// one workload of several) and returns what they were.
+func (l *PathLane) ResetQueueDelay() QueueDelay {
+	q := l.delay.stats()
+	l.delay = queueDelayHist{}
+	return q
+}
 
 // serialisation is how long the bottleneck takes to send size bytes.
 func (l *PathLane) serialisation(size int) time.Duration {
@@ -175,9 +235,7 @@ func (l *PathLane) Input(now time.Duration, pkt []byte) {
 		}
 		start := max(now, l.busyUntil)
 		sojourn := start - now
-		l.stats.Queued++
-		l.stats.SojournSum += sojourn
-		l.stats.SojournMax = max(l.stats.SojournMax, sojourn)
+		l.delay.add(sojourn)
 		if m.ECN > 0 && sojourn > m.ECN && ecnCapable(pkt) {
 			mark = true
 			l.stats.Marked++

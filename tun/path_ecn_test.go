@@ -73,9 +73,9 @@ func TestPathLaneECNMarks(t *testing.T) {
 			st := l.Stats()
 			assert.Equal(t, uint64(4), st.Marked, "5, 6, 7 and the ECT(1) 9")
 			assert.Equal(t, uint64(2), st.QueueDrops)
-			assert.Equal(t, uint64(16), st.Queued)
-			assert.Equal(t, 15*120*time.Microsecond, st.SojournMax)
-			assert.Equal(t, 15*120*time.Microsecond/2, st.MeanSojourn())
+			assert.Equal(t, uint64(16), st.Delay.Count)
+			assert.Equal(t, 15*120*time.Microsecond, st.Delay.Max)
+			assert.Equal(t, 15*120*time.Microsecond/2, st.Delay.Mean())
 		})
 	}
 }

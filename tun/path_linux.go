@@ -133,6 +133,18 @@ func (p *Path) Stats() PathStats {
 	return s
 }
 
+// ResetQueueDelay starts both directions' queueing-delay statistics
+// afresh and returns what they were.
+func (p *Path) ResetQueueDelay() (up, down QueueDelay) {
+	p.up.mu.Lock()
+	up = p.up.lane.ResetQueueDelay()
+	p.up.mu.Unlock()
+	p.down.mu.Lock()
+	down = p.down.lane.ResetQueueDelay()
+	p.down.mu.Unlock()
+	return up, down
+}
+
 // Close stops forwarding, closes both links and drops the packets in flight.
 func (p *Path) Close() error {
 	if p.closed.Swap(true) {

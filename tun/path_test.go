@@ -372,3 +372,24 @@ func TestPathForwardsRealTime(t *testing.T) {
 	_, err = aOuter.Write([][]byte{make([]byte, Headroom+20)}, Headroom)
 	assert.ErrorIs(t, err, ErrClosed, "Close closes the links")
 }
+
+// TestPathLaneQueueDelay: each packet the bottleneck takes waits for those
+// ahead of it (a burst of ten at 100 Mbit/s: 0, 120, …, 1080 µs; one more
+// at 420 µs behind them waits 780 µs); the tail-dropped ones count not.
+func TestPathLaneQueueDelay(t *testing.T) {
+	const us = time.Microsecond
+	l := newLane(t, LaneConfig{Impairment: Impairment{Delay: 5 * time.Millisecond}, Rate: 100e6, Queue: 10 * 1500})
+	for i := range 15 {
+		l.Input(0, seqPacket(uint32(i), 1500))
+	}
+	l.Input(420*us, seqPacket(100, 1500))
+	want := QueueDelay{Count: 11, Sum: 45*120*us + 780*us, Max: 1080 * us,
+		P50: 700 * us, P90: 1000 * us, P99: 1080 * us} // bucket bounds: 600, 960, 1080 µs fall in them
+	assert.Equal(t, want, l.Stats().Delay)
+	assert.Equal(t, 561818*time.Nanosecond, want.Mean()) // 6180 µs / 11
+	assert.Equal(t, want, l.ResetQueueDelay())
+	assert.Equal(t, QueueDelay{}, l.Stats().Delay)
+	// Once the queue has drained, a packet waits for nothing.
+	l.Input(time.Second, seqPacket(101, 1500))
+	assert.Equal(t, QueueDelay{Count: 1}, l.Stats().Delay)
+}

@@ -105,6 +105,7 @@ type benchFlags struct {
 	gvisor    string
 	profile   string
 	path      string // --path: the emulated path, or a loss sweep of them
+	fairness  string // --fairness: pairings of a fairness run over --path
 	// cc, pcap, trace and knobs are `ustack serve` flags passed through to
 	// the ustack server; serve holds them alone so they can be listed back
 	// as arguments (see serveArgs).
@@ -141,6 +142,9 @@ type benchConfig struct {
 	// bench); pathSpec is --path as given.
 	paths    []benchPath
 	pathSpec string
+	// fairness is --fairness, the congestion controls of a fairness run
+	// (nil: not one).
+	fairness []string
 }
 
 // Bounds of the flags: a full run must stay within about five minutes.
@@ -222,7 +226,15 @@ func (f *benchFlags) validate() (*benchConfig, error) {
 		if c.workloads, err = parseList("workloads", f.workloads, benchPathWorkloads); err != nil {
 			return nil, fmt.Errorf("%v (with --path)", err)
 		}
+		if f.fairness != "" {
+			if c.fairness, err = parseList("fairness", f.fairness, benchFairPairings); err != nil {
+				return nil, err
+			}
+		}
 	} else {
+		if f.fairness != "" {
+			return nil, errors.New("--fairness runs over an emulated path: give --path too")
+		}
 		if c.servers, err = parseList("only", f.only, benchServers); err != nil {
 			return nil, err
 		}
@@ -315,6 +327,9 @@ func (c *benchConfig) targetArgs(server string) []string {
 	if c.paths != nil {
 		args = append(args, "--path", c.paths[0].Spec)
 	}
+	if strings.HasPrefix(server, fairServerPrefix) {
+		server = "ustack" // its ustack server takes the knobs
+	}
 	switch server {
 	case "ustack":
 		args = append(args, c.knobArgs...)
@@ -365,6 +380,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.BoolVar(&f.json, "json", false, "print the report as JSON instead of a table")
 	fs.StringVar(&f.only, "only", strings.Join(benchServers, ","), "servers to measure, comma-separated")
+	fs.StringVar(&f.fairness, "fairness", "", "with --path, a fairness run instead: for each congestion control listed (cubic,bbr),\n"+
+		"a ustack server and a kernel server running it, one download from each at once through\n"+
+		"the one bottleneck for --duration (default 20s); each flow's goodput and share, Jain's index")
 	f.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack bench [flags]\n\n"+
@@ -409,6 +427,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		}
 		if !set["duration"] {
 			f.duration = benchPathDuration
+			if f.fairness != "" {
+				f.duration = benchFairDuration
+			}
 		}
 		if !set["cc"] {
 			f.cc = "cubic" // compared with the kernel's CUBIC

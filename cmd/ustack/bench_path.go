@@ -45,6 +45,8 @@ var benchPathWorkloads = []string{"down", "up", "fetch"}
 // benchPathMetrics are the rows of a --path table, for every loss rate.
 var benchPathMetrics = []benchMetric{
 	{"down_mbps", "download goodput (server sends)", "Mbit/s", true},
+	{"down_queue_mean_ms", "download: bottleneck queueing delay, mean", "ms", false},
+	{"down_queue_p90_ms", "download: bottleneck queueing delay, p90", "ms", false},
 	{"up_mbps", "upload goodput (server receives CUBIC)", "Mbit/s", true},
 	{"fetch_p50_ms", "20 x 256 KiB fetch, completion p50", "ms", false},
 	{"fetch_p90_ms", "20 x 256 KiB fetch, completion p90", "ms", false},
@@ -152,6 +154,9 @@ func (c *benchConfig) pathTargetBudget() time.Duration {
 // runBenchPath is `ustack bench --path`: every server at every point of the
 // sweep, each in a target process of its own.
 func runBenchPath(exe string, cfg *benchConfig, stdout, stderr io.Writer) int {
+	if cfg.fairness != nil {
+		return runBenchFairness(exe, cfg, stdout, stderr)
+	}
 	start := time.Now()
 	rep := &benchPathReport{Path: cfg.pathSpec, Paths: cfg.paths, DurationSeconds: cfg.duration.Seconds(), MTU: cfg.mtu,
 		Offload: cfg.offload, Workloads: cfg.workloads, Servers: cfg.servers,
@@ -422,9 +427,9 @@ func (t *benchTarget) runPath() {
 		m["path_down_loss_drops"] = float64(st.Down.Dropped)
 		m["path_up_queue_drops"] = float64(st.Up.QueueDrops)
 		m["path_down_queue_drops"] = float64(st.Down.QueueDrops)
-		m["path_up_queue_delay_ms"] = float64(st.Up.MeanSojourn()) / 1e6
-		m["path_down_queue_delay_ms"] = float64(st.Down.MeanSojourn()) / 1e6
-		m["path_down_queue_delay_max_ms"] = float64(st.Down.SojournMax) / 1e6
+		m["path_up_queue_delay_ms"] = float64(st.Up.Delay.Mean()) / 1e6
+		m["path_down_queue_delay_ms"] = float64(st.Down.Delay.Mean()) / 1e6
+		m["path_down_queue_delay_max_ms"] = float64(st.Down.Delay.Max) / 1e6
 		if ecn {
 			m["path_up_ce_marks"] = float64(st.Up.Marked)
 			m["path_down_ce_marks"] = float64(st.Down.Marked)
@@ -432,12 +437,16 @@ func (t *benchTarget) runPath() {
 		t.logf("router: %d packets, mean %v late, worst %v; drops up %d loss + %d queue, down %d + %d",
 			both.Count, both.Mean(), both.Max, st.Up.Dropped, st.Up.QueueDrops, st.Down.Dropped, st.Down.QueueDrops)
 		t.logf("router: queueing delay to the client mean %v, worst %v; CE marks up %d, down %d",
-			st.Down.MeanSojourn().Round(time.Microsecond), st.Down.SojournMax.Round(time.Microsecond), st.Up.Marked, st.Down.Marked)
+			st.Down.Delay.Mean().Round(time.Microsecond), st.Down.Delay.Max.Round(time.Microsecond), st.Up.Marked, st.Down.Marked)
 	}()
 	if rtts, err := pathPing(pathHopAddr.Addr(), 5, 2*time.Second); err == nil && len(rtts) > 0 {
 		slices.Sort(rtts)
 		t.res.Metrics["path_ping_ms"] = float64(rtts[len(rtts)/2]) / 1e6
 		t.logf("ping through the path: median %v of %d", rtts[len(rtts)/2], len(rtts))
+	}
+	if cc, ok := strings.CutPrefix(t.server, fairServerPrefix); ok {
+		t.pathFair(hop, router, cc)
+		return
 	}
 	args, err := benchServerArgs(t.server, t.cfg, true)
 	if err != nil {
@@ -456,6 +465,10 @@ func (t *benchTarget) runPath() {
 	}()
 	for _, w := range t.cfg.workloads {
 		prof := t.startProfile(w)
+		if _, err := router.mark(); err != nil {
+			t.fail(w, err)
+			break
+		}
 		var err error
 		switch w {
 		case "down":
@@ -468,6 +481,11 @@ func (t *benchTarget) runPath() {
 		if err != nil {
 			t.fail(w, err)
 		}
+		if m, merr := router.mark(); merr != nil {
+			t.fail(w, merr)
+		} else {
+			t.queueMetrics(w, m)
+		}
 		if perr := prof(); perr != nil {
 			t.logf("%s: CPU profile: %v", w, perr)
 		}
@@ -476,6 +494,23 @@ func (t *benchTarget) runPath() {
 			break
 		}
 	}
+}
+
+// queueMetrics records the bottleneck's queueing delay during workload w
+// in the direction its data went (down for down and fetch, up for up) as
+// W_queue_mean_ms, W_queue_p90_ms, W_queue_p99_ms and W_queue_max_ms.
+func (t *benchTarget) queueMetrics(w string, m routerMark) {
+	q := m.Down
+	if w == "up" {
+		q = m.Up
+	}
+	msOf := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	t.res.Metrics[w+"_queue_mean_ms"] = msOf(q.Mean())
+	t.res.Metrics[w+"_queue_p90_ms"] = msOf(q.P90)
+	t.res.Metrics[w+"_queue_p99_ms"] = msOf(q.P99)
+	t.res.Metrics[w+"_queue_max_ms"] = msOf(q.Max)
+	t.logf("%s: bottleneck queueing delay mean %v, p90 %v, p99 %v, max %v over %d packets",
+		w, q.Mean().Round(time.Microsecond), q.P90, q.P99, q.Max, q.Count)
 }
 
 // pathDialer dials with the kernel's CUBIC, whatever the namespace's
@@ -526,45 +561,54 @@ func (p *patternChecker) check(b []byte) error {
 
 // pathDown downloads GET /bytes/N for the duration, every byte checked.
 func (t *benchTarget) pathDown(srv *benchServer) error {
-	c, err := pathDialer.Dial("tcp4", srv.hostPort(benchHTTPPort))
+	n, elapsed, err := t.download(srv, t.cfg.duration)
 	if err != nil {
 		return err
 	}
+	rate := float64(n) * 8 / elapsed.Seconds() / 1e6
+	t.res.Metrics["down_mbps"] = rate
+	t.res.Metrics["down_bytes"] = float64(n)
+	t.logf("down: %.1f Mbit/s (%.1f MiB in %v, checked)", rate, float64(n)/(1<<20), elapsed.Round(time.Millisecond))
+	return nil
+}
+
+// download reads GET /bytes/N from srv for d, every byte checked, and
+// returns the bytes read and the time from the connect to the end.
+func (t *benchTarget) download(srv *benchServer, d time.Duration) (int64, time.Duration, error) {
+	c, err := pathDialer.Dial("tcp4", srv.hostPort(benchHTTPPort))
+	if err != nil {
+		return 0, 0, err
+	}
 	defer c.Close()
 	start := time.Now()
-	end := start.Add(t.cfg.duration)
+	end := start.Add(d)
 	c.SetDeadline(end)
 	if _, err := fmt.Fprintf(c, "GET /bytes/%d HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", benchDownloadSize); err != nil {
-		return err
+		return 0, 0, err
 	}
 	br := bufio.NewReaderSize(c, 64<<10)
 	status, err := readHTTPHead(br)
 	if err != nil {
-		return fmt.Errorf("download: %v", err)
+		return 0, 0, fmt.Errorf("download: %v", err)
 	}
 	if !strings.HasPrefix(status, "HTTP/1.1 200 ") {
-		return fmt.Errorf("download: status %q", status)
+		return 0, 0, fmt.Errorf("download: status %q", status)
 	}
 	buf := make([]byte, 256<<10)
 	var pc patternChecker
 	for {
 		m, err := br.Read(buf)
 		if cerr := pc.check(buf[:m]); cerr != nil {
-			return fmt.Errorf("download: %v", cerr)
+			return 0, 0, fmt.Errorf("download: %v", cerr)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("download after %d bytes: %v", pc.n, err)
+			return 0, 0, fmt.Errorf("download after %d bytes: %v", pc.n, err)
 		}
 	}
-	elapsed := time.Since(start)
-	rate := float64(pc.n) * 8 / elapsed.Seconds() / 1e6
-	t.res.Metrics["down_mbps"] = rate
-	t.res.Metrics["down_bytes"] = float64(pc.n)
-	t.logf("down: %.1f Mbit/s (%.1f MiB in %v, checked)", rate, float64(pc.n)/(1<<20), elapsed.Round(time.Millisecond))
-	return nil
+	return pc.n, time.Since(start), nil
 }
 
 // pathUp posts the pattern to /upload, chunked, for the duration; the
@@ -725,6 +769,29 @@ func startRouterProcess(exe, spec string, mtu int, client, hop netnsFD, progress
 	return r, nil
 }
 
+// routerMark is the router's answer to "mark": each direction's
+// bottleneck queueing delay since the previous mark.
+type routerMark struct {
+	Up, Down tun.QueueDelay
+}
+
+// mark asks the router for the queueing delays since the previous mark
+// (or its start) and starts them afresh.
+func (r *routerProcess) mark() (routerMark, error) {
+	var m routerMark
+	if _, err := io.WriteString(r.in, "mark\n"); err != nil {
+		return m, fmt.Errorf("router: %v", err)
+	}
+	line, err := r.out.ReadString('\n')
+	if err != nil {
+		return m, fmt.Errorf("router: %v", err)
+	}
+	if err := json.Unmarshal([]byte(line), &m); err != nil {
+		return m, fmt.Errorf("router: bad mark reply %q: %v", strings.TrimSpace(line), err)
+	}
+	return m, nil
+}
+
 // stop closes the router's stdin, which stops it; it prints its stats.
 func (r *routerProcess) stop() (tun.PathStats, error) {
 	r.in.Close()
@@ -768,7 +835,19 @@ func runBenchRouter(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, "ready")
-	io.Copy(io.Discard, os.Stdin)
+	// Each "mark" line answers with the queueing delays since the last
+	// one (routerMark), for the workload between them.
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) != "mark" {
+			continue
+		}
+		var m routerMark
+		m.Up, m.Down = r.path.ResetQueueDelay()
+		if err := json.NewEncoder(stdout).Encode(m); err != nil {
+			break
+		}
+	}
 	st := r.path.Stats()
 	r.Close()
 	if err := json.NewEncoder(stdout).Encode(st); err != nil {

@@ -54,12 +54,18 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 	known := benchServers
 	if f.path != "" {
 		known = benchPathServers
+		for _, cc := range benchFairPairings {
+			known = append(slices.Clip(known), fairServerPrefix+cc)
+		}
 	}
 	if !slices.Contains(known, server) {
 		fmt.Fprintf(stderr, "ustack bench target: --server %q: want one of %s\n", server, strings.Join(known, ","))
 		return exitUsage
 	}
 	f.only = server
+	if strings.HasPrefix(server, fairServerPrefix) {
+		f.only = "ustack,kernel" // a fairness target runs both
+	}
 	cfg, err := f.validate()
 	if err != nil {
 		fmt.Fprintf(stderr, "ustack bench target: %v\n", err)

@@ -178,9 +178,9 @@ func writePathStats(w io.Writer, st tun.PathStats) {
 	dir := func(name string, s tun.LaneStats, l tun.Lateness) {
 		fmt.Fprintf(w, "  %s: %d packets (%d bytes) in, %d delivered (%d bytes); dropped: %d lost, %d by the full queue (peak %d bytes), %d wire overflow\n",
 			name, s.Packets, s.Bytes, s.Delivered, s.DelivBytes, s.Dropped, s.QueueDrops, s.MaxQueue, s.Overflow)
-		if s.Queued > 0 {
+		if s.Delay.Count > 0 {
 			fmt.Fprintf(w, "      queueing delay mean %v, worst %v; %d marked CE\n",
-				s.MeanSojourn().Round(time.Microsecond), s.SojournMax.Round(time.Microsecond), s.Marked)
+				s.Delay.Mean().Round(time.Microsecond), s.Delay.Max.Round(time.Microsecond), s.Marked)
 		}
 		if s.Duplicated+s.Reordered+s.Corrupted > 0 {
 			fmt.Fprintf(w, "      %d duplicated, %d reordered, %d corrupted\n", s.Duplicated, s.Reordered, s.Corrupted)

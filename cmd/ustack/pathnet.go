@@ -165,7 +165,7 @@ func startPathRouter(client, hop netnsFD, cfg tun.PathConfig, mtu int) (*pathRou
 	err := client.do(func() error {
 		var err error
 		a, err = tun.Create(tun.Options{Name: pathClientTUN, MTU: mtu, HostAddrs: []netip.Prefix{pathClientAddr},
-			Routes: []netip.Prefix{pathServerNet}})
+			Routes: []netip.Prefix{pathServerNet, pathFairNet}})
 		if err != nil {
 			return err
 		}
@@ -207,6 +207,12 @@ func (r *pathRouter) Close() error { return r.path.Close() }
 // a veth pair, pathVethHop in hop and pathVethServer in the new namespace,
 // whose default route goes back through the hop.
 func kernelServerNetns(hop netnsFD) (netnsFD, error) {
+	return kernelServerNetnsAt(hop, pathVethHop, pathVethServer)
+}
+
+// kernelServerNetnsAt is kernelServerNetns with the veth's addresses
+// hopAddr (in hop) and srvAddr (in the new namespace).
+func kernelServerNetnsAt(hop netnsFD, hopAddr, srvAddr netip.Prefix) (netnsFD, error) {
 	srv, err := newNetns()
 	if err != nil {
 		return -1, err
@@ -217,14 +223,14 @@ func kernelServerNetns(hop netnsFD) (netnsFD, error) {
 		if err := netlink.LinkAdd(veth); err != nil {
 			return fmt.Errorf("creating the veth pair: %w", err)
 		}
-		return linkUpWithAddr(pathVethHopEnd, pathVethHop)
+		return linkUpWithAddr(pathVethHopEnd, hopAddr)
 	})
 	if err == nil {
 		err = srv.do(func() error {
-			if err := linkUpWithAddr(pathVethSrvEnd, pathVethServer); err != nil {
+			if err := linkUpWithAddr(pathVethSrvEnd, srvAddr); err != nil {
 				return err
 			}
-			gw := net.IP(pathVethHop.Addr().AsSlice())
+			gw := net.IP(hopAddr.Addr().AsSlice())
 			return netlink.RouteAdd(&netlink.Route{Gw: gw})
 		})
 	}

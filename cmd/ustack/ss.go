@@ -490,23 +490,24 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'g', -1, 64)
 }
 
-// rate formats bits per second as ss does (bps, Kbps, Mbps, Gbps).
+// rate formats bits per second as ss does (iproute2 sprint_bw: one decimal
+// above 1000, 1e6 and 1e9 with K, M and G; %g below).
 func rate(bps float64) string {
 	switch {
-	case bps >= 1e9:
+	case bps > 1e9:
 		return fmt.Sprintf("%.1fGbps", bps/1e9)
-	case bps >= 1e6:
+	case bps > 1e6:
 		return fmt.Sprintf("%.1fMbps", bps/1e6)
-	case bps >= 1e3:
+	case bps > 1e3:
 		return fmt.Sprintf("%.1fKbps", bps/1e3)
 	}
-	return fmt.Sprintf("%.0fbps", bps)
+	return fmt.Sprintf("%gbps", bps)
 }
 
 // ssInfoLine is the -i detail: the fields of Linux's `ss -ti`, in its
-// order, with cwnd and ssthresh in segments as there. Byte counts are
-// bytes; sacked is bytes currently SACKed; reordering counts out-of-order
-// segments received. Pending timers close the line as
+// order, with cwnd, ssthresh, retrans, lost, sacked and reordering in
+// segments as there (tcp.Info's Linux counters). Byte counts are bytes.
+// Pending timers close the line as
 // timer:(NAME,TIME-LEFT[,PROBES]).
 func ssInfoLine(c *tcp.Info) string {
 	var f []string
@@ -568,8 +569,10 @@ func ssInfoLine(c *tcp.Info) string {
 	if c.Unacked > 0 {
 		add("unacked:%d", c.Unacked)
 	}
-	if c.Retransmits > 0 || c.CurrentRetransmits > 0 {
-		add("retrans:%d/%d", c.CurrentRetransmits, c.Retransmits)
+	// Linux's loss counters, in segments, printed as ss prints them:
+	// retrans:IN-FLIGHT/TOTAL, reordering only when not the default 3.
+	if c.Retrans > 0 || c.TotalRetrans > 0 {
+		add("retrans:%d/%d", c.Retrans, c.TotalRetrans)
 	}
 	if c.Lost > 0 {
 		add("lost:%d", c.Lost)
@@ -577,7 +580,7 @@ func ssInfoLine(c *tcp.Info) string {
 	if c.SACKed > 0 {
 		add("sacked:%d", c.SACKed)
 	}
-	if c.Reordering > 0 {
+	if c.Reordering != 3 {
 		add("reordering:%d", c.Reordering)
 	}
 	if c.FastRecoveries > 0 {
@@ -615,6 +618,9 @@ func ssInfoLine(c *tcp.Info) string {
 	}
 	if c.MinRTT > 0 {
 		add("minrtt:%s", ms(c.MinRTT))
+	}
+	if c.RcvOOOPack > 0 {
+		add("rcv_ooopack:%d", c.RcvOOOPack)
 	}
 	for _, t := range []struct {
 		name   string

@@ -29,7 +29,7 @@ func fixedConns() []adminConn {
 				Readable: 10, Unacked: 2896, NotSent: 100,
 				BytesSent: 100000, BytesAcked: 97104, BytesReceived: 512,
 				SegsOut: 70, SegsIn: 40, DataSegsOut: 69, DataSegsIn: 1,
-				Retransmits: 3, CurrentRetransmits: 1, Lost: 1, SACKed: 1448, Reordering: 2,
+				Retransmits: 3, CurrentRetransmits: 1, Retrans: 1, TotalRetrans: 3, Lost: 1, SACKed: 1, Reordering: 5, RcvOOOPack: 2,
 				Retransmit: tcp.TimerInfo{Armed: true, Left: 203400 * time.Microsecond},
 				Keepalive:  tcp.TimerInfo{Armed: true, Left: 14999900 * time.Microsecond},
 				SndWnd:     65535, RcvWnd: 131072, SndBuf: 262144, RcvBuf: 262144, SACK: true, Timestamps: true,
@@ -42,7 +42,7 @@ func fixedConns() []adminConn {
 			Info: tcp.Info{
 				State: tcp.StateTimeWait, CC: "newreno", SndWScale: -1, RcvWScale: -1,
 				RTO: time.Second, MSS: 1428, RcvMSS: 1428, CWnd: 4284, SSThresh: 2856,
-				BytesSent: 5, BytesAcked: 5, BytesReceived: 7, SegsOut: 4, SegsIn: 5, DataSegsOut: 1, DataSegsIn: 1,
+				BytesSent: 5, BytesAcked: 5, BytesReceived: 7, SegsOut: 4, SegsIn: 5, DataSegsOut: 1, DataSegsIn: 1, Reordering: 3,
 				TimeWait: tcp.TimerInfo{Armed: true, Left: 59500 * time.Millisecond},
 				SndWnd:   1000, RcvWnd: 2000, SndBuf: 4096, RcvBuf: 8192, OOOBytes: 3, DupAcksIn: 2, PAWSDrops: 1,
 			},
@@ -56,7 +56,7 @@ func TestFormatSS(t *testing.T) {
 	row2 := "TIME-WAIT      0      0 [2001:2::2]:7      [2001:2::1]:51234\n"
 	info1 := "\tcubic wscale:7,9 rto:204 rtt:1.5/0.75 mss:1448 rcvmss:536 cwnd:10 bytes_sent:100000 bytes_acked:97104 " +
 		"bytes_received:512 segs_out:70 segs_in:40 data_segs_out:69 data_segs_in:1 send 77.2Mbps unacked:2896 " +
-		"retrans:1/3 lost:1 sacked:1448 reordering:2 notsent:100 timer:(retrans,203ms,1) timer:(keepalive,15s,0)\n"
+		"retrans:1/3 lost:1 sacked:1 reordering:5 notsent:100 rcv_ooopack:2 timer:(retrans,203ms,1) timer:(keepalive,15s,0)\n"
 	info2 := "\tnewreno rto:1000 mss:1428 rcvmss:1428 cwnd:3 ssthresh:2 bytes_sent:5 bytes_acked:5 bytes_received:7 " +
 		"segs_out:4 segs_in:5 data_segs_out:1 data_segs_in:1 timer:(timewait,59.5s)\n"
 	ext1 := "\tsnd_wnd:65535 rcv_wnd:131072 sndbuf:262144 rcvbuf:262144 readable:10 ooo_bytes:0 sack:on ts:on " +

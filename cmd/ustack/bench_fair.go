@@ -1,0 +1,270 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// `ustack bench --path SPEC --fairness cubic,bbr` is the fairness run: for
+// each pairing, a ustack server running that congestion control and a
+// kernel server running the same one sit behind the same router, and the
+// client downloads from both at once for --duration (20 s by default)
+// through the one bottleneck. Each flow's goodput, its share of their sum
+// and Jain's fairness index are reported, with the bottleneck's queueing
+// delay.
+
+// benchFairPairings are the congestion controls --fairness accepts: both
+// ustack (--cc) and Linux (TCP_CONGESTION) have them.
+var benchFairPairings = []string{"cubic", "bbr"}
+
+// benchFairDuration is a fairness run's default length: long enough for
+// CUBIC's epochs and BBR's ProbeRTT (every 5 s) to have their say.
+const benchFairDuration = 20 * time.Second
+
+// The kernel server of a fairness run lives on a network of its own, so
+// that the ustack server keeps pathServerNet.
+var (
+	pathFairNet        = netip.MustParsePrefix("198.18.3.0/24")
+	pathFairVethHop    = netip.MustParsePrefix("198.18.3.1/24")
+	pathFairVethServer = netip.MustParsePrefix("198.18.3.2/24")
+)
+
+// fairServerPrefix names a fairness target: fair-cubic, fair-bbr.
+const fairServerPrefix = "fair-"
+
+// fairFlows are the two flows of a fairness run, in report order.
+var fairFlows = []string{"ustack", "kernel"}
+
+// fairness computes each flow's share of the total and Jain's fairness
+// index (Σx)² / (n·Σx²): 1 when all flows get the same, 1/n when one gets
+// everything. With nothing moved at all it is 0 (no flow was served).
+func fairness(x []float64) (shares []float64, jain float64) {
+	var sum, sq float64
+	for _, v := range x {
+		sum += v
+		sq += v * v
+	}
+	shares = make([]float64, len(x))
+	if sum <= 0 {
+		return shares, 0
+	}
+	for i, v := range x {
+		shares[i] = v / sum
+	}
+	return shares, sum * sum / (float64(len(x)) * sq)
+}
+
+// benchFairReport is a fairness run: per loss rate and pairing, the
+// target's figures (fair_* metrics).
+type benchFairReport struct {
+	Path            string                             `json:"path"`
+	Paths           []benchPath                        `json:"paths"`
+	DurationSeconds float64                            `json:"duration_s"`
+	MTU             int                                `json:"mtu"`
+	Pairings        []string                           `json:"pairings"`
+	Results         map[string]map[string]*benchResult `json:"results"` // loss, pairing
+	ElapsedSeconds  float64                            `json:"elapsed_s"`
+}
+
+// runBenchFairness runs every pairing at every point of the sweep, each in
+// a target process of its own.
+func runBenchFairness(exe string, cfg *benchConfig, stdout, stderr io.Writer) int {
+	start := time.Now()
+	rep := &benchFairReport{Path: cfg.pathSpec, Paths: cfg.paths, DurationSeconds: cfg.duration.Seconds(), MTU: cfg.mtu,
+		Pairings: cfg.fairness, Results: map[string]map[string]*benchResult{}}
+	failed := false
+	for _, p := range cfg.paths {
+		rep.Results[p.Loss] = map[string]*benchResult{}
+		for _, cc := range cfg.fairness {
+			server := fairServerPrefix + cc
+			fmt.Fprintf(stderr, "bench: fairness %s: ustack and the kernel at once over %s\n", cc, p.Spec)
+			c := *cfg
+			c.paths = []benchPath{p}
+			c.workloads = []string{"down"}
+			res, err := runPathTargetProcess(exe, &c, server, stderr)
+			if err != nil {
+				fmt.Fprintf(stderr, "bench: fairness %s over %s: %v\n", cc, p.Spec, err)
+				res = &benchResult{Server: server, Metrics: map[string]float64{}, Errors: map[string]string{"run": err.Error()}}
+			}
+			failed = failed || len(res.Errors) > 0
+			rep.Results[p.Loss][cc] = res
+		}
+	}
+	rep.ElapsedSeconds = time.Since(start).Seconds()
+	if cfg.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(stderr, "ustack bench: %v\n", err)
+			return 1
+		}
+	} else {
+		writeBenchFairTable(stdout, rep)
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// benchFairColumns are the fairness table's figures after loss and
+// pairing: metric key, header.
+var benchFairColumns = [][2]string{
+	{"fair_ustack_mbps", "ustack Mbit/s"},
+	{"fair_kernel_mbps", "kernel Mbit/s"},
+	{"fair_ustack_share", "ustack share"},
+	{"fair_kernel_share", "kernel share"},
+	{"fair_jain", "Jain"},
+	{"fair_utilization", "utilization"},
+	{"fair_queue_mean_ms", "queue mean ms"},
+	{"fair_queue_p90_ms", "queue p90 ms"},
+}
+
+func writeBenchFairTable(w io.Writer, rep *benchFairReport) {
+	fmt.Fprintf(w, "ustack bench --path %s --fairness %s: ustack and the kernel with the same congestion control,\n"+
+		"one download each, at once through one bottleneck for %v; MTU %d, %.0fs in all\n",
+		rep.Path, strings.Join(rep.Pairings, ","), time.Duration(rep.DurationSeconds*float64(time.Second)), rep.MTU, rep.ElapsedSeconds)
+	if len(rep.Paths) > 0 {
+		fmt.Fprintf(w, "path as run: %s\n", rep.Paths[0].cfg.String())
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := []string{"loss", "pairing"}
+	for _, c := range benchFairColumns {
+		header = append(header, c[1])
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+	var errs []string
+	for _, p := range rep.Paths {
+		for _, cc := range rep.Pairings {
+			r := rep.Results[p.Loss][cc]
+			if r == nil {
+				continue
+			}
+			row := []string{p.Loss, cc}
+			for _, c := range benchFairColumns {
+				if v, ok := r.Metrics[c[0]]; ok {
+					row = append(row, formatFigure(v))
+				} else {
+					row = append(row, "-")
+				}
+			}
+			fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+			keys := make([]string, 0, len(r.Errors))
+			for k := range r.Errors {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				errs = append(errs, fmt.Sprintf("error: loss %s: %s %s: %s", p.Loss, cc, k, r.Errors[k]))
+			}
+		}
+	}
+	tw.Flush()
+	for _, e := range errs {
+		fmt.Fprintln(w, e)
+	}
+	fmt.Fprint(w, "\nShare is a flow's goodput over the two flows' sum; Jain's index (Σx)²/(n·Σx²) is 1 for an\n"+
+		"even split and 0.5 when one flow takes everything. Utilization is the sum over the\n"+
+		"bottleneck's rate; the queueing delay is the bottleneck's (server to client) during the run.\n")
+}
+
+// pathFair is a fairness target's run, the router up: it starts the ustack
+// server in hop and the kernel server behind it on pathFairNet, both with
+// congestion control cc, and downloads from both at once.
+func (t *benchTarget) pathFair(hop netnsFD, router *routerProcess, cc string) {
+	fail := func(err error) { t.fail("down", err) }
+	args, err := benchServerArgs("ustack", t.cfg, true)
+	if err != nil {
+		fail(err)
+		return
+	}
+	args = append(args, "--cc="+cc) // after the knobs: the pairing's wins
+	us, err := startBenchServerWith(t.exe, args, func(cmd *exec.Cmd) error { return startInNetns(hop, cmd) })
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer func() {
+		if err := us.stop(); err != nil {
+			t.logf("stopping the ustack server: %v", err)
+		}
+	}()
+	kns, err := kernelServerNetnsAt(hop, pathFairVethHop, pathFairVethServer)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer kns.Close()
+	kargs := []string{"bench", "server", "--stack", "kernel", "--listen", pathFairVethServer.Addr().String(), "--cc", cc}
+	ks, err := startBenchServerWith(t.exe, kargs, func(cmd *exec.Cmd) error { return startInNetns(kns, cmd) })
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer func() {
+		if err := ks.stop(); err != nil {
+			t.logf("stopping the kernel server: %v", err)
+		}
+	}()
+	if _, err := router.mark(); err != nil {
+		fail(err)
+		return
+	}
+	type flow struct {
+		bytes   int64
+		elapsed time.Duration
+		err     error
+	}
+	flows := make([]flow, 2)
+	var wg sync.WaitGroup
+	for i, srv := range []*benchServer{us, ks} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := &flows[i]
+			f.bytes, f.elapsed, f.err = t.download(srv, t.cfg.duration)
+		}()
+	}
+	wg.Wait()
+	m, merr := router.mark()
+	rates := make([]float64, 2)
+	for i, f := range flows {
+		if f.err != nil {
+			t.fail("down", fmt.Errorf("%s flow: %v", fairFlows[i], f.err))
+			return
+		}
+		rates[i] = float64(f.bytes) * 8 / f.elapsed.Seconds() / 1e6
+	}
+	shares, jain := fairness(rates)
+	mt := t.res.Metrics
+	for i, name := range fairFlows {
+		mt["fair_"+name+"_mbps"] = rates[i]
+		mt["fair_"+name+"_bytes"] = float64(flows[i].bytes)
+		mt["fair_"+name+"_share"] = shares[i]
+	}
+	mt["fair_jain"] = jain
+	mt["fair_total_mbps"] = rates[0] + rates[1]
+	if r := t.cfg.paths[0].cfg.Down.Rate; r > 0 {
+		mt["fair_utilization"] = (rates[0] + rates[1]) * 1e6 / float64(r)
+	}
+	if merr != nil {
+		t.fail("down", merr)
+	} else {
+		q := m.Down
+		mt["fair_queue_mean_ms"] = float64(q.Mean()) / 1e6
+		mt["fair_queue_p90_ms"] = float64(q.P90) / 1e6
+		mt["fair_queue_p99_ms"] = float64(q.P99) / 1e6
+		mt["fair_queue_max_ms"] = float64(q.Max) / 1e6
+	}
+	t.logf("fairness %s: ustack %.1f Mbit/s (share %.2f), kernel %.1f Mbit/s (share %.2f), Jain %.3f",
+		cc, rates[0], shares[0], rates[1], shares[1], jain)
+}
