@@ -66,8 +66,10 @@ const (
 )
 
 // newEndpoint wraps tc, made with cfg, for the table.
+// It sends on the queue of l's interface that sh belongs to (queueFor).
 func newEndpoint(s *Stack, sh *shard, id tuple, l *link, tc *tcp.Conn, cfg *tcp.Config) *endpoint {
 	tc.ShareScratch(&sh.scratch)
+	l = l.queueFor(sh)
 	ep := &endpoint{
 		sh: sh, id: id, link: l, tc: tc,
 		timer:   timerSlot{idx: -1},
