@@ -66,10 +66,9 @@ const (
 )
 
 // newEndpoint wraps tc, made with cfg, for the table.
-// It sends on the queue of l's interface that sh belongs to (queueFor).
+// It sends on l, for a multi-queue link one queue (see queues.go).
 func newEndpoint(s *Stack, sh *shard, id tuple, l *link, tc *tcp.Conn, cfg *tcp.Config) *endpoint {
 	tc.ShareScratch(&sh.scratch)
-	l = l.queueFor(sh)
 	ep := &endpoint{
 		sh: sh, id: id, link: l, tc: tc,
 		timer:   timerSlot{idx: -1},

@@ -11,24 +11,35 @@ import (
 // runs a reader and a writer per queue, each queue a *link of its own, and
 // the kernel spreads the flows it sends across the queues.
 //
-// Which queue a connection sends on: the one of its shard, for its whole
-// life (queueFor). It must be one queue: a connection's segments leave in
-// the order they were emitted only because one queue's writer writes them
-// in queue order. It is the shard's rather than the one its first packet
-// came in on because the kernel follows us: the tun driver remembers, per
-// flow hash, the queue a flow's packets were last written to and sends
-// that flow's packets to us on that queue (automatic flow steering,
-// tun_flow_update in drivers/net/tun.c; tun.TestTUNMultiQueue checks it).
-// So from our first answer on (the SYN-ACK, or a Dial's SYN), a
-// connection's packets arrive on its shard's queue, whose reader is then
-// the only one taking that shard's lock on receive and writes the
-// connection's ACKs itself (flushInline), and the shard's timers queue
-// their segments on that same queue. Only what comes before our first
-// answer (a passive open's SYN, hashed by the kernel on its own) may arrive
-// on another queue; any reader may handle any shard under its lock, so
-// that is correct, one hand-off to the other queue's writer dearer. The
-// stack's shards are as many as a multiple of the queues (shardCount), so
-// every queue has shards, and as many.
+// Which queue a connection sends on, for its whole life: it must be one
+// queue, since a connection's segments leave in the order they were
+// emitted only because one queue's writer writes them in queue order.
+//
+// A passive open answers on the queue its SYN came in on, so a flow's
+// replies go out through the queue it arrives on. This follows the
+// kernel's choice, which is sticky: a kernel TCP socket caches the queue it
+// transmits on (sk_tx_queue_mapping) and picks again only when it has
+// nothing in flight (skb->ooo_okay), so answering on another queue would
+// not move the flow but make every batch of ACKs a hand-off from the
+// reader to the other queue's writer (measured: a third of the connection
+// rate and a fifth of 8-stream upload at --queues 2). On a pick the tun
+// driver takes the queue the flow's packets were last written to
+// (automatic flow steering, tun_flow_update in drivers/net/tun.c; see
+// tun.TestTUNMultiQueue) and that is the arrival queue again. So every
+// packet of a flow is read by one queue's goroutine, which also writes
+// the flow's ACKs itself (flushInline).
+//
+// A Dial has no arrival queue yet: it takes its shard's queue (queueFor),
+// and the kernel's SYN-ACK and everything after follow our SYN there by
+// the same flow steering. The shards are as many as a multiple of the
+// queues (shardCount), so every queue has dialled connections, and as
+// many.
+//
+// Shards stay keyed by the 4-tuple alone (every packet, and every
+// application call, must find a connection without knowing its queue), so
+// two queues' readers may take one shard's lock; the lock is per shard and
+// held for one segment's work. A shard's timers queue their segments on
+// each connection's own queue.
 //
 // Stateless answers (a RST to a segment of no connection, a SYN cookie's
 // SYN-ACK) leave by the queue the packet they answer came in on.
@@ -77,8 +88,8 @@ func shardCount(requested, procs, maxQueues int) int {
 	return n
 }
 
-// queueFor returns the queue of l's interface a connection of shard sh
-// sends on (see above).
+// queueFor returns the queue of l's interface a Dial's connection of
+// shard sh sends on (see above).
 func (l *link) queueFor(sh *shard) *link {
 	if l.q == nil || len(l.q.all) <= 1 {
 		return l
