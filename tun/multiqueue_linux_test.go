@@ -147,3 +147,21 @@ func TestTUNMultiQueueErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
 }
+
+// The SYN filter is the device's: enabled through any queue, a block asked
+// on any queue is in place.
+func TestTUNMultiQueueSYNFilter(t *testing.T) {
+	if !netnstest.Enter(t) {
+		return
+	}
+	l, err := Create(Options{Name: "ust0", HostAddrs: hostAddrs, Queues: 2})
+	require.NoError(t, err)
+	defer l.Close()
+	qs := l.Queues()
+	assert.False(t, qs[1].BlockSYNs(netip.MustParseAddr("198.18.0.77"), time.Second), "no filter yet")
+	require.NoError(t, qs[1].EnableSYNFilter())
+	assert.NotNil(t, l.synFilter, "queue 0 holds the device's filter")
+	assert.Nil(t, qs[1].synFilter)
+	assert.True(t, qs[1].BlockSYNs(netip.MustParseAddr("198.18.0.77"), time.Second))
+	assert.True(t, qs[0].BlockSYNs(netip.MustParseAddr("2001:2::77"), time.Second))
+}

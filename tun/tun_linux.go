@@ -136,7 +136,8 @@ type TUN struct {
 	// queues are the device's queues, this one first, when it was made
 	// with Options.Queues > 1 (and this is queue 0); nil otherwise.
 	queues []*TUN
-	queue  int // this queue's number
+	queue  int  // this queue's number
+	first  *TUN // queue 0 of a multi-queue device, on its other queues; nil on queue 0
 
 	wmu     sync.Mutex // guards the write scratch below
 	wbufs   [][]byte
@@ -178,7 +179,7 @@ func Create(opts Options) (*TUN, error) {
 				first.Close()
 				return nil, fmt.Errorf("tun device %s: queue %d: %w", first.name, q, err)
 			}
-			t.queue = q
+			t.queue, t.first = q, first
 			first.queues = append(first.queues, t)
 		}
 	}
