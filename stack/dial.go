@@ -189,7 +189,7 @@ func (s *Stack) startDial(remote netip.AddrPort, base *tcp.Config) (*endpoint, e
 		}
 		cfg := s.connConfigFrom(base, l, id)
 		tc := tcp.Dial(now, cfg, s.isn.isn(now, id.local, id.remote))
-		ep = newEndpoint(s, sh, id, l, tc, &cfg)
+		ep = newEndpoint(s, sh, id, l.queueFor(sh), tc, &cfg)
 		waitCh(&ep.wrWake) // Dial waits on it for the handshake
 		s.insert(ep)
 		s.stats.TCPActiveOpens.Add(1)

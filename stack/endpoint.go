@@ -65,6 +65,7 @@ const (
 )
 
 // newEndpoint wraps tc, made with cfg, for the table.
+// It sends on l, for a multi-queue link one queue (see queues.go).
 func newEndpoint(s *Stack, sh *shard, id tuple, l *link, tc *tcp.Conn, cfg *tcp.Config) *endpoint {
 	tc.ShareScratch(&sh.scratch)
 	ep := &endpoint{

@@ -131,6 +131,14 @@ type link struct {
 	stopped sync.Once
 
 	ipID atomic.Uint32
+
+	// queue is this link's queue number on its interface, q what the
+	// interface's queues share (nil for a link of one queue); queues.go.
+	queue int
+	q     *linkQueues
+	// Per-queue traffic (QueueStats).
+	rxPackets, rxBytes, rxBatches atomic.Uint64
+	txPackets, txBytes, txBatches atomic.Uint64
 }
 
 func newLink(s *Stack, l tun.Link, idx int) *link {
@@ -206,7 +214,7 @@ func (l *link) writeLoop() {
 			l.flushMu.Lock()
 			l.flush(q, bufs, gso)
 			l.flushMu.Unlock()
-			_ = l.l.Close()
+			l.closeLink()
 			return
 		}
 	}
@@ -292,12 +300,17 @@ func (l *link) flushOnce(q []*pktBuf, bufs [][]byte, gso []tun.GSO) ([]*pktBuf, 
 		bufs = append(bufs, pb.b[:headroom+pb.n])
 		gso = append(gso, pb.gso)
 	}
+	l.txBatches.Add(1)
 	for off := 0; off < len(bufs); {
 		n, err := l.l.WriteGSO(bufs[off:], gso[off:], headroom)
+		var bytes uint64
 		for _, pb := range q[off : off+n] {
-			s.stats.TxPackets.Add(1)
-			s.stats.TxBytes.Add(uint64(pb.n))
+			bytes += uint64(pb.n)
 		}
+		s.stats.TxPackets.Add(uint64(n))
+		s.stats.TxBytes.Add(bytes)
+		l.txPackets.Add(uint64(n))
+		l.txBytes.Add(bytes)
 		off += n
 		if err != nil {
 			s.stats.LinkWriteErrors.Add(1)

@@ -26,6 +26,13 @@ import (
 // something, and the batch's writes. sizes and gso (nil: plain packets)
 // describe bufs, each packet at headroom.
 func (s *Stack) inputBatch(l *link, bufs [][]byte, sizes []int, gso []tun.GSO, now tcp.Time, b *rxBatch) {
+	var bytes uint64
+	for i := range bufs {
+		bytes += uint64(sizes[i])
+	}
+	l.rxBatches.Add(1)
+	l.rxPackets.Add(uint64(len(bufs)))
+	l.rxBytes.Add(bytes)
 	for i := range bufs {
 		g := tun.GSO{}
 		if gso != nil && l.gsoMax > 0 {
@@ -44,7 +51,7 @@ func (s *Stack) inputBatch(l *link, bufs [][]byte, sizes []int, gso []tun.GSO, n
 // stack does not keep the slices. Input is for a Driven stack; what it
 // sends waits for Flush.
 func (s *Stack) Input(idx int, pkts [][]byte, gso []tun.GSO, now tcp.Time) error {
-	links := *s.links.Load()
+	links := *s.ifaces.Load()
 	if idx < 0 || idx >= len(links) {
 		return fmt.Errorf("stack: Input on link %d of %d", idx, len(links))
 	}

@@ -87,7 +87,7 @@ func (t routeTable) lookup(dst netip.Addr) (Route, bool) {
 // UDP) takes its link from here.
 func (s *Stack) route(dst netip.Addr) (*link, netip.Addr, error) {
 	dst = dst.Unmap()
-	links := *s.links.Load()
+	links := *s.ifaces.Load()
 	if len(s.routes) == 0 {
 		if len(links) == 1 {
 			return links[0], dst, nil
@@ -113,6 +113,9 @@ func (s *Stack) replyLink(in *link, dst netip.Addr) *link {
 		return in
 	}
 	if l, _, err := s.route(dst); err == nil {
+		if l.q != nil && l.q == in.q {
+			return in // the same interface: stay on the queue
+		}
 		return l
 	}
 	return in

@@ -156,7 +156,8 @@ type Stack struct {
 	trace *tracer // nil: tracing off
 
 	linksMu sync.Mutex
-	links   atomic.Pointer[[]*link]
+	links   atomic.Pointer[[]*link] // every queue of every link
+	ifaces  atomic.Pointer[[]*link] // each link's queue 0, by link number
 
 	lnMu      sync.Mutex
 	listeners atomic.Pointer[map[listenKey]*Listener]
@@ -217,6 +218,7 @@ func (t tuple) key() connKey {
 // by mu.
 type shard struct {
 	s     *Stack
+	idx   int // in Stack.shards; picks the queue its connections send on (queueFor)
 	mu    sync.Mutex
 	conns map[connKey]*endpoint
 
@@ -255,10 +257,11 @@ func New(opts Options) (*Stack, error) {
 	if s.clock == nil {
 		s.clock = NewRealClock()
 	}
-	n := opts.Shards
-	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+	maxQueues := 1
+	for _, l := range opts.Links {
+		maxQueues = max(maxQueues, len(queueLinksOf(l)))
 	}
+	n := shardCount(opts.Shards, runtime.GOMAXPROCS(0), maxQueues)
 	if opts.MaxConns <= 0 {
 		s.opts.MaxConns = DefaultMaxConns
 	}
@@ -330,7 +333,7 @@ func New(opts Options) (*Stack, error) {
 	s.icmpTokens.init(s.clock.Now())
 	s.shards = make([]*shard, n)
 	for i := range s.shards {
-		s.shards[i] = &shard{s: s, conns: make(map[connKey]*endpoint)}
+		s.shards[i] = &shard{s: s, idx: i, conns: make(map[connKey]*endpoint)}
 	}
 	empty := map[listenKey]*Listener{}
 	s.listeners.Store(&empty)
@@ -338,8 +341,9 @@ func New(opts Options) (*Stack, error) {
 	s.udp.Store(&noUDP)
 	noPing := map[listenKey]*PingConn{}
 	s.pings.Store(&noPing)
-	var none []*link
+	var none, noIfaces []*link
 	s.links.Store(&none)
+	s.ifaces.Store(&noIfaces)
 	for _, l := range opts.Links {
 		s.AddLink(l)
 	}
@@ -351,20 +355,36 @@ func New(opts Options) (*Stack, error) {
 func (s *Stack) AddLink(l tun.Link) {
 	s.linksMu.Lock()
 	defer s.linksMu.Unlock()
-	old := *s.links.Load()
-	lk := newLink(s, l, len(old))
-	next := append(old[:len(old):len(old)], lk)
+	old, ifaces := *s.links.Load(), *s.ifaces.Load()
+	qls := queueLinksOf(l)
+	qs := make([]*link, len(qls))
+	var shared *linkQueues
+	if len(qls) > 1 {
+		shared = &linkQueues{all: qs}
+		shared.open.Store(int32(len(qls)))
+	}
+	for i, ql := range qls {
+		qs[i] = newLink(s, ql, len(ifaces))
+		qs[i].queue, qs[i].q = i, shared
+	}
+	next := append(old[:len(old):len(old)], qs...)
+	nextIfaces := append(ifaces[:len(ifaces):len(ifaces)], qs[0])
 	s.links.Store(&next)
+	s.ifaces.Store(&nextIfaces)
 	if s.closed.Load() {
-		_ = l.Close()
+		for _, q := range qs {
+			_ = q.l.Close()
+		}
 		return
 	}
 	if s.opts.Driven {
 		return
 	}
-	s.wg.Add(2)
-	go lk.readLoop()
-	go lk.writeLoop()
+	for _, q := range qs {
+		s.wg.Add(2)
+		go q.readLoop()
+		go q.writeLoop()
+	}
 }
 
 // Stats returns the stack's counters.

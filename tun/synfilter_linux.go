@@ -170,8 +170,13 @@ func bpf(cmd int, attr []byte) (int, error) {
 }
 
 // EnableSYNFilter loads the SYN filter and attaches it to the device; then
-// BlockSYNs works. It needs CAP_BPF (or root) and Linux 4.16.
+// BlockSYNs works. It needs CAP_BPF (or root) and Linux 4.16. The filter
+// is the device's: on any queue of a multi-queue device it is queue 0's,
+// and covers every queue.
 func (t *TUN) EnableSYNFilter() error {
+	if t.first != nil {
+		return t.first.EnableSYNFilter()
+	}
 	newMap := func(keySize uint32) (int, error) {
 		attr := make([]byte, 128)
 		binary.NativeEndian.PutUint32(attr[0:], unix.BPF_MAP_TYPE_LRU_HASH)
@@ -243,8 +248,12 @@ func indexNUL(b []byte) int {
 
 // BlockSYNs makes the kernel drop the SYNs of src for d: of the address for
 // IPv4, of its /64 for IPv6 (a no-op without EnableSYNFilter). It reports
-// whether the block is in place.
+// whether the block is in place. Any queue of a multi-queue device blocks
+// for the whole device.
 func (t *TUN) BlockSYNs(src netip.Addr, d time.Duration) bool {
+	if t.first != nil {
+		return t.first.BlockSYNs(src, d)
+	}
 	f := t.synFilter
 	if f == nil || !src.IsValid() {
 		return false

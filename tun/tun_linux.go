@@ -50,7 +50,20 @@ type Options struct {
 	// the wake-up of a blocked reader, at the cost of a core spinning.
 	// 0 (the default) blocks at once; at most MaxBusyPoll.
 	BusyPoll time.Duration
+	// Queues is the number of queues of the device: more than 1 opens it
+	// with IFF_MULTI_QUEUE, one descriptor per queue (Queues), and the
+	// kernel spreads the flows it sends us across them by flow hash. 0 or
+	// 1 opens one queue without IFF_MULTI_QUEUE, as a plain TUN; at most
+	// MaxQueues.
+	Queues int
 }
+
+// MaxQueues bounds Options.Queues.
+const MaxQueues = 16
+
+// ErrMultiQueue reports that the kernel refused IFF_MULTI_QUEUE (too old,
+// or the name belongs to a single-queue device).
+var ErrMultiQueue = errors.New("the kernel refused a multi-queue tun device (IFF_MULTI_QUEUE)")
 
 // MaxBusyPoll bounds Options.BusyPoll: a spin longer than this is a core
 // burnt, not a latency saved.
@@ -132,6 +145,12 @@ type TUN struct {
 
 	synFilter *synFilter // nil until EnableSYNFilter
 
+	// queues are the device's queues, this one first, when it was made
+	// with Options.Queues > 1 (and this is queue 0); nil otherwise.
+	queues []*TUN
+	queue  int  // this queue's number
+	first  *TUN // queue 0 of a multi-queue device, on its other queues; nil on queue 0
+
 	wmu     sync.Mutex // guards the write scratch below
 	wbufs   [][]byte
 	segBufs [][]byte
@@ -153,13 +172,52 @@ func Create(opts Options) (*TUN, error) {
 	if len(opts.Name) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("tun: name %q longer than %d bytes", opts.Name, unix.IFNAMSIZ-1)
 	}
+	n := max(opts.Queues, 1)
+	if opts.Queues < 0 || n > MaxQueues {
+		return nil, fmt.Errorf("tun: %d queues out of [1, %d]", opts.Queues, MaxQueues)
+	}
+	first, err := openQueue(opts, opts.Name, n > 1, false)
+	if err != nil {
+		return nil, err
+	}
+	first.queue = 0
+	if n > 1 {
+		// Every further queue attaches to the device by the name the
+		// kernel gave the first one.
+		first.queues = []*TUN{first}
+		for q := 1; q < n; q++ {
+			t, err := openQueue(opts, first.name, true, true)
+			if err != nil {
+				first.Close()
+				return nil, fmt.Errorf("tun device %s: queue %d: %w", first.name, q, err)
+			}
+			t.queue, t.first = q, first
+			first.queues = append(first.queues, t)
+		}
+	}
+	// After every queue: each one's wireguard set-up turns on offloads
+	// for the whole device, which configure narrows down.
+	if err := first.configure(opts); err != nil {
+		first.Close()
+		return nil, err
+	}
+	for _, t := range first.queues[min(len(first.queues), 1):] {
+		t.index, t.uso = first.index, first.uso
+	}
+	return first, nil
+}
+
+// openQueue opens /dev/net/tun and attaches it to device name (a new one
+// when name is "" or unknown), with IFF_MULTI_QUEUE when multi; attach
+// says the device is our own, made by an earlier openQueue.
+func openQueue(opts Options, name string, multi, attach bool) (*TUN, error) {
 	// This is what wireguard's CreateTUN does, done here to tell the
 	// failures apart and to open without IFF_VNET_HDR when asked.
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, classify("open", opts.Name, err)
+		return nil, classify("open", name, err)
 	}
-	ifr, err := unix.NewIfreq(opts.Name)
+	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -168,17 +226,25 @@ func Create(opts Options) (*TUN, error) {
 	if opts.Offload {
 		flags |= unix.IFF_VNET_HDR
 	}
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		// An existing device of another kind (or a tun with other flags)
 		// makes TUNSETIFF fail with EINVAL: the name is taken all the same.
-		if errors.Is(err, unix.EINVAL) && opts.Name != "" {
-			if _, lerr := netlink.LinkByName(opts.Name); lerr == nil {
-				return nil, &createError{fmt.Sprintf("tun device %s is in use", opts.Name), ErrBusy, err}
+		// On our own device the flags are ours: it is the extra queue
+		// that the kernel does not take.
+		if errors.Is(err, unix.EINVAL) && name != "" && !attach {
+			if _, lerr := netlink.LinkByName(name); lerr == nil {
+				return nil, &createError{fmt.Sprintf("tun device %s is in use", name), ErrBusy, err}
 			}
 		}
-		return nil, classify("create", opts.Name, err)
+		if multi && errors.Is(err, unix.EINVAL) {
+			return nil, &createError{ErrMultiQueue.Error(), ErrMultiQueue, err}
+		}
+		return nil, classify("create", name, err)
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
@@ -188,14 +254,14 @@ func Create(opts Options) (*TUN, error) {
 	dev, err := wgtun.CreateTUNFromFile(file, opts.MTU)
 	if err != nil {
 		file.Close()
-		return nil, classify("set up", opts.Name, err)
+		return nil, classify("set up", name, err)
 	}
 	// wireguard's listeners block once their event channel fills up.
 	go func() {
 		for range dev.Events() {
 		}
 	}()
-	name, err := dev.Name()
+	devName, err := dev.Name()
 	if err != nil {
 		dev.Close()
 		return nil, err
@@ -205,14 +271,34 @@ func Create(opts Options) (*TUN, error) {
 		dev.Close()
 		return nil, err
 	}
-	t := &TUN{dev: dev, file: file, raw: raw, rdMore: true, name: name, mtu: opts.MTU, offload: opts.Offload,
-		busyPoll: opts.BusyPoll}
-	if err := t.configure(opts); err != nil {
-		dev.Close()
-		return nil, err
-	}
-	return t, nil
+	return &TUN{dev: dev, file: file, raw: raw, rdMore: true, name: devName, mtu: opts.MTU, offload: opts.Offload,
+		busyPoll: opts.BusyPoll}, nil
 }
+
+// Queues returns the device's queues, t first, each a Link of its own with
+// its own descriptor: one reader per queue, each writing to any queue it
+// likes. A single-queue device returns t alone. The kernel gives a flow to
+// the queue its packets were last written to (the tun driver's automatic
+// flow steering), else to one picked by the flow's hash.
+func (t *TUN) Queues() []*TUN {
+	if len(t.queues) == 0 {
+		return []*TUN{t}
+	}
+	return append([]*TUN(nil), t.queues...)
+}
+
+// QueueLinks is Queues as Links (what stack.AddLink looks for).
+func (t *TUN) QueueLinks() []Link {
+	qs := t.Queues()
+	ls := make([]Link, len(qs))
+	for i, q := range qs {
+		ls[i] = q
+	}
+	return ls
+}
+
+// Queue returns this queue's number (0 for the first).
+func (t *TUN) Queue() int { return t.queue }
 
 // configure sets the offloads and sets up the kernel side.
 func (t *TUN) configure(opts Options) error {
@@ -326,7 +412,14 @@ func (t *TUN) BusyPoll() time.Duration { return t.busyPoll }
 
 // BusyPollStats returns how many reads got their packet while spinning
 // (hits) and how many spins found none and blocked (blocks).
-func (t *TUN) BusyPollStats() (hits, blocks uint64) { return t.busyHits.Load(), t.busyBlocks.Load() }
+// For queue 0 of a multi-queue device, the sums over its queues.
+func (t *TUN) BusyPollStats() (hits, blocks uint64) {
+	for _, q := range t.Queues() {
+		hits += q.busyHits.Load()
+		blocks += q.busyBlocks.Load()
+	}
+	return hits, blocks
+}
 
 // spin reads one packet into buf without blocking, retrying until one comes
 // or busyPoll has passed; ok is false when none came (the caller blocks).
@@ -387,9 +480,13 @@ func (t *TUN) GSOMaxSize() int {
 }
 
 // Close implements Link: the device disappears with its last descriptor.
+// Closing queue 0 closes every queue.
 func (t *TUN) Close() error {
 	t.closed.Store(true)
 	err := t.dev.Close()
+	for _, q := range t.queues[min(len(t.queues), 1):] {
+		q.Close()
+	}
 	t.closeSYNFilter()
 	return err
 }

@@ -170,6 +170,8 @@ type statsCollector struct {
 	conns    *prometheus.Desc
 	reasm    *prometheus.Desc
 	mem      [3]*prometheus.Desc // budget, used, peak
+	// Per TUN queue (--queues): packets and bytes each way.
+	qPackets, qBytes *prometheus.Desc
 }
 
 // metricName turns a Stats counter name into ustack_<name>_total, keeping
@@ -191,6 +193,10 @@ func newStatsCollector(st *stack.Stack) *statsCollector {
 		conns:    prometheus.NewDesc("ustack_connections", "TCP connections in the table, by state.", []string{"state"}, nil),
 		reasm: prometheus.NewDesc("ustack_ip_reassembly_bytes", "Memory fragment reassembly (IPv4 and IPv6) holds: now, the peak, and its limit.",
 			[]string{"kind"}, nil),
+		qPackets: prometheus.NewDesc("ustack_queue_packets_total", "IP packets read (rx) and written (tx) per link and TUN queue (--queues).",
+			[]string{"link", "queue", "dir"}, nil),
+		qBytes: prometheus.NewDesc("ustack_queue_bytes_total", "Bytes of IP packets read (rx) and written (tx) per link and TUN queue.",
+			[]string{"link", "queue", "dir"}, nil),
 		mem: [3]*prometheus.Desc{
 			prometheus.NewDesc("ustack_memory_budget_bytes", "Buffer memory budget of all connections (--mem-budget; 0: none).", nil, nil),
 			prometheus.NewDesc("ustack_memory_used_bytes", "Buffer memory charged to the budget now (send, receive, out of order).", nil, nil),
@@ -212,6 +218,8 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- c.conns
 	ch <- c.reasm
+	ch <- c.qPackets
+	ch <- c.qBytes
 	for _, d := range c.mem {
 		ch <- d
 	}
@@ -234,6 +242,13 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for s, n := range byState {
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(n), tcp.State(s).String())
+	}
+	for _, q := range c.st.QueueStats() {
+		link, queue := strconv.Itoa(q.Link), strconv.Itoa(q.Queue)
+		ch <- prometheus.MustNewConstMetric(c.qPackets, prometheus.CounterValue, float64(q.RxPackets), link, queue, "rx")
+		ch <- prometheus.MustNewConstMetric(c.qPackets, prometheus.CounterValue, float64(q.TxPackets), link, queue, "tx")
+		ch <- prometheus.MustNewConstMetric(c.qBytes, prometheus.CounterValue, float64(q.RxBytes), link, queue, "rx")
+		ch <- prometheus.MustNewConstMetric(c.qBytes, prometheus.CounterValue, float64(q.TxBytes), link, queue, "tx")
 	}
 	rUsed, rPeak, rLimit := c.st.ReassemblyMemory()
 	ch <- prometheus.MustNewConstMetric(c.reasm, prometheus.GaugeValue, float64(rUsed), "used")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ustack-net/ustack/tcp"
+	"github.com/ustack-net/ustack/tun"
 )
 
 // `ustack bench` measures ustack against gVisor's netstack and the kernel: each
@@ -106,6 +107,7 @@ type benchFlags struct {
 	profile   string
 	path      string // --path: the emulated path, or a loss sweep of them
 	fairness  string // --fairness: pairings of a fairness run over --path
+	queues    string // --queues: the ustack server's TUN queues, or a sweep of them
 	// cc, pcap, trace and knobs are `ustack serve` flags passed through to
 	// the ustack server; serve holds them alone so they can be listed back
 	// as arguments (see serveArgs).
@@ -145,6 +147,33 @@ type benchConfig struct {
 	// fairness is --fairness, the congestion controls of a fairness run
 	// (nil: not one).
 	fairness []string
+	// queues is --queues: the ustack server runs once per count, the
+	// first as "ustack", each further one as "ustack-qN" (benchQueueServer);
+	// nil: once, with serve's default.
+	queues []int
+}
+
+// benchQueueServer names the ustack server of a further --queues count.
+func benchQueueServer(n int) string { return "ustack-q" + strconv.Itoa(n) }
+
+// parseQueueSweep parses --queues: counts from 1 to tun.MaxQueues, comma
+// separated, without repeats.
+func parseQueueSweep(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, item := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(item))
+		if err != nil || n < 1 || n > tun.MaxQueues {
+			return nil, fmt.Errorf("--queues %q: want counts from 1 to %d, comma-separated (e.g. 1,2)", s, tun.MaxQueues)
+		}
+		if slices.Contains(out, n) {
+			return nil, fmt.Errorf("--queues %q: %d given twice", s, n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // Bounds of the flags: a full run must stay within about five minutes.
@@ -259,6 +288,15 @@ func (f *benchFlags) validate() (*benchConfig, error) {
 	if _, err := f.knobs.apply(&tc); err != nil {
 		return nil, err
 	}
+	if c.queues, err = parseQueueSweep(f.queues); err != nil {
+		return nil, err
+	}
+	if len(c.queues) > 1 && (f.pcap != "" || f.trace != "" || f.profile != "" || c.paths != nil) {
+		return nil, errors.New("--pcap, --trace, --cpuprofile and --path take one ustack run: give --queues one count")
+	}
+	if len(c.queues) > 0 && c.queues[0] > 1 && (f.pcap != "" || f.knobs.impair != "") {
+		return nil, fmt.Errorf("--queues %d: --pcap and --impair see one queue only; use --queues 1", c.queues[0])
+	}
 	c.knobArgs, c.captureArgs = f.serveArgs()
 	return c, nil
 }
@@ -300,6 +338,9 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 		"rtt=40ms,rate=100mbit,loss=0.5%[,queue=1bdp|BYTES,jitter=D,reorder=P,seed=N]; loss=0,0.5%,2%\n"+
 		"sweeps (see ustack path --help for every key). Workloads then are down, up and fetch, the\n"+
 		"duration defaults to 5s, gVisor runs its first --gvisor variant, the kernel twice (CUBIC, BBR)")
+	fs.StringVar(&f.queues, "queues", "", "queues of the ustack server's TUN (serve --queues; default serve's, min(cores, 4)), or a\n"+
+		"sweep: 1,2 runs the ustack server once per count, the first as column ustack, the others as\n"+
+		"ustack-qN with their ratio to it (ustack-qN/ustack)")
 	fs.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the ustack server during each timed workload to\n"+
 		"DIR/ustack-WORKLOAD.pprof (go tool pprof), taken over its admin socket")
 	// serve's own registration of the knobs, so bench parses and
@@ -332,6 +373,9 @@ func (c *benchConfig) targetArgs(server string) []string {
 	}
 	switch server {
 	case "ustack":
+		if len(c.queues) > 0 {
+			args = append(args, "--queues="+strconv.Itoa(c.queues[0]))
+		}
 		args = append(args, c.knobArgs...)
 		args = append(args, c.captureArgs...)
 		if c.profileDir != "" {
@@ -458,14 +502,38 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		DurationSeconds: cfg.duration.Seconds(), MTU: cfg.mtu, Offload: cfg.offload, IdleConns: cfg.idle,
 		Workloads: cfg.workloads, Servers: cfg.servers, Results: map[string]*benchResult{},
 	}
+	rep.Servers = nil
 	for _, s := range cfg.servers {
-		fmt.Fprintf(stderr, "bench: %s: starting in a private network namespace\n", s)
-		res, err := runTargetProcess(exe, cfg, s, stderr)
-		if err != nil {
-			fmt.Fprintf(stderr, "bench: %s: %v\n", s, err)
-			res = &benchResult{Server: s, Metrics: map[string]float64{}, Errors: map[string]string{"run": err.Error()}}
+		runs := []*benchConfig{cfg}
+		if s == "ustack" && len(cfg.queues) > 1 {
+			runs = nil
+			for _, q := range cfg.queues {
+				c := *cfg
+				c.queues = []int{q}
+				runs = append(runs, &c)
+			}
 		}
-		rep.Results[s] = res
+		for i, c := range runs {
+			name := s
+			if i > 0 {
+				name = benchQueueServer(c.queues[0])
+			}
+			fmt.Fprintf(stderr, "bench: %s: starting in a private network namespace\n", name)
+			res, err := runTargetProcess(exe, c, s, stderr)
+			if err != nil {
+				fmt.Fprintf(stderr, "bench: %s: %v\n", name, err)
+				res = &benchResult{Server: s, Metrics: map[string]float64{}, Errors: map[string]string{"run": err.Error()}}
+			}
+			res.Server = name
+			if res.Metrics == nil {
+				res.Metrics = map[string]float64{}
+			}
+			if len(c.queues) == 1 && s == "ustack" {
+				res.Metrics["queues"] = float64(c.queues[0])
+			}
+			rep.Results[name] = res
+			rep.Servers = append(rep.Servers, name)
+		}
 	}
 	rep.Ratios = benchRatios(rep.Results)
 	rep.ElapsedSeconds = time.Since(start).Seconds()
@@ -537,6 +605,21 @@ func benchRatios(results map[string]*benchResult) map[string]map[string]float64 
 		}
 		out["ustack/"+other] = r
 	}
+	// The further runs of a --queues sweep, against the first.
+	for name, o := range results {
+		if !strings.HasPrefix(name, "ustack-q") {
+			continue
+		}
+		r := map[string]float64{}
+		for _, m := range benchMetrics {
+			a, aok := o.Metrics[m.key]
+			b, bok := u.Metrics[m.key]
+			if aok && bok && b != 0 && !math.IsNaN(a) && !math.IsNaN(b) {
+				r[m.key] = a / b
+			}
+		}
+		out[name+"/ustack"] = r
+	}
 	return out
 }
 
@@ -565,6 +648,12 @@ func writeBenchTable(w io.Writer, rep *benchReport) {
 	var ratioKeys []string
 	for _, o := range benchRatioServers {
 		if k := "ustack/" + o; len(rep.Ratios[k]) > 0 {
+			ratioKeys = append(ratioKeys, k)
+			header = append(header, k)
+		}
+	}
+	for _, s := range rep.Servers {
+		if k := s + "/ustack"; strings.HasPrefix(s, "ustack-q") && len(rep.Ratios[k]) > 0 {
 			ratioKeys = append(ratioKeys, k)
 			header = append(header, k)
 		}
@@ -602,6 +691,15 @@ func writeBenchTable(w io.Writer, rep *benchReport) {
 		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}
 	tw.Flush()
+	var qs []string
+	for _, s := range rep.Servers {
+		if q, ok := rep.Results[s].Metrics["queues"]; ok && strings.HasPrefix(s, "ustack") {
+			qs = append(qs, fmt.Sprintf("%s with --queues %d", s, int(q)))
+		}
+	}
+	if len(qs) > 0 {
+		fmt.Fprintf(w, "\nTUN queues: %s.\n", strings.Join(qs, ", "))
+	}
 	for _, s := range rep.Servers {
 		r := rep.Results[s]
 		if v, ok := r.Metrics["rss_100k_mib"]; ok {

@@ -442,6 +442,9 @@ func benchServerArgs(target string, cfg *benchConfig, capture bool) ([]string, e
 		// The bench has read what it wanted by the time it stops the
 		// server: a short drain, well inside stop's 10 s.
 		args := []string{"serve", "--tun", "ustack0", "--mtu", mtu, offload, admin, "--drain-timeout=1s"}
+		if len(cfg.queues) == 1 {
+			args = append(args, "--queues="+strconv.Itoa(cfg.queues[0]))
+		}
 		if cfg.idle+benchMaxConnsSlack > stack.DefaultMaxConns {
 			args = append(args, "--max-conns="+strconv.Itoa(cfg.idle+benchMaxConnsSlack))
 		}

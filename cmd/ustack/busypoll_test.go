@@ -71,7 +71,7 @@ func TestBusyPollApplied(t *testing.T) {
 	require.NoError(t, fs.Parse([]string{"--busy-poll", "200us", "--tun", "ustbp0"}))
 	dev, err := d.validate()
 	require.NoError(t, err)
-	link, err := dev.createTUN(slog.New(slog.NewTextHandler(io.Discard, nil)), dev.name, dev.hostAddrs)
+	link, err := dev.createTUN(slog.New(slog.NewTextHandler(io.Discard, nil)), dev.name, dev.hostAddrs, 1)
 	require.NoError(t, err)
 	defer link.Close()
 	assert.Equal(t, 200*time.Microsecond, link.BusyPoll())

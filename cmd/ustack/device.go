@@ -30,6 +30,7 @@ type deviceFlags struct {
 	pcap      string
 	trace     string
 	busyPoll  time.Duration
+	queues    queuesFlag
 	knobs     knobFlags
 	links     repeatedFlag // --link: more TUN devices
 	routes    repeatedFlag // --route
@@ -49,6 +50,7 @@ func (d *deviceFlags) register(fs *flag.FlagSet) {
 	fs.Var(&d.links, "link", "another TUN device, NAME,host-addr=PREFIX[,host-addr6=PREFIX] (repeatable): created like --tun,\nwith those kernel-side addresses; ustack's addresses are the same on every device")
 	fs.Var(&d.routes, "route", "a route of ustack's own, PREFIX[,via=GATEWAY][,link=NAME|N] (repeatable): Dial and the replies to\npeers in PREFIX leave by that device (default link 0, --tun; 1, 2... are the --link devices), the\nlongest prefix winning. Without routes one device takes everything; with routes, a Dial matching\nnone fails (network unreachable) and a reply goes back by the device its peer came in on")
 	fs.DurationVar(&d.busyPoll, "busy-poll", 0, busyPollHelp)
+	fs.Var(&d.queues, "queues", queuesHelp)
 	d.knobs.register(fs)
 }
 
@@ -71,6 +73,9 @@ type device struct {
 	// busyPoll is how long the TUN readers spin before they block
 	// (--busy-poll; 0: they block at once).
 	busyPoll time.Duration
+	// queues is the --tun device's queue count (--queues); the --link
+	// devices have one each.
+	queues int
 	// extra are the --link devices; routes the --route entries.
 	extra  []extraLink
 	routes []stack.Route
@@ -155,13 +160,23 @@ func (d *deviceFlags) validate() (*device, error) {
 	if err := d.validateLinks(dev); err != nil {
 		return nil, err
 	}
+	single := ""
+	switch {
+	case d.pcap != "":
+		single = "--pcap"
+	case !dev.impair.IsZero():
+		single = "--impair"
+	}
+	if dev.queues, err = d.queues.resolve(single); err != nil {
+		return nil, err
+	}
 	return dev, nil
 }
 
 // open creates the TUN device, configures the kernel side, and starts a
 // stack on it.
 func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, error) {
-	link, err := dev.createTUN(log, dev.name, dev.hostAddrs)
+	link, err := dev.createTUN(log, dev.name, dev.hostAddrs, dev.queues)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +188,7 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 		}
 	}
 	for _, x := range dev.extra {
-		l, err := dev.createTUN(log, x.name, x.hostAddrs)
+		l, err := dev.createTUN(log, x.name, x.hostAddrs, 1)
 		if err != nil {
 			link.Close()
 			closeExtra()
@@ -220,7 +235,7 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 		}
 		return nil, err
 	}
-	log.Info("device up", "tun", dev.name, "mtu", dev.mtu, "offload", dev.offload, "addrs", dev.addrs, "host", dev.hostAddrs)
+	log.Info("device up", "tun", dev.name, "mtu", dev.mtu, "offload", dev.offload, "queues", dev.queues, "addrs", dev.addrs, "host", dev.hostAddrs)
 	if dev.busyPoll > 0 {
 		log.Info("busy polling: the TUN readers spin before they block, a core each while traffic waits", "busy_poll", dev.busyPoll)
 	}
@@ -231,11 +246,15 @@ func (dev *device) open(log *slog.Logger, opts stack.Options) (*stack.Stack, err
 }
 
 // createTUN makes one TUN device with the kernel side's addresses, its
-// txqueuelen and, with --syn-filter, its SYN filter.
-func (dev *device) createTUN(log *slog.Logger, name string, hostAddrs []netip.Prefix) (*tun.TUN, error) {
+// txqueuelen and, with --syn-filter, its SYN filter (the txqueuelen and
+// the filter are the device's, all queues').
+func (dev *device) createTUN(log *slog.Logger, name string, hostAddrs []netip.Prefix, queues int) (*tun.TUN, error) {
 	link, err := tun.Create(tun.Options{Name: name, MTU: dev.mtu, Offload: dev.offload, HostAddrs: hostAddrs,
-		BusyPoll: dev.busyPoll})
+		BusyPoll: dev.busyPoll, Queues: queues})
 	if err != nil {
+		if errors.Is(err, tun.ErrMultiQueue) {
+			return nil, fmt.Errorf("--queues %d: %w", queues, err)
+		}
 		return nil, err
 	}
 	if dev.txQueueLen > 0 {
