@@ -31,10 +31,11 @@ const defaultTTL = 64
 
 // pktBuf is one output packet in a pooled buffer.
 type pktBuf struct {
-	b   []byte // the whole buffer; the packet is b[headroom:headroom+n]
-	n   int
-	gso tun.GSO
-	big bool
+	b     []byte // the whole buffer; the packet is b[headroom:headroom+n]
+	n     int
+	gso   tun.GSO
+	big   bool
+	extra bool // beyond the pool's bound (bufPool.overshoot): put lets it go
 }
 
 // bufPool is a bounded free list of output packet buffers in two sizes. It
@@ -45,6 +46,9 @@ type bufPool struct {
 	small, big       []*pktBuf
 	nSmall, nBig     int
 	maxSmall, maxBig int
+	// extraSmall and extraBig count the buffers out beyond the bounds
+	// (overshoot), each at most the bound again.
+	extraSmall, extraBig int
 }
 
 func (p *bufPool) init(maxSmall, maxBig int) { p.maxSmall, p.maxBig = maxSmall, maxBig }
@@ -55,14 +59,14 @@ func (p *bufPool) get(n int) *pktBuf {
 	return pb
 }
 
-// take is get that also reports whether the pool runs low: at most a
-// quarter of the buffers of that size are left (none, when it returns nil).
+// take is get that also reports whether the pool runs low: at most an
+// eighth of the buffers of that size are left (none, when it returns nil).
 func (p *bufPool) take(n int) (*pktBuf, bool) {
 	big := n > smallBufSize
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if big {
-		low := len(p.big)+p.maxBig-p.nBig <= 1+p.maxBig/4
+		low := len(p.big)+p.maxBig-p.nBig <= 1+p.maxBig/8
 		if k := len(p.big); k > 0 {
 			b := p.big[k-1]
 			p.big[k-1] = nil
@@ -75,7 +79,7 @@ func (p *bufPool) take(n int) (*pktBuf, bool) {
 		p.nBig++
 		return &pktBuf{b: make([]byte, headroom+tun.MaxPacketSize), big: true}, low
 	}
-	low := len(p.small)+p.maxSmall-p.nSmall <= 1+p.maxSmall/4
+	low := len(p.small)+p.maxSmall-p.nSmall <= 1+p.maxSmall/8
 	if k := len(p.small); k > 0 {
 		b := p.small[k-1]
 		p.small[k-1] = nil
@@ -89,11 +93,41 @@ func (p *bufPool) take(n int) (*pktBuf, bool) {
 	return &pktBuf{b: make([]byte, headroom+smallBufSize)}, low
 }
 
+// overshoot returns a buffer for n bytes beyond the pool's bound, nil when
+// as many are out already as the bound itself. It is for a sender under a
+// shard lock that found the pool spent (txBufLocked); the buffer goes to
+// the collector when written, not into the pool.
+func (p *bufPool) overshoot(n int) *pktBuf {
+	big := n > smallBufSize
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if big {
+		if p.extraBig >= p.maxBig {
+			return nil
+		}
+		p.extraBig++
+		return &pktBuf{b: make([]byte, headroom+tun.MaxPacketSize), big: true, extra: true}
+	}
+	if p.extraSmall >= p.maxSmall {
+		return nil
+	}
+	p.extraSmall++
+	return &pktBuf{b: make([]byte, headroom+smallBufSize), extra: true}
+}
+
 // put returns buffers to the pool.
 func (p *bufPool) put(bs []*pktBuf) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, b := range bs {
+		if b.extra {
+			if b.big {
+				p.extraBig--
+			} else {
+				p.extraSmall--
+			}
+			continue
+		}
 		b.n = 0
 		b.gso = tun.GSO{}
 		if b.big {
@@ -346,22 +380,29 @@ func (s *Stack) txBuf(n int) *pktBuf {
 	return s.pool.get(n)
 }
 
-// txBufLocked is txBuf for a sender under a shard lock (emitTCP), which
-// must not do link I/O there: a link's write can take microseconds (on a
-// TUN it runs the peer kernel's receive) and would stall every connection
-// of the shard, and the reader with them. When the pool runs low it only
-// sets txLow, and whoever next lets go of a shard lock (the loops of
-// finishBatch, runDue, Close; kickLinks) writes the queues out, so the
-// buffers are back before the pool is spent: a burst bigger than the pool
-// (a timer pass over 100,000 connections, each sending a probe) is paced
-// by the link's writes, one unit of work at a time, instead of losing the
-// packets beyond the pool's size. A unit that alone takes the last quarter
-// of the pool finds it spent: that segment is dropped (and counted), and
-// TCP retransmits it.
-func (s *Stack) txBufLocked(n int) *pktBuf {
+// txBufLocked is txBuf for a sender under a shard lock (emitTCP) whose
+// packet goes to l. It must not do link I/O there: a link's write can take
+// microseconds (on a TUN it runs the peer kernel's receive) and would
+// stall every connection of the shard, and the reader with them. When the
+// pool runs low it only sets txLow, and whoever next lets go of a shard
+// lock (the loops of finishBatch, runDue, Close; input; kickLinks) writes
+// the queues out, so the buffers are back before the pool is spent: a
+// burst bigger than the pool (a timer pass over 100,000 connections, each
+// sending a probe) is paced by the link's writes, one unit of work at a
+// time. A unit that alone takes more than the pool has left (one Output of
+// a wide congestion window) gets buffers beyond the bound (overshoot, up
+// to the bound again, counted in tx_buffer_overshoot) when l's writes
+// never block, since the relief that follows frees them; on other links
+// the segment is dropped (and counted), and TCP retransmits it.
+func (s *Stack) txBufLocked(n int, l *link) *pktBuf {
 	pb, low := s.pool.take(n)
 	if low {
 		s.txLow.Store(true)
+	}
+	if pb == nil && l.inlineOK {
+		if pb = s.pool.overshoot(n); pb != nil {
+			s.stats.TxBufferOvershoot.Add(1)
+		}
 	}
 	return pb
 }
@@ -527,7 +568,7 @@ func (s *Stack) emitTCP(l *link, local, remote netip.AddrPort, seg *tcp.Segment)
 		s.stats.TCPOutputTooBig.Add(1)
 		return
 	}
-	pb := s.txBufLocked(total)
+	pb := s.txBufLocked(total, l)
 	if pb == nil {
 		s.stats.TCPOutputNoBuffer.Add(1)
 		return

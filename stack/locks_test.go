@@ -120,6 +120,52 @@ func TestNoLinkWriteUnderShardLock(t *testing.T) {
 	require.Zero(t, underLock.Load(), "link writes under a shard lock")
 }
 
+// TestOneOutputBeyondPoolOvershoots: one Write whose Output emits ten
+// segments (the initial window) into a pool of six takes buffers beyond
+// the bound rather than writing the link under the shard lock or dropping
+// a segment; the extra buffers are gone once written.
+func TestOneOutputBeyondPoolOvershoots(t *testing.T) {
+	nl := newNullLink()
+	clk := NewManualClock(tcp.Time(time.Second))
+	s, err := New(Options{Links: []tun.Link{nl}, Addrs: []netip.Addr{addrB}, Driven: true, Clock: clk, TxBuffers: 6})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	var underLock atomic.Int64
+	spy := func(int) {
+		if !s.shards[0].mu.TryLock() {
+			underLock.Add(1)
+			return
+		}
+		s.shards[0].mu.Unlock()
+	}
+	nl.onWrite.Store(&spy)
+	ln, err := s.ListenBacklog("tcp", ":80", 4)
+	require.NoError(t, err)
+	cli := netip.AddrPortFrom(addrA, 40000)
+	now := clk.Now()
+	syn := plainSYN(1000)
+	require.NoError(t, s.Input(0, [][]byte{tcpPacket(cli, srvB, &syn)}, nil, now))
+	require.NoError(t, s.Input(0, [][]byte{handshakeACKFor(s, cli, 1000, now, nil)}, nil, now))
+	require.NoError(t, ln.SetDeadline(time.Now().Add(watchdog)))
+	c, err := ln.AcceptConn()
+	require.NoError(t, err)
+	c.SetNoDelay(true)
+	s.Flush()
+	before := nl.written.Load()
+	_, err = c.Write(make([]byte, 16*1460))
+	require.NoError(t, err)
+	s.Flush()
+	require.Equal(t, uint64(10), nl.written.Load()-before, "the initial window, whole")
+	st := s.Stats()
+	require.Zero(t, st.TCPOutputNoBuffer.Load(), "tcp_output_no_buffer")
+	require.Greater(t, st.TxBufferOvershoot.Load(), uint64(0), "tx_buffer_overshoot")
+	require.Zero(t, underLock.Load(), "link writes under the shard lock")
+	s.pool.mu.Lock()
+	require.Zero(t, s.pool.extraSmall, "overshoot buffers freed once written")
+	require.LessOrEqual(t, s.pool.nSmall, 6)
+	s.pool.mu.Unlock()
+}
+
 // twoShardClients returns two client addresses on addrA whose connections
 // to srvB live on different shards of s.
 func twoShardClients(t *testing.T, s *Stack) (a, b netip.AddrPort) {

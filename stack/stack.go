@@ -44,7 +44,7 @@ type Options struct {
 	// The stack owns them: Close closes them. A link whose writes never
 	// block (a *tun.TUN, or a link with a method WritesNeverBlock() bool
 	// that says so) is also written by the reader (its ACKs) and by a
-	// sender that finds the packet buffers spent (see TxBuffers).
+	// sender that finds the packet buffers running low (see TxBuffers).
 	Links []tun.Link
 	// Routes choose the link (and next hop) of packets to destinations
 	// that are not on every link: Dial takes the longest-prefix route to
@@ -109,9 +109,12 @@ type Options struct {
 	// package's defaults.
 	Reassembly ip.ReassemblyConfig
 	// TxBuffers and TxBigBuffers bound the output packet buffers (MTU-sized
-	// and 64 KiB). When they run out, a sender writes out the queue of each
-	// link whose writes never block and takes a buffer that came back; on
-	// other links, or if none came back, the segment is dropped and counted
+	// and 64 KiB). When they run low, the queue of each link whose writes
+	// never block is written out by the sender, after it lets go of its
+	// shard's lock (a link write never runs under one). One call into a
+	// Conn that alone needs more than is left may take up to as many
+	// again, freed when written (tx_buffer_overshoot); on other links, or
+	// beyond that, the segment is dropped and counted
 	// (tcp_output_no_buffer), and TCP retransmits it.
 	TxBuffers, TxBigBuffers int
 	// DatagramReceiveBuffer bounds each UDP and ping socket's receive

@@ -100,6 +100,7 @@ type Stats struct {
 	TCPTimeWaitOverflow  atomic.Uint64 `stat:"tcp_timewait_overflow"`   // TIME-WAIT skipped by the TimeWaitLimit
 	TCPPortsExhausted    atomic.Uint64 `stat:"tcp_ports_exhausted"`     // Dial found no free ephemeral port
 	TCPOutputNoBuffer    atomic.Uint64 `stat:"tcp_output_no_buffer"`    // segments not sent for lack of a packet buffer
+	TxBufferOvershoot    atomic.Uint64 `stat:"tx_buffer_overshoot"`     // packet buffers taken beyond TxBuffers/TxBigBuffers under a shard lock (txBufLocked)
 	TCPOutputTooBig      atomic.Uint64 `stat:"tcp_output_too_big"`      // segments that did not fit a packet buffer
 	TCPConnsOpened       atomic.Uint64 `stat:"tcp_conns_opened"`        // connections created (active + passive)
 	TCPConnsClosed       atomic.Uint64 `stat:"tcp_conns_closed"`        // connections freed
