@@ -70,3 +70,41 @@ func TestECNOverIP(t *testing.T) {
 		})
 	}
 }
+
+// TestECNThroughSYNCookie: a cookie SYN-ACK answers an ECN-setup SYN with
+// ECE and keeps the answer in its TSval's ECN bit (Linux cookie_ecn_ok), so
+// the connection the cookie rebuilds has ECN; a plain SYN's cookie does not.
+func TestECNThroughSYNCookie(t *testing.T) {
+	for _, setup := range []bool{true, false} {
+		r := newRawPeer(t, func(o *Options) { o.SYNBacklog = 1 })
+		ln, err := r.s.ListenBacklog("tcp", ":80", 16)
+		require.NoError(t, err)
+		first := synSeg(1000)
+		r.send(tcpPacket(netip.AddrPortFrom(addrA, 40000), srvB, &first))
+		r.expectTCP(srvB, netip.AddrPortFrom(addrA, 40000), tcp.FlagSYN|tcp.FlagACK)
+
+		cli := netip.AddrPortFrom(addrA, 40001)
+		syn := synSeg(7000)
+		if setup {
+			syn.Flags |= tcp.FlagECE | tcp.FlagCWR
+		}
+		r.send(tcpPacket(cli, srvB, &syn))
+		sa := r.expectTCPAny(srvB, cli)
+		require.Equal(t, uint64(1), r.s.Stats().TCPCookiesSent.Load())
+		want := tcp.FlagSYN | tcp.FlagACK
+		if setup {
+			want |= tcp.FlagECE
+		}
+		require.Equal(t, want, sa.Flags)
+		require.Equal(t, setup, sa.Options.TSVal&cookieTSECN != 0)
+		ack := tcp.Segment{Seq: 7001, Ack: sa.Seq + 1, Flags: tcp.FlagACK, Window: 1000}
+		ack.Options.HasTimestamp, ack.Options.TSVal, ack.Options.TSEcr = true, 5001, sa.Options.TSVal
+		r.send(tcpPacket(cli, srvB, &ack))
+		c, err := ln.AcceptConn()
+		require.NoError(t, err)
+		require.Equal(t, cli.String(), c.RemoteAddr().String())
+		require.Equal(t, setup, c.Info().ECN)
+		c.SetLinger(0)
+		c.Close()
+	}
+}

@@ -15,8 +15,11 @@ import (
 // loses more than 2% of a flight, bw_lo/inflight_lo multiplicatively
 // each round with loss outside probing). Function and field names follow
 // the draft's pseudocode (BBRUpdateMaxBw → updateMaxBw, BBR.inflight_hi →
-// inflightHi). The interface carries no ECN information, so this is the
-// draft's non-ECN path: only loss is a congestion signal.
+// inflightHi). Only loss is a congestion signal: CCECNEcho (an RFC 3168
+// ECN-Echo) is ignored, as Linux mainline's tcp_bbr ignores TCP_CA_CWR; the
+// engine still sends CWR. BBRv3's ECN response is meant for L4S-style
+// shallow-threshold marking with per-packet CE counts (AccECN), which
+// classic ECN's one bit per window does not give.
 
 // bbrState is BBR.state.
 type bbrState uint8

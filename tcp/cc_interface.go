@@ -84,7 +84,7 @@ const (
 	// (ssthresh and cwnd as on CCRecoveryStart), without a
 	// retransmission; the ACKs until everything sent before the event
 	// is acknowledged carry RateSample.InCWR. CCEvent.InFlight is
-	// FlightSize.
+	// FlightSize before the ACK that carried the echo.
 	CCECNEcho
 )
 

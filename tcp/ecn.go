@@ -184,8 +184,10 @@ func (c *Conn) ecnInput(seg *Segment, hasData bool) {
 // moved: the ECN reduction ends when all data sent before it is
 // acknowledged, and an ECN-Echo outside a reduction starts one (RFC 3168
 // §6.1.2): the congestion control reacts as to a loss, without a
-// retransmission, and the next new data segment carries CWR.
-func (c *Conn) ecnOnAck(now Time, seg *Segment) {
+// retransmission, and the next new data segment carries CWR. flight is
+// FlightSize before this ACK: the window the echo is about (after it, an
+// ACK of everything would leave nothing to halve).
+func (c *Conn) ecnOnAck(now Time, seg *Segment, flight uint32) {
 	if c.ecn&ecnOK == 0 {
 		return
 	}
@@ -206,7 +208,7 @@ func (c *Conn) ecnOnAck(now Time, seg *Segment) {
 	r.ecnReductions++
 	c.ecnReduced()
 	c.ecn |= ecnInCWR
-	c.cc.OnEvent(now, CCEvent{Kind: CCECNEcho, InFlight: c.sndUna.Size(c.sndMax)})
+	c.cc.OnEvent(now, CCEvent{Kind: CCECNEcho, InFlight: flight})
 }
 
 // ecnReduced records a window reduction (ECN-Echo, fast recovery or RTO):

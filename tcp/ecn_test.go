@@ -207,7 +207,8 @@ func TestECNEchoUntilCWR(t *testing.T) {
 }
 
 // TestECNOneReductionPerWindow: the first ECN-Echo cuts the window as a
-// loss would (NewReno: ssthresh = cwnd = FlightSize/2; CUBIC: 0.7), without
+// loss would (NewReno: ssthresh = cwnd = FlightSize/2; CUBIC: 0.7, of the
+// FlightSize before the ACK that carried it), without
 // a retransmission; the next new data segment carries CWR; the ECN-Echoes
 // of the same window neither cut again nor let cwnd grow, and the first
 // ECN-Echo after something beyond that window is acknowledged cuts again
@@ -215,10 +216,10 @@ func TestECNEchoUntilCWR(t *testing.T) {
 func TestECNOneReductionPerWindow(t *testing.T) {
 	for _, tc := range []struct {
 		cc       string
-		ssthresh uint32 // after the first ECE, with 11680 bytes in flight
+		ssthresh uint32 // after the first ECE, with 14600 bytes in flight before it
 	}{
-		{"newreno", 5840},
-		{"cubic", 8176},
+		{"newreno", 7300},
+		{"cubic", 10220},
 	} {
 		t.Run(tc.cc, func(t *testing.T) {
 			cfg := plainConfig()
@@ -237,8 +238,8 @@ func TestECNOneReductionPerWindow(t *testing.T) {
 			ack := func(n uint32, flags Flags) []Segment {
 				return h.in(seg(FlagACK|flags, tPeer+1, tISS+1+Seq(n), 65535))
 			}
-			// The first ECE (acking two segments, 11680 bytes left in
-			// flight): one reduction, nothing sent, nothing retransmitted.
+			// The first ECE (acking two of the 14600 bytes in flight):
+			// one reduction, nothing sent, nothing retransmitted.
 			h.expect(ack(2920, FlagECE))
 			in := h.c.Info()
 			require.Equal(t, tc.ssthresh, in.SSThresh)
@@ -292,4 +293,69 @@ func TestECNNoEchoWithoutNegotiation(t *testing.T) {
 	in := h.c.Info()
 	require.False(t, in.ECN)
 	require.Zero(t, in.CERcvd+in.ECERcvd+in.ECNReductions)
+}
+
+// TestECNCWRNotInSuperSegment: with segmentation offload, the segment that
+// carries CWR goes alone (one MSS), and the data after it in super-segments
+// again.
+func TestECNCWRNotInSuperSegment(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	cfg.SendBufferSize = 64 << 10
+	cfg.SendBufferMax = -1
+	cfg.NoDelay = true
+	h := newECNEstablished(t, cfg)
+	h.c.Write(data(60000, 0))
+	got := h.output()
+	require.Len(t, got, 1, "the initial window in one super-segment: %s", fmtSegs(got))
+	require.Equal(t, 14600, len(got[0].Payload))
+	// The ECE of the whole initial window: reduced; the window is now
+	// ssthresh (nothing in flight), so new data goes: CWR alone first.
+	got = h.in(seg(FlagACK|FlagECE, tPeer+1, tISS+1+14600, 65535))
+	require.GreaterOrEqual(t, len(got), 2, fmtSegs(got))
+	require.Equal(t, "[.W] seq 15601 ack 5001 win 4096 len 1460 ect0", fmtSeg(&got[0]))
+	require.Equal(t, uint16(1460), got[1].GSOSize, "then super-segments: %s", fmtSeg(&got[1]))
+	require.Zero(t, got[1].Flags&FlagCWR)
+	require.Greater(t, len(got[1].Payload), 1460)
+}
+
+// TestECNEchoIgnoredInRecovery: an ECE during fast recovery cuts nothing
+// more (the recovery is this window's reduction), and the recovery's CWR
+// goes on the first new data segment after it.
+func TestECNEchoIgnoredInRecovery(t *testing.T) {
+	cfg := plainConfig()
+	cfg.Recovery = RecoveryNewReno
+	cfg.SendBufferSize = 64 << 10
+	cfg.SendBufferMax = -1
+	cfg.NoDelay = true
+	h := newECNEstablished(t, cfg)
+	h.c.Write(data(30000, 0))
+	require.Len(t, h.output(), 10)
+	// Three duplicate ACKs: fast retransmit of 1001.
+	h.in(seg(FlagACK, tPeer+1, tISS+1, 65535))
+	h.in(seg(FlagACK, tPeer+1, tISS+1, 65535))
+	got := h.in(seg(FlagACK, tPeer+1, tISS+1, 65535))
+	require.NotEmpty(t, got)
+	require.Equal(t, "[.] seq 1001 ack 5001 win 4096 len 1460", fmtSeg(&got[0]), "the retransmission is Not-ECT, no CWR")
+	in := h.c.Info()
+	require.True(t, in.InRecovery)
+	ssthresh := in.SSThresh
+	// ECEs inside recovery (duplicate ACKs that inflate the window until
+	// new data may go): counted, not reacted to.
+	got = nil
+	for range 6 {
+		got = append(got, h.in(seg(FlagACK|FlagECE, tPeer+1, tISS+1, 65535))...)
+	}
+	in = h.c.Info()
+	require.Equal(t, uint64(6), in.ECERcvd)
+	require.Zero(t, in.ECNReductions)
+	require.Equal(t, ssthresh, in.SSThresh)
+	// New data sent in recovery carries the recovery's CWR, once (15601
+	// and 17061 went before it, by limited transmit).
+	require.NotEmpty(t, got)
+	require.Equal(t, "[.W] seq 18521 ack 5001 win 4096 len 1460 ect0", fmtSeg(&got[0]))
+	for _, s := range got[1:] {
+		require.Zero(t, s.Flags&FlagCWR, fmtSegs(got))
+	}
+	require.Equal(t, uint64(1), h.c.Info().CWRSent)
 }

@@ -457,6 +457,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	// it would escape, and the ACK path allocates nothing.
 	rs := &c.sc.rs
 	*rs = RateSample{InRecovery: c.inRecovery, PriorInFlight: c.inFlight()}
+	priorFlight := c.sndUna.Size(c.sndMax)
 	pureDup := isDup && seg.Options.NumSACK == 0
 	advanced := ack.GreaterThan(c.sndUna)
 	sbFull := c.sb.Free() < int(c.sndMSS) // the application keeps it full
@@ -491,7 +492,7 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 		c.rate.rack.dsackSeen = dsack != nil
 		c.rateOnAck(now, blocks, rs)
 	}
-	c.ecnOnAck(now, seg)
+	c.ecnOnAck(now, seg, priorFlight)
 	rs.InCWR = c.ecn&ecnInCWR != 0
 	rs.InFlight, rs.SRTT, rs.MSS = c.inFlight(), c.rto.SRTT(), uint32(c.sndMSS)
 	c.cc.OnAck(now, rs)
