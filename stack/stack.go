@@ -3,7 +3,8 @@
 // listeners, drives the Conns' timers, writes what they emit back in batches,
 // and offers the result to Go programs as net.Conn and net.Listener.
 //
-// Concurrency: each link has one reader and one writer goroutine; the
+// Concurrency: each link (each queue of a multi-queue TUN) has one reader
+// and one writer goroutine; the
 // connection table is split into shards, each with its own lock, timer heap
 // and clock timer. There is no goroutine per connection; an application
 // goroutine blocks only inside Read, Write, Accept and Dial.
@@ -59,7 +60,8 @@ type Options struct {
 	Addrs []netip.Addr
 	// Clock is the time source; nil means the real monotonic clock.
 	Clock Clock
-	// Shards is the number of connection-table shards; default GOMAXPROCS.
+	// Shards is the number of connection-table shards; default GOMAXPROCS,
+	// rounded up to a multiple of the most queues a link has (queues.go).
 	Shards int
 	// TCP is the default configuration of every connection. MSS (when zero
 	// or too big) and GSOMaxSize are derived from the link; TSOffset is set
