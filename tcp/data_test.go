@@ -801,3 +801,32 @@ func TestTimeNeverGoesBack(t *testing.T) {
 	h.expect(h.in(ack))
 	require.Equal(t, uint64(0), h.c.Info().PAWSDrops)
 }
+
+// TestACKAtOnceForPartOfAGap: RFC 5681 §4.2 asks for an immediate ACK of a
+// segment that fills part of a gap, not only of one that reaches the next
+// stored range. Two segments are lost; the retransmission of the first is
+// acknowledged at once (with the SACK block still there), not after the
+// delayed-ACK timeout; the second closes the gap, at once too.
+func TestACKAtOnceForPartOfAGap(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableSACK = false
+	cfg.RecvBufferSize = 8192
+	h := newDialed(t, cfg)
+	h.in(Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 8192,
+		Options: Options{HasMSS: true, MSS: 1000, SACKPermitted: true}})
+	// [5001,6001) in order: one segment, the ACK is delayed.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 8192, data(1000, 0)...)))
+	// [6001,8001) lost; [8001,9001) out of order: ACK at once with SACK.
+	h.expect(h.in(seg(FlagACK, tPeer+3001, tISS+1, 8192, data(1000, 0)...)),
+		"[.] seq 1001 ack 6001 win 7192 <sack {8001:9001}>")
+	// The retransmission of [6001,7001): part of the gap, ACK at once.
+	h.expect(h.in(seg(FlagACK, tPeer+1001, tISS+1, 8192, data(1000, 0)...)),
+		"[.] seq 1001 ack 7001 win 6192 <sack {8001:9001}>")
+	// [7001,8001) fills it: ACK at once, up to the end of the stored range.
+	// (The application reads nothing: the right edge stays at 13193.)
+	h.expect(h.in(seg(FlagACK, tPeer+2001, tISS+1, 8192, data(1000, 0)...)),
+		"[.] seq 1001 ack 9001 win 4192")
+	// Back in order: one segment waits for the delayed-ACK timer again.
+	h.expect(h.in(seg(FlagACK, tPeer+4001, tISS+1, 8192, data(1000, 0)...)))
+	h.expect(h.advance(h.now+40*ms), "[.] seq 1001 ack 10001 win 3192")
+}

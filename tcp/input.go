@@ -704,11 +704,14 @@ func (c *Conn) processText(now Time, seg *Segment) {
 			c.rcvSpaceAdjust(now) // the application has read them
 		}
 		if c.oooRanges() > 0 {
-			before := c.rcvNxt
+			// RFC 5681 §4.2: a segment that fills all or part of a
+			// gap is acknowledged at once, whether or not it reaches
+			// the next stored range; while a hole remains, the sender
+			// in recovery clocks its retransmissions out on these ACKs
+			// (Linux: __tcp_ack_snd_check sends at once while the
+			// out-of-order queue is not empty).
 			c.rcvNxt = c.rq.Pop(c.rcvNxt, c.deliverInOrder)
-			if c.rcvNxt != before {
-				c.ackNow = true // RFC 5681 §4.2: a segment filling a gap
-			}
+			c.ackNow = true
 			c.oooRelease()
 		}
 		c.events |= EventReadable
