@@ -67,6 +67,11 @@ type Config struct {
 	// default, RFC 8985 RACK-TLP), RecoverySACK (RFC 6675) or
 	// RecoveryNewReno (RFC 6582, duplicate ACKs only).
 	Recovery Recovery
+	// DisablePRR turns off Proportional Rate Reduction (RFC 6937,
+	// PRR-SSRB as Linux does it) during SACK-based recovery; then the
+	// congestion control's window (cwnd = ssthresh from the start of
+	// recovery) governs what is sent. On by default, as in Linux.
+	DisablePRR bool
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with
 	// RegisterCongestionControl.

@@ -92,6 +92,7 @@ type rackState struct {
 	fack      Seq
 	rtt       time.Duration
 	reordSeen bool // RACK.reordering_seen
+	reordAck  bool // the ACK being processed showed reordering (Info.ReordSeen)
 	// The reordering window, RACK.min_RTT/4 times reoWndMult, grows by one
 	// per round trip that brings a D-SACK and returns to 1 after
 	// reoWndPersist recoveries without one (RFC 8985 §6.2 step 4).
@@ -142,6 +143,7 @@ func (r *rateState) rackAdvance(now Time, rec *sentRecord, end Seq) {
 		k.fack = end
 	} else if end.LessThan(k.fack) && !retrans {
 		k.reordSeen = true
+		k.reordAck = true
 	}
 	k.rtt, k.has = rtt, true
 }

@@ -138,6 +138,8 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 		k.timerKind, k.tlpOut, k.tlpPending = 0, false, false
 	}
 	flight := c.sndUna.Size(c.sndMax)
+	c.undoStart(true)
+	c.prrStop()
 	c.cc.OnEvent(now, CCEvent{Kind: CCTimeout, InFlight: flight})
 	c.rateMarkLost(c.sndUna, c.sndMax)
 	// RFC 6582 §3.2 step 1 / RFC 6675 §5.1: no new recovery until all data
