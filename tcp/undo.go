@@ -59,7 +59,9 @@ type undoState struct {
 	active bool // an episode can be undone (Linux undo_marker != 0)
 	ended  bool // its recovery or loss state is over: expire applies
 	rto    bool // the episode includes an RTO
-	loss   bool // ca_state Loss: after an RTO, until SND.UNA reaches recover
+	// What the latest undo was (LastUndo).
+	lastRTO, lastTS bool
+	loss            bool // ca_state Loss: after an RTO, until SND.UNA reaches recover
 	// rtxSent: something was retransmitted in the episode, the first at
 	// TSval rtxTS; rtxBytes of it not yet D-SACKed (Linux undo_retrans).
 	rtxSent  bool
@@ -220,7 +222,19 @@ func (c *Conn) undo(now Time, byTS bool) {
 	} else {
 		u.dsackUndos++
 	}
+	u.lastRTO, u.lastTS = u.rto, byTS
 	u.active = false
+	c.events |= EventUndo
+}
+
+// LastUndo reports what the latest undo (EventUndo) undid: an RTO rather
+// than a fast recovery, and whether timestamps (Eifel) rather than D-SACK
+// showed it spurious.
+func (c *Conn) LastUndo() (rto, byTimestamps bool) {
+	if c.rate == nil {
+		return false, false
+	}
+	return c.rate.undo.lastRTO, c.rate.undo.lastTS
 }
 
 // caState is the connection's CAState now.

@@ -46,6 +46,10 @@ func TestUndoSpuriousFastRetransmitByDSACK(t *testing.T) {
 	require.Zero(t, in.UndoTS)
 	require.Equal(t, uint64(1), in.DSACKDups)
 	require.Equal(t, uint64(1), in.FastRecoveries)
+	require.True(t, h.c.TakeEvents().Has(EventUndo)) // the stack counts it (tcp_undo_*)
+	rto, byTS := h.c.LastUndo()
+	require.False(t, rto)
+	require.False(t, byTS)
 
 	h.c.Write(data(12000, 0))
 	require.Equal(t, "12001 13001 14001 15001 16001 17001 18001 19001 20001 21001 22001", segSeqs(h.output()))
@@ -145,6 +149,10 @@ func TestUndoSpuriousRTOByEifel(t *testing.T) {
 	require.Equal(t, uint32(math.MaxUint32), in.SSThresh)
 	require.Equal(t, uint32(12000), in.CWnd) // 10000 restored, +2000 of slow start
 	require.Equal(t, uint32(2000), in.Unacked)
+	require.True(t, h.c.TakeEvents().Has(EventUndo))
+	wasRTO, byTS := h.c.LastUndo()
+	require.True(t, wasRTO)
+	require.True(t, byTS)
 	h.now += ms
 	h.expect(h.in(tsAck(1101, tsOrig, 5001)))
 	require.Zero(t, h.c.Info().Retransmit.Left)

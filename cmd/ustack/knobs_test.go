@@ -78,6 +78,8 @@ func TestKnobFlagValues(t *testing.T) {
 		{[]string{"--wscale=false"}, func(c *tcp.Config) { c.DisableWindowScale = true }},
 		{[]string{"--pacing"}, func(c *tcp.Config) { c.Pacing = true }},
 		{[]string{"--hystart"}, func(c *tcp.Config) { c.HyStart = true }},
+		{[]string{"--prr=false"}, func(c *tcp.Config) { c.DisablePRR = true }},
+		{[]string{"--prr"}, func(c *tcp.Config) {}},
 		{[]string{"--recovery", "rack"}, func(c *tcp.Config) {}},
 		{[]string{"--recovery", "sack"}, func(c *tcp.Config) { c.Recovery = tcp.RecoverySACK }},
 		{[]string{"--recovery=newreno"}, func(c *tcp.Config) { c.Recovery = tcp.RecoveryNewReno }},

@@ -506,7 +506,8 @@ func rate(bps float64) string {
 // ssInfoLine is the -i detail: the fields of Linux's `ss -ti`, in its
 // order, with cwnd and ssthresh in segments as there. Byte counts are
 // bytes; sacked is bytes currently SACKed; reordering counts out-of-order
-// segments received. Pending timers close the line as
+// segments received. ca_state (tcpi_ca_state: Disorder, CWR, Recovery,
+// Loss; nothing when Open), undo and prr are ustack's additions. Pending timers close the line as
 // timer:(NAME,TIME-LEFT[,PROBES]).
 func ssInfoLine(c *tcp.Info) string {
 	var f []string
@@ -569,8 +570,14 @@ func ssInfoLine(c *tcp.Info) string {
 	if c.SACKed > 0 {
 		add("sacked:%d", c.SACKed)
 	}
+	if c.DSACKDups > 0 {
+		add("dsack_dups:%d", c.DSACKDups)
+	}
 	if c.Reordering > 0 {
 		add("reordering:%d", c.Reordering)
+	}
+	if c.ReordSeen > 0 {
+		add("reord_seen:%d", c.ReordSeen)
 	}
 	if c.FastRecoveries > 0 {
 		add("fast_recoveries:%d", c.FastRecoveries)
@@ -578,8 +585,18 @@ func ssInfoLine(c *tcp.Info) string {
 	if c.RTOExpirations > 0 {
 		add("rto_expirations:%d", c.RTOExpirations)
 	}
+	if c.UndoRecovery > 0 || c.UndoRTO > 0 {
+		// Spurious recoveries and RTOs undone, and how they were found.
+		add("undo:(recovery:%d,rto:%d,dsack:%d,ts:%d)", c.UndoRecovery, c.UndoRTO, c.UndoDSACK, c.UndoTS)
+	}
 	if c.InRecovery {
 		add("in_recovery")
+	}
+	if c.CAState != tcp.CAOpen {
+		add("ca_state:%s", c.CAState) // Open, the usual state, goes unsaid
+	}
+	if c.PRR {
+		add("prr")
 	}
 	if c.RcvRTT > 0 {
 		add("rcv_rtt:%s", ms(c.RcvRTT))
