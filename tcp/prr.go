@@ -1,6 +1,9 @@
 package tcp
 
-import "math"
+import (
+	"math"
+	"math/bits"
+)
 
 // Proportional Rate Reduction (RFC 6937) with the slow-start reduction bound
 // (PRR-SSRB), as Linux's tcp_cwnd_reduction does it. During SACK-based loss
@@ -83,7 +86,7 @@ func (c *Conn) prrOnAck(delivered uint32, advanced, newlyLost bool) {
 	if pipe > ss {
 		// Proportional part: sndcnt = CEIL(prr_delivered * ssthresh /
 		// RecoverFS) - prr_out, in whole segments.
-		target := ceilDiv(p.delivered*ss, p.recoverFS)
+		target := ceilDiv(mulSat(p.delivered, ss), p.recoverFS)
 		target = ceilDiv(target, mss) * mss
 		if target > p.out {
 			sndcnt = target - p.out
@@ -109,5 +112,15 @@ func (c *Conn) prrOnAck(delivered uint32, advanced, newlyLost bool) {
 	p.cwnd = ccSaturate(pipe + sndcnt)
 }
 
-// ceilDiv is ceil(a/b) for b > 0.
+// ceilDiv is ceil(a/b) for b > 0 (a below 2^63).
 func ceilDiv(a, b uint64) uint64 { return (a + b - 1) / b }
+
+// mulSat is a*b, saturating at 2^62 (ample for byte counts: PRR's target
+// then exceeds any window).
+func mulSat(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	if hi != 0 || lo > 1<<62 {
+		return 1 << 62
+	}
+	return lo
+}

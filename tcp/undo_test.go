@@ -1,8 +1,10 @@
 package tcp
 
 import (
+	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -168,4 +170,46 @@ func TestUndoSpuriousRTOByEifel(t *testing.T) {
 	require.Zero(t, in.UndoRTO)
 	require.Equal(t, CALoss, in.CAState)
 	require.Equal(t, uint32(2000), in.CWnd)
+}
+
+// TestUndoOnReorderingPath: on a path that reorders but never loses, the
+// recoveries that reordering starts are found spurious and undone, and
+// every byte arrives.
+func TestUndoOnReorderingPath(t *testing.T) {
+	for _, ts := range []bool{true, false} {
+		t.Run(fmt.Sprintf("timestamps_%v", ts), func(t *testing.T) {
+			la := &simLink{delay: 10 * time.Millisecond, perByte: 80 * time.Nanosecond, maxQueue: 200 * time.Millisecond, reorder: 0.01}
+			lb := &simLink{delay: 10 * time.Millisecond}
+			n := bulk(t, "cubic", 4<<20, 7, la, lb, func(c *Config) {
+				c.DisableTimestamps = !ts
+				c.RecvBufferMax = -1
+			})
+			in := n.conns[0].Info()
+			t.Logf("reordered %d, fast recoveries %d, rto %d, undo %d/%d (dsack %d, ts %d), dsack_dups %d, reord_seen %d",
+				la.stats.reordered, in.FastRecoveries, in.RTOExpirations, in.UndoRecovery, in.UndoRTO, in.UndoDSACK, in.UndoTS, in.DSACKDups, in.ReordSeen)
+			require.Positive(t, in.FastRecoveries+in.RTOExpirations+in.TLPProbes)
+			require.Positive(t, in.UndoRecovery+in.UndoRTO)
+			require.Positive(t, in.DSACKDups)
+			if ts {
+				require.Positive(t, in.UndoTS)
+			}
+		})
+	}
+}
+
+// TestNoUndoOfRealLosses: on a path that loses but never reorders or
+// duplicates, no recovery or RTO is undone (neither D-SACK nor Eifel may
+// mistake a real loss for a spurious one).
+func TestNoUndoOfRealLosses(t *testing.T) {
+	for _, ts := range []bool{true, false} {
+		t.Run(fmt.Sprintf("timestamps_%v", ts), func(t *testing.T) {
+			la := &simLink{delay: 10 * time.Millisecond, perByte: 80 * time.Nanosecond, maxQueue: 50 * time.Millisecond, loss: 0.01}
+			lb := &simLink{delay: 10 * time.Millisecond, loss: 0.01}
+			n := bulk(t, "cubic", 4<<20, 3, la, lb, func(c *Config) { c.DisableTimestamps = !ts })
+			in := n.conns[0].Info()
+			t.Logf("lost %d, fast recoveries %d, rto %d, tlp %d, dsack_dups %d", la.stats.lost, in.FastRecoveries, in.RTOExpirations, in.TLPProbes, in.DSACKDups)
+			require.Positive(t, in.FastRecoveries)
+			require.Zero(t, in.UndoRecovery+in.UndoRTO)
+		})
+	}
 }
