@@ -157,7 +157,9 @@ func TestDrillExternalCorpus(t *testing.T) {
 	for _, p := range []string{
 		"blocking/blocking-accept.pkt", "blocking/blocking-connect.pkt", "blocking/blocking-read.pkt",
 		"close/close-on-syn-sent.pkt", "close/close-remote-fin-then-close.pkt", "epoll/epoll_in_edge.pkt",
-		"fast_retransmit/fr-4pkt-sack.pkt", "ioctl/ioctl-siocinq-fin.pkt", "mss/mss-getsockopt-tcp_maxseg-server.pkt",
+		"fast_retransmit/fr-4pkt-sack.pkt", "ioctl/ioctl-siocinq-fin.pkt",
+		// PRR-SSRB (tcp/prr.go) as Linux's tcp_cwnd_reduction.
+		"fast_recovery/prr-ss-10pkt-lost-1.pkt", "fast_recovery/prr-ss-30pkt-lost1_4.pkt", "mss/mss-getsockopt-tcp_maxseg-server.pkt",
 		"shutdown/shutdown-rd-close.pkt", "shutdown/shutdown-rdwr-close.pkt", "shutdown/shutdown-wr-close.pkt",
 		"ts_recent/fin_tsval.pkt", "ts_recent/reset_tsval.pkt",
 	} {

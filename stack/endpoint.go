@@ -173,6 +173,9 @@ func (s *Stack) afterOp(ep *endpoint, now tcp.Time) {
 		if ev&(tcp.EventReset|tcp.EventRefused) != 0 {
 			s.stats.TCPPeerResets.Add(1)
 		}
+		if ev&tcp.EventUndo != 0 {
+			s.countUndo(tc)
+		}
 		if ev&tcp.EventEstablished != 0 && ep.ln != nil {
 			ep.ln.established(ep, now)
 		}
@@ -199,6 +202,21 @@ func (s *Stack) afterOp(ep *endpoint, now tcp.Time) {
 		}
 		ep.sh.timers.schedule(ep, at)
 		ep.sh.armTimer(now)
+	}
+}
+
+// countUndo counts the undo a connection just reported (tcp.EventUndo).
+func (s *Stack) countUndo(tc *tcp.Conn) {
+	rto, byTS := tc.LastUndo()
+	if rto {
+		s.stats.TCPUndoRTO.Add(1)
+	} else {
+		s.stats.TCPUndoRecovery.Add(1)
+	}
+	if byTS {
+		s.stats.TCPUndoTS.Add(1)
+	} else {
+		s.stats.TCPUndoDSACK.Add(1)
 	}
 }
 

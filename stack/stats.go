@@ -138,6 +138,14 @@ type Stats struct {
 	TCPEstabResets  atomic.Uint64 `stat:"tcp_estab_resets"`  // ESTABLISHED or CLOSE-WAIT straight to CLOSED (reset, timed out, aborted)
 	TCPPeerResets   atomic.Uint64 `stat:"tcp_peer_resets"`   // connections ended by an acceptable RST from the peer
 
+	// Spurious loss recoveries undone (tcp.Info's UndoRecovery, UndoRTO,
+	// UndoDSACK, UndoTS summed over connections): Linux's TCPFullUndo +
+	// TCPPartialUndo + TCPDSACKUndo, TCPLossUndo.
+	TCPUndoRecovery atomic.Uint64 `stat:"tcp_undo_recovery"` // fast recoveries found spurious and undone
+	TCPUndoRTO      atomic.Uint64 `stat:"tcp_undo_rto"`      // retransmission timeouts found spurious and undone
+	TCPUndoDSACK    atomic.Uint64 `stat:"tcp_undo_dsack"`    // ... of which every retransmission was D-SACKed (RFC 3708)
+	TCPUndoTS       atomic.Uint64 `stat:"tcp_undo_ts"`       // ... of which timestamps showed the original ACKed (RFC 3522 Eifel)
+
 	// Links.
 	LinkReadErrors  atomic.Uint64 `stat:"link_read_errors"`
 	LinkWriteErrors atomic.Uint64 `stat:"link_write_errors"`

@@ -912,6 +912,15 @@ func (b *bbr) OnEvent(now Time, ev CCEvent) {
 		b.cwnd = uint64(b.mss)
 		b.rtoMark = max(b.delivered+uint64(ev.InFlight), 1)
 		b.startRound()
+	case CCUndo:
+		// Linux bbr_undo_cwnd: the slow-down was spurious, so the
+		// full-pipe detector and the short-term loss bounds start over;
+		// the window saved when the RTO struck comes back (bbr's
+		// restore on leaving the Loss state).
+		b.inRecovery, b.conservation = false, false
+		b.restoreCwnd()
+		b.fullBw, b.fullBwCount = 0, 0
+		b.resetShortTermModel()
 	case CCTxStart:
 		// BBRHandleRestartFromIdle.
 		b.idleRestart = true
@@ -964,6 +973,9 @@ func (b *bbr) BBRInfo() BBRInfo {
 
 // bbrInfoer is implemented by algorithms that report BBRInfo.
 type bbrInfoer interface{ BBRInfo() BBRInfo }
+
+// HandlesUndo implements CCUndoer.
+func (b *bbr) HandlesUndo() bool { return true }
 
 // newBBRCC is the registry's factory for "bbr".
 func newBBRCC(cfg CCConfig) CongestionControl {

@@ -270,5 +270,14 @@ func (c *cubicCC) OnEvent(now Time, ev CCEvent) {
 		c.OnRTO(now, ev.InFlight)
 	case CCIdleRestart:
 		c.OnIdleRestart(now)
+	case CCUndo:
+		// Linux's cubic undoes as Reno does (tcp_reno_undo_cwnd); the
+		// next epoch starts from the restored window.
+		cw, ss := undoRestore(c.CWnd(), c.ssthresh, ev)
+		c.cwnd, c.ssthresh = cubicClamp(float64(cw), c.mss), ss
+		c.inEpoch, c.afterRTO, c.rtoHeld = false, false, false
 	}
 }
+
+// HandlesUndo implements CCUndoer.
+func (c *cubicCC) HandlesUndo() bool { return true }

@@ -86,7 +86,28 @@ const (
 	// is acknowledged carry RateSample.InCWR. CCEvent.InFlight is
 	// FlightSize before the ACK that carried the echo.
 	CCECNEcho
+	// CCUndo: the latest fast recovery or RTO was spurious (every
+	// retransmission was D-SACKed, RFC 3708, or timestamps showed the
+	// original was acknowledged, RFC 3522) and its reduction is undone
+	// (RFC 4015). CCEvent.PriorCWnd and PriorSSThresh are the window and
+	// threshold saved when it began; the response expected is Linux's
+	// tcp_undo_cwnd_reduction: cwnd = max(cwnd, PriorCWnd), ssthresh =
+	// max(ssthresh, PriorSSThresh). An undo in the middle of a recovery
+	// comes after that recovery's CCRecoveryEnd. For an algorithm that
+	// does not implement CCUndoer, the engine applies the cwnd half of
+	// that response itself after the event, through SetCWnd.
+	CCUndo
 )
+
+// CCUndoer is implemented by a CongestionControl that applies CCUndo
+// itself (the built-in ones do). For the others, the engine raises cwnd to
+// CCEvent.PriorCWnd with SetCWnd after delivering the event; their
+// ssthresh stays what they make it.
+type CCUndoer interface {
+	CongestionControl
+	// HandlesUndo reports that OnEvent(CCUndo) restores the window.
+	HandlesUndo() bool
+}
 
 // String returns the event's name.
 func (k CCEventKind) String() string {
@@ -103,6 +124,8 @@ func (k CCEventKind) String() string {
 		return "tx-start"
 	case CCECNEcho:
 		return "ecn-echo"
+	case CCUndo:
+		return "undo"
 	}
 	return fmt.Sprintf("CCEventKind(%d)", uint8(k))
 }
@@ -113,6 +136,10 @@ type CCEvent struct {
 	// InFlight is the sequence space outstanding when the event happened
 	// (SND.MAX - SND.UNA).
 	InFlight uint32
+	// PriorCWnd and PriorSSThresh are, for CCUndo, the congestion window
+	// and slow-start threshold to restore (Linux's prior_cwnd and
+	// prior_ssthresh = max(ssthresh, 3/4 cwnd) when the reduction began).
+	PriorCWnd, PriorSSThresh uint32
 }
 
 // RateSample is what one ACK tells the congestion control: the bytes it

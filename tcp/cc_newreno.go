@@ -157,5 +157,11 @@ func (r *renoCC) OnEvent(now Time, ev CCEvent) {
 		r.OnRTO(now, ev.InFlight)
 	case CCIdleRestart:
 		r.OnIdleRestart(now)
+	case CCUndo:
+		r.cwnd, r.ssthresh = undoRestore(r.cwnd, r.ssthresh, ev)
+		r.caAcked, r.rtoHeld = 0, false
 	}
 }
+
+// HandlesUndo implements CCUndoer.
+func (r *renoCC) HandlesUndo() bool { return true }

@@ -38,12 +38,13 @@ type Config struct {
 	// fixes the size at RecvBufferSize. The window scale offered on the
 	// SYN covers it.
 	RecvBufferMax int
-	// NoDelay disables Nagle's algorithm (RFC 896).
-	NoDelay bool
 	// DelayedACK is the delayed-ACK timeout (RFC 1122 §4.2.3.2). Default
 	// 40 ms like Linux; negative disables delayed ACKs (every segment is
 	// acknowledged at once).
 	DelayedACK time.Duration
+	// NoDelay disables Nagle's algorithm (RFC 896). (It sits with the
+	// other flags so that a Conn keeps to its allocation class.)
+	NoDelay bool
 	// DisableSACK turns off SACK-permitted and SACK (RFC 2018).
 	DisableSACK bool
 	// DisableTimestamps turns off the timestamps option (RFC 7323 §3).
@@ -76,6 +77,11 @@ type Config struct {
 	// peer's SYN asks for it, ECNOn asks for it on active opens too
 	// (tcp_ecn=1), ECNOff never (tcp_ecn=0).
 	ECN ECNMode
+	// DisablePRR turns off Proportional Rate Reduction (RFC 6937,
+	// PRR-SSRB as Linux does it) during SACK-based recovery; then the
+	// congestion control's window (cwnd = ssthresh from the start of
+	// recovery) governs what is sent. On by default, as in Linux.
+	DisablePRR bool
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with
 	// RegisterCongestionControl.

@@ -762,8 +762,13 @@ func TestSACKRepeatedACKsAreNotDuplicates(t *testing.T) {
 				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
 			} else {
 				// Three segments SACKed: RACK's window is zero, and the
-				// segment sent before them is lost.
-				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})), "[.] seq 2001 ack 5001 win 4096 len 1000")
+				// segment sent before them is lost. PRR lets the three
+				// delivered send ceil(3·5500/11000) = 2 segments, the
+				// retransmission and one new (as Linux's
+				// tcp_cwnd_reduction on the ACK that enters recovery).
+				h.expect(h.in(sackSeg(2001, SACKBlock{Start: 3001, End: 6001})),
+					"[.] seq 2001 ack 5001 win 4096 len 1000",
+					"[.] seq 13001 ack 5001 win 4096 len 1000")
 			}
 			in = h.c.Info()
 			require.True(t, in.InRecovery)

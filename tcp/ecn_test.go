@@ -247,6 +247,7 @@ func TestECNOneReductionPerWindow(t *testing.T) {
 			require.Equal(t, uint64(1), in.ECNReductions)
 			require.Equal(t, uint64(1), in.ECERcvd)
 			require.Zero(t, in.Retransmits)
+			require.Equal(t, CACWR, in.CAState, "tcpi_ca_state during the reduction")
 			// More ECEs for the same window: no further cut, no growth;
 			// once in flight is below cwnd, new data goes, the first
 			// segment with CWR and alone (no GSO).

@@ -25,9 +25,12 @@ const (
 	EventTimedOut
 	// EventClosed: the connection reached CLOSED.
 	EventClosed
+	// EventUndo: a spurious fast recovery or RTO was undone (LastUndo
+	// tells which, and how it was found).
+	EventUndo
 )
 
-var eventNames = [...]string{"established", "readable", "writable", "eof", "reset", "refused", "timedout", "closed"}
+var eventNames = [...]string{"established", "readable", "writable", "eof", "reset", "refused", "timedout", "closed", "undo"}
 
 // Has reports whether all bits of f are set in e.
 func (e Events) Has(f Events) bool { return e&f == f }

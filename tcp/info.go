@@ -117,6 +117,21 @@ type Info struct {
 	// 300 (net.ipv4.tcp_max_reordering).
 	Lost, SACKed, Retrans, TotalRetrans, Reordering uint32
 
+	// Loss recovery as Linux's tcp_info reports it, and its undos.
+	// CAState is tcpi_ca_state. DSACKDups counts the segments the peer
+	// reported as duplicates by D-SACK (tcpi_dsack_dups), ReordSeen the
+	// ACKs that showed reordering (tcpi_reord_seen). UndoRecovery and
+	// UndoRTO count fast recoveries and RTOs found spurious and undone
+	// (Linux TCPFullUndo+TCPPartialUndo+TCPDSACKUndo, TCPLossUndo), of
+	// which UndoDSACK were found by D-SACK (RFC 3708) and UndoTS by
+	// timestamps (RFC 3522 Eifel). PRR reports that Proportional Rate
+	// Reduction (RFC 6937) sets the window of the recovery under way.
+	CAState               CAState
+	DSACKDups, ReordSeen  uint64
+	UndoRecovery, UndoRTO uint64
+	UndoDSACK, UndoTS     uint64
+	PRR                   bool
+
 	Retransmit, Persist, DelayedACK, Keepalive, FinWait2, TimeWait, UserTimeout TimerInfo
 }
 
@@ -192,7 +207,14 @@ func (c *Conn) Info() Info {
 		in.DeliveryRate, in.DeliveryAppLimited = rateOf(r.lastDelivered, r.lastInterval), r.lastAppLimited
 		in.MinRTT, in.Delivered = r.minRTT, r.delivered
 		in.TLPProbes, in.TLPRecoveries = r.rack.tlpProbes, r.rack.tlpRecoveries
+		u := &r.undo
+		in.DSACKDups, in.ReordSeen = u.dsackDups, u.reordSeen
+		in.UndoRecovery, in.UndoRTO, in.UndoDSACK, in.UndoTS = u.recoveryUndos, u.rtoUndos, u.dsackUndos, u.tsUndos
+		if c.prrActive() {
+			in.PRR, in.CWnd = true, r.prr.cwnd
+		}
 	}
+	in.CAState = c.caState()
 	in.PacingRate = c.pacingRate()
 	c.lossCounters(&in)
 	if b, ok := c.cc.(bbrInfoer); ok {

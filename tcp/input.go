@@ -458,6 +458,8 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	rs := &c.sc.rs
 	*rs = RateSample{InRecovery: c.inRecovery, PriorInFlight: c.inFlight()}
 	priorFlight := c.sndUna.Size(c.sndMax)
+	wasRecovery, wasLoss := c.inRecovery, c.rate != nil && c.rate.undo.loss
+	sackedBefore := c.board.SACKedBytes()
 	pureDup := isDup && seg.Options.NumSACK == 0
 	advanced := ack.GreaterThan(c.sndUna)
 	sbFull := c.sb.Free() < int(c.sndMSS) // the application keeps it full
@@ -494,6 +496,11 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	}
 	c.ecnOnAck(now, seg, priorFlight)
 	rs.InCWR = c.ecn&ecnInCWR != 0
+	if r := c.rate; r != nil && r.rack.reordAck {
+		r.rack.reordAck = false
+		r.undo.reordSeen++
+	}
+	c.undoOnAck(now, seg, dsack, advanced, wasRecovery, wasLoss)
 	rs.InFlight, rs.SRTT, rs.MSS = c.inFlight(), c.rto.SRTT(), uint32(c.sndMSS)
 	c.cc.OnAck(now, rs)
 	if isDup {
@@ -501,6 +508,11 @@ func (c *Conn) processACK(now Time, seg *Segment) bool {
 	}
 	c.tlpOnAck(now, ack, dsack, pureDup)
 	c.lossDetection(now, isDup, ack)
+	// RFC 6937 DeliveredData: the change in SND.UNA plus the change in
+	// SACKed bytes.
+	if d := int64(rs.Acked) + int64(c.board.SACKedBytes()) - int64(sackedBefore); d > 0 {
+		c.prrOnAck(uint32(min(d, 1<<32-1)), advanced, rs.NewlyLost > 0)
+	}
 
 	// Update the send window (§3.10.7.4, SND.WL1/SND.WL2 rule).
 	if c.sndWl1.LessThan(seg.Seq) || (c.sndWl1 == seg.Seq && c.sndWl2.LessThanEq(ack)) {
@@ -581,6 +593,8 @@ func (c *Conn) ackNewData(now Time, seg *Segment, ack Seq) {
 			// Full acknowledgment (RFC 6582 §3.2 step 3, RFC 6675 §5).
 			c.inRecovery = false
 			c.sackRecovery = false
+			c.prrStop()
+			c.undoEnded()
 			c.rackRecoveryEnded()
 			c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryEnd, InFlight: flight})
 		} else if !c.sackRecovery {
@@ -670,6 +684,7 @@ func (c *Conn) enterRecovery(now Time) {
 	}
 	c.rare().fastRecoveries++
 	c.rttTimer.Cancel()
+	c.undoStart(false)
 	c.cc.OnEvent(now, CCEvent{Kind: CCRecoveryStart, InFlight: flight})
 	c.ecnReduced()
 	c.rateMarkLost(c.sndUna, c.sndUna+Seq(c.sndMSS))
@@ -678,6 +693,7 @@ func (c *Conn) enterRecovery(now Time) {
 	} else {
 		c.cc.SetCWnd(ccSaturatingAdd(c.cc.SSThresh(), 3*uint32(c.sndMSS)))
 	}
+	c.prrStart(flight)
 	// Retransmit the first unacknowledged segment at once, whatever the
 	// window (RFC 5681 §3.2 step 2, RFC 6675 §5 step 4.2 (2)).
 	c.rtxPending = true

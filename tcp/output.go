@@ -281,6 +281,8 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 	c.stats.totalRetrans++
 	c.stats.retransPkts += c.segsOf(n)
 	c.stats.bytesRetrans += uint64(n)
+	c.prrOnSend(n + b2u(fin))
+	c.undoOnRetransmit(now, n+b2u(fin))
 	if !c.rtxTimer.armed() {
 		c.rtxTimer.set(now.Add(c.rto.RTO()))
 	}
@@ -299,6 +301,9 @@ func (c *Conn) cwndAvail() uint32 {
 	}
 	cwnd := c.cc.CWnd()
 	if c.sackRecovery {
+		if c.prrActive() {
+			cwnd = c.rate.prr.cwnd // RFC 6937: pipe + sndcnt after the latest ACK
+		}
 		pipe := c.pipe()
 		if pipe >= cwnd {
 			return 0
@@ -483,7 +488,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	c.emitData(now, e, c.sndNxt, n, fin)
 	c.rateOnSend(now, c.sndNxt, n+b2u(fin))
 	c.paceSent(now, n)
+	c.prrOnSend(n + b2u(fin))
 	if retrans {
+		c.undoOnRetransmit(now, n+b2u(fin))
 		c.stats.retransSegs++
 		c.stats.totalRetrans++
 		c.stats.retransPkts += c.segsOf(n)

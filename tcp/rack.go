@@ -92,6 +92,7 @@ type rackState struct {
 	fack      Seq
 	rtt       time.Duration
 	reordSeen bool // RACK.reordering_seen
+	reordAck  bool // the ACK being processed showed reordering (Info.ReordSeen)
 	// The reordering window, RACK.min_RTT/4 times reoWndMult, grows by one
 	// per round trip that brings a D-SACK and returns to 1 after
 	// reoWndPersist recoveries without one (RFC 8985 §6.2 step 4).
@@ -146,6 +147,7 @@ func (r *rateState) rackAdvance(now Time, rec *sentRecord, end Seq) {
 		// Linux tcp_check_sack_reordering's metric: how far below the
 		// highest delivered byte this first transmission started.
 		k.reordDist = max(k.reordDist, ccSaturate(uint64(rec.start.Size(k.fack))))
+		k.reordAck = true
 	}
 	k.rtt, k.has = rtt, true
 }

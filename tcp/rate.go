@@ -86,6 +86,8 @@ type rateState struct {
 
 	pace pacer
 	rack rackState
+	prr  prrState  // proportional rate reduction in recovery (prr.go)
+	undo undoState // undo of spurious recoveries and RTOs (undo.go)
 }
 
 // rateState returns the connection's rate estimator, making it on first use.

@@ -154,6 +154,8 @@ func (c *Conn) onRetransmitTimeout(now Time) {
 		k.timerKind, k.tlpOut, k.tlpPending = 0, false, false
 	}
 	flight := c.sndUna.Size(c.sndMax)
+	c.undoStart(true)
+	c.prrStop()
 	c.cc.OnEvent(now, CCEvent{Kind: CCTimeout, InFlight: flight})
 	c.ecnReduced()
 	c.rateMarkLost(c.sndUna, c.sndMax)

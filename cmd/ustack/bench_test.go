@@ -369,10 +369,10 @@ func TestBenchHelpKnobs(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	require.Equal(t, 0, run([]string{"bench", "--help"}, &stdout, &stderr))
 	help := stderr.String()
-	for _, name := range []string{"pcap", "trace", "cc", "impair", "sndbuf", "rcvbuf", "sndbuf-max", "rcvbuf-max", "delayed-ack", "nodelay", "sack", "timestamps", "wscale", "pacing", "hystart", "recovery", "ecn", "busy-poll"} {
+	for _, name := range []string{"pcap", "trace", "cc", "impair", "sndbuf", "rcvbuf", "sndbuf-max", "rcvbuf-max", "delayed-ack", "nodelay", "sack", "timestamps", "wscale", "pacing", "hystart", "prr", "recovery", "ecn", "busy-poll"} {
 		assert.Regexp(t, "\n  -"+name+"[ \n]", help, name)
 	}
-	assert.Equal(t, 18, strings.Count(help, "(ustack server only: gVisor and the kernel keep their defaults)"))
+	assert.Equal(t, 19, strings.Count(help, "(ustack server only: gVisor and the kernel keep their defaults)"))
 	assert.Contains(t, help, "server only: gVisor and the kernel keep their defaults.\n")
 }
 

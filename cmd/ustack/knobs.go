@@ -26,6 +26,7 @@ type knobFlags struct {
 	wscale     bool
 	pacing     bool
 	hystart    bool
+	prr        bool
 	recovery   string
 	ecn        ecnFlag
 }
@@ -66,6 +67,8 @@ func (k *knobFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.recovery, "recovery", "rack", "loss recovery: rack (RFC 8985 RACK-TLP: time-based loss detection and tail-loss\n"+
 		"probes, Linux's default), sack (RFC 6675 duplicate-threshold) or newreno (RFC 6582, duplicate\n"+
 		"ACKs only); rack and sack need SACK and fall back to newreno without it")
+	fs.BoolVar(&k.prr, "prr", true, "proportional rate reduction (RFC 6937, PRR-SSRB as Linux) in SACK recovery: the window\n"+
+		"falls to ssthresh over the recovery's round trip instead of at once; --prr=false turns it off")
 	fs.BoolVar(&k.hystart, "hystart", false, "HyStart++ (RFC 9406) in the initial slow start of newreno and cubic: after an RTT\n"+
 		"rise of max(4ms, min(minRTT/8, 16ms)) growth slows to a quarter for 5 rounds, then slow start ends")
 	fs.Var(&k.ecn, "ecn", "RFC 3168 ECN, as Linux's net.ipv4.tcp_ecn: --ecn (on, tcp_ecn=1) asks for it on the connections\n"+
@@ -165,6 +168,7 @@ func (k *knobFlags) apply(cfg *tcp.Config) (tun.Impairment, error) {
 	cfg.Pacing = k.pacing
 	cfg.HyStart = k.hystart
 	cfg.ECN = k.ecn.mode
+	cfg.DisablePRR = !k.prr
 	if cfg.Recovery, err = tcp.ParseRecovery(k.recovery); err != nil {
 		return imp, fmt.Errorf("--recovery %q: want %s", k.recovery, strings.Join(tcp.RecoveryNames(), ", "))
 	}

@@ -83,6 +83,8 @@ func TestKnobFlagValues(t *testing.T) {
 		{[]string{"--ecn=accept"}, func(c *tcp.Config) {}},
 		{[]string{"--ecn=false"}, func(c *tcp.Config) { c.ECN = tcp.ECNOff }},
 		{[]string{"--ecn=off"}, func(c *tcp.Config) { c.ECN = tcp.ECNOff }},
+		{[]string{"--prr=false"}, func(c *tcp.Config) { c.DisablePRR = true }},
+		{[]string{"--prr"}, func(c *tcp.Config) {}},
 		{[]string{"--recovery", "rack"}, func(c *tcp.Config) {}},
 		{[]string{"--recovery", "sack"}, func(c *tcp.Config) { c.Recovery = tcp.RecoverySACK }},
 		{[]string{"--recovery=newreno"}, func(c *tcp.Config) { c.Recovery = tcp.RecoveryNewReno }},

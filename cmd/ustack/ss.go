@@ -507,7 +507,8 @@ func rate(bps float64) string {
 // ssInfoLine is the -i detail: the fields of Linux's `ss -ti`, in its
 // order, with cwnd, ssthresh, retrans, lost, sacked and reordering in
 // segments as there (tcp.Info's Linux counters). Byte counts are bytes.
-// Pending timers close the line as
+// ca_state (tcpi_ca_state: Disorder, CWR, Recovery, Loss; nothing when
+// Open), undo and prr are ustack's additions. Pending timers close the line as
 // timer:(NAME,TIME-LEFT[,PROBES]).
 func ssInfoLine(c *tcp.Info) string {
 	var f []string
@@ -580,14 +581,24 @@ func ssInfoLine(c *tcp.Info) string {
 	if c.SACKed > 0 {
 		add("sacked:%d", c.SACKed)
 	}
+	if c.DSACKDups > 0 {
+		add("dsack_dups:%d", c.DSACKDups)
+	}
 	if c.Reordering != 3 {
 		add("reordering:%d", c.Reordering)
+	}
+	if c.ReordSeen > 0 {
+		add("reord_seen:%d", c.ReordSeen)
 	}
 	if c.FastRecoveries > 0 {
 		add("fast_recoveries:%d", c.FastRecoveries)
 	}
 	if c.RTOExpirations > 0 {
 		add("rto_expirations:%d", c.RTOExpirations)
+	}
+	if c.UndoRecovery > 0 || c.UndoRTO > 0 {
+		// Spurious recoveries and RTOs undone, and how they were found.
+		add("undo:(recovery:%d,rto:%d,dsack:%d,ts:%d)", c.UndoRecovery, c.UndoRTO, c.UndoDSACK, c.UndoTS)
 	}
 	if c.InRecovery {
 		add("in_recovery")
@@ -604,6 +615,12 @@ func ssInfoLine(c *tcp.Info) string {
 	}
 	if c.CWRSent > 0 {
 		add("cwr_sent:%d", c.CWRSent)
+	}
+	if c.CAState != tcp.CAOpen {
+		add("ca_state:%s", c.CAState) // Open, the usual state, goes unsaid
+	}
+	if c.PRR {
+		add("prr")
 	}
 	if c.RcvRTT > 0 {
 		add("rcv_rtt:%s", ms(c.RcvRTT))

@@ -291,3 +291,18 @@ func TestSSInfoShowsECN(t *testing.T) {
 	assert.True(t, strings.HasPrefix(ssInfoLine(&in), "ecn cubic "), ssInfoLine(&in))
 	assert.NotContains(t, ssInfoLine(&tcp.Info{CC: "cubic"}), "ecn")
 }
+
+// The recovery fields: D-SACKed duplicates after sacked, reord_seen after
+// reordering, the undo counts, the CA state and PRR at work.
+func TestSSInfoShowsRecovery(t *testing.T) {
+	in := tcp.Info{CC: "cubic", SndWScale: -1, MSS: 1000, CWnd: 10000, SSThresh: 5000,
+		SACKed: 2, DSACKDups: 3, Reordering: 4, ReordSeen: 5, UndoRecovery: 2, UndoRTO: 1, UndoDSACK: 2, UndoTS: 1,
+		InRecovery: true, CAState: tcp.CARecovery, PRR: true}
+	line := ssInfoLine(&in)
+	assert.Contains(t, line, " sacked:2 dsack_dups:3 reordering:4 reord_seen:5 ")
+	assert.Contains(t, line, " undo:(recovery:2,rto:1,dsack:2,ts:1) in_recovery ca_state:Recovery prr")
+	line = ssInfoLine(&tcp.Info{CC: "cubic"})
+	assert.NotContains(t, line, "ca_state")
+	assert.NotContains(t, line, "undo:")
+	assert.NotContains(t, line, "dsack_dups")
+}
