@@ -71,6 +71,13 @@ type Config struct {
 	// keeping RACK's time-based loss detection: Linux's tcp_early_retrans
 	// below 3. Meaningful with RecoveryRACK only.
 	DisableTLP bool
+	// QuickACKs caps the quick-ACK budget (quickack.go): with delayed ACKs
+	// on, the first data segments of a connection (and those after a
+	// silence longer than the RTO) are each ACKed at once, as Linux does,
+	// up to this many. 0 means Linux's 16 (at most 127); negative turns
+	// quick ACKs off (every segment waits by the delayed-ACK rules of
+	// RFC 1122 §4.2.3.2).
+	QuickACKs int8
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with
 	// RegisterCongestionControl.
@@ -233,6 +240,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.OutOfWindowACKInterval == 0 {
 		c.OutOfWindowACKInterval = defaultOOWACKInterval
+	}
+	if c.QuickACKs == 0 {
+		c.QuickACKs = quickAckMax
 	}
 	if c.GSOMaxSize < 0 {
 		c.GSOMaxSize = 0
@@ -408,6 +418,8 @@ type Conn struct {
 	forceSend    bool   // the persist timer overrides sender SWS avoidance once
 	inRecovery   bool   // loss recovery (RFC 6582 / RFC 6675) is under way
 	sackRecovery bool   // ... driven by SACK (RFC 6675)
+	quickAcks    uint8  // Linux's quick-ACK budget: data is ACKed at once while > 0 (quickack.go)
+	pingpong     bool   // interactive: our data answered the peer's within the delayed-ACK time
 	rcvUnacked   uint32 // in-order bytes received since our last ACK
 	rstSeq       Seq
 	rstAck       Seq
@@ -433,9 +445,13 @@ type Conn struct {
 	firstUnacked   Time // when the oldest unacknowledged data was first sent
 
 	// Loss recovery.
-	dupAcks int
-	recover Seq // RFC 6582 "recover" / RFC 6675 RecoveryPoint
-	highRxt Seq // RFC 6675 HighRxt
+	dupAcks int32
+	// lastDataMS is when in-order data last arrived, in ms of the clock
+	// (wrapping, like Linux's lrcvtime in jiffies): the quick-ACK gap and
+	// pingpong tests (quickack.go). 32 bits keep Conn in its size class.
+	lastDataMS uint32
+	recover    Seq // RFC 6582 "recover" / RFC 6675 RecoveryPoint
+	highRxt    Seq // RFC 6675 HighRxt
 
 	stats connStats
 	rs    *rareState // nil until something unusual happens (rare)

@@ -191,6 +191,7 @@ func (c *Conn) finishAndEmit(now Time, e Emitter) {
 	}
 	c.lastAckSent = c.rcvNxt
 	c.ackNow = false
+	c.quickAckSent()
 	c.rcvUnacked = 0
 	c.delackTimer.stop()
 	c.stats.segsOut++
@@ -468,6 +469,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	}
 	c.forceSend = false
 	retrans := c.sndNxt.LessThan(c.sndMax)
+	if !retrans && n > 0 {
+		c.quickAckOnSend(now)
+	}
 	c.emitData(now, e, c.sndNxt, n, fin)
 	c.rateOnSend(now, c.sndNxt, n+b2u(fin))
 	c.paceSent(now, n)

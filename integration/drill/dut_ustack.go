@@ -27,9 +27,9 @@ import (
 // Poll, NextTimer on a ManualClock). It is configured as `ustack serve`
 // configures it: the serve defaults for the connection table, SYN queue,
 // SYN cookies, TIME-WAIT limit and memory budget (off), tcp.DefaultConfig
-// with NewReno and 256 KiB buffers, and `--delayed-ack off` (as the drill
-// has always run ustack: the corpus's ACK timing is Linux's quick-ACK
-// start, which ustack has no equivalent of). Everything the stack decides
+// with NewReno and 256 KiB buffers, delayed ACKs on (40 ms) with Linux's
+// quick-ACK start (tcp/quickack.go), the ACK timing Linux's scripts
+// expect; a link with offloads (GSO super-packets). Everything the stack decides
 // around the engine is in the path: the listener and its queues, the
 // accept backlog, the RFC 1337 rule, TIME-WAIT reuse, the port choice.
 //
@@ -73,10 +73,11 @@ func newUstackDUT(o Options) *ustackDUT {
 	d := &ustackDUT{o: o, clk: stack.NewManualClock(ustackBase)}
 	d.cfg = tcp.DefaultConfig()
 	d.cfg.CongestionControl = "newreno" // serve's --cc default
-	d.cfg.DelayedACK = -1               // serve --delayed-ack off
-	// The scripts expect RFC 6675 recovery with no tail-loss probes
-	// (docs/divergences.md: linux-tail-loss-probe); RACK-TLP, the
-	// engine's default, has its own exact-segment tests in tcp/.
+	// serve's default delayed ACKs (40 ms), with Linux's quick-ACK start.
+	// The scripts without defaults.sh (the project's own) expect RFC
+	// 6675 recovery with no tail-loss probes (docs/divergences.md:
+	// linux-tail-loss-probe); defaults.sh's tcp_recovery=1 and
+	// tcp_early_retrans=4 turn RACK-TLP on, as on Linux.
 	d.cfg.Recovery = tcp.RecoverySACK
 	d.opts = stack.Options{
 		// serve's limit defaults (cmd/ustack/limits.go)
