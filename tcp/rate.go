@@ -213,6 +213,16 @@ func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
 			if rec.flags&srDelivered != 0 {
 				continue
 			}
+			// Only the retransmitted part of a super-segment's record
+			// is sent anew (Linux's tcp_fragment before a retransmit):
+			// a loss probe of its last segment leaves the others with
+			// their first send time, which RACK judges them by.
+			if rec.start.LessThan(seq) && r.split(i, seq) {
+				continue
+			}
+			if end.LessThan(rec.end()) && r.split(i, end) {
+				rec = r.at(i)
+			}
 			keep := rec.flags & srLost
 			s, l := rec.start, rec.len
 			*rec = snap
