@@ -162,6 +162,11 @@ func TestDrillExternalCorpus(t *testing.T) {
 		"fast_recovery/prr-ss-10pkt-lost-1.pkt", "fast_recovery/prr-ss-30pkt-lost1_4.pkt", "mss/mss-getsockopt-tcp_maxseg-server.pkt",
 		"shutdown/shutdown-rd-close.pkt", "shutdown/shutdown-rdwr-close.pkt", "shutdown/shutdown-wr-close.pkt",
 		"ts_recent/fin_tsval.pkt", "ts_recent/reset_tsval.pkt",
+		// PSH on super-segments, GSO, RACK-TLP from the sysctls, SHUT_RD, quick ACKs:
+		"close/close-local-close-then-remote-fin.pkt", "fast_recovery/prr-ss-10pkt-lost-1.pkt",
+		"fast_retransmit/fr-4pkt.pkt", "shutdown/shutdown-rd-wr-close.pkt",
+		"shutdown/shutdown-rdwr-send-queue-ack-close.pkt", "slow_start/slow-start-ack-per-1pkt.pkt",
+		"slow_start/slow-start-ack-per-2pkt.pkt", "slow_start/slow-start-app-limited.pkt",
 	} {
 		mustPass[root+"/"+p] = true
 	}

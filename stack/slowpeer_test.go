@@ -357,7 +357,9 @@ func TestSlowPeerOneByteACKs(t *testing.T) {
 func TestSlowPeerOneBytePerRTO(t *testing.T) {
 	const n, unread, read = 1000, 20, 20
 	const rcvBuf = 16 << 10
-	h := slowServer(t, n, tcp.Config{RecvBufferSize: rcvBuf,
+	// QuickACKs off: the test counts the delayed ACKs of every byte (the
+	// quick-ACK start would answer the first ones at once).
+	h := slowServer(t, n, tcp.Config{RecvBufferSize: rcvBuf, QuickACKs: -1,
 		KeepAlive: true, KeepIdle: 30 * time.Second, KeepInterval: 5 * time.Second, KeepCount: 3})
 	g0, heap0 := runtime.NumGoroutine(), heapInuse()
 	cls := h.openClients(n, tcp.Options{HasMSS: true, MSS: 1460}, 65535)

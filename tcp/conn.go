@@ -82,6 +82,13 @@ type Config struct {
 	// congestion control's window (cwnd = ssthresh from the start of
 	// recovery) governs what is sent. On by default, as in Linux.
 	DisablePRR bool
+	// QuickACKs caps the quick-ACK budget (quickack.go): with delayed ACKs
+	// on, the first data segments of a connection (and those after a
+	// silence longer than the RTO) are each ACKed at once, as Linux does,
+	// up to this many. 0 means Linux's 16 (at most 127); negative turns
+	// quick ACKs off (every segment waits by the delayed-ACK rules of
+	// RFC 1122 §4.2.3.2).
+	QuickACKs int8
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with
 	// RegisterCongestionControl.
@@ -244,6 +251,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.OutOfWindowACKInterval == 0 {
 		c.OutOfWindowACKInterval = defaultOOWACKInterval
+	}
+	if c.QuickACKs == 0 {
+		c.QuickACKs = quickAckMax
 	}
 	if c.GSOMaxSize < 0 {
 		c.GSOMaxSize = 0
@@ -413,21 +423,21 @@ type Conn struct {
 	rstPending   bool
 	rstTS        bool // the pending RST is our own (abort), so it carries TSopt
 	rstFlags     Flags
-	synPending   bool // SYN or SYN-ACK to (re)transmit
-	dsackPending bool // a D-SACK block (rs.dsack) goes on the next ACK
-	rtxPending   bool // a fast retransmission of SND.UNA's segment is due
-	probePending bool // a zero-window or keepalive probe is due
-	probeData    bool // the probe carries one byte of data at probeSeq
-	zwpOut       bool // a one-byte zero-window probe beyond SND.MAX is unacknowledged
-	forceSend    bool // the persist timer overrides sender SWS avoidance once
-	inRecovery   bool // loss recovery (RFC 6582 / RFC 6675) is under way
-	sackRecovery bool // ... driven by SACK (RFC 6675)
+	synPending   bool  // SYN or SYN-ACK to (re)transmit
+	dsackPending bool  // a D-SACK block (rs.dsack) goes on the next ACK
+	rtxPending   bool  // a fast retransmission of SND.UNA's segment is due
+	probePending bool  // a zero-window or keepalive probe is due
+	probeData    bool  // the probe carries one byte of data at probeSeq
+	zwpOut       bool  // a one-byte zero-window probe beyond SND.MAX is unacknowledged
+	forceSend    bool  // the persist timer overrides sender SWS avoidance once
+	inRecovery   bool  // loss recovery (RFC 6582 / RFC 6675) is under way
+	sackRecovery bool  // ... driven by SACK (RFC 6675)
+	quickAcks    uint8 // Linux's quick-ACK budget: data is ACKed at once while > 0 (quickack.go)
 	ecn          ecnFlags
+	pingpong     bool   // interactive: our data answered the peer's within the delayed-ACK time
 	rcvUnacked   uint32 // in-order bytes received since our last ACK
-	rstSeq       Seq
-	rstAck       Seq
-	probesOut    int32 // unanswered zero-window probes
-	clock        Time  // the latest time seen by Input or Output
+	probesOut    int32  // unanswered zero-window probes
+	clock        Time   // the latest time seen by Input or Output
 
 	// Timers.
 	rtxTimer     connTimer
@@ -448,9 +458,13 @@ type Conn struct {
 	firstUnacked   Time // when the oldest unacknowledged data was first sent
 
 	// Loss recovery.
-	dupAcks int
-	recover Seq // RFC 6582 "recover" / RFC 6675 RecoveryPoint
-	highRxt Seq // RFC 6675 HighRxt
+	dupAcks int32
+	// lastDataMS is when in-order data last arrived, in ms of the clock
+	// (wrapping, like Linux's lrcvtime in jiffies): the quick-ACK gap and
+	// pingpong tests (quickack.go). 32 bits keep Conn in its size class.
+	lastDataMS uint32
+	recover    Seq // RFC 6582 "recover" / RFC 6675 RecoveryPoint
+	highRxt    Seq // RFC 6675 HighRxt
 
 	stats connStats
 	rs    *rareState // nil until something unusual happens (rare)
@@ -493,10 +507,13 @@ type connStats struct {
 // D-SACKs. It is made on first use (Conn.rare), so that a quiet connection
 // does not carry it.
 type rareState struct {
-	err       error // sticky: ECONNRESET, ECONNREFUSED or ETIMEDOUT (see fail)
-	chalStart Time
-	chalCount int
-	dsack     SACKBlock // the D-SACK block to send, valid when dsackPending
+	// rstSeq and rstAck are the pending RST's (rstPending), kept here
+	// because a connection sends at most a few.
+	rstSeq, rstAck Seq
+	err            error // sticky: ECONNRESET, ECONNREFUSED or ETIMEDOUT (see fail)
+	chalStart      Time
+	chalCount      int
+	dsack          SACKBlock // the D-SACK block to send, valid when dsackPending
 	// A zero-window probe episode is under way since probesStart, its first
 	// probe (user timeout, Linux icsk_probes_tstamp).
 	probing     bool
@@ -851,10 +868,11 @@ func (c *Conn) Abort() {
 // segment are replies, like Linux's tcp_v4_send_reset: no options.
 func (c *Conn) queueRST(seq, ack Seq, withAck bool) {
 	c.rstPending = true
-	c.rstSeq, c.rstAck, c.rstFlags = seq, 0, FlagRST
+	r := c.rare()
+	r.rstSeq, r.rstAck, c.rstFlags = seq, 0, FlagRST
 	c.rstTS = false
 	if withAck {
-		c.rstAck = ack
+		r.rstAck = ack
 		c.rstFlags |= FlagACK
 		c.rstTS = c.tsOK
 	}
@@ -864,7 +882,8 @@ func (c *Conn) queueRST(seq, ack Seq, withAck bool) {
 // (ResetFor), to be emitted by the next Output.
 func (c *Conn) replyRST(rst Segment) {
 	c.rstPending, c.rstTS = true, false
-	c.rstSeq, c.rstAck, c.rstFlags = rst.Seq, rst.Ack, rst.Flags
+	r := c.rare()
+	r.rstSeq, r.rstAck, c.rstFlags = rst.Seq, rst.Ack, rst.Flags
 }
 
 // toClosed moves to CLOSED and stops everything.

@@ -110,6 +110,7 @@ func plainConfig() Config {
 		DisableSACK:        true,
 		DisableTimestamps:  true,
 		DisableWindowScale: true,
+		QuickACKs:          -1, // the delayed-ACK rules alone; quickack_test.go has the budget
 	}
 }
 

@@ -295,6 +295,11 @@ func (c *Conn) trimToWindow(seg *Segment) {
 	if seg.Seq.LessThan(c.rcvNxt) {
 		skip := seg.Seq.Size(c.rcvNxt)
 		if skip >= uint32(len(seg.Payload)) {
+			if len(seg.Payload) > 0 {
+				// A retransmission of what we have: our ACKs may be
+				// lost, ACK quickly (Linux tcp_data_queue).
+				c.enterQuickAck()
+			}
 			if len(seg.Payload) > 0 && c.sackOK {
 				c.setDSACK(seg.Seq, seg.Seq+Seq(len(seg.Payload)))
 			}
@@ -706,6 +711,7 @@ func (c *Conn) processText(now Time, seg *Segment) {
 		return
 	}
 	if seg.Seq == c.rcvNxt {
+		c.quickAckOnData(now)
 		// The payload is inside the window (trimToWindow): what the
 		// waiting reader's buffer takes, the receive buffer need not.
 		direct := c.directCopy(seg.Payload)
@@ -731,7 +737,7 @@ func (c *Conn) processText(now Time, seg *Segment) {
 			c.oooRelease()
 		}
 		c.events |= EventReadable
-		if c.cfg.DelayedACK < 0 || c.rcvUnacked >= 2*uint32(c.rcvMSS) {
+		if c.cfg.DelayedACK < 0 || c.rcvUnacked >= 2*uint32(c.rcvMSS) || c.quickAck() {
 			c.ackNow = true
 		} else if !c.delackTimer.armed() {
 			c.delackTimer.set(now.Add(c.cfg.DelayedACK))
@@ -779,8 +785,10 @@ func (c *Conn) processFIN(now Time, seg *Segment) {
 		// The peer closed first; our own FIN usually follows as soon as
 		// the application sees EOF, so the ACK waits for it (or for the
 		// delayed-ACK timer) and the close costs one segment less, as
-		// Linux does (tcp_fin enters pingpong mode: delayed ACK).
-		if c.cfg.DelayedACK < 0 {
+		// Linux does (tcp_fin enters pingpong mode: delayed ACK). Before
+		// any data has arrived Linux has no ACK timeout estimate yet
+		// (icsk_ack.ato is 0) and its delayed ACK goes at once.
+		if c.cfg.DelayedACK < 0 || (c.cfg.QuickACKs >= 0 && c.stats.bytesReceived == 0) {
 			c.ackNow = true
 		} else if !c.ackNow && !c.delackTimer.armed() {
 			c.delackTimer.set(now.Add(c.cfg.DelayedACK))

@@ -21,7 +21,7 @@ func (c *Conn) Output(now Time, e Emitter) {
 	}
 	if c.rstPending {
 		c.rstPending = false
-		c.sc.seg = Segment{Seq: c.rstSeq, Ack: c.rstAck, Flags: c.rstFlags}
+		c.sc.seg = Segment{Seq: c.rs.rstSeq, Ack: c.rs.rstAck, Flags: c.rstFlags}
 		if c.rstTS {
 			c.sc.seg.Options.HasTimestamp = true
 			c.sc.seg.Options.TSVal = c.tsNow(now)
@@ -193,6 +193,7 @@ func (c *Conn) finishAndEmit(now Time, e Emitter) {
 	}
 	c.lastAckSent = c.rcvNxt
 	c.ackNow = false
+	c.quickAckSent()
 	c.rcvUnacked = 0
 	c.delackTimer.stop()
 	c.ecnOutput(seg)
@@ -485,6 +486,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	}
 	c.forceSend = false
 	retrans := c.sndNxt.LessThan(c.sndMax)
+	if !retrans && n > 0 {
+		c.quickAckOnSend(now)
+	}
 	c.emitData(now, e, c.sndNxt, n, fin)
 	c.rateOnSend(now, c.sndNxt, n+b2u(fin))
 	c.paceSent(now, n)

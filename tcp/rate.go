@@ -227,11 +227,14 @@ func (c *Conn) rateOnSend(now Time, seq Seq, n uint32) {
 			if rec.flags&srDelivered != 0 {
 				continue
 			}
+			// Only the retransmitted part of a super-segment's record
+			// is sent anew (Linux's tcp_fragment before a retransmit):
+			// a loss probe of its last segment leaves the others with
+			// their first send time, which RACK judges them by.
 			if rec.start.LessThan(seq) && r.split(i, seq) {
-				continue // the next iteration re-stamps the back part
+				continue
 			}
-			if end.LessThan(rec.end()) {
-				r.split(i, end)
+			if end.LessThan(rec.end()) && r.split(i, end) {
 				rec = r.at(i)
 			}
 			keep := rec.flags & srLost

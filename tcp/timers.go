@@ -94,6 +94,7 @@ func (c *Conn) fireTimers(now Time) {
 	if c.delackTimer.due(now) {
 		c.delackTimer.stop()
 		c.ackNow = true
+		c.pingpong = false // the delayed ACK found no reply to ride on (Linux tcp_delack_timer_handler)
 	}
 	if r := c.rate; r != nil && r.pace.timer.due(now) {
 		r.pace.timer.stop() // the segment it waited for goes in sendData

@@ -217,6 +217,25 @@ func TestKnobOptionsOff(t *testing.T) {
 	}
 }
 
+// pastQuickACKs sends single bytes from w to r, each read and (while the
+// quick-ACK start lasts: Linux's, at most 16 ACKs) acknowledged at once,
+// until r delays its ACK, which it then still owes for the last byte. It
+// reports whether r ever delayed one.
+func pastQuickACKs(t *testing.T, w, r *stack.Conn) bool {
+	buf := make([]byte, 1)
+	for i := 0; i <= 16; i++ {
+		_, err := w.Write([]byte("x"))
+		require.NoError(t, err)
+		_, err = io.ReadFull(r, buf)
+		require.NoError(t, err)
+		if r.Info().DelayedACK.Armed {
+			return true
+		}
+		require.Eventually(t, func() bool { return w.Info().Unacked == 0 }, 5*time.Second, time.Millisecond)
+	}
+	return false
+}
+
 func TestKnobDelayedACK(t *testing.T) {
 	for _, tc := range []struct {
 		args  []string
@@ -227,11 +246,7 @@ func TestKnobDelayedACK(t *testing.T) {
 		{[]string{"--delayed-ack", "off"}, tcp.TimerInfo{}},
 	} {
 		a, b, _ := knobPair(t, tc.args...)
-		_, err := b.Write([]byte("x"))
-		require.NoError(t, err)
-		buf := make([]byte, 1)
-		_, err = io.ReadFull(a, buf)
-		require.NoError(t, err)
+		require.Equal(t, tc.timer.Armed, pastQuickACKs(t, b, a), "%q", tc.args)
 		require.Equal(t, tc.timer, a.Info().DelayedACK, "%q", tc.args)
 		if !tc.timer.Armed {
 			// Acknowledged at once: the peer's byte leaves flight without
@@ -251,22 +266,20 @@ func TestKnobNoDelay(t *testing.T) {
 			args = append(args, "--nodelay")
 		}
 		a, b, _ := knobPair(t, args...)
-		buf := make([]byte, 2)
-		_, err := a.Write([]byte("a"))
-		require.NoError(t, err)
-		_, err = io.ReadFull(b, buf[:1])
-		require.NoError(t, err)
-		// B delays its ACK and its clock is stopped, so "a" stays in flight:
-		// Nagle (RFC 896) holds the next small write until it is acknowledged.
-		_, err = a.Write([]byte("b"))
+		// B delays its ACK of a's last byte and its clock is stopped, so
+		// the byte stays in flight: Nagle (RFC 896) holds the next small
+		// write until it is acknowledged.
+		require.True(t, pastQuickACKs(t, a, b))
+		_, err := a.Write([]byte("b"))
 		require.NoError(t, err)
 		in := a.Info()
 		if nodelay {
 			require.Equal(t, uint32(0), in.NotSent)
 			require.Equal(t, uint32(2), in.Unacked)
-			_, err = io.ReadFull(b, buf[1:])
+			buf := make([]byte, 1)
+			_, err = io.ReadFull(b, buf)
 			require.NoError(t, err)
-			require.Equal(t, "ab", string(buf))
+			require.Equal(t, "b", string(buf))
 		} else {
 			require.Equal(t, uint32(1), in.NotSent)
 			require.Equal(t, uint32(1), in.Unacked)

@@ -38,7 +38,7 @@ type tcpDUT struct {
 }
 
 type tcpSock struct {
-	cfg       tcp.Config
+	sockOpts
 	bound     bool
 	listening bool
 	backlog   int
@@ -47,11 +47,9 @@ type tcpSock struct {
 	// connecting: a connect is in progress or has finished but not yet
 	// been reported to a second connect call.
 	connecting bool
-	linger0    bool
 	shutRd     bool
 	tos        int
-	noDF       bool           // IP_PMTUDISC_DONT: DF clear
-	ints       map[[2]int]int // options kept for getsockopt only
+	noDF       bool // IP_PMTUDISC_DONT: DF clear
 }
 
 type tcpConn struct {
@@ -208,7 +206,7 @@ func (d *tcpDUT) sock(fd int) (*tcpSock, syscall.Errno) {
 }
 
 func (d *tcpDUT) Socket() (int, syscall.Errno) {
-	return d.fds.add(&tcpSock{cfg: d.cfg}), 0
+	return d.fds.add(&tcpSock{sockOpts: sockOpts{cfg: d.cfg}}), 0
 }
 
 func (d *tcpDUT) Bind(fd int) syscall.Errno {
@@ -259,19 +257,11 @@ func (d *tcpDUT) Accept(fd int) (int, syscall.Errno) {
 			}
 		}
 		s.queue = append(s.queue[:i], s.queue[i+1:]...)
-		ns := &tcpSock{cfg: s.cfg, bound: true, c: c, linger0: s.linger0, tos: s.tos, noDF: s.noDF, ints: cloneInts(s.ints)}
+		ns := &tcpSock{sockOpts: s.clone(), bound: true, c: c, tos: s.tos, noDF: s.noDF}
 		c.owner = ns
 		return d.fds.add(ns), 0
 	}
 	return -1, unix.EAGAIN
-}
-
-func cloneInts(m map[[2]int]int) map[[2]int]int {
-	out := make(map[[2]int]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func (d *tcpDUT) Connect(fd int) syscall.Errno {
@@ -426,156 +416,68 @@ func (d *tcpDUT) Close(fd int) syscall.Errno {
 	return 0
 }
 
-func optKey(level, name int) [2]int { return [2]int{level, name} }
+// tcpLive is a tcp DUT connection as setsockopt changes it.
+type tcpLive struct{ c *tcp.Conn }
+
+func (l tcpLive) SetRecvBuffer(n int)            { l.c.SetRecvBufferSize(n) }
+func (l tcpLive) SetSendBuffer(n int)            { l.c.SetSendBufferSize(n) }
+func (l tcpLive) SetNoDelay(on bool)             { l.c.SetNoDelay(on) }
+func (l tcpLive) SetUserTimeout(d time.Duration) { l.c.SetUserTimeout(d) }
+func (l tcpLive) SetLinger0(bool)                {} // Close reads sockOpts.linger0
+func (l tcpLive) Info() tcp.Info                 { return l.c.Info() }
+
+func (l tcpLive) SetKeepAlive(cfg *tcp.Config) {
+	l.c.SetKeepAlive(cfg.KeepAlive, cond2d(cfg.KeepIdle, 2*time.Hour), cond2d(cfg.KeepInterval, 75*time.Second), cond2(cfg.KeepCount, 9))
+}
+
+func cond2d(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (s *tcpSock) live() liveConn {
+	if s.c == nil {
+		return nil
+	}
+	return tcpLive{s.c.c}
+}
 
 func (d *tcpDUT) SetSockopt(fd, level, name int, v OptVal) syscall.Errno {
 	s, e := d.sock(fd)
 	if e != 0 {
 		return e
 	}
-	var c *tcp.Conn
-	if s.c != nil {
-		c = s.c.c
+	if ok, e := s.set(s.live(), level, name, v); ok {
+		if e == 0 {
+			d.flushAll()
+		}
+		return e
 	}
-	keep := func() {
-		if s.ints == nil {
-			s.ints = map[[2]int]int{}
+	switch {
+	case level == unix.IPPROTO_IP && name == unix.IP_TOS, level == unix.IPPROTO_IPV6 && name == unix.IPV6_TCLASS:
+		// The engine does no ECN: the ECN bits stay as written.
+		s.tos = v.Int & 0xff
+		if s.c != nil {
+			s.c.tos = s.tos
 		}
-		s.ints[optKey(level, name)] = v.Int
-	}
-	switch level {
-	case unix.SOL_SOCKET:
-		switch name {
-		case unix.SO_REUSEADDR, unix.SO_REUSEPORT:
-			keep()
-		case unix.SO_LINGER:
-			s.linger0 = v.Linger.Onoff != 0 && v.Linger.Linger == 0
-			if v.Linger.Onoff != 0 && v.Linger.Linger != 0 {
-				return unix.ENOPROTOOPT
-			}
-		case unix.SO_RCVBUF, unix.SO_SNDBUF:
-			if v.Int < 0 {
-				return unix.EINVAL
-			}
-			// Linux doubles the value for bookkeeping overhead; the
-			// engine's buffers hold payload only, so take it as given.
-			n := min(max(v.Int, tcp.MinBufferSize), tcp.MaxBufferSize)
-			if name == unix.SO_RCVBUF {
-				s.cfg.RecvBufferSize = n
-				if c != nil {
-					c.SetRecvBufferSize(n)
-				}
-			} else {
-				s.cfg.SendBufferSize = n
-				if c != nil {
-					c.SetSendBufferSize(n)
-				}
-			}
-			keep()
-		case unix.SO_KEEPALIVE:
-			s.cfg.KeepAlive = v.Int != 0
-			d.applyKA(s)
-			keep()
-		default:
-			return unix.ENOPROTOOPT
+	case level == unix.IPPROTO_IP && name == unix.IP_MTU_DISCOVER:
+		// The engine does no path MTU discovery; DF follows the
+		// setting as Linux sets it (IP_PMTUDISC_DONT clears it).
+		if v.Int < unix.IP_PMTUDISC_DONT || v.Int > unix.IP_PMTUDISC_OMIT {
+			return unix.EINVAL
 		}
-	case unix.IPPROTO_TCP:
-		switch name {
-		case unix.TCP_NODELAY:
-			s.cfg.NoDelay = v.Int != 0
-			if c != nil {
-				c.SetNoDelay(v.Int != 0)
-			}
-			keep()
-		case unix.TCP_KEEPIDLE, unix.TCP_KEEPINTVL, unix.TCP_KEEPCNT:
-			if v.Int < 1 {
-				return unix.EINVAL
-			}
-			switch name {
-			case unix.TCP_KEEPIDLE:
-				s.cfg.KeepIdle = time.Duration(v.Int) * time.Second
-			case unix.TCP_KEEPINTVL:
-				s.cfg.KeepInterval = time.Duration(v.Int) * time.Second
-			default:
-				s.cfg.KeepCount = v.Int
-			}
-			d.applyKA(s)
-			keep()
-		case unix.TCP_USER_TIMEOUT:
-			if v.Int < 0 {
-				return unix.EINVAL
-			}
-			s.cfg.UserTimeout = time.Duration(v.Int) * time.Millisecond
-			if c != nil {
-				c.SetUserTimeout(s.cfg.UserTimeout)
-			}
-			keep()
-		case unix.TCP_MAXSEG:
-			if s.c != nil || v.Int < 88 || v.Int > 65535 {
-				return unix.EINVAL
-			}
-			s.cfg.MSS = uint16(v.Int)
-			keep()
-		case unix.TCP_CONGESTION:
-			if v.Str != "cubic" && v.Str != "newreno" && v.Str != "reno" {
-				return unix.ENOENT
-			}
-			if s.c != nil {
-				return unix.ENOPROTOOPT
-			}
-			s.cfg.CongestionControl = strings.Replace(v.Str, "reno", "newreno", 1)
-			if v.Str == "newreno" {
-				s.cfg.CongestionControl = "newreno"
-			}
-		default:
-			return unix.ENOPROTOOPT
-		}
-	case unix.IPPROTO_IP, unix.IPPROTO_IPV6:
-		switch {
-		case level == unix.IPPROTO_IP && name == unix.IP_TOS, level == unix.IPPROTO_IPV6 && name == unix.IPV6_TCLASS:
-			// The engine does no ECN: the ECN bits stay as written.
-			s.tos = v.Int & 0xff
-			if s.c != nil {
-				s.c.tos = s.tos
-			}
-			keep()
-		case level == unix.IPPROTO_IP && name == unix.IP_MTU_DISCOVER:
-			// The engine does no path MTU discovery; DF follows the
-			// setting as Linux sets it (IP_PMTUDISC_DONT clears it).
-			if v.Int < unix.IP_PMTUDISC_DONT || v.Int > unix.IP_PMTUDISC_OMIT {
-				return unix.EINVAL
-			}
-			s.noDF = v.Int == unix.IP_PMTUDISC_DONT
-			if s.c != nil {
-				s.c.noDF = s.noDF
-			}
-			keep()
-		default:
-			return unix.ENOPROTOOPT
+		s.noDF = v.Int == unix.IP_PMTUDISC_DONT
+		if s.c != nil {
+			s.c.noDF = s.noDF
 		}
 	default:
 		return unix.ENOPROTOOPT
 	}
+	s.keep(level, name, v.Int)
 	d.flushAll()
 	return 0
-}
-
-func (d *tcpDUT) applyKA(s *tcpSock) {
-	if s.c == nil {
-		return
-	}
-	cfg := s.cfg
-	idle, intvl, cnt := cfg.KeepIdle, cfg.KeepInterval, cfg.KeepCount
-	if idle == 0 {
-		idle = 2 * time.Hour
-	}
-	if intvl == 0 {
-		intvl = 75 * time.Second
-	}
-	if cnt == 0 {
-		cnt = 9
-	}
-	s.c.c.SetKeepAlive(cfg.KeepAlive, idle, intvl, cnt)
 }
 
 func (d *tcpDUT) GetSockopt(fd, level, name int) (OptVal, syscall.Errno) {
@@ -583,59 +485,17 @@ func (d *tcpDUT) GetSockopt(fd, level, name int) (OptVal, syscall.Errno) {
 	if e != 0 {
 		return OptVal{}, e
 	}
-	switch {
-	case level == unix.SOL_SOCKET && name == unix.SO_ERROR:
+	if level == unix.SOL_SOCKET && name == unix.SO_ERROR {
 		if s.c == nil || s.c.errRep || s.c.c.Err() == nil {
 			return OptVal{}, 0
 		}
 		s.c.errRep = true
 		return OptVal{Int: int(errnoOf(s.c.c.Err()))}, 0
-	case level == unix.SOL_SOCKET && name == unix.SO_LINGER:
-		if s.linger0 {
-			return OptVal{Linger: unix.Linger{Onoff: 1}}, 0
-		}
-		return OptVal{}, 0
-	case level == unix.IPPROTO_TCP && name == unix.TCP_MAXSEG:
-		if s.c != nil {
-			return OptVal{Int: int(s.c.c.Info().MSS)}, 0
-		}
-		return OptVal{Int: int(s.cfg.MSS)}, 0
-	case level == unix.IPPROTO_TCP && name == unix.TCP_CONGESTION:
-		if s.c != nil {
-			return OptVal{Str: s.c.c.Info().CC}, 0
-		}
-		cc := s.cfg.CongestionControl
-		if cc == "" {
-			cc = "newreno"
-		}
-		return OptVal{Str: cc}, 0
 	}
-	if v, ok := s.ints[optKey(level, name)]; ok {
-		if level == unix.SOL_SOCKET && (name == unix.SO_RCVBUF || name == unix.SO_SNDBUF) {
-			// Linux reports twice what was set (the kernel doubles it
-			// for bookkeeping overhead, socket(7)).
-			v = 2 * min(max(v, tcp.MinBufferSize), tcp.MaxBufferSize)
-		}
-		return OptVal{Int: v}, 0
-	}
-	switch {
-	case level == unix.SOL_SOCKET && name == unix.SO_RCVBUF:
-		return OptVal{Int: cond2(s.cfg.RecvBufferSize, tcp.DefaultBufferSize)}, 0
-	case level == unix.SOL_SOCKET && name == unix.SO_SNDBUF:
-		return OptVal{Int: cond2(s.cfg.SendBufferSize, tcp.DefaultBufferSize)}, 0
-	case level == unix.SOL_SOCKET && (name == unix.SO_REUSEADDR || name == unix.SO_KEEPALIVE),
-		level == unix.IPPROTO_TCP && (name == unix.TCP_NODELAY || name == unix.TCP_USER_TIMEOUT),
-		level == unix.IPPROTO_IP && name == unix.IP_TOS:
-		return OptVal{}, 0
+	if v, ok := s.get(s.live(), level, name); ok {
+		return v, 0
 	}
 	return OptVal{}, unix.ENOPROTOOPT
-}
-
-func cond2(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func (d *tcpDUT) TCPInfo(fd int) (map[string]int64, syscall.Errno) {

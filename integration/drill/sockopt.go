@@ -1,0 +1,204 @@
+package drill
+
+import (
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ustack-net/ustack/tcp"
+)
+
+// sockOpts is the socket-option state of the DUTs built on ustack's engine
+// (tcp, ustack): the tcp.Config a connection is made with, SO_LINGER
+// {1, 0}, and the integer values getsockopt reads back. Both DUTs keep
+// the same options the same way; only the SOL_SOCKET SO_ERROR and IP-level
+// options (what each puts in the IP header) are their own.
+type sockOpts struct {
+	cfg     tcp.Config
+	linger0 bool
+	ints    map[[2]int]int // options kept for getsockopt only
+}
+
+// liveConn is a DUT's connection as setsockopt changes it once it exists.
+type liveConn interface {
+	SetRecvBuffer(n int)
+	SetSendBuffer(n int)
+	SetNoDelay(on bool)
+	SetUserTimeout(d time.Duration)
+	SetLinger0(on bool)
+	// SetKeepAlive applies cfg's KeepAlive, KeepIdle, KeepInterval and
+	// KeepCount (zero: the default).
+	SetKeepAlive(cfg *tcp.Config)
+	Info() tcp.Info
+}
+
+func optKey(level, name int) [2]int { return [2]int{level, name} }
+
+// clone copies o for a connection accepted on a listener (options are
+// inherited, as on Linux).
+func (o *sockOpts) clone() sockOpts {
+	n := *o
+	if o.ints != nil {
+		n.ints = make(map[[2]int]int, len(o.ints))
+		for k, v := range o.ints {
+			n.ints[k] = v
+		}
+	}
+	return n
+}
+
+func (o *sockOpts) keep(level, name, v int) {
+	if o.ints == nil {
+		o.ints = map[[2]int]int{}
+	}
+	o.ints[optKey(level, name)] = v
+}
+
+// set is setsockopt for the SOL_SOCKET and IPPROTO_TCP options the engine
+// has; c is the connection, nil before there is one. It reports false for
+// an option it does not handle (the caller's, or ENOPROTOOPT).
+func (o *sockOpts) set(c liveConn, level, name int, v OptVal) (bool, syscall.Errno) {
+	switch {
+	case level == unix.SOL_SOCKET && (name == unix.SO_REUSEADDR || name == unix.SO_REUSEPORT):
+	case level == unix.SOL_SOCKET && name == unix.SO_LINGER:
+		if v.Linger.Onoff != 0 && v.Linger.Linger != 0 {
+			return true, unix.ENOPROTOOPT // a lingering close(2) that blocks
+		}
+		o.linger0 = v.Linger.Onoff != 0
+		if c != nil {
+			c.SetLinger0(o.linger0)
+		}
+		return true, 0
+	case level == unix.SOL_SOCKET && (name == unix.SO_RCVBUF || name == unix.SO_SNDBUF):
+		if v.Int < 0 {
+			return true, unix.EINVAL
+		}
+		// Linux doubles the value for bookkeeping overhead; the engine's
+		// buffers hold payload only, so take it as given.
+		n := min(max(v.Int, tcp.MinBufferSize), tcp.MaxBufferSize)
+		if name == unix.SO_RCVBUF {
+			o.cfg.RecvBufferSize = n
+			if c != nil {
+				c.SetRecvBuffer(n)
+			}
+		} else {
+			o.cfg.SendBufferSize = n
+			if c != nil {
+				c.SetSendBuffer(n)
+			}
+		}
+	case level == unix.SOL_SOCKET && name == unix.SO_KEEPALIVE:
+		o.cfg.KeepAlive = v.Int != 0
+		if c != nil {
+			c.SetKeepAlive(&o.cfg)
+		}
+	case level == unix.IPPROTO_TCP && name == unix.TCP_NODELAY:
+		o.cfg.NoDelay = v.Int != 0
+		if c != nil {
+			c.SetNoDelay(o.cfg.NoDelay)
+		}
+	case level == unix.IPPROTO_TCP && (name == unix.TCP_KEEPIDLE || name == unix.TCP_KEEPINTVL || name == unix.TCP_KEEPCNT):
+		if v.Int < 1 {
+			return true, unix.EINVAL
+		}
+		switch name {
+		case unix.TCP_KEEPIDLE:
+			o.cfg.KeepIdle = time.Duration(v.Int) * time.Second
+		case unix.TCP_KEEPINTVL:
+			o.cfg.KeepInterval = time.Duration(v.Int) * time.Second
+		default:
+			o.cfg.KeepCount = v.Int
+		}
+		if c != nil {
+			c.SetKeepAlive(&o.cfg)
+		}
+	case level == unix.IPPROTO_TCP && name == unix.TCP_USER_TIMEOUT:
+		if v.Int < 0 {
+			return true, unix.EINVAL
+		}
+		o.cfg.UserTimeout = time.Duration(v.Int) * time.Millisecond
+		if c != nil {
+			c.SetUserTimeout(o.cfg.UserTimeout)
+		}
+	case level == unix.IPPROTO_TCP && name == unix.TCP_MAXSEG:
+		if c != nil || v.Int < 88 || v.Int > 65535 {
+			return true, unix.EINVAL
+		}
+		o.cfg.MSS = uint16(v.Int)
+	case level == unix.IPPROTO_TCP && name == unix.TCP_CONGESTION:
+		var cc string
+		switch v.Str {
+		case "cubic":
+			cc = "cubic"
+		case "reno", "newreno":
+			cc = "newreno"
+		default:
+			return true, unix.ENOENT
+		}
+		if c != nil {
+			return true, unix.ENOPROTOOPT // the engine takes it when the connection is made
+		}
+		o.cfg.CongestionControl = cc
+		return true, 0
+	default:
+		return false, 0
+	}
+	o.keep(level, name, v.Int)
+	return true, 0
+}
+
+// get is getsockopt for what set keeps (c nil before a connection). It
+// reports false for an option it does not know.
+func (o *sockOpts) get(c liveConn, level, name int) (OptVal, bool) {
+	switch {
+	case level == unix.SOL_SOCKET && name == unix.SO_LINGER:
+		if o.linger0 {
+			return OptVal{Linger: unix.Linger{Onoff: 1}}, true
+		}
+		return OptVal{}, true
+	case level == unix.IPPROTO_TCP && name == unix.TCP_MAXSEG:
+		if c != nil {
+			return OptVal{Int: int(c.Info().MSS)}, true
+		}
+		return OptVal{Int: int(o.cfg.MSS)}, true
+	case level == unix.IPPROTO_TCP && name == unix.TCP_CONGESTION:
+		if c != nil {
+			return OptVal{Str: c.Info().CC}, true
+		}
+		return OptVal{Str: cond2s(o.cfg.CongestionControl, "newreno")}, true
+	}
+	if v, ok := o.ints[optKey(level, name)]; ok {
+		if level == unix.SOL_SOCKET && (name == unix.SO_RCVBUF || name == unix.SO_SNDBUF) {
+			// Linux reports twice what was set (the kernel doubles it
+			// for bookkeeping overhead, socket(7)).
+			v = 2 * min(max(v, tcp.MinBufferSize), tcp.MaxBufferSize)
+		}
+		return OptVal{Int: v}, true
+	}
+	switch {
+	case level == unix.SOL_SOCKET && name == unix.SO_RCVBUF:
+		return OptVal{Int: cond2(o.cfg.RecvBufferSize, tcp.DefaultBufferSize)}, true
+	case level == unix.SOL_SOCKET && name == unix.SO_SNDBUF:
+		return OptVal{Int: cond2(o.cfg.SendBufferSize, tcp.DefaultBufferSize)}, true
+	case level == unix.SOL_SOCKET && (name == unix.SO_REUSEADDR || name == unix.SO_KEEPALIVE),
+		level == unix.IPPROTO_TCP && (name == unix.TCP_NODELAY || name == unix.TCP_USER_TIMEOUT),
+		level == unix.IPPROTO_IP && name == unix.IP_TOS:
+		return OptVal{}, true
+	}
+	return OptVal{}, false
+}
+
+func cond2(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func cond2s(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
