@@ -106,6 +106,16 @@ func ccLossSSThresh(flight uint32, num, den uint64, mss uint32) uint32 {
 	return ccSaturate(v)
 }
 
+// ccLossBase is the window a loss reduction starts from: FlightSize, but
+// never more than cwnd. During SACK recovery the sender keeps sending above
+// the recovery point while holes wait, so SND.MAX - SND.UNA grows with
+// SACKed bytes far beyond what is in the network (several times cwnd once a
+// slow-start overshoot's recovery runs for a few round trips); a loss found
+// right after that recovery would otherwise set ssthresh above the cwnd
+// that just overflowed the path. Linux reduces from cwnd (tcp_reno_ssthresh,
+// bictcp_recalc_ssthresh); RFC 9438 §4.6 allows cwnd too.
+func ccLossBase(cwnd, flight uint32) uint32 { return min(cwnd, flight) }
+
 // ccFloorMSS clamps a window to at least one MSS.
 func ccFloorMSS(cwnd, mss uint32) uint32 {
 	if cwnd < mss {

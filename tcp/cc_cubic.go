@@ -178,7 +178,7 @@ func (c *cubic) startEpoch(now Time) {
 // OnEnterRecovery implements congestionControl (RFC 9438 §4.6, §4.7).
 func (c *cubic) OnEnterRecovery(now Time, inflight uint32) {
 	c.congestionEvent()
-	c.ssthresh = ccLossSSThresh(inflight, cubicBetaNum, cubicBetaDen, c.mssU)
+	c.ssthresh = ccLossSSThresh(ccLossBase(uint32(c.cwnd), inflight), cubicBetaNum, cubicBetaDen, c.mssU)
 	c.cwnd = float64(c.ssthresh) // already >= 2*MSS
 }
 
@@ -207,7 +207,7 @@ func (c *cubic) OnExitRecovery(now Time) {
 func (c *cubic) OnRTO(now Time, inflight uint32) {
 	if !c.rtoHeld {
 		c.cwndPrior = c.cwnd
-		c.ssthresh = ccLossSSThresh(inflight, cubicBetaNum, cubicBetaDen, c.mssU)
+		c.ssthresh = ccLossSSThresh(ccLossBase(uint32(c.cwnd), inflight), cubicBetaNum, cubicBetaDen, c.mssU)
 		c.rtoHeld = true
 	}
 	c.cwnd = c.mss

@@ -76,9 +76,10 @@ func (r *newReno) OnAck(now Time, acked uint32, rtt time.Duration, inflight uint
 }
 
 // OnEnterRecovery implements congestionControl: ssthresh = max(FlightSize/2,
-// 2*SMSS) (RFC 5681 eq. (4)), cwnd = ssthresh.
+// 2*SMSS) (RFC 5681 eq. (4)), FlightSize at most cwnd (ccLossBase), cwnd =
+// ssthresh.
 func (r *newReno) OnEnterRecovery(now Time, inflight uint32) {
-	r.ssthresh = ccLossSSThresh(inflight, 1, 2, r.mss)
+	r.ssthresh = ccLossSSThresh(ccLossBase(r.cwnd, inflight), 1, 2, r.mss)
 	r.cwnd = ccFloorMSS(r.ssthresh, r.mss)
 	r.caAcked = 0
 }
@@ -94,7 +95,7 @@ func (r *newReno) OnExitRecovery(now Time) {
 // window LW = 1 SMSS).
 func (r *newReno) OnRTO(now Time, inflight uint32) {
 	if !r.rtoHeld {
-		r.ssthresh = ccLossSSThresh(inflight, 1, 2, r.mss)
+		r.ssthresh = ccLossSSThresh(ccLossBase(r.cwnd, inflight), 1, 2, r.mss)
 		r.rtoHeld = true
 	}
 	r.cwnd = r.mss

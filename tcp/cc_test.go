@@ -110,6 +110,7 @@ func TestNewRenoCongestionAvoidance(t *testing.T) {
 
 func TestNewRenoSlowStartCrossesSSThresh(t *testing.T) {
 	r := newNewReno(1000)
+	r.SetCWnd(23000)
 	r.OnRTO(0, 23000) // ssthresh 11500, cwnd 1000
 	assert.Equal(t, uint32(11500), r.SSThresh())
 	assert.Equal(t, uint32(1000), r.CWnd())
@@ -133,19 +134,29 @@ func TestNewRenoLossReactions(t *testing.T) {
 		cwnd, ssthr  uint32
 		afterAckCwnd uint32
 	}{
-		{"recovery halves flight", func(cc congestionControl) { cc.OnEnterRecovery(0, 30000) }, 15000, 15000, 15000},
+		{"recovery halves flight", func(cc congestionControl) { cc.SetCWnd(30000); cc.OnEnterRecovery(0, 30000) }, 15000, 15000, 15000},
+		{"recovery halves cwnd below flight", func(cc congestionControl) {
+			// SACKed bytes above the recovery point of an earlier
+			// recovery make SND.MAX - SND.UNA several times cwnd.
+			cc.SetCWnd(20000)
+			cc.OnEnterRecovery(0, 80000)
+		}, 10000, 10000, 10000},
 		{"recovery floor 2 MSS", func(cc congestionControl) { cc.OnEnterRecovery(0, 1000) }, 2000, 2000, 2000},
-		{"rto loss window", func(cc congestionControl) { cc.OnRTO(0, 30000) }, 1000, 15000, 2000},
+		{"rto loss window", func(cc congestionControl) { cc.SetCWnd(30000); cc.OnRTO(0, 30000) }, 1000, 15000, 2000},
 		{"rto twice holds ssthresh", func(cc congestionControl) {
+			cc.SetCWnd(30000)
 			cc.OnRTO(0, 30000)
 			cc.OnRTO(0, 1000) // RFC 5681 §3.1: the retransmission timed out again
 		}, 1000, 15000, 2000},
 		{"rto after new ack recomputes", func(cc congestionControl) {
+			cc.SetCWnd(30000)
 			cc.OnRTO(0, 30000)
+			cc.SetCWnd(8000)
 			cc.OnAck(0, 1000, 0, 0)
 			cc.OnRTO(0, 8000)
 		}, 1000, 4000, 2000},
 		{"inflation then exit", func(cc congestionControl) {
+			cc.SetCWnd(30000)
 			cc.OnEnterRecovery(0, 30000)
 			cc.SetCWnd(cc.SSThresh() + 3*1000) // RFC 6582 step 3
 			cc.SetCWnd(cc.CWnd() + 1000)

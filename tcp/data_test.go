@@ -211,9 +211,11 @@ func TestLimitedTransmit(t *testing.T) {
 	// The first two duplicate ACKs each release one new segment (RFC 3042).
 	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 65535)), "[.] seq 11001 ack 5001 win 4096 len 1000")
 	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 65535)), "[.] seq 12001 ack 5001 win 4096 len 1000")
-	// The third triggers fast retransmit; cwnd = 6000+3000 < flight.
+	// The third triggers fast retransmit; ssthresh is half the flight
+	// without the two limited-transmit segments (RFC 3042 §2, RFC 5681
+	// §3.2 step 2), i.e. half of cwnd; cwnd = 5000+3000 < flight.
 	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 65535)), "[.] seq 1001 ack 5001 win 4096 len 1000")
-	require.Equal(t, uint32(6000), h.c.Info().SSThresh)
+	require.Equal(t, uint32(5000), h.c.Info().SSThresh)
 }
 
 func sackSeg(ack Seq, blocks ...SACKBlock) Segment {

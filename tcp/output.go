@@ -363,9 +363,10 @@ func (c *Conn) sendData(now Time, e Emitter) {
 				send = false
 			}
 		}
-		if !send {
-		} else if n := c.retransmit(now, e, start, mss); n > 0 && c.sackRecovery {
-			c.highRxt = c.highRxt.Max(start + Seq(n))
+		if send {
+			if n := c.retransmit(now, e, start, mss); n > 0 && c.sackRecovery {
+				c.highRxt = c.highRxt.Max(start + Seq(n))
+			}
 		}
 	}
 	if c.sackRecovery {

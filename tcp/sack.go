@@ -1,17 +1,30 @@
 package tcp
 
+import "sort"
+
 // sbDupThresh is DupThresh of RFC 6675 §2 (and RFC 5681's three duplicate
 // ACKs).
 const sbDupThresh = 3
 
-// sbMaxRanges bounds the scoreboard: at most this many disjoint SACKed ranges
-// are remembered. A receiver reports at most 4 blocks per ACK, but over a
-// large window with scattered loss many holes coexist; 256 ranges (2 KiB)
-// cover a 16 MiB window at ~1.5% random loss. Beyond the bound the ranges
-// farthest from SND.UNA are forgotten: forgetting SACK information is always
-// safe (the data is merely treated as not SACKed, RFC 2018 §8 already lets a
-// receiver renege), whereas inventing SACKed bytes would stall recovery.
+// sbMaxRanges is the least bound on the scoreboard: at most this many
+// disjoint SACKed ranges are remembered, or one per two segments of the
+// flight if that is more (sbRangeLimit). A receiver reports at most 4 blocks
+// per ACK, but over a large window many holes coexist: a slow-start
+// overshoot into a drop-tail queue loses about every other segment of a
+// flight of megabytes. Bounding by the flight keeps the scoreboard at 8
+// bytes per two segments in flight (0.3% of the send buffer that holds
+// them), which no receiver can exceed, whatever blocks it sends. Beyond the
+// bound the ranges farthest from SND.UNA are forgotten: forgetting SACK
+// information is safe (the data is merely treated as not SACKed, RFC 2018
+// §8 already lets a receiver renege), whereas inventing SACKed bytes would
+// stall recovery; but what is forgotten is retransmitted although it
+// arrived, so the bound must not bite on a real path.
 const sbMaxRanges = 256
+
+// sbRangeLimit is the scoreboard's bound for a flight of flight bytes.
+func sbRangeLimit(flight, mss uint32) int {
+	return max(sbMaxRanges, int(flight/(2*max(mss, 1))))
+}
 
 // sbMaxWindow bounds a SACK block's distance from SND.UNA when the caller
 // does not give SND.NXT (Update): the largest window RFC 7323 §2.3 allows.
@@ -26,7 +39,7 @@ type sendScoreboard struct {
 	ranges []SACKBlock // sorted by Start, disjoint and non-adjacent
 	sacked uint32      // total bytes in ranges
 	mss    uint32
-	// Dropped counts ranges forgotten because of the sbMaxRanges bound.
+	// Dropped counts ranges forgotten because of the bound (sbRangeLimit).
 	Dropped uint64
 }
 
@@ -81,6 +94,7 @@ func (s *sendScoreboard) Update(sndUna Seq, blocks []SACKBlock) (newlySACKed uin
 // within the second block. It returns the number of bytes newly SACKed.
 func (s *sendScoreboard) UpdateSACK(sndUna, sndNxt Seq, blocks []SACKBlock) (newlySACKed uint32, dsack bool) {
 	s.trimBelow(sndUna)
+	limit := sbRangeLimit(sndUna.Size(sndNxt), s.smss())
 	before := s.sacked
 	if len(blocks) > 0 {
 		b0 := blocks[0]
@@ -102,7 +116,7 @@ func (s *sendScoreboard) UpdateSACK(sndUna, sndNxt Seq, blocks []SACKBlock) (new
 		if !b.Start.LessThan(b.End) || b.Start.LessThan(sndUna) || sndNxt.LessThan(b.End) {
 			continue
 		}
-		s.insert(b)
+		s.insert(b, limit)
 	}
 	return s.sacked - before, dsack
 }
@@ -125,12 +139,10 @@ func (s *sendScoreboard) trimBelow(una Seq) {
 }
 
 // insert adds b, merging overlapping and adjacent ranges.
-func (s *sendScoreboard) insert(b SACKBlock) {
-	// First range whose End >= b.Start (it may touch or overlap b).
-	lo := 0
-	for lo < len(s.ranges) && s.ranges[lo].End.LessThan(b.Start) {
-		lo++
-	}
+func (s *sendScoreboard) insert(b SACKBlock, limit int) {
+	// First range whose End >= b.Start (it may touch or overlap b), found
+	// by binary search: the scoreboard may hold thousands of ranges.
+	lo := sort.Search(len(s.ranges), func(i int) bool { return !s.ranges[i].End.LessThan(b.Start) })
 	// hi: first range that starts strictly after b.End (no contact).
 	hi := lo
 	for hi < len(s.ranges) && s.ranges[hi].Start.LessThanEq(b.End) {
@@ -138,7 +150,7 @@ func (s *sendScoreboard) insert(b SACKBlock) {
 	}
 	if lo == hi {
 		// No contact: plain insertion at lo.
-		if len(s.ranges) >= sbMaxRanges {
+		if len(s.ranges) >= limit {
 			if lo == len(s.ranges) {
 				s.Dropped++
 				return // b itself is the farthest range

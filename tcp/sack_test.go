@@ -193,22 +193,35 @@ func TestScoreboardRejectsBogusBlocks(t *testing.T) {
 }
 
 // TestScoreboardBounded floods the scoreboard with disjoint blocks: it must
-// stay at sbMaxRanges, forgetting the ranges farthest from SND.UNA.
+// stay at its bound, sbMaxRanges or one range per two segments of the
+// flight, forgetting the ranges farthest from SND.UNA.
 func TestScoreboardBounded(t *testing.T) {
-	s := newTestScoreboard()
-	una, nxt := sq(0), sq(1<<24)
-	for i := uint32(0); i < 4*sbMaxRanges; i++ {
-		// Blocks arrive in a scrambled order.
-		j := (i * 7919) % (4 * sbMaxRanges)
-		s.UpdateSACK(una, nxt, []SACKBlock{blk(10+j*10, 15+j*10)})
-		require.LessOrEqual(t, s.Len(), sbMaxRanges)
+	for _, tc := range []struct {
+		name  string
+		nxt   Seq
+		limit int
+	}{
+		{"small_flight", sq(1 << 18), sbMaxRanges},
+		{"4MiB_flight", sq(4 << 20), (4 << 20) / 2000}, // MSS 1000
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestScoreboard()
+			una := sq(0)
+			n := uint32(4 * tc.limit)
+			for i := uint32(0); i < n; i++ {
+				// Blocks arrive in a scrambled order.
+				j := (i * 7919) % n
+				s.UpdateSACK(una, tc.nxt, []SACKBlock{blk(10+j*10, 15+j*10)})
+				require.LessOrEqual(t, s.Len(), tc.limit)
+			}
+			assert.Equal(t, tc.limit, s.Len())
+			assert.Equal(t, uint32(5*tc.limit), s.SACKedBytes())
+			assert.Equal(t, uint64(3*tc.limit), s.Dropped)
+			// What remains are the lowest ranges.
+			assert.Equal(t, blk(10, 15), s.Ranges()[0])
+			assert.Equal(t, blk(10+uint32(tc.limit-1)*10, 15+uint32(tc.limit-1)*10), s.Ranges()[tc.limit-1])
+		})
 	}
-	assert.Equal(t, sbMaxRanges, s.Len())
-	assert.Equal(t, uint32(5*sbMaxRanges), s.SACKedBytes())
-	assert.Equal(t, uint64(3*sbMaxRanges), s.Dropped)
-	// What remains are the lowest ranges.
-	assert.Equal(t, blk(10, 15), s.Ranges()[0])
-	assert.Equal(t, blk(10+(sbMaxRanges-1)*10, 15+(sbMaxRanges-1)*10), s.Ranges()[sbMaxRanges-1])
 }
 
 func TestScoreboardTrimAndMerge(t *testing.T) {
