@@ -146,8 +146,10 @@ func (r pathRun) steadyMbps() float64 {
 // average, and the goodput stays above 80 Mbit/s (CUBIC's β = 0.7 of
 // BDP + 5 ms is 79% of the BDP, and its cubic regrowth is slow at 40 ms;
 // the first mark comes in slow start). Without ECN the same path
-// tail-drops (and retransmits) and its queue runs full, for a goodput
-// within 5% of ECN's (ECN's gain is the loss and the delay, not the rate).
+// tail-drops (and retransmits) and its queue runs full. Its goodput is not
+// compared: with a 1-BDP queue CUBIC's β = 0.7 never leaves the link idle,
+// while a 5 ms marker makes it regrow from 79% of the BDP, so on this path
+// ECN's gain is the loss and the delay, not the rate (as on Linux).
 func TestECNThroughMarkingPath(t *testing.T) {
 	const spec = "rtt=40ms,rate=100mbit,ecn=5ms"
 	ecn := runPathDownload(t, spec, tcp.ECNAccept, tcp.ECNOn, 20*time.Second)
@@ -174,5 +176,4 @@ func TestECNThroughMarkingPath(t *testing.T) {
 	require.Zero(t, plain.down.Marked, "Not-ECT packets are never marked")
 	require.NotZero(t, plain.down.QueueDrops, "they are tail-dropped")
 	require.Greater(t, plain.down.Delay.Mean(), 4*ecn.down.Delay.Mean())
-	require.Greater(t, ecn.steadyMbps(), 0.95*plain.steadyMbps())
 }
