@@ -44,21 +44,22 @@ func segSeqs(segs []Segment) string {
 // 20-segment flight is lost and the receiver SACKs the rest one by one, 1
 // ms apart. The first two SACKs release one new segment each (limited
 // transmit, RFC 3042); the third starts recovery with FlightSize =
-// RecoverFS = 22000 and ssthresh = 11000. While the pipe is above ssthresh
-// PRR sends ceil(prr_delivered * ssthresh / RecoverFS) - prr_out: one
-// segment per two delivered (RFC 6937 §3). Once the pipe is at ssthresh it
-// sends one segment per segment delivered.
+// RecoverFS = 22000 and ssthresh = 10000 (half the 20-segment cwnd, as
+// Linux's tcp_reno_ssthresh). While the pipe is above ssthresh PRR sends
+// ceil(prr_delivered * ssthresh / RecoverFS) - prr_out: about one segment
+// per 2.2 delivered (RFC 6937 §3). Once the pipe is at ssthresh it sends
+// one segment per segment delivered.
 func TestPRRProportionalThenOneForOne(t *testing.T) {
 	h := prrFlight(t, plainConfig())
 	b := func(s, e Seq) SACKBlock { return SACKBlock{Start: s, End: e} }
 	want := []string{
 		"31001", "32001", // limited transmit
 		"11001", // recovery: the fast retransmission
-		"-", "33001", "-", "34001", "-", "35001", "-", "36001", "-", "37001", "-", "38001",
+		"-", "33001", "-", "34001", "-", "35001", "-", "36001", "-", "-", "37001", "-", "38001",
 		"-", "-", // the pipe reaches ssthresh
-		"39001", "40001", // one for one
+		"39001", // one for one
 	}
-	for i := 1; i <= 19; i++ {
+	for i := 1; i <= len(want); i++ {
 		h.now += ms
 		got := h.in(sackSeg(11001, b(12001, 12001+Seq(i)*1000)))
 		require.Equal(t, want[i-1], segSeqs(got), "SACK of [12001, %d)", 12001+i*1000)
@@ -69,25 +70,25 @@ func TestPRRProportionalThenOneForOne(t *testing.T) {
 		}
 		require.Equal(t, CARecovery, in.CAState)
 		require.True(t, in.PRR)
-		require.Equal(t, uint32(11000), in.SSThresh)
+		require.Equal(t, uint32(10000), in.SSThresh)
 		p := h.c.rate.prr
 		require.Equal(t, uint64(22000), p.recoverFS)
 		require.Equal(t, uint64(i-2)*1000, p.delivered)
 		pipe := uint64(h.c.pipe())
-		if i <= 16 {
+		if i <= 17 {
 			// Above ssthresh (before the ACK's sends): prr_out
 			// is exactly the proportional share, in segments.
-			require.Equal(t, ceilDiv(ceilDiv(p.delivered*11000, 22000), 1000)*1000, p.out, "ACK %d", i)
-			require.Greater(t, pipe, uint64(11000))
+			require.Equal(t, ceilDiv(ceilDiv(p.delivered*10000, 22000), 1000)*1000, p.out, "ACK %d", i)
+			require.Greater(t, pipe, uint64(10000))
 		} else {
-			require.Equal(t, uint64(11000), pipe, "ACK %d", i)
+			require.Equal(t, uint64(10000), pipe, "ACK %d", i)
 		}
 	}
 }
 
 // TestPRRSlowStartReductionBound: twelve segments of the flight,
 // [11001, 23001), are lost. When recovery starts the pipe (8 segments) is
-// below ssthresh (11): PRR-SSRB sends one segment per segment delivered
+// below ssthresh (10): PRR-SSRB sends one segment per segment delivered
 // while SND.UNA stands still, and once the retransmissions are
 // acknowledged, at most delivered + 1 MSS per ACK (slow start) up to
 // ssthresh, then one for one.
@@ -115,11 +116,11 @@ func TestPRRSlowStartReductionBound(t *testing.T) {
 	require.Equal(t, []string{
 		"17001 18001 19001 20001", // 3 delivered: max(3, prr_delivered-prr_out) + 1
 		"21001 22001",             // 1 delivered + 1
-		"33001 34001",             // 1 + 1: the pipe reaches ssthresh
-		"35001", "36001", "37001", // one for one
+		"33001",                   // 1 + 1, cut to ssthresh - pipe: the pipe reaches ssthresh
+		"34001", "35001", "36001", // one for one
 	}, got)
-	require.Equal(t, uint32(11000), h.c.pipe())
-	require.Equal(t, uint32(11000), h.c.Info().SSThresh)
+	require.Equal(t, uint32(10000), h.c.pipe())
+	require.Equal(t, uint32(10000), h.c.Info().SSThresh)
 }
 
 // TestPRROffOrWithoutSSThresh: --prr off lets the congestion control's
@@ -135,8 +136,8 @@ func TestPRROffOrWithoutSSThresh(t *testing.T) {
 		h.now += ms
 		got = append(got, segSeqs(h.in(sackSeg(11001, b(12001, 12001+Seq(i)*1000)))))
 	}
-	// Silence for eight ACKs, then one per ACK (RFC 6675 alone).
-	require.Equal(t, "31001 32001 11001 - - - - - - - - 33001 34001 35001 36001 37001 38001 39001 40001", strings.Join(got, " "))
+	// Silence for nine ACKs, then one per ACK (RFC 6675 alone).
+	require.Equal(t, "31001 32001 11001 - - - - - - - - - 33001 34001 35001 36001 37001 38001 39001", strings.Join(got, " "))
 	require.False(t, h.c.Info().PRR)
 
 	cfg = plainConfig()
