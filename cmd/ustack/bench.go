@@ -338,7 +338,7 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 		"rtt=40ms,rate=100mbit,loss=0.5%[,queue=1bdp|BYTES,jitter=D,reorder=P,seed=N]; loss=0,0.5%,2%\n"+
 		"sweeps (see ustack path --help for every key). Workloads then are down, up and fetch, the\n"+
 		"duration defaults to 5s, gVisor runs its first --gvisor variant, the kernel twice (CUBIC, BBR)")
-	fs.StringVar(&f.queues, "queues", "", "queues of the ustack server's TUN (serve --queues; default serve's, min(cores, 4)), or a\n"+
+	fs.StringVar(&f.queues, "queues", "", "queues of the ustack server's TUN (serve --queues; default serve's, one per two cores), or a\n"+
 		"sweep: 1,2 runs the ustack server once per count, the first as column ustack, the others as\n"+
 		"ustack-qN with their ratio to it (ustack-qN/ustack)")
 	fs.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the ustack server during each timed workload to\n"+

@@ -46,7 +46,7 @@ func TestQueuesFlagErrors(t *testing.T) {
 	assert.Contains(t, errOut.String(), `invalid value "many" for flag -queues: want a whole number of queues from 1 to 16`)
 }
 
-// TestQueuesParsed: the default is min(cores, 4), 1 under --pcap or
+// TestQueuesParsed: the default is one per two cores (1 to 4), 1 under --pcap or
 // --impair; a given count is kept.
 func TestQueuesParsed(t *testing.T) {
 	for _, tc := range []struct {
@@ -149,4 +149,11 @@ func TestBenchQueueTable(t *testing.T) {
 	}
 	assert.Equal(t, []string{"Gbit/s", "higher", "4.00", "6.00", "2.00", "2.00x", "1.50x"}, row)
 	assert.Contains(t, got, "TUN queues: ustack with --queues 1, ustack-q2 with --queues 2.\n")
+}
+
+// TestDefaultQueuesFor: one queue per two cores, at least one, at most four.
+func TestDefaultQueuesFor(t *testing.T) {
+	for cores, want := range map[int]int{1: 1, 2: 1, 3: 1, 4: 2, 6: 3, 8: 4, 64: 4} {
+		assert.Equal(t, want, defaultQueuesFor(cores), "%d cores", cores)
+	}
 }
