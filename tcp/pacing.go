@@ -75,9 +75,10 @@ func (c *Conn) paceBlocked(now Time) bool {
 // paceSent advances the departure clock after n payload bytes left at now.
 // A segment that waited for the pacer and left late (the timer woke after
 // its departure time) has the next one's gap shortened by the lateness, at
-// most by half (Linux tcp_update_skb_after_send's "take into account OS
-// jitter"), so timer jitter does not hold the rate achieved below the rate
-// asked for; a sender that had nothing to send gets no such credit.
+// most by max(half the gap, paceCatchUp) (Linux tcp_update_skb_after_send's
+// "take into account OS jitter" takes half), so timer jitter does not hold
+// the rate achieved below the rate asked for; a sender that had nothing to
+// send gets no such credit.
 func (c *Conn) paceSent(now Time, n uint32) {
 	rate := c.pacingRate()
 	if rate == 0 || n == 0 {
@@ -85,12 +86,27 @@ func (c *Conn) paceSent(now Time, n uint32) {
 	}
 	p := &c.rateState().pace
 	d := pacingDelay(n, rate)
-	if late := now.Sub(p.next); p.waited && late > 0 {
-		d -= min(d/2, late)
+	base := max(p.next, now)
+	if p.waited && now.After(p.next) {
+		// Left late: the departure clock keeps up to max(d/2,
+		// paceCatchUp) of the lateness, so that the segments it held
+		// back leave at once until the rate is made good.
+		base = max(p.next, now.Add(-max(d/2, paceCatchUp)))
 	}
-	p.waited = false
-	p.next = max(p.next, now).Add(d)
+	p.next = base.Add(d)
+	// Still behind: the next segment is due already and continues the
+	// catch-up.
+	p.waited = p.next.Before(now)
 }
+
+// paceCatchUp bounds the timer lateness a paced sender makes good by
+// sending at once: about the 1 ms that a super-segment carries at the
+// pacing rate (tsoAutosize), so that without offloads, where each segment
+// is its own departure, a wake-up that comes tens of microseconds late
+// (Go timers, a busy core) does not cap the rate achieved below the rate
+// asked for. Linux credits half a gap (tcp_update_skb_after_send), but its
+// hrtimers are late by microseconds, not by whole gaps.
+const paceCatchUp = time.Millisecond
 
 // tsoMinSegs is the fewest segments a paced super-segment carries (Linux
 // tcp_min_tso_segs).

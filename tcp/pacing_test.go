@@ -230,3 +230,35 @@ func TestPacingCreditsTimerLateness(t *testing.T) {
 	h.expect(h.output(), "[.] seq 4001 ack 5001 win 4096 len 1000")
 	require.Equal(t, t0+43*ms, h.c.rate.pace.next)
 }
+
+// TestPacingCatchesUpShortGaps: at 10 MB/s a 1000-byte segment leaves every
+// 100 µs. A pacing timer that wakes 450 µs late (Go timers on a busy core)
+// sends at once the segments due meanwhile, five, and the departure clock
+// stays on its 100 µs grid: the rate asked for is the rate achieved. With
+// half a gap of credit only (Linux's rule, built for hrtimers) each late
+// wake-up would cost its lateness, and the rate would fall to a fifth.
+func TestPacingCatchesUpShortGaps(t *testing.T) {
+	cfg := plainConfig()
+	cfg.SendBufferSize = 64 << 10
+	h, f := fixedHarness(t, cfg, Segment{}, 100000)
+	f.rate = 10000000
+	const us = Time(time.Microsecond)
+	t0 := h.now
+	h.c.Write(data(10000, 0))
+	h.expect(h.output(), "[.] seq 1001 ack 5001 win 4096 len 1000")
+	require.Equal(t, t0+100*us, h.c.rate.pace.next)
+	h.now = t0 + 550*us
+	h.expect(h.output(),
+		"[.] seq 2001 ack 5001 win 4096 len 1000",
+		"[.] seq 3001 ack 5001 win 4096 len 1000",
+		"[.] seq 4001 ack 5001 win 4096 len 1000",
+		"[.] seq 5001 ack 5001 win 4096 len 1000",
+		"[.] seq 6001 ack 5001 win 4096 len 1000")
+	require.Equal(t, t0+600*us, h.c.rate.pace.next, "back on the grid")
+	// A wake-up 3 ms late makes good 1 ms (paceCatchUp), not all of it:
+	// the clock restarts at 2600 µs, and the four segments left leave at
+	// once, each 100 µs on it.
+	h.now = t0 + 3600*us
+	require.Len(t, h.output(), 4)
+	require.Equal(t, t0+3000*us, h.c.rate.pace.next, "the departure clock")
+}
