@@ -537,15 +537,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	rep.Ratios = benchRatios(rep.Results)
 	rep.ElapsedSeconds = time.Since(start).Seconds()
-	if cfg.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintf(stderr, "ustack bench: %v\n", err)
-			return 1
-		}
-	} else {
-		writeBenchTable(stdout, rep)
+	if code := writeBenchReport(stdout, stderr, cfg.json, rep, func() { writeBenchTable(stdout, rep) }); code != 0 {
+		return code
 	}
 	for _, r := range rep.Results {
 		if len(r.Errors) > 0 {
@@ -782,3 +775,20 @@ func onOff(b bool) string {
 // errBenchNotPrivate refuses to run the target mode in the machine's own
 // network namespace, where it would create devices and change sysctls.
 var errBenchNotPrivate = errors.New("not in a private network namespace (run `ustack bench`, which creates one)")
+
+// writeBenchReport prints a bench report: rep as indented JSON with
+// asJSON, else the table that table writes. It returns 1 when the JSON
+// cannot be written (said on stderr), else 0.
+func writeBenchReport(stdout, stderr io.Writer, asJSON bool, rep any, table func()) int {
+	if !asJSON {
+		table()
+		return 0
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		fmt.Fprintf(stderr, "ustack bench: %v\n", err)
+		return 1
+	}
+	return 0
+}

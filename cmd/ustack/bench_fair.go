@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -99,15 +98,8 @@ func runBenchFairness(exe string, cfg *benchConfig, stdout, stderr io.Writer) in
 		}
 	}
 	rep.ElapsedSeconds = time.Since(start).Seconds()
-	if cfg.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintf(stderr, "ustack bench: %v\n", err)
-			return 1
-		}
-	} else {
-		writeBenchFairTable(stdout, rep)
+	if code := writeBenchReport(stdout, stderr, cfg.json, rep, func() { writeBenchFairTable(stdout, rep) }); code != 0 {
+		return code
 	}
 	if failed {
 		return 1

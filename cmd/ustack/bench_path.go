@@ -182,15 +182,8 @@ func runBenchPath(exe string, cfg *benchConfig, stdout, stderr io.Writer) int {
 		rep.Ratios[p.Loss] = pathRatios(rep.Results[p.Loss])
 	}
 	rep.ElapsedSeconds = time.Since(start).Seconds()
-	if cfg.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintf(stderr, "ustack bench: %v\n", err)
-			return 1
-		}
-	} else {
-		writeBenchPathTable(stdout, rep)
+	if code := writeBenchReport(stdout, stderr, cfg.json, rep, func() { writeBenchPathTable(stdout, rep) }); code != 0 {
+		return code
 	}
 	for _, byServer := range rep.Results {
 		for _, r := range byServer {
