@@ -49,16 +49,9 @@ func (s *Stack) inputUDP(l *link, src, dst netip.Addr, srcb, dstb, seg []byte, g
 		s.stats.UDPBadChecksum.Add(1)
 		return false
 	}
-	dp := u.DestinationPort()
-	if dp == 0 {
-		s.stats.UDPBadPort.Add(1)
-		return false
-	}
-	from := netip.AddrPortFrom(src, u.SourcePort())
-	c, ok := findBound(*s.udp.Load(), netip.AddrPortFrom(dst, dp))
-	if !ok || (c.d.connected() && c.d.remote != from) {
-		s.stats.UDPNoPorts.Add(1)
-		return true
+	c, from, noPort, ok := s.udpSocketFor(src, dst, u)
+	if !ok {
+		return noPort
 	}
 	if !c.d.push(l, from, dst, u.Payload()) {
 		s.stats.UDPRcvBufErrors.Add(1)
@@ -99,16 +92,9 @@ func (s *Stack) inputUDPGSO(l *link, src, dst netip.Addr, seg []byte, g tun.GSO)
 		return false
 	}
 	u := ip.UDP(seg)
-	dp := u.DestinationPort()
-	if dp == 0 {
-		s.stats.UDPBadPort.Add(1)
-		return false
-	}
-	from := netip.AddrPortFrom(src, u.SourcePort())
-	c, ok := findBound(*s.udp.Load(), netip.AddrPortFrom(dst, dp))
-	if !ok || (c.d.connected() && c.d.remote != from) {
-		s.stats.UDPNoPorts.Add(1)
-		return true
+	c, from, noPort, ok := s.udpSocketFor(src, dst, u)
+	if !ok {
+		return noPort
 	}
 	s.stats.UDPGSOIn.Add(1)
 	payload, size := seg[ip.UDPHeaderLen:], int(g.Size)
@@ -123,4 +109,23 @@ func (s *Stack) inputUDPGSO(l *link, src, dst netip.Addr, seg []byte, g tun.GSO)
 			return false
 		}
 	}
+}
+
+// udpSocketFor finds the socket a datagram from src to dst with header u
+// goes to, and the address it came from. Without one, counted by reason,
+// ok is false and noPort says whether an ICMP port unreachable is due
+// (destination port 0 is malformed and gets none).
+func (s *Stack) udpSocketFor(src, dst netip.Addr, u ip.UDP) (c *UDPConn, from netip.AddrPort, noPort, ok bool) {
+	dp := u.DestinationPort()
+	if dp == 0 {
+		s.stats.UDPBadPort.Add(1)
+		return nil, from, false, false
+	}
+	from = netip.AddrPortFrom(src, u.SourcePort())
+	c, found := findBound(*s.udp.Load(), netip.AddrPortFrom(dst, dp))
+	if !found || (c.d.connected() && c.d.remote != from) {
+		s.stats.UDPNoPorts.Add(1)
+		return nil, from, true, false
+	}
+	return c, from, false, true
 }
