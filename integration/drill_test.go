@@ -159,9 +159,12 @@ func TestDrillExternalCorpus(t *testing.T) {
 		"close/close-on-syn-sent.pkt", "close/close-remote-fin-then-close.pkt", "epoll/epoll_in_edge.pkt",
 		"fast_retransmit/fr-4pkt-sack.pkt", "ioctl/ioctl-siocinq-fin.pkt",
 		// PRR-SSRB (tcp/prr.go) as Linux's tcp_cwnd_reduction.
-		"fast_recovery/prr-ss-10pkt-lost-1.pkt", "fast_recovery/prr-ss-30pkt-lost1_4.pkt", "mss/mss-getsockopt-tcp_maxseg-server.pkt",
+		// (prr-ss-30pkt-lost1_4 passed with PRR alone; with PSH on every
+		// new-data super-segment it meets linux-psh-per-gso-chunk at line
+		// 42, docs/divergences.md.)
+		"fast_recovery/prr-ss-10pkt-lost-1.pkt", "mss/mss-getsockopt-tcp_maxseg-server.pkt",
 		"shutdown/shutdown-rd-close.pkt", "shutdown/shutdown-rdwr-close.pkt", "shutdown/shutdown-wr-close.pkt",
-		"ts_recent/fin_tsval.pkt", "ts_recent/reset_tsval.pkt",
+		"ts_recent/fin_tsval.pkt", "ts_recent/reset_tsval.pkt", "ecn/ecn-uses-ect0.pkt", "user_timeout/user_timeout.pkt",
 		// PSH on super-segments, GSO, RACK-TLP from the sysctls, SHUT_RD, quick ACKs:
 		"close/close-local-close-then-remote-fin.pkt", "fast_recovery/prr-ss-10pkt-lost-1.pkt",
 		"fast_retransmit/fr-4pkt.pkt", "shutdown/shutdown-rd-wr-close.pkt",

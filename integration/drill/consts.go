@@ -83,7 +83,8 @@ var features = map[string]string{
 
 // Features named by a setting or a shell line rather than a symbol.
 const (
-	featureECN = "ECN (RFC 3168)"
+	featureECN    = "ECN (RFC 3168)"
+	featureAccECN = "AccECN (RFC 9768)"
 	// A local qdisc that drops every packet (`tc qdisc ... limit 0`):
 	// the script tests how the stack treats its own device refusing
 	// packets (Linux retries every TCP_RESOURCE_PROBE_INTERVAL and

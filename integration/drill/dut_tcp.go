@@ -95,7 +95,9 @@ type tcpEmitter struct {
 func (e tcpEmitter) Emit(seg *tcp.Segment) {
 	s := *seg
 	s.Payload = bytes.Clone(seg.Payload)
-	ip := integration.IPFields{TOS: uint8(e.tos), TTL: 64, DF: !e.d.o.IPv6 && !e.noDF}
+	// The ECN field is TCP's (RFC 3168 §6.1), whatever IP_TOS set, as
+	// the stack writes it.
+	ip := integration.IPFields{TOS: uint8(e.tos)&^3 | uint8(seg.ECN), TTL: 64, DF: !e.d.o.IPv6 && !e.noDF}
 	e.d.emitted = append(e.d.emitted, integration.Emission{At: e.d.Now(), Seg: s, IP: ip})
 }
 
@@ -176,6 +178,7 @@ func (d *tcpDUT) listener() *tcpSock {
 
 func (d *tcpDUT) Inject(p *Inbound) {
 	seg := &p.Seg
+	seg.ECN = tcp.ECN(p.IP.TOS & 3) // the IP header's ECN field, as the stack's inputTCP attaches it
 	if c := d.owner(); c != nil {
 		c.c.Input(d.now, seg)
 		d.flushAll()
@@ -788,8 +791,18 @@ func engineSysctl(cfg *tcp.Config, key, value string) error {
 		if err != nil {
 			return err
 		}
-		if n != 0 {
-			return &MissingFeature{Feature: featureECN, Setting: fmt.Sprintf("%s=%d", key, n)}
+		// Linux's meanings (RFC 3168 ECN): 0 never, 1 ask and accept,
+		// 2 accept only; 3 and up ask for AccECN (RFC 9768), which
+		// ustack lacks.
+		switch n {
+		case 0:
+			cfg.ECN = tcp.ECNOff
+		case 1:
+			cfg.ECN = tcp.ECNOn
+		case 2:
+			cfg.ECN = tcp.ECNAccept
+		default:
+			return &MissingFeature{Feature: featureAccECN, Setting: fmt.Sprintf("%s=%d", key, n)}
 		}
 	default:
 		return fmt.Errorf("%s: %w", key, ErrNoEquivalent)

@@ -384,8 +384,19 @@ func (r *runner) expect(ev *Event) error {
 				}
 			}
 		} else {
-			if err := r.advanceTo(hi); err != nil {
+			// Up to the line's time, or through its range in steps: the
+			// packet ends the wait when it leaves, so the DUT's clock is
+			// not past it when the next line happens (packetdrill times
+			// what follows from the packet seen, not from the range's
+			// end).
+			step := min(max(tol/4, 10*time.Microsecond), time.Millisecond)
+			if err := r.advanceTo(lo); err != nil {
 				return err
+			}
+			for len(r.pending) == 0 && r.dut.Now() < hi {
+				if err := r.advanceTo(min(r.dut.Now()+step, hi)); err != nil {
+					return err
+				}
 			}
 			for len(r.pending) == 0 && r.dut.Now() < hi+tol {
 				// Step through the tolerance so a blocked call or a

@@ -250,9 +250,14 @@ func TestEngineSysctl(t *testing.T) {
 	require.NoError(t, engineSysctl(&cfg, "net.ipv4.tcp_congestion_control", "cubic"))
 	require.Equal(t, "cubic", cfg.CongestionControl)
 	require.ErrorIs(t, engineSysctl(&cfg, "net.ipv4.tcp_min_tso_segs", "10"), ErrNoEquivalent)
-	var mf *MissingFeature
-	require.ErrorAs(t, engineSysctl(&cfg, "net.ipv4.tcp_ecn", "1"), &mf)
-	require.Equal(t, featureECN, mf.Feature)
+	require.NoError(t, engineSysctl(&cfg, "net.ipv4.tcp_ecn", "1"))
+	require.Equal(t, tcp.ECNOn, cfg.ECN)
+	require.NoError(t, engineSysctl(&cfg, "net.ipv4.tcp_ecn", "2"))
+	require.Equal(t, tcp.ECNAccept, cfg.ECN)
 	require.NoError(t, engineSysctl(&cfg, "net.ipv4.tcp_ecn", "0"))
+	require.Equal(t, tcp.ECNOff, cfg.ECN)
+	var mf *MissingFeature
+	require.ErrorAs(t, engineSysctl(&cfg, "net.ipv4.tcp_ecn", "3"), &mf)
+	require.Equal(t, featureAccECN, mf.Feature)
 	require.ErrorContains(t, engineSysctl(&cfg, "net.ipv4.tcp_sack", "x"), "want a number")
 }
