@@ -3,6 +3,7 @@ package stack
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -175,7 +176,13 @@ func (c *Conn) takeDirect() int {
 // Write writes p to the connection. It blocks until every byte is in the
 // send buffer (backpressure), or an error, Close or the write deadline; on
 // error it returns how many bytes were queued.
-func (c *Conn) Write(p []byte) (int, error) {
+func (c *Conn) Write(p []byte) (int, error) { return c.WriteMsg(p, 0) }
+
+// WriteMsg is Write with send(2) flags: tcp.WriteMore (MSG_MORE: hold a
+// partial segment at the end, more follows) and tcp.WriteEOR (MSG_EOR:
+// p ends a record, which shares no segment with what follows). They take
+// effect once all of p is queued.
+func (c *Conn) WriteMsg(p []byte, flags tcp.WriteFlags) (int, error) {
 	if c.closed.Load() {
 		return 0, c.opErr("write", net.ErrClosed)
 	}
@@ -200,7 +207,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if ep.stackErr != nil {
 			err = ep.stackErr
 		} else {
-			n, err = ep.tc.Write(p[total:])
+			n, err = ep.tc.WriteMsg(p[total:], flags)
 			if err != nil && err != syscall.EPIPE {
 				// Prefer the stack's view (ICMP soft error on timeout).
 				if e := ep.err(); e != nil {
@@ -215,8 +222,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 			s.afterOp(ep, now)
 		}
 		var wakeCh, memCh chan struct{}
-		retry := false
-		if err == nil && total < len(p) {
+		// What Output sent may make room at once: the not-sent
+		// low-water mark lets a write go on when the unsent bytes fall.
+		retry := n > 0 && err == nil && total < len(p) && ep.tc.Writable() > 0
+		if err == nil && total < len(p) && !retry {
 			wakeCh = waitCh(&ep.wrWake)
 			if b := s.tcpCfg.Memory; ep.tc.Writable() > 0 && b.Limit() > 0 {
 				// Room in the send buffer but no memory for it: the
@@ -250,11 +259,11 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if total == len(p) {
 			return total, nil
 		}
-		if c.wdl.Load().expired() {
-			return total, c.opErr("write", os.ErrDeadlineExceeded)
-		}
 		if retry {
 			continue
+		}
+		if c.wdl.Load().expired() {
+			return total, c.opErr("write", os.ErrDeadlineExceeded)
 		}
 		select {
 		case <-wakeCh:
@@ -477,6 +486,32 @@ func (c *Conn) SetNoDelay(noDelay bool) error {
 	return nil
 }
 
+// SetNotSentLowat sets TCP_NOTSENT_LOWAT: a Write queues a new chunk
+// (the GSO size bounded by half the peer's largest window) only while
+// fewer than bytes are unsent, and blocks otherwise; 0 turns it off. The
+// stack-wide default is Options.TCP.NotSentLowat (net.ipv4.tcp_notsent_lowat).
+func (c *Conn) SetNotSentLowat(bytes int) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	if bytes < 0 {
+		return c.opErr("set", syscall.EINVAL)
+	}
+	c.locked(func(tc *tcp.Conn) { tc.SetNotSentLowat(uint32(min(bytes, math.MaxUint32))) })
+	return nil
+}
+
+// SetCork sets TCP_CORK: while on, a partial segment at the end of what
+// was written is held until the cork is removed (which sends it), Close
+// or CloseWrite, or an RTO passes with nothing in flight.
+func (c *Conn) SetCork(on bool) error {
+	if c.closed.Load() {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.locked(func(tc *tcp.Conn) { tc.SetCork(on) })
+	return nil
+}
+
 // SetLinger sets what Close does with unsent data (SO_LINGER): sec == 0
 // discards it and resets the connection; any other value keeps the default
 // (data sent in the background after Close returns).
@@ -522,9 +557,10 @@ func (c *Conn) SetUserTimeout(d time.Duration) error {
 // Info returns a snapshot of the connection's TCP state (tcp_info-like).
 func (c *Conn) Info() tcp.Info {
 	ep := c.ep
+	now := ep.sh.s.clock.Now()
 	ep.sh.mu.Lock()
 	defer ep.sh.mu.Unlock()
-	return ep.tc.Info()
+	return ep.tc.InfoAt(now)
 }
 
 // State returns the connection's TCP state.

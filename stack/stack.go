@@ -462,10 +462,11 @@ type ConnSnapshot struct {
 // Connections returns a snapshot of every connection in the table.
 func (s *Stack) Connections() []ConnSnapshot {
 	var out []ConnSnapshot
+	now := s.clock.Now()
 	for _, sh := range s.shards {
 		sh.mu.Lock()
 		for _, ep := range sh.conns {
-			out = append(out, ConnSnapshot{Local: ep.id.local, Remote: ep.id.remote, State: ep.tc.State(), Info: ep.tc.Info()})
+			out = append(out, ConnSnapshot{Local: ep.id.local, Remote: ep.id.remote, State: ep.tc.State(), Info: ep.tc.InfoAt(now)})
 		}
 		sh.mu.Unlock()
 	}

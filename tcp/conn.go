@@ -14,6 +14,13 @@ type Config struct {
 	// MSS is the maximum segment size we advertise (link MTU minus IP and
 	// TCP headers). Default 1460.
 	MSS uint16
+	// NotSentLowat > 0 bounds the unsent bytes a writer may queue (Linux
+	// net.ipv4.tcp_notsent_lowat; SetNotSentLowat is TCP_NOTSENT_LOWAT):
+	// a write starts a new size-goal chunk of the send queue only while
+	// fewer than this many bytes are unsent, and the connection polls
+	// writable only then (tcp_stream_memory_free). 0 = off, Linux's
+	// default; the send buffer alone bounds a writer.
+	NotSentLowat uint32
 	// GSOMaxSize > 0 lets Output emit payloads of up to this many bytes (a
 	// multiple of the MSS) tagged with Segment.GSOSize for segmentation
 	// offload. 0 emits one wire segment per Segment.
@@ -529,6 +536,13 @@ type rareState struct {
 	fastRecoveries, rtoExpirations, probesSent uint64
 	dsacksSent                                 uint64
 
+	// Send-side socket options (sendopts.go): TCP_CORK, a MSG_MORE
+	// write's hold and its unpushed tail, a push through both (uncork,
+	// TCP_NODELAY), and the MSG_EOR record ends still in the send
+	// buffer, ascending.
+	cork, moreHold, noPSH, pushOnce bool
+	eor                             []Seq
+
 	// ECN (ecn.go): ecnHigh is SND.MAX at the last window reduction
 	// (valid with ecnHold); the counters are Info's.
 	ecnHigh                                 Seq
@@ -720,6 +734,9 @@ func (c *Conn) enterEstablished(now Time) {
 	c.newCC(now)
 	c.board.SetMSS(uint32(c.sndMSS))
 	c.lastAckRecv = now
+	// tcpi_last_data_recv counts from here until data arrives (Linux
+	// sets icsk_ack.lrcvtime when the connection is established).
+	c.lastDataMS = msTick(now)
 	c.armKeepalive(now)
 }
 
@@ -733,8 +750,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.wrClosed || c.state == StateClosed || c.state == StateListen {
 		return 0, syscall.EPIPE
 	}
-	n := c.sb.Write(p)
-	return n, nil
+	return c.write(p, 0), nil
 }
 
 // Read copies received in-order data into p. Reading may open the window
@@ -941,9 +957,12 @@ func (c *Conn) Err() error {
 func (c *Conn) Readable() int { return c.rb.Len() }
 
 // Writable returns the free space in the send buffer (0 once writing is shut
-// down or failed).
+// down or failed, or while the not-sent low-water mark holds writers out).
 func (c *Conn) Writable() int {
 	if c.wrClosed || c.Err() != nil || c.state == StateClosed {
+		return 0
+	}
+	if lowat := c.cfg.NotSentLowat; lowat != 0 && c.lowatRoom(c.sizeGoal(), lowat) == 0 {
 		return 0
 	}
 	return c.sb.Free()
@@ -953,8 +972,15 @@ func (c *Conn) Writable() int {
 // stack may free it.
 func (c *Conn) Done() bool { return c.state == StateClosed && !c.rstPending }
 
-// SetNoDelay turns Nagle's algorithm off (true) or on.
-func (c *Conn) SetNoDelay(on bool) { c.cfg.NoDelay = on }
+// SetNoDelay turns Nagle's algorithm off (true) or on. Turning it on
+// pushes what is queued once, even through TCP_CORK, as Linux's
+// TCP_NODELAY does.
+func (c *Conn) SetNoDelay(on bool) {
+	c.cfg.NoDelay = on
+	if on && c.rs != nil {
+		c.rs.pushOnce = true
+	}
+}
 
 // SetKeepAlive configures keepalive; zero durations/count keep the current
 // values.

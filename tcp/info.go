@@ -20,6 +20,16 @@ type Info struct {
 	SSThresh   uint32 // bytes
 	MSS        uint16 // Eff.snd.MSS
 	RcvMSS     uint16
+	// AdvMSS is the MSS we advertise (Config.MSS, TCP_MAXSEG): Linux's
+	// tcpi_advmss.
+	AdvMSS uint16
+	// LastDataRecv is the time since in-order data last arrived, or since
+	// the connection was established if none has (tcpi_last_data_recv,
+	// in milliseconds).
+	LastDataRecv time.Duration
+	// NotSentLowat is the not-sent low-water mark in force (0 = none):
+	// the connection polls writable only while NotSent is below it.
+	NotSentLowat uint32
 	SndWScale  int8 // -1 = window scaling off
 	RcvWScale  int8
 	SACK       bool
@@ -135,8 +145,16 @@ type Info struct {
 	Retransmit, Persist, DelayedACK, Keepalive, FinWait2, TimeWait, UserTimeout TimerInfo
 }
 
+// InfoAt is Info as of now (not before the latest time the connection was
+// given): times since an event (LastDataRecv) and timer times left count
+// from now.
+func (c *Conn) InfoAt(now Time) Info {
+	c.advanceClock(now)
+	return c.Info()
+}
+
 // Info returns a snapshot of the connection. Timer times left are relative to
-// the latest time the connection was given (by Input or Output).
+// the latest time the connection was given (by Input, Output or InfoAt).
 func (c *Conn) Info() Info {
 	var rs rareState
 	if c.rs != nil {
@@ -152,6 +170,8 @@ func (c *Conn) Info() Info {
 		SSThresh:           c.cc.SSThresh(),
 		MSS:                c.sndMSS,
 		RcvMSS:             c.rcvMSS,
+		AdvMSS:             c.cfg.MSS,
+		NotSentLowat:       c.cfg.NotSentLowat,
 		SndWScale:          -1,
 		RcvWScale:          -1,
 		SACK:               c.sackOK,
@@ -213,6 +233,9 @@ func (c *Conn) Info() Info {
 		if c.prrActive() {
 			in.PRR, in.CWnd = true, r.prr.cwnd
 		}
+	}
+	if c.state != StateSynSent && c.state != StateSynReceived && c.state != StateClosed {
+		in.LastDataRecv = time.Duration(msTick(c.clock)-c.lastDataMS) * time.Millisecond
 	}
 	in.CAState = c.caState()
 	in.PacingRate = c.pacingRate()

@@ -9,6 +9,11 @@ import "syscall"
 func (c *Conn) Input(now Time, seg *Segment) {
 	now = c.advanceClock(now)
 	c.stats.segsIn++
+	if c.rs != nil {
+		// A MSG_MORE write holds its tail only until the next segment
+		// arrives: Linux sends on ACKs by the plain Nagle rules.
+		c.rs.moreHold = false
+	}
 	if len(seg.Payload) > 0 {
 		c.stats.dataSegsIn++
 	}

@@ -47,6 +47,9 @@ func (c *Conn) Output(now Time, e Emitter) {
 	if c.state.canSendData() {
 		c.sendData(now, e)
 		c.rateCheckAppLimited()
+		if c.rs != nil {
+			c.rs.pushOnce = false // a push is for what is queued when it is asked
+		}
 	}
 	if c.probePending {
 		c.probePending = false
@@ -240,7 +243,9 @@ func (c *Conn) emitData(now Time, e Emitter, seq Seq, n uint32, fin bool) {
 			p = buf
 		}
 		c.sc.seg.Payload = p
-		if seq+Seq(n) == c.dataEnd() {
+		if end := seq + Seq(n); end == c.dataEnd() && !c.unpushedTail() || c.eorAt(end) {
+			// The end of the queue (unless a MSG_MORE write left it),
+			// or of a MSG_EOR record: where Linux's tcp_push marks it.
 			c.sc.seg.Flags |= FlagPSH
 		}
 		if seg := c.segPayloadMax(); n > seg {
@@ -251,7 +256,7 @@ func (c *Conn) emitData(now Time, e Emitter, seq Seq, n uint32, fin bool) {
 			// one does not: Linux's tcp_fragment leaves PSH only on the
 			// tail of the original skb, which the rule above covers.
 			// RFC 9293 §3.9.1 leaves PSH placement to the sender.
-			if (seq + Seq(n)).GreaterThan(c.sndMax) {
+			if end := seq + Seq(n); end.GreaterThan(c.sndMax) && !(end == c.dataEnd() && c.unpushedTail()) {
 				c.sc.seg.Flags |= FlagPSH
 			}
 		}
@@ -273,6 +278,11 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 	fin := c.finSent() && start+Seq(n) == c.finSeq
 	if n == 0 && !fin {
 		return 0
+	}
+	if m, ok := c.eorLimit(start); ok && (start + Seq(n)).GreaterThan(m) {
+		// A record's last byte ends the retransmission too (Linux does
+		// not collapse an eor skb with the next).
+		n, fin = start.Size(m), false
 	}
 	c.emitData(now, e, start, n, fin)
 	c.rateOnSend(now, start, n+b2u(fin))
@@ -414,6 +424,13 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	if avail == 0 && !finHere {
 		return false
 	}
+	// A MSG_EOR record's end bounds the segment, which then goes as if it
+	// ended the queue but without Nagle's hold: Linux's eor skb is not the
+	// queue's last, so tcp_nagle_test passes it.
+	atRecordEnd := false
+	if m, ok := c.eorLimit(c.sndNxt); ok && c.sndNxt.Size(m) < avail {
+		avail, atRecordEnd, finHere = c.sndNxt.Size(m), true, false
+	}
 	outstanding := c.sndUna != c.sndMax
 	if !outstanding && c.stats.dataSegsOut > 0 && now.Sub(c.lastSend) > c.rto.RTO() {
 		c.cc.OnEvent(now, CCEvent{Kind: CCIdleRestart}) // RFC 5681 §4.1
@@ -444,7 +461,12 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	// round trip while a stream of tiny writes is still coalesced.
 	// Retransmissions after a go-back-N rewind are exempt from Nagle and SWS
 	// avoidance: the peer has already seen (or lost) those bytes.
-	push := c.cfg.NoDelay || !outstanding || !c.smallUnacked() || c.sndNxt.LessThan(c.sndMax)
+	// TCP_CORK and a MSG_MORE write hold the partial tail whatever Nagle
+	// says (Linux's TCP_NAGLE_CORK); an uncork or TCP_NODELAY push, and
+	// the persist timer, send it.
+	corked := c.corked()
+	push := !corked && (c.cfg.NoDelay || !outstanding || !c.smallUnacked()) ||
+		c.sndNxt.LessThan(c.sndMax) || c.pushing() || atRecordEnd
 	switch {
 	case n == 0 && avail > 0:
 		c.armPersist(now, outstanding)
@@ -472,6 +494,11 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 		// Nagle: hold a small segment while an earlier small segment is
 		// unacknowledged, unless it carries our FIN (as Linux does).
 		if !push && !c.wrClosed {
+			if corked {
+				// Nothing may be in flight to release it: the persist
+				// timer does (Linux's tcp_check_probe_timer).
+				c.armPersist(now, outstanding)
+			}
 			return false
 		}
 	}
@@ -484,6 +511,11 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	}
 	if !outstanding {
 		c.cc.OnEvent(now, CCEvent{Kind: CCTxStart})
+	}
+	if c.forceSend && c.rs != nil {
+		// The persist timer sends the held tail with PSH, as Linux's
+		// tcp_write_wakeup does.
+		c.rs.noPSH = false
 	}
 	c.forceSend = false
 	retrans := c.sndNxt.LessThan(c.sndMax)

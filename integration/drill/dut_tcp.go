@@ -262,6 +262,9 @@ func (d *tcpDUT) Accept(fd int) (int, syscall.Errno) {
 		s.queue = append(s.queue[:i], s.queue[i+1:]...)
 		ns := &tcpSock{sockOpts: s.clone(), bound: true, c: c, tos: s.tos, noDF: s.noDF}
 		c.owner = ns
+		if ns.cork {
+			c.c.SetCork(true)
+		}
 		return d.fds.add(ns), 0
 	}
 	return -1, unix.EAGAIN
@@ -294,6 +297,9 @@ func (d *tcpDUT) Connect(fd int) syscall.Errno {
 		return unix.EADDRINUSE
 	}
 	c := &tcpConn{c: tcp.Dial(d.now, s.cfg, 0xffffff00), tos: s.tos, noDF: s.noDF, owner: s}
+	if s.cork {
+		c.c.SetCork(true)
+	}
 	s.c, s.bound, s.connecting = c, true, true
 	d.conns = append(d.conns, c)
 	d.flushAll()
@@ -313,7 +319,8 @@ func (d *tcpDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
 	if e != 0 {
 		return -1, e
 	}
-	if flags&^(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL) != 0 {
+	wf, ok := sendFlags(flags)
+	if !ok {
 		return -1, unix.EOPNOTSUPP
 	}
 	if s.c == nil {
@@ -326,7 +333,7 @@ func (d *tcpDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
 	if st == tcp.StateSynSent || st == tcp.StateSynReceived {
 		return -1, unix.EAGAIN
 	}
-	n, err := s.c.c.Write(p)
+	n, err := s.c.c.WriteMsg(p, wf)
 	d.flushAll()
 	if err != nil {
 		if !s.c.errRep && s.c.c.Err() != nil {
@@ -374,6 +381,20 @@ func (d *tcpDUT) Recv(fd int, n int, flags int) ([]byte, syscall.Errno) {
 		return nil, unix.EAGAIN
 	}
 	return b[:m], 0
+}
+
+// RecvMsg implements controlReceiver: Recv, with TCP_CM_INQ when the
+// socket has TCP_INQ on.
+func (d *tcpDUT) RecvMsg(fd, n, flags int) ([]byte, []byte, syscall.Errno) {
+	b, e := d.Recv(fd, n, flags)
+	if e != 0 {
+		return nil, nil, e
+	}
+	s, _ := d.sock(fd)
+	if !s.inq || s.c == nil {
+		return b, nil, 0
+	}
+	return b, inqControl(inqHint(s.c.c.Info())), 0
 }
 
 func (d *tcpDUT) Shutdown(fd, how int) syscall.Errno {
@@ -428,6 +449,8 @@ func (l tcpLive) SetNoDelay(on bool)             { l.c.SetNoDelay(on) }
 func (l tcpLive) SetUserTimeout(d time.Duration) { l.c.SetUserTimeout(d) }
 func (l tcpLive) SetLinger0(bool)                {} // Close reads sockOpts.linger0
 func (l tcpLive) Info() tcp.Info                 { return l.c.Info() }
+func (l tcpLive) SetNotSentLowat(n uint32)       { l.c.SetNotSentLowat(n) }
+func (l tcpLive) SetCork(on bool)                { l.c.SetCork(on) }
 
 func (l tcpLive) SetKeepAlive(cfg *tcp.Config) {
 	l.c.SetKeepAlive(cfg.KeepAlive, cond2d(cfg.KeepIdle, 2*time.Hour), cond2d(cfg.KeepInterval, 75*time.Second), cond2(cfg.KeepCount, 9))
@@ -513,7 +536,7 @@ func (d *tcpDUT) TCPInfo(fd int) (map[string]int64, syscall.Errno) {
 		}
 		return map[string]int64{"tcpi_state": st}, 0
 	}
-	return engineInfo(s.c.c.Info()), 0
+	return engineInfo(s.c.c.InfoAt(d.now)), 0
 }
 
 // linuxStateNumbers are tcpi_state values (include/net/tcp_states.h).
@@ -556,6 +579,8 @@ func engineInfo(in tcp.Info) map[string]int64 {
 		"tcpi_options":        opts,
 		"tcpi_rto":            in.RTO.Microseconds(),
 		"tcpi_snd_mss":        int64(in.MSS),
+		"tcpi_advmss":         int64(in.AdvMSS),
+		"tcpi_last_data_recv": in.LastDataRecv.Milliseconds(),
 		"tcpi_rcv_mss":        int64(in.RcvMSS),
 		"tcpi_unacked":        pk(in.Unacked),
 		"tcpi_sacked":         int64(in.SACKed),
@@ -633,7 +658,7 @@ func (d *tcpDUT) Poll(fd int) int16 {
 		if c.Readable() > 0 {
 			m |= unix.POLLIN
 		}
-		if sndShut || c.Writable() > 0 {
+		if sndShut || pollOut(c.InfoAt(d.now)) {
 			m |= unix.POLLOUT
 		}
 	}
@@ -749,6 +774,16 @@ func engineSysctl(cfg *tcp.Config, key, value string) error {
 			cfg.KeepInterval = time.Duration(n) * time.Second
 		default:
 			cfg.KeepCount = n
+		}
+	case "net.ipv4.tcp_notsent_lowat":
+		// Linux's default, UINT_MAX (-1 as a signed int), is no mark.
+		n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s=%q: want a number", key, value)
+		}
+		cfg.NotSentLowat = 0
+		if n > 0 && n < 1<<32-1 {
+			cfg.NotSentLowat = uint32(n)
 		}
 	case "net.ipv4.tcp_fin_timeout":
 		n, err := num()

@@ -286,6 +286,9 @@ func (d *ustackDUT) Accept(fd int) (int, syscall.Errno) {
 	if ns.linger0 {
 		_ = c.SetLinger(0)
 	}
+	if ns.cork {
+		_ = c.SetCork(true)
+	}
 	return d.fds.add(ns), 0
 }
 
@@ -327,6 +330,9 @@ func (d *ustackDUT) Connect(fd int) syscall.Errno {
 	if s.linger0 {
 		_ = c.SetLinger(0)
 	}
+	if s.cork {
+		_ = c.SetCork(true)
+	}
 	s.c, s.bound, s.connecting = c, true, true
 	return unix.EINPROGRESS
 }
@@ -365,7 +371,8 @@ func (d *ustackDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
 	if e != 0 {
 		return -1, e
 	}
-	if flags&^(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL) != 0 {
+	wf, ok := sendFlags(flags)
+	if !ok {
 		return -1, unix.EOPNOTSUPP
 	}
 	if s.c == nil {
@@ -377,7 +384,7 @@ func (d *ustackDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
 	if st := s.c.State(); st == tcp.StateSynSent || st == tcp.StateSynReceived {
 		return -1, unix.EAGAIN
 	}
-	n, err := s.c.Write(p)
+	n, err := s.c.WriteMsg(p, wf)
 	d.settle()
 	switch {
 	case err == nil || (n > 0 && errors.Is(err, os.ErrDeadlineExceeded)):
@@ -425,6 +432,20 @@ func (d *ustackDUT) Recv(fd int, n int, flags int) ([]byte, syscall.Errno) {
 		return b[:0], 0
 	}
 	return nil, ustackErrno(err)
+}
+
+// RecvMsg implements controlReceiver: Recv, with TCP_CM_INQ when the
+// socket has TCP_INQ on.
+func (d *ustackDUT) RecvMsg(fd, n, flags int) ([]byte, []byte, syscall.Errno) {
+	b, e := d.Recv(fd, n, flags)
+	if e != 0 {
+		return nil, nil, e
+	}
+	s, _ := d.sock(fd)
+	if !s.inq || s.c == nil {
+		return b, nil, 0
+	}
+	return b, inqControl(inqHint(s.c.Info())), 0
 }
 
 func (d *ustackDUT) Shutdown(fd, how int) syscall.Errno {
@@ -477,6 +498,8 @@ func (l ustackLive) SetSendBuffer(n int)            { _ = l.c.SetWriteBuffer(n) 
 func (l ustackLive) SetNoDelay(on bool)             { _ = l.c.SetNoDelay(on) }
 func (l ustackLive) SetUserTimeout(d time.Duration) { _ = l.c.SetUserTimeout(d) }
 func (l ustackLive) Info() tcp.Info                 { return l.c.Info() }
+func (l ustackLive) SetNotSentLowat(n uint32)       { _ = l.c.SetNotSentLowat(int(n)) }
+func (l ustackLive) SetCork(on bool)                { _ = l.c.SetCork(on) }
 
 func (l ustackLive) SetLinger0(on bool) {
 	sec := -1
@@ -613,7 +636,7 @@ func (d *ustackDUT) Poll(fd int) int16 {
 		if in.Readable > 0 {
 			m |= unix.POLLIN
 		}
-		if sndShut || in.SndBuf > int(in.Unacked)+int(in.NotSent) {
+		if sndShut || pollOut(in) {
 			m |= unix.POLLOUT
 		}
 	}

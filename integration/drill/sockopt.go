@@ -1,8 +1,10 @@
 package drill
 
 import (
+	"encoding/binary"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -17,7 +19,56 @@ import (
 type sockOpts struct {
 	cfg     tcp.Config
 	linger0 bool
+	cork    bool           // TCP_CORK, applied when the connection is made
+	inq     bool           // TCP_INQ: recvmsg reports TCP_CM_INQ
 	ints    map[[2]int]int // options kept for getsockopt only
+}
+
+// inqHint is TCP_CM_INQ's value after a read, as Linux's tcp_inq_hint
+// counts it: the bytes still queued, plus one once the peer's FIN is in.
+func inqHint(in tcp.Info) int {
+	n := in.Readable
+	switch in.State {
+	case tcp.StateCloseWait, tcp.StateLastAck, tcp.StateClosing, tcp.StateTimeWait, tcp.StateClosed:
+		n++
+	}
+	return n
+}
+
+// inqControl builds the control message recvmsg returns with TCP_INQ on:
+// SOL_TCP TCP_CM_INQ with an int.
+func inqControl(n int) []byte {
+	b := make([]byte, unix.CmsgSpace(4))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.SOL_TCP, unix.TCP_CM_INQ
+	h.SetLen(unix.CmsgLen(4))
+	binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(int32(n)))
+	return b
+}
+
+// pollOut is POLLOUT as Linux's tcp_poll decides it for a connection that
+// can send: room in the send buffer and, with a not-sent low-water mark,
+// fewer unsent bytes than the mark (tcp_stream_memory_free).
+func pollOut(in tcp.Info) bool {
+	if in.NotSentLowat != 0 && in.NotSent >= in.NotSentLowat {
+		return false
+	}
+	return in.SndBuf > int(in.Unacked)+int(in.NotSent)
+}
+
+// sendFlags maps send(2) flags onto the engine's WriteFlags; ok is false
+// for a flag it has no equivalent for.
+func sendFlags(flags int) (f tcp.WriteFlags, ok bool) {
+	if flags&^(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL|unix.MSG_MORE|unix.MSG_EOR) != 0 {
+		return 0, false
+	}
+	if flags&unix.MSG_MORE != 0 {
+		f |= tcp.WriteMore
+	}
+	if flags&unix.MSG_EOR != 0 {
+		f |= tcp.WriteEOR
+	}
+	return f, true
 }
 
 // liveConn is a DUT's connection as setsockopt changes it once it exists.
@@ -30,6 +81,8 @@ type liveConn interface {
 	// SetKeepAlive applies cfg's KeepAlive, KeepIdle, KeepInterval and
 	// KeepCount (zero: the default).
 	SetKeepAlive(cfg *tcp.Config)
+	SetNotSentLowat(n uint32)
+	SetCork(on bool)
 	Info() tcp.Info
 }
 
@@ -121,6 +174,26 @@ func (o *sockOpts) set(c liveConn, level, name int, v OptVal) (bool, syscall.Err
 		if c != nil {
 			c.SetUserTimeout(o.cfg.UserTimeout)
 		}
+	case level == unix.IPPROTO_TCP && name == unix.TCP_NOTSENT_LOWAT:
+		// 0 turns the mark off (on Linux it falls back to the sysctl).
+		n := uint32(max(v.Int, 0))
+		if v.Int < 0 {
+			n = 0 // -1: UINT_MAX, no mark
+		}
+		o.cfg.NotSentLowat = n
+		if c != nil {
+			c.SetNotSentLowat(n)
+		}
+	case level == unix.IPPROTO_TCP && name == unix.TCP_CORK:
+		o.cork = v.Int != 0
+		if c != nil {
+			c.SetCork(o.cork)
+		}
+	case level == unix.IPPROTO_TCP && name == unix.TCP_INQ:
+		o.inq = v.Int != 0
+		if o.inq {
+			v.Int = 1
+		}
 	case level == unix.IPPROTO_TCP && name == unix.TCP_MAXSEG:
 		if c != nil || v.Int < 88 || v.Int > 65535 {
 			return true, unix.EINVAL
@@ -182,7 +255,8 @@ func (o *sockOpts) get(c liveConn, level, name int) (OptVal, bool) {
 	case level == unix.SOL_SOCKET && name == unix.SO_SNDBUF:
 		return OptVal{Int: cond2(o.cfg.SendBufferSize, tcp.DefaultBufferSize)}, true
 	case level == unix.SOL_SOCKET && (name == unix.SO_REUSEADDR || name == unix.SO_KEEPALIVE),
-		level == unix.IPPROTO_TCP && (name == unix.TCP_NODELAY || name == unix.TCP_USER_TIMEOUT),
+		level == unix.IPPROTO_TCP && (name == unix.TCP_NODELAY || name == unix.TCP_USER_TIMEOUT ||
+			name == unix.TCP_NOTSENT_LOWAT || name == unix.TCP_CORK || name == unix.TCP_INQ),
 		level == unix.IPPROTO_IP && name == unix.IP_TOS:
 		return OptVal{}, true
 	}
