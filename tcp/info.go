@@ -11,15 +11,15 @@ type TimerInfo struct {
 
 // Info is a tcp_info-grade snapshot of a connection.
 type Info struct {
-	State      State
-	CC         string // congestion control algorithm
-	RTT        time.Duration
-	RTTVar     time.Duration
-	RTO        time.Duration
-	CWnd       uint32 // bytes
-	SSThresh   uint32 // bytes
-	MSS        uint16 // Eff.snd.MSS
-	RcvMSS     uint16
+	State    State
+	CC       string // congestion control algorithm
+	RTT      time.Duration
+	RTTVar   time.Duration
+	RTO      time.Duration
+	CWnd     uint32 // bytes
+	SSThresh uint32 // bytes
+	MSS      uint16 // Eff.snd.MSS
+	RcvMSS   uint16
 	// AdvMSS is the MSS we advertise (Config.MSS, TCP_MAXSEG): Linux's
 	// tcpi_advmss.
 	AdvMSS uint16
@@ -30,10 +30,10 @@ type Info struct {
 	// NotSentLowat is the not-sent low-water mark in force (0 = none):
 	// the connection polls writable only while NotSent is below it.
 	NotSentLowat uint32
-	SndWScale  int8 // -1 = window scaling off
-	RcvWScale  int8
-	SACK       bool
-	Timestamps bool
+	SndWScale    int8 // -1 = window scaling off
+	RcvWScale    int8
+	SACK         bool
+	Timestamps   bool
 	// ECN reports that RFC 3168 ECN was negotiated, ECNSeen that an ECT
 	// or CE marked data segment has arrived (ss's ecn and ecnseen).
 	ECN, ECNSeen bool
