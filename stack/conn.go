@@ -224,7 +224,7 @@ func (c *Conn) WriteMsg(p []byte, flags tcp.WriteFlags) (int, error) {
 		var wakeCh, memCh chan struct{}
 		// What Output sent may make room at once: the not-sent
 		// low-water mark lets a write go on when the unsent bytes fall.
-		retry := n > 0 && err == nil && total < len(p) && ep.tc.Writable() > 0
+		retry := n > 0 && err == nil && total < len(p) && ep.tc.NotSentLowat() != 0 && ep.tc.Writable() > 0
 		if err == nil && total < len(p) && !retry {
 			wakeCh = waitCh(&ep.wrWake)
 			if b := s.tcpCfg.Memory; ep.tc.Writable() > 0 && b.Limit() > 0 {

@@ -142,6 +142,9 @@ func (c *Conn) SetNotSentLowat(n uint32) {
 	}
 }
 
+// NotSentLowat returns the not-sent low-water mark in force (0: none).
+func (c *Conn) NotSentLowat() uint32 { return c.cfg.NotSentLowat }
+
 // SetCork sets TCP_CORK: while on, a partial segment at the end of the
 // queue is held (full segments still go), until the cork is removed, a
 // FIN follows the data, or the persist timer sends it (an RTO with

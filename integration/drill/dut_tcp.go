@@ -333,14 +333,26 @@ func (d *tcpDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
 	if st == tcp.StateSynSent || st == tcp.StateSynReceived {
 		return -1, unix.EAGAIN
 	}
-	n, err := s.c.c.WriteMsg(p, wf)
-	d.flushAll()
-	if err != nil {
-		if !s.c.errRep && s.c.c.Err() != nil {
-			s.c.errRep = true
-			return -1, errnoOf(s.c.c.Err())
+	n := 0
+	for {
+		// As the stack's Write: what Output sends may make room again
+		// under the not-sent low-water mark.
+		m, err := s.c.c.WriteMsg(p[n:], wf)
+		d.flushAll()
+		if err != nil {
+			if n > 0 {
+				break
+			}
+			if !s.c.errRep && s.c.c.Err() != nil {
+				s.c.errRep = true
+				return -1, errnoOf(s.c.c.Err())
+			}
+			return -1, unix.EPIPE
 		}
-		return -1, unix.EPIPE
+		n += m
+		if m == 0 || n == len(p) || s.c.c.NotSentLowat() == 0 || s.c.c.Writable() == 0 {
+			break
+		}
 	}
 	if n == 0 && len(p) > 0 {
 		return -1, unix.EAGAIN
