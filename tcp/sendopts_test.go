@@ -56,7 +56,7 @@ func TestCorkCeilingIsPersistTimer(t *testing.T) {
 	at, ok := h.c.NextDeadline()
 	require.True(t, ok)
 	require.Equal(t, h.c.Info().RTO, at.Sub(t0))
-	h.expect(h.advance(at-1))
+	h.expect(h.advance(at - 1))
 	h.expect(h.advance(at), "[P.] seq 1001 ack 5001 win 4096 len 100")
 }
 
