@@ -191,6 +191,14 @@ func (c *Conn) inputSynchronized(now Time, seg *Segment) {
 			return
 		}
 		c.ackNow = true
+		if len(seg.Payload) > 0 && seg.Seq.LessThan(c.rcvNxt) {
+			// Data we already have: the peer retransmitted it (an RTO,
+			// a tail-loss probe), so our ACKs may be lost or late. As
+			// Linux's tcp_send_dupack, ACK the next segments at once
+			// too (tcp_enter_quickack_mode), so that the sender's
+			// restarted window opens at the rate of its segments.
+			c.enterQuickAck()
+		}
 		if len(seg.Payload) > 0 && c.sackOK && (seg.Seq + Seq(len(seg.Payload))).LessThanEq(c.rcvNxt) {
 			// RFC 2883: report the duplicate.
 			c.setDSACK(seg.Seq, seg.Seq+Seq(len(seg.Payload)))
