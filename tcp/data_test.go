@@ -619,15 +619,61 @@ func TestWindowUpdateOnRead(t *testing.T) {
 	}
 }
 
+// TestGSOSuperSegments: super-segments are sized as Linux sizes its TSO
+// packets: about 2^-10 s of data at the pacing-rate estimate (2 x 10000
+// bytes per 100 ms is 195 bytes: the 2-segment floor, tcp_min_tso_segs),
+// each with PSH.
 func TestGSOSuperSegments(t *testing.T) {
 	cfg := plainConfig()
 	cfg.GSOMaxSize = 65535
 	h := establishRTT(t, cfg, 100*ms, Segment{})
 	h.c.Write(data(12500, 0))
-	// IW = 10 segments of 1000 → one super-segment of 10000 bytes.
-	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 10000 gso 1000")
+	h.expect(h.output(),
+		"[P.] seq 1001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 3001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 5001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 7001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 9001 ack 5001 win 4096 len 2000 gso 1000")
 	h.c.SetNoDelay(true)
-	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+10001, 65535)), "[P.] seq 11001 ack 5001 win 4096 len 2500 gso 1000")
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+10001, 65535)),
+		"[P.] seq 11001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 13001 ack 5001 win 4096 len 500")
+}
+
+// TestGSOMinTSOSegs: with a floor of 10 segments (Linux
+// tcp_min_tso_segs=10) a super-segment still carries at most half of cwnd,
+// so that two are in flight (Linux tcp_cwnd_test): the initial window of 10
+// goes as two of 5, as in the corpus's slow_start/slow-start-after-idle.
+func TestGSOMinTSOSegs(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	cfg.MinTSOSegs = 10
+	cfg.SendBufferSize = 64 << 10
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.c.Write(data(26000, 0))
+	h.expect(h.output(),
+		"[P.] seq 1001 ack 5001 win 4096 len 5000 gso 1000",
+		"[P.] seq 6001 ack 5001 win 4096 len 5000 gso 1000")
+	// One ACK of 10 segments grows cwnd to 12 (RFC 3465's L = 2 SMSS):
+	// two of 6.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+10001, 65535)),
+		"[P.] seq 11001 ack 5001 win 4096 len 6000 gso 1000",
+		"[P.] seq 17001 ack 5001 win 4096 len 6000 gso 1000")
+}
+
+// TestGSOShortRTTFullSize: on a path of a few hundred microseconds the
+// super-segment is GSOMaxSize whatever the rate (Linux's tcp_tso_rtt_log
+// adds GSO bytes halved for every 512 µs of minimum RTT), within half of
+// cwnd.
+func TestGSOShortRTTFullSize(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	cfg.SendBufferSize = 1 << 20
+	h := establishRTT(t, cfg, Time(200*time.Microsecond), Segment{})
+	h.c.Write(data(100000, 0))
+	h.expect(h.output(),
+		"[P.] seq 1001 ack 5001 win 4096 len 5000 gso 1000",
+		"[P.] seq 6001 ack 5001 win 4096 len 5000 gso 1000")
 }
 
 func TestSixteenMiBWindow(t *testing.T) {
