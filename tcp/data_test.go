@@ -883,3 +883,38 @@ func TestACKAtOnceForPartOfAGap(t *testing.T) {
 	h.expect(h.in(seg(FlagACK, tPeer+4001, tISS+1, 8192, data(1000, 0)...)))
 	h.expect(h.advance(h.now+40*ms), "[.] seq 1001 ack 10001 win 3192")
 }
+
+// TestGSODefersShortSuperSegment: after a full super-segment, the one
+// segment cwnd still allows waits for the next ACK while that ACK is near
+// (the oldest data left 100 ms ago, SRTT 100 ms) and the window is mostly
+// used (Linux tcp_tso_should_defer); a divisor that makes one segment a
+// large enough fraction of the window (TSOWinDivisor 12: 12000/12) sends
+// it at once.
+func TestGSODefersShortSuperSegment(t *testing.T) {
+	for _, tc := range []struct {
+		divisor int8
+		want    []string
+	}{
+		{0, []string{"[P.] seq 11001 ack 5001 win 4096 len 4000 gso 1000"}},
+		{12, []string{"[P.] seq 11001 ack 5001 win 4096 len 4000 gso 1000", "[.] seq 15001 ack 5001 win 4096 len 1000"}},
+	} {
+		cfg := plainConfig()
+		cfg.GSOMaxSize = 65535
+		cfg.MinTSOSegs = 4
+		cfg.TSOWinDivisor = tc.divisor
+		cfg.SendBufferSize = 64 << 10
+		h := establishRTT(t, cfg, 100*ms, Segment{})
+		h.c.Write(data(30000, 0))
+		h.expect(h.output(),
+			"[P.] seq 1001 ack 5001 win 4096 len 4000 gso 1000",
+			"[P.] seq 5001 ack 5001 win 4096 len 4000 gso 1000",
+			"[P.] seq 9001 ack 5001 win 4096 len 2000 gso 1000")
+		h.now += 100 * ms
+		h.expect(h.in(seg(FlagACK, tPeer+1, tISS+3001, 65535)), tc.want...)
+		// The next ACK sends what waited.
+		h.now += 2 * ms
+		got := h.in(seg(FlagACK, tPeer+1, tISS+5001, 65535))
+		require.NotEmpty(t, got)
+		require.Equal(t, tISS+1+Seq(14000+1000*len(tc.want)-1000), got[0].Seq, fmtSegs(got))
+	}
+}
