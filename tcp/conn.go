@@ -21,9 +21,28 @@ type Config struct {
 	// writable only then (tcp_stream_memory_free). 0 = off, Linux's
 	// default; the send buffer alone bounds a writer.
 	NotSentLowat uint32
+	// MinTSOSegs is the fewest wire segments a super-segment is sized to
+	// when offloads are on (GSOMaxSize), however slow the connection's
+	// rate (Linux's net.ipv4.tcp_min_tso_segs). Default 2.
+	MinTSOSegs uint8
+	// TSOWinDivisor: with offloads on, a super-segment that the windows
+	// cut short of its size is held for the next ACK only while less
+	// than 1/TSOWinDivisor of min(cwnd, SND.WND) may be sent (Linux's
+	// net.ipv4.tcp_tso_win_divisor, tcp_tso_should_defer). Default 3;
+	// negative is Linux's 0: held only while at most 3 segments may go.
+	TSOWinDivisor int8
+	// PacingSSRatio and PacingCARatio are the pacing-rate estimate's
+	// factors, in percent of max(cwnd, FlightSize)/SRTT, in slow start
+	// (cwnd < ssthresh/2) and after (Linux's net.ipv4.tcp_pacing_ss_ratio
+	// and tcp_pacing_ca_ratio). The estimate sizes super-segments
+	// whenever offloads are on, and paces with Pacing. Defaults 200 and
+	// 120.
+	PacingSSRatio, PacingCARatio uint16
 	// GSOMaxSize > 0 lets Output emit payloads of up to this many bytes (a
 	// multiple of the MSS) tagged with Segment.GSOSize for segmentation
-	// offload. 0 emits one wire segment per Segment.
+	// offload; each carries about 1 ms of data at the connection's
+	// pacing-rate estimate (Linux's tcp_tso_autosize, see MinTSOSegs).
+	// 0 emits one wire segment per Segment.
 	GSOMaxSize int
 	// SendBufferSize bounds unacknowledged plus unsent bytes: the size the
 	// send buffer starts at. Default 256 KiB.
@@ -66,10 +85,8 @@ type Config struct {
 	// Pacing makes data segments leave at a rate even when the congestion
 	// control sets none (CongestionControl.PacingRate returns 0): Linux's
 	// default, cwnd/SRTT times 2 in slow start and 1.2 in congestion
-	// avoidance. With segmentation offload (GSOMaxSize), a paced
-	// connection's super-segments carry about 1 ms of data at its rate
-	// (at least 2 segments), not GSOMaxSize. Off by default: segments go
-	// out as fast as the windows allow.
+	// avoidance (PacingSSRatio, PacingCARatio). Off by default: segments
+	// go out as fast as the windows allow.
 	Pacing bool
 	// Recovery selects loss detection and recovery: RecoveryRACK (the
 	// default, RFC 8985 RACK-TLP), RecoverySACK (RFC 6675) or
@@ -96,6 +113,8 @@ type Config struct {
 	// quick ACKs off (every segment waits by the delayed-ACK rules of
 	// RFC 1122 §4.2.3.2).
 	QuickACKs int8
+	// KeepAlive enables keepalive probes (RFC 1122 §4.2.3.6).
+	KeepAlive bool
 	// CongestionControl names the algorithm, one of CongestionControls():
 	// "newreno" (default), "cubic", or one registered with
 	// RegisterCongestionControl.
@@ -115,8 +134,6 @@ type Config struct {
 	FinWait2Timeout time.Duration
 	// TimeWaitTimeout is the TIME-WAIT duration (2*MSL). Default 60 s.
 	TimeWaitTimeout time.Duration
-	// KeepAlive enables keepalive probes (RFC 1122 §4.2.3.6).
-	KeepAlive bool
 	// KeepIdle, KeepInterval and KeepCount: idle time before the first
 	// probe, time between probes, unanswered probes before giving up.
 	// Defaults 2 h, 75 s, 9.
@@ -167,6 +184,10 @@ const (
 	defaultKeepCount      = 9
 	defaultChallengeLimit = 1000
 	defaultOOWACKInterval = 500 * time.Millisecond
+	defaultMinTSOSegs     = 2   // Linux tcp_min_tso_segs
+	defaultTSOWinDivisor  = 3   // Linux tcp_tso_win_divisor
+	defaultPacingSSRatio  = 200 // Linux tcp_pacing_ss_ratio, percent
+	defaultPacingCARatio  = 120 // Linux tcp_pacing_ca_ratio, percent
 	// minMSS is the smallest MSS we accept from a peer (Linux clamps to 88;
 	// a tiny MSS would make us emit absurd numbers of segments).
 	minMSS = 88
@@ -261,6 +282,18 @@ func (c *Config) fillDefaults() {
 	}
 	if c.QuickACKs == 0 {
 		c.QuickACKs = quickAckMax
+	}
+	if c.MinTSOSegs == 0 {
+		c.MinTSOSegs = defaultMinTSOSegs
+	}
+	if c.TSOWinDivisor == 0 {
+		c.TSOWinDivisor = defaultTSOWinDivisor
+	}
+	if c.PacingSSRatio == 0 {
+		c.PacingSSRatio = defaultPacingSSRatio
+	}
+	if c.PacingCARatio == 0 {
+		c.PacingCARatio = defaultPacingCARatio
 	}
 	if c.GSOMaxSize < 0 {
 		c.GSOMaxSize = 0

@@ -619,15 +619,61 @@ func TestWindowUpdateOnRead(t *testing.T) {
 	}
 }
 
+// TestGSOSuperSegments: super-segments are sized as Linux sizes its TSO
+// packets: about 2^-10 s of data at the pacing-rate estimate (2 x 10000
+// bytes per 100 ms is 195 bytes: the 2-segment floor, tcp_min_tso_segs),
+// each with PSH.
 func TestGSOSuperSegments(t *testing.T) {
 	cfg := plainConfig()
 	cfg.GSOMaxSize = 65535
 	h := establishRTT(t, cfg, 100*ms, Segment{})
 	h.c.Write(data(12500, 0))
-	// IW = 10 segments of 1000 → one super-segment of 10000 bytes.
-	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 10000 gso 1000")
+	h.expect(h.output(),
+		"[P.] seq 1001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 3001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 5001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 7001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 9001 ack 5001 win 4096 len 2000 gso 1000")
 	h.c.SetNoDelay(true)
-	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+10001, 65535)), "[P.] seq 11001 ack 5001 win 4096 len 2500 gso 1000")
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+10001, 65535)),
+		"[P.] seq 11001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 13001 ack 5001 win 4096 len 500")
+}
+
+// TestGSOMinTSOSegs: with a floor of 10 segments (Linux
+// tcp_min_tso_segs=10) a super-segment still carries at most half of cwnd,
+// so that two are in flight (Linux tcp_cwnd_test): the initial window of 10
+// goes as two of 5, as in the corpus's slow_start/slow-start-after-idle.
+func TestGSOMinTSOSegs(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	cfg.MinTSOSegs = 10
+	cfg.SendBufferSize = 64 << 10
+	h := establishRTT(t, cfg, 100*ms, Segment{})
+	h.c.Write(data(26000, 0))
+	h.expect(h.output(),
+		"[P.] seq 1001 ack 5001 win 4096 len 5000 gso 1000",
+		"[P.] seq 6001 ack 5001 win 4096 len 5000 gso 1000")
+	// One ACK of 10 segments grows cwnd to 12 (RFC 3465's L = 2 SMSS):
+	// two of 6.
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+10001, 65535)),
+		"[P.] seq 11001 ack 5001 win 4096 len 6000 gso 1000",
+		"[P.] seq 17001 ack 5001 win 4096 len 6000 gso 1000")
+}
+
+// TestGSOShortRTTFullSize: on a path of a few hundred microseconds the
+// super-segment is GSOMaxSize whatever the rate (Linux's tcp_tso_rtt_log
+// adds GSO bytes halved for every 512 µs of minimum RTT), within half of
+// cwnd.
+func TestGSOShortRTTFullSize(t *testing.T) {
+	cfg := plainConfig()
+	cfg.GSOMaxSize = 65535
+	cfg.SendBufferSize = 1 << 20
+	h := establishRTT(t, cfg, Time(200*time.Microsecond), Segment{})
+	h.c.Write(data(100000, 0))
+	h.expect(h.output(),
+		"[P.] seq 1001 ack 5001 win 4096 len 5000 gso 1000",
+		"[P.] seq 6001 ack 5001 win 4096 len 5000 gso 1000")
 }
 
 func TestSixteenMiBWindow(t *testing.T) {
@@ -836,4 +882,39 @@ func TestACKAtOnceForPartOfAGap(t *testing.T) {
 	// Back in order: one segment waits for the delayed-ACK timer again.
 	h.expect(h.in(seg(FlagACK, tPeer+4001, tISS+1, 8192, data(1000, 0)...)))
 	h.expect(h.advance(h.now+40*ms), "[.] seq 1001 ack 10001 win 3192")
+}
+
+// TestGSODefersShortSuperSegment: after a full super-segment, the one
+// segment cwnd still allows waits for the next ACK while that ACK is near
+// (the oldest data left 100 ms ago, SRTT 100 ms) and the window is mostly
+// used (Linux tcp_tso_should_defer); a divisor that makes one segment a
+// large enough fraction of the window (TSOWinDivisor 12: 12000/12) sends
+// it at once.
+func TestGSODefersShortSuperSegment(t *testing.T) {
+	for _, tc := range []struct {
+		divisor int8
+		want    []string
+	}{
+		{0, []string{"[P.] seq 11001 ack 5001 win 4096 len 4000 gso 1000"}},
+		{12, []string{"[P.] seq 11001 ack 5001 win 4096 len 4000 gso 1000", "[.] seq 15001 ack 5001 win 4096 len 1000"}},
+	} {
+		cfg := plainConfig()
+		cfg.GSOMaxSize = 65535
+		cfg.MinTSOSegs = 4
+		cfg.TSOWinDivisor = tc.divisor
+		cfg.SendBufferSize = 64 << 10
+		h := establishRTT(t, cfg, 100*ms, Segment{})
+		h.c.Write(data(30000, 0))
+		h.expect(h.output(),
+			"[P.] seq 1001 ack 5001 win 4096 len 4000 gso 1000",
+			"[P.] seq 5001 ack 5001 win 4096 len 4000 gso 1000",
+			"[P.] seq 9001 ack 5001 win 4096 len 2000 gso 1000")
+		h.now += 100 * ms
+		h.expect(h.in(seg(FlagACK, tPeer+1, tISS+3001, 65535)), tc.want...)
+		// The next ACK sends what waited.
+		h.now += 2 * ms
+		got := h.in(seg(FlagACK, tPeer+1, tISS+5001, 65535))
+		require.NotEmpty(t, got)
+		require.Equal(t, tISS+1+Seq(14000+1000*len(tc.want)-1000), got[0].Seq, fmtSegs(got))
+	}
 }

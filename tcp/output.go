@@ -442,10 +442,14 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	usable := min(winAvail, c.cwndAvail())
 	seg := c.segPayloadMax()
 	chunk := seg
-	if c.cfg.GSOMaxSize > 0 && uint32(c.cfg.GSOMaxSize) > seg {
-		chunk = uint32(c.cfg.GSOMaxSize) / seg * seg
-		if rate := c.pacingRate(); rate > 0 {
-			chunk = min(chunk, tsoAutosize(rate, seg))
+	gso := c.cfg.GSOMaxSize > 0 && uint32(c.cfg.GSOMaxSize) > seg
+	if gso {
+		if c.sndNxt.LessThan(c.sndMax) {
+			// Resending after a go-back-N rewind: Linux resends its
+			// skbs as sized when first sent, up to what cwnd allows.
+			chunk = c.tsoSegs(seg) * seg
+		} else {
+			chunk = c.tsoChunk(seg) // tso.go
 		}
 	}
 	if limit > 0 {
@@ -505,6 +509,9 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	fin := c.wrClosed && c.sndNxt+Seq(n) == c.finSeq
 	if n == 0 && !fin {
 		return false
+	}
+	if gso && !c.sndNxt.LessThan(c.sndMax) && c.tsoDefer(now, avail, usable, winAvail, seg) {
+		return false // the next ACK grows the super-segment (tso.go)
 	}
 	if c.paceBlocked(now) {
 		return false

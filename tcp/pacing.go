@@ -27,30 +27,29 @@ type pacer struct {
 	waited bool
 }
 
-// Linux's default pacing ratios (tcp_pacing_ss_ratio, tcp_pacing_ca_ratio)
-// in percent of cwnd/SRTT.
-const (
-	pacingSSRatio = 200
-	pacingCARatio = 120
-)
-
 // pacingRate is the rate data segments leave at, in bytes per second: the
-// algorithm's (CongestionControl.PacingRate), else with Config.Pacing
-// Linux's default of tcp_update_pacing_rate, max(cwnd, in flight) / SRTT
-// times 2 in slow start (cwnd < ssthresh/2) and 1.2 after; 0 = not paced
-// (also before the first RTT sample).
+// algorithm's (CongestionControl.PacingRate), else with Config.Pacing the
+// default estimate (defaultPacingRate); 0 = not paced.
 func (c *Conn) pacingRate() uint64 {
 	if r := c.cc.PacingRate(); r > 0 || !c.cfg.Pacing {
 		return r
 	}
+	return c.defaultPacingRate()
+}
+
+// defaultPacingRate is Linux's tcp_update_pacing_rate, the rate Linux keeps
+// for every connection whatever its qdisc: max(cwnd, in flight) / SRTT
+// times PacingSSRatio in slow start (cwnd < ssthresh/2) and PacingCARatio
+// after; 0 before the first RTT sample (Linux's rate is then unbounded).
+func (c *Conn) defaultPacingRate() uint64 {
 	srtt := c.rto.SRTT()
 	if srtt <= 0 {
 		return 0
 	}
 	cwnd := c.cc.CWnd()
-	ratio := uint64(pacingCARatio)
+	ratio := uint64(c.cfg.PacingCARatio)
 	if cwnd < c.cc.SSThresh()/2 {
-		ratio = pacingSSRatio
+		ratio = uint64(c.cfg.PacingSSRatio)
 	}
 	w := uint64(max(cwnd, c.sndUna.Size(c.sndNxt)))
 	return rateOf(w*ratio/100, srtt)
@@ -107,21 +106,6 @@ func (c *Conn) paceSent(now Time, n uint32) {
 // asked for. Linux credits half a gap (tcp_update_skb_after_send), but its
 // hrtimers are late by microseconds, not by whole gaps.
 const paceCatchUp = time.Millisecond
-
-// tsoMinSegs is the fewest segments a paced super-segment carries (Linux
-// tcp_min_tso_segs).
-const tsoMinSegs = 2
-
-// tsoAutosize is the size of a super-segment at pacing rate rate (bytes per
-// second) for wire segments of seg bytes: about 1 ms of data, at least
-// tsoMinSegs segments, a multiple of seg (Linux tcp_tso_autosize, which
-// takes 2^-10 s). A paced sender thus leaves a gap every millisecond
-// instead of a 64 KiB burst, and a slow one still amortizes the per-packet
-// cost over two segments.
-func tsoAutosize(rate uint64, seg uint32) uint32 {
-	segs := min(max(rate/1000/uint64(seg), tsoMinSegs), 1<<16) // 64 KiB of 1-byte segments at most
-	return ccSaturate(segs * uint64(seg))
-}
 
 // pacingDelay is n bytes at rate bytes per second, rounded up to the
 // nanosecond.

@@ -111,19 +111,29 @@ func TestPacingDelay(t *testing.T) {
 	assert.Equal(t, time.Duration(1<<32-1)*time.Second, pacingDelay(1<<32-1, 1), "no overflow")
 }
 
+// TestTSOAutosize: Linux's tcp_tso_autosize, 2^-10 s of data at the rate,
+// plus GSO bytes halved for every 512 µs of minimum RTT, in whole segments,
+// at least the minimum.
 func TestTSOAutosize(t *testing.T) {
+	const gso = 65535
 	for _, tc := range []struct {
-		rate uint64
-		seg  uint32
-		want uint32
+		rate    uint64
+		minRTT  time.Duration
+		seg     uint32
+		minSegs uint32
+		want    uint32
 	}{
-		{100000, 1000, 2000},            // 100 B/ms: the 2-segment floor
-		{5000000, 1000, 5000},           // 5000 B/ms: 5 segments
-		{5999999, 1000, 5000},           // rounded down to whole segments
-		{12500000, 1448, 8 * 1448},      // 100 Mbit/s: 12500 B/ms
-		{1 << 62, 1448, 1 << 16 * 1448}, // bounded; Output caps it at GSOMaxSize
+		{100000, 100 * time.Millisecond, 1000, 2, 2},   // 97 bytes: the 2-segment floor
+		{100000, 100 * time.Millisecond, 1000, 10, 10}, // tcp_min_tso_segs=10
+		{5000000, 100 * time.Millisecond, 1000, 2, 4},  // 4882 bytes: 4 segments
+		{12500000, 100 * time.Millisecond, 1448, 2, 8}, // 100 Mbit/s: 12207 bytes
+		{5000000, 0, 1000, 2, 4},                       // no min RTT yet: the rate alone
+		{5000000, time.Millisecond, 1000, 2, 37},       // 1 ms: + gso/2
+		{5000000, 100 * time.Microsecond, 1000, 2, 65}, // under 512 µs: + gso, capped at gso
+		{0, 0, 1448, 2, 45},                            // no rate yet: gso
+		{1 << 62, 100 * time.Millisecond, 1448, 2, 45}, // capped at gso
 	} {
-		assert.Equal(t, tc.want, tsoAutosize(tc.rate, tc.seg), "rate %d seg %d", tc.rate, tc.seg)
+		assert.Equal(t, tc.want, tsoAutosize(tc.rate, tc.minRTT, gso, tc.seg, tc.minSegs), "%+v", tc)
 	}
 }
 

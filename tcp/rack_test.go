@@ -275,6 +275,7 @@ func TestRACKDetectsLostRetransmission(t *testing.T) {
 func TestRACKLossInsideSuperSegment(t *testing.T) {
 	cfg := plainConfig()
 	cfg.GSOMaxSize = 65535
+	cfg.MinTSOSegs = 4 // one super-segment of 4 (Linux tcp_min_tso_segs=4)
 	h := sackEstablished(t, cfg)
 	t0 := h.now
 	h.c.Write(data(4000, 0))
@@ -294,6 +295,7 @@ func TestRACKLossInsideSuperSegment(t *testing.T) {
 func TestRACKDupThreshInsideSuperSegment(t *testing.T) {
 	cfg := plainConfig()
 	cfg.GSOMaxSize = 65535
+	cfg.MinTSOSegs = 4 // one super-segment of 4 (Linux tcp_min_tso_segs=4)
 	h := sackEstablished(t, cfg)
 	h.c.Write(data(4000, 0))
 	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 4000 gso 1000")
@@ -325,12 +327,15 @@ func TestTLPOffKeepsRACK(t *testing.T) {
 // TestRetransmittedSuperSegmentNoPSH: a super-segment of new data carries
 // PSH (as Linux's TSO packets do), one retransmitted after an RTO does not
 // (Linux's tcp_fragment keeps PSH on the tail of the original skb only).
+// The initial window goes as two super-segments, each half of cwnd
+// (Linux's tcp_cwnd_test).
 func TestRetransmittedSuperSegmentNoPSH(t *testing.T) {
 	cfg := plainConfig()
 	cfg.GSOMaxSize = 65535
+	cfg.MinTSOSegs = 10
 	h := establishRTT(t, cfg, 100*ms, Segment{})
 	h.c.Write(data(10000, 0))
-	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 10000 gso 1000")
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 5000 gso 1000", "[P.] seq 6001 ack 5001 win 4096 len 5000 gso 1000")
 	at := h.now
 	h.expect(h.advance(at+300*ms), "[.] seq 1001 ack 5001 win 4096 len 1000")
 	h.now = at + 400*ms
@@ -344,6 +349,7 @@ func TestRetransmittedSuperSegmentNoPSH(t *testing.T) {
 func TestRACKPartRetransmissionOfSuperSegmentKeepsSendTimes(t *testing.T) {
 	cfg := plainConfig()
 	cfg.GSOMaxSize = 65000
+	cfg.MinTSOSegs = 4 // one super-segment of 4 (Linux tcp_min_tso_segs=4)
 	h := rackWarm(t, cfg)
 	t0 := h.now
 	h.c.Write(data(4000, 0))

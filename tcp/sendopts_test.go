@@ -101,14 +101,19 @@ func TestWriteEORBoundsSegments(t *testing.T) {
 	h.c.WriteMsg(data(2500, 0), WriteEOR)
 	h.c.Write(data(3000, 0))
 	h.expect(h.output(),
-		"[P.] seq 1001 ack 5001 win 4096 len 2500 gso 1000",
-		"[P.] seq 3501 ack 5001 win 4096 len 3000 gso 1000")
+		"[P.] seq 1001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 3001 ack 5001 win 4096 len 500",
+		"[P.] seq 3501 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 5501 ack 5001 win 4096 len 1000")
 	h.in(seg(FlagACK, tPeer+1, tISS+5501, 32896))
 
 	// Without the flag the two writes share one super-segment.
 	h.c.Write(data(2500, 0))
 	h.c.Write(data(3000, 0))
-	h.expect(h.output(), "[P.] seq 6501 ack 5001 win 4096 len 5500 gso 1000")
+	h.expect(h.output(),
+		"[P.] seq 6501 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 8501 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 10501 ack 5001 win 4096 len 1500 gso 1000")
 	h.in(seg(FlagACK, tPeer+1, tISS+11001, 32896))
 
 	h.c.WriteMsg(data(400, 0), WriteEOR)
@@ -143,7 +148,12 @@ func TestNotSentLowatWrite(t *testing.T) {
 	n, _ := h.c.Write(p)
 	require.Equal(t, 16000, n)
 	require.Zero(t, h.c.Writable())
-	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 10000 gso 1000")
+	h.expect(h.output(),
+		"[P.] seq 1001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 3001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 5001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 7001 ack 5001 win 4096 len 2000 gso 1000",
+		"[P.] seq 9001 ack 5001 win 4096 len 2000 gso 1000")
 	// 6000 unsent: the tail's chunk takes 10000 more, then no new one.
 	require.Positive(t, h.c.Writable())
 	m, _ := h.c.Write(p[n:])
@@ -153,12 +163,18 @@ func TestNotSentLowatWrite(t *testing.T) {
 	require.Equal(t, uint32(16000), in.NotSent)
 	require.Equal(t, uint32(4000), in.NotSentLowat)
 	require.True(t, h.c.lowatBlocked())
-	// Each ACK of 2000 bytes lets 4000 more out (slow start).
+	// Each ACK of 2000 bytes lets 4000 more out (slow start), in
+	// super-segments sized by tcp_tso_autosize at the growing rate; from
+	// the third on a lone segment left over waits for the next ACK
+	// (tcp_tso_should_defer).
 	for i, ack := range []Seq{2001, 4001, 6001, 8001} {
 		h.now += 10 * ms
 		got := h.in(seg(FlagACK, tPeer+1, tISS+ack, 32896))
-		require.Len(t, got, 1, "ACK %d", i)
-		require.Equal(t, 4000, len(got[0].Payload))
+		sent := 0
+		for _, s := range got {
+			sent += len(s.Payload)
+		}
+		require.Equal(t, []int{4000, 4000, 3000, 3000}[i], sent, "ACK %d", i)
 		require.Equal(t, i < 3, h.c.lowatBlocked(), "ACK %d: unsent %d", i, h.c.Info().NotSent)
 	}
 	h.c.SetNotSentLowat(0)

@@ -833,6 +833,43 @@ func engineSysctl(cfg *tcp.Config, key, value string) error {
 			return fmt.Errorf("%s=%d: want 0 to 4", key, n)
 		}
 		cfg.DisableTLP = n < 3
+	case "net.ipv4.tcp_min_tso_segs", "net.ipv4.tcp_tso_win_divisor",
+		"net.ipv4.tcp_pacing_ss_ratio", "net.ipv4.tcp_pacing_ca_ratio":
+		// Super-segment sizing (tcp/tso.go), with Linux's ranges:
+		// min_tso_segs 1..255, the divisor 0..255 (0: defer only while
+		// at most 3 segments fit), the ratios 0..1000 percent (0, a
+		// rate of zero in Linux, has no equivalent).
+		n, err := num()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "net.ipv4.tcp_min_tso_segs":
+			if n < 1 || n > 255 {
+				return fmt.Errorf("%s=%d: want 1 to 255", key, n)
+			}
+			cfg.MinTSOSegs = uint8(n)
+		case "net.ipv4.tcp_tso_win_divisor":
+			if n < 0 || n > 255 {
+				return fmt.Errorf("%s=%d: want 0 to 255", key, n)
+			}
+			cfg.TSOWinDivisor = int8(min(n, 127))
+			if n == 0 {
+				cfg.TSOWinDivisor = -1
+			}
+		default:
+			if n < 0 || n > 1000 {
+				return fmt.Errorf("%s=%d: want 0 to 1000", key, n)
+			}
+			if n == 0 {
+				return fmt.Errorf("%s=0: %w (a pacing rate of zero)", key, ErrNoEquivalent)
+			}
+			if key == "net.ipv4.tcp_pacing_ss_ratio" {
+				cfg.PacingSSRatio = uint16(n)
+			} else {
+				cfg.PacingCARatio = uint16(n)
+			}
+		}
 	case "net.ipv4.tcp_ecn":
 		n, err := num()
 		if err != nil {
