@@ -50,6 +50,9 @@ func (c *Conn) Output(now Time, e Emitter) {
 		if c.rs != nil {
 			c.rs.pushOnce = false // a push is for what is queued when it is asked
 		}
+		if c.sb.Len() > 0 || c.rate != nil {
+			c.chronoOutput(now)
+		}
 	}
 	if c.probePending {
 		c.probePending = false

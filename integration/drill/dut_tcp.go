@@ -593,6 +593,8 @@ func engineInfo(in tcp.Info) map[string]int64 {
 		"tcpi_snd_mss":        int64(in.MSS),
 		"tcpi_advmss":         int64(in.AdvMSS),
 		"tcpi_last_data_recv": in.LastDataRecv.Milliseconds(),
+		"tcpi_busy_time":      in.BusyTime.Microseconds(),
+		"tcpi_rwnd_limited":   in.RwndLimited.Microseconds(),
 		"tcpi_rcv_mss":        int64(in.RcvMSS),
 		"tcpi_unacked":        pk(in.Unacked),
 		"tcpi_sacked":         int64(in.SACKed),
