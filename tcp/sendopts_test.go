@@ -203,3 +203,24 @@ func TestInfoBusyAndRwndLimited(t *testing.T) {
 	require.Equal(t, 150*time.Millisecond, in.RwndLimited)
 	require.Equal(t, 180*time.Millisecond, in.BusyTime)
 }
+
+// TestWriteEORBoundsSACKRetransmission: a SACK recovery's retransmission
+// of a hole holding two 300-byte records sends the first record alone.
+func TestWriteEORBoundsSACKRetransmission(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableSACK, cfg.Recovery, cfg.NoDelay = false, RecoverySACK, true
+	h := establishRTT(t, cfg, 10*ms, Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 32896,
+		Options: Options{HasMSS: true, MSS: 1000, SACKPermitted: true}})
+	for range 8 {
+		h.c.WriteMsg(data(300, 0), WriteEOR)
+	}
+	require.Len(t, h.output(), 8)
+	var got []Segment
+	for _, end := range []Seq{1901, 2201, 2501} {
+		s := seg(FlagACK, tPeer+1, tISS+1, 32896)
+		s.Options.NumSACK, s.Options.SACKBlocks[0] = 1, SACKBlock{Start: 1601, End: end}
+		h.now += ms
+		got = h.in(s)
+	}
+	h.expect(got, "[P.] seq 1001 ack 5001 win 4096 len 300")
+}
