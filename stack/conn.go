@@ -163,20 +163,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 // window did not close for them: no window update is owed.
 func (c *Conn) takeDirect() int {
 	ep := c.ep
-	s := ep.sh.s
 	ep.sh.mu.Lock()
 	n := ep.tc.EndDirectRead()
-	if n > 0 && !ep.removed {
-		// The ACK of what arrived while the reader was busy
-		// (tcp.Conn.EndDirectRead), as Read sends a window update.
-		now := s.clock.Now()
-		ep.tc.Output(now, ep)
-		s.afterOp(ep, now)
-	}
 	ep.sh.mu.Unlock()
 	if n > 0 {
-		s.stats.TCPRcvDirectBytes.Add(uint64(n))
-		s.kickLinks()
+		ep.sh.s.stats.TCPRcvDirectBytes.Add(uint64(n))
 	}
 	return n
 }

@@ -418,14 +418,8 @@ type Conn struct {
 	cc       CongestionControl
 
 	// Output requests.
-	ackNow  bool
-	ackOwed bool // an ACK is owed; Output arms the delayed-ACK timer for it
-	// readerBusy: in-order data went into the lent buffer and the
-	// application has not taken it back yet (EndDirectRead). Linux's
-	// reader then owns the socket, and the segments that arrive meanwhile
-	// coalesce in its backlog into one ACK (tcp_add_backlog), sent when
-	// the reader lets go (tcp_cleanup_rbuf).
-	readerBusy   bool
+	ackNow       bool
+	ackOwed      bool // an ACK is owed; Output arms the delayed-ACK timer for it
 	rstPending   bool
 	rstTS        bool // the pending RST is our own (abort), so it carries TSopt
 	rstFlags     Flags

@@ -36,23 +36,8 @@ func (c *Conn) EndDirectRead() int {
 	c.direct = nil
 	n := d.n
 	d.buf, d.n = nil, 0
-	if c.readerBusy {
-		// tcp_cleanup_rbuf: the reader lets go of the socket; the ACK
-		// the segments that arrived meanwhile owe goes now, if more
-		// than one full segment is unacknowledged (otherwise the
-		// delayed-ACK timer sends it).
-		c.readerBusy = false
-		if c.rcvUnacked > uint32(c.rcvMSS) {
-			c.ackNow = true
-		}
-	}
 	return n
 }
-
-// readerCoalesceMax bounds the data that waits for a busy reader's ACK
-// (readerBusy): a 64 KiB GRO-sized stretch at most, then the every-other-
-// segment rule applies again.
-const readerCoalesceMax = 64 << 10
 
 // directCopy delivers as much of b as fits into the lent buffer, if there is
 // one and nothing is queued in the receive buffer (which the application

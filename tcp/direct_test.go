@@ -68,34 +68,3 @@ func TestDirectReadWithReordering(t *testing.T) {
 	n, _ := h.c.Read(got)
 	require.Equal(t, b, got[:n])
 }
-
-// TestDirectReadCoalescesACKs: segments that arrive while the reader is busy
-// with the data lent to it are ACKed together when it takes its buffer back,
-// as Linux coalesces the segments arriving while its reader owns the socket
-// (tcp_add_backlog) and ACKs them on release (tcp_cleanup_rbuf): a train of
-// three is ACKed whole, not as a pair plus an odd segment left for the
-// delayed-ACK timer. Without a busy reader, every second segment is ACKed.
-func TestDirectReadCoalescesACKs(t *testing.T) {
-	cfg := plainConfig()
-	cfg.RecvBufferSize = 64 << 10
-	h := newEstablished(t, cfg) // RCV.NXT 5001, the peer's MSS 1460
-	var d DirectRead
-	p := make([]byte, 64<<10)
-	require.True(t, h.c.StartDirectRead(&d, p))
-	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 8192, data(1460, 0)...)))
-	h.expect(h.in(seg(FlagACK, tPeer+1461, tISS+1, 8192, data(1460, 0)...)))
-	h.expect(h.in(seg(FlagACK, tPeer+2921, tISS+1, 8192, data(1460, 0)...)))
-	require.Equal(t, 3*1460, h.c.EndDirectRead())
-	h.expect(h.output(), "[.] seq 1001 ack 9381 win 65535")
-	// A reader that took one segment and let go: the pair rule again.
-	h.expect(h.in(seg(FlagACK, tPeer+4381, tISS+1, 8192, data(1460, 0)...)))
-	h.expect(h.in(seg(FlagACK, tPeer+5841, tISS+1, 8192, data(1460, 0)...)), "[.] seq 1001 ack 12301 win 62615")
-	// A lone segment taken back by the reader waits for the timer, as
-	// Linux's tcp_cleanup_rbuf wants more than one full segment.
-	h.c.Read(make([]byte, 64<<10))
-	require.True(t, h.c.StartDirectRead(&d, p))
-	h.expect(h.in(seg(FlagACK, tPeer+7301, tISS+1, 8192, data(1460, 0)...)))
-	require.Equal(t, 1460, h.c.EndDirectRead())
-	h.expect(h.output())
-	h.expect(h.advance(h.now+40*ms), "[.] seq 1001 ack 13761 win 65535")
-}

@@ -722,11 +722,7 @@ func (c *Conn) processText(now Time, seg *Segment) {
 		c.quickAckOnData(now)
 		// The payload is inside the window (trimToWindow): what the
 		// waiting reader's buffer takes, the receive buffer need not.
-		busy := c.readerBusy && c.direct != nil
 		direct := c.directCopy(seg.Payload)
-		if direct > 0 {
-			c.readerBusy = true // the reader is woken with it
-		}
 		n := direct + c.rb.Write(seg.Payload[direct:])
 		c.stats.bytesReceived += uint64(n)
 		c.rcvNxt += Seq(n)
@@ -749,15 +745,7 @@ func (c *Conn) processText(now Time, seg *Segment) {
 			c.oooRelease()
 		}
 		c.events |= EventReadable
-		// Every second full segment is ACKed at once (RFC 5681 §4.2),
-		// unless it arrived while the reader is busy with the data
-		// before it: then, as Linux coalesces the segments in the
-		// backlog of a socket its reader owns, one ACK covers them all
-		// when the reader takes its buffer back (EndDirectRead). The
-		// sender's trains are then ACKed whole, and an odd segment at a
-		// train's end does not wait a delayed-ACK time for its ACK.
-		pair := c.rcvUnacked >= 2*uint32(c.rcvMSS) && (!busy || c.rcvUnacked >= readerCoalesceMax)
-		if c.cfg.DelayedACK < 0 || pair || c.quickAck() {
+		if c.cfg.DelayedACK < 0 || c.rcvUnacked >= 2*uint32(c.rcvMSS) || c.quickAck() {
 			c.ackNow = true
 		} else if !c.delackTimer.armed() {
 			c.delackTimer.set(now.Add(c.cfg.DelayedACK))
