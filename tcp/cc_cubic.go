@@ -45,6 +45,13 @@ type cubic struct {
 	afterRTO bool   // §4.8: next epoch uses K = 0, W_max = cwnd_epoch
 	rtoHeld  bool   // ssthresh held across back-to-back timeouts (RFC 5681 §3.1)
 	ssDiv    uint32 // HyStart++ CSS divisor of the slow-start increase (0/1: none)
+	// ssDelivered is the bytes the current ACK delivered, cumulatively or
+	// by SACK, each byte once (Linux's acked_sacked), when the caller
+	// knows it: slow start then grows by all of it, as Linux's
+	// tcp_slow_start does. Without ssKnown: RFC 3465's L = 2*SMSS per
+	// ACK of Acked.
+	ssDelivered uint32
+	ssKnown     bool
 }
 
 func newCubic(mss uint32, now Time) *cubic {
@@ -101,8 +108,15 @@ func (c *cubic) OnAck(now Time, acked uint32, rtt time.Duration, inflight uint32
 	c.rtoHeld = false
 	a := float64(acked)
 	if c.cwnd < float64(c.ssthresh) {
-		// Slow start (RFC 9438 §4.10 defers to RFC 5681; ABC with L = 2).
+		// Slow start (RFC 9438 §4.10 defers to RFC 5681; ABC with L = 2,
+		// or Linux's unlimited count of what the ACK delivered: a
+		// receiver that coalesces ACKs, as Linux's does for the segments
+		// that arrive while its reader holds the socket, would otherwise
+		// hold slow start to 2*SMSS per ACK, far from doubling per RTT).
 		inc := float64(ccSlowStartIncrease(acked, c.mssU))
+		if c.ssKnown {
+			inc = float64(c.ssDelivered)
+		}
 		if c.ssDiv > 1 {
 			inc /= float64(c.ssDiv)
 		}
@@ -231,14 +245,21 @@ func (c *cubic) OnIdleRestart(now Time) {
 // renoCC).
 type cubicCC struct {
 	cubic
-	hy hystart
+	hy        hystart
+	delivered uint64 // RateSample.TotalDelivered at the previous ACK
 }
 
 // OnAck implements CongestionControl.
 func (c *cubicCC) OnAck(now Time, rs *RateSample) {
+	delivered := rs.TotalDelivered - c.delivered
+	c.delivered = rs.TotalDelivered
 	if rs.InRecovery || rs.InCWR {
 		return
 	}
+	// Linux's cubictcp_cong_avoid passes tcp_slow_start the ACK's
+	// acked_sacked: every byte it newly delivered, counted once.
+	c.ssDelivered = uint32(min(delivered, uint64(rs.Acked)+uint64(rs.NewlySACKed)))
+	c.ssKnown = rs.TotalDelivered > 0
 	if c.cwnd < float64(c.ssthresh) && rs.Acked > 0 {
 		div, exit := c.hy.onAck(rs, c.ssthresh)
 		if exit {

@@ -181,3 +181,38 @@ func TestCubicClamp(t *testing.T) {
 	assert.Equal(t, float64(math.MaxUint32), cubicClamp(math.Inf(1), 5))
 	assert.Equal(t, 7.5, cubicClamp(7.5, 5))
 }
+
+// TestCubicSlowStartCountsStretchACKs: CUBIC's slow start grows by every
+// byte an ACK delivers, as Linux's tcp_slow_start does with acked_sacked,
+// not by RFC 3465's L = 2*SMSS: a receiver that ACKs four segments at once
+// (Linux coalesces the segments that arrive while its reader holds the
+// socket) still doubles the window per round trip. NewReno keeps L = 2.
+func TestCubicSlowStartCountsStretchACKs(t *testing.T) {
+	for _, tc := range []struct {
+		cc           string
+		cwnd, sent   uint32 // after the ACK of 4 of the first 10 segments
+		cwnd2, sent2 uint32 // after the ACK of the other 6
+	}{
+		{"cubic", 14000, 8, 20000, 12},
+		{"newreno", 12000, 6, 14000, 8},
+	} {
+		t.Run(tc.cc, func(t *testing.T) {
+			cfg := plainConfig()
+			cfg.CongestionControl = tc.cc
+			cfg.SendBufferSize = 64 << 10
+			h := sackEstablished(t, cfg)
+			h.c.Write(data(60000, 0))
+			require.Len(t, h.output(), 10) // IW [1001, 11001)
+			h.now += 100 * ms
+			out := h.in(sackSeg(5001))
+			require.Len(t, out, int(tc.sent))
+			assert.Equal(t, Seq(11001), out[0].Seq)
+			assert.Equal(t, tc.cwnd, h.c.Info().CWnd)
+			// The rest of the flight, one ACK: 6 more segments' worth.
+			out = h.in(sackSeg(11001))
+			require.Len(t, out, int(tc.sent2))
+			assert.Equal(t, Seq(11001)+Seq(1000*tc.sent), out[0].Seq)
+			assert.Equal(t, tc.cwnd2, h.c.Info().CWnd)
+		})
+	}
+}

@@ -27,6 +27,10 @@ type Info struct {
 	// the connection was established if none has (tcpi_last_data_recv,
 	// in milliseconds).
 	LastDataRecv time.Duration
+	// BusyTime is how long data has been queued or in flight, RwndLimited
+	// how much of it the peer's window held the next segment back
+	// (tcpi_busy_time and tcpi_rwnd_limited, Linux's tcp_chrono).
+	BusyTime, RwndLimited time.Duration
 	// NotSentLowat is the not-sent low-water mark in force (0 = none):
 	// the connection polls writable only while NotSent is below it.
 	NotSentLowat uint32
@@ -226,6 +230,7 @@ func (c *Conn) Info() Info {
 	if r := c.rate; r != nil {
 		in.DeliveryRate, in.DeliveryAppLimited = rateOf(r.lastDelivered, r.lastInterval), r.lastAppLimited
 		in.MinRTT, in.Delivered = r.minRTT, r.delivered
+		in.BusyTime, in.RwndLimited = r.chrono.times(c.clock)
 		in.TLPProbes, in.TLPRecoveries = r.rack.tlpProbes, r.rack.tlpRecoveries
 		u := &r.undo
 		in.DSACKDups, in.ReordSeen = u.dsackDups, u.reordSeen

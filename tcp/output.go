@@ -50,6 +50,9 @@ func (c *Conn) Output(now Time, e Emitter) {
 		if c.rs != nil {
 			c.rs.pushOnce = false // a push is for what is queued when it is asked
 		}
+		if c.sb.Len() > 0 || c.rate != nil {
+			c.chronoOutput(now)
+		}
 	}
 	if c.probePending {
 		c.probePending = false
@@ -303,6 +306,16 @@ func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 
 	return n
 }
 
+// retransmitLost retransmits the segment [s, s+n) that recovery chose and
+// returns how far HighRxt moves: what went (a MSG_EOR record end may cut
+// it short), n if nothing did.
+func (c *Conn) retransmitLost(now Time, e Emitter, s Seq, n uint32) uint32 {
+	if got := c.retransmit(now, e, s, n); got > 0 {
+		return got
+	}
+	return n
+}
+
 // cwndAvail is how many more bytes the congestion window allows in flight:
 // cwnd - FlightSize, plus RFC 3042 limited transmit allowance on the first
 // two duplicate ACKs, or cwnd - pipe during SACK recovery (RFC 6675).
@@ -387,8 +400,7 @@ func (c *Conn) sendData(now Time, e Emitter) {
 				break
 			}
 			if s, n, ok := c.nextLostSeg(mss); ok {
-				c.retransmit(now, e, s, n)
-				c.highRxt = c.highRxt.Max(s + Seq(n))
+				c.highRxt = c.highRxt.Max(s + Seq(c.retransmitLost(now, e, s, n)))
 				continue
 			}
 			if c.sendNewSegment(now, e, mss) {
@@ -398,8 +410,7 @@ func (c *Conn) sendData(now Time, e Emitter) {
 				break // RACK retransmits only what it deems lost (RFC 8985 §6.3)
 			}
 			if s, n, ok := c.board.NextSegRule3(c.sndUna, c.sndMax, mss, c.highRxt); ok {
-				c.retransmit(now, e, s, n)
-				c.highRxt = c.highRxt.Max(s + Seq(n))
+				c.highRxt = c.highRxt.Max(s + Seq(c.retransmitLost(now, e, s, n)))
 				continue
 			}
 			break

@@ -88,6 +88,8 @@ type rateState struct {
 	rack rackState
 	prr  prrState  // proportional rate reduction in recovery (prr.go)
 	undo undoState // undo of spurious recoveries and RTOs (undo.go)
+
+	chrono chrono // busy and window-limited times (chrono.go)
 }
 
 // rateState returns the connection's rate estimator, making it on first use.

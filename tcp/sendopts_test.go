@@ -197,3 +197,46 @@ func TestInfoAdvMSSAndLastDataRecv(t *testing.T) {
 	require.Zero(t, h.c.InfoAt(h.now).LastDataRecv)
 	require.Equal(t, 7*time.Millisecond, h.c.InfoAt(h.now+7*ms).LastDataRecv)
 }
+
+// TestInfoBusyAndRwndLimited: tcpi_busy_time runs while data is queued or
+// in flight, tcpi_rwnd_limited while the peer's window holds the next
+// segment back (the corpus's tcp-info-rwnd-limited.pkt timeline).
+func TestInfoBusyAndRwndLimited(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 10*ms, Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 0,
+		Options: Options{HasMSS: true, MSS: 1000}})
+	require.Zero(t, h.c.Info().RwndLimited)
+	h.c.Write(data(1000, 0))
+	h.expect(h.output())
+	t0 := h.now
+	in := h.c.InfoAt(t0 + 100*ms)
+	require.Equal(t, 100*time.Millisecond, in.RwndLimited)
+	require.Equal(t, 100*time.Millisecond, in.BusyTime)
+	h.now = t0 + 150*ms
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+1, 2000)), "[P.] seq 1001 ack 5001 win 4096 len 1000")
+	h.now += 30 * ms
+	h.in(seg(FlagACK, tPeer+1, tISS+1001, 2000))
+	in = h.c.InfoAt(h.now + sec)
+	require.Equal(t, 150*time.Millisecond, in.RwndLimited)
+	require.Equal(t, 180*time.Millisecond, in.BusyTime)
+}
+
+// TestWriteEORBoundsSACKRetransmission: a SACK recovery's retransmission
+// of a hole holding two 300-byte records sends the first record alone.
+func TestWriteEORBoundsSACKRetransmission(t *testing.T) {
+	cfg := plainConfig()
+	cfg.DisableSACK, cfg.Recovery, cfg.NoDelay = false, RecoverySACK, true
+	h := establishRTT(t, cfg, 10*ms, Segment{Flags: FlagSYN | FlagACK, Seq: tPeer, Ack: tISS + 1, Window: 32896,
+		Options: Options{HasMSS: true, MSS: 1000, SACKPermitted: true}})
+	for range 8 {
+		h.c.WriteMsg(data(300, 0), WriteEOR)
+	}
+	require.Len(t, h.output(), 8)
+	var got []Segment
+	for _, end := range []Seq{1901, 2201, 2501} {
+		s := seg(FlagACK, tPeer+1, tISS+1, 32896)
+		s.Options.NumSACK, s.Options.SACKBlocks[0] = 1, SACKBlock{Start: 1601, End: end}
+		h.now += ms
+		got = h.in(s)
+	}
+	h.expect(got, "[P.] seq 1001 ack 5001 win 4096 len 300")
+}

@@ -40,6 +40,10 @@ func tsoAutosize(rate uint64, minRTT time.Duration, gsoMax, seg, minSegs uint32)
 	return max(uint32(bytes)/max(seg, 1), minSegs)
 }
 
+// tsoFullRTT is the minimum RTT below which tsoAutosize is gso whatever the
+// rate (2^tcp_tso_rtt_log µs).
+const tsoFullRTT = 512 * time.Microsecond
+
 // tsoSegs is the size of the next super-segment in segments of seg bytes
 // before the windows cut it, at most GSOMaxSize: tsoAutosize at the
 // connection's rate estimate; a paced connection's is its pacing quantum,
@@ -51,8 +55,10 @@ func (c *Conn) tsoSegs(seg uint32) uint32 {
 	var segs uint32
 	if rate := c.pacingRate(); rate > 0 {
 		segs = max(ccSaturate(rate/1000/uint64(seg)), uint32(c.cfg.MinTSOSegs))
+	} else if mr := c.tsoMinRTT(); mr > 0 && mr < tsoFullRTT {
+		segs = gso / seg // tsoAutosize adds all of gso: no need for the rate
 	} else {
-		segs = tsoAutosize(c.defaultPacingRate(), c.tsoMinRTT(), gso, seg, uint32(c.cfg.MinTSOSegs))
+		segs = tsoAutosize(c.defaultPacingRate(), mr, gso, seg, uint32(c.cfg.MinTSOSegs))
 	}
 	return max(min(segs, gso/seg), 1)
 }

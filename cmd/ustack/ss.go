@@ -505,7 +505,7 @@ func rate(bps float64) string {
 }
 
 // ssInfoLine is the -i detail: the fields of Linux's `ss -ti`, in its
-// order, with cwnd, ssthresh, retrans, lost, sacked and reordering in
+// order (advmss, lastrcv, busy and rwnd_limited from tcp.Info as well), with cwnd, ssthresh, retrans, lost, sacked and reordering in
 // segments as there (tcp.Info's Linux counters). Byte counts are bytes.
 // ca_state (tcpi_ca_state: Disorder, CWR, Recovery, Loss; nothing when
 // Open), undo and prr are ustack's additions. Pending timers close the line as
@@ -532,6 +532,9 @@ func ssInfoLine(c *tcp.Info) string {
 	mss := max(uint32(c.MSS), 1)
 	add("mss:%d", c.MSS)
 	add("rcvmss:%d", c.RcvMSS)
+	if c.AdvMSS > 0 {
+		add("advmss:%d", c.AdvMSS)
+	}
 	add("cwnd:%d", c.CWnd/mss)
 	if c.SSThresh < 1<<30 {
 		add("ssthresh:%d", c.SSThresh/mss)
@@ -555,6 +558,9 @@ func ssInfoLine(c *tcp.Info) string {
 		// ss's "send": what cwnd allows per RTT.
 		add("send %s", rate(float64(c.CWnd)*8/c.RTT.Seconds()))
 	}
+	if ms := c.LastDataRecv.Milliseconds(); ms > 0 {
+		add("lastrcv:%d", ms) // tcpi_last_data_recv, as ss: when not 0
+	}
 	if c.PacingRate > 0 {
 		add("pacing_rate %s", rate(float64(c.PacingRate)*8))
 	}
@@ -566,6 +572,12 @@ func ssInfoLine(c *tcp.Info) string {
 	}
 	if c.DeliveryAppLimited {
 		add("app_limited")
+	}
+	if c.BusyTime > 0 {
+		add("busy:%dms", c.BusyTime.Milliseconds())
+		if c.RwndLimited > 0 {
+			add("rwnd_limited:%dms(%.1f%%)", c.RwndLimited.Milliseconds(), 100*float64(c.RwndLimited)/float64(c.BusyTime))
+		}
 	}
 	if c.Unacked > 0 {
 		add("unacked:%d", c.Unacked)

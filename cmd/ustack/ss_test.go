@@ -306,3 +306,19 @@ func TestSSInfoShowsRecovery(t *testing.T) {
 	assert.NotContains(t, line, "undo:")
 	assert.NotContains(t, line, "dsack_dups")
 }
+
+// advmss, lastrcv, busy and rwnd_limited show where Linux's ss -ti shows
+// them (tcpi_advmss, tcpi_last_data_recv, tcpi_busy_time,
+// tcpi_rwnd_limited), each only when not zero.
+func TestSSInfoShowsAdvMSSLastRcvBusy(t *testing.T) {
+	in := tcp.Info{CC: "newreno", SndWScale: -1, MSS: 1000, RcvMSS: 536, AdvMSS: 1460, CWnd: 10000, SSThresh: math.MaxUint32,
+		RTT: 10 * time.Millisecond, LastDataRecv: 1500 * time.Millisecond, DeliveryAppLimited: true,
+		BusyTime: 400 * time.Millisecond, RwndLimited: 100 * time.Millisecond, Unacked: 1000}
+	line := ssInfoLine(&in)
+	assert.Contains(t, line, " mss:1000 rcvmss:536 advmss:1460 cwnd:10 ")
+	assert.Contains(t, line, " send 8.0Mbps lastrcv:1500 app_limited busy:400ms rwnd_limited:100ms(25.0%) unacked:1000")
+	line = ssInfoLine(&tcp.Info{CC: "cubic", MSS: 1000})
+	for _, f := range []string{"advmss", "lastrcv", "busy", "rwnd_limited"} {
+		assert.NotContains(t, line, f)
+	}
+}

@@ -217,14 +217,7 @@ func (d *tcpDUT) Bind(fd int) syscall.Errno {
 	if e != 0 {
 		return e
 	}
-	if s.bound {
-		return unix.EINVAL
-	}
-	if d.listener() != nil {
-		return unix.EADDRINUSE
-	}
-	s.bound = true
-	return 0
+	return bindSock(&s.bound, d.listener() != nil)
 }
 
 func (d *tcpDUT) Listen(fd, backlog int) syscall.Errno {
@@ -399,14 +392,11 @@ func (d *tcpDUT) Recv(fd int, n int, flags int) ([]byte, syscall.Errno) {
 // socket has TCP_INQ on.
 func (d *tcpDUT) RecvMsg(fd, n, flags int) ([]byte, []byte, syscall.Errno) {
 	b, e := d.Recv(fd, n, flags)
-	if e != 0 {
-		return nil, nil, e
-	}
 	s, _ := d.sock(fd)
-	if !s.inq || s.c == nil {
-		return b, nil, 0
+	if s == nil || s.c == nil {
+		return recvInq(b, e, false, nil)
 	}
-	return b, inqControl(inqHint(s.c.c.Info())), 0
+	return recvInq(b, e, s.inq, s.c.c.Info)
 }
 
 func (d *tcpDUT) Shutdown(fd, how int) syscall.Errno {
@@ -414,11 +404,8 @@ func (d *tcpDUT) Shutdown(fd, how int) syscall.Errno {
 	if e != 0 {
 		return e
 	}
-	if how < unix.SHUT_RD || how > unix.SHUT_RDWR {
-		return unix.EINVAL
-	}
-	if s.c == nil {
-		return unix.ENOTCONN
+	if e := shutdownArgs(how, s.c != nil); e != 0 {
+		return e
 	}
 	if how != unix.SHUT_WR {
 		s.shutRd = true
@@ -593,6 +580,8 @@ func engineInfo(in tcp.Info) map[string]int64 {
 		"tcpi_snd_mss":        int64(in.MSS),
 		"tcpi_advmss":         int64(in.AdvMSS),
 		"tcpi_last_data_recv": in.LastDataRecv.Milliseconds(),
+		"tcpi_busy_time":      in.BusyTime.Microseconds(),
+		"tcpi_rwnd_limited":   in.RwndLimited.Microseconds(),
 		"tcpi_rcv_mss":        int64(in.RcvMSS),
 		"tcpi_unacked":        pk(in.Unacked),
 		"tcpi_sacked":         int64(in.SACKed),
@@ -642,42 +631,7 @@ func (d *tcpDUT) Poll(fd int) int16 {
 		return unix.POLLOUT | unix.POLLHUP
 	}
 	c := s.c.c
-	st := c.State()
-	var rcvShut, sndShut bool
-	switch st {
-	case tcp.StateCloseWait, tcp.StateLastAck, tcp.StateClosing, tcp.StateTimeWait:
-		rcvShut = true
-	}
-	switch st {
-	case tcp.StateFinWait1, tcp.StateFinWait2, tcp.StateClosing, tcp.StateLastAck, tcp.StateTimeWait:
-		sndShut = true
-	}
-	rcvShut = rcvShut || s.shutRd
-	var m int16
-	if st == tcp.StateClosed {
-		if s.connecting && c.Err() == nil {
-			return 0
-		}
-		rcvShut, sndShut = true, true
-	}
-	if rcvShut && sndShut {
-		m |= unix.POLLHUP
-	}
-	if rcvShut {
-		m |= unix.POLLIN | unix.POLLRDHUP
-	}
-	if st != tcp.StateSynSent && st != tcp.StateSynReceived {
-		if c.Readable() > 0 {
-			m |= unix.POLLIN
-		}
-		if sndShut || pollOut(c.InfoAt(d.now)) {
-			m |= unix.POLLOUT
-		}
-	}
-	if c.Err() != nil && !s.c.errRep {
-		m |= unix.POLLERR
-	}
-	return m
+	return connPoll(c.InfoAt(d.now), s.shutRd, s.connecting, c.Err(), !s.c.errRep)
 }
 
 func (d *tcpDUT) Ioctl(fd, req int) (int, syscall.Errno) {

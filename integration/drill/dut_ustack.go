@@ -225,14 +225,7 @@ func (d *ustackDUT) Bind(fd int) syscall.Errno {
 	if e != 0 {
 		return e
 	}
-	if s.bound {
-		return unix.EINVAL
-	}
-	if d.listening() {
-		return unix.EADDRINUSE
-	}
-	s.bound = true
-	return 0
+	return bindSock(&s.bound, d.listening())
 }
 
 func (d *ustackDUT) Listen(fd, backlog int) syscall.Errno {
@@ -438,14 +431,11 @@ func (d *ustackDUT) Recv(fd int, n int, flags int) ([]byte, syscall.Errno) {
 // socket has TCP_INQ on.
 func (d *ustackDUT) RecvMsg(fd, n, flags int) ([]byte, []byte, syscall.Errno) {
 	b, e := d.Recv(fd, n, flags)
-	if e != 0 {
-		return nil, nil, e
-	}
 	s, _ := d.sock(fd)
-	if !s.inq || s.c == nil {
-		return b, nil, 0
+	if s == nil || s.c == nil {
+		return recvInq(b, e, false, nil)
 	}
-	return b, inqControl(inqHint(s.c.Info())), 0
+	return recvInq(b, e, s.inq, s.c.Info)
 }
 
 func (d *ustackDUT) Shutdown(fd, how int) syscall.Errno {
@@ -453,11 +443,8 @@ func (d *ustackDUT) Shutdown(fd, how int) syscall.Errno {
 	if e != 0 {
 		return e
 	}
-	if how < unix.SHUT_RD || how > unix.SHUT_RDWR {
-		return unix.EINVAL
-	}
-	if s.c == nil {
-		return unix.ENOTCONN
+	if e := shutdownArgs(how, s.c != nil); e != 0 {
+		return e
 	}
 	if how != unix.SHUT_WR && !s.shutRd {
 		s.shutRd = true
@@ -606,44 +593,7 @@ func (d *ustackDUT) Poll(fd int) int16 {
 	if s.c == nil {
 		return unix.POLLOUT | unix.POLLHUP
 	}
-	in := s.c.Info()
-	st := in.State
-	var rcvShut, sndShut bool
-	switch st {
-	case tcp.StateCloseWait, tcp.StateLastAck, tcp.StateClosing, tcp.StateTimeWait:
-		rcvShut = true
-	}
-	switch st {
-	case tcp.StateFinWait1, tcp.StateFinWait2, tcp.StateClosing, tcp.StateLastAck, tcp.StateTimeWait:
-		sndShut = true
-	}
-	rcvShut = rcvShut || s.shutRd
-	err := s.c.Err()
-	if st == tcp.StateClosed {
-		if s.connecting && err == nil {
-			return 0
-		}
-		rcvShut, sndShut = true, true
-	}
-	var m int16
-	if rcvShut && sndShut {
-		m |= unix.POLLHUP
-	}
-	if rcvShut {
-		m |= unix.POLLIN | unix.POLLRDHUP
-	}
-	if st != tcp.StateSynSent && st != tcp.StateSynReceived {
-		if in.Readable > 0 {
-			m |= unix.POLLIN
-		}
-		if sndShut || pollOut(in) {
-			m |= unix.POLLOUT
-		}
-	}
-	if err != nil && !s.errRep {
-		m |= unix.POLLERR
-	}
-	return m
+	return connPoll(s.c.Info(), s.shutRd, s.connecting, s.c.Err(), !s.errRep)
 }
 
 func (d *ustackDUT) Ioctl(fd, req int) (int, syscall.Errno) {

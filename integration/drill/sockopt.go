@@ -56,6 +56,86 @@ func pollOut(in tcp.Info) bool {
 	return in.SndBuf > int(in.Unacked)+int(in.NotSent)
 }
 
+// connPoll is poll(2)'s revents for a connection of an engine DUT (tcp,
+// ustack) from its Info: shutRd is SHUT_RD done, connecting a connect not
+// yet reported, err the connection's error and errPending that no call
+// has reported it yet.
+func connPoll(in tcp.Info, shutRd, connecting bool, err error, errPending bool) int16 {
+	st := in.State
+	var rcvShut, sndShut bool
+	switch st {
+	case tcp.StateCloseWait, tcp.StateLastAck, tcp.StateClosing, tcp.StateTimeWait:
+		rcvShut = true
+	}
+	switch st {
+	case tcp.StateFinWait1, tcp.StateFinWait2, tcp.StateClosing, tcp.StateLastAck, tcp.StateTimeWait:
+		sndShut = true
+	}
+	rcvShut = rcvShut || shutRd
+	if st == tcp.StateClosed {
+		if connecting && err == nil {
+			return 0
+		}
+		rcvShut, sndShut = true, true
+	}
+	var m int16
+	if rcvShut && sndShut {
+		m |= unix.POLLHUP
+	}
+	if rcvShut {
+		m |= unix.POLLIN | unix.POLLRDHUP
+	}
+	if st != tcp.StateSynSent && st != tcp.StateSynReceived {
+		if in.Readable > 0 {
+			m |= unix.POLLIN
+		}
+		if sndShut || pollOut(in) {
+			m |= unix.POLLOUT
+		}
+	}
+	if err != nil && errPending {
+		m |= unix.POLLERR
+	}
+	return m
+}
+
+// bindSock is bind(2) for an engine DUT's socket: EINVAL when bound
+// already, EADDRINUSE when a listener holds the one address (taken).
+func bindSock(bound *bool, taken bool) syscall.Errno {
+	switch {
+	case *bound:
+		return unix.EINVAL
+	case taken:
+		return unix.EADDRINUSE
+	}
+	*bound = true
+	return 0
+}
+
+// shutdownArgs checks shutdown(2)'s how and that there is a connection.
+func shutdownArgs(how int, connected bool) syscall.Errno {
+	switch {
+	case how < unix.SHUT_RD || how > unix.SHUT_RDWR:
+		return unix.EINVAL
+	case !connected:
+		return unix.ENOTCONN
+	}
+	return 0
+}
+
+// recvInq completes an engine DUT's recvmsg (controlReceiver): the data
+// and errno of its Recv, with TCP_CM_INQ when the socket has TCP_INQ on
+// (info, nil without a connection, reads the connection after the read).
+func recvInq(b []byte, e syscall.Errno, inq bool, info func() tcp.Info) ([]byte, []byte, syscall.Errno) {
+	if e != 0 {
+		return nil, nil, e
+	}
+	if !inq || info == nil {
+		return b, nil, 0
+	}
+	return b, inqControl(inqHint(info())), 0
+}
+
 // sendFlags maps send(2) flags onto the engine's WriteFlags; ok is false
 // for a flag it has no equivalent for.
 func sendFlags(flags int) (f tcp.WriteFlags, ok bool) {
