@@ -200,6 +200,9 @@ type (
 	// realTimer is a DUT whose clock is the wall clock (linux): its
 	// timing tolerance is scaled by RunOptions.ToleranceScale.
 	realTimer interface{ RealTime() bool }
+	// clockRestarter is a real-time DUT whose clock can start again at 0:
+	// after the init command, as packetdrill starts its clock only then.
+	clockRestarter interface{ RestartClock() }
 	// emissionWaiter is a real-time DUT that can block until it emits
 	// something or its clock reaches deadline.
 	emissionWaiter interface{ WaitEmitted(deadline time.Duration) }

@@ -267,7 +267,21 @@ func (d *linuxDUT) WaitEmitted(deadline time.Duration) {
 
 func (d *linuxDUT) Name() string { return "linux" }
 
-func (d *linuxDUT) Now() time.Duration { return time.Since(d.start) }
+func (d *linuxDUT) Now() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return time.Since(d.start)
+}
+
+// RestartClock makes now time 0, dropping what the kernel sent before
+// (nothing on the script's connection can exist yet: the init command
+// comes before every other line).
+func (d *linuxDUT) RestartClock() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.start = time.Now()
+	d.emitted = nil
+}
 
 // Advance lets real time pass.
 func (d *linuxDUT) Advance(dt time.Duration) { time.Sleep(dt) }

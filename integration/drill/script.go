@@ -33,6 +33,9 @@ import (
 // DefaultTolerance is packetdrill's default timing tolerance.
 const DefaultTolerance = 4 * time.Millisecond
 
+// DefaultTolerancePercent is packetdrill's default --tolerance_percent.
+const DefaultTolerancePercent = 12.5
+
 // Script is a parsed script.
 type Script struct {
 	// Name identifies the script in reports (its path as given).
@@ -42,6 +45,10 @@ type Script struct {
 	Dir string
 	// Tolerance is how far an outbound packet may be from its line's time.
 	Tolerance time.Duration
+	// TolerancePercent widens the tolerance of an event to this share of
+	// the time since the previous one (--tolerance_percent; packetdrill's
+	// default 12.5, the worst-case slack of Linux's timer wheel).
+	TolerancePercent float64
 	// IPv6 runs the script over IPv6.
 	IPv6 bool
 	// MTU is --mtu (0: the DUT's default, 1500).
@@ -112,6 +119,10 @@ type Event struct {
 	Code   *Code
 	// Text is the line as written (comments stripped), for reports.
 	Text string
+	// Init marks packetdrill's init command: an untimed shell line before
+	// any other event. packetdrill runs it before its clock starts, so the
+	// script's time 0 is when it has finished.
+	Init bool
 }
 
 // Packet is a `<` or `>` line. Sequence numbers are relative: the sender's
@@ -265,7 +276,7 @@ func logicalLines(lines []string) (out []string, nums []int) {
 
 // Parse parses a script. name is used in errors and reports.
 func Parse(name, src string) (*Script, error) {
-	s := &Script{Name: name, Tolerance: DefaultTolerance, Expect: map[string]Expectation{}, Options: map[string]string{}}
+	s := &Script{Name: name, Tolerance: DefaultTolerance, TolerancePercent: DefaultTolerancePercent, Expect: map[string]Expectation{}, Options: map[string]string{}}
 	lines, dirs := stripComments(src)
 	for ln, d := range dirs {
 		if err := s.directive(d); err != nil {
@@ -335,7 +346,7 @@ func (s *Script) line(n int, l string) error {
 		return s.option(l)
 	}
 	if strings.HasPrefix(l, "`") {
-		return s.shell(n, Time{Kind: TimeRel}, l)
+		return s.shell(n, Time{Kind: TimeRel}, l, true)
 	}
 	tok, rest := l, ""
 	if i := strings.IndexAny(l, " \t"); i >= 0 {
@@ -368,7 +379,7 @@ func (s *Script) line(n int, l string) error {
 		if t.HasEnd {
 			return fmt.Errorf("a shell command cannot block (`...` end time)")
 		}
-		return s.shell(n, t, rest)
+		return s.shell(n, t, rest, false)
 	case strings.HasPrefix(rest, "%{"):
 		if !strings.HasSuffix(rest, "}%") {
 			return fmt.Errorf("unterminated %%{ code block")
@@ -404,11 +415,13 @@ func (s *Script) line(n int, l string) error {
 	return nil
 }
 
-func (s *Script) shell(n int, t Time, l string) error {
+func (s *Script) shell(n int, t Time, l string, untimed bool) error {
 	if len(l) < 2 || !strings.HasSuffix(l, "`") {
 		return fmt.Errorf("unterminated backquoted shell command")
 	}
-	s.Events = append(s.Events, Event{Line: n, Time: t, Kind: EvShell, Shell: strings.TrimSpace(l[1 : len(l)-1]), Text: l})
+	ev := Event{Line: n, Time: t, Kind: EvShell, Shell: strings.TrimSpace(l[1 : len(l)-1]), Text: l}
+	ev.Init = untimed && len(s.Events) == 0
+	s.Events = append(s.Events, ev)
 	return nil
 }
 
@@ -441,6 +454,12 @@ func (s *Script) option(l string) error {
 				return fmt.Errorf("--tolerance_usecs=%q: %v", v, err)
 			}
 			s.Tolerance = time.Duration(u) * time.Microsecond
+		case "tolerance_percent":
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || f > 100 {
+				return fmt.Errorf("--tolerance_percent=%q: want 0..100", v)
+			}
+			s.TolerancePercent = f
 		case "ip_version":
 			switch v {
 			case "ipv4":
