@@ -130,6 +130,9 @@ type Inbound struct {
 	Seg tcp.Segment
 	// IP holds the IP header fields to send it with.
 	IP integration.IPFields
+	// FastOpen is a Fast Open option to add to the TCP options (raw
+	// bytes); only the linux DUT takes one.
+	FastOpen []byte
 }
 
 // OptVal is a socket option value. Which field is meaningful depends on the

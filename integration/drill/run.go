@@ -107,6 +107,11 @@ type runner struct {
 	// tsBase is the DUT's first TS val, which reports count from.
 	tsBase    uint32
 	tsBaseSet bool
+	// peerSyn and dutSyn are the sequence numbers the script's SYN lines
+	// give (`< S 999000:...`, `> S. 1234:...`). As in packetdrill, a SYN
+	// line's numbers are the ISNs themselves, and every other line's are
+	// relative to them: `< . 1:1` after `< S 999000:999000` is 999001.
+	peerSyn, dutSyn tcp.Seq
 	// synMatched: a `>` SYN line has fixed dutISN.
 	synMatched bool
 	pending    []integration.Emission
@@ -442,7 +447,7 @@ func (r *runner) expect(ev *Event) error {
 	if ev.Packet.Feature != "" && r.name != "linux" {
 		return r.featureUnsupported(ev, ev.Packet.Feature)
 	}
-	if ev.Packet.Feature != "" {
+	if ev.Packet.Feature != "" && !r.buildsFastOpen(ev.Packet) {
 		return r.featureUnsupported(ev, ev.Packet.Feature+" (the harness cannot check them)")
 	}
 	want := "  expected: " + fmtTime(lo) + " > " + renderPacket(ev.Packet)
@@ -456,6 +461,7 @@ func (r *runner) expect(ev *Event) error {
 		// rule; packetdrill maps whatever the line says onto the live
 		// one).
 		r.dutISN, r.synMatched = e.Seg.Seq-tcp.Seq(ev.Packet.Seq), true
+		r.dutSyn = tcp.Seq(ev.Packet.Seq)
 	}
 	if r.badSums > 0 {
 		return r.fail(ev, "the DUT sent a packet with a bad checksum")
@@ -468,6 +474,9 @@ func (r *runner) expect(ev *Event) error {
 		bad = append(bad, fmt.Sprintf("sent at %s, want %s", fmtTime(e.At), timeText(lo, hi, tol)))
 	}
 	bad = append(bad, r.compare(ev.Packet, &e.Seg)...)
+	if fo, ok := r.checkFastOpen(ev.Packet, e.FastOpen); !ok {
+		bad = append(bad, fo)
+	}
 	bad = append(bad, compareIP(ev.Packet, e.IP, r.s.IPv6)...)
 	if len(bad) > 0 {
 		return r.fail(ev, "%s\n%s\n  actual:   %s > %s", strings.Join(bad, "; "), want, fmtTime(e.At), r.render(&e.Seg))
@@ -492,14 +501,18 @@ func (r *runner) compare(p *Packet, s *tcp.Segment) []string {
 	if s.Flags != p.Flags {
 		bad = append(bad, fmt.Sprintf("flags %s, want %s", flagText(s.Flags), flagText(p.Flags)))
 	}
-	if seq := uint32(s.Seq - r.dutISN); seq != p.Seq {
+	dutBase, peerBase := r.dutISN, PeerISN
+	if p.Flags&tcp.FlagSYN == 0 {
+		dutBase, peerBase = r.dutISN+r.dutSyn, PeerISN+r.peerSyn
+	}
+	if seq := uint32(s.Seq - dutBase); seq != p.Seq {
 		bad = append(bad, fmt.Sprintf("seq %d, want %d", seq, p.Seq))
 	}
 	if len(s.Payload) != p.Len {
 		bad = append(bad, fmt.Sprintf("length %d, want %d", len(s.Payload), p.Len))
 	}
 	if p.HasAck && s.Flags&tcp.FlagACK != 0 {
-		if ack := uint32(s.Ack - PeerISN); ack != p.Ack {
+		if ack := uint32(s.Ack - peerBase); ack != p.Ack {
 			bad = append(bad, fmt.Sprintf("ack %d, want %d", ack, p.Ack))
 		}
 	}
@@ -548,7 +561,7 @@ func optText(o *tcp.Options, values bool, base tcp.Seq) string {
 // ecr as the script wrote the value it echoes (inbound TS vals are sent
 // verbatim).
 func (r *runner) optText(o *tcp.Options) string {
-	return optText(o, r.match == Strict, PeerISN)
+	return optText(o, r.match == Strict, PeerISN+r.peerSyn)
 }
 
 func cond(b bool, s string) string {
@@ -728,13 +741,25 @@ func codeText(c *Code) string {
 
 func (r *runner) inject(ev *Event) error {
 	p := ev.Packet
-	if p.Feature != "" {
+	var fo []byte
+	if r.buildsFastOpen(p) {
+		var err error
+		if fo, err = r.fastOpenBytes(p.FastOpen); err != nil {
+			return r.unsupported(ev, "%v", err)
+		}
+	} else if p.Feature != "" {
 		if r.name == "linux" {
 			return r.featureUnsupported(ev, p.Feature+" (the harness cannot build them)")
 		}
 		return r.featureUnsupported(ev, p.Feature)
 	}
-	seg := tcp.Segment{Seq: PeerISN + tcp.Seq(p.Seq), Flags: p.Flags, Window: 65535}
+	peerBase, dutBase := PeerISN+r.peerSyn, r.dutISN+r.dutSyn
+	if p.Flags&tcp.FlagSYN != 0 {
+		// A SYN's number is the ISN; what follows counts from it.
+		r.peerSyn = tcp.Seq(p.Seq)
+		peerBase, dutBase = PeerISN, r.dutISN
+	}
+	seg := tcp.Segment{Seq: peerBase + tcp.Seq(p.Seq), Flags: p.Flags, Window: 65535}
 	if p.HasWin {
 		seg.Window = p.Win
 	}
@@ -742,7 +767,7 @@ func (r *runner) inject(ev *Event) error {
 		if !r.issKnown {
 			return r.unsupported(ev, "`ack` on an inbound packet before the DUT sent its SYN or SYN-ACK (its ISN is unknown)")
 		}
-		seg.Ack = r.dutISN + tcp.Seq(p.Ack)
+		seg.Ack = dutBase + tcp.Seq(p.Ack)
 	} else if p.Flags&tcp.FlagACK != 0 {
 		// `.` without `ack N`: acknowledge everything the DUT sent.
 		seg.Ack = r.dutNxt
@@ -761,8 +786,8 @@ func (r *runner) inject(ev *Event) error {
 			if !r.issKnown {
 				return r.unsupported(ev, "SACK blocks before the DUT's ISN is known")
 			}
-			o.SACKBlocks[i].Start += r.dutISN
-			o.SACKBlocks[i].End += r.dutISN
+			o.SACKBlocks[i].Start += dutBase
+			o.SACKBlocks[i].End += dutBase
 		}
 	}
 	if p.Len > 0 {
@@ -785,6 +810,6 @@ func (r *runner) inject(ev *Event) error {
 		r.pcap.write(r.dut.Now(), r.packet(false, &seg, ip))
 	}
 	r.logf(r.dut.Now(), "< %s", renderPacket(p))
-	r.dut.Inject(&Inbound{Seg: seg, IP: ip})
+	r.dut.Inject(&Inbound{Seg: seg, IP: ip, FastOpen: fo})
 	return nil
 }

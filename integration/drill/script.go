@@ -18,6 +18,7 @@
 package drill
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -149,6 +150,18 @@ type Packet struct {
 	// build or check (TCP Fast Open or MD5 options, ICMP, UDP): running
 	// the line reports it as unsupported.
 	Feature string
+	// FastOpen is the line's Fast Open option (`FO [cookie]`, `FOEXP
+	// [cookie]`), which the linux DUT builds and checks (the other DUTs
+	// have no Fast Open: Feature names it for them).
+	FastOpen *FastOpenOpt
+}
+
+// FastOpenOpt is a `FO` (kind 34, RFC 7413) or `FOEXP` (kind 254, magic
+// 0xF989) option. Cookie is the hex cookie, or a symbol (TFO_COOKIE, which
+// the runner computes as the kernel would); "" is a cookie request.
+type FastOpenOpt struct {
+	Exp    bool
+	Cookie string
 }
 
 // IPMask says which IP fields a packet line gives.
@@ -712,12 +725,29 @@ func parsePacket(s string) (*Packet, error) {
 		if err != nil {
 			return nil, err
 		}
+		p.FastOpen = fastOpenIn(optText)
 		p.Opts = o
 		if feature != "" {
 			p.Feature = feature
 		}
 	}
 	return p, nil
+}
+
+// fastOpenIn returns the Fast Open option of an option list parseOptions
+// accepted, or nil.
+func fastOpenIn(s string) *FastOpenOpt {
+	for _, item := range strings.Split(s, ",") {
+		f := strings.Fields(item)
+		if len(f) > 0 && (f[0] == "FO" || f[0] == "FOEXP") {
+			o := &FastOpenOpt{Exp: f[0] == "FOEXP"}
+			if len(f) == 2 {
+				o.Cookie = f[1]
+			}
+			return o
+		}
+	}
+	return nil
 }
 
 // parseIPInfo parses `noecn`, `ect0`, `ect1`, `ce`, `ect01`, `tos 0x..`,
@@ -821,6 +851,11 @@ func parseOptions1(s string, feature *string) (*tcp.Options, error) {
 		case "FO", "FOEXP":
 			if len(f) > 2 {
 				return nil, fmt.Errorf("bad Fast Open option %q", item)
+			}
+			if len(f) == 2 && f[1] != "TFO_COOKIE" {
+				if b, err := hex.DecodeString(f[1]); err != nil || len(b) < 4 || len(b) > 16 || len(b)%2 != 0 {
+					return nil, fmt.Errorf("bad Fast Open cookie %q: want 4 to 16 bytes of hex, even (RFC 7413 §4.1.1)", f[1])
+				}
 			}
 			*feature, want = "TCP Fast Open", len(f)
 		case "md5":
