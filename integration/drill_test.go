@@ -239,7 +239,7 @@ func TestDrillLinuxPacketdrillRules(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s, err := drill.Parse(name, src)
 			require.NoError(t, err)
-			r := drill.RunWith(s, "linux", drill.RunOptions{Match: drill.Strict, ToleranceScale: linuxToleranceScale(t)})
+			r := drill.RunWith(s, "linux", drill.RunOptions{Match: drill.Strict, ToleranceScale: linuxToleranceScale(t), PacketdrillRules: true})
 			var b strings.Builder
 			drill.WriteResult(&b, r, true)
 			require.Equal(t, drill.Pass, r.Status, b.String())

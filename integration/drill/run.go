@@ -112,6 +112,7 @@ type runner struct {
 	// line's numbers are the ISNs themselves, and every other line's are
 	// relative to them: `< . 1:1` after `< S 999000:999000` is 999001.
 	peerSyn, dutSyn tcp.Seq
+	peerSynSet      bool
 	// synMatched: a `>` SYN line has fixed dutISN.
 	synMatched bool
 	pending    []integration.Emission
@@ -142,16 +143,12 @@ type runner struct {
 	badSums int
 	// tol is the script's tolerance, scaled for real-time DUTs.
 	tol time.Duration
-	// pct is the script's --tolerance_percent on real-time DUTs (0 on
-	// virtual-time ones, which are exact): an event's tolerance is at
-	// least this share of the time since the previous event.
+	// pct is the script's --tolerance_percent on real-time DUTs under
+	// PacketdrillRules (0 otherwise; virtual-time DUTs are exact): an
+	// event's tolerance is at least this share of the time since the
+	// previous event.
 	pct float64
-	// packetdrill is set on the real-time DUT (linux), which is held to
-	// packetdrill's own rules: consecutive `<` lines are timed from each
-	// other's script times, and a packet the DUT sends before a line that
-	// is not a `>` is left for the next `>` line (packetdrill only looks
-	// at the DUT's packets when a `>` line asks for one), as is one left
-	// at the end (noted, not failed).
+	// packetdrill is RunOptions.PacketdrillRules.
 	packetdrill bool
 	// prevInject: the previous event was a `<` line.
 	prevInject bool
@@ -181,6 +178,16 @@ type RunOptions struct {
 	// run in real time (linux), for slow or loaded machines; 0 means 1.
 	// Virtual-time DUTs are exact and always use the script's tolerance.
 	ToleranceScale float64
+	// PacketdrillRules holds the run to google packetdrill's matching
+	// rules where they are looser than the drill's: a packet the DUT sends
+	// before a line that is not a `>` line is left for the next `>` line
+	// (packetdrill looks at the DUT's packets only when a `>` line asks
+	// for one), one left at the end is noted, not failed, and a `>` line
+	// aggregates the wire segments that make up its length whatever their
+	// timing, with the last one's flags (PSH) and time; on a real-time
+	// DUT the tolerance is at least --tolerance_percent (12.5 by default)
+	// of the time since the previous event.
+	PacketdrillRules bool
 }
 
 // Run runs s on the named DUT. pcap, if not nil, receives a capture of the
@@ -213,9 +220,10 @@ func RunWith(s *Script, dutName string, o RunOptions) (res Result) {
 	if rt, ok := dut.(realTimer); ok && rt.RealTime() && o.ToleranceScale > 0 {
 		r.tol = time.Duration(float64(s.Tolerance) * o.ToleranceScale)
 	}
-	if rt, ok := dut.(realTimer); ok && rt.RealTime() {
-		r.pct, r.packetdrill = s.TolerancePercent, true
+	if rt, ok := dut.(realTimer); ok && rt.RealTime() && o.PacketdrillRules {
+		r.pct = s.TolerancePercent
 	}
+	r.packetdrill = o.PacketdrillRules
 	if pcap != nil {
 		r.pcap = newPcapWriter(pcap)
 	}
@@ -755,8 +763,11 @@ func (r *runner) inject(ev *Event) error {
 	}
 	peerBase, dutBase := PeerISN+r.peerSyn, r.dutISN+r.dutSyn
 	if p.Flags&tcp.FlagSYN != 0 {
-		// A SYN's number is the ISN; what follows counts from it.
-		r.peerSyn = tcp.Seq(p.Seq)
+		// A SYN's number is absolute; the connection's first one is the
+		// ISN that what follows counts from.
+		if !r.peerSynSet {
+			r.peerSyn, r.peerSynSet = tcp.Seq(p.Seq), true
+		}
 		peerBase, dutBase = PeerISN, r.dutISN
 	}
 	seg := tcp.Segment{Seq: peerBase + tcp.Seq(p.Seq), Flags: p.Flags, Window: 65535}
