@@ -102,6 +102,10 @@ func TestFastOpenOption(t *testing.T) {
 	require.Equal(t, &FastOpenOpt{}, s.Events[2].Packet.FastOpen)
 	_, err = Parse("t.pkt", "0 < S 0:0(0) win 1 <FO 123>\n")
 	require.Error(t, err)
+	// An invalid cookie length parses: valid-cookie-format.pkt sends one.
+	s, err = Parse("t.pkt", "0 < S. 0:0(0) ack 1 win 1 <FO 1122>\n")
+	require.NoError(t, err)
+	require.Equal(t, &FastOpenOpt{Cookie: "1122"}, s.Events[0].Packet.FastOpen)
 
 	fo := encodeFastOpen(true, []byte{1, 2, 3, 4, 5, 6, 7, 8})
 	require.Equal(t, []byte{254, 12, 0xf9, 0x89, 1, 2, 3, 4, 5, 6, 7, 8}, fo)
