@@ -198,3 +198,51 @@ func TestDrillExternalCorpus(t *testing.T) {
 		require.Greater(t, tfo[dut], 50, "%s: fastopen scripts reported as unsupported by the DUT: TCP Fast Open", dut)
 	}
 }
+
+// TestDrillLinuxPacketdrillRules runs, on the kernel, scripts that pass
+// under google's packetdrill and needed its rules from the harness: the
+// init command runs before the clock starts (a slow defaults.sh does not
+// make absolute times late), and a TCP Fast Open server gets SYN data with
+// the kernel's own cookie (TFO_COOKIE) and sends its cookie back.
+// Skipped without root (failed under USTACK_REQUIRE_NETNS=1).
+func TestDrillLinuxPacketdrillRules(t *testing.T) {
+	if !netnstest.Enter(t) {
+		return
+	}
+	scripts := map[string]string{
+		"init-command-before-clock.pkt": "`sleep 0.3`\n" + `0.000 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+0.000 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
+0.000 bind(3, ..., ...) = 0
+0.000 listen(3, 1) = 0
+0.100 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
+0.100 > S. 0:0(0) ack 1 <...>
+0.110 < . 1:1(0) ack 1 win 257
+0.110 accept(3, ..., ...) = 4
+`,
+		"fastopen-server-cookie.pkt": "`sysctl -q net.ipv4.tcp_fastopen=0x70403 net.ipv4.tcp_fastopen_key=a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4`\n" + `0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 setsockopt(3, SOL_TCP, TCP_FASTOPEN, [1], 4) = 0
+// A cookie request: the SYN-ACK carries the cookie.
++0 < S 0:0(0) win 32792 <mss 1460,sackOK,nop,nop,FOEXP>
++0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,FOEXP TFO_COOKIE>
++.01 < . 1:1(0) ack 1 win 257
++0 accept(3, ..., ...) = 4
++0 close(4) = 0
++0 > F. 1:1(0) ack 1
++.01 < F. 1:1(0) ack 2 win 257
++0 > . 2:2(0) ack 2
+`,
+	}
+	for name, src := range scripts {
+		t.Run(name, func(t *testing.T) {
+			s, err := drill.Parse(name, src)
+			require.NoError(t, err)
+			r := drill.RunWith(s, "linux", drill.RunOptions{Match: drill.Strict, ToleranceScale: linuxToleranceScale(t), PacketdrillRules: true})
+			var b strings.Builder
+			drill.WriteResult(&b, r, true)
+			require.Equal(t, drill.Pass, r.Status, b.String())
+		})
+	}
+}

@@ -25,10 +25,11 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 	pcapDir := fs.String("pcap", "", "write a pcap per script and DUT into this directory")
 	verbose := fs.Bool("v", false, "print every run's trace, not only failures'")
 	tolScale := fs.Float64("tolerance_scale", 1, "multiply scripts' timing tolerance on the linux DUT (real time) by this factor")
+	pdRules := fs.Bool("packetdrill_rules", false, "match as google packetdrill does where it is looser: packets sent before a line that is not a `>` line wait for the next `>` line, leftovers at the end are noted, a `>` line aggregates its segments whatever their timing, the linux DUT's tolerance is at least --tolerance_percent of the time since the previous event")
 	junitFile := fs.String("junit", "", "also write the results as JUnit XML to this file")
 	jsonOut := fs.Bool("json", false, "print the results as JSON instead of text")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ustack drill [--dut all|%s[,...]] [--match strict|semantic] [--pcap DIR] [--tolerance_scale F] [--junit FILE] [--json] [-v] FILE|DIR...\n", strings.Join(drill.DUTNames, "|"))
+		fmt.Fprintf(stderr, "usage: ustack drill [--dut all|%s[,...]] [--match strict|semantic] [--pcap DIR] [--tolerance_scale F] [--packetdrill_rules] [--junit FILE] [--json] [-v] FILE|DIR...\n", strings.Join(drill.DUTNames, "|"))
 		fs.PrintDefaults()
 	}
 	if st := parseFlags(fs, args); st >= 0 {
@@ -112,7 +113,7 @@ func runDrill(args []string, stdout, stderr io.Writer) int {
 					r.Status, r.Detail = drill.Error, linuxSkip+" (and USTACK_REQUIRE_NETNS=1)"
 				}
 			default:
-				r = runOne(s, d, drill.RunOptions{Match: match, ToleranceScale: *tolScale}, *pcapDir)
+				r = runOne(s, d, drill.RunOptions{Match: match, ToleranceScale: *tolScale, PacketdrillRules: *pdRules}, *pcapDir)
 			}
 			results[p][d] = r
 			drill.WriteResult(text, r, *verbose)

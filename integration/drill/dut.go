@@ -130,6 +130,9 @@ type Inbound struct {
 	Seg tcp.Segment
 	// IP holds the IP header fields to send it with.
 	IP integration.IPFields
+	// FastOpen is a Fast Open option to add to the TCP options (raw
+	// bytes); only the linux DUT takes one.
+	FastOpen []byte
 }
 
 // OptVal is a socket option value. Which field is meaningful depends on the
@@ -200,6 +203,9 @@ type (
 	// realTimer is a DUT whose clock is the wall clock (linux): its
 	// timing tolerance is scaled by RunOptions.ToleranceScale.
 	realTimer interface{ RealTime() bool }
+	// clockRestarter is a real-time DUT whose clock can start again at 0:
+	// after the init command, as packetdrill starts its clock only then.
+	clockRestarter interface{ RestartClock() }
 	// emissionWaiter is a real-time DUT that can block until it emits
 	// something or its clock reaches deadline.
 	emissionWaiter interface{ WaitEmitted(deadline time.Duration) }

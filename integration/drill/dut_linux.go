@@ -234,10 +234,14 @@ func (d *linuxDUT) record(b []byte, g tun.GSO) {
 		return
 	}
 	seg.Payload = bytes.Clone(seg.Payload)
+	var fo []byte
+	if hl := int(tcpBytes[12]>>4) * 4; hl > 20 && hl <= len(tcpBytes) {
+		fo = findFastOpen(tcpBytes[20:hl])
+	}
 	if g.IsGSO() {
 		seg.GSOSize = g.Size
 	}
-	d.emitted = append(d.emitted, integration.Emission{At: at, Seg: seg, IP: ip})
+	d.emitted = append(d.emitted, integration.Emission{At: at, Seg: seg, IP: ip, FastOpen: fo})
 	select {
 	case d.arrived <- struct{}{}:
 	default:
@@ -267,7 +271,21 @@ func (d *linuxDUT) WaitEmitted(deadline time.Duration) {
 
 func (d *linuxDUT) Name() string { return "linux" }
 
-func (d *linuxDUT) Now() time.Duration { return time.Since(d.start) }
+func (d *linuxDUT) Now() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return time.Since(d.start)
+}
+
+// RestartClock makes now time 0, dropping what the kernel sent before
+// (nothing on the script's connection can exist yet: the init command
+// comes before every other line).
+func (d *linuxDUT) RestartClock() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.start = time.Now()
+	d.emitted = nil
+}
 
 // Advance lets real time pass.
 func (d *linuxDUT) Advance(dt time.Duration) { time.Sleep(dt) }
@@ -305,16 +323,27 @@ func (d *linuxDUT) BuildPacket(toPeer bool, seg *tcp.Segment, ip integration.IPF
 	if toPeer {
 		src, dst, sport, dport = dst, src, dport, sport
 	}
-	return buildIPPacket(src, dst, sport, dport, seg, ip)
+	b, _ := buildIPPacketOpt(src, dst, sport, dport, seg, ip, nil)
+	return b
 }
 
 // buildIPPacket serializes a TCP segment in an IPv4 or IPv6 packet with
 // correct checksums and the given header fields (TTL 0 means 64).
-func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, ip integration.IPFields) []byte {
+// extra, if not nil, is a raw TCP option added to seg's (a Fast Open
+// option, which tcp.Options does not model).
+func buildIPPacketOpt(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, ip integration.IPFields, extra []byte) ([]byte, error) {
 	if ip.TTL == 0 {
 		ip.TTL = 64
 	}
-	tcpLen := tcp.SegmentWireLen(seg)
+	tcpHdr := make([]byte, tcp.SegmentWireLen(seg))
+	tcp.EncodeSegment(tcpHdr, sport, dport, seg)
+	if extra != nil {
+		var err error
+		if tcpHdr, err = withOption(tcpHdr, extra); err != nil {
+			return nil, err
+		}
+	}
+	tcpLen := len(tcpHdr)
 	var b []byte
 	var hdr int
 	if src.Is6() {
@@ -349,19 +378,24 @@ func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, i
 		})
 		ih.SetChecksum(^ih.CalculateChecksum())
 	}
-	tcp.EncodeSegment(b[hdr:], sport, dport, seg)
+	copy(b[hdr:], tcpHdr)
 	tcp.SetChecksumFull(b[hdr:], src.AsSlice(), dst.AsSlice())
-	return b
+	return b, nil
 }
 
 // Inject writes the peer's packet into the TUN. The kernel processes a
 // TUN write in the writing thread's softirq context, so by the time Write
 // returns its answer is usually already queued for the reader.
 func (d *linuxDUT) Inject(p *Inbound) {
-	pkt := d.BuildPacket(false, &p.Seg, p.IP)
+	pkt, err := buildIPPacketOpt(d.peer, d.kernel, integration.PeerPort, integration.DUTPort, &p.Seg, p.IP, p.FastOpen)
+	if err != nil {
+		d.mu.Lock()
+		d.bad = append(d.bad, "building the script's packet: "+err.Error())
+		d.mu.Unlock()
+		return
+	}
 	buf := make([]byte, tun.Headroom+len(pkt))
 	copy(buf[tun.Headroom:], pkt)
-	var err error
 	if len(pkt) > d.o.MTU {
 		// Larger than the link: one GSO super-packet the kernel cuts
 		// into MSS-sized segments (GRO'd on the way in, as packetdrill
@@ -641,6 +675,18 @@ func (d *linuxDUT) Ioctl(fd, req int) (int, syscall.Errno) {
 	}
 	n, err := unix.IoctlGetInt(k, uint(req))
 	return n, sysErrno(err)
+}
+
+// FastOpenCookie is the cookie the kernel's Fast Open server gives the
+// script's peer, under the namespace's current net.ipv4.tcp_fastopen_key.
+func (d *linuxDUT) FastOpenCookie() ([]byte, error) {
+	var key []byte
+	var err error
+	d.ns.do(func() { key, err = os.ReadFile("/proc/sys/net/ipv4/tcp_fastopen_key") })
+	if err != nil {
+		return nil, err
+	}
+	return linuxFastOpenCookie(string(key), d.peer, d.kernel)
 }
 
 // Sysctl writes /proc/sys in the DUT's namespace (per-namespace settings

@@ -24,6 +24,8 @@ type blockedCall struct {
 	end    time.Duration
 	hasEnd bool
 	start  time.Duration
+	// tol is the timing tolerance of its return.
+	tol time.Duration
 }
 
 // blockedText names a blocked call for messages.
@@ -42,13 +44,14 @@ func (r *runner) call(ev *Event) error {
 	}
 	start := r.dut.Now()
 	if spec.blocking && wouldBlock(res.errno) {
-		b := &blockedCall{ev: ev, spec: spec, start: start}
+		b := &blockedCall{ev: ev, spec: spec, start: start, tol: r.tol}
 		if ev.Time.HasEnd {
 			b.hasEnd = true
 			b.end = ev.Time.End
 			if ev.Time.Kind == TimeRel {
 				b.end = r.now - ev.Time.Lo + ev.Time.End
 			}
+			b.tol = r.tolFor(b.end - r.now)
 		}
 		r.blocked, r.blockStart = b, start
 		return nil
@@ -58,8 +61,8 @@ func (r *runner) call(ev *Event) error {
 		if ev.Time.Kind == TimeRel {
 			end = r.now - ev.Time.Lo + ev.Time.End
 		}
-		if start < end-r.tol {
-			return r.fail(ev, "%s returned at once (%s), want it to block until %s", ev.Call.Name, fmtTime(start), timeText(end, end, r.tol))
+		if tol := r.tolFor(end - r.now); start < end-tol {
+			return r.fail(ev, "%s returned at once (%s), want it to block until %s", ev.Call.Name, fmtTime(start), timeText(end, end, tol))
 		}
 	}
 	return r.checkResult(ev, res)
@@ -77,11 +80,11 @@ func (r *runner) retryBlocked() error {
 		return err
 	}
 	if wouldBlock(res.errno) {
-		if b.hasEnd && r.dut.Now() > b.end+r.tol || !b.hasEnd && r.dut.Now() > b.start+r.tol {
+		if b.hasEnd && r.dut.Now() > b.end+b.tol || !b.hasEnd && r.dut.Now() > b.start+b.tol {
 			r.blocked, r.blockStart = nil, -1
 			want := "return at once"
 			if b.hasEnd {
-				want = "return by " + timeText(b.end, b.end, r.tol)
+				want = "return by " + timeText(b.end, b.end, b.tol)
 			}
 			return r.fail(b.ev, "%s is still blocked at %s; the line says it should %s", b.ev.Call.Name, fmtTime(r.dut.Now()), want)
 		}
@@ -90,8 +93,8 @@ func (r *runner) retryBlocked() error {
 	r.blocked, r.blockStart = nil, -1
 	now := r.dut.Now()
 	r.logf(now, "%s returned %s", b.ev.Call.Name, resText(res))
-	if b.hasEnd && (now < b.end-r.tol || now > b.end+r.tol) {
-		return r.fail(b.ev, "%s returned at %s, want %s", b.ev.Call.Name, fmtTime(now), timeText(b.end, b.end, r.tol))
+	if b.hasEnd && (now < b.end-b.tol || now > b.end+b.tol) {
+		return r.fail(b.ev, "%s returned at %s, want %s", b.ev.Call.Name, fmtTime(now), timeText(b.end, b.end, b.tol))
 	}
 	return r.checkResult(b.ev, res)
 }
@@ -101,9 +104,9 @@ func (r *runner) retryBlocked() error {
 func (r *runner) finishBlocked(ev *Event) error {
 	for r.blocked != nil {
 		b := r.blocked
-		limit := b.start + r.tol
+		limit := b.start + b.tol
 		if b.hasEnd {
-			limit = b.end + r.tol
+			limit = b.end + b.tol
 		}
 		if r.dut.Now() > limit {
 			return r.retryBlocked() // reports it still blocked
@@ -178,7 +181,7 @@ func (r *runner) takeSegment(p *Packet) integration.Emission {
 	}
 	// Only a line longer than the MSS the peer announced describes a
 	// super-packet; a shorter one must match one wire segment.
-	if p.Len <= int(r.peerMSS) || p.Len <= len(e.Seg.Payload) || len(e.Seg.Payload) == 0 || e.Seg.Flags&(tcp.FlagSYN|tcp.FlagRST|tcp.FlagFIN) != 0 {
+	if !r.packetdrill && p.Len <= int(r.peerMSS) || p.Len <= len(e.Seg.Payload) || len(e.Seg.Payload) == 0 || e.Seg.Flags&(tcp.FlagSYN|tcp.FlagRST|tcp.FlagFIN) != 0 {
 		return e
 	}
 	payload := append([]byte(nil), e.Seg.Payload...)
@@ -187,7 +190,12 @@ func (r *runner) takeSegment(p *Packet) integration.Emission {
 			// Real time: the rest of the burst may still be on its way
 			// (the kernel queues the next TSO chunk as the device takes
 			// the previous one).
-			w.WaitEmitted(r.dut.Now() + min(r.tol, 2*time.Millisecond))
+			deadline := r.dut.Now() + min(r.tol, 2*time.Millisecond)
+			if r.packetdrill {
+				// packetdrill sniffs until the line's bytes are in.
+				deadline = max(deadline, r.aggDeadline)
+			}
+			w.WaitEmitted(deadline)
 			r.collect()
 		}
 		if len(r.pending) == 0 {
@@ -196,11 +204,18 @@ func (r *runner) takeSegment(p *Packet) integration.Emission {
 		n := r.pending[0]
 		s := &n.Seg
 		if s.Seq != e.Seg.Seq+tcp.Seq(len(payload)) || s.Ack != e.Seg.Ack || s.Flags&(tcp.FlagSYN|tcp.FlagRST) != 0 ||
-			n.At-e.At > r.tol || len(s.Payload) == 0 || len(payload)+len(s.Payload) > p.Len {
+			!r.packetdrill && n.At-e.At > r.tol || len(s.Payload) == 0 || len(payload)+len(s.Payload) > p.Len {
 			break
 		}
 		payload = append(payload, s.Payload...)
-		e.Seg.Flags |= s.Flags
+		if r.packetdrill {
+			// packetdrill's aggregate: the last piece's header and time,
+			// the first's sequence number and CWR.
+			e.Seg.Flags = s.Flags&^tcp.FlagCWR | e.Seg.Flags&tcp.FlagCWR
+			e.At, e.IP = n.At, n.IP
+		} else {
+			e.Seg.Flags |= s.Flags
+		}
 		e.Seg.Window = s.Window
 		r.pending = r.pending[1:]
 		if s.Flags&tcp.FlagFIN != 0 {
@@ -306,6 +321,12 @@ func (r *runner) shell(ev *Event, at time.Duration) error {
 		out, err := sh.Shell(r.s.Dir, ev.Shell)
 		if err != nil {
 			return r.fail(ev, "shell command `%s` failed: %v\n%s", ev.Shell, err, strings.TrimSpace(out))
+		}
+		if cr, ok := r.dut.(clockRestarter); ok && ev.Init {
+			// packetdrill's clock starts when the init command is done.
+			cr.RestartClock()
+			r.now = 0
+			r.logf(0, "(clock restarted after the init command)")
 		}
 		return nil
 	}

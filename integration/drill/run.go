@@ -107,6 +107,12 @@ type runner struct {
 	// tsBase is the DUT's first TS val, which reports count from.
 	tsBase    uint32
 	tsBaseSet bool
+	// peerSyn and dutSyn are the sequence numbers the script's SYN lines
+	// give (`< S 999000:...`, `> S. 1234:...`). As in packetdrill, a SYN
+	// line's numbers are the ISNs themselves, and every other line's are
+	// relative to them: `< . 1:1` after `< S 999000:999000` is 999001.
+	peerSyn, dutSyn tcp.Seq
+	peerSynSet      bool
 	// synMatched: a `>` SYN line has fixed dutISN.
 	synMatched bool
 	pending    []integration.Emission
@@ -137,6 +143,28 @@ type runner struct {
 	badSums int
 	// tol is the script's tolerance, scaled for real-time DUTs.
 	tol time.Duration
+	// pct is the script's --tolerance_percent on real-time DUTs under
+	// PacketdrillRules (0 otherwise; virtual-time DUTs are exact): an
+	// event's tolerance is at least this share of the time since the
+	// previous event.
+	pct float64
+	// packetdrill is RunOptions.PacketdrillRules.
+	packetdrill bool
+	// prevInject: the previous event was a `<` line.
+	prevInject bool
+	// aggDeadline is how long a `>` line waits for the rest of the
+	// pieces it aggregates (its window's end plus tolerance).
+	aggDeadline time.Duration
+}
+
+// tolFor is the timing tolerance of an event delta after the previous one:
+// the script's, or its percent share of delta if larger (packetdrill's
+// dynamic tolerance).
+func (r *runner) tolFor(delta time.Duration) time.Duration {
+	if d := time.Duration(r.pct / 100 * float64(delta)); d > r.tol {
+		return d
+	}
+	return r.tol
 }
 
 // RunOptions configure a run.
@@ -150,6 +178,16 @@ type RunOptions struct {
 	// run in real time (linux), for slow or loaded machines; 0 means 1.
 	// Virtual-time DUTs are exact and always use the script's tolerance.
 	ToleranceScale float64
+	// PacketdrillRules holds the run to google packetdrill's matching
+	// rules where they are looser than the drill's: a packet the DUT sends
+	// before a line that is not a `>` line is left for the next `>` line
+	// (packetdrill looks at the DUT's packets only when a `>` line asks
+	// for one), one left at the end is noted, not failed, and a `>` line
+	// aggregates the wire segments that make up its length whatever their
+	// timing, with the last one's flags (PSH) and time; on a real-time
+	// DUT the tolerance is at least --tolerance_percent (12.5 by default)
+	// of the time since the previous event.
+	PacketdrillRules bool
 }
 
 // Run runs s on the named DUT. pcap, if not nil, receives a capture of the
@@ -182,6 +220,10 @@ func RunWith(s *Script, dutName string, o RunOptions) (res Result) {
 	if rt, ok := dut.(realTimer); ok && rt.RealTime() && o.ToleranceScale > 0 {
 		r.tol = time.Duration(float64(s.Tolerance) * o.ToleranceScale)
 	}
+	if rt, ok := dut.(realTimer); ok && rt.RealTime() && o.PacketdrillRules {
+		r.pct = s.TolerancePercent
+	}
+	r.packetdrill = o.PacketdrillRules
 	if pcap != nil {
 		r.pcap = newPcapWriter(pcap)
 	}
@@ -261,7 +303,9 @@ func (r *runner) run() error {
 	if m := r.malformed(); len(m) > 0 {
 		return &runError{line: last.Line, msg: "the DUT sent packets that are not the connection's well-formed TCP: " + strings.Join(m, "; ")}
 	}
-	if len(r.pending) > 0 {
+	if len(r.pending) > 0 && r.packetdrill {
+		r.notes = append(r.notes, "the DUT sent packets the script does not expect by its end (packetdrill does not check):\n"+r.listPending())
+	} else if len(r.pending) > 0 {
 		return &runError{line: last.Line, msg: "the DUT sent packets the script does not expect by its end:\n" + r.listPending()}
 	}
 	return nil
@@ -356,7 +400,8 @@ func (r *runner) collect() {
 
 func (r *runner) expect(ev *Event) error {
 	lo, hi := r.window(ev)
-	tol := r.tol
+	tol := r.tolFor(lo - r.now)
+	r.prevInject = false
 	if w, ok := r.dut.(emissionWaiter); ok && len(r.pending) == 0 {
 		// Real time: take the packet the moment it leaves.
 		deadline := hi + tol
@@ -410,19 +455,21 @@ func (r *runner) expect(ev *Event) error {
 	if ev.Packet.Feature != "" && r.name != "linux" {
 		return r.featureUnsupported(ev, ev.Packet.Feature)
 	}
-	if ev.Packet.Feature != "" {
+	if ev.Packet.Feature != "" && !r.buildsFastOpen(ev.Packet) {
 		return r.featureUnsupported(ev, ev.Packet.Feature+" (the harness cannot check them)")
 	}
 	want := "  expected: " + fmtTime(lo) + " > " + renderPacket(ev.Packet)
 	if len(r.pending) == 0 {
 		return r.fail(ev, "the DUT sent nothing\n%s\n  actual:   (nothing by %s)", want, fmtTime(r.dut.Now()))
 	}
+	r.aggDeadline = hi + tol
 	e := r.takeSegment(ev.Packet)
 	if e.Seg.Flags&tcp.FlagSYN != 0 && ev.Packet.Flags&tcp.FlagSYN != 0 && !r.synMatched {
 		// The script's SYN sequence number names the DUT's ISN (0 as a
 		// rule; packetdrill maps whatever the line says onto the live
 		// one).
 		r.dutISN, r.synMatched = e.Seg.Seq-tcp.Seq(ev.Packet.Seq), true
+		r.dutSyn = tcp.Seq(ev.Packet.Seq)
 	}
 	if r.badSums > 0 {
 		return r.fail(ev, "the DUT sent a packet with a bad checksum")
@@ -435,6 +482,9 @@ func (r *runner) expect(ev *Event) error {
 		bad = append(bad, fmt.Sprintf("sent at %s, want %s", fmtTime(e.At), timeText(lo, hi, tol)))
 	}
 	bad = append(bad, r.compare(ev.Packet, &e.Seg)...)
+	if fo, ok := r.checkFastOpen(ev.Packet, e.FastOpen); !ok {
+		bad = append(bad, fo)
+	}
 	bad = append(bad, compareIP(ev.Packet, e.IP, r.s.IPv6)...)
 	if len(bad) > 0 {
 		return r.fail(ev, "%s\n%s\n  actual:   %s > %s", strings.Join(bad, "; "), want, fmtTime(e.At), r.render(&e.Seg))
@@ -459,14 +509,18 @@ func (r *runner) compare(p *Packet, s *tcp.Segment) []string {
 	if s.Flags != p.Flags {
 		bad = append(bad, fmt.Sprintf("flags %s, want %s", flagText(s.Flags), flagText(p.Flags)))
 	}
-	if seq := uint32(s.Seq - r.dutISN); seq != p.Seq {
+	dutBase, peerBase := r.dutISN, PeerISN
+	if p.Flags&tcp.FlagSYN == 0 {
+		dutBase, peerBase = r.dutISN+r.dutSyn, PeerISN+r.peerSyn
+	}
+	if seq := uint32(s.Seq - dutBase); seq != p.Seq {
 		bad = append(bad, fmt.Sprintf("seq %d, want %d", seq, p.Seq))
 	}
 	if len(s.Payload) != p.Len {
 		bad = append(bad, fmt.Sprintf("length %d, want %d", len(s.Payload), p.Len))
 	}
 	if p.HasAck && s.Flags&tcp.FlagACK != 0 {
-		if ack := uint32(s.Ack - PeerISN); ack != p.Ack {
+		if ack := uint32(s.Ack - peerBase); ack != p.Ack {
 			bad = append(bad, fmt.Sprintf("ack %d, want %d", ack, p.Ack))
 		}
 	}
@@ -515,7 +569,7 @@ func optText(o *tcp.Options, values bool, base tcp.Seq) string {
 // ecr as the script wrote the value it echoes (inbound TS vals are sent
 // verbatim).
 func (r *runner) optText(o *tcp.Options) string {
-	return optText(o, r.match == Strict, PeerISN)
+	return optText(o, r.match == Strict, PeerISN+r.peerSyn)
 }
 
 func cond(b bool, s string) string {
@@ -626,7 +680,7 @@ func (r *runner) step(ev *Event) error {
 	if err := r.advanceTo(lo); err != nil {
 		return err
 	}
-	if len(r.pending) > 0 {
+	if len(r.pending) > 0 && !r.packetdrill {
 		stray := r.fail(ev, "the DUT sent a packet the script does not expect before this line:\n%s", r.listPending())
 		if ev.Kind == EvCall {
 			// The script stops here either way; if this line needs a
@@ -646,7 +700,14 @@ func (r *runner) step(ev *Event) error {
 		// what follows it is relative to when it actually happened, as a
 		// packet's reaction is to the packet, not to its schedule.
 		r.now = at
+		if ev.Kind == EvInject && r.prevInject && ev.Time.Kind == TimeRel {
+			// packetdrill anchors consecutive relative `<` lines to each
+			// other's script times, so that the harness's own overhead
+			// on a burst does not accumulate.
+			r.now = lo
+		}
 	}
+	r.prevInject = ev.Kind == EvInject
 	var err error
 	switch ev.Kind {
 	case EvInject:
@@ -688,13 +749,28 @@ func codeText(c *Code) string {
 
 func (r *runner) inject(ev *Event) error {
 	p := ev.Packet
-	if p.Feature != "" {
+	var fo []byte
+	if r.buildsFastOpen(p) {
+		var err error
+		if fo, err = r.fastOpenBytes(p.FastOpen); err != nil {
+			return r.unsupported(ev, "%v", err)
+		}
+	} else if p.Feature != "" {
 		if r.name == "linux" {
 			return r.featureUnsupported(ev, p.Feature+" (the harness cannot build them)")
 		}
 		return r.featureUnsupported(ev, p.Feature)
 	}
-	seg := tcp.Segment{Seq: PeerISN + tcp.Seq(p.Seq), Flags: p.Flags, Window: 65535}
+	peerBase, dutBase := PeerISN+r.peerSyn, r.dutISN+r.dutSyn
+	if p.Flags&tcp.FlagSYN != 0 {
+		// A SYN's number is absolute; the connection's first one is the
+		// ISN that what follows counts from.
+		if !r.peerSynSet {
+			r.peerSyn, r.peerSynSet = tcp.Seq(p.Seq), true
+		}
+		peerBase, dutBase = PeerISN, r.dutISN
+	}
+	seg := tcp.Segment{Seq: peerBase + tcp.Seq(p.Seq), Flags: p.Flags, Window: 65535}
 	if p.HasWin {
 		seg.Window = p.Win
 	}
@@ -702,7 +778,7 @@ func (r *runner) inject(ev *Event) error {
 		if !r.issKnown {
 			return r.unsupported(ev, "`ack` on an inbound packet before the DUT sent its SYN or SYN-ACK (its ISN is unknown)")
 		}
-		seg.Ack = r.dutISN + tcp.Seq(p.Ack)
+		seg.Ack = dutBase + tcp.Seq(p.Ack)
 	} else if p.Flags&tcp.FlagACK != 0 {
 		// `.` without `ack N`: acknowledge everything the DUT sent.
 		seg.Ack = r.dutNxt
@@ -721,8 +797,8 @@ func (r *runner) inject(ev *Event) error {
 			if !r.issKnown {
 				return r.unsupported(ev, "SACK blocks before the DUT's ISN is known")
 			}
-			o.SACKBlocks[i].Start += r.dutISN
-			o.SACKBlocks[i].End += r.dutISN
+			o.SACKBlocks[i].Start += dutBase
+			o.SACKBlocks[i].End += dutBase
 		}
 	}
 	if p.Len > 0 {
@@ -745,6 +821,6 @@ func (r *runner) inject(ev *Event) error {
 		r.pcap.write(r.dut.Now(), r.packet(false, &seg, ip))
 	}
 	r.logf(r.dut.Now(), "< %s", renderPacket(p))
-	r.dut.Inject(&Inbound{Seg: seg, IP: ip})
+	r.dut.Inject(&Inbound{Seg: seg, IP: ip, FastOpen: fo})
 	return nil
 }

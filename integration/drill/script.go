@@ -18,6 +18,7 @@
 package drill
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -33,6 +34,9 @@ import (
 // DefaultTolerance is packetdrill's default timing tolerance.
 const DefaultTolerance = 4 * time.Millisecond
 
+// DefaultTolerancePercent is packetdrill's default --tolerance_percent.
+const DefaultTolerancePercent = 12.5
+
 // Script is a parsed script.
 type Script struct {
 	// Name identifies the script in reports (its path as given).
@@ -42,6 +46,10 @@ type Script struct {
 	Dir string
 	// Tolerance is how far an outbound packet may be from its line's time.
 	Tolerance time.Duration
+	// TolerancePercent widens the tolerance of an event to this share of
+	// the time since the previous one (--tolerance_percent; packetdrill's
+	// default 12.5, the worst-case slack of Linux's timer wheel).
+	TolerancePercent float64
 	// IPv6 runs the script over IPv6.
 	IPv6 bool
 	// MTU is --mtu (0: the DUT's default, 1500).
@@ -112,6 +120,10 @@ type Event struct {
 	Code   *Code
 	// Text is the line as written (comments stripped), for reports.
 	Text string
+	// Init marks packetdrill's init command: an untimed shell line before
+	// any other event. packetdrill runs it before its clock starts, so the
+	// script's time 0 is when it has finished.
+	Init bool
 }
 
 // Packet is a `<` or `>` line. Sequence numbers are relative: the sender's
@@ -138,6 +150,18 @@ type Packet struct {
 	// build or check (TCP Fast Open or MD5 options, ICMP, UDP): running
 	// the line reports it as unsupported.
 	Feature string
+	// FastOpen is the line's Fast Open option (`FO [cookie]`, `FOEXP
+	// [cookie]`), which the linux DUT builds and checks (the other DUTs
+	// have no Fast Open: Feature names it for them).
+	FastOpen *FastOpenOpt
+}
+
+// FastOpenOpt is a `FO` (kind 34, RFC 7413) or `FOEXP` (kind 254, magic
+// 0xF989) option. Cookie is the hex cookie, or a symbol (TFO_COOKIE, which
+// the runner computes as the kernel would); "" is a cookie request.
+type FastOpenOpt struct {
+	Exp    bool
+	Cookie string
 }
 
 // IPMask says which IP fields a packet line gives.
@@ -265,7 +289,7 @@ func logicalLines(lines []string) (out []string, nums []int) {
 
 // Parse parses a script. name is used in errors and reports.
 func Parse(name, src string) (*Script, error) {
-	s := &Script{Name: name, Tolerance: DefaultTolerance, Expect: map[string]Expectation{}, Options: map[string]string{}}
+	s := &Script{Name: name, Tolerance: DefaultTolerance, TolerancePercent: DefaultTolerancePercent, Expect: map[string]Expectation{}, Options: map[string]string{}}
 	lines, dirs := stripComments(src)
 	for ln, d := range dirs {
 		if err := s.directive(d); err != nil {
@@ -335,7 +359,7 @@ func (s *Script) line(n int, l string) error {
 		return s.option(l)
 	}
 	if strings.HasPrefix(l, "`") {
-		return s.shell(n, Time{Kind: TimeRel}, l)
+		return s.shell(n, Time{Kind: TimeRel}, l, true)
 	}
 	tok, rest := l, ""
 	if i := strings.IndexAny(l, " \t"); i >= 0 {
@@ -368,7 +392,7 @@ func (s *Script) line(n int, l string) error {
 		if t.HasEnd {
 			return fmt.Errorf("a shell command cannot block (`...` end time)")
 		}
-		return s.shell(n, t, rest)
+		return s.shell(n, t, rest, false)
 	case strings.HasPrefix(rest, "%{"):
 		if !strings.HasSuffix(rest, "}%") {
 			return fmt.Errorf("unterminated %%{ code block")
@@ -404,11 +428,13 @@ func (s *Script) line(n int, l string) error {
 	return nil
 }
 
-func (s *Script) shell(n int, t Time, l string) error {
+func (s *Script) shell(n int, t Time, l string, untimed bool) error {
 	if len(l) < 2 || !strings.HasSuffix(l, "`") {
 		return fmt.Errorf("unterminated backquoted shell command")
 	}
-	s.Events = append(s.Events, Event{Line: n, Time: t, Kind: EvShell, Shell: strings.TrimSpace(l[1 : len(l)-1]), Text: l})
+	ev := Event{Line: n, Time: t, Kind: EvShell, Shell: strings.TrimSpace(l[1 : len(l)-1]), Text: l}
+	ev.Init = untimed && len(s.Events) == 0
+	s.Events = append(s.Events, ev)
 	return nil
 }
 
@@ -441,6 +467,12 @@ func (s *Script) option(l string) error {
 				return fmt.Errorf("--tolerance_usecs=%q: %v", v, err)
 			}
 			s.Tolerance = time.Duration(u) * time.Microsecond
+		case "tolerance_percent":
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || f > 100 {
+				return fmt.Errorf("--tolerance_percent=%q: want 0..100", v)
+			}
+			s.TolerancePercent = f
 		case "ip_version":
 			switch v {
 			case "ipv4":
@@ -693,12 +725,29 @@ func parsePacket(s string) (*Packet, error) {
 		if err != nil {
 			return nil, err
 		}
+		p.FastOpen = fastOpenIn(optText)
 		p.Opts = o
 		if feature != "" {
 			p.Feature = feature
 		}
 	}
 	return p, nil
+}
+
+// fastOpenIn returns the Fast Open option of an option list parseOptions
+// accepted, or nil.
+func fastOpenIn(s string) *FastOpenOpt {
+	for _, item := range strings.Split(s, ",") {
+		f := strings.Fields(item)
+		if len(f) > 0 && (f[0] == "FO" || f[0] == "FOEXP") {
+			o := &FastOpenOpt{Exp: f[0] == "FOEXP"}
+			if len(f) == 2 {
+				o.Cookie = f[1]
+			}
+			return o
+		}
+	}
+	return nil
 }
 
 // parseIPInfo parses `noecn`, `ect0`, `ect1`, `ce`, `ect01`, `tos 0x..`,
@@ -802,6 +851,13 @@ func parseOptions1(s string, feature *string) (*tcp.Options, error) {
 		case "FO", "FOEXP":
 			if len(f) > 2 {
 				return nil, fmt.Errorf("bad Fast Open option %q", item)
+			}
+			if len(f) == 2 && f[1] != "TFO_COOKIE" {
+				// Any length that fits the options: scripts send invalid
+				// ones (RFC 7413 §4.1.1 wants 4 to 16 bytes, even) on purpose.
+				if b, err := hex.DecodeString(f[1]); err != nil || len(b) > 32 {
+					return nil, fmt.Errorf("bad Fast Open cookie %q: want hex bytes, at most 32", f[1])
+				}
 			}
 			*feature, want = "TCP Fast Open", len(f)
 		case "md5":
