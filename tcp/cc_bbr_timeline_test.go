@@ -71,7 +71,8 @@ func init() {
 
 // TestBBRTimeline is a tool, not a check: with BBR_TIMELINE=LOSS (a
 // fraction, 0.005 for 0.5%) it runs BBR over the issue's 40 ms, 100 Mbit/s,
-// one-BDP path with that random loss both ways and GSO, BBR_SIZE bytes
+// one-BDP path with that random loss both ways and GSO (BBR_NOGSO=1: none,
+// as the bench's path TUNs), BBR_SIZE bytes
 // (default 64 MiB, about the 5 s of `ustack bench --path`), seed BBR_SEED
 // (default 7), and logs the sender's round-by-round timeline (-v).
 func TestBBRTimeline(t *testing.T) {
@@ -93,7 +94,11 @@ func TestBBRTimeline(t *testing.T) {
 	timelineT = t
 	la, lb := bottleneck(loss)
 	lb.loss = loss
-	n := bulk(t, "bbr-timeline", size, seed, la, lb, func(c *Config) { c.GSOMaxSize = 65160 })
+	gso := 65160
+	if os.Getenv("BBR_NOGSO") != "" {
+		gso = 0
+	}
+	n := bulk(t, "bbr-timeline", size, seed, la, lb, func(c *Config) { c.GSOMaxSize = gso })
 	in := n.conns[0].Info()
 	t.Logf("loss %v seed %d: %.1f Mbit/s, retrans %d, rto %d, link %+v", loss, seed,
 		float64(size)*8/time.Duration(n.now).Seconds()/1e6, in.TotalRetrans, in.RTOExpirations, la.stats)
