@@ -21,6 +21,9 @@ type bbrTimelineCC struct {
 func (d *bbrTimelineCC) OnAck(now Time, rs *RateSample) {
 	st := d.state
 	d.bbr.OnAck(now, rs)
+	if d.delivered <= 4096 {
+		return // the receiver's BBR: it has sent no data
+	}
 	d.acks++
 	if d.cwndLimited {
 		d.cwndLim++
@@ -60,12 +63,7 @@ var timelineT *testing.T
 
 func init() {
 	RegisterCongestionControl("bbr-timeline", func(cfg CCConfig) CongestionControl {
-		t := timelineT
-		timelineT = nil // the sender's only: the receiver's sends no data
-		if t == nil {
-			return newBBR(cfg.MSS, cfg.Now, 12345)
-		}
-		return &bbrTimelineCC{bbr: newBBR(cfg.MSS, cfg.Now, 12345), t: t, start: cfg.Now}
+		return &bbrTimelineCC{bbr: newBBR(cfg.MSS, cfg.Now, 12345), t: timelineT, start: cfg.Now}
 	})
 }
 
