@@ -426,7 +426,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.only, "only", strings.Join(benchServers, ","), "servers to measure, comma-separated")
 	fs.StringVar(&f.fairness, "fairness", "", "with --path, a fairness run instead: for each congestion control listed (cubic,bbr),\n"+
 		"a ustack server and a kernel server running it, one download from each at once through\n"+
-		"the one bottleneck for --duration (default 20s); each flow's goodput and share, Jain's index")
+		"the one bottleneck for --duration (default 20s); each flow's goodput and share, Jain's index,\n"+
+		"the same over the run's second half, and a control row (ctl-CC) with a second kernel server\n"+
+		"in ustack's place. The ustack CUBIC server gets --hystart unless given --hystart=false")
 	f.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack bench [flags]\n\n"+

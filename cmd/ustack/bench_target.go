@@ -55,7 +55,7 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 	if f.path != "" {
 		known = benchPathServers
 		for _, cc := range benchFairPairings {
-			known = append(slices.Clip(known), fairServerPrefix+cc)
+			known = append(slices.Clip(known), fairServerPrefix+cc, fairServerPrefix+fairControlPrefix+cc)
 		}
 	}
 	if !slices.Contains(known, server) {
