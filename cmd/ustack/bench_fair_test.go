@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -56,6 +57,13 @@ func TestBenchFairnessFlags(t *testing.T) {
 	assert.Contains(t, args, "--hystart=true")
 	assert.Equal(t, []string{"--cc=cubic", "--hystart=true"}, args[len(args)-2:])
 	assert.Contains(t, strings.Join(args, " "), "--workloads down --idle-conns 10000 --mtu 1500 --offload=true --path rtt=40ms,rate=100mbit,loss=2%")
+
+	// A fairness run may last minutes, the others 20 s.
+	cfg, err = parseFairFlags(t, "--path", "rtt=40ms,rate=100mbit", "--workloads", "down", "--fairness", "cubic", "--duration", "2m")
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Minute, cfg.duration)
+	_, err = parseFairFlags(t, "--path", "rtt=40ms,rate=100mbit", "--workloads", "down", "--fairness", "cubic", "--duration", "6m")
+	assert.EqualError(t, err, "--duration 6m0s: want 200ms to 5m0s")
 
 	_, err = parseFairFlags(t, "--fairness", "cubic")
 	assert.EqualError(t, err, "--fairness runs over an emulated path: give --path too")
