@@ -287,6 +287,9 @@ func (b *bbr) OnAck(now Time, rs *RateSample) {
 
 // updateModelAndState is BBRUpdateModelAndState.
 func (b *bbr) updateModelAndState(now Time, rs *RateSample) {
+	if b.newlyLost > 0 {
+		b.noteLoss()
+	}
 	b.updateLatestDeliverySignals(rs)
 	b.updateCongestionSignals(rs)
 	b.updateACKAggregation(now)
@@ -368,12 +371,22 @@ func (b *bbr) resetCongestionSignals() {
 	b.inflightLatest = 0
 }
 
+// noteLoss is BBRNoteLoss (draft §5.5.10.2), for the segments this ACK
+// marked lost, before the ACK's rate sample is taken in (as Linux's
+// bbr_skb_marked_lost runs before bbr_main): the first loss of a round
+// restarts the loss round, so that bw_latest and inflight_latest, which
+// bound the cut of bw_lo and inflight_lo, span a whole round trip of
+// deliveries after the loss rather than the tail of one that ends at once.
+func (b *bbr) noteLoss() {
+	if !b.lossInRound {
+		b.lossRoundDelivered = b.delivered
+	}
+	b.lossInRound = true
+}
+
 // updateCongestionSignals is BBRUpdateCongestionSignals.
 func (b *bbr) updateCongestionSignals(rs *RateSample) {
 	b.updateMaxBw(rs)
-	if b.newlyLost > 0 {
-		b.lossInRound = true
-	}
 	if !b.lossRoundStart {
 		return
 	}
@@ -920,6 +933,7 @@ func (b *bbr) OnEvent(now Time, ev CCEvent) {
 		b.inRecovery, b.conservation = false, false
 		b.restoreCwnd()
 		b.fullBw, b.fullBwCount = 0, 0
+		b.lossInRound = false
 		b.resetShortTermModel()
 	case CCTxStart:
 		// BBRHandleRestartFromIdle.

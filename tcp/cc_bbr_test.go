@@ -417,3 +417,54 @@ func TestBBRLossInProbeUpBoundsInflightHi(t *testing.T) {
 	s.ack(false, 10e6)
 	assert.LessOrEqual(t, b.cwnd, uint64(500000-75000), "inflight_hi less 15% headroom")
 }
+
+// BBRNoteLoss (draft §5.5.10.2): the first loss of a round restarts the
+// loss round, so the cut of bw_lo and inflight_lo waits for the ACK of
+// data sent after the loss and is bounded below by the best rate and volume
+// delivered over that whole round trip (bw_latest, inflight_latest), not by
+// the few samples left in the round the loss fell into.
+func TestBBRLossRoundRestartsAtFirstLoss(t *testing.T) {
+	s := newBBRSim(t, 40*time.Millisecond, 4, 15000)
+	s.inflight = 1200000
+	bbrToDrain(t, s, 10e6)
+	b := s.b
+	s.inflight = 400000
+	s.ack(false, 10e6)
+	require.Equal(t, bbrProbeBWCruise, b.state)
+	require.Equal(t, uint64(bbrInfinity), b.bwLo)
+	// From here each ACK's sample spans the round trip of deliveries
+	// before it (an ACK clock: the segment it acknowledges left when the
+	// ACK one round earlier came), at rate, with lost bytes newly lost.
+	const perRound = 4 * 15000
+	ack := func(rate uint64, lost uint32) {
+		s.now = s.now.Add(10 * time.Millisecond)
+		s.delivered += 15000
+		rs := RateSample{PriorDelivered: s.delivered - perRound, TotalDelivered: s.delivered, Delivered: perRound,
+			Interval: time.Duration(perRound * uint64(time.Second) / rate), RTT: s.rtt, MinRTT: s.rtt,
+			InFlight: s.inflight, PriorInFlight: s.inflight, MSS: 1448, Acked: 15000, NewlyLost: lost}
+		b.OnAck(s.now, &rs)
+	}
+	for i := 0; i < 6; i++ {
+		ack(8e6, 0)
+	}
+	ack(8e6, 1448)
+	lossAt := s.delivered
+	assert.Equal(t, lossAt, b.lossRoundDelivered, "the loss starts a loss round")
+	assert.True(t, b.lossInRound)
+	// The round trip after the loss: one ACK in it carries a 9 MB/s
+	// sample; until the ACK of data sent after the loss, nothing is cut.
+	for i, rate := range []uint64{8e6, 9e6, 8e6} {
+		ack(rate, 0)
+		require.Equal(t, uint64(bbrInfinity), b.bwLo, "ACK %d after the loss", i+1)
+		require.Equal(t, uint64(bbrInfinity), b.inflightLo)
+	}
+	ack(8e6, 0) // PriorDelivered = lossAt: the loss round ends
+	assert.Equal(t, uint64(9e6), b.bwLo, "max(bw_latest over the round, 0.7·max_bw)")
+	assert.Equal(t, b.bwLo, b.bw)
+	assert.False(t, b.lossInRound)
+	// The next round trip has no loss: no further cut.
+	for i := 0; i < 8; i++ {
+		ack(8e6, 0)
+	}
+	assert.Equal(t, uint64(9e6), b.bwLo)
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -57,6 +58,13 @@ func TestBenchFairnessFlags(t *testing.T) {
 	assert.Equal(t, []string{"--cc=cubic", "--hystart=true"}, args[len(args)-2:])
 	assert.Contains(t, strings.Join(args, " "), "--workloads down --idle-conns 10000 --mtu 1500 --offload=true --path rtt=40ms,rate=100mbit,loss=2%")
 
+	// A fairness run may last minutes, the others 20 s.
+	cfg, err = parseFairFlags(t, "--path", "rtt=40ms,rate=100mbit", "--workloads", "down", "--fairness", "cubic", "--duration", "2m")
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Minute, cfg.duration)
+	_, err = parseFairFlags(t, "--path", "rtt=40ms,rate=100mbit", "--workloads", "down", "--fairness", "cubic", "--duration", "6m")
+	assert.EqualError(t, err, "--duration 6m0s: want 200ms to 5m0s")
+
 	_, err = parseFairFlags(t, "--fairness", "cubic")
 	assert.EqualError(t, err, "--fairness runs over an emulated path: give --path too")
 	_, err = parseFairFlags(t, "--path", "rtt=40ms,rate=100mbit", "--workloads", "down", "--fairness", "reno")
@@ -68,7 +76,7 @@ func TestBenchFairnessFlags(t *testing.T) {
 	// The target knows the fairness servers.
 	stderr.Reset()
 	assert.Equal(t, exitUsage, run([]string{"bench", "target", "--server", "fair-reno", "--path", "rtt=40ms"}, &stdout, &stderr))
-	assert.Contains(t, stderr.String(), "fair-cubic,fair-bbr")
+	assert.Contains(t, stderr.String(), "fair-cubic,fair-ctl-cubic,fair-bbr,fair-ctl-bbr")
 }
 
 func sampleFairReport(t *testing.T) *benchFairReport {
@@ -79,7 +87,10 @@ func sampleFairReport(t *testing.T) *benchFairReport {
 		Results: map[string]map[string]*benchResult{"0.5%": {
 			"cubic": {Server: "fair-cubic", Metrics: map[string]float64{"fair_ustack_mbps": 40, "fair_kernel_mbps": 50,
 				"fair_ustack_share": 0.444, "fair_kernel_share": 0.556, "fair_jain": 0.988, "fair_utilization": 0.9,
+				"fair_ustack_share_late": 0.48, "fair_jain_late": 0.998, "fair_ustack_rtt_ms": 52.5, "fair_kernel_rtt_ms": 51,
 				"fair_queue_mean_ms": 12.5, "fair_queue_p90_ms": 30}},
+			"ctl-cubic": {Server: "fair-ctl-cubic", Metrics: map[string]float64{"fair_ustack_mbps": 45, "fair_kernel_mbps": 45,
+				"fair_ustack_share": 0.5, "fair_kernel_share": 0.5, "fair_jain": 1, "fair_utilization": 0.9}},
 			"bbr": {Server: "fair-bbr", Metrics: map[string]float64{}, Errors: map[string]string{"down": "boom"}},
 		}}}
 }
@@ -92,10 +103,15 @@ func TestBenchFairnessTable(t *testing.T) {
 	assert.Equal(t, "one download each, at once through one bottleneck for 20s; MTU 1500, 50s in all", lines[1])
 	assert.Equal(t, "path as run: rtt=40ms,rate=100mbit,queue=500000,loss=0.5%", lines[2])
 	assert.Equal(t, []string{"loss", "pairing", "ustack", "Mbit/s", "kernel", "Mbit/s", "ustack", "share", "kernel", "share",
-		"Jain", "utilization", "queue", "mean", "ms", "queue", "p90", "ms"}, strings.Fields(lines[4]))
-	assert.Equal(t, []string{"0.5%", "cubic", "40.0", "50.0", "0.444", "0.556", "0.988", "0.900", "12.5", "30.0"}, strings.Fields(lines[5]))
-	assert.Equal(t, []string{"0.5%", "bbr", "-", "-", "-", "-", "-", "-", "-", "-"}, strings.Fields(lines[6]))
-	assert.Equal(t, "error: loss 0.5%: bbr down: boom", lines[7])
+		"Jain", "ustack", "share", "2nd", "half", "Jain", "2nd", "half", "ustack", "rtt", "ms", "kernel", "rtt", "ms",
+		"utilization", "queue", "mean", "ms", "queue", "p90", "ms"}, strings.Fields(lines[4]))
+	assert.Equal(t, []string{"0.5%", "cubic", "40.0", "50.0", "0.444", "0.556", "0.988", "0.480", "0.998", "52.5", "51.0",
+		"0.900", "12.5", "30.0"}, strings.Fields(lines[5]))
+	assert.Equal(t, []string{"0.5%", "bbr", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"}, strings.Fields(lines[6]))
+	// The controls come after the pairings; a missing one has no row.
+	assert.Equal(t, []string{"0.5%", "ctl-cubic", "45.0", "45.0", "0.500", "0.500", "1.00", "-", "-", "-", "-", "0.900", "-", "-"},
+		strings.Fields(lines[7]))
+	assert.Equal(t, "error: loss 0.5%: bbr down: boom", lines[8])
 }
 
 func TestBenchFairnessJSONShape(t *testing.T) {
@@ -111,4 +127,16 @@ func TestBenchFairnessJSONShape(t *testing.T) {
 	cubic := m["results"].(map[string]any)["0.5%"].(map[string]any)["cubic"].(map[string]any)["metrics"].(map[string]any)
 	assert.Equal(t, 0.988, cubic["fair_jain"])
 	assert.Equal(t, 0.444, cubic["fair_ustack_share"])
+}
+
+func TestFairLateHalfAndTimeline(t *testing.T) {
+	// Samples once a second of a 6 s run; the second half starts at the
+	// middle sample (the third of five) and runs to the totals.
+	samples := [][2]int64{{125000, 250000}, {250000, 500000}, {500000, 750000}, {750000, 1000000}, {1000000, 1250000}}
+	late, ok := fairLateHalf(samples, [2]int64{1250000, 1500000})
+	require.True(t, ok)
+	assert.Equal(t, [2]float64{750000, 750000}, late)
+	assert.Equal(t, "1/2 1/2 2/2 2/2 2/2", fairTimeline(samples))
+	_, ok = fairLateHalf(samples[:1], [2]int64{1, 1})
+	assert.False(t, ok, "one sample has no second half")
 }

@@ -554,7 +554,7 @@ func (p *patternChecker) check(b []byte) error {
 
 // pathDown downloads GET /bytes/N for the duration, every byte checked.
 func (t *benchTarget) pathDown(srv *benchServer) error {
-	n, elapsed, err := t.download(srv, t.cfg.duration)
+	n, elapsed, err := t.download(srv, t.cfg.duration, nil)
 	if err != nil {
 		return err
 	}
@@ -566,13 +566,18 @@ func (t *benchTarget) pathDown(srv *benchServer) error {
 }
 
 // download reads GET /bytes/N from srv for d, every byte checked, and
-// returns the bytes read and the time from the connect to the end.
-func (t *benchTarget) download(srv *benchServer, d time.Duration) (int64, time.Duration, error) {
+// returns the bytes read and the time from the connect to the end. With
+// mon, it keeps mon.bytes up to date as it reads and fills in the client
+// socket's TCP_INFO at the end.
+func (t *benchTarget) download(srv *benchServer, d time.Duration, mon *downloadMonitor) (int64, time.Duration, error) {
 	c, err := pathDialer.Dial("tcp4", srv.hostPort(benchHTTPPort))
 	if err != nil {
 		return 0, 0, err
 	}
 	defer c.Close()
+	if mon != nil {
+		defer mon.readInfo(c)
+	}
 	start := time.Now()
 	end := start.Add(d)
 	c.SetDeadline(end)
@@ -593,6 +598,9 @@ func (t *benchTarget) download(srv *benchServer, d time.Duration) (int64, time.D
 		m, err := br.Read(buf)
 		if cerr := pc.check(buf[:m]); cerr != nil {
 			return 0, 0, fmt.Errorf("download: %v", cerr)
+		}
+		if mon != nil {
+			mon.bytes.Store(pc.n)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			break

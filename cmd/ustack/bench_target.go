@@ -55,7 +55,7 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 	if f.path != "" {
 		known = benchPathServers
 		for _, cc := range benchFairPairings {
-			known = append(slices.Clip(known), fairServerPrefix+cc)
+			known = append(slices.Clip(known), fairServerPrefix+cc, fairServerPrefix+fairControlPrefix+cc)
 		}
 	}
 	if !slices.Contains(known, server) {
@@ -63,8 +63,10 @@ func runBenchTarget(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	f.only = server
-	if strings.HasPrefix(server, fairServerPrefix) {
+	if pairing, ok := strings.CutPrefix(server, fairServerPrefix); ok {
 		f.only = "ustack,kernel" // a fairness target runs both
+		// and is one pairing of a fairness run (its --duration limit)
+		f.fairness = strings.TrimPrefix(pairing, fairControlPrefix)
 	}
 	cfg, err := f.validate()
 	if err != nil {

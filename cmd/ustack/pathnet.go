@@ -207,23 +207,24 @@ func (r *pathRouter) Close() error { return r.path.Close() }
 // a veth pair, pathVethHop in hop and pathVethServer in the new namespace,
 // whose default route goes back through the hop.
 func kernelServerNetns(hop netnsFD) (netnsFD, error) {
-	return kernelServerNetnsAt(hop, pathVethHop, pathVethServer)
+	return kernelServerNetnsAt(hop, pathVethHopEnd, pathVethHop, pathVethServer)
 }
 
 // kernelServerNetnsAt is kernelServerNetns with the veth's addresses
-// hopAddr (in hop) and srvAddr (in the new namespace).
-func kernelServerNetnsAt(hop netnsFD, hopAddr, srvAddr netip.Prefix) (netnsFD, error) {
+// hopAddr (in hop, on the veth end named hopEnd) and srvAddr (in the new
+// namespace).
+func kernelServerNetnsAt(hop netnsFD, hopEnd string, hopAddr, srvAddr netip.Prefix) (netnsFD, error) {
 	srv, err := newNetns()
 	if err != nil {
 		return -1, err
 	}
 	err = hop.do(func() error {
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pathVethHopEnd}, PeerName: pathVethSrvEnd,
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hopEnd}, PeerName: pathVethSrvEnd,
 			PeerNamespace: netlink.NsFd(int(srv))}
 		if err := netlink.LinkAdd(veth); err != nil {
 			return fmt.Errorf("creating the veth pair: %w", err)
 		}
-		return linkUpWithAddr(pathVethHopEnd, hopAddr)
+		return linkUpWithAddr(hopEnd, hopAddr)
 	})
 	if err == nil {
 		err = srv.do(func() error {
