@@ -123,19 +123,25 @@ func TestConnNotSentLowat(t *testing.T) {
 	n, err := d.c.Write(make([]byte, 59000))
 	require.Equal(t, 26000, n)
 	require.True(t, errors.Is(err, os.ErrDeadlineExceeded), "%v", err)
-	require.Equal(t, []string{"10000P"}, d.sent(t))
+	require.Equal(t, []string{"2000P", "2000P", "2000P", "2000P", "2000P"}, d.sent(t))
 	in := d.c.Info()
 	require.Equal(t, uint32(16000), in.NotSent)
 	require.Equal(t, uint32(4000), in.NotSentLowat)
+	// Each ACK lets out what slow start allows, in super-segments sized
+	// as Linux's TSO packets; a lone segment left over waits for the next
+	// ACK (tcp_tso_should_defer).
+	unsent := 16000
 	for i, a := range []int{2001, 4001, 6001, 8001} {
 		d.ack(t, a)
-		require.Equal(t, []string{"4000P"}, d.sent(t))
-		in := d.c.Info()
-		require.Equal(t, uint32(12000-4000*i), in.NotSent, "after ACK %d", a)
+		want := [][]string{{"2000P", "2000P"}, {"2000P", "2000P"}, {"3000P"}, {"3000P"}}[i]
+		require.Equal(t, want, d.sent(t), "after ACK %d", a)
+		unsent -= []int{4000, 4000, 3000, 3000}[i]
+		require.Equal(t, uint32(unsent), d.c.Info().NotSent, "after ACK %d", a)
 	}
-	// Below the mark (poll's POLLOUT): a new chunk may start.
+	// Below the mark (poll's POLLOUT): the 2000 unsent bytes' chunk is
+	// filled to the 16000-byte size goal.
 	n, _ = d.c.Write(make([]byte, 20000))
-	require.Equal(t, 16000, n)
+	require.Equal(t, 14000, n)
 }
 
 // TestConnCorkMoreEOR: SetCork holds a 100-byte write until the cork comes
@@ -168,5 +174,7 @@ func TestConnCorkMoreEOR(t *testing.T) {
 	require.NoError(t, err)
 	_, err = d.c.Write(make([]byte, 3000))
 	require.NoError(t, err)
-	require.Equal(t, []string{"2500P", "3000P"}, d.sent(t))
+	// The record ends a super-segment (sized as Linux's TSO packets: two
+	// segments at this rate), and what follows starts the next one.
+	require.Equal(t, []string{"2000P", "500P", "2000P", "1000P"}, d.sent(t))
 }
