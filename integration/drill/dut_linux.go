@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -115,6 +116,16 @@ type linuxDUT struct {
 	done    chan struct{}
 	// arrived is signalled (without blocking) when a segment is recorded.
 	arrived chan struct{}
+
+	// cc is the congestion control the script asked for as the default
+	// (net.ipv4.tcp_congestion_control, from a sysctl line or a shell
+	// command such as common/defaults.sh), set on each socket the script
+	// creates: a namespace other than the root one may only default to an
+	// algorithm in tcp_allowed_congestion_control (here reno and bbr),
+	// but a socket of root may pick any (TCP_CONGESTION). shims holds the
+	// sysctl(8) wrapper that notes the name for shell commands.
+	cc    string
+	shims string
 }
 
 func newLinuxDUT(o Options) (*linuxDUT, error) {
@@ -463,6 +474,15 @@ func (d *linuxDUT) Socket() (int, syscall.Errno) {
 	if err != nil {
 		return -1, sysErrno(err)
 	}
+	if d.cc != "" {
+		if err := unix.SetsockoptString(k, unix.IPPROTO_TCP, unix.TCP_CONGESTION, d.cc); err != nil {
+			_ = unix.Close(k)
+			d.mu.Lock()
+			d.bad = append(d.bad, fmt.Sprintf("TCP_CONGESTION %q (the script's net.ipv4.tcp_congestion_control): %v", d.cc, err))
+			d.mu.Unlock()
+			return -1, sysErrno(err)
+		}
+	}
 	return d.fds.add(k), 0
 }
 
@@ -697,6 +717,12 @@ func (d *linuxDUT) Sysctl(key, value string) error {
 	d.ns.do(func() {
 		out, err = exec.Command("sysctl", "-q", "-w", key+"="+value).CombinedOutput()
 	})
+	if isCCKey(key) {
+		// Refused for a restricted algorithm outside the root namespace;
+		// each socket gets it instead (see linuxDUT.cc).
+		d.cc = strings.TrimSpace(value)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("sysctl %s=%s: %v: %s", key, value, err, bytes.TrimSpace(out))
 	}
@@ -723,13 +749,74 @@ func (d *linuxDUT) Shell(dir, command string) (string, error) {
 		}
 	}
 	command = strings.Join(lines, "\n")
+	shims, serr := d.sysctlShim()
+	if serr != nil {
+		return "", serr
+	}
+	ccFile := filepath.Join(shims, "cc")
 	d.ns.do(func() {
 		cmd := exec.Command("/bin/bash", "-c", command)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), fmt.Sprintf("PACKETDRILL_PID=%d", os.Getpid()))
+		cmd.Env = append(os.Environ(), fmt.Sprintf("PACKETDRILL_PID=%d", os.Getpid()),
+			"PATH="+shims+":"+os.Getenv("PATH"), "DRILL_CC_FILE="+ccFile)
 		out, err = cmd.CombinedOutput()
 	})
+	if b, rerr := os.ReadFile(ccFile); rerr == nil && len(bytes.TrimSpace(b)) > 0 {
+		d.cc = string(bytes.TrimSpace(b))
+	}
 	return string(out), err
+}
+
+// isCCKey reports whether a sysctl key names the default congestion
+// control, in either spelling.
+func isCCKey(key string) bool {
+	return strings.ReplaceAll(key, "/", ".") == "net.ipv4.tcp_congestion_control"
+}
+
+// sysctlShimScript stands in for sysctl(8) in shell commands. It passes
+// every setting to the real sysctl except the default congestion control,
+// which it notes in $DRILL_CC_FILE and, when the namespace refuses it (a
+// restricted algorithm), accepts if the kernel has the algorithm: the DUT
+// then sets it on each socket, so the script gets what it asked for.
+const sysctlShimScript = `#!/bin/bash
+PATH="${PATH#*:}"
+args=() rc=0
+for a in "$@"; do
+	case "$a" in
+	net.ipv4.tcp_congestion_control=*|net/ipv4/tcp_congestion_control=*)
+		cc="${a#*=}"
+		printf '%s' "$cc" > "$DRILL_CC_FILE"
+		if ! sysctl -q -w "$a" 2>/dev/null; then
+			grep -qw -- "$cc" /proc/sys/net/ipv4/tcp_available_congestion_control ||
+				modprobe -q "tcp_$cc" 2>/dev/null ||
+				{ echo "sysctl: congestion control \"$cc\" is not available" >&2; rc=1; }
+		fi;;
+	*) args+=("$a");;
+	esac
+done
+case " ${args[*]} " in
+*=*) sysctl "${args[@]}" || rc=$?;;
+*) [ ${#args[@]} -gt 0 ] && [ -n "${args[*]//-*/}" ] && { sysctl "${args[@]}" || rc=$?; };;
+esac
+exit $rc
+`
+
+// sysctlShim makes (once per DUT) the directory that puts the sysctl
+// wrapper first on a shell command's PATH.
+func (d *linuxDUT) sysctlShim() (string, error) {
+	if d.shims != "" {
+		return d.shims, nil
+	}
+	dir, err := os.MkdirTemp("", "drill-linux-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sysctl"), []byte(sysctlShimScript), 0o755); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	d.shims = dir
+	return dir, nil
 }
 
 // Destroy aborts whatever the script left open (a RST rather than minutes
@@ -743,6 +830,9 @@ func (d *linuxDUT) Destroy() {
 	_ = d.dev.Close()
 	<-d.done
 	d.ns.stop()
+	if d.shims != "" {
+		_ = os.RemoveAll(d.shims)
+	}
 }
 
 // RecvMsg implements controlReceiver: recvmsg(2) with room for control
