@@ -30,6 +30,11 @@ type Emission struct {
 	// does not see its IP headers (the bare engine) fills in what its IP
 	// layer would write.
 	IP IPFields
+	// ExtraOptions are the TCP options the segment carried that
+	// tcp.Options has no field for (Fast Open, experimental, MD5), each as
+	// kind, length and data, in wire order; only a DUT that sees the wire
+	// (the kernel through a TUN) fills it.
+	ExtraOptions []byte
 }
 
 // IPFields are the IP header fields of a packet other than addresses,

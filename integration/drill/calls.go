@@ -269,7 +269,13 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		if err != nil {
 			return none, err
 		}
-		return simple(func() callResult { return okRes(0, d.Listen(h, int(n))) })
+		return simple(func() callResult {
+			e := d.Listen(h, int(n))
+			if e == 0 {
+				r.listened = true
+			}
+			return okRes(0, e)
+		})
 	case "accept", "accept4":
 		flags := int64(0)
 		if c.Name == "accept4" {
@@ -315,9 +321,9 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		if err != nil {
 			return none, err
 		}
-		if fe := r.flagFeature(flags, unix.MSG_FASTOPEN); fe != "" {
-			// sendto(MSG_FASTOPEN) needs the destination and SYN data
-			// with a cookie option the harness cannot build or check.
+		fo, canFO := d.(fastOpener)
+		fastOpen := flags&unix.MSG_FASTOPEN != 0
+		if fe := r.flagFeature(flags, unix.MSG_FASTOPEN); fe != "" && !canFO {
 			return none, r.featureUnsupported(ev, fe)
 		}
 		if fe := r.flagFeature(flags, unix.MSG_ZEROCOPY); fe != "" && r.name != "linux" {
@@ -338,7 +344,17 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 			// A blocking send writes everything, sleeping while the
 			// buffer is full; a non-blocking one what fits.
 			for sent < n || n == 0 {
-				m, e := d.Send(h, make([]byte, n-sent), int(flags)|unix.MSG_DONTWAIT)
+				var m int
+				var e syscall.Errno
+				if fastOpen {
+					// The first attempt connects (SYN data with a
+					// cookie); a blocking one then waits and sends the
+					// rest as any write does.
+					fastOpen = false
+					m, e = fo.SendFastOpen(h, make([]byte, n-sent), int(flags)|unix.MSG_DONTWAIT)
+				} else {
+					m, e = d.Send(h, make([]byte, n-sent), int(flags)&^unix.MSG_FASTOPEN|unix.MSG_DONTWAIT)
+				}
 				if e == unix.EOPNOTSUPP && c.Errno != "EOPNOTSUPP" && r.name != "linux" {
 					return callResult{}, r.featureUnsupported(ev, "send flags "+c.Vals[len(c.Vals)-1].Text)
 				}
@@ -557,8 +573,21 @@ func (r *runner) setsockopt(ev *Event, h int) (callSpec, error) {
 	if err != nil {
 		return callSpec{}, err
 	}
+	if level == unix.IPPROTO_TCP && name == unix.TCP_FASTOPEN_KEY {
+		// A C string of key bytes, as long as the length argument says.
+		n, err := r.argInt(ev, 4)
+		if err != nil {
+			return callSpec{}, err
+		}
+		b := make([]byte, max(n, 0))
+		copy(b, unescapeC(v.Str))
+		v.Str = string(b)
+	}
 	return callSpec{attempt: func() (callResult, error) {
 		e := r.dut.SetSockopt(h, int(level), int(name), v)
+		if e == 0 && level == unix.IPPROTO_TCP && name == unix.TCP_FASTOPEN_KEY {
+			r.foKeys = append(r.foKeys, fastOpenKeysFromBytes([]byte(v.Str))...)
+		}
 		if e == unix.ENOPROTOOPT && c.Errno != "ENOPROTOOPT" && r.name != "linux" {
 			return callResult{}, r.featureUnsupported(ev, optFeature(c.Vals[2].Text))
 		}

@@ -108,6 +108,17 @@ type linuxDUT struct {
 	fds fdTable[int]
 
 	mu      sync.Mutex
+	// ports are the kernel-side ports the script's sockets use: DUTPort,
+	// and the next ones for a client socket while an earlier connection
+	// holds the tuple in TIME-WAIT (packetdrill's client sockets take an
+	// ephemeral port each); inPort is where injected packets go (the
+	// last socket bound or connected, packetdrill's socket under test).
+	ports   map[uint16]bool
+	inPort  uint16
+	// peerPorts are the peer's ports (Inbound.PeerPort), peerPort the
+	// current one.
+	peerPorts map[uint16]bool
+	peerPort  uint16
 	emitted []integration.Emission
 	bad     []string
 	nonTCP  int
@@ -125,7 +136,9 @@ func newLinuxDUT(o Options) (*linuxDUT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("linux DUT: %w", err)
 	}
-	d := &linuxDUT{ns: ns, o: o, done: make(chan struct{}), arrived: make(chan struct{}, 1)}
+	d := &linuxDUT{ns: ns, o: o, done: make(chan struct{}), arrived: make(chan struct{}, 1),
+		ports: map[uint16]bool{integration.DUTPort: true}, inPort: integration.DUTPort,
+		peerPorts: map[uint16]bool{integration.PeerPort: true}, peerPort: integration.PeerPort}
 	d.kernel, d.peer = LinuxKernelAddr4, LinuxPeerAddr4
 	pfx := 24
 	if o.IPv6 {
@@ -229,7 +242,7 @@ func (d *linuxDUT) record(b []byte, g tun.GSO) {
 	}
 	from, _ := netip.AddrFromSlice(src)
 	to, _ := netip.AddrFromSlice(dst)
-	if from != d.kernel || to != d.peer || sport != integration.DUTPort || dport != integration.PeerPort {
+	if from != d.kernel || to != d.peer || !d.ports[sport] || !d.peerPorts[dport] {
 		d.bad = append(d.bad, fmt.Sprintf("TCP %s:%d > %s:%d outside the script's connection", from, sport, to, dport))
 		return
 	}
@@ -237,7 +250,8 @@ func (d *linuxDUT) record(b []byte, g tun.GSO) {
 	if g.IsGSO() {
 		seg.GSOSize = g.Size
 	}
-	d.emitted = append(d.emitted, integration.Emission{At: at, Seg: seg, IP: ip})
+	extra := extraOptions(tcpBytes[tcp.HeaderMinLen:tcp.Header(tcpBytes).DataOffset()])
+	d.emitted = append(d.emitted, integration.Emission{At: at, Seg: seg, IP: ip, ExtraOptions: extra})
 	select {
 	case d.arrived <- struct{}{}:
 	default:
@@ -297,24 +311,37 @@ func (d *linuxDUT) Malformed() []string {
 
 // BuildPacket serializes seg between the peer and the kernel with the TUN's
 // addresses: toPeer=false is what Inject writes.
-// BuildPacket serializes seg between the peer and the kernel with the TUN's
-// addresses: toPeer=false is what Inject writes.
 func (d *linuxDUT) BuildPacket(toPeer bool, seg *tcp.Segment, ip integration.IPFields) []byte {
+	return d.BuildPacketOpts(toPeer, seg, nil, ip)
+}
+
+// BuildPacketOpts is BuildPacket with the TCP options given as bytes
+// (nil: seg.Options').
+func (d *linuxDUT) BuildPacketOpts(toPeer bool, seg *tcp.Segment, opts []byte, ip integration.IPFields) []byte {
 	src, dst := d.peer, d.kernel
-	sport, dport := uint16(integration.PeerPort), uint16(integration.DUTPort)
+	d.mu.Lock()
+	sport, dport := d.peerPort, d.inPort
+	d.mu.Unlock()
 	if toPeer {
 		src, dst, sport, dport = dst, src, dport, sport
 	}
-	return buildIPPacket(src, dst, sport, dport, seg, ip)
+	return buildIPPacket(src, dst, sport, dport, seg, opts, ip)
 }
 
 // buildIPPacket serializes a TCP segment in an IPv4 or IPv6 packet with
-// correct checksums and the given header fields (TTL 0 means 64).
-func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, ip integration.IPFields) []byte {
+// correct checksums and the given header fields (TTL 0 means 64). opts,
+// when not nil, are the TCP options as on the wire (a multiple of 4
+// bytes), in place of seg.Options'.
+func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, opts []byte, ip integration.IPFields) []byte {
 	if ip.TTL == 0 {
 		ip.TTL = 64
 	}
-	tcpLen := tcp.SegmentWireLen(seg)
+	if opts != nil {
+		bare := *seg
+		bare.Options = tcp.Options{}
+		seg = &bare
+	}
+	tcpLen := tcp.SegmentWireLen(seg) + len(opts)
 	var b []byte
 	var hdr int
 	if src.Is6() {
@@ -349,7 +376,15 @@ func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, i
 		})
 		ih.SetChecksum(^ih.CalculateChecksum())
 	}
-	tcp.EncodeSegment(b[hdr:], sport, dport, seg)
+	if opts == nil {
+		tcp.EncodeSegment(b[hdr:], sport, dport, seg)
+	} else {
+		t := b[hdr:]
+		tcp.EncodeHeader(t, sport, dport, seg)
+		copy(t[tcp.HeaderMinLen:], opts)
+		copy(t[tcp.HeaderMinLen+len(opts):], seg.Payload)
+		tcp.Header(t).SetDataOffset(tcp.HeaderMinLen + len(opts))
+	}
 	tcp.SetChecksumFull(b[hdr:], src.AsSlice(), dst.AsSlice())
 	return b
 }
@@ -358,7 +393,12 @@ func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, i
 // TUN write in the writing thread's softirq context, so by the time Write
 // returns its answer is usually already queued for the reader.
 func (d *linuxDUT) Inject(p *Inbound) {
-	pkt := d.BuildPacket(false, &p.Seg, p.IP)
+	if p.PeerPort != 0 {
+		d.mu.Lock()
+		d.peerPort, d.peerPorts[p.PeerPort] = p.PeerPort, true
+		d.mu.Unlock()
+	}
+	pkt := d.BuildPacketOpts(false, &p.Seg, p.Options, p.IP)
 	buf := make([]byte, tun.Headroom+len(pkt))
 	copy(buf[tun.Headroom:], pkt)
 	var err error
@@ -437,6 +477,9 @@ func (d *linuxDUT) Bind(fd int) syscall.Errno {
 	if e != 0 {
 		return e
 	}
+	d.mu.Lock()
+	d.inPort = integration.DUTPort
+	d.mu.Unlock()
 	return sysErrno(unix.Bind(k, d.sockaddr(d.kernel, integration.DUTPort)))
 }
 
@@ -475,14 +518,34 @@ func (d *linuxDUT) Connect(fd int) syscall.Errno {
 	if e != 0 {
 		return e
 	}
-	if sa, err := unix.Getsockname(k); err == nil {
-		if port := sockPort(sa); port == 0 {
-			if err := unix.Bind(k, d.sockaddr(d.kernel, integration.DUTPort)); err != nil {
-				return sysErrno(err)
-			}
-		}
+	if e := d.bindScriptPort(k); e != 0 {
+		return e
 	}
 	return sysErrno(unix.Connect(k, d.sockaddr(d.peer, integration.PeerPort)))
+}
+
+// bindScriptPort binds an unbound client socket to the script's address
+// and port, or the next free one while an earlier connection holds it (in
+// TIME-WAIT), and makes it the port injected packets go to.
+func (d *linuxDUT) bindScriptPort(k int) syscall.Errno {
+	sa, err := unix.Getsockname(k)
+	if err != nil {
+		return sysErrno(err)
+	}
+	port := sockPort(sa)
+	for p := integration.DUTPort; port == 0; p++ {
+		err := unix.Bind(k, d.sockaddr(d.kernel, p))
+		if err == nil {
+			port = p
+		} else if err != unix.EADDRINUSE || p >= integration.DUTPort+64 {
+			return sysErrno(err)
+		}
+	}
+	d.mu.Lock()
+	d.ports[uint16(port)], d.inPort = true, uint16(port)
+	d.peerPort = integration.PeerPort
+	d.mu.Unlock()
+	return 0
 }
 
 func sockPort(sa unix.Sockaddr) int {
@@ -507,6 +570,36 @@ func (d *linuxDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
 	}
 	return n, 0
 }
+
+// SendFastOpen is sendto(2) with the peer as destination (binding the
+// script's port first, as Connect does), for MSG_FASTOPEN: the kernel
+// connects and, holding a cookie, puts the data in the SYN.
+func (d *linuxDUT) SendFastOpen(fd int, p []byte, flags int) (int, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return -1, e
+	}
+	if e := d.bindScriptPort(k); e != 0 {
+		return -1, e
+	}
+	n, err := unix.SendmsgN(k, p, nil, d.sockaddr(d.peer, integration.PeerPort), flags|unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+	if err != nil {
+		return -1, sysErrno(err)
+	}
+	return n, 0
+}
+
+// FastOpenKeys returns the namespace's net.ipv4.tcp_fastopen_key keys
+// (primary and backup).
+func (d *linuxDUT) FastOpenKeys() []FastOpenKey {
+	var b []byte
+	d.ns.do(func() { b, _ = os.ReadFile("/proc/sys/net/ipv4/tcp_fastopen_key") })
+	keys, _ := parseFastOpenKeys(string(b))
+	return keys
+}
+
+// Addrs returns the kernel's and the peer's addresses.
+func (d *linuxDUT) Addrs() (local, remote netip.Addr) { return d.kernel, d.peer }
 
 func (d *linuxDUT) Recv(fd int, n int, flags int) ([]byte, syscall.Errno) {
 	k, e := d.kfd(fd)
@@ -551,7 +644,7 @@ func (d *linuxDUT) SetSockopt(fd, level, name int, v OptVal) syscall.Errno {
 	case level == unix.SOL_SOCKET && name == unix.SO_LINGER:
 		l := v.Linger
 		return sysErrno(unix.SetsockoptLinger(k, level, name, &l))
-	case level == unix.IPPROTO_TCP && name == unix.TCP_CONGESTION:
+	case level == unix.IPPROTO_TCP && (name == unix.TCP_CONGESTION || name == unix.TCP_FASTOPEN_KEY):
 		return sysErrno(unix.SetsockoptString(k, level, name, v.Str))
 	}
 	return sysErrno(unix.SetsockoptInt(k, level, name, v.Int))
