@@ -107,23 +107,23 @@ type linuxDUT struct {
 	// fds maps the script's fds to the kernel's.
 	fds fdTable[int]
 
-	mu      sync.Mutex
+	mu sync.Mutex
 	// ports are the kernel-side ports the script's sockets use: DUTPort,
 	// and the next ones for a client socket while an earlier connection
 	// holds the tuple in TIME-WAIT (packetdrill's client sockets take an
 	// ephemeral port each); inPort is where injected packets go (the
 	// last socket bound or connected, packetdrill's socket under test).
-	ports   map[uint16]bool
-	inPort  uint16
+	ports  map[uint16]bool
+	inPort uint16
 	// peerPorts are the peer's ports (Inbound.PeerPort), peerPort the
 	// current one.
 	peerPorts map[uint16]bool
 	peerPort  uint16
-	emitted []integration.Emission
-	bad     []string
-	nonTCP  int
-	readErr error
-	done    chan struct{}
+	emitted   []integration.Emission
+	bad       []string
+	nonTCP    int
+	readErr   error
+	done      chan struct{}
 	// arrived is signalled (without blocking) when a segment is recorded.
 	arrived chan struct{}
 }
