@@ -16,6 +16,7 @@ type fdKind uint8
 const (
 	fdSocket fdKind = iota + 1
 	fdEpoll
+	fdFile // a file or pipe end (linux: open, pipe)
 )
 
 // rfd is a script file descriptor: a DUT socket or an epoll instance the
@@ -69,7 +70,10 @@ func (r *runner) featureUnsupported(ev *Event, feature string) error {
 // result (as packetdrill maps a script's fds onto the live ones), else the
 // lowest free from 3.
 func (r *runner) allocFD(ev *Event, f *rfd) int {
-	if want := int(ev.Call.Ret); !ev.Call.RetAny && want >= 0 && r.fds[want] == nil {
+	if want := int(ev.Call.Ret); !ev.Call.RetAny && want >= 0 && (r.fds[want] == nil || r.fds[want].kind == fdSocket) {
+		// A number still held by a socket the script never closed now
+		// names the new one, as in packetdrill (the old socket stays
+		// open until the run ends).
 		r.fds[want] = f
 		return want
 	}
@@ -244,6 +248,8 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		return r.epollCtl(ev)
 	case "epoll_wait", "epoll_pwait":
 		return r.epollWait(ev)
+	case "open", "pipe", "sendfile", "splice":
+		return r.fileCall(ev)
 	}
 	if _, known := callArgs[c.Name]; !known {
 		return none, r.featureUnsupported(ev, "the "+c.Name+" call")

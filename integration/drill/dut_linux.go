@@ -810,3 +810,55 @@ func (d *linuxDUT) RecvMsg(fd, n, flags int) ([]byte, []byte, syscall.Errno) {
 	}
 	return b[:min(m, n)], oob[:oobn], 0
 }
+
+// OpenFile implements fileDUT: open(2), non-blocking like the sockets.
+func (d *linuxDUT) OpenFile(path string, flags int) (int, syscall.Errno) {
+	k, err := unix.Open(path, flags|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
+	if err != nil {
+		return -1, sysErrno(err)
+	}
+	return d.fds.add(k), 0
+}
+
+// Pipe implements fileDUT: pipe2(2), non-blocking.
+func (d *linuxDUT) Pipe() (int, int, syscall.Errno) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return -1, -1, sysErrno(err)
+	}
+	return d.fds.add(p[0]), d.fds.add(p[1]), 0
+}
+
+// Sendfile implements fileDUT: sendfile(2) from offset.
+func (d *linuxDUT) Sendfile(out, in int, offset int64, n int) (int, syscall.Errno) {
+	ko, e := d.kfd(out)
+	if e != 0 {
+		return -1, e
+	}
+	ki, e := d.kfd(in)
+	if e != 0 {
+		return -1, e
+	}
+	m, err := unix.Sendfile(ko, ki, &offset, n)
+	if err != nil {
+		return -1, sysErrno(err)
+	}
+	return m, 0
+}
+
+// Splice implements fileDUT: splice(2) without offsets, non-blocking.
+func (d *linuxDUT) Splice(in, out int, n, flags int) (int, syscall.Errno) {
+	ki, e := d.kfd(in)
+	if e != 0 {
+		return -1, e
+	}
+	ko, e := d.kfd(out)
+	if e != 0 {
+		return -1, e
+	}
+	m, err := unix.Splice(ki, nil, ko, nil, n, flags|unix.SPLICE_F_NONBLOCK)
+	if err != nil {
+		return -1, sysErrno(err)
+	}
+	return int(m), 0
+}

@@ -109,6 +109,10 @@ type runner struct {
 	tsBaseSet bool
 	// synMatched: a `>` SYN line has fixed dutISN.
 	synMatched bool
+	// dutBase is the sequence number the script's SYN line for the DUT
+	// wrote: as in packetdrill, a SYN's numbers are as written and the
+	// others count from the DUT's live ISN (dutISN).
+	dutBase uint32
 	dutSYN     tcp.Seq // the live sequence number of that SYN
 	pending    []integration.Emission
 	// tsMap maps TS val values written on `>` lines to the DUT's actual
@@ -153,6 +157,16 @@ type runner struct {
 	listened, opening bool
 	// peerConns counts the passive opens (the linux DUT's peer port).
 	peerConns int
+}
+
+// dutOff is what the live DUT sequence number adds to a script's: for a
+// SYN, the difference between the live ISN and the one the line wrote;
+// the others count from the live ISN.
+func (r *runner) dutOff(syn bool) tcp.Seq {
+	if syn {
+		return r.dutISN - tcp.Seq(r.dutBase)
+	}
+	return r.dutISN
 }
 
 // peerOff is what the live peer sequence number adds to a script's: a
@@ -451,7 +465,7 @@ func (r *runner) expect(ev *Event) error {
 		// rule; packetdrill maps whatever the line says onto the live
 		// one), for each new connection (a SYN with a new ISN; a
 		// retransmitted one keeps it).
-		r.dutISN, r.synMatched, r.dutSYN = e.Seg.Seq-tcp.Seq(ev.Packet.Seq), true, e.Seg.Seq
+		r.dutISN, r.dutBase, r.synMatched, r.dutSYN = e.Seg.Seq, ev.Packet.Seq, true, e.Seg.Seq
 	}
 	if r.badSums > 0 {
 		return r.fail(ev, "the DUT sent a packet with a bad checksum")
@@ -493,7 +507,7 @@ func (r *runner) compare(p *Packet, s *tcp.Segment) []string {
 	if s.Flags != p.Flags {
 		bad = append(bad, fmt.Sprintf("flags %s, want %s", flagText(s.Flags), flagText(p.Flags)))
 	}
-	if seq := uint32(s.Seq - r.dutISN); seq != p.Seq {
+	if seq := uint32(s.Seq - r.dutOff(p.Flags&tcp.FlagSYN != 0)); seq != p.Seq {
 		bad = append(bad, fmt.Sprintf("seq %d, want %d", seq, p.Seq))
 	}
 	if len(s.Payload) != p.Len {
@@ -626,7 +640,7 @@ func fullOptText(o *tcp.Options, base tcp.Seq) string {
 // render writes a DUT segment in packetdrill notation, relative to the ISNs.
 func (r *runner) render(s *tcp.Segment) string {
 	var b strings.Builder
-	seq := uint32(s.Seq - r.dutISN)
+	seq := uint32(s.Seq - r.dutOff(s.Flags&tcp.FlagSYN != 0))
 	fmt.Fprintf(&b, "%s %d:%d(%d)", flagText(s.Flags), seq, seq+uint32(len(s.Payload)), len(s.Payload))
 	if s.Flags&tcp.FlagACK != 0 {
 		fmt.Fprintf(&b, " ack %d", uint32(s.Ack-r.peerOff(s.Flags&tcp.FlagSYN != 0)))
@@ -755,7 +769,7 @@ func (r *runner) inject(ev *Event) error {
 		if !r.issKnown {
 			return r.unsupported(ev, "`ack` on an inbound packet before the DUT sent its SYN or SYN-ACK (its ISN is unknown)")
 		}
-		seg.Ack = r.dutISN + tcp.Seq(p.Ack)
+		seg.Ack = r.dutOff(syn) + tcp.Seq(p.Ack)
 	} else if p.Flags&tcp.FlagACK != 0 {
 		// `.` without `ack N`: acknowledge everything the DUT sent.
 		seg.Ack = r.dutNxt

@@ -187,6 +187,7 @@ func stripComments(src string) (lines []string, directives map[int]string) {
 	inBlock, inQuote, inCode := false, false, false
 	for i, l := range raw {
 		var b strings.Builder
+		quoted := inQuote
 		for j := 0; j < len(l); j++ {
 			if inBlock {
 				if strings.HasPrefix(l[j:], "*/") {
@@ -218,7 +219,14 @@ func stripComments(src string) (lines []string, directives map[int]string) {
 			}
 			b.WriteByte(l[j])
 		}
-		lines = append(lines, strings.TrimSpace(b.String()))
+		t := strings.TrimSpace(b.String())
+		if quoted && t != "" && t[0] != b.String()[0] {
+			// Inside a shell line the indent separates words after a
+			// `\` continuation (`tcp_timestamps=0\` then an indented
+			// next path): keep one space of it.
+			t = " " + t
+		}
+		lines = append(lines, t)
 	}
 	return lines, directives
 }
