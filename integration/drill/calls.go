@@ -339,7 +339,12 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 			// A NULL buffer: the kernel's copy from user memory faults.
 			return callSpec{attempt: func() (callResult, error) { return errRes(unix.EFAULT), nil }}, nil
 		}
-		if c.Name == "sendto" && c.Vals[4].Kind != ValEllipsis && c.Vals[4].Kind != ValNull {
+		unspec := false
+		if c.Name == "sendto" && c.Vals[4].Kind == ValSym && len(c.Vals[4].Syms) == 1 && c.Vals[4].Syms[0] == "AF_UNSPEC" && fastOpen && canFO {
+			// A destination of family AF_UNSPEC (the kernel refuses it
+			// for MSG_FASTOPEN).
+			unspec = true
+		} else if c.Name == "sendto" && c.Vals[4].Kind != ValEllipsis && c.Vals[4].Kind != ValNull {
 			return none, r.unsupported(ev, "sendto: the destination must be `...`")
 		}
 		if blocking && flags&unix.MSG_DONTWAIT != 0 {
@@ -357,7 +362,7 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 					// cookie); a blocking one then waits and sends the
 					// rest as any write does.
 					fastOpen = false
-					m, e = fo.SendFastOpen(h, make([]byte, n-sent), int(flags)|unix.MSG_DONTWAIT)
+					m, e = fo.SendFastOpen(h, make([]byte, n-sent), int(flags)|unix.MSG_DONTWAIT, unspec)
 				} else {
 					m, e = d.Send(h, make([]byte, n-sent), int(flags)&^unix.MSG_FASTOPEN|unix.MSG_DONTWAIT)
 				}

@@ -237,7 +237,9 @@ type (
 	// cookie), tells the keys its server cookies are made with, and
 	// builds packets with options given as bytes.
 	fastOpener interface {
-		SendFastOpen(fd int, p []byte, flags int) (int, syscall.Errno)
+		// SendFastOpen sends to the peer (unspec: to an AF_UNSPEC
+		// address instead).
+		SendFastOpen(fd int, p []byte, flags int, unspec bool) (int, syscall.Errno)
 		FastOpenKeys() []FastOpenKey
 		Addrs() (local, remote netip.Addr)
 		BuildPacketOpts(toPeer bool, seg *tcp.Segment, opts []byte, ip integration.IPFields) []byte

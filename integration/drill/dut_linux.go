@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -119,11 +120,14 @@ type linuxDUT struct {
 	// current one.
 	peerPorts map[uint16]bool
 	peerPort  uint16
-	emitted   []integration.Emission
-	bad       []string
-	nonTCP    int
-	readErr   error
-	done      chan struct{}
+	// otherConns counts packets of the script's earlier connections,
+	// not recorded.
+	otherConns int
+	emitted    []integration.Emission
+	bad        []string
+	nonTCP     int
+	readErr    error
+	done       chan struct{}
 	// arrived is signalled (without blocking) when a segment is recorded.
 	arrived chan struct{}
 }
@@ -244,6 +248,13 @@ func (d *linuxDUT) record(b []byte, g tun.GSO) {
 	to, _ := netip.AddrFromSlice(dst)
 	if from != d.kernel || to != d.peer || !d.ports[sport] || !d.peerPorts[dport] {
 		d.bad = append(d.bad, fmt.Sprintf("TCP %s:%d > %s:%d outside the script's connection", from, sport, to, dport))
+		return
+	}
+	if sport != d.inPort || dport != d.peerPort {
+		// An earlier connection of the script (a FIN retransmitted from
+		// TIME-WAIT...): packetdrill reads only the socket under test's
+		// packets.
+		d.otherConns++
 		return
 	}
 	seg.Payload = bytes.Clone(seg.Payload)
@@ -393,11 +404,14 @@ func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, o
 // TUN write in the writing thread's softirq context, so by the time Write
 // returns its answer is usually already queued for the reader.
 func (d *linuxDUT) Inject(p *Inbound) {
+	d.mu.Lock()
 	if p.PeerPort != 0 {
-		d.mu.Lock()
 		d.peerPort, d.peerPorts[p.PeerPort] = p.PeerPort, true
-		d.mu.Unlock()
 	}
+	if d.inPort == 0 {
+		d.inPort = integration.DUTPort
+	}
+	d.mu.Unlock()
 	pkt := d.BuildPacketOpts(false, &p.Seg, p.Options, p.IP)
 	buf := make([]byte, tun.Headroom+len(pkt))
 	copy(buf[tun.Headroom:], pkt)
@@ -469,6 +483,11 @@ func (d *linuxDUT) Socket() (int, syscall.Errno) {
 	if err != nil {
 		return -1, sysErrno(err)
 	}
+	// The new socket is packetdrill's socket under test: no packet is
+	// its until it is bound, connects, or a packet is injected.
+	d.mu.Lock()
+	d.inPort = 0
+	d.mu.Unlock()
 	return d.fds.add(k), 0
 }
 
@@ -574,13 +593,28 @@ func (d *linuxDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
 // SendFastOpen is sendto(2) with the peer as destination (binding the
 // script's port first, as Connect does), for MSG_FASTOPEN: the kernel
 // connects and, holding a cookie, puts the data in the SYN.
-func (d *linuxDUT) SendFastOpen(fd int, p []byte, flags int) (int, syscall.Errno) {
+func (d *linuxDUT) SendFastOpen(fd int, p []byte, flags int, unspec bool) (int, syscall.Errno) {
 	k, e := d.kfd(fd)
 	if e != 0 {
 		return -1, e
 	}
 	if e := d.bindScriptPort(k); e != 0 {
 		return -1, e
+	}
+	flags |= unix.MSG_NOSIGNAL | unix.MSG_DONTWAIT
+	if unspec {
+		// struct sockaddr with sa_family AF_UNSPEC, which x/sys/unix
+		// has no Sockaddr for.
+		var sa [unix.SizeofSockaddrInet6]byte
+		var buf unsafe.Pointer
+		if len(p) > 0 {
+			buf = unsafe.Pointer(&p[0])
+		}
+		n, _, en := unix.Syscall6(unix.SYS_SENDTO, uintptr(k), uintptr(buf), uintptr(len(p)), uintptr(flags), uintptr(unsafe.Pointer(&sa[0])), uintptr(len(sa)))
+		if en != 0 {
+			return -1, en
+		}
+		return int(n), 0
 	}
 	n, err := unix.SendmsgN(k, p, nil, d.sockaddr(d.peer, integration.PeerPort), flags|unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
 	if err != nil {

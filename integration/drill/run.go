@@ -113,8 +113,8 @@ type runner struct {
 	// wrote: as in packetdrill, a SYN's numbers are as written and the
 	// others count from the DUT's live ISN (dutISN).
 	dutBase uint32
-	dutSYN     tcp.Seq // the live sequence number of that SYN
-	pending    []integration.Emission
+	dutSYN  tcp.Seq // the live sequence number of that SYN
+	pending []integration.Emission
 	// tsMap maps TS val values written on `>` lines to the DUT's actual
 	// ones, so `<` lines can echo them in TS ecr.
 	tsMap    map[uint32]uint32
