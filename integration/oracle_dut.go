@@ -30,11 +30,11 @@ type Emission struct {
 	// does not see its IP headers (the bare engine) fills in what its IP
 	// layer would write.
 	IP IPFields
-	// FastOpen is the segment's TCP Fast Open option (RFC 7413 kind 34,
-	// or the experimental kind 254 with magic 0xF989) as on the wire, nil
-	// when it has none: tcp.Options does not model it. Only the linux
-	// DUT fills it in.
-	FastOpen []byte
+	// ExtraOptions are the TCP options the segment carried that
+	// tcp.Options has no field for (Fast Open, experimental, MD5), each as
+	// kind, length and data, in wire order; only a DUT that sees the wire
+	// (the kernel through a TUN) fills it.
+	ExtraOptions []byte
 }
 
 // IPFields are the IP header fields of a packet other than addresses,

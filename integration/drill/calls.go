@@ -16,6 +16,7 @@ type fdKind uint8
 const (
 	fdSocket fdKind = iota + 1
 	fdEpoll
+	fdFile // a file or pipe end (linux: open, pipe)
 )
 
 // rfd is a script file descriptor: a DUT socket or an epoll instance the
@@ -69,7 +70,10 @@ func (r *runner) featureUnsupported(ev *Event, feature string) error {
 // result (as packetdrill maps a script's fds onto the live ones), else the
 // lowest free from 3.
 func (r *runner) allocFD(ev *Event, f *rfd) int {
-	if want := int(ev.Call.Ret); !ev.Call.RetAny && want >= 0 && r.fds[want] == nil {
+	if want := int(ev.Call.Ret); !ev.Call.RetAny && want >= 0 && (r.fds[want] == nil || r.fds[want].kind == fdSocket) {
+		// A number still held by a socket the script never closed now
+		// names the new one, as in packetdrill (the old socket stays
+		// open until the run ends).
 		r.fds[want] = f
 		return want
 	}
@@ -244,6 +248,8 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		return r.epollCtl(ev)
 	case "epoll_wait", "epoll_pwait":
 		return r.epollWait(ev)
+	case "open", "pipe", "sendfile", "splice":
+		return r.fileCall(ev)
 	}
 	if _, known := callArgs[c.Name]; !known {
 		return none, r.featureUnsupported(ev, "the "+c.Name+" call")
@@ -269,7 +275,13 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		if err != nil {
 			return none, err
 		}
-		return simple(func() callResult { return okRes(0, d.Listen(h, int(n))) })
+		return simple(func() callResult {
+			e := d.Listen(h, int(n))
+			if e == 0 {
+				r.listened = true
+			}
+			return okRes(0, e)
+		})
 	case "accept", "accept4":
 		flags := int64(0)
 		if c.Name == "accept4" {
@@ -315,9 +327,9 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 		if err != nil {
 			return none, err
 		}
-		if fe := r.flagFeature(flags, unix.MSG_FASTOPEN); fe != "" {
-			// sendto(MSG_FASTOPEN) needs the destination and SYN data
-			// with a cookie option the harness cannot build or check.
+		fo, canFO := d.(fastOpener)
+		fastOpen := flags&unix.MSG_FASTOPEN != 0
+		if fe := r.flagFeature(flags, unix.MSG_FASTOPEN); fe != "" && !canFO {
 			return none, r.featureUnsupported(ev, fe)
 		}
 		if fe := r.flagFeature(flags, unix.MSG_ZEROCOPY); fe != "" && r.name != "linux" {
@@ -327,7 +339,12 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 			// A NULL buffer: the kernel's copy from user memory faults.
 			return callSpec{attempt: func() (callResult, error) { return errRes(unix.EFAULT), nil }}, nil
 		}
-		if c.Name == "sendto" && c.Vals[4].Kind != ValEllipsis && c.Vals[4].Kind != ValNull {
+		unspec := false
+		if c.Name == "sendto" && c.Vals[4].Kind == ValSym && len(c.Vals[4].Syms) == 1 && c.Vals[4].Syms[0] == "AF_UNSPEC" && fastOpen && canFO {
+			// A destination of family AF_UNSPEC (the kernel refuses it
+			// for MSG_FASTOPEN).
+			unspec = true
+		} else if c.Name == "sendto" && c.Vals[4].Kind != ValEllipsis && c.Vals[4].Kind != ValNull {
 			return none, r.unsupported(ev, "sendto: the destination must be `...`")
 		}
 		if blocking && flags&unix.MSG_DONTWAIT != 0 {
@@ -338,7 +355,17 @@ func (r *runner) spec(ev *Event) (callSpec, error) {
 			// A blocking send writes everything, sleeping while the
 			// buffer is full; a non-blocking one what fits.
 			for sent < n || n == 0 {
-				m, e := d.Send(h, make([]byte, n-sent), int(flags)|unix.MSG_DONTWAIT)
+				var m int
+				var e syscall.Errno
+				if fastOpen {
+					// The first attempt connects (SYN data with a
+					// cookie); a blocking one then waits and sends the
+					// rest as any write does.
+					fastOpen = false
+					m, e = fo.SendFastOpen(h, make([]byte, n-sent), int(flags)|unix.MSG_DONTWAIT, unspec)
+				} else {
+					m, e = d.Send(h, make([]byte, n-sent), int(flags)&^unix.MSG_FASTOPEN|unix.MSG_DONTWAIT)
+				}
 				if e == unix.EOPNOTSUPP && c.Errno != "EOPNOTSUPP" && r.name != "linux" {
 					return callResult{}, r.featureUnsupported(ev, "send flags "+c.Vals[len(c.Vals)-1].Text)
 				}
@@ -557,8 +584,21 @@ func (r *runner) setsockopt(ev *Event, h int) (callSpec, error) {
 	if err != nil {
 		return callSpec{}, err
 	}
+	if level == unix.IPPROTO_TCP && name == unix.TCP_FASTOPEN_KEY {
+		// A C string of key bytes, as long as the length argument says.
+		n, err := r.argInt(ev, 4)
+		if err != nil {
+			return callSpec{}, err
+		}
+		b := make([]byte, max(n, 0))
+		copy(b, unescapeC(v.Str))
+		v.Str = string(b)
+	}
 	return callSpec{attempt: func() (callResult, error) {
 		e := r.dut.SetSockopt(h, int(level), int(name), v)
+		if e == 0 && level == unix.IPPROTO_TCP && name == unix.TCP_FASTOPEN_KEY {
+			r.foKeys = append(r.foKeys, fastOpenKeysFromBytes([]byte(v.Str))...)
+		}
 		if e == unix.ENOPROTOOPT && c.Errno != "ENOPROTOOPT" && r.name != "linux" {
 			return callResult{}, r.featureUnsupported(ev, optFeature(c.Vals[2].Text))
 		}

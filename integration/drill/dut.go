@@ -3,6 +3,7 @@ package drill
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"syscall"
 	"time"
 
@@ -130,9 +131,15 @@ type Inbound struct {
 	Seg tcp.Segment
 	// IP holds the IP header fields to send it with.
 	IP integration.IPFields
-	// FastOpen is a Fast Open option to add to the TCP options (raw
-	// bytes); only the linux DUT takes one.
-	FastOpen []byte
+	// Options, when not nil, are the TCP options as on the wire, in place
+	// of Seg.Options' encoding: a line with an option tcp.Options cannot
+	// carry (Fast Open, MD5), which only the linux DUT is given.
+	Options []byte
+	// PeerPort, when not 0, is the peer's port from this packet on: a
+	// passive open after the first comes from a new port, as each of
+	// packetdrill's remote connections takes a fresh ephemeral port
+	// (only the linux DUT is given one).
+	PeerPort uint16
 }
 
 // OptVal is a socket option value. Which field is meaningful depends on the
@@ -227,6 +234,18 @@ type (
 	// captures.
 	packetBuilder interface {
 		BuildPacket(toPeer bool, seg *tcp.Segment, ip integration.IPFields) []byte
+	}
+	// fastOpener is a DUT that runs TCP Fast Open (linux): it sends with
+	// MSG_FASTOPEN (connecting on the way, SYN data when it holds a
+	// cookie), tells the keys its server cookies are made with, and
+	// builds packets with options given as bytes.
+	fastOpener interface {
+		// SendFastOpen sends to the peer (unspec: to an AF_UNSPEC
+		// address instead).
+		SendFastOpen(fd int, p []byte, flags int, unspec bool) (int, syscall.Errno)
+		FastOpenKeys() []FastOpenKey
+		Addrs() (local, remote netip.Addr)
+		BuildPacketOpts(toPeer bool, seg *tcp.Segment, opts []byte, ip integration.IPFields) []byte
 	}
 )
 

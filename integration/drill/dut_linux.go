@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -108,12 +109,26 @@ type linuxDUT struct {
 	// fds maps the script's fds to the kernel's.
 	fds fdTable[int]
 
-	mu      sync.Mutex
-	emitted []integration.Emission
-	bad     []string
-	nonTCP  int
-	readErr error
-	done    chan struct{}
+	mu sync.Mutex
+	// ports are the kernel-side ports the script's sockets use: DUTPort,
+	// and the next ones for a client socket while an earlier connection
+	// holds the tuple in TIME-WAIT (packetdrill's client sockets take an
+	// ephemeral port each); inPort is where injected packets go (the
+	// last socket bound or connected, packetdrill's socket under test).
+	ports  map[uint16]bool
+	inPort uint16
+	// peerPorts are the peer's ports (Inbound.PeerPort), peerPort the
+	// current one.
+	peerPorts map[uint16]bool
+	peerPort  uint16
+	// otherConns counts packets of the script's earlier connections,
+	// not recorded.
+	otherConns int
+	emitted    []integration.Emission
+	bad        []string
+	nonTCP     int
+	readErr    error
+	done       chan struct{}
 	// arrived is signalled (without blocking) when a segment is recorded.
 	arrived chan struct{}
 
@@ -136,7 +151,9 @@ func newLinuxDUT(o Options) (*linuxDUT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("linux DUT: %w", err)
 	}
-	d := &linuxDUT{ns: ns, o: o, done: make(chan struct{}), arrived: make(chan struct{}, 1)}
+	d := &linuxDUT{ns: ns, o: o, done: make(chan struct{}), arrived: make(chan struct{}, 1),
+		ports: map[uint16]bool{integration.DUTPort: true}, inPort: integration.DUTPort,
+		peerPorts: map[uint16]bool{integration.PeerPort: true}, peerPort: integration.PeerPort}
 	d.kernel, d.peer = LinuxKernelAddr4, LinuxPeerAddr4
 	pfx := 24
 	if o.IPv6 {
@@ -240,19 +257,23 @@ func (d *linuxDUT) record(b []byte, g tun.GSO) {
 	}
 	from, _ := netip.AddrFromSlice(src)
 	to, _ := netip.AddrFromSlice(dst)
-	if from != d.kernel || to != d.peer || sport != integration.DUTPort || dport != integration.PeerPort {
+	if from != d.kernel || to != d.peer || !d.ports[sport] || !d.peerPorts[dport] {
 		d.bad = append(d.bad, fmt.Sprintf("TCP %s:%d > %s:%d outside the script's connection", from, sport, to, dport))
 		return
 	}
-	seg.Payload = bytes.Clone(seg.Payload)
-	var fo []byte
-	if hl := int(tcpBytes[12]>>4) * 4; hl > 20 && hl <= len(tcpBytes) {
-		fo = findFastOpen(tcpBytes[20:hl])
+	if sport != d.inPort || dport != d.peerPort {
+		// An earlier connection of the script (a FIN retransmitted from
+		// TIME-WAIT...): packetdrill reads only the socket under test's
+		// packets.
+		d.otherConns++
+		return
 	}
+	seg.Payload = bytes.Clone(seg.Payload)
 	if g.IsGSO() {
 		seg.GSOSize = g.Size
 	}
-	d.emitted = append(d.emitted, integration.Emission{At: at, Seg: seg, IP: ip, FastOpen: fo})
+	extra := extraOptions(tcpBytes[tcp.HeaderMinLen:tcp.Header(tcpBytes).DataOffset()])
+	d.emitted = append(d.emitted, integration.Emission{At: at, Seg: seg, IP: ip, ExtraOptions: extra})
 	select {
 	case d.arrived <- struct{}{}:
 	default:
@@ -326,35 +347,37 @@ func (d *linuxDUT) Malformed() []string {
 
 // BuildPacket serializes seg between the peer and the kernel with the TUN's
 // addresses: toPeer=false is what Inject writes.
-// BuildPacket serializes seg between the peer and the kernel with the TUN's
-// addresses: toPeer=false is what Inject writes.
 func (d *linuxDUT) BuildPacket(toPeer bool, seg *tcp.Segment, ip integration.IPFields) []byte {
+	return d.BuildPacketOpts(toPeer, seg, nil, ip)
+}
+
+// BuildPacketOpts is BuildPacket with the TCP options given as bytes
+// (nil: seg.Options').
+func (d *linuxDUT) BuildPacketOpts(toPeer bool, seg *tcp.Segment, opts []byte, ip integration.IPFields) []byte {
 	src, dst := d.peer, d.kernel
-	sport, dport := uint16(integration.PeerPort), uint16(integration.DUTPort)
+	d.mu.Lock()
+	sport, dport := d.peerPort, d.inPort
+	d.mu.Unlock()
 	if toPeer {
 		src, dst, sport, dport = dst, src, dport, sport
 	}
-	b, _ := buildIPPacketOpt(src, dst, sport, dport, seg, ip, nil)
-	return b
+	return buildIPPacket(src, dst, sport, dport, seg, opts, ip)
 }
 
 // buildIPPacket serializes a TCP segment in an IPv4 or IPv6 packet with
-// correct checksums and the given header fields (TTL 0 means 64).
-// extra, if not nil, is a raw TCP option added to seg's (a Fast Open
-// option, which tcp.Options does not model).
-func buildIPPacketOpt(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, ip integration.IPFields, extra []byte) ([]byte, error) {
+// correct checksums and the given header fields (TTL 0 means 64). opts,
+// when not nil, are the TCP options as on the wire (a multiple of 4
+// bytes), in place of seg.Options'.
+func buildIPPacket(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment, opts []byte, ip integration.IPFields) []byte {
 	if ip.TTL == 0 {
 		ip.TTL = 64
 	}
-	tcpHdr := make([]byte, tcp.SegmentWireLen(seg))
-	tcp.EncodeSegment(tcpHdr, sport, dport, seg)
-	if extra != nil {
-		var err error
-		if tcpHdr, err = withOption(tcpHdr, extra); err != nil {
-			return nil, err
-		}
+	if opts != nil {
+		bare := *seg
+		bare.Options = tcp.Options{}
+		seg = &bare
 	}
-	tcpLen := len(tcpHdr)
+	tcpLen := tcp.SegmentWireLen(seg) + len(opts)
 	var b []byte
 	var hdr int
 	if src.Is6() {
@@ -389,24 +412,35 @@ func buildIPPacketOpt(src, dst netip.Addr, sport, dport uint16, seg *tcp.Segment
 		})
 		ih.SetChecksum(^ih.CalculateChecksum())
 	}
-	copy(b[hdr:], tcpHdr)
+	if opts == nil {
+		tcp.EncodeSegment(b[hdr:], sport, dport, seg)
+	} else {
+		t := b[hdr:]
+		tcp.EncodeHeader(t, sport, dport, seg)
+		copy(t[tcp.HeaderMinLen:], opts)
+		copy(t[tcp.HeaderMinLen+len(opts):], seg.Payload)
+		tcp.Header(t).SetDataOffset(tcp.HeaderMinLen + len(opts))
+	}
 	tcp.SetChecksumFull(b[hdr:], src.AsSlice(), dst.AsSlice())
-	return b, nil
+	return b
 }
 
 // Inject writes the peer's packet into the TUN. The kernel processes a
 // TUN write in the writing thread's softirq context, so by the time Write
 // returns its answer is usually already queued for the reader.
 func (d *linuxDUT) Inject(p *Inbound) {
-	pkt, err := buildIPPacketOpt(d.peer, d.kernel, integration.PeerPort, integration.DUTPort, &p.Seg, p.IP, p.FastOpen)
-	if err != nil {
-		d.mu.Lock()
-		d.bad = append(d.bad, "building the script's packet: "+err.Error())
-		d.mu.Unlock()
-		return
+	d.mu.Lock()
+	if p.PeerPort != 0 {
+		d.peerPort, d.peerPorts[p.PeerPort] = p.PeerPort, true
 	}
+	if d.inPort == 0 {
+		d.inPort = integration.DUTPort
+	}
+	d.mu.Unlock()
+	pkt := d.BuildPacketOpts(false, &p.Seg, p.Options, p.IP)
 	buf := make([]byte, tun.Headroom+len(pkt))
 	copy(buf[tun.Headroom:], pkt)
+	var err error
 	if len(pkt) > d.o.MTU {
 		// Larger than the link: one GSO super-packet the kernel cuts
 		// into MSS-sized segments (GRO'd on the way in, as packetdrill
@@ -483,6 +517,11 @@ func (d *linuxDUT) Socket() (int, syscall.Errno) {
 			return -1, sysErrno(err)
 		}
 	}
+	// The new socket is packetdrill's socket under test: no packet is
+	// its until it is bound, connects, or a packet is injected.
+	d.mu.Lock()
+	d.inPort = 0
+	d.mu.Unlock()
 	return d.fds.add(k), 0
 }
 
@@ -491,6 +530,9 @@ func (d *linuxDUT) Bind(fd int) syscall.Errno {
 	if e != 0 {
 		return e
 	}
+	d.mu.Lock()
+	d.inPort = integration.DUTPort
+	d.mu.Unlock()
 	return sysErrno(unix.Bind(k, d.sockaddr(d.kernel, integration.DUTPort)))
 }
 
@@ -529,14 +571,34 @@ func (d *linuxDUT) Connect(fd int) syscall.Errno {
 	if e != 0 {
 		return e
 	}
-	if sa, err := unix.Getsockname(k); err == nil {
-		if port := sockPort(sa); port == 0 {
-			if err := unix.Bind(k, d.sockaddr(d.kernel, integration.DUTPort)); err != nil {
-				return sysErrno(err)
-			}
-		}
+	if e := d.bindScriptPort(k); e != 0 {
+		return e
 	}
 	return sysErrno(unix.Connect(k, d.sockaddr(d.peer, integration.PeerPort)))
+}
+
+// bindScriptPort binds an unbound client socket to the script's address
+// and port, or the next free one while an earlier connection holds it (in
+// TIME-WAIT), and makes it the port injected packets go to.
+func (d *linuxDUT) bindScriptPort(k int) syscall.Errno {
+	sa, err := unix.Getsockname(k)
+	if err != nil {
+		return sysErrno(err)
+	}
+	port := sockPort(sa)
+	for p := integration.DUTPort; port == 0; p++ {
+		err := unix.Bind(k, d.sockaddr(d.kernel, p))
+		if err == nil {
+			port = p
+		} else if err != unix.EADDRINUSE || p >= integration.DUTPort+64 {
+			return sysErrno(err)
+		}
+	}
+	d.mu.Lock()
+	d.ports[uint16(port)], d.inPort = true, uint16(port)
+	d.peerPort = integration.PeerPort
+	d.mu.Unlock()
+	return 0
 }
 
 func sockPort(sa unix.Sockaddr) int {
@@ -561,6 +623,51 @@ func (d *linuxDUT) Send(fd int, p []byte, flags int) (int, syscall.Errno) {
 	}
 	return n, 0
 }
+
+// SendFastOpen is sendto(2) with the peer as destination (binding the
+// script's port first, as Connect does), for MSG_FASTOPEN: the kernel
+// connects and, holding a cookie, puts the data in the SYN.
+func (d *linuxDUT) SendFastOpen(fd int, p []byte, flags int, unspec bool) (int, syscall.Errno) {
+	k, e := d.kfd(fd)
+	if e != 0 {
+		return -1, e
+	}
+	if e := d.bindScriptPort(k); e != 0 {
+		return -1, e
+	}
+	flags |= unix.MSG_NOSIGNAL | unix.MSG_DONTWAIT
+	if unspec {
+		// struct sockaddr with sa_family AF_UNSPEC, which x/sys/unix
+		// has no Sockaddr for.
+		var sa [unix.SizeofSockaddrInet6]byte
+		var buf unsafe.Pointer
+		if len(p) > 0 {
+			buf = unsafe.Pointer(&p[0])
+		}
+		n, _, en := unix.Syscall6(unix.SYS_SENDTO, uintptr(k), uintptr(buf), uintptr(len(p)), uintptr(flags), uintptr(unsafe.Pointer(&sa[0])), uintptr(len(sa)))
+		if en != 0 {
+			return -1, en
+		}
+		return int(n), 0
+	}
+	n, err := unix.SendmsgN(k, p, nil, d.sockaddr(d.peer, integration.PeerPort), flags|unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+	if err != nil {
+		return -1, sysErrno(err)
+	}
+	return n, 0
+}
+
+// FastOpenKeys returns the namespace's net.ipv4.tcp_fastopen_key keys
+// (primary and backup).
+func (d *linuxDUT) FastOpenKeys() []FastOpenKey {
+	var b []byte
+	d.ns.do(func() { b, _ = os.ReadFile("/proc/sys/net/ipv4/tcp_fastopen_key") })
+	keys, _ := parseFastOpenKeys(string(b))
+	return keys
+}
+
+// Addrs returns the kernel's and the peer's addresses.
+func (d *linuxDUT) Addrs() (local, remote netip.Addr) { return d.kernel, d.peer }
 
 func (d *linuxDUT) Recv(fd int, n int, flags int) ([]byte, syscall.Errno) {
 	k, e := d.kfd(fd)
@@ -605,7 +712,7 @@ func (d *linuxDUT) SetSockopt(fd, level, name int, v OptVal) syscall.Errno {
 	case level == unix.SOL_SOCKET && name == unix.SO_LINGER:
 		l := v.Linger
 		return sysErrno(unix.SetsockoptLinger(k, level, name, &l))
-	case level == unix.IPPROTO_TCP && name == unix.TCP_CONGESTION:
+	case level == unix.IPPROTO_TCP && (name == unix.TCP_CONGESTION || name == unix.TCP_FASTOPEN_KEY):
 		return sysErrno(unix.SetsockoptString(k, level, name, v.Str))
 	}
 	return sysErrno(unix.SetsockoptInt(k, level, name, v.Int))
@@ -695,18 +802,6 @@ func (d *linuxDUT) Ioctl(fd, req int) (int, syscall.Errno) {
 	}
 	n, err := unix.IoctlGetInt(k, uint(req))
 	return n, sysErrno(err)
-}
-
-// FastOpenCookie is the cookie the kernel's Fast Open server gives the
-// script's peer, under the namespace's current net.ipv4.tcp_fastopen_key.
-func (d *linuxDUT) FastOpenCookie() ([]byte, error) {
-	var key []byte
-	var err error
-	d.ns.do(func() { key, err = os.ReadFile("/proc/sys/net/ipv4/tcp_fastopen_key") })
-	if err != nil {
-		return nil, err
-	}
-	return linuxFastOpenCookie(string(key), d.peer, d.kernel)
 }
 
 // Sysctl writes /proc/sys in the DUT's namespace (per-namespace settings
@@ -852,4 +947,56 @@ func (d *linuxDUT) RecvMsg(fd, n, flags int) ([]byte, []byte, syscall.Errno) {
 		return nil, nil, sysErrno(err)
 	}
 	return b[:min(m, n)], oob[:oobn], 0
+}
+
+// OpenFile implements fileDUT: open(2), non-blocking like the sockets.
+func (d *linuxDUT) OpenFile(path string, flags int) (int, syscall.Errno) {
+	k, err := unix.Open(path, flags|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
+	if err != nil {
+		return -1, sysErrno(err)
+	}
+	return d.fds.add(k), 0
+}
+
+// Pipe implements fileDUT: pipe2(2), non-blocking.
+func (d *linuxDUT) Pipe() (int, int, syscall.Errno) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return -1, -1, sysErrno(err)
+	}
+	return d.fds.add(p[0]), d.fds.add(p[1]), 0
+}
+
+// Sendfile implements fileDUT: sendfile(2) from offset.
+func (d *linuxDUT) Sendfile(out, in int, offset int64, n int) (int, syscall.Errno) {
+	ko, e := d.kfd(out)
+	if e != 0 {
+		return -1, e
+	}
+	ki, e := d.kfd(in)
+	if e != 0 {
+		return -1, e
+	}
+	m, err := unix.Sendfile(ko, ki, &offset, n)
+	if err != nil {
+		return -1, sysErrno(err)
+	}
+	return m, 0
+}
+
+// Splice implements fileDUT: splice(2) without offsets, non-blocking.
+func (d *linuxDUT) Splice(in, out int, n, flags int) (int, syscall.Errno) {
+	ki, e := d.kfd(in)
+	if e != 0 {
+		return -1, e
+	}
+	ko, e := d.kfd(out)
+	if e != 0 {
+		return -1, e
+	}
+	m, err := unix.Splice(ki, nil, ko, nil, n, flags|unix.SPLICE_F_NONBLOCK)
+	if err != nil {
+		return -1, sysErrno(err)
+	}
+	return int(m), 0
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/ustack-net/ustack/tcp"
 )
 
 // The rules below are google packetdrill's (gtests/net/packetdrill), which
@@ -81,48 +83,57 @@ func TestSipHash24(t *testing.T) {
 // addresses under defaults.sh's key are what the harness computes.
 func TestLinuxFastOpenCookie(t *testing.T) {
 	const key = "a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4"
-	c, err := linuxFastOpenCookie(key, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.168.0.1"))
+	cookie := func(key, client, server string) ([]byte, error) {
+		keys, err := parseFastOpenKeys(key)
+		if err != nil {
+			return nil, err
+		}
+		return fastOpenCookie(keys[0], netip.MustParseAddr(client), netip.MustParseAddr(server)), nil
+	}
+	c, err := cookie(key, "192.0.2.1", "192.168.0.1")
 	require.NoError(t, err)
 	require.Equal(t, "3021b9d889017eeb", hex.EncodeToString(c))
-	c, err = linuxFastOpenCookie(key+"\n", netip.MustParseAddr("fd3d:fa7b:d17d::1"), netip.MustParseAddr("fd3d:a0b:17d6::1"))
+	require.Equal(t, c, tfoCookieSymbol(false))
+	c, err = cookie(key+"\n", "fd3d:fa7b:d17d::1", "fd3d:a0b:17d6::1")
 	require.NoError(t, err)
 	require.Equal(t, "c1d1e9742a47a9bc", hex.EncodeToString(c))
-	_, err = linuxFastOpenCookie("a1a1a1a1", netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.168.0.1"))
+	require.Equal(t, c, tfoCookieSymbol(true))
+	_, err = cookie("a1a1a1a1", "192.0.2.1", "192.168.0.1")
 	require.Error(t, err)
 }
 
-// A Fast Open option goes into a segment's options before the padding, and
-// is found again in them.
+// A Fast Open option keeps its place in a line's option list, encodes to
+// its bytes, and is found again in a segment's options.
 func TestFastOpenOption(t *testing.T) {
 	s, err := Parse("t.pkt", "0 < S 0:10(10) win 32792 <mss 1460,sackOK,nop,nop,FOEXP TFO_COOKIE>\n0 > S. 0:0(0) ack 11 <mss 1460,FO 0011223344556677>\n0 < S 0:0(0) win 1 <FO>\n")
 	require.NoError(t, err)
-	require.Equal(t, &FastOpenOpt{Exp: true, Cookie: "TFO_COOKIE"}, s.Events[0].Packet.FastOpen)
-	require.Equal(t, featureFastOpen, s.Events[0].Packet.Feature)
-	require.Equal(t, &FastOpenOpt{Cookie: "0011223344556677"}, s.Events[1].Packet.FastOpen)
-	require.Equal(t, &FastOpenOpt{}, s.Events[2].Packet.FastOpen)
+	require.Equal(t, WireOpt{Kind: optKindExp, Sym: "TFO_COOKIE"}, s.Events[0].Packet.Wire[4])
+	require.Equal(t, "TCP Fast Open", s.Events[0].Packet.Feature)
+	require.Equal(t, WireOpt{Kind: optKindFastOpen, Data: []byte{0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77}}, s.Events[1].Packet.Wire[1])
+	require.Equal(t, []WireOpt{{Kind: optKindFastOpen}}, s.Events[2].Packet.Wire)
 	_, err = Parse("t.pkt", "0 < S 0:0(0) win 1 <FO 123>\n")
 	require.Error(t, err)
 	// An invalid cookie length parses: valid-cookie-format.pkt sends one.
 	s, err = Parse("t.pkt", "0 < S. 0:0(0) ack 1 win 1 <FO 1122>\n")
 	require.NoError(t, err)
-	require.Equal(t, &FastOpenOpt{Cookie: "1122"}, s.Events[0].Packet.FastOpen)
+	require.Equal(t, []WireOpt{{Kind: optKindFastOpen, Data: []byte{0x11, 0x22}}}, s.Events[0].Packet.Wire)
 
-	fo := encodeFastOpen(true, []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	data := func(o WireOpt) []byte { return o.Data }
+	fo := encodeWireOpts([]WireOpt{{Kind: optKindExp, Data: []byte{1, 2, 3, 4, 5, 6, 7, 8}}}, &tcp.Options{}, data)
 	require.Equal(t, []byte{254, 12, 0xf9, 0x89, 1, 2, 3, 4, 5, 6, 7, 8}, fo)
-	require.Equal(t, []byte{34, 2}, encodeFastOpen(false, nil))
-	// A 20-byte header with MSS (4) and a NOP, EOL pad, then 3 payload bytes.
-	seg := make([]byte, 20, 31)
-	seg[12] = 7 << 4
-	seg = append(seg, 2, 4, 5, 0xb4, 1, 0, 0, 0, 'a', 'b', 'c')
-	out, err := withOption(seg, fo)
+	require.Equal(t, []byte{34, 2}, extraOptions(encodeWireOpts([]WireOpt{{Kind: optKindFastOpen}}, &tcp.Options{}, data)))
+	// MSS (4) and a NOP, then the option, EOL-padded to a multiple of 4.
+	s, err = Parse("t.pkt", "0 < S 0:3(3) win 1 <mss 1460,nop,FOEXP 0102030405060708>\n")
 	require.NoError(t, err)
-	require.Equal(t, byte(10<<4), out[12])
-	require.Equal(t, []byte{2, 4, 5, 0xb4, 1}, out[20:25])
-	require.Equal(t, fo, findFastOpen(out[20:40]))
-	require.Equal(t, []byte{1, 1, 1}, out[37:40])
-	require.Equal(t, "abc", string(out[40:]))
-	require.Nil(t, findFastOpen(seg[20:28]))
-	require.Equal(t, "FOEXP 0102030405060708", fastOpenText(fo))
-	_, err = withOption(out, make([]byte, 30))
-	require.Error(t, err)
+	p := s.Events[0].Packet
+	out := encodeWireOpts(p.Wire, p.Opts, data)
+	require.Len(t, out, 20)
+	require.Equal(t, []byte{2, 4, 5, 0xb4, 1}, out[:5])
+	require.Equal(t, fo, extraOptions(out))
+	require.Equal(t, []byte{0, 0, 0}, out[17:20])
+	require.Nil(t, extraOptions([]byte{2, 4, 5, 0xb4, 1, 0, 0, 0}))
+	require.Equal(t, "FOEXP 0102030405060708", extraText(fo))
+	// A list longer than the header's 40 option bytes is refused.
+	_, err = Parse("t.pkt", "0 < S 0:0(0) win 1 <mss 1460,FOEXP "+hex.EncodeToString(make([]byte, 34))+">\n")
+	require.ErrorContains(t, err, "do not fit 40")
 }

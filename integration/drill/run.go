@@ -107,15 +107,14 @@ type runner struct {
 	// tsBase is the DUT's first TS val, which reports count from.
 	tsBase    uint32
 	tsBaseSet bool
-	// peerSyn and dutSyn are the sequence numbers the script's SYN lines
-	// give (`< S 999000:...`, `> S. 1234:...`). As in packetdrill, a SYN
-	// line's numbers are the ISNs themselves, and every other line's are
-	// relative to them: `< . 1:1` after `< S 999000:999000` is 999001.
-	peerSyn, dutSyn tcp.Seq
-	peerSynSet      bool
 	// synMatched: a `>` SYN line has fixed dutISN.
 	synMatched bool
-	pending    []integration.Emission
+	// dutBase is the sequence number the script's SYN line for the DUT
+	// wrote: as in packetdrill, a SYN's numbers are as written and the
+	// others count from the DUT's live ISN (dutISN).
+	dutBase uint32
+	dutSYN  tcp.Seq // the live sequence number of that SYN
+	pending []integration.Emission
 	// tsMap maps TS val values written on `>` lines to the DUT's actual
 	// ones, so `<` lines can echo them in TS ecr.
 	tsMap    map[uint32]uint32
@@ -155,6 +154,21 @@ type runner struct {
 	// aggDeadline is how long a `>` line waits for the rest of the
 	// pieces it aggregates (its window's end plus tolerance).
 	aggDeadline time.Duration
+	// foKeys are the Fast Open keys the script set with setsockopt
+	// TCP_FASTOPEN_KEY, for mapping its cookies onto the live addresses.
+	foKeys []FastOpenKey
+	// peerBase is the sequence number the peer's last SYN line wrote: as
+	// in packetdrill, a SYN's numbers are as written and the peer's later
+	// ones count from it.
+	peerBase uint32
+	// listened: a listen since the peer's last opening SYN; opening: the
+	// DUT sent a SYN since the peer's last SYN-ACK. The peer's next SYN
+	// (SYN-ACK) then starts a connection: packetdrill takes a new peer
+	// ISN only for a new socket (a SYN in an established connection
+	// keeps the numbering), and a new peer port for each passive open.
+	listened, opening bool
+	// peerConns counts the passive opens (the linux DUT's peer port).
+	peerConns int
 }
 
 // tolFor is the timing tolerance of an event delta after the previous one:
@@ -165,6 +179,25 @@ func (r *runner) tolFor(delta time.Duration) time.Duration {
 		return d
 	}
 	return r.tol
+}
+
+// dutOff is what the live DUT sequence number adds to a script's: for a
+// SYN, the difference between the live ISN and the one the line wrote;
+// the others count from the live ISN.
+func (r *runner) dutOff(syn bool) tcp.Seq {
+	if syn {
+		return r.dutISN - tcp.Seq(r.dutBase)
+	}
+	return r.dutISN
+}
+
+// peerOff is what the live peer sequence number adds to a script's: a
+// SYN's number is as written, the others count from the SYN's.
+func (r *runner) peerOff(syn bool) tcp.Seq {
+	if syn {
+		return PeerISN
+	}
+	return PeerISN + tcp.Seq(r.peerBase)
 }
 
 // RunOptions configure a run.
@@ -216,7 +249,7 @@ func RunWith(s *Script, dutName string, o RunOptions) (res Result) {
 		return res
 	}
 	defer dut.Destroy()
-	r := &runner{s: s, dut: dut, name: dutName, match: match, tsMap: map[uint32]uint32{}, fds: map[int]*rfd{}, tol: s.Tolerance, blockStart: -1, vars: map[string]int64{}}
+	r := &runner{s: s, dut: dut, name: dutName, match: match, tsMap: map[uint32]uint32{}, fds: map[int]*rfd{}, tol: s.Tolerance, blockStart: -1, vars: map[string]int64{}, listened: true}
 	if rt, ok := dut.(realTimer); ok && rt.RealTime() && o.ToleranceScale > 0 {
 		r.tol = time.Duration(float64(s.Tolerance) * o.ToleranceScale)
 	}
@@ -314,7 +347,7 @@ func (r *runner) run() error {
 func (r *runner) listPending() string {
 	var b strings.Builder
 	for _, e := range r.pending {
-		fmt.Fprintf(&b, "  actual:   %s %s\n", fmtTime(e.At), r.render(&e.Seg))
+		fmt.Fprintf(&b, "  actual:   %s %s\n", fmtTime(e.At), r.renderEmission(&e))
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
@@ -351,7 +384,10 @@ func (r *runner) advanceTo(t time.Duration) error {
 
 // packet serializes a segment as it crossed the wire between the DUT and
 // the peer, with the DUT's addresses.
-func (r *runner) packet(toPeer bool, s *tcp.Segment, ip integration.IPFields) []byte {
+func (r *runner) packet(toPeer bool, s *tcp.Segment, opts []byte, ip integration.IPFields) []byte {
+	if f, ok := r.dut.(fastOpener); ok && opts != nil {
+		return f.BuildPacketOpts(toPeer, s, opts, ip)
+	}
 	if b, ok := r.dut.(packetBuilder); ok {
 		return b.BuildPacket(toPeer, s, ip)
 	}
@@ -376,6 +412,9 @@ func (r *runner) collect() {
 		if s.Flags&tcp.FlagSYN != 0 && !r.issKnown {
 			r.dutISN, r.issKnown = s.Seq, true
 		}
+		if s.Flags&(tcp.FlagSYN|tcp.FlagACK) == tcp.FlagSYN {
+			r.opening = true
+		}
 		end := s.Seq + tcp.Seq(len(s.Payload))
 		if s.Flags&(tcp.FlagSYN|tcp.FlagFIN) != 0 {
 			end++
@@ -386,14 +425,14 @@ func (r *runner) collect() {
 		if s.Options.HasTimestamp {
 			r.lastTS, r.hasTS = s.Options.TSVal, true
 		}
-		pkt := r.packet(true, s, e.IP)
+		pkt := r.packet(true, s, nil, e.IP)
 		if !checksumOK(pkt, r.s.IPv6) {
 			r.badSums++
 		}
 		if r.pcap != nil {
 			r.pcap.write(e.At, pkt)
 		}
-		r.logf(e.At, "> %s", r.render(s))
+		r.logf(e.At, "> %s", r.renderEmission(&e))
 		r.pending = append(r.pending, e)
 	}
 }
@@ -452,11 +491,8 @@ func (r *runner) expect(ev *Event) error {
 			}
 		}
 	}
-	if ev.Packet.Feature != "" && r.name != "linux" {
-		return r.featureUnsupported(ev, ev.Packet.Feature)
-	}
-	if ev.Packet.Feature != "" && !r.buildsFastOpen(ev.Packet) {
-		return r.featureUnsupported(ev, ev.Packet.Feature+" (the harness cannot check them)")
+	if ev.Packet.Feature != "" && !r.wireOpts(ev.Packet) {
+		return r.packetUnsupported(ev, "check")
 	}
 	want := "  expected: " + fmtTime(lo) + " > " + renderPacket(ev.Packet)
 	if len(r.pending) == 0 {
@@ -464,12 +500,12 @@ func (r *runner) expect(ev *Event) error {
 	}
 	r.aggDeadline = hi + tol
 	e := r.takeSegment(ev.Packet)
-	if e.Seg.Flags&tcp.FlagSYN != 0 && ev.Packet.Flags&tcp.FlagSYN != 0 && !r.synMatched {
+	if e.Seg.Flags&tcp.FlagSYN != 0 && ev.Packet.Flags&tcp.FlagSYN != 0 && (!r.synMatched || e.Seg.Seq != r.dutSYN) {
 		// The script's SYN sequence number names the DUT's ISN (0 as a
 		// rule; packetdrill maps whatever the line says onto the live
-		// one).
-		r.dutISN, r.synMatched = e.Seg.Seq-tcp.Seq(ev.Packet.Seq), true
-		r.dutSyn = tcp.Seq(ev.Packet.Seq)
+		// one), for each new connection (a SYN with a new ISN; a
+		// retransmitted one keeps it).
+		r.dutISN, r.dutBase, r.synMatched, r.dutSYN = e.Seg.Seq, ev.Packet.Seq, true, e.Seg.Seq
 	}
 	if r.badSums > 0 {
 		return r.fail(ev, "the DUT sent a packet with a bad checksum")
@@ -482,12 +518,14 @@ func (r *runner) expect(ev *Event) error {
 		bad = append(bad, fmt.Sprintf("sent at %s, want %s", fmtTime(e.At), timeText(lo, hi, tol)))
 	}
 	bad = append(bad, r.compare(ev.Packet, &e.Seg)...)
-	if fo, ok := r.checkFastOpen(ev.Packet, e.FastOpen); !ok {
-		bad = append(bad, fo)
+	if ev.Packet.Opts != nil {
+		if got, want := extraText(e.ExtraOptions), extraText(r.extraBytes(ev.Packet)); got != want {
+			bad = append(bad, fmt.Sprintf("options <%s>, want <%s>", got, want))
+		}
 	}
 	bad = append(bad, compareIP(ev.Packet, e.IP, r.s.IPv6)...)
 	if len(bad) > 0 {
-		return r.fail(ev, "%s\n%s\n  actual:   %s > %s", strings.Join(bad, "; "), want, fmtTime(e.At), r.render(&e.Seg))
+		return r.fail(ev, "%s\n%s\n  actual:   %s > %s", strings.Join(bad, "; "), want, fmtTime(e.At), r.renderEmission(&e))
 	}
 	if o := ev.Packet.Opts; o != nil && o.HasTimestamp && e.Seg.Options.HasTimestamp {
 		r.tsMap[o.TSVal] = e.Seg.Options.TSVal
@@ -509,18 +547,14 @@ func (r *runner) compare(p *Packet, s *tcp.Segment) []string {
 	if s.Flags != p.Flags {
 		bad = append(bad, fmt.Sprintf("flags %s, want %s", flagText(s.Flags), flagText(p.Flags)))
 	}
-	dutBase, peerBase := r.dutISN, PeerISN
-	if p.Flags&tcp.FlagSYN == 0 {
-		dutBase, peerBase = r.dutISN+r.dutSyn, PeerISN+r.peerSyn
-	}
-	if seq := uint32(s.Seq - dutBase); seq != p.Seq {
+	if seq := uint32(s.Seq - r.dutOff(p.Flags&tcp.FlagSYN != 0)); seq != p.Seq {
 		bad = append(bad, fmt.Sprintf("seq %d, want %d", seq, p.Seq))
 	}
 	if len(s.Payload) != p.Len {
 		bad = append(bad, fmt.Sprintf("length %d, want %d", len(s.Payload), p.Len))
 	}
 	if p.HasAck && s.Flags&tcp.FlagACK != 0 {
-		if ack := uint32(s.Ack - peerBase); ack != p.Ack {
+		if ack := uint32(s.Ack - r.peerOff(p.Flags&tcp.FlagSYN != 0)); ack != p.Ack {
 			bad = append(bad, fmt.Sprintf("ack %d, want %d", ack, p.Ack))
 		}
 	}
@@ -569,7 +603,7 @@ func optText(o *tcp.Options, values bool, base tcp.Seq) string {
 // ecr as the script wrote the value it echoes (inbound TS vals are sent
 // verbatim).
 func (r *runner) optText(o *tcp.Options) string {
-	return optText(o, r.match == Strict, PeerISN+r.peerSyn)
+	return optText(o, r.match == Strict, r.peerOff(false))
 }
 
 func cond(b bool, s string) string {
@@ -610,7 +644,9 @@ func renderPacket(p *Packet) string {
 	if p.HasWin {
 		fmt.Fprintf(&b, " win %d", p.Win)
 	}
-	if p.Opts != nil {
+	if p.Wire != nil {
+		fmt.Fprintf(&b, " <%s>", wireText(p))
+	} else if p.Opts != nil {
 		fmt.Fprintf(&b, " <%s>", fullOptText(p.Opts, 0))
 	}
 	return b.String()
@@ -644,10 +680,10 @@ func fullOptText(o *tcp.Options, base tcp.Seq) string {
 // render writes a DUT segment in packetdrill notation, relative to the ISNs.
 func (r *runner) render(s *tcp.Segment) string {
 	var b strings.Builder
-	seq := uint32(s.Seq - r.dutISN)
+	seq := uint32(s.Seq - r.dutOff(s.Flags&tcp.FlagSYN != 0))
 	fmt.Fprintf(&b, "%s %d:%d(%d)", flagText(s.Flags), seq, seq+uint32(len(s.Payload)), len(s.Payload))
 	if s.Flags&tcp.FlagACK != 0 {
-		fmt.Fprintf(&b, " ack %d", uint32(s.Ack-PeerISN))
+		fmt.Fprintf(&b, " ack %d", uint32(s.Ack-r.peerOff(s.Flags&tcp.FlagSYN != 0)))
 	}
 	fmt.Fprintf(&b, " win %d", s.Window)
 	o := s.Options
@@ -660,7 +696,7 @@ func (r *runner) render(s *tcp.Segment) string {
 		}
 		o.TSVal -= r.tsBase
 	}
-	if t := fullOptText(&o, PeerISN); t != "" {
+	if t := fullOptText(&o, r.peerOff(false)); t != "" {
 		fmt.Fprintf(&b, " <%s>", t)
 	}
 	return b.String()
@@ -679,6 +715,13 @@ func (r *runner) step(ev *Event) error {
 	}
 	if err := r.advanceTo(lo); err != nil {
 		return err
+	}
+	if _, linux := r.dut.(fastOpener); linux && ev.Kind == EvCall && ev.Call.Name == "socket" && len(r.pending) > 0 {
+		// A new socket is packetdrill's socket under test from here on:
+		// what the previous one sent and no line read is never looked
+		// at (packetdrill reads only the socket under test's packets).
+		r.logf(r.dut.Now(), "(%d packets of the previous socket not read by the script)", len(r.pending))
+		r.pending = nil
 	}
 	if len(r.pending) > 0 && !r.packetdrill {
 		stray := r.fail(ev, "the DUT sent a packet the script does not expect before this line:\n%s", r.listPending())
@@ -749,28 +792,23 @@ func codeText(c *Code) string {
 
 func (r *runner) inject(ev *Event) error {
 	p := ev.Packet
-	var fo []byte
-	if r.buildsFastOpen(p) {
-		var err error
-		if fo, err = r.fastOpenBytes(p.FastOpen); err != nil {
-			return r.unsupported(ev, "%v", err)
-		}
-	} else if p.Feature != "" {
-		if r.name == "linux" {
-			return r.featureUnsupported(ev, p.Feature+" (the harness cannot build them)")
-		}
-		return r.featureUnsupported(ev, p.Feature)
+	if p.Feature != "" && !r.wireOpts(p) {
+		return r.packetUnsupported(ev, "build")
 	}
-	peerBase, dutBase := PeerISN+r.peerSyn, r.dutISN+r.dutSyn
-	if p.Flags&tcp.FlagSYN != 0 {
-		// A SYN's number is absolute; the connection's first one is the
-		// ISN that what follows counts from.
-		if !r.peerSynSet {
-			r.peerSyn, r.peerSynSet = tcp.Seq(p.Seq), true
+	syn := p.Flags&tcp.FlagSYN != 0
+	seg := tcp.Segment{Seq: r.peerOff(syn) + tcp.Seq(p.Seq), Flags: p.Flags, Window: 65535}
+	var peerPort uint16
+	switch {
+	case syn && p.Flags&tcp.FlagACK == 0 && r.listened:
+		r.peerBase, r.listened = p.Seq, false
+		if r.peerConns++; r.peerConns > 1 {
+			if _, linux := r.dut.(fastOpener); linux {
+				peerPort = integration.PeerPort + uint16(r.peerConns-1)
+			}
 		}
-		peerBase, dutBase = PeerISN, r.dutISN
+	case syn && p.Flags&tcp.FlagACK != 0 && r.opening:
+		r.peerBase, r.opening = p.Seq, false
 	}
-	seg := tcp.Segment{Seq: peerBase + tcp.Seq(p.Seq), Flags: p.Flags, Window: 65535}
 	if p.HasWin {
 		seg.Window = p.Win
 	}
@@ -778,7 +816,7 @@ func (r *runner) inject(ev *Event) error {
 		if !r.issKnown {
 			return r.unsupported(ev, "`ack` on an inbound packet before the DUT sent its SYN or SYN-ACK (its ISN is unknown)")
 		}
-		seg.Ack = dutBase + tcp.Seq(p.Ack)
+		seg.Ack = r.dutOff(syn) + tcp.Seq(p.Ack)
 	} else if p.Flags&tcp.FlagACK != 0 {
 		// `.` without `ack N`: acknowledge everything the DUT sent.
 		seg.Ack = r.dutNxt
@@ -797,8 +835,8 @@ func (r *runner) inject(ev *Event) error {
 			if !r.issKnown {
 				return r.unsupported(ev, "SACK blocks before the DUT's ISN is known")
 			}
-			o.SACKBlocks[i].Start += dutBase
-			o.SACKBlocks[i].End += dutBase
+			o.SACKBlocks[i].Start += r.dutOff(false)
+			o.SACKBlocks[i].End += r.dutOff(false)
 		}
 	}
 	if p.Len > 0 {
@@ -817,10 +855,14 @@ func (r *runner) inject(ev *Event) error {
 		}
 	}
 	ip := integration.IPFields{TOS: p.IP.TOS, TTL: p.IP.TTL, FlowLabel: p.IP.FlowLabel}
+	var opts []byte
+	if p.Wire != nil {
+		opts = encodeWireOpts(p.Wire, &seg.Options, r.cookie)
+	}
 	if r.pcap != nil {
-		r.pcap.write(r.dut.Now(), r.packet(false, &seg, ip))
+		r.pcap.write(r.dut.Now(), r.packet(false, &seg, opts, ip))
 	}
 	r.logf(r.dut.Now(), "< %s", renderPacket(p))
-	r.dut.Inject(&Inbound{Seg: seg, IP: ip, FastOpen: fo})
+	r.dut.Inject(&Inbound{Seg: seg, IP: ip, Options: opts, PeerPort: peerPort})
 	return nil
 }

@@ -18,7 +18,6 @@
 package drill
 
 import (
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -146,22 +145,14 @@ type Packet struct {
 	// IP holds the IP fields written in `[...]` or `(...)`; Has says which.
 	IP    integration.IPFields
 	HasIP IPMask
-	// Feature, when not "", names a packet feature the harness cannot
-	// build or check (TCP Fast Open or MD5 options, ICMP, UDP): running
-	// the line reports it as unsupported.
+	// Feature, when not "", names a packet feature the line needs (TCP
+	// Fast Open or MD5 options, ICMP, UDP): a DUT without it reports the
+	// line unsupported. The linux DUT gets Fast Open and MD5 options byte
+	// for byte (Wire); ICMP and UDP the harness cannot build.
 	Feature string
-	// FastOpen is the line's Fast Open option (`FO [cookie]`, `FOEXP
-	// [cookie]`), which the linux DUT builds and checks (the other DUTs
-	// have no Fast Open: Feature names it for them).
-	FastOpen *FastOpenOpt
-}
-
-// FastOpenOpt is a `FO` (kind 34, RFC 7413) or `FOEXP` (kind 254, magic
-// 0xF989) option. Cookie is the hex cookie, or a symbol (TFO_COOKIE, which
-// the runner computes as the kernel would); "" is a cookie request.
-type FastOpenOpt struct {
-	Exp    bool
-	Cookie string
+	// Wire is the option list in the order written, when it has an
+	// option tcp.Options cannot carry (Fast Open, MD5); nil otherwise.
+	Wire []WireOpt
 }
 
 // IPMask says which IP fields a packet line gives.
@@ -207,6 +198,7 @@ func stripComments(src string) (lines []string, directives map[int]string) {
 	inBlock, inQuote, inCode := false, false, false
 	for i, l := range raw {
 		var b strings.Builder
+		quoted := inQuote
 		for j := 0; j < len(l); j++ {
 			if inBlock {
 				if strings.HasPrefix(l[j:], "*/") {
@@ -238,7 +230,14 @@ func stripComments(src string) (lines []string, directives map[int]string) {
 			}
 			b.WriteByte(l[j])
 		}
-		lines = append(lines, strings.TrimSpace(b.String()))
+		t := strings.TrimSpace(b.String())
+		if quoted && t != "" && t[0] != b.String()[0] {
+			// Inside a shell line the indent separates words after a
+			// `\` continuation (`tcp_timestamps=0\` then an indented
+			// next path): keep one space of it.
+			t = " " + t
+		}
+		lines = append(lines, t)
 	}
 	return lines, directives
 }
@@ -721,33 +720,16 @@ func parsePacket(s string) (*Packet, error) {
 		return p, nil
 	}
 	if optText != "" || strings.Contains(s, "<") {
-		o, feature, err := parseOptions(optText)
+		o, wire, feature, err := parseOptions(optText)
 		if err != nil {
 			return nil, err
 		}
-		p.FastOpen = fastOpenIn(optText)
-		p.Opts = o
+		p.Opts, p.Wire = o, wire
 		if feature != "" {
 			p.Feature = feature
 		}
 	}
 	return p, nil
-}
-
-// fastOpenIn returns the Fast Open option of an option list parseOptions
-// accepted, or nil.
-func fastOpenIn(s string) *FastOpenOpt {
-	for _, item := range strings.Split(s, ",") {
-		f := strings.Fields(item)
-		if len(f) > 0 && (f[0] == "FO" || f[0] == "FOEXP") {
-			o := &FastOpenOpt{Exp: f[0] == "FOEXP"}
-			if len(f) == 2 {
-				o.Cookie = f[1]
-			}
-			return o
-		}
-	}
-	return nil
 }
 
 // parseIPInfo parses `noecn`, `ect0`, `ect1`, `ce`, `ect01`, `tos 0x..`,
@@ -822,23 +804,29 @@ func parseIPInfo(p *Packet, s string) error {
 	return nil
 }
 
-// parseOptions parses a TCP option list. Options the harness cannot
-// build (TCP Fast Open cookies, MD5 signatures) parse, and are returned as
-// a feature name.
-func parseOptions(s string) (o *tcp.Options, feature string, err error) {
-	o, err = parseOptions1(s, &feature)
-	return o, feature, err
+// parseOptions parses a TCP option list. A list with an option the
+// engine's tcp.Options has no field for (TCP Fast Open cookies, MD5
+// signatures) also returns the whole list in the order written (for the
+// linux DUT, which gets them byte for byte) and the feature's name (for
+// the DUTs that lack it).
+func parseOptions(s string) (o *tcp.Options, wire []WireOpt, feature string, err error) {
+	o, wire, err = parseOptions1(s, &feature)
+	if feature == "" {
+		wire = nil
+	}
+	return o, wire, feature, err
 }
 
-func parseOptions1(s string, feature *string) (*tcp.Options, error) {
+func parseOptions1(s string, feature *string) (*tcp.Options, []WireOpt, error) {
 	o := &tcp.Options{}
 	if strings.TrimSpace(s) == "" {
-		return o, nil
+		return o, nil, nil
 	}
+	var wire []WireOpt
 	for _, item := range strings.Split(s, ",") {
 		f := strings.Fields(item)
 		if len(f) == 0 {
-			return nil, fmt.Errorf("empty option in %q", s)
+			return nil, nil, fmt.Errorf("empty option in %q", s)
 		}
 		arg := func(i int) (uint32, error) {
 			if i >= len(f) {
@@ -850,78 +838,118 @@ func parseOptions1(s string, feature *string) (*tcp.Options, error) {
 		switch f[0] {
 		case "FO", "FOEXP":
 			if len(f) > 2 {
-				return nil, fmt.Errorf("bad Fast Open option %q", item)
+				return nil, nil, fmt.Errorf("bad Fast Open option %q", item)
 			}
-			if len(f) == 2 && f[1] != "TFO_COOKIE" {
-				// Any length that fits the options: scripts send invalid
-				// ones (RFC 7413 §4.1.1 wants 4 to 16 bytes, even) on purpose.
-				if b, err := hex.DecodeString(f[1]); err != nil || len(b) > 32 {
-					return nil, fmt.Errorf("bad Fast Open cookie %q: want hex bytes, at most 32", f[1])
+			w := WireOpt{Kind: optKindFastOpen}
+			if f[0] == "FOEXP" {
+				w.Kind = optKindExp
+			}
+			if len(f) == 2 {
+				if f[1] == "TFO_COOKIE" {
+					w.Sym = f[1]
+				} else {
+					c, err := parseHexBlob(f[1])
+					if err != nil {
+						return nil, nil, fmt.Errorf("Fast Open cookie: %v", err)
+					}
+					// RFC 7413 §4.1.1 allows 4 to 16 bytes; packetdrill
+					// sends whatever fits, to test invalid cookies.
+					if len(c) > 36 {
+						return nil, nil, fmt.Errorf("Fast Open cookie of %d bytes does not fit the options", len(c))
+					}
+					w.Data = c
 				}
 			}
+			wire = append(wire, w)
 			*feature, want = "TCP Fast Open", len(f)
 		case "md5":
 			if len(f) != 2 {
-				return nil, fmt.Errorf("bad md5 option %q", item)
+				return nil, nil, fmt.Errorf("bad md5 option %q", item)
 			}
+			d, err := parseHexBlob(f[1])
+			if err != nil || len(d) > 16 {
+				return nil, nil, fmt.Errorf("bad md5 digest %q: want up to 16 bytes of hex", f[1])
+			}
+			wire = append(wire, WireOpt{Kind: optKindMD5, Data: d})
 			*feature, want = "TCP MD5 signatures", 2
-		case "nop", "eol":
+		case "nop":
+			wire = append(wire, WireOpt{Kind: 1})
+		case "eol":
+			wire = append(wire, WireOpt{Kind: 0})
 		case "sackOK":
 			o.SACKPermitted = true
+			wire = append(wire, WireOpt{Kind: 4})
 		case "mss":
 			v, err := arg(1)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if v > 65535 {
-				return nil, fmt.Errorf("mss %d does not fit 16 bits", v)
+				return nil, nil, fmt.Errorf("mss %d does not fit 16 bits", v)
 			}
 			o.HasMSS, o.MSS, want = true, uint16(v), 2
+			wire = append(wire, WireOpt{Kind: 2, Data: []byte{byte(v >> 8), byte(v)}})
 		case "wscale":
 			v, err := arg(1)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if v > 14 {
-				return nil, fmt.Errorf("wscale %d is above 14 (RFC 7323 §2.3)", v)
+				return nil, nil, fmt.Errorf("wscale %d is above 14 (RFC 7323 §2.3)", v)
 			}
 			o.HasWindowScale, o.WindowScale, want = true, uint8(v), 2
+			wire = append(wire, WireOpt{Kind: 3, Data: []byte{byte(v)}})
 		case "TS":
 			if len(f) != 5 || f[1] != "val" || f[3] != "ecr" {
-				return nil, fmt.Errorf("bad timestamp option %q: want `TS val X ecr Y`", item)
+				return nil, nil, fmt.Errorf("bad timestamp option %q: want `TS val X ecr Y`", item)
 			}
 			v, err := arg(2)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			e, err := arg(4)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			o.HasTimestamp, o.TSVal, o.TSEcr, want = true, v, e, 5
+			wire = append(wire, WireOpt{Kind: 8})
 		case "sack":
 			if len(f) < 2 || len(f) > 1+tcp.MaxSACKBlocks {
-				return nil, fmt.Errorf("sack needs 1 to %d blocks a:b", tcp.MaxSACKBlocks)
+				return nil, nil, fmt.Errorf("sack needs 1 to %d blocks a:b", tcp.MaxSACKBlocks)
 			}
 			for _, blk := range f[1:] {
 				a, b, ok := strings.Cut(blk, ":")
 				x, err1 := parseU32(a)
 				y, err2 := parseU32(b)
 				if !ok || err1 != nil || err2 != nil {
-					return nil, fmt.Errorf("bad sack block %q", blk)
+					return nil, nil, fmt.Errorf("bad sack block %q", blk)
 				}
 				o.SACKBlocks[o.NumSACK] = tcp.SACKBlock{Start: tcp.Seq(x), End: tcp.Seq(y)}
 				o.NumSACK++
 			}
 			want = len(f)
+			wire = append(wire, WireOpt{Kind: 5})
 		default:
-			return nil, fmt.Errorf("unsupported option %q", f[0])
+			return nil, nil, fmt.Errorf("unsupported option %q", f[0])
 		}
 		if len(f) != want {
-			return nil, fmt.Errorf("bad option %q", item)
+			return nil, nil, fmt.Errorf("bad option %q", item)
 		}
 	}
-	return o, nil
+	if *feature != "" {
+		// A list built byte for byte must fit the header's 40 option
+		// bytes (TFO_COOKIE stands for 8).
+		n := len(encodeWireOpts(wire, o, func(w WireOpt) []byte {
+			if w.Sym != "" {
+				return make([]byte, 8)
+			}
+			return w.Data
+		}))
+		if n > maxOptLen {
+			return nil, nil, fmt.Errorf("TCP options of %d bytes do not fit %d", n, maxOptLen)
+		}
+	}
+	return o, wire, nil
 }
 
 // splitArgs splits a call's argument list at top-level commas.
