@@ -592,6 +592,8 @@ func engineInfo(in tcp.Info) map[string]int64 {
 		"tcpi_snd_ssthresh":   pk(in.SSThresh),
 		"tcpi_snd_cwnd":       pk(in.CWnd),
 		"tcpi_reordering":     int64(in.Reordering),
+		"tcpi_reord_seen":     int64(in.ReordSeen),
+		"tcpi_dsack_dups":     int64(in.DSACKDups),
 		"tcpi_total_retrans":  int64(in.TotalRetrans),
 		"tcpi_bytes_acked":    int64(in.BytesAcked),
 		"tcpi_bytes_received": int64(in.BytesReceived),
