@@ -21,6 +21,9 @@ func TestBBR1GoodputAtLossWithGSO(t *testing.T) {
 		mbps := float64(size) * 8 / time.Duration(n.now).Seconds() / 1e6
 		t.Logf("loss %v: %.1f Mbit/s, retrans %d, rto %d, link %+v, bbr %+v", loss, mbps, in.TotalRetrans, in.RTOExpirations, la.stats, in.BBR)
 		assert.GreaterOrEqual(t, mbps, 80.0, "loss %v", loss)
+		require.NotNil(t, in.BBR, "Info (and ss -i) show bbr1's state")
+		assert.Equal(t, "ProbeBW", in.BBR.Phase)
+		assert.Equal(t, 2.0, in.BBR.CWndGain)
 	}
 }
 
@@ -231,4 +234,32 @@ func TestBBR1IgnoresLossOutsideConservation(t *testing.T) {
 	b.OnEvent(s.now, CCEvent{Kind: CCRecoveryEnd})
 	assert.Equal(t, before, b.cwnd, "restored")
 	assert.Equal(t, bw, b.bwEst())
+}
+
+// A policer: two intervals of at least 4 rounds, each losing 20% or more
+// and delivering at the same rate, make that rate the model's (lt_bw,
+// pacing gain 1) for 48 rounds; then ProbeBW probes again.
+func TestBBR1LongTermBwPolicer(t *testing.T) {
+	s, b := newBBR1Sim(t, 40*time.Millisecond, 4, 2000, 1)
+	bbr1ToProbeBW(t, s, b, 1e6)
+	s.inflight = uint32(b.inflight(b.maxBw(), 1))
+	var total uint64
+	s.mod = func(rs *RateSample) {
+		total += 1000 // a third of what is sent is lost
+		rs.NewlyLost, rs.TotalLost = 1000, total
+	}
+	start := b.rttCnt
+	require.True(t, s.until(1e6, 200, func() bool { return b.ltUseBw }))
+	assert.Equal(t, uint64(8), b.rttCnt-start, "two intervals of 4 round starts (the first counts the round of the first loss)")
+	// 4 × 2000 bytes delivered each 40 ms round.
+	assert.InDelta(t, 200000, float64(b.ltBw), 200000*0.02)
+	assert.Equal(t, b.ltBw, b.bwEst())
+	assert.Equal(t, 1.0, b.pacingGain)
+	assert.Equal(t, bbrMul(b.ltBw, 0.99), b.pacingRate)
+	s.mod = nil
+	start = b.rttCnt
+	require.True(t, s.until(1e6, 1000, func() bool { return !b.ltUseBw }))
+	assert.Equal(t, uint64(bbr1LtBwMaxRTTs), b.rttCnt-start)
+	assert.Equal(t, bbr1ProbeBW, b.mode)
+	assert.Equal(t, uint64(1e6), b.bwEst())
 }
