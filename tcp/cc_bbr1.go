@@ -349,7 +349,7 @@ func (b *bbr1) isNextCyclePhase(now Time) bool {
 	if b.pacingGain == 1 {
 		return fullLength
 	}
-	inflight := b.priorInFlight
+	inflight := b.inNetAtEDT(b.priorInFlight)
 	if b.pacingGain > 1 {
 		// Probe until the pipe holds gain × BDP, or a loss says it
 		// cannot.
@@ -357,6 +357,18 @@ func (b *bbr1) isNextCyclePhase(now Time) bool {
 	}
 	// Drain until the queue the probe built is gone.
 	return fullLength || inflight <= b.inflight(b.maxBw(), 1)
+}
+
+// inNetAtEDT is bbr_packets_in_net_at_edt: what will be in flight when
+// the next burst leaves, a TSO burst more while probing. The engine paces
+// each segment as it comes due, so the wait to that departure (during
+// which the ACKs due then drain the pipe, the rest of Linux's estimate) is
+// taken as none.
+func (b *bbr1) inNetAtEDT(inflight uint64) uint64 {
+	if b.pacingGain > 1 {
+		inflight += b.tsoGoal()
+	}
+	return inflight
 }
 
 func (b *bbr1) advanceCyclePhase(now Time) {
@@ -406,7 +418,7 @@ func (b *bbr1) checkDrain(now Time) {
 	if b.mode == bbr1Startup && b.fullBwReached {
 		b.mode = bbr1Drain
 	}
-	if b.mode == bbr1Drain && b.lastInFlight <= b.inflight(b.maxBw(), 1) {
+	if b.mode == bbr1Drain && b.inNetAtEDT(b.lastInFlight) <= b.inflight(b.maxBw(), 1) {
 		b.resetProbeBWMode(now)
 	}
 }
