@@ -15,7 +15,9 @@ import (
 // window before recovery comes back after it. The one use of loss is
 // the long-term ("lt") bandwidth: a policer shows as two 4-to-16-round
 // intervals with ≥ 20% loss and the same delivery rate, and BBR then paces
-// at that rate for 48 rounds. Function names follow tcp_bbr.c
+// at that rate for 48 rounds. ECN-Echo (CCECNEcho) is ignored, as tcp_bbr's
+// cong_control leaves TCP_CA_CWR alone, and so is CCIdleRestart, as in
+// bbr. Function names follow tcp_bbr.c
 // (bbr_update_bw → updateBw); units are bytes and bytes per second.
 
 // ccNameBBR1 is BBRv1's registered name.
