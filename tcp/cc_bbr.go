@@ -196,12 +196,16 @@ func newBBR(mss uint32, now Time, seed uint64) *bbr {
 	return b
 }
 
-// rand returns the next value of a xorshift64 generator.
-func (b *bbr) rand() uint64 {
-	b.rng ^= b.rng << 13
-	b.rng ^= b.rng >> 7
-	b.rng ^= b.rng << 17
-	return b.rng
+// rand returns the next value of the connection's generator.
+func (b *bbr) rand() uint64 { return xorshift64(&b.rng) }
+
+// xorshift64 advances the xorshift64 generator state s (non-zero) and
+// returns its next value.
+func xorshift64(s *uint64) uint64 {
+	*s ^= *s << 13
+	*s ^= *s >> 7
+	*s ^= *s << 17
+	return *s
 }
 
 // bbrMul is x*g, saturating.
@@ -993,8 +997,12 @@ func (b *bbr) HandlesUndo() bool { return true }
 
 // newBBRCC is the registry's factory for "bbr".
 func newBBRCC(cfg CCConfig) CongestionControl {
-	seed := uint64(cfg.Now)*0x9e3779b97f4a7c15 ^ bbrSeed.Add(0x632be59bd9b4e019)
-	return newBBR(cfg.MSS, cfg.Now, seed)
+	return newBBR(cfg.MSS, cfg.Now, bbrConnSeed(cfg))
+}
+
+// bbrConnSeed is a connection's seed for BBR's randomness (bbr and bbr1).
+func bbrConnSeed(cfg CCConfig) uint64 {
+	return uint64(cfg.Now)*0x9e3779b97f4a7c15 ^ bbrSeed.Add(0x632be59bd9b4e019)
 }
 
 // bbrMaxFilter is a windowed max over a count (round trips), kept as the

@@ -78,10 +78,12 @@ func TestBBRGoodputAtOnePercentLoss(t *testing.T) {
 // bbrSim feeds a bbr synthetic rate samples in virtual time: rounds of
 // perRound ACKs over rtt, each delivering per bytes; the first ACK of a
 // round acknowledges a segment sent when the previous round began, so it
-// starts a round (BBRUpdateRound), the others do not.
+// starts a round (BBRUpdateRound), the others do not. cc is b, or the
+// bbr1 of newBBR1Sim (b nil).
 type bbrSim struct {
 	t         *testing.T
 	b         *bbr
+	cc        CongestionControl
 	now       Time
 	rtt       time.Duration
 	perRound  int
@@ -93,7 +95,8 @@ type bbrSim struct {
 }
 
 func newBBRSim(t *testing.T, rtt time.Duration, perRound int, per uint64) *bbrSim {
-	return &bbrSim{t: t, b: newBBR(1448, 0, 12345), rtt: rtt, perRound: perRound, per: per}
+	b := newBBR(1448, 0, 12345)
+	return &bbrSim{t: t, b: b, cc: b, rtt: rtt, perRound: perRound, per: per}
 }
 
 // ack is one ACK, at rate bytes/s; first starts a round.
@@ -110,7 +113,7 @@ func (s *bbrSim) ack(first bool, rate uint64) {
 	if s.mod != nil {
 		s.mod(&rs)
 	}
-	s.b.OnAck(s.now, &rs)
+	s.cc.OnAck(s.now, &rs)
 }
 
 // round runs one round trip of ACKs at rate.

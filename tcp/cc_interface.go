@@ -269,13 +269,14 @@ func RegisterCongestionControl(name string, factory CongestionControlFactory) {
 }
 
 // CongestionControls returns the names of the registered algorithms, the
-// built-in ones ("newreno", "cubic", "bbr") first, then the others sorted.
+// built-in ones ("newreno", "cubic", "bbr", "bbr1") first, then the others
+// sorted.
 func CongestionControls() []string {
 	r := &ccRegistry
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	names := append([]string(nil), r.names...)
-	if builtin := len(ccNames) + 1; len(names) > builtin { // + bbr
+	if builtin := len(ccNames) + 2; len(names) > builtin { // + bbr, bbr1
 		sort.Strings(names[builtin:])
 	}
 	return names
@@ -320,6 +321,7 @@ func init() {
 		return &cubicCC{cubic: *newCubic(cfg.MSS, cfg.Now), hy: newHyStart(cfg.HyStart)}
 	})
 	RegisterCongestionControl(ccNameBBR, newBBRCC)
+	RegisterCongestionControl(ccNameBBR1, newBBR1CC)
 }
 
 // ccRegistered reports whether name is a registered algorithm.

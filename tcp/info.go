@@ -113,7 +113,7 @@ type Info struct {
 	DeliveryAppLimited bool
 	MinRTT             time.Duration
 	Delivered          uint64
-	// BBR is the state of BBR (--cc bbr), nil for other algorithms.
+	// BBR is the state of BBR (--cc bbr or bbr1), nil for other algorithms.
 	BBR *BBRInfo
 
 	// Linux's loss-recovery counters, with tcp_info's meanings: in

@@ -431,7 +431,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.BoolVar(&f.json, "json", false, "print the report as JSON instead of a table")
 	fs.StringVar(&f.only, "only", strings.Join(benchServers, ","), "servers to measure, comma-separated")
-	fs.StringVar(&f.fairness, "fairness", "", "with --path, a fairness run instead: for each congestion control listed (cubic,bbr),\n"+
+	fs.StringVar(&f.fairness, "fairness", "", "with --path, a fairness run instead: for each congestion control listed (cubic,bbr,bbr1;\n"+
+		"bbr1 is ustack's BBRv1 against Linux's bbr, which is v1),\n"+
 		"a ustack server and a kernel server running it, one download from each at once through\n"+
 		"the one bottleneck for --duration (default 20s); each flow's goodput and share, Jain's index,\n"+
 		"the same over the run's second half, and a control row (ctl-CC) with a second kernel server\n"+

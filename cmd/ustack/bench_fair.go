@@ -27,8 +27,18 @@ import (
 // the ustack server's place, so a split the setup causes shows there too.
 
 // benchFairPairings are the congestion controls --fairness accepts: both
-// ustack (--cc) and Linux (TCP_CONGESTION) have them.
-var benchFairPairings = []string{"cubic", "bbr"}
+// ustack (--cc) and Linux (TCP_CONGESTION, fairKernelCC) have them.
+var benchFairPairings = []string{"cubic", "bbr", "bbr1"}
+
+// fairKernelCC is the Linux congestion control paired with ustack's cc:
+// ustack's bbr1 is Linux's tcp_bbr (BBRv1), which Linux names bbr; the
+// bbr pairing sets ustack's BBRv3 against that same Linux bbr.
+func fairKernelCC(cc string) string {
+	if cc == "bbr1" {
+		return "bbr"
+	}
+	return cc
+}
 
 // benchFairDuration is a fairness run's default length: long enough for
 // CUBIC's epochs and BBR's ProbeRTT (every 5 s) to have their say.
@@ -250,7 +260,7 @@ func (t *benchTarget) pathFair(hop netnsFD, router *routerProcess, pairing strin
 			return
 		}
 		defer ns.Close()
-		args := []string{"bench", "server", "--stack", "kernel", "--listen", pathVethServer.Addr().String(), "--cc", cc}
+		args := []string{"bench", "server", "--stack", "kernel", "--listen", pathVethServer.Addr().String(), "--cc", fairKernelCC(cc)}
 		if first, err = startBenchServerWith(t.exe, args, func(cmd *exec.Cmd) error { return startInNetns(ns, cmd) }); err != nil {
 			fail(err)
 			return
@@ -286,7 +296,7 @@ func (t *benchTarget) pathFair(hop netnsFD, router *routerProcess, pairing strin
 		return
 	}
 	defer kns.Close()
-	kargs := []string{"bench", "server", "--stack", "kernel", "--listen", pathFairVethServer.Addr().String(), "--cc", cc}
+	kargs := []string{"bench", "server", "--stack", "kernel", "--listen", pathFairVethServer.Addr().String(), "--cc", fairKernelCC(cc)}
 	ks, err := startBenchServerWith(t.exe, kargs, func(cmd *exec.Cmd) error { return startInNetns(kns, cmd) })
 	if err != nil {
 		fail(err)

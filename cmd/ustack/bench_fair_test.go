@@ -68,7 +68,7 @@ func TestBenchFairnessFlags(t *testing.T) {
 	_, err = parseFairFlags(t, "--fairness", "cubic")
 	assert.EqualError(t, err, "--fairness runs over an emulated path: give --path too")
 	_, err = parseFairFlags(t, "--path", "rtt=40ms,rate=100mbit", "--workloads", "down", "--fairness", "reno")
-	assert.EqualError(t, err, `--fairness: unknown "reno"; want a comma-separated list of cubic,bbr`)
+	assert.EqualError(t, err, `--fairness: unknown "reno"; want a comma-separated list of cubic,bbr,bbr1`)
 
 	var stdout, stderr bytes.Buffer
 	assert.Equal(t, exitUsage, run([]string{"bench", "--fairness", "bbr"}, &stdout, &stderr))
@@ -76,7 +76,15 @@ func TestBenchFairnessFlags(t *testing.T) {
 	// The target knows the fairness servers.
 	stderr.Reset()
 	assert.Equal(t, exitUsage, run([]string{"bench", "target", "--server", "fair-reno", "--path", "rtt=40ms"}, &stdout, &stderr))
-	assert.Contains(t, stderr.String(), "fair-cubic,fair-ctl-cubic,fair-bbr,fair-ctl-bbr")
+	assert.Contains(t, stderr.String(), "fair-cubic,fair-ctl-cubic,fair-bbr,fair-ctl-bbr,fair-bbr1,fair-ctl-bbr1")
+
+	// ustack's bbr1 (BBRv1) runs against Linux's bbr, which is v1.
+	cfg, err = parseFairFlags(t, "--path", "rtt=40ms,rate=100mbit", "--workloads", "down", "--fairness", "bbr1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"bbr1"}, cfg.fairness)
+	assert.Equal(t, "bbr", fairKernelCC("bbr1"))
+	assert.Equal(t, "bbr", fairKernelCC("bbr"))
+	assert.Equal(t, "cubic", fairKernelCC("cubic"))
 }
 
 func sampleFairReport(t *testing.T) *benchFairReport {

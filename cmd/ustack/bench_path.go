@@ -260,7 +260,7 @@ func writeBenchPathTable(w io.Writer, rep *benchPathReport) {
 	header := []string{"loss", "metric", "unit", "better"}
 	header = append(header, rep.Servers...)
 	ratioKeys := []string{}
-	for _, k := range []string{"ustack/kernel-cubic", "ustack/gvisor"} {
+	for _, k := range []string{"ustack/kernel-cubic", "ustack/kernel-bbr", "ustack/gvisor"} {
 		if slices.Contains(rep.Servers, "ustack") && slices.Contains(rep.Servers, strings.TrimPrefix(k, "ustack/")) {
 			ratioKeys = append(ratioKeys, k)
 			header = append(header, k)

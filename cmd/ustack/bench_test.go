@@ -345,7 +345,7 @@ func TestBenchKnobErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--cc", "vegas"}, `ustack bench: --cc "vegas": want newreno, cubic or bbr` + "\n"},
+		{[]string{"--cc", "vegas"}, `ustack bench: --cc "vegas": want newreno, cubic, bbr or bbr1` + "\n"},
 		{[]string{"--sndbuf", "1K"}, "ustack bench: --sndbuf 1K: want 4K to 64M (4096 to 67108864 bytes)\n"},
 		{[]string{"--rcvbuf", "1.5M"}, `ustack bench: --rcvbuf "1.5M": want a byte count such as 262144, 256K or 4M` + "\n"},
 		{[]string{"--rcvbuf-max", "100M"}, "ustack bench: --rcvbuf-max 100M: want 4K to 64M (4096 to 67108864 bytes), or off\n"},

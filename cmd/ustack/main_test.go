@@ -33,7 +33,7 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"serve", "extra"}, exitUsage, `unexpected argument "extra"`, ""},
 		{[]string{"serve", "--mtu", "100"}, exitUsage, "--mtu 100: want a value from 576 to 65535", ""},
 		{[]string{"serve", "--mtu", "1000"}, exitUsage, "IPv6 needs at least 1280", ""},
-		{[]string{"serve", "--cc", "vegas"}, exitUsage, `--cc "vegas": want newreno, cubic or bbr`, ""},
+		{[]string{"serve", "--cc", "vegas"}, exitUsage, `--cc "vegas": want newreno, cubic, bbr or bbr1`, ""},
 		{[]string{"serve", "--keepalive", "1s,2s"}, exitUsage, "want idle,interval,count", ""},
 		{[]string{"serve", "--backlog", "0"}, exitUsage, "--backlog 0: want 1-65535", ""},
 		{[]string{"serve", "--echo", "70000"}, exitUsage, "--echo 70000: want a port from 1 to 65535", ""},
