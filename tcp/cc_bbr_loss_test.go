@@ -13,12 +13,13 @@ import (
 // counted only the holes of a lost super-segment and RACK took a partly
 // SACKed one's delivery once, this seed gave 66.3 and 44.4
 // Mbit/s; before BBRNoteLoss restarted the loss round at a round's first
-// loss, 76.6 and 68.7 (now 78.2 and 70.4).
+// loss, 76.6 and 68.7 (78.2 and 70.4 after it; 74.1 and 69.0 since
+// super-segments follow Linux's TSO sizing and deferral).
 func TestBBRGoodputAtLossWithGSO(t *testing.T) {
 	const size = 16 << 20
 	for _, tc := range []struct {
 		loss, min float64
-	}{{0.005, 76}, {0.02, 68}} {
+	}{{0.005, 72}, {0.02, 66}} {
 		la, lb := bottleneck(tc.loss)
 		lb.loss = tc.loss
 		n := bulk(t, "bbr", size, 7, la, lb, func(c *Config) { c.GSOMaxSize = 65160 })
