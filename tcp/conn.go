@@ -77,11 +77,11 @@ type Config struct {
 	DisableTimestamps bool
 	// DisableWindowScale turns off window scaling (RFC 7323 §2).
 	DisableWindowScale bool
-	// HyStart turns on HyStart++ (RFC 9406) in the initial slow start of
-	// NewReno and CUBIC. Off by default for now: Linux's CUBIC has its own
-	// HyStart on, but RFC 9406's conservative slow start has not yet been
-	// measured against it on the --path bench.
-	HyStart bool
+	// HyStart selects HyStart++ (RFC 9406) in the initial slow start of
+	// NewReno and CUBIC. The default (HyStartDefault) is on for CUBIC, as
+	// Linux's CUBIC has its HyStart on, and off for NewReno, as Linux's
+	// reno has none; HyStartOn and HyStartOff choose for both.
+	HyStart HyStartMode
 	// Pacing makes data segments leave at a rate even when the congestion
 	// control sets none (CongestionControl.PacingRate returns 0): Linux's
 	// default, cwnd/SRTT times 2 in slow start and 1.2 in congestion
@@ -627,8 +627,21 @@ func WindowScaleFor(cfg Config) uint8 {
 	return s
 }
 
+// HyStartMode is Config.HyStart: HyStart++ on, off, or as Linux has it.
+type HyStartMode int8
+
+const (
+	// HyStartDefault is on for CUBIC, off for NewReno (Linux's choices).
+	HyStartDefault HyStartMode = 0
+	// HyStartOn runs HyStart++ in NewReno's and CUBIC's slow start.
+	HyStartOn HyStartMode = 1
+	// HyStartOff leaves slow start to the first loss or ECN mark.
+	HyStartOff HyStartMode = -1
+)
+
 func (c *Conn) newCC(now Time) {
-	cfg := CCConfig{MSS: uint32(c.sndMSS), Now: now, HyStart: c.cfg.HyStart}
+	hy := c.cfg.HyStart == HyStartOn || c.cfg.HyStart == HyStartDefault && c.cfg.CongestionControl == ccNameCubic
+	cfg := CCConfig{MSS: uint32(c.sndMSS), Now: now, HyStart: hy}
 	cc, err := newCCWithConfig(c.cfg.CongestionControl, cfg)
 	if err != nil {
 		// Unknown name: Config.Validate reports it; run NewReno meanwhile.

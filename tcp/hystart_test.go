@@ -114,3 +114,34 @@ func TestHyStartOffAndAfterLoss(t *testing.T) {
 	d.round(8, 40*time.Millisecond)
 	require.False(t, d.r.HyStartCSS())
 }
+
+// TestHyStartDefaultFollowsLinux: unset, HyStart++ runs for CUBIC (Linux's
+// CUBIC has its HyStart on) and not for NewReno (Linux's reno has none);
+// HyStartOn and HyStartOff choose for both.
+func TestHyStartDefaultFollowsLinux(t *testing.T) {
+	for _, tc := range []struct {
+		cc   string
+		mode HyStartMode
+		on   bool
+	}{
+		{"cubic", HyStartDefault, true},
+		{"newreno", HyStartDefault, false},
+		{"cubic", HyStartOff, false},
+		{"newreno", HyStartOn, true},
+	} {
+		cfg := plainConfig()
+		cfg.CongestionControl = tc.cc
+		cfg.HyStart = tc.mode
+		h := corkedPeer(t, cfg)
+		var hy hystart
+		switch cc := h.c.cc.(type) {
+		case *cubicCC:
+			hy = cc.hy
+		case *renoCC:
+			hy = cc.hy
+		default:
+			t.Fatalf("%s: congestion control %T", tc.cc, cc)
+		}
+		require.Equal(t, tc.on, hy.phase != hystartDisabledByUser, "%s, mode %d", tc.cc, tc.mode)
+	}
+}

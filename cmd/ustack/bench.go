@@ -436,7 +436,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		"a ustack server and a kernel server running it, one download from each at once through\n"+
 		"the one bottleneck for --duration (default 20s); each flow's goodput and share, Jain's index,\n"+
 		"the same over the run's second half, and a control row (ctl-CC) with a second kernel server\n"+
-		"in ustack's place. The ustack CUBIC server gets --hystart unless given --hystart=false")
+		"in ustack's place. ustack's CUBIC runs HyStart++ by default, as Linux's CUBIC runs its HyStart")
 	f.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ustack bench [flags]\n\n"+

@@ -271,14 +271,6 @@ func (t *benchTarget) pathFair(hop netnsFD, router *routerProcess, pairing strin
 			fail(err)
 			return
 		}
-		if cc == "cubic" && !slices.ContainsFunc(t.cfg.knobArgs, func(a string) bool { return strings.HasPrefix(a, "--hystart") }) {
-			// Linux's CUBIC leaves slow start by HyStart (on by
-			// default); the ustack flow's is HyStart++ unless the
-			// run says otherwise. Without it the ustack flow
-			// overshoots to the first loss and starts with the
-			// larger share, which CUBIC takes minutes to even out.
-			args = append(args, "--hystart=true")
-		}
 		args = append(args, "--cc="+cc) // after the knobs: the pairing's wins
 		if first, err = startBenchServerWith(t.exe, args, func(cmd *exec.Cmd) error { return startInNetns(hop, cmd) }); err != nil {
 			fail(err)

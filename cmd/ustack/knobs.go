@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +26,7 @@ type knobFlags struct {
 	timestamps bool
 	wscale     bool
 	pacing     bool
-	hystart    bool
+	hystart    hystartFlag
 	prr        bool
 	recovery   string
 	ecn        ecnFlag
@@ -69,8 +70,9 @@ func (k *knobFlags) register(fs *flag.FlagSet) {
 		"ACKs only); rack and sack need SACK and fall back to newreno without it")
 	fs.BoolVar(&k.prr, "prr", true, "proportional rate reduction (RFC 6937, PRR-SSRB as Linux) in SACK recovery: the window\n"+
 		"falls to ssthresh over the recovery's round trip instead of at once; --prr=false turns it off")
-	fs.BoolVar(&k.hystart, "hystart", false, "HyStart++ (RFC 9406) in the initial slow start of newreno and cubic: after an RTT\n"+
-		"rise of max(4ms, min(minRTT/8, 16ms)) growth slows to a quarter for 5 rounds, then slow start ends")
+	fs.Var(&k.hystart, "hystart", "HyStart++ (RFC 9406) in the initial slow start: after an RTT rise of max(4ms, min(minRTT/8, 16ms))\n"+
+		"growth slows to a quarter for 5 rounds, then slow start ends. Unset, it is on for cubic (as Linux's CUBIC has\n"+
+		"its HyStart on) and off for newreno; --hystart or --hystart=false choose for both")
 	fs.Var(&k.ecn, "ecn", "RFC 3168 ECN, as Linux's net.ipv4.tcp_ecn: --ecn (on, tcp_ecn=1) asks for it on the connections\n"+
 		"ustack opens and accepts it on those it accepts; accept (the default, tcp_ecn=2) only accepts it;\n"+
 		"off (tcp_ecn=0) never. With it, data goes ECT(0) and CE marks cut cwnd once per window, as a loss would")
@@ -166,7 +168,7 @@ func (k *knobFlags) apply(cfg *tcp.Config) (tun.Impairment, error) {
 	cfg.DisableTimestamps = !k.timestamps
 	cfg.DisableWindowScale = !k.wscale
 	cfg.Pacing = k.pacing
-	cfg.HyStart = k.hystart
+	cfg.HyStart = k.hystart.mode
 	cfg.ECN = k.ecn.mode
 	cfg.DisablePRR = !k.prr
 	if cfg.Recovery, err = tcp.ParseRecovery(k.recovery); err != nil {
@@ -209,3 +211,31 @@ func checkCC(name string) error {
 	}
 	return nil
 }
+
+// hystartFlag is --hystart: a boolean flag that also knows whether it was
+// given (unset leaves tcp.HyStartDefault).
+type hystartFlag struct{ mode tcp.HyStartMode }
+
+func (f *hystartFlag) String() string {
+	switch f.mode {
+	case tcp.HyStartOn:
+		return "true"
+	case tcp.HyStartOff:
+		return "false"
+	}
+	return ""
+}
+
+func (f *hystartFlag) Set(s string) error {
+	on, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want true or false, got %q", s)
+	}
+	f.mode = tcp.HyStartOff
+	if on {
+		f.mode = tcp.HyStartOn
+	}
+	return nil
+}
+
+func (f *hystartFlag) IsBoolFlag() bool { return true }
