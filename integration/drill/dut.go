@@ -235,6 +235,14 @@ type (
 	packetBuilder interface {
 		BuildPacket(toPeer bool, seg *tcp.Segment, ip integration.IPFields) []byte
 	}
+	// freshPeerPorter is a DUT that takes Inbound.PeerPort: each passive
+	// open after the first comes from a new peer port, as in packetdrill
+	// (linux, ustack). The others keep one port, and a second passive open
+	// on the same four-tuple meets the first connection.
+	freshPeerPorter interface {
+		FreshPeerPorts()
+	}
+
 	// fastOpener is a DUT that runs TCP Fast Open (linux): it sends with
 	// MSG_FASTOPEN (connecting on the way, SYN data when it holds a
 	// cookie), tells the keys its server cookies are made with, and

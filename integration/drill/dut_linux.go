@@ -1000,3 +1000,6 @@ func (d *linuxDUT) Splice(in, out int, n, flags int) (int, syscall.Errno) {
 	}
 	return int(m), 0
 }
+
+// FreshPeerPorts implements freshPeerPorter.
+func (d *linuxDUT) FreshPeerPorts() {}

@@ -2,6 +2,7 @@ package drill
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +51,15 @@ type ustackDUT struct {
 
 	fds   fdTable[*usock]
 	stuck []string
+
+	// peerPort is the peer's port for the packets it sends now
+	// (Inbound.PeerPort), peerPorts every port it has used.
+	peerPort  uint16
+	peerPorts map[uint16]bool
 }
+
+// FreshPeerPorts implements freshPeerPorter.
+func (d *ustackDUT) FreshPeerPorts() {}
 
 // usock is one fd: a socket not yet listening or connected, a listener or a
 // connection.
@@ -165,6 +174,15 @@ func (d *ustackDUT) Inject(p *Inbound) {
 		return
 	}
 	pkt := integration.BuildPacketIP(d.o.IPv6, false, &p.Seg, p.IP)
+	if p.PeerPort != 0 {
+		if d.peerPorts == nil {
+			d.peerPorts = map[uint16]bool{integration.PeerPort: true}
+		}
+		d.peerPort, d.peerPorts[p.PeerPort] = p.PeerPort, true
+	}
+	if d.peerPort != 0 && d.peerPort != integration.PeerPort {
+		setPeerPort(d.o.IPv6, pkt, d.peerPort)
+	}
 	if err := d.s.Input(0, [][]byte{pkt}, nil, d.clk.Now()); err != nil {
 		d.link.bad = append(d.link.bad, err.Error())
 	}
@@ -763,7 +781,7 @@ func (l *drillLink) record(p []byte, g tun.GSO) {
 		l.bad = append(l.bad, err.Error())
 		return
 	}
-	if sport != integration.DUTPort || dport != integration.PeerPort {
+	if sport != integration.DUTPort || (dport != integration.PeerPort && !l.d.peerPorts[dport]) {
 		l.bad = append(l.bad, fmt.Sprintf("ports %d > %d", sport, dport))
 		return
 	}
@@ -772,4 +790,17 @@ func (l *drillLink) record(p []byte, g tun.GSO) {
 		s.GSOSize = g.Size
 	}
 	l.emitted = append(l.emitted, integration.Emission{At: l.d.Now(), Seg: s, IP: f})
+}
+
+// setPeerPort rewrites the source port of pkt, a packet BuildPacketIP made
+// from the peer, and its TCP checksum.
+func setPeerPort(v6 bool, pkt []byte, port uint16) {
+	hdr, src, dst := 20, pkt[12:16], pkt[16:20]
+	if v6 {
+		hdr, src, dst = 40, pkt[8:24], pkt[24:40]
+	}
+	seg := pkt[hdr:]
+	binary.BigEndian.PutUint16(seg[0:2], port)
+	seg[16], seg[17] = 0, 0
+	tcp.SetChecksumFull(seg, src, dst)
 }

@@ -802,7 +802,7 @@ func (r *runner) inject(ev *Event) error {
 	case syn && p.Flags&tcp.FlagACK == 0 && r.listened:
 		r.peerBase, r.listened = p.Seq, false
 		if r.peerConns++; r.peerConns > 1 {
-			if _, linux := r.dut.(fastOpener); linux {
+			if _, fresh := r.dut.(freshPeerPorter); fresh {
 				peerPort = integration.PeerPort + uint16(r.peerConns-1)
 			}
 		}
