@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -378,6 +379,12 @@ func TestBlindInjection(t *testing.T) {
 	n, bad, err := checkBytesPattern(body)
 	elapsed := time.Since(start)
 	resp.Body.Close()
+	if err != nil {
+		t.Logf("ustack's /conns at the failure: %s", srv.get(t, "/conns"))
+		t.Logf("stack counters that moved: %s", moved(m0, srv.metrics(t)))
+		out, _ := exec.Command("ss", "-tinoe").CombinedOutput()
+		t.Logf("the kernel's ss -tinoe: %s", out)
+	}
 	require.NoError(t, err, "download under attack, after %d bytes", n)
 	require.Equal(t, int64(injectDownload), n, "bytes downloaded under attack")
 	require.Equal(t, int64(-1), bad, "first byte off the i mod 251 pattern")

@@ -1096,6 +1096,19 @@ func (c *Conn) dataStart() Seq {
 // dataEnd is the sequence number just past the last byte in the send buffer.
 func (c *Conn) dataEnd() Seq { return c.dataStart() + Seq(c.sb.Len()) }
 
+// sentDataEnd is the end of the data sent at least once: SND.MAX, less our
+// FIN. A retransmission stops there, whatever the buffer holds beyond it
+// (a tail that Nagle, cork or the window keeps back): bytes sent past
+// SND.MAX would not be counted as sent, and the peer's ACK of them would
+// look like an ACK of unsent data, refused for ever.
+func (c *Conn) sentDataEnd() Seq {
+	end := c.dataEnd()
+	if end.GreaterThan(c.sndMax) {
+		return c.sndMax
+	}
+	return end
+}
+
 // finSent reports whether our FIN has been transmitted (at least once).
 func (c *Conn) finSent() bool { return c.wrClosed && c.sndMax.GreaterThan(c.finSeq) }
 

@@ -273,7 +273,7 @@ func (c *Conn) emitData(now Time, e Emitter, seq Seq, n uint32, fin bool) {
 // retransmit re-sends up to maxLen bytes starting at start (plus our FIN if
 // it follows them), returning the sequence space covered.
 func (c *Conn) retransmit(now Time, e Emitter, start Seq, maxLen uint32) uint32 {
-	end := c.dataEnd()
+	end := c.sentDataEnd()
 	var n uint32
 	if start.LessThan(end) {
 		n = min(maxLen, start.Size(end))
@@ -549,7 +549,11 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 		c.stats.retransSegs++
 		c.stats.totalRetrans++
 		c.stats.retransPkts += c.segsOf(n)
-		c.stats.bytesRetrans += uint64(n)
+		// A go-back-N resend may run past SND.MAX into data never sent
+		// (a tail Nagle held): that part is new.
+		old := min(n, c.sndNxt.Size(c.sndMax))
+		c.stats.bytesRetrans += uint64(old)
+		c.stats.bytesSent += uint64(n - old)
 		c.rttTimer.Cancel()
 	} else {
 		c.stats.bytesSent += uint64(n)

@@ -532,7 +532,7 @@ func (c *Conn) sendLossProbe(now Time, e Emitter) bool {
 	if !sent || c.sndNxt == nxt {
 		mss := uint32(c.sndMSS)
 		start := c.sndUna
-		if end := c.dataEnd(); end.GreaterThan(c.sndUna) && c.sndUna.Size(end) > mss {
+		if end := c.sentDataEnd(); end.GreaterThan(c.sndUna) && c.sndUna.Size(end) > mss {
 			start = end - Seq(mss)
 		} else if !end.GreaterThan(c.sndUna) && c.finSent() {
 			start = c.finSeq

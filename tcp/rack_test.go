@@ -442,3 +442,53 @@ func TestRACKPartlySACKedSuperSegmentAdvancesOnce(t *testing.T) {
 	require.False(t, k.reordSeen)
 	require.Equal(t, uint32(3), h.c.Info().Reordering)
 }
+
+// A loss probe with no new data to send (a sub-MSS tail held by cork)
+// retransmits the last segment sent, [SND.MAX-MSS, SND.MAX), not the last
+// MSS of the buffer: that would carry bytes never sent past SND.MAX, and
+// the peer's ACK of them would be refused as an ACK of unsent data, for
+// ever (the connection stalled so in TestBlindInjection).
+func TestTLPProbeStopsAtSndMax(t *testing.T) {
+	h := sackEstablished(t, plainConfig())
+	h.c.SetCork(true)
+	h.c.Write(data(3500, 0))
+	require.Len(t, h.output(), 3) // [1001,4001); the last 500 bytes wait for the uncork
+	in := h.c.Info()
+	require.Equal(t, uint32(500), in.NotSent)
+	at := h.now
+	h.expect(h.advance(at+200*ms), "[.] seq 3001 ack 5001 win 4096 len 1000")
+	require.Equal(t, uint64(1), h.c.Info().TLPProbes)
+	// The peer got everything sent: its ACK is acceptable and the held
+	// tail is still unsent.
+	h.now += 100 * ms
+	h.expect(h.in(sackSeg(4001)))
+	in = h.c.Info()
+	require.Equal(t, uint64(3000), in.BytesAcked)
+	require.Zero(t, in.ChallengeACKs)
+	require.Equal(t, uint32(500), in.NotSent)
+	h.c.SetCork(false)
+	h.expect(h.output(), "[P.] seq 4001 ack 5001 win 4096 len 500")
+}
+
+// After an RTO the go-back-N resend may carry a tail that Nagle held (the
+// small segment it waited behind is being resent anyway): it goes as new
+// data, SND.MAX moves with it, and the peer's ACK of it is accepted.
+func TestRTOResendCarriesHeldTailAsSent(t *testing.T) {
+	h := establishRTT(t, plainConfig(), 100*ms, Segment{})
+	h.c.Write(data(500, 0))
+	h.expect(h.output(), "[P.] seq 1001 ack 5001 win 4096 len 500")
+	h.c.Write(data(300, 1))
+	h.expect(h.output()) // Nagle: a small segment is unacknowledged
+	d, ok := h.c.NextDeadline()
+	require.True(t, ok)
+	h.expect(h.advance(d), "[P.] seq 1001 ack 5001 win 4096 len 800")
+	in := h.c.Info()
+	require.Equal(t, uint64(1), in.RTOExpirations)
+	require.Equal(t, uint64(800), in.BytesSent)
+	h.now += 100 * ms
+	h.expect(h.in(seg(FlagACK, tPeer+1, tISS+801, 65535)))
+	in = h.c.Info()
+	require.Equal(t, uint64(800), in.BytesAcked)
+	require.Zero(t, in.ChallengeACKs)
+	require.Zero(t, in.Unacked)
+}
