@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ustack-net/ustack/internal/siphash"
 	"github.com/ustack-net/ustack/tcp"
 )
 
@@ -49,18 +50,18 @@ const (
 
 // cookieJar makes and checks SYN cookies.
 type cookieJar struct {
-	key1, key2 sipKey
+	key1, key2 siphash.Key
 }
 
 // cookieCounter is the minute counter at time now.
 func cookieCounter(now tcp.Time) uint32 { return uint32(int64(now) / int64(cookiePeriod)) }
 
-func (j *cookieJar) hash(k sipKey, local, remote netip.AddrPort, count uint32) uint32 {
-	h := newSipHasher(k)
+func (j *cookieJar) hash(k siphash.Key, local, remote netip.AddrPort, count uint32) uint32 {
+	h := siphash.New(k)
 	writeAddrPort(&h, local)
 	writeAddrPort(&h, remote)
-	h.write32(count)
-	return uint32(h.sum64())
+	h.Write32(count)
+	return uint32(h.Sum64())
 }
 
 // mssIndex returns the index of the largest table MSS not above the peer's

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ustack-net/ustack/internal/siphash"
 	"github.com/ustack-net/ustack/tcp"
 )
 
@@ -18,16 +19,16 @@ const isnTick = 4 * time.Microsecond
 // fall outside the new window, RFC 9293 §3.4.1), while an off-path attacker
 // cannot predict the ISN of a tuple it does not know the hash of.
 type isnGenerator struct {
-	key   sipKey // F's secret
-	tsKey sipKey // secret of the per-address-pair timestamp offset
+	key   siphash.Key // F's secret
+	tsKey siphash.Key // secret of the per-address-pair timestamp offset
 }
 
 // isn returns the ISN for a connection from local to remote at time now.
 func (g *isnGenerator) isn(now tcp.Time, local, remote netip.AddrPort) tcp.Seq {
-	h := newSipHasher(g.key)
+	h := siphash.New(g.key)
 	writeAddrPort(&h, local)
 	writeAddrPort(&h, remote)
-	f := uint32(h.sum64())
+	f := uint32(h.Sum64())
 	m := uint32(int64(now) / int64(isnTick))
 	return tcp.Seq(m + f)
 }
@@ -38,20 +39,20 @@ func (g *isnGenerator) isn(now tcp.Time, local, remote netip.AddrPort) tcp.Seq {
 // between the same hosts stay monotonic (PAWS, RFC 7323 §5) while the host's
 // uptime stays hidden from others (RFC 7323 §7.1).
 func (g *isnGenerator) tsOffset(local, remote netip.Addr) uint32 {
-	h := newSipHasher(g.tsKey)
+	h := siphash.New(g.tsKey)
 	writeAddr(&h, local)
 	writeAddr(&h, remote)
-	return uint32(h.sum64())
+	return uint32(h.Sum64())
 }
 
 // writeAddr hashes an address in its 16-byte form (IPv4 mapped), so both
 // families hash the same number of bytes.
-func writeAddr(h *sipHasher, a netip.Addr) {
+func writeAddr(h *siphash.Hasher, a netip.Addr) {
 	b := a.As16()
-	h.write(b[:])
+	h.Write(b[:])
 }
 
-func writeAddrPort(h *sipHasher, ap netip.AddrPort) {
+func writeAddrPort(h *siphash.Hasher, ap netip.AddrPort) {
 	writeAddr(h, ap.Addr())
-	h.write16(ap.Port())
+	h.Write16(ap.Port())
 }

@@ -6,11 +6,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/ustack-net/ustack/internal/siphash"
 	"github.com/ustack-net/ustack/tcp"
 )
 
 func TestISN(t *testing.T) {
-	g := isnGenerator{key: sipKey{1, 2}, tsKey: sipKey{3, 4}}
+	g := isnGenerator{key: siphash.Key{K0: 1, K1: 2}, tsKey: siphash.Key{K0: 3, K1: 4}}
 	l := netip.MustParseAddrPort("198.18.0.2:80")
 	r1 := netip.MustParseAddrPort("198.18.0.1:40000")
 	r2 := netip.MustParseAddrPort("198.18.0.1:40001")
@@ -22,7 +23,7 @@ func TestISN(t *testing.T) {
 	require.Equal(t, uint32(1000), uint32(b-a))
 	require.True(t, a.LessThan(b))
 	// A different key gives a different ISN.
-	g2 := isnGenerator{key: sipKey{1, 3}}
+	g2 := isnGenerator{key: siphash.Key{K0: 1, K1: 3}}
 	require.NotEqual(t, g.isn(0, l, r1), g2.isn(0, l, r1))
 	// The timestamp offset depends on the address pair only.
 	require.Equal(t, g.tsOffset(l.Addr(), r1.Addr()), g.tsOffset(l.Addr(), r2.Addr()))
@@ -30,7 +31,7 @@ func TestISN(t *testing.T) {
 }
 
 func TestEphemeralPorts(t *testing.T) {
-	p := portAllocator{min: DefaultEphemeralMin, max: DefaultEphemeralMax, keyF: sipKey{5, 6}, keyG: sipKey{7, 8}}
+	p := portAllocator{min: DefaultEphemeralMin, max: DefaultEphemeralMax, keyF: siphash.Key{K0: 5, K1: 6}, keyG: siphash.Key{K0: 7, K1: 8}}
 	local := netip.MustParseAddr("198.18.0.2")
 	remote := netip.MustParseAddrPort("198.18.0.1:80")
 	used := map[uint16]bool{}
@@ -50,7 +51,7 @@ func TestEphemeralPorts(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, second+2, third)
 	// A small range, all taken: failure after trying each port once.
-	small := portAllocator{min: 1000, max: 1009, keyF: sipKey{1, 1}, keyG: sipKey{2, 2}}
+	small := portAllocator{min: 1000, max: 1009, keyF: siphash.Key{K0: 1, K1: 1}, keyG: siphash.Key{K0: 2, K1: 2}}
 	tried := map[uint16]int{}
 	_, ok = small.pick(local, remote, func(port uint16) bool { tried[port]++; return true })
 	require.False(t, ok)
@@ -84,7 +85,7 @@ func TestCookieMSSTable(t *testing.T) {
 }
 
 func TestCookieRoundTripAndExpiry(t *testing.T) {
-	j := cookieJar{key1: sipKey{11, 12}, key2: sipKey{13, 14}}
+	j := cookieJar{key1: siphash.Key{K0: 11, K1: 12}, key2: siphash.Key{K0: 13, K1: 14}}
 	l := netip.MustParseAddrPort("198.18.0.2:80")
 	r := netip.MustParseAddrPort("198.18.0.1:40000")
 	irs := tcp.Seq(0xfffffff0) // wraps when the counter is added

@@ -3,6 +3,8 @@ package stack
 import (
 	"net/netip"
 	"sync"
+
+	"github.com/ustack-net/ustack/internal/siphash"
 )
 
 // Default ephemeral port range, Linux's net.ipv4.ip_local_port_range.
@@ -23,8 +25,8 @@ const portTableLen = 1024
 // one (which could still be in TIME-WAIT at the peer).
 type portAllocator struct {
 	min, max uint16
-	keyF     sipKey
-	keyG     sipKey
+	keyF     siphash.Key
+	keyG     siphash.Key
 
 	mu    sync.Mutex
 	table [portTableLen]uint16
@@ -39,14 +41,14 @@ type portAllocator struct {
 // different ports, and the caller's table lock settles any remaining clash.
 func (p *portAllocator) pick(local netip.Addr, remote netip.AddrPort, inUse func(port uint16) bool) (uint16, bool) {
 	n := uint32(p.max) - uint32(p.min) + 1
-	hf := newSipHasher(p.keyF)
+	hf := siphash.New(p.keyF)
 	writeAddr(&hf, local)
 	writeAddrPort(&hf, remote)
-	offset := uint32(hf.sum64())
-	hg := newSipHasher(p.keyG)
+	offset := uint32(hf.Sum64())
+	hg := siphash.New(p.keyG)
 	writeAddr(&hg, local)
 	writeAddrPort(&hg, remote)
-	index := uint32(hg.sum64() % portTableLen)
+	index := uint32(hg.Sum64() % portTableLen)
 
 	for count := n; count > 0; count-- {
 		p.mu.Lock()

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/ustack-net/ustack/internal/siphash"
 	"github.com/ustack-net/ustack/ip"
 	"github.com/ustack-net/ustack/tcp"
 	"github.com/ustack-net/ustack/tun"
@@ -320,8 +321,8 @@ func New(opts Options) (*Stack, error) {
 	if _, err := io.ReadFull(r, seed[:]); err != nil {
 		return nil, fmt.Errorf("stack: reading secrets: %w", err)
 	}
-	key := func(i int) sipKey {
-		return sipKey{binary.LittleEndian.Uint64(seed[16*i:]), binary.LittleEndian.Uint64(seed[16*i+8:])}
+	key := func(i int) siphash.Key {
+		return siphash.Key{K0: binary.LittleEndian.Uint64(seed[16*i:]), K1: binary.LittleEndian.Uint64(seed[16*i+8:])}
 	}
 	s.isn.key, s.isn.tsKey = key(0), key(1)
 	s.ports.keyF, s.ports.keyG = key(2), key(3)

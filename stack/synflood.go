@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ustack-net/ustack/internal/siphash"
 	"github.com/ustack-net/ustack/tcp"
 	"github.com/ustack-net/ustack/tun"
 )
@@ -84,7 +85,7 @@ const sourceBuckets = 4096
 // sourceLimiter is a fixed table of per-source token buckets: no
 // allocation and no map insert on the SYN path.
 type sourceLimiter struct {
-	key   sipKey
+	key   siphash.Key
 	rate  int // tokens per second; <= 0: unlimited
 	burst int
 
@@ -104,7 +105,7 @@ type sourceBucket struct {
 	blockLevel   uint8
 }
 
-func (r *sourceLimiter) init(key sipKey, rate int) {
+func (r *sourceLimiter) init(key siphash.Key, rate int) {
 	r.key, r.rate = key, rate
 	// A quarter of a second of budget, at least one SYN-ACK: room for that
 	// many handshakes of one source in flight at once.
@@ -113,15 +114,15 @@ func (r *sourceLimiter) init(key sipKey, rate int) {
 
 // bucket returns the index of src's bucket.
 func (r *sourceLimiter) bucket(src netip.Addr) uint64 {
-	h := newSipHasher(r.key)
+	h := siphash.New(r.key)
 	if src.Is4() {
 		a := src.As4()
-		h.write(a[:])
+		h.Write(a[:])
 	} else {
 		a := src.As16()
-		h.write(a[:8])
+		h.Write(a[:8])
 	}
-	return h.sum64() % sourceBuckets
+	return h.Sum64() % sourceBuckets
 }
 
 // allow takes a token from the bucket of src at now. When there is none,

@@ -5,12 +5,12 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"math/bits"
 	"net/netip"
 	"strconv"
 	"strings"
 
 	"github.com/ustack-net/ustack/integration"
+	"github.com/ustack-net/ustack/internal/siphash"
 	"github.com/ustack-net/ustack/tcp"
 )
 
@@ -128,46 +128,8 @@ func fastOpenKeysFromBytes(b []byte) []FastOpenKey {
 func fastOpenCookie(k FastOpenKey, src, dst netip.Addr) []byte {
 	m := append(src.AsSlice(), dst.AsSlice()...)
 	var out [8]byte
-	binary.LittleEndian.PutUint64(out[:], sipHash24(k[0], k[1], m))
+	binary.LittleEndian.PutUint64(out[:], siphash.Sum(siphash.Key{K0: k[0], K1: k[1]}, m))
 	return out[:]
-}
-
-// sipHash24 is SipHash-2-4 (Aumasson and Bernstein, "SipHash: a fast
-// short-input PRF", 2012).
-func sipHash24(k0, k1 uint64, m []byte) uint64 {
-	v0, v1 := k0^0x736f6d6570736575, k1^0x646f72616e646f6d
-	v2, v3 := k0^0x6c7967656e657261, k1^0x7465646279746573
-	round := func() {
-		v0 += v1
-		v1 = bits.RotateLeft64(v1, 13) ^ v0
-		v0 = bits.RotateLeft64(v0, 32)
-		v2 += v3
-		v3 = bits.RotateLeft64(v3, 16) ^ v2
-		v0 += v3
-		v3 = bits.RotateLeft64(v3, 21) ^ v0
-		v2 += v1
-		v1 = bits.RotateLeft64(v1, 17) ^ v2
-		v2 = bits.RotateLeft64(v2, 32)
-	}
-	block := func(w uint64) {
-		v3 ^= w
-		round()
-		round()
-		v0 ^= w
-	}
-	n := len(m)
-	for ; len(m) >= 8; m = m[8:] {
-		block(binary.LittleEndian.Uint64(m))
-	}
-	var last [8]byte
-	copy(last[:], m)
-	last[7] = byte(n)
-	block(binary.LittleEndian.Uint64(last[:]))
-	v2 ^= 0xff
-	for range 4 {
-		round()
-	}
-	return v0 ^ v1 ^ v2 ^ v3
 }
 
 // liveCookie maps a cookie the script wrote onto the one the DUT's

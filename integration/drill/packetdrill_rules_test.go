@@ -69,16 +69,6 @@ func TestSynSequenceNumbersAreTheISN(t *testing.T) {
 	require.Equal(t, Pass, r.Status, "%s\n%v", r.Detail, r.Trace)
 }
 
-// SipHash-2-4's reference vector (the paper's appendix A: key 00..0f,
-// message 00..0e).
-func TestSipHash24(t *testing.T) {
-	var m []byte
-	for i := range 15 {
-		m = append(m, byte(i))
-	}
-	require.Equal(t, uint64(0xa129ca6149be45e5), sipHash24(0x0706050403020100, 0x0f0e0d0c0b0a0908, m))
-}
-
 // The cookies google's run_all.py passes as TFO_COOKIE for its own
 // addresses under defaults.sh's key are what the harness computes.
 func TestLinuxFastOpenCookie(t *testing.T) {

@@ -1,4 +1,4 @@
-package stack
+package siphash
 
 import (
 	"testing"
@@ -9,7 +9,7 @@ import (
 // TestSipHashVectors checks the reference test vectors of the SipHash paper
 // (appendix A / vectors.h): key 00..0f, messages 00, 00 01, ... of length 0..63.
 func TestSipHashVectors(t *testing.T) {
-	k := sipKey{k0: 0x0706050403020100, k1: 0x0f0e0d0c0b0a0908}
+	k := Key{K0: 0x0706050403020100, K1: 0x0f0e0d0c0b0a0908}
 	want := map[int]uint64{
 		0:  0x726fdb47dd0e0e31,
 		1:  0x74f839c593dc67fd,
@@ -23,12 +23,12 @@ func TestSipHashVectors(t *testing.T) {
 		msg[i] = byte(i)
 	}
 	for n, w := range want {
-		require.Equalf(t, w, sipHash64(k, msg[:n]), "length %d", n)
+		require.Equalf(t, w, Sum(k, msg[:n]), "length %d", n)
 		// Byte-at-a-time writing must give the same result.
-		h := newSipHasher(k)
+		h := New(k)
 		for _, b := range msg[:n] {
-			h.writeByte(b)
+			h.WriteUint8(b)
 		}
-		require.Equalf(t, w, h.sum64(), "length %d bytewise", n)
+		require.Equalf(t, w, h.Sum64(), "length %d bytewise", n)
 	}
 }
