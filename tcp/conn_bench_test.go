@@ -7,7 +7,10 @@ type nopEmitter struct{ n int }
 func (e *nopEmitter) Emit(s *Segment) { e.n += len(s.Payload) }
 
 func benchEstablished(b *testing.B) (*Conn, Time) {
-	cfg := DefaultConfig()
+	return benchEstablishedWith(b, DefaultConfig())
+}
+
+func benchEstablishedWith(b *testing.B, cfg Config) (*Conn, Time) {
 	c := Dial(0, cfg, tISS)
 	var e nopEmitter
 	c.Output(0, &e)
@@ -55,6 +58,36 @@ func BenchmarkOutputData(b *testing.B) {
 	c, now := benchEstablished(b)
 	c.SetNoDelay(true)
 	payload := make([]byte, 1448)
+	var e nopEmitter
+	ack := Segment{Flags: FlagACK, Seq: tPeer + 1, Window: 1024,
+		Options: Options{HasTimestamp: true, TSVal: 2, TSEcr: 1}}
+	una := tISS + 1
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.Write(payload)
+		c.Output(now, &e)
+		una += Seq(len(payload))
+		ack.Ack = una
+		ack.Options.TSVal++
+		now += 1000
+		c.Input(now, &ack)
+	}
+	if e.n != b.N*len(payload) {
+		b.Fatalf("emitted %d bytes, want %d", e.n, b.N*len(payload))
+	}
+}
+
+// BenchmarkOutputDataGSO is the transmit path with offloads: the
+// application writes 8 segments' worth, Output sizes and emits them as
+// super-segments (tso.go), the peer's ACK of all of it comes in.
+func BenchmarkOutputDataGSO(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.GSOMaxSize = 65536
+	c, now := benchEstablishedWith(b, cfg)
+	c.SetNoDelay(true)
+	payload := make([]byte, 8*1448)
 	var e nopEmitter
 	ack := Segment{Flags: FlagACK, Seq: tPeer + 1, Window: 1024,
 		Options: Options{HasTimestamp: true, TSVal: 2, TSEcr: 1}}

@@ -453,14 +453,16 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	usable := min(winAvail, c.cwndAvail())
 	seg := c.segPayloadMax()
 	chunk := seg
+	var full uint32 // with offloads, a whole super-segment before the windows cut it
 	gso := c.cfg.GSOMaxSize > 0 && uint32(c.cfg.GSOMaxSize) > seg
 	if gso {
+		full = c.tsoSegs(seg) * seg
 		if c.sndNxt.LessThan(c.sndMax) {
 			// Resending after a go-back-N rewind: Linux resends its
 			// skbs as sized when first sent, up to what cwnd allows.
-			chunk = c.tsoSegs(seg) * seg
+			chunk = full
 		} else {
-			chunk = c.tsoChunk(seg) // tso.go
+			chunk = c.tsoChunk(full, seg) // tso.go
 		}
 	}
 	if limit > 0 {
@@ -521,7 +523,7 @@ func (c *Conn) sendNewSegment(now Time, e Emitter, limit uint32) bool {
 	if n == 0 && !fin {
 		return false
 	}
-	if gso && !c.sndNxt.LessThan(c.sndMax) && c.tsoDefer(now, avail, usable, winAvail, seg) {
+	if gso && !c.sndNxt.LessThan(c.sndMax) && c.tsoDefer(now, avail, usable, winAvail, full, seg) {
 		return false // the next ACK grows the super-segment (tso.go)
 	}
 	if c.paceBlocked(now) {

@@ -63,13 +63,13 @@ func (c *Conn) tsoSegs(seg uint32) uint32 {
 	return max(min(segs, gso/seg), 1)
 }
 
-// tsoChunk is the most payload the next super-segment carries: tsoSegs,
-// and at most half the congestion window in segments (at least one), so
-// that a window goes out as two super-segments at least (Linux
-// tcp_cwnd_test: "ensure we have at least 2 GSO packets in flight").
-func (c *Conn) tsoChunk(seg uint32) uint32 {
+// tsoChunk is the most payload the next super-segment carries: full
+// (tsoSegs*seg), and at most half the congestion window in segments (at
+// least one), so that a window goes out as two super-segments at least
+// (Linux tcp_cwnd_test: "ensure we have at least 2 GSO packets in flight").
+func (c *Conn) tsoChunk(full, seg uint32) uint32 {
 	half := max(c.cc.CWnd()/uint32(max(c.sndMSS, 1))/2, 1)
-	return min(c.tsoSegs(seg), half) * seg
+	return min(full/seg, half) * seg
 }
 
 // tsoDeferBurst is how recent the previous send must be for a short
@@ -78,7 +78,8 @@ func (c *Conn) tsoChunk(seg uint32) uint32 {
 const tsoDeferBurst = time.Millisecond
 
 // tsoDefer reports whether new data that the windows cut to usable bytes
-// (winAvail by the peer's window) of the avail unsent waits for the next
+// (winAvail by the peer's window) of the avail unsent, full being a whole
+// super-segment (tsoSegs*seg, computed once per send), waits for the next
 // ACK to grow its super-segment (Linux tcp_tso_should_defer). It waits
 // only when all of these hold: outside recovery; more than one segment is
 // unsent; the previous send was less than tsoDeferBurst ago; the windows allow
@@ -88,7 +89,7 @@ const tsoDeferBurst = time.Millisecond
 // its ACK is near; and the windows are the limit or the data may still
 // grow (no FIN queued). Something is in flight then, so an ACK or a timer
 // always comes to send it.
-func (c *Conn) tsoDefer(now Time, avail, usable, winAvail, seg uint32) bool {
+func (c *Conn) tsoDefer(now Time, avail, usable, winAvail, full, seg uint32) bool {
 	r := c.rate
 	if r == nil || r.n == 0 || c.inRecovery || c.sackRecovery || r.rack.tlpSending || c.forceSend {
 		return false
@@ -98,7 +99,7 @@ func (c *Conn) tsoDefer(now Time, avail, usable, winAvail, seg uint32) bool {
 	if avail <= seg || now.Sub(c.lastSend) >= tsoDeferBurst {
 		return false
 	}
-	if usable >= c.tsoSegs(seg)*seg {
+	if usable >= full {
 		return false
 	}
 	cwnd := c.cc.CWnd()
