@@ -54,30 +54,7 @@ func BenchmarkInputData(b *testing.B) {
 
 // BenchmarkOutputData is the per-segment transmit path: the application
 // writes a segment's worth, Output emits it, the peer's ACK comes in.
-func BenchmarkOutputData(b *testing.B) {
-	c, now := benchEstablished(b)
-	c.SetNoDelay(true)
-	payload := make([]byte, 1448)
-	var e nopEmitter
-	ack := Segment{Flags: FlagACK, Seq: tPeer + 1, Window: 1024,
-		Options: Options{HasTimestamp: true, TSVal: 2, TSEcr: 1}}
-	una := tISS + 1
-	b.SetBytes(int64(len(payload)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		c.Write(payload)
-		c.Output(now, &e)
-		una += Seq(len(payload))
-		ack.Ack = una
-		ack.Options.TSVal++
-		now += 1000
-		c.Input(now, &ack)
-	}
-	if e.n != b.N*len(payload) {
-		b.Fatalf("emitted %d bytes, want %d", e.n, b.N*len(payload))
-	}
-}
+func BenchmarkOutputData(b *testing.B) { benchOutput(b, DefaultConfig(), 1) }
 
 // BenchmarkOutputDataGSO is the transmit path with offloads: the
 // application writes 8 segments' worth, Output sizes and emits them as
@@ -85,9 +62,15 @@ func BenchmarkOutputData(b *testing.B) {
 func BenchmarkOutputDataGSO(b *testing.B) {
 	cfg := DefaultConfig()
 	cfg.GSOMaxSize = 65536
+	benchOutput(b, cfg, 8)
+}
+
+// benchOutput writes segs full segments, runs Output and ACKs them, b.N
+// times, on an established connection with cfg.
+func benchOutput(b *testing.B, cfg Config, segs int) {
 	c, now := benchEstablishedWith(b, cfg)
 	c.SetNoDelay(true)
-	payload := make([]byte, 8*1448)
+	payload := make([]byte, segs*1448)
 	var e nopEmitter
 	ack := Segment{Flags: FlagACK, Seq: tPeer + 1, Window: 1024,
 		Options: Options{HasTimestamp: true, TSVal: 2, TSEcr: 1}}
